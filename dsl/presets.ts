@@ -1,0 +1,48 @@
+// The stock attention variants, KV policies and verifiers. They are written in the DSL itself, so the
+// front end compiles them exactly like user code.
+import { attention, kvPolicy, verifier } from './core.ts';
+
+export const causal = attention({ name: 'causal', mask: (q, kv) => kv <= q });
+
+/** Causal attention limited to the last `w` positions (Mistral-style sliding window). */
+export const slidingWindow = (w: number) =>
+  attention({ name: 'sliding_window', params: { window: w }, mask: (q, kv, p) => kv <= q && q - kv < p.window });
+
+/** Causal attention with tanh logit soft-capping (Gemma 2, Grok). */
+export const softcap = (cap: number) =>
+  attention({ name: 'softcap', params: { cap }, mask: (q, kv) => kv <= q, score: (s, q, kv, head, p) => p.cap * Math.tanh(s / p.cap) });
+
+/** Causal attention with ALiBi biases; slopes 2^(-8(h+1)/H) for `numHeads` heads. */
+export const alibi = (numHeads: number) =>
+  attention({
+    name: 'alibi',
+    params: { heads: numHeads },
+    const: true,
+    mask: (q, kv) => kv <= q,
+    score: (s, q, kv, head, p) => s - Math.pow(2, (-8 * (head + 1)) / p.heads) * (q - kv),
+  });
+
+/** Bidirectional over the first `prefix` positions, causal after (prefix-LM). */
+export const prefixLM = (prefix: number) =>
+  attention({ name: 'prefix_lm', params: { prefix }, mask: (q, kv, p) => kv < p.prefix || kv <= q });
+
+/** Read every cached position. */
+export const full = kvPolicy({ name: 'full', keep: () => true });
+
+/** StreamingLLM: the first `sink` positions plus the most recent `window`. */
+export const streaming = (cfg: { sink: number; window: number }) =>
+  kvPolicy({ name: 'streaming', params: { sink: cfg.sink, window: cfg.window }, keep: (kv, len, p) => kv < p.sink || kv >= len - p.window });
+
+/** Only the most recent `w` positions. */
+export const window = (w: number) => kvPolicy({ name: 'window', params: { window: w }, keep: (kv, len, p) => kv >= len - p.window });
+
+/** Accept a drafted token iff it is the target's argmax; the correction is the argmax. */
+export const greedy = verifier({ name: 'greedy', mode: 'greedy' });
+
+/** Speculative (rejection) sampling: accept with probability min(1, p/q), resample from max(0, p - q). */
+export const rejection = verifier({
+  name: 'rejection',
+  mode: 'sample',
+  accept: (p, q, u) => u * q <= p,
+  residual: (p, q) => Math.max(0, p - q),
+});
