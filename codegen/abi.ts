@@ -1,0 +1,228 @@
+// The kernel ABI every backend implements and the runtime calls: C entry points of a generated module.
+// This file is the single source of truth; backends render `md_module.h` from it and the manifest lists it.
+//
+// Conventions (all kernels):
+// - Activations (hidden states, q/k/v rows, logits, attention outputs) are fp32, row-major.
+// - Weights and the KV cache are in the deployment's storage dtype (bf16/fp16/fp32), Hugging Face layout:
+//   a linear layer's weight is [out_features, in_features]; y[r, n] = sum_k x[r, k] * w[n, k] (+ bias[n]).
+// - A "row" is one token of one sequence: decode has 1 row per sequence, verification gamma+1, prefill a
+//   chunk. Rows of different sequences are mixed freely; `row_seq[r]` is the cache slot of row r's
+//   sequence and `row_pos[r]` its absolute position.
+// - Every entry point returns 0 on success, or a non-zero md_status; nothing throws or aborts.
+// - `stream` is a cudaStream_t on CUDA and ignored on CPU.
+// - Row invariance (DESIGN.md invariant 1): a row's outputs depend only on that row's inputs and absolute
+//   positions, bit for bit — never on `rows`, the bucket, the split count or the thread count.
+//
+// Paged KV cache, per layer: k_cache and v_cache are [num_pages, page_size, num_kv_heads, head_dim];
+// logical page i of slot s is physical page page_table[s * pages_per_seq + i]; position t of slot s lives
+// at page t / page_size, offset t % page_size.
+//
+// Attention reduction order (what makes it row-invariant): KV positions are split into chunks of
+// ATTN_CHUNK positions starting at absolute multiples of ATTN_CHUNK; a chunk is a run of pages (tiles).
+// For each (row, query head, chunk): tiles in ascending order, each classified skip/partial/full for the
+// row by the pass's interval analysis; within a tile, positions ascending; online softmax (running max m,
+// sum l, accumulator acc[head_dim]). Masked positions and skipped tiles never touch the state. Chunk
+// partials merge in ascending chunk order, skipping empty chunks: M = max m_c,
+// L = sum l_c * exp(m_c - M), out = (sum acc_c * exp(m_c - M)) / L. A row with nothing visible outputs 0.
+// A row at position q sees kv positions t < seq_len[slot] with mask(q, t) && keep(t, q + 1): `len` in a
+// policy is the sequence length as the row sees it (q + 1), so a token's attention is the same whether it
+// is decoded alone or verified among drafted tokens.
+
+export const ATTN_CHUNK_PAGES = 8;
+
+export type CType = 'int32_t' | 'size_t' | 'float' | 'void*' | 'const void*' | 'const float*' | 'float*' | 'const int32_t*' | 'int32_t*' | 'const md_attn_args*';
+
+export interface ArgSpec {
+  readonly name: string;
+  readonly type: CType;
+  readonly doc: string;
+}
+
+export interface KernelSpec {
+  /** Entry-point name without the `md_` prefix and bucket suffix. */
+  readonly name: string;
+  readonly doc: string;
+  readonly args: readonly ArgSpec[];
+  /** Instantiated once per batch bucket as md_<name>_b<B> (rows <= B * (gamma + 1)); else one entry point. */
+  readonly perBucket: boolean;
+}
+
+const stream: ArgSpec = { name: 'stream', type: 'void*', doc: 'cudaStream_t on CUDA; ignored on CPU' };
+const rows: ArgSpec = { name: 'rows', type: 'int32_t', doc: 'number of rows' };
+
+/** The dense linear layers of a Llama block, by role; their [N, K] come from the model config. */
+export const GEMM_ROLES = ['q', 'kv', 'o', 'gate_up', 'down', 'lm_head'] as const;
+export type GemmRole = (typeof GEMM_ROLES)[number];
+
+export function gemmShape(
+  role: GemmRole,
+  m: { hiddenSize: number; intermediateSize: number; numHeads: number; numKvHeads: number; headDim: number; vocabSize: number },
+): { n: number; k: number } {
+  switch (role) {
+    case 'q':
+      return { n: m.numHeads * m.headDim, k: m.hiddenSize };
+    case 'kv':
+      return { n: m.numKvHeads * m.headDim, k: m.hiddenSize };
+    case 'o':
+      return { n: m.hiddenSize, k: m.numHeads * m.headDim };
+    case 'gate_up':
+      return { n: m.intermediateSize, k: m.hiddenSize };
+    case 'down':
+      return { n: m.hiddenSize, k: m.intermediateSize };
+    case 'lm_head':
+      return { n: m.vocabSize, k: m.hiddenSize };
+  }
+}
+
+export const KERNELS: readonly KernelSpec[] = [
+  {
+    name: 'embed',
+    doc: 'x[r] = table[tokens[r]] (hidden_size wide), converted to fp32; a token outside [0, vocab) is MD_ERR_ARG',
+    perBucket: false,
+    args: [
+      { name: 'table', type: 'const void*', doc: '[vocab, hidden] storage dtype' },
+      { name: 'tokens', type: 'const int32_t*', doc: '[rows]' },
+      { name: 'x', type: 'float*', doc: '[rows, hidden]' },
+      rows,
+      stream,
+    ],
+  },
+  {
+    name: 'rmsnorm',
+    doc: 'y[r] = x[r] / sqrt(mean(x[r]^2) + eps) * w; the sum of squares runs in a fixed order per row',
+    perBucket: false,
+    args: [
+      { name: 'x', type: 'const float*', doc: '[rows, hidden]' },
+      { name: 'w', type: 'const void*', doc: '[hidden] storage dtype' },
+      { name: 'y', type: 'float*', doc: '[rows, hidden]' },
+      rows,
+      stream,
+    ],
+  },
+  {
+    name: 'add_rmsnorm',
+    doc: 'resid[r] += delta[r]; y[r] = rmsnorm(resid[r]) * w (fused residual add)',
+    perBucket: false,
+    args: [
+      { name: 'resid', type: 'float*', doc: '[rows, hidden], updated in place' },
+      { name: 'delta', type: 'const float*', doc: '[rows, hidden]' },
+      { name: 'w', type: 'const void*', doc: '[hidden] storage dtype' },
+      { name: 'y', type: 'float*', doc: '[rows, hidden]' },
+      rows,
+      stream,
+    ],
+  },
+  {
+    name: 'add',
+    doc: 'resid[r] += delta[r] (hidden wide)',
+    perBucket: false,
+    args: [
+      { name: 'resid', type: 'float*', doc: '[rows, hidden], updated in place' },
+      { name: 'delta', type: 'const float*', doc: '[rows, hidden]' },
+      rows,
+      stream,
+    ],
+  },
+  ...GEMM_ROLES.map(
+    (role): KernelSpec => ({
+      name: `gemm_${role}`,
+      doc: `y[r, n] = sum_k x[r, k] * w[n, k] (+ bias[n]) for the ${role} projection; K is reduced in one fixed order per row, weights are read once per call for all rows`,
+      perBucket: true,
+      args: [
+        { name: 'x', type: 'const float*', doc: '[rows, K]' },
+        { name: 'w', type: 'const void*', doc: '[N, K] storage dtype' },
+        { name: 'bias', type: 'const void*', doc: '[N] storage dtype, or NULL' },
+        { name: 'y', type: 'float*', doc: '[rows, N]' },
+        rows,
+        stream,
+      ],
+    }),
+  ),
+  {
+    name: 'swiglu',
+    doc: 'out[r, i] = silu(gate[r, i]) * up[r, i] (intermediate_size wide), silu(x) = x / (1 + exp(-x))',
+    perBucket: false,
+    args: [
+      { name: 'gate', type: 'const float*', doc: '[rows, intermediate]' },
+      { name: 'up', type: 'const float*', doc: '[rows, intermediate]' },
+      { name: 'out', type: 'float*', doc: '[rows, intermediate]' },
+      rows,
+      stream,
+    ],
+  },
+  {
+    name: 'rope_append',
+    doc: 'rotate q and k in place (Llama rotate-half, with the model\'s rope scaling), then store k and v at (row_seq[r], row_pos[r]) in the paged cache in storage dtype',
+    perBucket: false,
+    args: [
+      { name: 'q', type: 'float*', doc: '[rows, num_heads, head_dim], rotated in place' },
+      { name: 'k', type: 'float*', doc: '[rows, num_kv_heads, head_dim], rotated in place' },
+      { name: 'v', type: 'const float*', doc: '[rows, num_kv_heads, head_dim]' },
+      { name: 'k_cache', type: 'void*', doc: 'this layer\'s K pages' },
+      { name: 'v_cache', type: 'void*', doc: 'this layer\'s V pages' },
+      { name: 'page_table', type: 'const int32_t*', doc: '[slots, pages_per_seq]' },
+      { name: 'pages_per_seq', type: 'int32_t', doc: 'row stride of page_table' },
+      { name: 'row_seq', type: 'const int32_t*', doc: '[rows] cache slot' },
+      { name: 'row_pos', type: 'const int32_t*', doc: '[rows] absolute position' },
+      rows,
+      stream,
+    ],
+  },
+  ...(['target', 'draft'] as const).map(
+    (pass): KernelSpec => ({
+      name: `attn_${pass}`,
+      doc: `paged split-KV attention of the ${pass} pass (its mask, score and KV policy inlined, tiles skipped by interval analysis)`,
+      perBucket: true,
+      args: [{ name: 'args', type: 'const md_attn_args*', doc: 'see md_attn_args' }],
+    }),
+  ),
+  {
+    name: 'argmax',
+    doc: 'tokens[r] = argmax over vocab of logits[r] (lowest index wins ties; NaN never wins)',
+    perBucket: false,
+    args: [
+      { name: 'logits', type: 'const float*', doc: '[rows, vocab]' },
+      { name: 'tokens', type: 'int32_t*', doc: '[rows]' },
+      rows,
+      stream,
+    ],
+  },
+  {
+    name: 'verify_greedy',
+    doc: 'per sequence b: accepted[b] = number of leading drafted tokens equal to the target argmax before them; next[b] = target argmax after the accepted prefix',
+    perBucket: false,
+    args: [
+      { name: 'target_tokens', type: 'const int32_t*', doc: '[batch, gamma + 1] target argmax at each verified row' },
+      { name: 'draft_tokens', type: 'const int32_t*', doc: '[batch, gamma] drafted tokens' },
+      { name: 'accepted', type: 'int32_t*', doc: '[batch] in 0..gamma' },
+      { name: 'next', type: 'int32_t*', doc: '[batch] the bonus/correction token' },
+      { name: 'batch', type: 'int32_t', doc: 'number of sequences' },
+      stream,
+    ],
+  },
+];
+
+/**
+ * Besides the kernels, every module exports:
+ *   size_t md_attn_workspace_floats(int32_t rows);  // workspace md_attn_* needs for `rows` rows
+ *   const char* md_module_manifest(void);            // the manifest.json text, for the loader's check
+ *   const char* md_status_string(int status);
+ * and the header declares:
+ *   enum md_status { MD_OK = 0, MD_ERR_ARG = 1, MD_ERR_LAUNCH = 2 };
+ *   typedef struct md_attn_args {
+ *     const float* q;            // [rows, num_heads, head_dim], RoPE applied
+ *     const void* k_cache;       // this layer's K pages, storage dtype
+ *     const void* v_cache;       // this layer's V pages
+ *     const int32_t* page_table; // [slots, pages_per_seq]
+ *     int32_t pages_per_seq;
+ *     const int32_t* row_seq;    // [rows] cache slot of each row
+ *     const int32_t* row_pos;    // [rows] absolute position of each row's query
+ *     const int32_t* seq_len;    // [slots] positions present in the cache for each slot
+ *     int32_t rows;
+ *     const float* params;       // the pass's runtime params, in manifest order (attention's, then the policy's)
+ *     float* out;                // [rows, num_heads, head_dim]
+ *     float* workspace;          // md_attn_workspace_floats(rows) floats
+ *     void* stream;
+ *   } md_attn_args;
+ */
+export const MODULE_EXTRAS = ['attn_workspace_floats', 'module_manifest', 'status_string'] as const;

@@ -1,0 +1,123 @@
+// Compiles a module's sources into a shared library, in a cache directory keyed by a readable name plus a
+// hash of everything that affects the binary (sources, compiler, flags). An unchanged module never
+// recompiles; a build is written to a temporary directory and renamed into place, so a failed or
+// interrupted build never leaves a half-written cache entry.
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import type { Target } from '../dsl/deploy.ts';
+import type { EmittedFile } from './backend.ts';
+
+const run = promisify(execFile);
+
+export const TEMPLATES_COMMON = resolve(dirname(new URL(import.meta.url).pathname), '../templates/common');
+export const DEFAULT_CACHE = resolve(dirname(new URL(import.meta.url).pathname), '../.cache/modules');
+
+export interface BuildOptions {
+  /** Readable part of the cache directory name (the module name). */
+  readonly name: string;
+  readonly files: readonly EmittedFile[];
+  readonly target: Target;
+  readonly cacheDir?: string;
+  /** Called after each translation unit compiles (done, total, file). */
+  readonly onProgress?: (done: number, total: number, file: string) => void;
+}
+
+export interface BuiltModule {
+  readonly dir: string;
+  readonly library: string;
+  readonly cached: boolean;
+}
+
+export class BuildError extends Error {}
+
+/** Host flags: -march=native is chosen here at build time, never written into generated sources. */
+function compilerFor(target: Target): { cc: string; compile: string[]; link: string[]; units: RegExp } {
+  if (target === 'cpu') {
+    const flags = ['-std=c++17', '-O3', '-march=native', '-fopenmp', '-ffp-contract=off', '-fPIC', `-I${TEMPLATES_COMMON}`];
+    return { cc: 'g++', compile: flags, link: ['-shared', '-fopenmp'], units: /\.cpp$/ };
+  }
+  const arch = target === 'sm_90' ? 'sm_90a' : 'sm_80';
+  const flags = ['-std=c++17', '-O3', `-arch=${arch}`, '-Xcompiler', '-fPIC', `-I${TEMPLATES_COMMON}`];
+  return { cc: 'nvcc', compile: flags, link: ['-shared', `-arch=${arch}`], units: /\.(cu|cpp)$/ };
+}
+
+async function compilerVersion(cc: string): Promise<string> {
+  try {
+    return (await run(cc, ['--version'])).stdout;
+  } catch {
+    throw new BuildError(`compiler '${cc}' was not found on PATH`);
+  }
+}
+
+export function sourcesHash(files: readonly EmittedFile[], extra: string): string {
+  const h = createHash('sha256').update(extra);
+  for (const f of [...files].sort((a, b) => a.path.localeCompare(b.path))) h.update(`\0${f.path}\0${f.contents}`);
+  return h.digest('hex').slice(0, 16);
+}
+
+export async function buildModule(opts: BuildOptions): Promise<BuiltModule> {
+  const tc = compilerFor(opts.target);
+  const version = await compilerVersion(tc.cc);
+  const { readFileSync, readdirSync } = await import('node:fs');
+  const common = readdirSync(TEMPLATES_COMMON).map((f) => ({ path: `common/${f}`, contents: readFileSync(join(TEMPLATES_COMMON, f), 'utf8') }));
+  const hash = sourcesHash([...opts.files, ...common], [version, ...tc.compile, ...tc.link].join(' '));
+  const cache = opts.cacheDir ?? DEFAULT_CACHE;
+  const dir = join(cache, `${opts.name}-${hash}`);
+  const library = join(dir, 'libmodule.so');
+  if (existsSync(library)) return { dir, library, cached: true };
+
+  const tmp = `${dir}.tmp-${process.pid}-${Date.now()}`;
+  mkdirSync(tmp, { recursive: true });
+  try {
+    for (const f of opts.files) {
+      mkdirSync(dirname(join(tmp, f.path)), { recursive: true });
+      writeFileSync(join(tmp, f.path), f.contents);
+    }
+    const units = opts.files.filter((f) => tc.units.test(f.path)).map((f) => f.path);
+    let done = 0;
+    const objects = await pool(units, Math.max(1, cpus().length), async (unit) => {
+      const obj = `${unit}.o`;
+      try {
+        await run(tc.cc, [...tc.compile, '-c', unit, '-o', obj], { cwd: tmp, maxBuffer: 64 << 20 });
+      } catch (e) {
+        throw new BuildError(`${tc.cc} failed on ${unit}:\n${(e as { stderr?: string }).stderr ?? String(e)}`);
+      }
+      opts.onProgress?.(++done, units.length, unit);
+      return obj;
+    });
+    try {
+      await run(tc.cc, [...tc.link, ...objects, '-o', 'libmodule.so'], { cwd: tmp, maxBuffer: 64 << 20 });
+    } catch (e) {
+      throw new BuildError(`linking ${opts.name} failed:\n${(e as { stderr?: string }).stderr ?? String(e)}`);
+    }
+    mkdirSync(cache, { recursive: true });
+    try {
+      renameSync(tmp, dir);
+    } catch (e) {
+      // Another process finished the same build first: theirs is identical.
+      if (!existsSync(library)) throw e;
+      rmSync(tmp, { recursive: true, force: true });
+    }
+    return { dir, library, cached: false };
+  } catch (e) {
+    rmSync(tmp, { recursive: true, force: true });
+    throw e;
+  }
+}
+
+async function pool<T, R>(items: readonly T[], width: number, work: (item: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await work(items[i]);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(width, items.length) }, worker));
+  return out;
+}

@@ -1,0 +1,203 @@
+// Interval analysis: turn a visibility predicate visible(q, kv) into two predicates over a KV tile
+// [p0, p1] — `must` (every kv in the tile is visible) and `may` (some kv may be visible) — so a kernel
+// classifies a tile with a few scalar ops: skip when !may, full (no per-element mask) when must, partial
+// otherwise. The result is itself IR over vars q, p0, p1 and the same params, rendered like any expression.
+//
+// Soundness rests on monotonicity: every f32 op used on bounds rounds monotonically, and comparisons are
+// phrased so that a NaN bound makes `must` false and `may` true. An op without a monotone rule makes its
+// bounds unknown, and comparisons against an unknown bound are undecided (must false, may true).
+// i32 bound arithmetic assumes positions do not overflow, as the mask itself does.
+import * as ir from '../ir.ts';
+import type { Node } from '../ir.ts';
+
+interface Bool {
+  readonly must: Node;
+  readonly may: Node;
+}
+/** Lower and upper bound; undefined when unknown. Equal nodes mean an exact value. */
+interface Num {
+  readonly lo?: Node;
+  readonly hi?: Node;
+}
+type Abs = Bool | Num;
+
+const TRUE = ir.constant(true);
+const FALSE = ir.constant(false);
+const UNDECIDED: Bool = { must: FALSE, may: TRUE };
+const UNKNOWN: Num = {};
+
+export interface TileClass {
+  must: Node;
+  may: Node;
+}
+
+/** Tile classification of `visible` (bool over 'q', 'kv' and params) over kv in [p0, p1]. */
+export function classifyTile(visible: Node): TileClass {
+  if (visible.ty !== 'bool') throw new TypeError('classifyTile needs a boolean predicate');
+  const memo = new Map<Node, Abs>();
+  for (const n of ir.topo(visible)) memo.set(n, abstract(n, n.args.map((a) => memo.get(a)!)));
+  const { must, may } = memo.get(visible) as Bool;
+  return { must, may };
+}
+
+const exact = (x: Num): x is { lo: Node; hi: Node } => x.lo !== undefined && x.lo === x.hi;
+const point = (n: Node): Num => ({ lo: n, hi: n });
+const both = (f: (a: Node, b: Node) => Node, a?: Node, b?: Node) => (a && b ? f(a, b) : undefined);
+
+function abstract(n: Node, args: Abs[]): Abs {
+  const num = args as Num[];
+  const bool = args as Bool[];
+  switch (n.op) {
+    case 'const':
+      return n.ty === 'bool' ? { must: n, may: n } : point(n);
+    case 'param':
+      return n.ty === 'bool' ? { must: n, may: n } : point(n);
+    case 'var':
+      if (n.value === 'kv') return { lo: ir.variable('p0', 'i32'), hi: ir.variable('p1', 'i32') };
+      return point(n);
+
+    // ---- booleans
+    case 'and':
+      return { must: ir.and(bool[0].must, bool[1].must), may: ir.and(bool[0].may, bool[1].may) };
+    case 'or':
+      return { must: ir.or(bool[0].must, bool[1].must), may: ir.or(bool[0].may, bool[1].may) };
+    case 'not':
+      return { must: ir.not(bool[0].may), may: ir.not(bool[0].must) };
+    case 'lt':
+    case 'le':
+    case 'gt':
+    case 'ge':
+    case 'eq':
+    case 'ne':
+      if (n.args[0].ty === 'bool') return boolEquality(n.op, bool[0], bool[1]);
+      if (exact(num[0]) && exact(num[1])) {
+        const e = rebuild(n, [num[0].lo, num[1].lo]);
+        return { must: e, may: e };
+      }
+      return compare(n.op, num[0], num[1]);
+    case 'select':
+      return n.ty === 'bool' ? selectBool(bool[0], bool[1], bool[2]) : selectNum(bool[0], num[1], num[2]);
+
+    // ---- numbers
+    case 'add':
+      return exactOr(n, num, () => ({ lo: both(ir.add, num[0].lo, num[1].lo), hi: both(ir.add, num[0].hi, num[1].hi) }));
+    case 'sub':
+      return exactOr(n, num, () => ({ lo: both(ir.sub, num[0].lo, num[1].hi), hi: both(ir.sub, num[0].hi, num[1].lo) }));
+    case 'neg':
+      return exactOr(n, num, () => ({ lo: num[0].hi && ir.neg(num[0].hi), hi: num[0].lo && ir.neg(num[0].lo) }));
+    case 'mul':
+      return exactOr(n, num, () => mulBounds(num[0], num[1]));
+    case 'div':
+      return exactOr(n, num, () => divBounds(num[0], num[1]));
+    case 'min':
+      return exactOr(n, num, () => ({ lo: both(ir.min, num[0].lo, num[1].lo), hi: pick(ir.min, num[0].hi, num[1].hi) }));
+    case 'max':
+      return exactOr(n, num, () => ({ lo: pick(ir.max, num[0].lo, num[1].lo), hi: both(ir.max, num[0].hi, num[1].hi) }));
+    case 'floor':
+    case 'ceil':
+    case 'trunc':
+    case 'sqrt':
+    case 'tof32':
+      // Monotone non-decreasing (sqrt of a negative bound is NaN, which the comparisons treat as unknown).
+      return exactOr(n, num, () => ({ lo: num[0].lo && rebuild(n, [num[0].lo]), hi: num[0].hi && rebuild(n, [num[0].hi]) }));
+    case 'abs':
+    case 'mod':
+    case 'exp':
+    case 'log':
+    case 'tanh':
+    case 'pow':
+      // No rule that is both cheap and sound for libm results: exact operands only.
+      return exactOr(n, num, () => UNKNOWN);
+  }
+}
+
+function rebuild(n: Node, args: Node[]): Node {
+  return ir.Node.make(n.op, n.ty, args, n.value);
+}
+
+/** If every operand is exact, the result is the op itself applied to them; else use the bound rule. */
+function exactOr(n: Node, args: Num[], rule: () => Num): Num {
+  if (args.every(exact)) return point(rebuild(n, args.map((a) => a.lo!)));
+  return rule();
+}
+
+/** For a min's upper bound (or a max's lower bound) one known side suffices. */
+function pick(f: (a: Node, b: Node) => Node, a?: Node, b?: Node): Node | undefined {
+  return a && b ? f(a, b) : (a ?? b);
+}
+
+function mulBounds(a: Num, b: Num): Num {
+  if (!(a.lo && a.hi && b.lo && b.hi)) return UNKNOWN;
+  const corners = [ir.mul(a.lo, b.lo), ir.mul(a.lo, b.hi), ir.mul(a.hi, b.lo), ir.mul(a.hi, b.hi)];
+  return { lo: corners.reduce((x, y) => ir.min(x, y)), hi: corners.reduce((x, y) => ir.max(x, y)) };
+}
+
+function divBounds(a: Num, b: Num): Num {
+  // Only a constant divisor with a known sign: x / c is monotone in x.
+  if (!exact(b) || b.lo.op !== 'const' || !(a.lo && a.hi)) return UNKNOWN;
+  const c = b.lo.value as number;
+  if (c > 0) return { lo: ir.div(a.lo, b.lo), hi: ir.div(a.hi, b.lo) };
+  if (c < 0) return { lo: ir.div(a.hi, b.lo), hi: ir.div(a.lo, b.lo) };
+  return UNKNOWN;
+}
+
+function compare(op: ir.Op, a: Num, b: Num): Bool {
+  // must: holds for every pair of values in the intervals; may: for some pair. `may` is written as the
+  // negation of a certain failure so that a NaN bound leaves it true.
+  switch (op) {
+    case 'lt':
+      return bounds(both(ir.lt, a.hi, b.lo), both(ir.ge, a.lo, b.hi));
+    case 'le':
+      return bounds(both(ir.le, a.hi, b.lo), both(ir.gt, a.lo, b.hi));
+    case 'gt':
+      return bounds(both(ir.gt, a.lo, b.hi), both(ir.le, a.hi, b.lo));
+    case 'ge':
+      return bounds(both(ir.ge, a.lo, b.hi), both(ir.lt, a.hi, b.lo));
+    case 'eq': {
+      // Equal everywhere only if both are the same single value; possibly equal if the intervals overlap.
+      const mustEq = a.lo && a.hi && b.lo && b.hi ? ir.and(ir.and(ir.eq(a.lo, a.hi), ir.eq(b.lo, b.hi)), ir.eq(a.lo, b.lo)) : undefined;
+      const disjoint = orMaybe(both(ir.lt, a.hi, b.lo), both(ir.lt, b.hi, a.lo));
+      return bounds(mustEq, disjoint);
+    }
+    case 'ne': {
+      const eq = compare('eq', a, b);
+      return { must: ir.not(eq.may), may: ir.not(eq.must) };
+    }
+    default:
+      throw new Error(`not a comparison: ${op}`);
+  }
+}
+
+function orMaybe(a?: Node, b?: Node): Node | undefined {
+  return a && b ? ir.or(a, b) : (a ?? b);
+}
+
+/** From "certainly true" and "certainly false" conditions (undefined = can't tell). */
+function bounds(certainlyTrue?: Node, certainlyFalse?: Node): Bool {
+  return { must: certainlyTrue ?? FALSE, may: certainlyFalse ? ir.not(certainlyFalse) : TRUE };
+}
+
+function boolEquality(op: string, a: Bool, b: Bool): Bool {
+  const bothTrue = (x: Bool, y: Bool) => ir.and(x.must, y.must);
+  const bothFalse = (x: Bool, y: Bool) => ir.and(ir.not(x.may), ir.not(y.may));
+  const eq: Bool = {
+    must: ir.or(bothTrue(a, b), bothFalse(a, b)),
+    may: ir.or(ir.and(a.may, b.may), ir.and(ir.not(a.must), ir.not(b.must))),
+  };
+  if (op === 'eq') return eq;
+  if (op === 'ne') return { must: ir.not(eq.may), may: ir.not(eq.must) };
+  return UNDECIDED; // ordering comparisons of booleans are rejected by the front end
+}
+
+function selectBool(c: Bool, x: Bool, y: Bool): Bool {
+  return {
+    must: ir.or(ir.or(ir.and(c.must, x.must), ir.and(ir.not(c.may), y.must)), ir.and(x.must, y.must)),
+    may: ir.or(ir.and(c.may, x.may), ir.and(ir.not(c.must), y.may)),
+  };
+}
+
+function selectNum(c: Bool, x: Num, y: Num): Num {
+  const join = (f: (a: Node, b: Node) => Node, a?: Node, b?: Node) =>
+    a && b ? ir.select(c.must, a, ir.select(ir.not(c.may), b, f(a, b))) : undefined;
+  return { lo: join(ir.min, x.lo, y.lo), hi: join(ir.max, x.hi, y.hi) };
+}
