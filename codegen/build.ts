@@ -4,7 +4,7 @@
 // interrupted build never leaves a half-written cache entry.
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
@@ -62,7 +62,6 @@ export function sourcesHash(files: readonly EmittedFile[], extra: string): strin
 export async function buildModule(opts: BuildOptions): Promise<BuiltModule> {
   const tc = compilerFor(opts.target);
   const version = await compilerVersion(tc.cc);
-  const { readFileSync, readdirSync } = await import('node:fs');
   const common = readdirSync(TEMPLATES_COMMON).map((f) => ({ path: `common/${f}`, contents: readFileSync(join(TEMPLATES_COMMON, f), 'utf8') }));
   const hash = sourcesHash([...opts.files, ...common], [version, ...tc.compile, ...tc.link].join(' '));
   const cache = opts.cacheDir ?? DEFAULT_CACHE;
