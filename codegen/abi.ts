@@ -226,3 +226,36 @@ export const KERNELS: readonly KernelSpec[] = [
  *   } md_attn_args;
  */
 export const MODULE_EXTRAS = ['attn_workspace_floats', 'module_manifest', 'status_string'] as const;
+
+// The same declarations as data, for the header renderer (codegen/backends/header.ts) and test drivers.
+
+/** md_status codes, in value order. */
+export const STATUS_CODES = [
+  { name: 'MD_OK', value: 0, text: 'ok' },
+  { name: 'MD_ERR_ARG', value: 1, text: 'invalid argument' },
+  { name: 'MD_ERR_LAUNCH', value: 2, text: 'kernel launch failed' },
+] as const;
+
+/** Fields of md_attn_args, in declaration order. */
+export const ATTN_ARGS_FIELDS: readonly ArgSpec[] = [
+  { name: 'q', type: 'const float*', doc: '[rows, num_heads, head_dim], RoPE applied' },
+  { name: 'k_cache', type: 'const void*', doc: "this layer's K pages, storage dtype" },
+  { name: 'v_cache', type: 'const void*', doc: "this layer's V pages" },
+  { name: 'page_table', type: 'const int32_t*', doc: '[slots, pages_per_seq]' },
+  { name: 'pages_per_seq', type: 'int32_t', doc: 'row stride of page_table' },
+  { name: 'row_seq', type: 'const int32_t*', doc: '[rows] cache slot of each row' },
+  { name: 'row_pos', type: 'const int32_t*', doc: "[rows] absolute position of each row's query" },
+  { name: 'seq_len', type: 'const int32_t*', doc: '[slots] positions present in the cache for each slot' },
+  { name: 'rows', type: 'int32_t', doc: 'number of rows' },
+  { name: 'params', type: 'const float*', doc: "the pass's runtime params, in manifest order (attention's, then the policy's)" },
+  { name: 'out', type: 'float*', doc: '[rows, num_heads, head_dim]' },
+  { name: 'workspace', type: 'float*', doc: 'md_attn_workspace_floats(rows) floats' },
+  { name: 'stream', type: 'void*', doc: 'cudaStream_t on CUDA; ignored on CPU' },
+];
+
+/** The module's non-kernel exports (MODULE_EXTRAS) with their C signatures. */
+export const EXTRA_SPECS: readonly { readonly name: (typeof MODULE_EXTRAS)[number]; readonly ret: 'size_t' | 'const char*'; readonly args: readonly ArgSpec[]; readonly doc: string }[] = [
+  { name: 'attn_workspace_floats', ret: 'size_t', args: [rows], doc: 'workspace md_attn_* needs for `rows` rows' },
+  { name: 'module_manifest', ret: 'const char*', args: [], doc: 'the manifest.json text, for the loader\'s check' },
+  { name: 'status_string', ret: 'const char*', args: [{ name: 'status', type: 'int32_t', doc: 'an md_status' }], doc: 'a readable name of a status code' },
+];
