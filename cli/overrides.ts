@@ -1,0 +1,73 @@
+// `gen`'s shape flags: parsed one by one as commander reads them, then checked against the spec they
+// override (page size, model) and applied to its DeploymentIR.
+import { InvalidArgumentError } from 'commander';
+import type { DType, Target } from '../dsl/deploy.ts';
+import type { DeploymentIR } from '../codegen/spec.ts';
+import { UserError } from './errors.ts';
+
+export const TARGETS: readonly Target[] = ['cpu', 'sm_80', 'sm_90'];
+export const DTYPES: readonly DType[] = ['bf16', 'fp16', 'fp32'];
+/** Limits that keep every derived size (rows, positions, page indices) well inside int32. */
+export const MAX_BATCH = 4096;
+export const MAX_GAMMA = 16;
+export const MAX_SEQ = 1 << 22;
+
+export interface Overrides {
+  target?: Target;
+  batch?: number[];
+  maxSeq?: number;
+  gamma?: number;
+  dtype?: DType;
+}
+
+function integer(text: string, what: string): number {
+  if (!/^\s*\d+\s*$/.test(text)) throw new InvalidArgumentError(`${what} must be a whole number, got '${text}'.`);
+  return Number(text);
+}
+
+/** `--batch 1,8,32`: distinct bucket sizes in ascending order, each in 1..MAX_BATCH. */
+export function parseBatch(text: string): number[] {
+  const parts = text.split(',');
+  const sizes = parts.map((p) => integer(p, 'each batch bucket'));
+  for (const b of sizes) {
+    if (b < 1 || b > MAX_BATCH) throw new InvalidArgumentError(`batch bucket ${b} is out of range 1..${MAX_BATCH}.`);
+  }
+  for (let i = 1; i < sizes.length; i++) {
+    if (sizes[i] <= sizes[i - 1]) throw new InvalidArgumentError(`batch buckets must be strictly ascending, got ${sizes.join(',')}.`);
+  }
+  return sizes;
+}
+
+export function parseGamma(text: string): number {
+  const g = integer(text, 'gamma');
+  if (g < 1 || g > MAX_GAMMA) throw new InvalidArgumentError(`gamma must be in 1..${MAX_GAMMA}, got ${g}.`);
+  return g;
+}
+
+export function parseMaxSeq(text: string): number {
+  const n = integer(text, 'max-seq');
+  if (n < 1 || n > MAX_SEQ) throw new InvalidArgumentError(`max-seq must be in 1..${MAX_SEQ}, got ${n}.`);
+  return n;
+}
+
+/** The spec's deployment with the flags applied; errors name the flag and the spec value it conflicts with. */
+export function applyOverrides(dep: DeploymentIR, o: Overrides): DeploymentIR {
+  const maxSeq = o.maxSeq ?? dep.shapes.maxSeq;
+  if (o.maxSeq !== undefined) {
+    if (maxSeq < dep.shapes.pageSize) {
+      throw new UserError(`--max-seq ${maxSeq} is smaller than the spec's page size ${dep.shapes.pageSize}`);
+    }
+    if (maxSeq > dep.model.maxPositionEmbeddings) {
+      throw new UserError(
+        `--max-seq ${maxSeq} exceeds max_position_embeddings ${dep.model.maxPositionEmbeddings} of model '${dep.model.name}'`,
+      );
+    }
+  }
+  return {
+    ...dep,
+    arch: o.target ?? dep.arch,
+    dtype: o.dtype ?? dep.dtype,
+    gamma: o.gamma ?? dep.gamma,
+    shapes: { ...dep.shapes, batch: o.batch ?? dep.shapes.batch, maxSeq },
+  };
+}
