@@ -1,0 +1,118 @@
+/* magicdec runtime C API: embed a speculative-decoding engine that runs a module built by
+ * `magicdec gen --build` on a Hugging Face Llama-family model directory.
+ *
+ * Errors: functions return NULL or a negative value and set a thread-local message, read with
+ * md_last_error(). No C++ exception crosses this interface. One engine is not thread-safe except that
+ * md_engine_add_request may be called while another thread runs md_engine_step.
+ */
+#ifndef MAGICDEC_H
+#define MAGICDEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(MD_BUILDING_CAPI) && defined(__GNUC__)
+#define MD_API __attribute__((visibility("default")))
+#else
+#define MD_API
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct md_engine md_engine;
+
+enum md_mode { MD_MODE_AR = 0, MD_MODE_SPEC = 1 };
+
+typedef struct md_engine_options {
+  int32_t max_batch;     /* live sequences at once; 0 = the module's largest batch bucket */
+  int32_t kv_pages;      /* KV-cache pages in the pool; 0 = enough for max_batch sequences of maxSeq */
+  int32_t mode;          /* MD_MODE_AR or MD_MODE_SPEC */
+  int32_t gamma;         /* drafted tokens per round, 1..module gamma; 0 = the module's */
+  int32_t prefill_chunk; /* rows per prefill step; 0 = the largest bucket's row limit */
+  int32_t keep_logits;   /* non-zero: keep the logits of every emitted token (md_request_logits) */
+} md_engine_options;
+
+typedef struct md_request_options {
+  int32_t max_tokens;          /* >= 1 */
+  const int32_t* stop_tokens;  /* may be NULL */
+  int32_t num_stop_tokens;
+  int32_t ignore_eos;          /* non-zero: do not stop at the model's eos_token_id */
+} md_request_options;
+
+enum md_request_state { MD_REQ_QUEUED = 0, MD_REQ_PREFILL = 1, MD_REQ_DECODE = 2, MD_REQ_DONE = 3, MD_REQ_FAILED = 4 };
+enum md_finish_reason { MD_FINISH_NONE = 0, MD_FINISH_STOP = 1, MD_FINISH_LENGTH = 2, MD_FINISH_ERROR = 3 };
+
+typedef struct md_request_stats {
+  int32_t state;          /* md_request_state */
+  int32_t finish_reason;  /* md_finish_reason */
+  int32_t prompt_tokens;
+  int32_t generated;
+  int32_t rounds;         /* speculative rounds */
+  int32_t drafted;
+  int32_t accepted;
+  double acceptance;       /* accepted / drafted */
+  double tokens_per_round; /* (accepted + rounds) / rounds */
+  double prefill_s, draft_s, verify_s, decode_s;
+} md_request_stats;
+
+typedef struct md_engine_stats {
+  int64_t steps, prefill_steps, rounds, ar_steps;
+  int64_t prefill_tokens, generated, drafted, accepted;
+  double acceptance;
+  double prefill_s, draft_s, verify_s, decode_s;
+  int32_t free_pages;
+  int32_t live_requests;
+} md_engine_stats;
+
+/** The message of the latest failed call on this thread ("" if none). Valid until the next failing call. */
+MD_API const char* md_last_error(void);
+
+MD_API void md_engine_options_default(md_engine_options* opts);
+MD_API void md_request_options_default(md_request_options* opts);
+
+/** Loads module and model and checks them against each other; NULL on error. opts may be NULL. */
+MD_API md_engine* md_engine_create(const char* model_dir, const char* module_path, const md_engine_options* opts);
+MD_API void md_engine_destroy(md_engine* engine);
+
+/** JSON summary of model, module, params and options; owned by the engine, valid until the next call. */
+MD_API const char* md_engine_info(md_engine* engine);
+
+/** Sets a pass's runtime param ("target"/"draft", manifest key such as "kv_window"). 0 or -1. */
+MD_API int md_engine_set_param(md_engine* engine, const char* pass, const char* key, float value);
+
+/** Queues a request; returns its id (> 0) or -1. opts may be NULL (defaults). */
+MD_API int64_t md_engine_add_request(md_engine* engine, const int32_t* prompt, int32_t prompt_len, const md_request_options* opts);
+
+/** Runs one prefill chunk or decode round. Returns the number of live (queued or running) requests, or -1
+ *  if a kernel failed (the batch's requests are then MD_REQ_FAILED; the engine stays usable). */
+MD_API int md_engine_step(md_engine* engine);
+
+/** Steps until no request is live. Returns 0 or -1 as md_engine_step. */
+MD_API int md_engine_run(md_engine* engine);
+
+/** Copies up to cap generated tokens of a request into out; returns how many it has, or -1. */
+MD_API int32_t md_request_tokens(md_engine* engine, int64_t id, int32_t* out, int32_t cap);
+
+/** Copies the logits (vocab floats) of generated token `index` into out (cap >= vocab); returns vocab or -1. */
+MD_API int32_t md_request_logits(md_engine* engine, int64_t id, int32_t index, float* out, int32_t cap);
+
+/** The request's error message ("" unless MD_REQ_FAILED), or NULL for an unknown id. */
+MD_API const char* md_request_error(md_engine* engine, int64_t id);
+
+MD_API int md_request_stats_get(md_engine* engine, int64_t id, md_request_stats* out);
+MD_API int md_engine_stats_get(md_engine* engine, md_engine_stats* out);
+
+/** Forgets a finished request (its tokens and logits). 0, or -1 if unknown or still live. */
+MD_API int md_request_release(md_engine* engine, int64_t id);
+
+/** Loads and validates a model directory (config.json + safetensors) without a module; dtype is
+ *  "bf16" | "fp16" | "fp32". Returns 0, or -1 with the problem in md_last_error(). */
+MD_API int md_model_check(const char* model_dir, const char* dtype);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MAGICDEC_H */

@@ -1,0 +1,47 @@
+// Storage dtypes of weights and the KV cache, and scalar conversions (round to nearest even, NaN kept NaN).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <string>
+
+namespace md {
+
+enum class DType { F32, BF16, F16 };
+
+inline size_t dtype_size(DType t) { return t == DType::F32 ? 4 : 2; }
+
+/** safetensors spelling: F32, BF16, F16. */
+const char* dtype_safetensors_name(DType t);
+/** Manifest / DSL spelling: fp32, bf16, fp16. */
+const char* dtype_manifest_name(DType t);
+/** Parses either spelling; returns false for anything else. */
+bool parse_dtype(const std::string& s, DType* out);
+
+inline float bits_to_f32(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+inline uint32_t f32_to_bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+
+inline float bf16_to_f32(uint16_t h) { return bits_to_f32(uint32_t(h) << 16); }
+
+inline uint16_t f32_to_bf16(float f) {
+  uint32_t u = f32_to_bits(f);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return uint16_t((u >> 16) | 0x40);  // quiet NaN
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return uint16_t(u >> 16);
+}
+
+float f16_to_f32(uint16_t h);
+uint16_t f32_to_f16(float f);
+
+/** Converts n elements from one storage dtype to another (through f32, one rounding). */
+void convert_elements(const void* src, DType from, void* dst, DType to, size_t n);
+
+}  // namespace md

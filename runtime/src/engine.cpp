@@ -1,0 +1,513 @@
+#include "engine.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+#include "error.h"
+
+namespace md {
+
+namespace {
+
+double now_s() {
+  using namespace std::chrono;
+  return duration<double>(steady_clock::now().time_since_epoch()).count();
+}
+
+}  // namespace
+
+const char* finish_reason_name(FinishReason r) {
+  switch (r) {
+    case FinishReason::None: return "none";
+    case FinishReason::Stop: return "stop";
+    case FinishReason::Length: return "length";
+    case FinishReason::Error: return "error";
+  }
+  return "?";
+}
+
+/** The rows of one forward call: token, cache slot and absolute position of each. */
+struct Engine::Rows {
+  std::vector<int32_t> token, slot, pos;
+  void push(int32_t t, int32_t s, int64_t p) {
+    token.push_back(t);
+    slot.push_back(s);
+    pos.push_back(int32_t(p));
+  }
+  int size() const { return int(token.size()); }
+};
+
+Engine::Engine(const std::string& model_dir, const std::string& module_path, const EngineOptions& opts)
+    : opts_(opts) {
+  module_ = std::make_unique<Module>(module_path);
+  const ModuleManifest& m = module_->manifest();
+  weights_ = ModelWeights::load(model_dir, m.dtype);
+  check_manifest_model(m.json, module_path + " (manifest)", weights_->config(), model_dir + "/config.json");
+  if (m.verify_mode != "greedy")
+    throw Error(module_path + ": verify mode '" + m.verify_mode + "' is not implemented by this runtime (greedy only)");
+
+  const int largest = module_->largest_bucket().bucket;
+  if (opts_.max_batch == 0) opts_.max_batch = largest;
+  if (opts_.max_batch < 1 || opts_.max_batch > largest)
+    throw Error("option max_batch: " + std::to_string(opts_.max_batch) + " outside 1.." + std::to_string(largest) +
+                " (the module's largest batch bucket)");
+  if (opts_.gamma == 0) opts_.gamma = m.gamma;
+  if (opts_.gamma < 1 || opts_.gamma > m.gamma)
+    throw Error("option gamma: " + std::to_string(opts_.gamma) + " outside 1.." + std::to_string(m.gamma) +
+                " (the module verifies at most gamma + 1 rows per sequence)");
+  gamma_ = opts_.gamma;
+  max_rows_ = module_->largest_bucket().max_rows;
+  if (opts_.prefill_chunk == 0) opts_.prefill_chunk = max_rows_;
+  if (opts_.prefill_chunk < 1 || opts_.prefill_chunk > max_rows_)
+    throw Error("option prefill_chunk: " + std::to_string(opts_.prefill_chunk) + " outside 1.." +
+                std::to_string(max_rows_));
+  prefill_chunk_ = opts_.prefill_chunk;
+  overshoot_ = opts_.mode == Mode::Spec ? gamma_ : 0;
+  if (opts_.kv_pages == 0) opts_.kv_pages = opts_.max_batch * m.pages_per_seq;
+  if (opts_.kv_pages < 1) throw Error("option kv_pages: must be positive, got " + std::to_string(opts_.kv_pages));
+
+  const ModelConfig& c = weights_->config();
+  KvCacheShape ks;
+  ks.num_layers = c.num_layers;
+  ks.num_kv_heads = c.num_kv_heads;
+  ks.head_dim = c.head_dim;
+  ks.page_size = m.page_size;
+  ks.num_pages = opts_.kv_pages;
+  ks.num_slots = opts_.max_batch;
+  ks.pages_per_seq = m.pages_per_seq;
+  ks.dtype = m.dtype;
+  cache_ = std::make_unique<KvCache>(ks);
+  slots_.assign(size_t(opts_.max_batch), nullptr);
+
+  for (const PassParam& p : m.target_params) target_params_.push_back(p.value);
+  for (const PassParam& p : m.draft_params) draft_params_.push_back(p.value);
+
+  const size_t R = size_t(max_rows_), H = size_t(c.hidden_size), I = size_t(c.intermediate_size);
+  const size_t QD = size_t(c.num_heads) * c.head_dim, KD = size_t(c.num_kv_heads) * c.head_dim;
+  for (auto* b : {&x_, &h_, &o_, &down_, &lm_in_}) b->assign(R * H, 0.f);
+  for (auto* b : {&q_, &attn_}) b->assign(R * QD, 0.f);
+  for (auto* b : {&k_, &v_}) b->assign(R * KD, 0.f);
+  for (auto* b : {&gate_, &up_, &act_}) b->assign(R * I, 0.f);
+  logits_.assign(R * size_t(c.vocab_size), 0.f);
+  attn_ws_.assign(std::max<size_t>(1, module_->attn_workspace_floats(int32_t(R))), 0.f);
+  for (auto* b : {&tokens_, &row_seq_, &row_pos_, &argmax_}) b->assign(R, 0);
+  seq_len_.assign(size_t(opts_.max_batch), 0);
+}
+
+Engine::~Engine() = default;
+
+int64_t Engine::add_request(const std::vector<int32_t>& prompt, const RequestOptions& opts) {
+  const ModelConfig& c = weights_->config();
+  const ModuleManifest& m = module_->manifest();
+  if (prompt.empty()) throw Error("request: the prompt is empty");
+  for (size_t i = 0; i < prompt.size(); ++i)
+    if (prompt[i] < 0 || prompt[i] >= c.vocab_size)
+      throw Error("request: prompt token " + std::to_string(i) + " is " + std::to_string(prompt[i]) +
+                  ", outside the vocabulary [0, " + std::to_string(c.vocab_size) + ")");
+  if (opts.max_tokens < 1) throw Error("request: max_tokens must be at least 1, got " + std::to_string(opts.max_tokens));
+  int64_t need = int64_t(prompt.size()) + opts.max_tokens + overshoot_;
+  if (need > m.max_seq)
+    throw Error("request: prompt (" + std::to_string(prompt.size()) + ") + max_tokens (" +
+                std::to_string(opts.max_tokens) + ")" + (overshoot_ ? " + gamma (" + std::to_string(overshoot_) + ")" : "") +
+                " = " + std::to_string(need) + " exceeds the module's maxSeq " + std::to_string(m.max_seq));
+  if (cache_->pages_for(need) > cache_->shape().num_pages)
+    throw Error("request: needs " + std::to_string(cache_->pages_for(need)) + " KV pages, the pool has only " +
+                std::to_string(cache_->shape().num_pages) + " (raise kv_pages)");
+  for (int32_t s : opts.stop_tokens)
+    if (s < 0 || s >= c.vocab_size) throw Error("request: stop token " + std::to_string(s) + " is outside the vocabulary");
+  auto r = std::make_unique<Request>();
+  r->prompt = prompt;
+  r->opts = opts;
+  r->stats.prompt_tokens = int(prompt.size());
+  std::lock_guard<std::mutex> lock(incoming_mu_);
+  r->id = next_id_++;
+  int64_t id = r->id;
+  incoming_.push_back(std::move(r));
+  return id;
+}
+
+void Engine::drain_incoming() {
+  std::vector<std::unique_ptr<Request>> in;
+  {
+    std::lock_guard<std::mutex> lock(incoming_mu_);
+    in.swap(incoming_);
+  }
+  for (auto& r : in) {
+    queue_.push_back(r.get());
+    requests_.emplace(r->id, std::move(r));
+  }
+}
+
+int Engine::live() const {
+  int n = 0;
+  {
+    std::lock_guard<std::mutex> lock(incoming_mu_);
+    n += int(incoming_.size());
+  }
+  n += int(queue_.size());
+  for (const Request* r : slots_) n += r != nullptr;
+  return n;
+}
+
+const Request* Engine::request(int64_t id) const {
+  auto it = requests_.find(id);
+  return it == requests_.end() ? nullptr : it->second.get();
+}
+
+bool Engine::release(int64_t id) {
+  auto it = requests_.find(id);
+  if (it == requests_.end()) return false;
+  RequestState s = it->second->state;
+  if (s != RequestState::Done && s != RequestState::Failed) return false;
+  requests_.erase(it);
+  return true;
+}
+
+void Engine::set_param(const std::string& pass, const std::string& key, float value) {
+  const ModuleManifest& m = module_->manifest();
+  const std::vector<PassParam>* decl;
+  std::vector<float>* vals;
+  if (pass == "target") {
+    decl = &m.target_params;
+    vals = &target_params_;
+  } else if (pass == "draft") {
+    decl = &m.draft_params;
+    vals = &draft_params_;
+  } else {
+    throw Error("set_param: pass must be 'target' or 'draft', got '" + pass + "'");
+  }
+  std::string known;
+  for (size_t i = 0; i < decl->size(); ++i) {
+    if ((*decl)[i].key == key) {
+      (*vals)[i] = value;
+      return;
+    }
+    known += (known.empty() ? "" : ", ") + (*decl)[i].key;
+  }
+  throw Error("set_param: the " + pass + " pass has no param '" + key + "' (it has: " + (known.empty() ? "none" : known) + ")");
+}
+
+// Admission reserves every page a request can touch (prompt + max_tokens + the speculative overshoot), so
+// a running request never runs out of pages; the queue's head waits when the pool is short.
+void Engine::admit() {
+  while (!queue_.empty()) {
+    auto free_slot = std::find(slots_.begin(), slots_.end(), nullptr);
+    if (free_slot == slots_.end()) return;
+    Request* r = queue_.front();
+    int slot = int(free_slot - slots_.begin());
+    if (!cache_->reserve(slot, int64_t(r->prompt.size()) + r->opts.max_tokens + overshoot_)) return;
+    queue_.erase(queue_.begin());
+    r->slot = slot;
+    r->state = RequestState::Prefill;
+    *free_slot = r;
+  }
+}
+
+std::vector<Request*> Engine::running(RequestState s) {
+  std::vector<Request*> out;
+  for (Request* r : slots_)
+    if (r && r->state == s) out.push_back(r);
+  return out;
+}
+
+std::vector<StepEvent> Engine::step() {
+  drain_incoming();
+  admit();
+  std::vector<StepEvent> events;
+  std::vector<Request*> involved;
+  for (Request* r : slots_)
+    if (r) involved.push_back(r);
+  try {
+    if (!prefill_step(events)) decode_round(events);
+  } catch (const std::exception& e) {
+    // The batch's requests fail; the engine, its cache and the queued requests stay usable.
+    for (Request* r : involved) {
+      if (r->state == RequestState::Done || r->state == RequestState::Failed) continue;
+      r->error = e.what();
+      finish(*r, FinishReason::Error);
+    }
+  }
+  ++stats_.steps;
+  for (Request* r : involved) {
+    if (r->delivered == r->output.size() && r->state != RequestState::Done && r->state != RequestState::Failed) continue;
+    StepEvent ev;
+    ev.id = r->id;
+    ev.tokens.assign(r->output.begin() + ptrdiff_t(r->delivered), r->output.end());
+    if (opts_.keep_logits) {
+      size_t V = size_t(weights_->config().vocab_size);
+      ev.logits.assign(r->logits.begin() + ptrdiff_t(r->delivered * V), r->logits.end());
+    }
+    r->delivered = r->output.size();
+    ev.finished = r->state == RequestState::Done || r->state == RequestState::Failed;
+    ev.reason = r->reason;
+    ev.error = r->error;
+    events.push_back(std::move(ev));
+  }
+  return events;
+}
+
+void Engine::finish(Request& r, FinishReason reason) {
+  r.reason = reason;
+  r.state = reason == FinishReason::Error ? RequestState::Failed : RequestState::Done;
+  if (r.slot >= 0) {
+    cache_->release(r.slot);
+    slots_[size_t(r.slot)] = nullptr;
+    r.slot = -1;
+  }
+}
+
+bool Engine::emit(Request& r, int32_t token, const float* logits) {
+  r.output.push_back(token);
+  ++r.stats.generated;
+  ++stats_.generated;
+  if (opts_.keep_logits) r.logits.insert(r.logits.end(), logits, logits + weights_->config().vocab_size);
+  bool stop = std::find(r.opts.stop_tokens.begin(), r.opts.stop_tokens.end(), token) != r.opts.stop_tokens.end();
+  if (!r.opts.ignore_eos)
+    for (int eos : weights_->config().eos_token_ids) stop = stop || (eos >= 0 && eos == token);
+  if (stop) {
+    finish(r, FinishReason::Stop);
+    return false;
+  }
+  if (int(r.output.size()) >= r.opts.max_tokens) {
+    finish(r, FinishReason::Length);
+    return false;
+  }
+  return true;
+}
+
+void Engine::check(int status, const char* kernel) const {
+  if (status != 0) throw Error(std::string("kernel md_") + kernel + " failed: " + module_->status_string(status));
+}
+
+// Prompts are fed in chunks of up to prefill_chunk rows, several sequences per chunk; a sequence's last
+// prompt row yields its first generated token.
+bool Engine::prefill_step(std::vector<StepEvent>&) {
+  std::vector<Request*> pre = running(RequestState::Prefill);
+  if (pre.empty()) return false;
+  double t0 = now_s();
+  Rows rows;
+  std::vector<int> lm_rows;
+  std::vector<Request*> finishing;
+  std::vector<Request*> in_chunk;
+  for (Request* r : pre) {
+    int budget = prefill_chunk_ - rows.size();
+    if (budget <= 0) break;
+    int n = std::min<int>(budget, int(r->prompt.size()) - r->prefilled);
+    for (int i = 0; i < n; ++i) rows.push(r->prompt[size_t(r->prefilled + i)], r->slot, r->prefilled + i);
+    r->prefilled += n;
+    in_chunk.push_back(r);
+    if (r->prefilled == int(r->prompt.size())) {
+      lm_rows.push_back(rows.size() - 1);
+      finishing.push_back(r);
+    }
+  }
+  forward(rows, false, lm_rows);
+  if (!lm_rows.empty()) check(module_->argmax(logits_.data(), argmax_.data(), int32_t(lm_rows.size()), nullptr), "argmax");
+  double dt = now_s() - t0;
+  for (Request* r : in_chunk) {
+    r->cache_len = r->prefilled;
+    r->stats.prefill_s += dt;
+  }
+  size_t V = size_t(weights_->config().vocab_size);
+  for (size_t i = 0; i < finishing.size(); ++i) {
+    Request* r = finishing[i];
+    r->state = RequestState::Decode;
+    r->pending = argmax_[i];
+    emit(*r, argmax_[i], logits_.data() + i * V);
+  }
+  ++stats_.prefill_steps;
+  stats_.prefill_tokens += rows.size();
+  stats_.prefill_s += dt;
+  return true;
+}
+
+void Engine::decode_round(std::vector<StepEvent>&) {
+  std::vector<Request*> batch = running(RequestState::Decode);
+  if (batch.empty()) return;
+  if (opts_.mode == Mode::Spec) spec_round(batch);
+  else ar_round(batch);
+}
+
+void Engine::ar_round(std::vector<Request*>& batch) {
+  double t0 = now_s();
+  Rows rows;
+  std::vector<int> lm_rows;
+  for (Request* r : batch) {
+    lm_rows.push_back(rows.size());
+    rows.push(r->pending, r->slot, r->cache_len);
+  }
+  forward(rows, false, lm_rows);
+  check(module_->argmax(logits_.data(), argmax_.data(), rows.size(), nullptr), "argmax");
+  double dt = now_s() - t0;
+  size_t V = size_t(weights_->config().vocab_size);
+  for (size_t i = 0; i < batch.size(); ++i) {
+    Request* r = batch[i];
+    r->cache_len += 1;
+    r->pending = argmax_[i];
+    r->stats.decode_s += dt;
+    emit(*r, argmax_[i], logits_.data() + i * V);
+  }
+  ++stats_.ar_steps;
+  ++stats_.bucket_rounds[last_bucket_];
+  stats_.decode_s += dt;
+}
+
+void Engine::spec_round(std::vector<Request*>& batch) {
+  const int n = int(batch.size());
+  const int g = gamma_;
+  const int G = module_->manifest().gamma;  // md_verify_greedy's fixed row stride
+  const size_t V = size_t(weights_->config().vocab_size);
+  // Unused draft columns (g < G) hold -1, which never matches a target token, so acceptance stops at g.
+  std::vector<int32_t> drafted(size_t(n) * G, -1), target(size_t(n) * (G + 1), 0);
+  std::vector<int32_t> accepted(size_t(n), 0), next(size_t(n), 0);
+
+  double t0 = now_s();
+  std::vector<int> all;
+  for (int i = 0; i < n; ++i) all.push_back(i);
+  for (int j = 0; j < g; ++j) {
+    Rows rows;
+    for (int i = 0; i < n; ++i) {
+      Request* r = batch[size_t(i)];
+      rows.push(j == 0 ? r->pending : drafted[size_t(i) * G + j - 1], r->slot, r->cache_len + j);
+    }
+    forward(rows, true, all);
+    check(module_->argmax(logits_.data(), argmax_.data(), n, nullptr), "argmax");
+    for (int i = 0; i < n; ++i) drafted[size_t(i) * G + j] = argmax_[size_t(i)];
+  }
+  double t1 = now_s();
+
+  // Verification rewrites positions cache_len .. cache_len + g with the target's K/V.
+  Rows rows;
+  std::vector<int> lm_rows;
+  for (int i = 0; i < n; ++i) {
+    Request* r = batch[size_t(i)];
+    for (int j = 0; j <= g; ++j) {
+      lm_rows.push_back(rows.size());
+      rows.push(j == 0 ? r->pending : drafted[size_t(i) * G + j - 1], r->slot, r->cache_len + j);
+    }
+  }
+  forward(rows, false, lm_rows);
+  check(module_->argmax(logits_.data(), argmax_.data(), rows.size(), nullptr), "argmax");
+  for (int i = 0; i < n; ++i)
+    for (int j = 0; j <= g; ++j) target[size_t(i) * (G + 1) + j] = argmax_[size_t(i) * (g + 1) + j];
+  check(module_->verify_greedy(target.data(), drafted.data(), accepted.data(), next.data(), n, nullptr), "verify_greedy");
+  double t2 = now_s();
+
+  for (int i = 0; i < n; ++i) {
+    Request* r = batch[size_t(i)];
+    int a = accepted[size_t(i)];
+    if (a < 0 || a > g) throw Error("kernel md_verify_greedy returned accepted " + std::to_string(a) + " outside 0.." + std::to_string(g));
+    r->stats.rounds += 1;
+    r->stats.drafted += g;
+    r->stats.accepted += a;
+    r->stats.draft_s += t1 - t0;
+    r->stats.verify_s += t2 - t1;
+    stats_.drafted += g;
+    stats_.accepted += a;
+    // Emitted: the a accepted drafts, then the target's token after them; rows i*(g+1) + 0..a hold their logits.
+    const float* row_logits = logits_.data() + size_t(i) * (g + 1) * V;
+    bool going = true;
+    for (int j = 0; j < a && going; ++j) going = emit(*r, drafted[size_t(i) * G + j], row_logits + size_t(j) * V);
+    if (going) emit(*r, next[size_t(i)], row_logits + size_t(a) * V);
+    // Rollback is this: the cache keeps a + 1 verified positions; the rest is overwritten later.
+    r->cache_len += a + 1;
+    r->pending = next[size_t(i)];
+  }
+  ++stats_.rounds;
+  ++stats_.bucket_rounds[last_bucket_];
+  stats_.draft_s += t1 - t0;
+  stats_.verify_s += t2 - t1;
+}
+
+void Engine::forward(const Rows& rows, bool draft, const std::vector<int>& lm_rows) {
+  const int R = rows.size();
+  if (R == 0) return;
+  int seqs = 0;
+  std::fill(seq_len_.begin(), seq_len_.end(), 0);
+  for (int i = 0; i < R; ++i) {
+    int32_t& len = seq_len_[size_t(rows.slot[size_t(i)])];
+    if (len == 0) ++seqs;
+    len = std::max(len, rows.pos[size_t(i)] + 1);
+  }
+  const BucketKernels* bk = module_->bucket_for(seqs, R);
+  if (!bk)
+    throw Error("no batch bucket holds " + std::to_string(seqs) + " sequences and " + std::to_string(R) + " rows");
+  last_bucket_ = bk->bucket;
+  std::copy(rows.token.begin(), rows.token.end(), tokens_.begin());
+  std::copy(rows.slot.begin(), rows.slot.end(), row_seq_.begin());
+  std::copy(rows.pos.begin(), rows.pos.end(), row_pos_.begin());
+
+  const ModelConfig& c = weights_->config();
+  const std::vector<float>& params = draft ? draft_params_ : target_params_;
+  md_attn_fn attn = draft ? bk->attn_draft : bk->attn_target;
+  check(module_->embed(weights_->embed(), tokens_.data(), x_.data(), R, nullptr), "embed");
+  for (int l = 0; l < c.num_layers; ++l) {
+    const LayerWeights& w = weights_->layers()[size_t(l)];
+    check(module_->rmsnorm(x_.data(), w.input_norm, h_.data(), R, nullptr), "rmsnorm");
+    check(bk->gemm_q(h_.data(), w.q, w.q_bias, q_.data(), R, nullptr), "gemm_q");
+    check(bk->gemm_kv(h_.data(), w.k, w.k_bias, k_.data(), R, nullptr), "gemm_kv");
+    check(bk->gemm_kv(h_.data(), w.v, w.v_bias, v_.data(), R, nullptr), "gemm_kv");
+    check(module_->rope_append(q_.data(), k_.data(), v_.data(), cache_->k_layer(l), cache_->v_layer(l),
+                               cache_->page_table(), cache_->shape().pages_per_seq, row_seq_.data(), row_pos_.data(),
+                               R, nullptr),
+          "rope_append");
+    md_attn_args a;
+    a.q = q_.data();
+    a.k_cache = cache_->k_layer(l);
+    a.v_cache = cache_->v_layer(l);
+    a.page_table = cache_->page_table();
+    a.pages_per_seq = cache_->shape().pages_per_seq;
+    a.row_seq = row_seq_.data();
+    a.row_pos = row_pos_.data();
+    a.seq_len = seq_len_.data();
+    a.rows = R;
+    a.params = params.empty() ? nullptr : params.data();
+    a.out = attn_.data();
+    a.workspace = attn_ws_.data();
+    a.stream = nullptr;
+    check(attn(&a), draft ? "attn_draft" : "attn_target");
+    check(bk->gemm_o(attn_.data(), w.o, nullptr, o_.data(), R, nullptr), "gemm_o");
+    check(module_->add_rmsnorm(x_.data(), o_.data(), w.post_norm, h_.data(), R, nullptr), "add_rmsnorm");
+    check(bk->gemm_gate_up(h_.data(), w.gate, nullptr, gate_.data(), R, nullptr), "gemm_gate_up");
+    check(bk->gemm_gate_up(h_.data(), w.up, nullptr, up_.data(), R, nullptr), "gemm_gate_up");
+    check(module_->swiglu(gate_.data(), up_.data(), act_.data(), R, nullptr), "swiglu");
+    check(bk->gemm_down(act_.data(), w.down, nullptr, down_.data(), R, nullptr), "gemm_down");
+    check(module_->add(x_.data(), down_.data(), R, nullptr), "add");
+  }
+  // Only the rows that need logits go through the final norm and the LM head (row invariance makes the
+  // gathered rows' results identical to computing all of them).
+  const size_t H = size_t(c.hidden_size);
+  const int L = int(lm_rows.size());
+  if (L == 0) return;
+  for (int i = 0; i < L; ++i)
+    std::memcpy(lm_in_.data() + size_t(i) * H, x_.data() + size_t(lm_rows[size_t(i)]) * H, H * sizeof(float));
+  check(module_->rmsnorm(lm_in_.data(), weights_->final_norm(), h_.data(), L, nullptr), "rmsnorm");
+  check(bk->gemm_lm_head(h_.data(), weights_->lm_head(), nullptr, logits_.data(), L, nullptr), "gemm_lm_head");
+}
+
+std::string Engine::info_json() const {
+  const ModelConfig& c = weights_->config();
+  const ModuleManifest& m = module_->manifest();
+  nlohmann::json j;
+  j["model"] = {{"architecture", c.architecture}, {"hiddenSize", c.hidden_size}, {"numLayers", c.num_layers},
+                {"numHeads", c.num_heads}, {"numKvHeads", c.num_kv_heads}, {"headDim", c.head_dim},
+                {"vocabSize", c.vocab_size}, {"convertedBytes", weights_->converted_bytes()}};
+  j["module"] = {{"path", module_->path()}, {"name", m.name}, {"hash", m.hash}, {"arch", m.arch},
+                 {"dtype", dtype_manifest_name(m.dtype)}, {"gamma", m.gamma}, {"buckets", m.buckets},
+                 {"maxSeq", m.max_seq}, {"pageSize", m.page_size}};
+  auto params = [](const std::vector<PassParam>& d, const std::vector<float>& v) {
+    nlohmann::json o = nlohmann::json::object();
+    for (size_t i = 0; i < d.size(); ++i) o[d[i].key] = v[i];
+    return o;
+  };
+  j["params"] = {{"target", params(m.target_params, target_params_)}, {"draft", params(m.draft_params, draft_params_)}};
+  j["options"] = {{"maxBatch", opts_.max_batch}, {"kvPages", opts_.kv_pages},
+                  {"mode", opts_.mode == Mode::Spec ? "spec" : "ar"}, {"gamma", gamma_},
+                  {"prefillChunk", prefill_chunk_}, {"keepLogits", opts_.keep_logits}};
+  j["freePages"] = cache_->free_pages();
+  return j.dump();
+}
+
+}  // namespace md

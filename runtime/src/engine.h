@@ -1,0 +1,161 @@
+// The decoding engine: requests in slots, chunked prefill, autoregressive decode and self-speculative decode
+// (draft gamma tokens through the draft pass's sparse KV policy, verify gamma+1 rows per sequence with the
+// target pass, accept greedily, advance each sequence by its own count, roll back by moving a length).
+// The Llama forward is a fixed sequence of module kernels, so a row's logits depend only on its position
+// and its prefix (DESIGN.md invariant 1): speculative output equals autoregressive output bit for bit.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "kv_cache.h"
+#include "module.h"
+#include "weights.h"
+
+namespace md {
+
+enum class Mode { AR, Spec };
+
+struct EngineOptions {
+  int max_batch = 0;       // live sequences at once; 0 = the module's largest bucket
+  int kv_pages = 0;        // pages in the pool; 0 = enough for max_batch sequences of maxSeq
+  Mode mode = Mode::Spec;
+  int gamma = 0;           // drafted tokens per round, 1..module gamma; 0 = the module's
+  int prefill_chunk = 0;   // rows per prefill step; 0 = the largest bucket's row limit
+  bool keep_logits = false;  // keep the logits of every emitted token (vocab floats each)
+};
+
+struct RequestOptions {
+  int max_tokens = 16;
+  std::vector<int32_t> stop_tokens;
+  bool ignore_eos = false;
+};
+
+enum class RequestState { Queued, Prefill, Decode, Done, Failed };
+enum class FinishReason { None, Stop, Length, Error };
+
+const char* finish_reason_name(FinishReason r);
+
+struct RequestStats {
+  int prompt_tokens = 0;
+  int generated = 0;
+  int rounds = 0;    // speculative rounds
+  int drafted = 0;   // tokens drafted (gamma per round)
+  int accepted = 0;  // drafted tokens the target accepted
+  double prefill_s = 0, draft_s = 0, verify_s = 0, decode_s = 0;
+  double acceptance() const { return drafted ? double(accepted) / drafted : 0; }
+  /** Tokens emitted per speculative round (accepted + 1, before truncation at stop/length). */
+  double tokens_per_round() const { return rounds ? double(accepted + rounds) / rounds : 0; }
+};
+
+struct EngineStats {
+  int64_t steps = 0, prefill_steps = 0, rounds = 0, ar_steps = 0;
+  int64_t prefill_tokens = 0, generated = 0, drafted = 0, accepted = 0;
+  double prefill_s = 0, draft_s = 0, verify_s = 0, decode_s = 0;
+  /** Histogram of the bucket used by decode rounds: bucket -> rounds. */
+  std::map<int, int64_t> bucket_rounds;
+};
+
+/** What one step produced for one request. */
+struct StepEvent {
+  int64_t id = 0;
+  std::vector<int32_t> tokens;  // newly emitted
+  std::vector<float> logits;    // their logits (keep_logits only), tokens.size() * vocab
+  bool finished = false;
+  FinishReason reason = FinishReason::None;
+  std::string error;
+};
+
+struct Request {
+  int64_t id = 0;
+  std::vector<int32_t> prompt;
+  RequestOptions opts;
+  RequestState state = RequestState::Queued;
+  FinishReason reason = FinishReason::None;
+  std::string error;
+  int slot = -1;
+  int prefilled = 0;       // prompt positions already in the cache
+  int64_t cache_len = 0;   // positions whose target K/V is in the cache
+  int32_t pending = -1;    // last emitted token, not yet in the cache
+  std::vector<int32_t> output;
+  std::vector<float> logits;
+  size_t delivered = 0;    // output tokens already reported in a StepEvent
+  RequestStats stats;
+};
+
+class Engine {
+ public:
+  /** Loads the module, then the model in the module's dtype, checks one against the other, sizes the cache. */
+  Engine(const std::string& model_dir, const std::string& module_path, const EngineOptions& opts);
+  ~Engine();
+
+  /** Validates and queues a request; safe to call while another thread runs step(). Throws md::Error. */
+  int64_t add_request(const std::vector<int32_t>& prompt, const RequestOptions& opts);
+  /**
+   * Runs one prefill chunk or one decode round (AR or speculative) and returns what each request got.
+   * A kernel failure fails the requests of that batch (their events carry the error); the engine goes on.
+   */
+  std::vector<StepEvent> step();
+  /** Requests queued or running. */
+  int live() const;
+
+  const Request* request(int64_t id) const;
+  /** Forgets a finished request; false if it is unknown or still live. */
+  bool release(int64_t id);
+
+  /** Sets a pass's runtime param (by manifest key, e.g. kv_window) for later steps. */
+  void set_param(const std::string& pass, const std::string& key, float value);
+
+  const ModelConfig& config() const { return weights_->config(); }
+  const Module& module() const { return *module_; }
+  const EngineOptions& options() const { return opts_; }
+  int gamma() const { return gamma_; }
+  const EngineStats& stats() const { return stats_; }
+  int free_pages() const { return cache_->free_pages(); }
+  /** JSON summary of the model, module and options. */
+  std::string info_json() const;
+
+ private:
+  struct Rows;
+  void drain_incoming();
+  void admit();
+  bool prefill_step(std::vector<StepEvent>& events);
+  void decode_round(std::vector<StepEvent>& events);
+  void ar_round(std::vector<Request*>& batch);
+  void spec_round(std::vector<Request*>& batch);
+  /** Runs the model on `rows`; writes logits for rows[lm_rows[i]] into logits_[i]. */
+  void forward(const Rows& rows, bool draft, const std::vector<int>& lm_rows);
+  void check(int status, const char* kernel) const;
+  /** Appends a token (and its logits row) to r, finishing it at a stop token or max_tokens; false once done. */
+  bool emit(Request& r, int32_t token, const float* logits);
+  void finish(Request& r, FinishReason reason);
+  std::vector<Request*> running(RequestState s);
+
+  EngineOptions opts_;
+  std::unique_ptr<Module> module_;
+  std::unique_ptr<ModelWeights> weights_;
+  std::unique_ptr<KvCache> cache_;
+  int gamma_ = 0;
+  int max_rows_ = 0;
+  int prefill_chunk_ = 0;
+  int64_t overshoot_ = 0;  // positions past max_tokens a round may write (gamma in spec mode)
+  std::vector<float> target_params_, draft_params_;
+
+  std::map<int64_t, std::unique_ptr<Request>> requests_;
+  std::vector<Request*> queue_;        // admitted in FIFO order
+  std::vector<Request*> slots_;        // slot -> request or null
+  mutable std::mutex incoming_mu_;
+  std::vector<std::unique_ptr<Request>> incoming_;
+  int64_t next_id_ = 1;
+  int last_bucket_ = 0;  // bucket of the latest forward call
+  EngineStats stats_;
+
+  // Activation buffers sized for max_rows_.
+  std::vector<float> x_, h_, q_, k_, v_, attn_, o_, gate_, up_, act_, down_, lm_in_, logits_, attn_ws_;
+  std::vector<int32_t> tokens_, row_seq_, row_pos_, seq_len_, argmax_;
+};
+
+}  // namespace md

@@ -1,0 +1,62 @@
+// The paged KV cache shared by the target and the draft pass (DESIGN.md invariant 2). A fixed pool of pages
+// per layer; a page index means the same page in every layer, so one page table per slot serves them all.
+// Layout per layer (codegen/abi.ts): [num_pages, page_size, num_kv_heads, head_dim] in storage dtype.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "dtype.h"
+
+namespace md {
+
+struct KvCacheShape {
+  int num_layers = 0;
+  int num_kv_heads = 0;
+  int head_dim = 0;
+  int page_size = 0;
+  int num_pages = 0;
+  int num_slots = 0;
+  int pages_per_seq = 0;  // the page table's row stride: ceil(max_seq / page_size)
+  DType dtype = DType::F32;
+};
+
+class KvCache {
+ public:
+  /** Throws md::Error on a bad shape or when the pool cannot be allocated. */
+  explicit KvCache(const KvCacheShape& shape);
+
+  const KvCacheShape& shape() const { return shape_; }
+  void* k_layer(int layer) { return k_.get() + layer_bytes() * size_t(layer); }
+  void* v_layer(int layer) { return v_.get() + layer_bytes() * size_t(layer); }
+  /** [num_slots, pages_per_seq]; entries past a slot's allocated pages are 0 and never read. */
+  const int32_t* page_table() const { return page_table_.data(); }
+
+  /** Pages needed to hold `tokens` positions. */
+  int pages_for(int64_t tokens) const { return int((tokens + shape_.page_size - 1) / shape_.page_size); }
+  int free_pages() const { return int(free_.size()); }
+  int slot_pages(int slot) const { return int(owned_.at(size_t(slot)).size()); }
+
+  /**
+   * Ensures `slot` has pages for positions [0, tokens). All or nothing: on failure nothing changes and the
+   * return is false (out of pages). Throws md::Error for a bad slot or more than pages_per_seq pages.
+   */
+  bool reserve(int slot, int64_t tokens);
+  /** Returns all of `slot`'s pages to the pool. */
+  void release(int slot);
+
+ private:
+  size_t layer_bytes() const;
+  void check_slot(int slot, const char* what) const;
+
+  KvCacheShape shape_;
+  struct Free { void operator()(uint8_t* p) const; };
+  std::unique_ptr<uint8_t, Free> k_, v_;
+  std::vector<int32_t> page_table_;
+  std::vector<int32_t> free_;                 // a stack of free page indices
+  std::vector<std::vector<int32_t>> owned_;   // per slot, in logical order
+};
+
+}  // namespace md

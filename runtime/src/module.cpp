@@ -1,0 +1,221 @@
+#include "module.h"
+
+#include <dlfcn.h>
+
+#include <algorithm>
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+#include "error.h"
+
+namespace md {
+
+using nlohmann::json;
+
+namespace {
+
+constexpr int kManifestFormat = 1;  // codegen/manifest.ts MANIFEST_FORMAT
+
+const json& field(const json& j, const char* key, const std::string& where) {
+  auto it = j.find(key);
+  if (it == j.end()) throw Error(where + ": field '" + key + "' is missing");
+  return *it;
+}
+
+int int_field(const json& j, const char* key, const std::string& where) {
+  const json& v = field(j, key, where);
+  if (!v.is_number_integer()) throw Error(where + ": field '" + key + "' must be an integer, got " + v.dump());
+  return v.get<int>();
+}
+
+std::string str_field(const json& j, const char* key, const std::string& where) {
+  const json& v = field(j, key, where);
+  if (!v.is_string()) throw Error(where + ": field '" + key + "' must be a string, got " + v.dump());
+  return v.get<std::string>();
+}
+
+std::vector<PassParam> read_params(const json& pass, const std::string& where) {
+  const json& ps = field(pass, "params", where);
+  if (!ps.is_array()) throw Error(where + ": field 'params' must be a list");
+  std::vector<std::pair<int, PassParam>> indexed;
+  for (const json& p : ps) {
+    PassParam pp;
+    pp.key = str_field(p, "key", where + ".params");
+    pp.name = str_field(p, "name", where + ".params");
+    const json& v = field(p, "value", where + ".params." + pp.key);
+    if (!v.is_number()) throw Error(where + ".params." + pp.key + ": field 'value' must be a number");
+    pp.value = v.get<float>();
+    indexed.emplace_back(int_field(p, "index", where + ".params." + pp.key), pp);
+  }
+  std::sort(indexed.begin(), indexed.end(), [](auto& a, auto& b) { return a.first < b.first; });
+  std::vector<PassParam> out;
+  for (size_t i = 0; i < indexed.size(); ++i) {
+    if (indexed[i].first != int(i)) throw Error(where + ": param indices must be 0.." + std::to_string(indexed.size() - 1));
+    out.push_back(indexed[i].second);
+  }
+  return out;
+}
+
+bool same_number(double a, double b) { return a == b || std::fabs(a - b) <= 1e-9 * std::max(std::fabs(a), std::fabs(b)); }
+
+}  // namespace
+
+ModuleManifest parse_manifest(const std::string& text, const std::string& where) {
+  json j;
+  try {
+    j = json::parse(text);
+  } catch (const json::parse_error& e) {
+    throw Error(where + ": manifest is not valid JSON: " + e.what());
+  }
+  if (!j.is_object()) throw Error(where + ": manifest must be a JSON object");
+  ModuleManifest m;
+  m.json = text;
+  int format = int_field(j, "format", where);
+  if (format != kManifestFormat)
+    throw Error(where + ": manifest format " + std::to_string(format) + ", this runtime reads format " +
+                std::to_string(kManifestFormat) + " (rebuild the module with this version of magicdec)");
+  m.name = str_field(j, "name", where);
+  m.hash = str_field(j, "hash", where);
+  m.arch = str_field(j, "arch", where);
+  std::string dtype = str_field(j, "dtype", where);
+  if (!parse_dtype(dtype, &m.dtype)) throw Error(where + ": field 'dtype' is '" + dtype + "'; expected bf16, fp16 or fp32");
+  m.gamma = int_field(j, "gamma", where);
+  if (m.gamma < 1) throw Error(where + ": field 'gamma' must be at least 1");
+  const json& b = field(j, "buckets", where);
+  if (!b.is_array() || b.empty()) throw Error(where + ": field 'buckets' must be a non-empty list");
+  for (const json& x : b) {
+    if (!x.is_number_integer() || x.get<int>() < 1) throw Error(where + ": field 'buckets' must hold positive integers");
+    m.buckets.push_back(x.get<int>());
+  }
+  std::sort(m.buckets.begin(), m.buckets.end());
+  m.max_seq = int_field(j, "maxSeq", where);
+  m.page_size = int_field(j, "pageSize", where);
+  m.pages_per_seq = int_field(j, "pagesPerSeq", where);
+  if (m.page_size < 1 || m.max_seq < 1 || m.pages_per_seq * m.page_size < m.max_seq)
+    throw Error(where + ": fields 'maxSeq', 'pageSize', 'pagesPerSeq' are inconsistent");
+  const json& passes = field(j, "passes", where);
+  m.target_params = read_params(field(passes, "target", where + ".passes"), where + ".passes.target");
+  m.draft_params = read_params(field(passes, "draft", where + ".passes"), where + ".passes.draft");
+  m.verify_mode = str_field(field(j, "verify", where), "mode", where + ".verify");
+  return m;
+}
+
+void check_manifest_model(const std::string& text, const std::string& where, const ModelConfig& c,
+                          const std::string& config_where) {
+  json j = json::parse(text);
+  const json& m = field(j, "model", where);
+  auto differ = [&](const std::string& field_name, const std::string& module_value, const std::string& model_value) {
+    throw Error(where + ": model." + field_name + " is " + module_value + " but " + config_where + " gives " +
+                model_value + " (the module was built for a different model)");
+  };
+  auto check_int = [&](const char* f, int v) {
+    int mv = int_field(m, f, where + ".model");
+    if (mv != v) differ(f, std::to_string(mv), std::to_string(v));
+  };
+  auto check_num = [&](const char* f, double v) {
+    const json& x = field(m, f, where + ".model");
+    if (!x.is_number() || !same_number(x.get<double>(), v)) differ(f, x.dump(), json(v).dump());
+  };
+  auto check_bool = [&](const char* f, bool v) {
+    const json& x = field(m, f, where + ".model");
+    if (!x.is_boolean() || x.get<bool>() != v) differ(f, x.dump(), v ? "true" : "false");
+  };
+  std::string arch = str_field(m, "architecture", where + ".model");
+  if (arch != c.architecture) differ("architecture", arch, c.architecture);
+  check_int("hiddenSize", c.hidden_size);
+  check_int("intermediateSize", c.intermediate_size);
+  check_int("numLayers", c.num_layers);
+  check_int("numHeads", c.num_heads);
+  check_int("numKvHeads", c.num_kv_heads);
+  check_int("headDim", c.head_dim);
+  check_int("vocabSize", c.vocab_size);
+  check_num("ropeTheta", c.rope_theta);
+  check_num("rmsNormEps", c.rms_norm_eps);
+  check_bool("qkvBias", c.qkv_bias);
+  check_bool("tieWordEmbeddings", c.tie_word_embeddings);
+  const json& rs = field(m, "ropeScaling", where + ".model");
+  const RopeScaling& r = c.rope_scaling;
+  if (rs.is_null() != r.type.empty())
+    differ("ropeScaling", rs.dump(), r.type.empty() ? "null" : "rope_type " + r.type);
+  if (!rs.is_null()) {
+    std::string t = str_field(rs, "type", where + ".model.ropeScaling");
+    if (t != r.type) differ("ropeScaling.type", t, r.type);
+    auto num = [&](const char* f, double v) {
+      const json& x = field(rs, f, where + ".model.ropeScaling");
+      if (!x.is_number() || !same_number(x.get<double>(), v)) differ(std::string("ropeScaling.") + f, x.dump(), json(v).dump());
+    };
+    num("factor", r.factor);
+    if (r.type == "llama3") {
+      num("lowFreqFactor", r.low_freq_factor);
+      num("highFreqFactor", r.high_freq_factor);
+      num("originalMaxPositionEmbeddings", r.original_max_position_embeddings);
+    }
+  }
+}
+
+Module::Module(const std::string& path) : path_(path) {
+  handle_ = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (!handle_) {
+    const char* e = ::dlerror();
+    throw Error(path + ": cannot load module: " + (e ? e : "unknown dlopen error"));
+  }
+  try {
+    auto manifest_fn = reinterpret_cast<md_module_manifest_fn>(symbol("md_module_manifest"));
+    const char* text = manifest_fn();
+    if (!text) throw Error(path + ": md_module_manifest() returned NULL");
+    manifest_ = parse_manifest(text, path + " (manifest)");
+    status_string_ = reinterpret_cast<md_status_string_fn>(symbol("md_status_string"));
+    attn_workspace_floats = reinterpret_cast<md_attn_workspace_floats_fn>(symbol("md_attn_workspace_floats"));
+    embed = reinterpret_cast<md_embed_fn>(symbol("md_embed"));
+    rmsnorm = reinterpret_cast<md_rmsnorm_fn>(symbol("md_rmsnorm"));
+    add_rmsnorm = reinterpret_cast<md_add_rmsnorm_fn>(symbol("md_add_rmsnorm"));
+    add = reinterpret_cast<md_add_fn>(symbol("md_add"));
+    swiglu = reinterpret_cast<md_swiglu_fn>(symbol("md_swiglu"));
+    rope_append = reinterpret_cast<md_rope_append_fn>(symbol("md_rope_append"));
+    argmax = reinterpret_cast<md_argmax_fn>(symbol("md_argmax"));
+    verify_greedy = reinterpret_cast<md_verify_greedy_fn>(symbol("md_verify_greedy"));
+    for (int b : manifest_.buckets) {
+      std::string s = "_b" + std::to_string(b);
+      BucketKernels k;
+      k.bucket = b;
+      k.max_rows = b * (manifest_.gamma + 1);
+      k.gemm_q = reinterpret_cast<md_gemm_fn>(symbol("md_gemm_q" + s));
+      k.gemm_kv = reinterpret_cast<md_gemm_fn>(symbol("md_gemm_kv" + s));
+      k.gemm_o = reinterpret_cast<md_gemm_fn>(symbol("md_gemm_o" + s));
+      k.gemm_gate_up = reinterpret_cast<md_gemm_fn>(symbol("md_gemm_gate_up" + s));
+      k.gemm_down = reinterpret_cast<md_gemm_fn>(symbol("md_gemm_down" + s));
+      k.gemm_lm_head = reinterpret_cast<md_gemm_fn>(symbol("md_gemm_lm_head" + s));
+      k.attn_target = reinterpret_cast<md_attn_fn>(symbol("md_attn_target" + s));
+      k.attn_draft = reinterpret_cast<md_attn_fn>(symbol("md_attn_draft" + s));
+      buckets_.push_back(k);
+    }
+  } catch (...) {
+    ::dlclose(handle_);
+    handle_ = nullptr;
+    throw;
+  }
+}
+
+Module::~Module() {
+  if (handle_) ::dlclose(handle_);
+}
+
+void* Module::symbol(const std::string& name) {
+  ::dlerror();
+  void* p = ::dlsym(handle_, name.c_str());
+  if (!p) throw Error(path_ + ": module does not export '" + name + "' (not a magicdec module, or built for another ABI)");
+  return p;
+}
+
+const BucketKernels* Module::bucket_for(int seqs, int rows) const {
+  for (const BucketKernels& k : buckets_)
+    if (k.bucket >= seqs && k.max_rows >= rows) return &k;
+  return nullptr;
+}
+
+std::string Module::status_string(int status) const {
+  const char* s = status_string_ ? status_string_(status) : nullptr;
+  return s ? s : "status " + std::to_string(status);
+}
+
+}  // namespace md

@@ -1,0 +1,157 @@
+#include "safetensors.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+
+#include "error.h"
+
+namespace md {
+
+using nlohmann::json;
+
+MappedFile::MappedFile(const std::string& path) : path_(path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw Error(path + ": cannot open: " + std::strerror(errno));
+  struct stat st;
+  if (::fstat(fd, &st) != 0) {
+    int e = errno;
+    ::close(fd);
+    throw Error(path + ": cannot stat: " + std::strerror(e));
+  }
+  size_ = size_t(st.st_size);
+  if (size_ > 0) {
+    void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (p == MAP_FAILED) {
+      int e = errno;
+      ::close(fd);
+      throw Error(path + ": cannot mmap: " + std::strerror(e));
+    }
+    data_ = static_cast<const uint8_t*>(p);
+  }
+  ::close(fd);  // the mapping keeps the file referenced
+}
+
+MappedFile::~MappedFile() {
+  if (data_) ::munmap(const_cast<uint8_t*>(data_), size_);
+}
+
+size_t safetensors_dtype_size(const std::string& d) {
+  if (d == "F64" || d == "I64" || d == "U64") return 8;
+  if (d == "F32" || d == "I32" || d == "U32") return 4;
+  if (d == "F16" || d == "BF16" || d == "I16" || d == "U16") return 2;
+  if (d == "I8" || d == "U8" || d == "BOOL" || d == "F8_E4M3" || d == "F8_E5M2") return 1;
+  return 0;
+}
+
+void SafetensorsSet::add_file(const std::string& path) {
+  auto file = std::make_unique<MappedFile>(path);
+  const uint8_t* base = file->data();
+  size_t size = file->size();
+  if (size < 8) throw Error(path + ": too short for a safetensors file (" + std::to_string(size) + " bytes)");
+  uint64_t header_len = 0;
+  for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | base[i];  // little-endian u64
+  if (header_len > size - 8)
+    throw Error(path + ": header length " + std::to_string(header_len) + " runs past the end of the file (" +
+                std::to_string(size) + " bytes)");
+  json header;
+  try {
+    header = json::parse(base + 8, base + 8 + header_len);
+  } catch (const json::parse_error& e) {
+    throw Error(path + ": header is not valid JSON: " + e.what());
+  }
+  if (!header.is_object()) throw Error(path + ": header must be a JSON object");
+  const uint8_t* data = base + 8 + header_len;
+  size_t data_size = size - 8 - size_t(header_len);
+
+  for (auto& [name, entry] : header.items()) {
+    if (name == "__metadata__") continue;
+    std::string where = path + ": tensor '" + name + "'";
+    if (!entry.is_object()) throw Error(where + ": entry must be an object");
+    auto dt = entry.find("dtype");
+    auto sh = entry.find("shape");
+    auto off = entry.find("data_offsets");
+    if (dt == entry.end() || !dt->is_string()) throw Error(where + ": missing string 'dtype'");
+    if (sh == entry.end() || !sh->is_array()) throw Error(where + ": missing array 'shape'");
+    if (off == entry.end() || !off->is_array() || off->size() != 2 || !(*off)[0].is_number_unsigned() ||
+        !(*off)[1].is_number_unsigned())
+      throw Error(where + ": 'data_offsets' must be [begin, end] with non-negative integers");
+    TensorView t;
+    t.name = name;
+    t.file = path;
+    t.dtype = dt->get<std::string>();
+    size_t elem = safetensors_dtype_size(t.dtype);
+    if (elem == 0) throw Error(where + ": unknown dtype '" + t.dtype + "'");
+    uint64_t numel = 1;
+    for (auto& d : *sh) {
+      if (!d.is_number_unsigned()) throw Error(where + ": shape must hold non-negative integers, got " + sh->dump());
+      uint64_t v = d.get<uint64_t>();
+      if (v != 0 && numel > (uint64_t(1) << 62) / v) throw Error(where + ": shape " + sh->dump() + " overflows");
+      numel *= v;
+      t.shape.push_back(int64_t(v));
+    }
+    uint64_t b = (*off)[0].get<uint64_t>(), e = (*off)[1].get<uint64_t>();
+    if (b > e || e > data_size)
+      throw Error(where + ": data_offsets [" + std::to_string(b) + ", " + std::to_string(e) +
+                  "] fall outside the data section (" + std::to_string(data_size) + " bytes)");
+    if (e - b != numel * elem)
+      throw Error(where + ": data_offsets span " + std::to_string(e - b) + " bytes but shape " + sh->dump() + " of " +
+                  t.dtype + " needs " + std::to_string(numel * elem));
+    t.data = data + b;
+    t.nbytes = size_t(e - b);
+    if (!index_.empty()) {
+      auto it = index_.find(name);
+      if (it == index_.end() || it->second != path) continue;  // the index maps this name elsewhere (or not at all)
+    }
+    if (tensors_.count(name)) throw Error(where + ": defined twice (also in " + tensors_[name].file + ")");
+    tensors_.emplace(name, std::move(t));
+  }
+  files_.push_back(std::move(file));
+}
+
+SafetensorsSet SafetensorsSet::open_dir(const std::string& dir) {
+  SafetensorsSet set;
+  std::string index_path = dir + "/model.safetensors.index.json";
+  std::ifstream in(index_path, std::ios::binary);
+  if (!in) {
+    set.add_file(dir + "/model.safetensors");
+    return set;
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  json idx;
+  try {
+    idx = json::parse(ss.str());
+  } catch (const json::parse_error& e) {
+    throw Error(index_path + ": not valid JSON: " + e.what());
+  }
+  auto wm = idx.is_object() ? idx.find("weight_map") : idx.end();
+  if (wm == idx.end() || !wm->is_object() || wm->empty())
+    throw Error(index_path + ": needs a non-empty object 'weight_map' (tensor name -> shard file)");
+  std::set<std::string> shards;
+  for (auto& [name, file] : wm->items()) {
+    if (!file.is_string() || file.get<std::string>().empty() || file.get<std::string>().find('/') != std::string::npos)
+      throw Error(index_path + ": weight_map['" + name + "'] must be a file name in the model directory");
+    set.index_[name] = dir + "/" + file.get<std::string>();
+    shards.insert(dir + "/" + file.get<std::string>());
+  }
+  for (const std::string& shard : shards) set.add_file(shard);
+  for (auto& [name, file] : set.index_)
+    if (!set.tensors_.count(name)) throw Error(index_path + ": maps tensor '" + name + "' to " + file + ", which does not contain it");
+  return set;
+}
+
+const TensorView* SafetensorsSet::find(const std::string& name) const {
+  auto it = tensors_.find(name);
+  return it == tensors_.end() ? nullptr : &it->second;
+}
+
+}  // namespace md

@@ -1,0 +1,166 @@
+// C++ unit tests of runtime pieces that need no module: the KV page allocator, dtype conversions and
+// config.json parsing. Run by test/runtime/unit.test.ts; prints one line per failure and exits non-zero.
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <string>
+
+#include "dtype.h"
+#include "error.h"
+#include "kv_cache.h"
+#include "model_config.h"
+
+static int failures = 0;
+#define CHECK(cond)                                                   \
+  do {                                                                \
+    if (!(cond)) {                                                    \
+      std::printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);     \
+      ++failures;                                                     \
+    }                                                                 \
+  } while (0)
+
+static std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const md::Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+static bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+static md::KvCacheShape small_shape(int pages, int slots) {
+  md::KvCacheShape s;
+  s.num_layers = 2;
+  s.num_kv_heads = 2;
+  s.head_dim = 4;
+  s.page_size = 4;
+  s.num_pages = pages;
+  s.num_slots = slots;
+  s.pages_per_seq = 4;
+  s.dtype = md::DType::BF16;
+  return s;
+}
+
+static void test_kv_cache() {
+  md::KvCache c(small_shape(6, 3));
+  CHECK(c.free_pages() == 6);
+  CHECK(c.pages_for(0) == 0 && c.pages_for(1) == 1 && c.pages_for(4) == 1 && c.pages_for(5) == 2);
+  CHECK(c.reserve(0, 9));  // 3 pages
+  CHECK(c.slot_pages(0) == 3 && c.free_pages() == 3);
+  const int32_t* pt = c.page_table();
+  CHECK(pt[0] != pt[1] && pt[1] != pt[2] && pt[0] != pt[2]);
+  CHECK(c.reserve(0, 5));  // already covered: no change
+  CHECK(c.slot_pages(0) == 3 && c.free_pages() == 3);
+  CHECK(c.reserve(1, 8));  // 2 pages
+  CHECK(c.free_pages() == 1);
+  // Out of pages: all or nothing, no partial allocation.
+  CHECK(!c.reserve(2, 12));
+  CHECK(c.slot_pages(2) == 0 && c.free_pages() == 1);
+  CHECK(!c.reserve(1, 16));
+  CHECK(c.slot_pages(1) == 2 && c.free_pages() == 1);
+  // Every page is owned once.
+  bool seen[6] = {};
+  for (int s = 0; s < 2; ++s)
+    for (int i = 0; i < c.slot_pages(s); ++i) {
+      int32_t p = pt[s * 4 + i];
+      CHECK(p >= 0 && p < 6 && !seen[p]);
+      seen[p] = true;
+    }
+  c.release(0);
+  CHECK(c.free_pages() == 4 && c.slot_pages(0) == 0);
+  CHECK(pt[0] == 0 && pt[1] == 0 && pt[2] == 0);
+  CHECK(c.reserve(2, 16));
+  CHECK(c.free_pages() == 0);
+  // Layers are distinct, page-sized regions.
+  CHECK(static_cast<char*>(c.k_layer(1)) - static_cast<char*>(c.k_layer(0)) == 6 * 4 * 2 * 4 * 2);
+  CHECK(c.k_layer(0) != c.v_layer(0));
+  // Bad use is an error naming the problem, never a crash.
+  CHECK(contains(error_of([&] { c.reserve(3, 1); }), "slot 3 outside [0, 3)"));
+  CHECK(contains(error_of([&] { c.reserve(0, 17); }), "more than a sequence may hold (4)"));
+  CHECK(contains(error_of([&] { c.release(-1); }), "slot -1"));
+  CHECK(contains(error_of([&] { md::KvCache bad(small_shape(0, 1)); }), "every dimension must be positive"));
+}
+
+static void test_dtype() {
+  using namespace md;
+  CHECK(f32_to_bf16(1.0f) == 0x3f80);
+  CHECK(bf16_to_f32(0x3f80) == 1.0f);
+  CHECK(f32_to_bf16(bits_to_f32(0x3f808000u)) == 0x3f80);  // tie, even stays
+  CHECK(f32_to_bf16(bits_to_f32(0x3f818000u)) == 0x3f82);  // tie, odd rounds up
+  CHECK(f32_to_bf16(bits_to_f32(0x3f808001u)) == 0x3f81);
+  CHECK(std::isnan(bf16_to_f32(f32_to_bf16(NAN))));
+  CHECK(f32_to_f16(1.0f) == 0x3c00 && f16_to_f32(0x3c00) == 1.0f);
+  CHECK(f32_to_f16(65504.0f) == 0x7bff && f32_to_f16(65520.0f) == 0x7c00);
+  CHECK(f32_to_f16(-2.0f) == 0xc000);
+  CHECK(f16_to_f32(0x0001) == std::ldexp(1.0f, -24));  // smallest subnormal
+  CHECK(f32_to_f16(std::ldexp(1.0f, -25)) == 0x0000);   // tie to even (0)
+  CHECK(f32_to_f16(std::ldexp(3.0f, -25)) == 0x0002);   // 1.5 ulp ties to even (2)
+  CHECK(std::isnan(f16_to_f32(f32_to_f16(NAN))));
+  // Every f16 value survives f16 -> f32 -> f16.
+  int bad = 0;
+  for (uint32_t h = 0; h < 0x10000; ++h) {
+    if ((h & 0x7c00) == 0x7c00 && (h & 0x3ff)) continue;  // NaN payloads
+    if (f32_to_f16(f16_to_f32(uint16_t(h))) != h) ++bad;
+  }
+  CHECK(bad == 0);
+  float src[3] = {1.5f, -0.25f, 3.0f};
+  uint16_t bf[3];
+  convert_elements(src, DType::F32, bf, DType::BF16, 3);
+  float back[3];
+  convert_elements(bf, DType::BF16, back, DType::F32, 3);
+  CHECK(std::memcmp(src, back, sizeof src) == 0);
+}
+
+static const char* kLlama =
+    R"({"model_type":"llama","hidden_size":64,"intermediate_size":128,"num_hidden_layers":2,
+        "num_attention_heads":4,"num_key_value_heads":2,"vocab_size":100,"max_position_embeddings":2048,
+        "rms_norm_eps":1e-5,"rope_theta":500000,"eos_token_id":[5,7],
+        "rope_scaling":{"rope_type":"llama3","factor":8,"low_freq_factor":1,"high_freq_factor":4,
+                        "original_max_position_embeddings":8192}})";
+
+static void test_config() {
+  md::ModelConfig c = md::parse_model_config(kLlama, "cfg.json");
+  CHECK(c.architecture == "llama" && c.head_dim == 16 && c.num_kv_heads == 2 && !c.qkv_bias);
+  CHECK(c.rope_scaling.type == "llama3" && c.rope_scaling.factor == 8 && c.rope_scaling.original_max_position_embeddings == 8192);
+  CHECK(c.eos_token_ids[0] == 5 && c.eos_token_ids[1] == 7 && c.eos_token_ids[2] == -1);
+  md::ModelConfig q = md::parse_model_config(
+      R"({"architectures":["Qwen2ForCausalLM"],"hidden_size":64,"intermediate_size":128,"num_hidden_layers":1,
+          "num_attention_heads":4,"vocab_size":10,"max_position_embeddings":64,"rms_norm_eps":1e-6,
+          "tie_word_embeddings":true,"rope_scaling":null})",
+      "q.json");
+  CHECK(q.architecture == "qwen2" && q.qkv_bias && q.tie_word_embeddings && q.num_kv_heads == 4 && q.rope_scaling.type.empty());
+
+  auto err = [](const std::string& json) { return error_of([&] { md::parse_model_config(json, "cfg.json"); }); };
+  std::string base = kLlama;
+  auto with = [&](const std::string& from, const std::string& to) {
+    std::string s = base;
+    s.replace(s.find(from), from.size(), to);
+    return s;
+  };
+  CHECK(contains(err("{"), "cfg.json: not valid JSON"));
+  CHECK(contains(err(with("\"hidden_size\":64,", "")), "cfg.json: field 'hidden_size' is missing"));
+  CHECK(contains(err(with("\"hidden_size\":64", "\"hidden_size\":-3")), "field 'hidden_size' must be a positive integer"));
+  CHECK(contains(err(with("\"hidden_size\":64", "\"hidden_size\":\"64\"")), "field 'hidden_size' must be an integer"));
+  CHECK(contains(err(with("\"num_key_value_heads\":2", "\"num_key_value_heads\":3")), "field 'num_key_value_heads' (3) must divide"));
+  CHECK(contains(err(with("\"llama\"", "\"gpt2\"")), "field 'model_type' is 'gpt2'"));
+  CHECK(contains(err(with("\"rope_type\":\"llama3\"", "\"rope_type\":\"yarn\"")), "field 'rope_scaling.rope_type' is 'yarn'"));
+  CHECK(contains(err(with("\"factor\":8", "\"factor\":0")), "field 'rope_scaling.factor' must be positive"));
+  CHECK(contains(err(with("\"rms_norm_eps\":1e-5,", "\"attention_bias\":true,\"rms_norm_eps\":1e-5,")), "field 'attention_bias'"));
+  CHECK(contains(err(with("\"rms_norm_eps\":1e-5,", "\"hidden_act\":\"gelu\",\"rms_norm_eps\":1e-5,")), "field 'hidden_act'"));
+  CHECK(contains(error_of([] { md::load_model_config("/nonexistent-dir"); }), "/nonexistent-dir/config.json: cannot open"));
+}
+
+int main() {
+  test_kv_cache();
+  test_dtype();
+  test_config();
+  if (failures) {
+    std::printf("%d check(s) failed\n", failures);
+    return 1;
+  }
+  std::printf("all runtime unit checks passed\n");
+  return 0;
+}
