@@ -1,0 +1,85 @@
+// Loads a model directory's Hugging Face tokenizer.json (+ tokenizer_config.json when present) with the
+// pure-JS @huggingface/tokenizers, which reads the same format as the Rust `tokenizers` crate.
+
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Tokenizer } from '@huggingface/tokenizers';
+
+export interface LoadedTokenizer {
+  /** Token ids of `text`, without special tokens (prepend `bos` yourself where the model wants it). */
+  encode(text: string): number[];
+  /** Text of `ids`; special tokens (<s>, </s>, ...) are left out unless `keepSpecial`. */
+  decode(ids: readonly number[], opts?: { keepSpecial?: boolean }): string;
+  readonly vocabSize: number;
+  readonly bos?: number;
+  readonly eos?: number;
+}
+
+function readJson(path: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new Error(`${path}: cannot read: ${(e as Error).message}`);
+  }
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (e) {
+    throw new Error(`${path}: not valid JSON: ${(e as Error).message}`);
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error(`${path}: expected a JSON object`);
+  return v as Record<string, unknown>;
+}
+
+/** A special token named in tokenizer_config.json: a string or an AddedToken object {content}. */
+function tokenName(v: unknown): string | undefined {
+  if (typeof v === 'string') return v;
+  if (typeof v === 'object' && v !== null && typeof (v as { content?: unknown }).content === 'string') return (v as { content: string }).content;
+  return undefined;
+}
+
+/** A token id from config.json (`eos_token_id` may be a list; the first one is the primary). */
+function idField(v: unknown): number | undefined {
+  const x = Array.isArray(v) ? v[0] : v;
+  return typeof x === 'number' && Number.isInteger(x) ? x : undefined;
+}
+
+export async function loadTokenizer(dir: string): Promise<LoadedTokenizer> {
+  const tokPath = join(dir, 'tokenizer.json');
+  if (!existsSync(tokPath)) throw new Error(`${dir}: no tokenizer.json`);
+  const json = readJson(tokPath);
+  const cfgPath = join(dir, 'tokenizer_config.json');
+  const cfg = existsSync(cfgPath) ? readJson(cfgPath) : {};
+  const modelCfgPath = join(dir, 'config.json');
+  const modelCfg = existsSync(modelCfgPath) ? readJson(modelCfgPath) : {};
+
+  let tok: Tokenizer;
+  try {
+    tok = new Tokenizer(json, cfg);
+  } catch (e) {
+    throw new Error(`${tokPath}: cannot build a tokenizer: ${(e as Error).message}`);
+  }
+  const vocabSize = tok.get_vocab(true).size;
+  const special = (field: 'bos' | 'eos'): number | undefined => {
+    const name = tokenName(cfg[`${field}_token`]);
+    const byName = name === undefined ? undefined : tok.token_to_id(name);
+    return byName ?? idField(modelCfg[`${field}_token_id`]);
+  };
+
+  return {
+    vocabSize,
+    bos: special('bos'),
+    eos: special('eos'),
+    encode: (text) => {
+      if (typeof text !== 'string') throw new Error(`encode: expected a string, got ${typeof text}`);
+      return tok.encode(text, { add_special_tokens: false }).ids;
+    },
+    decode: (ids, opts = {}) => {
+      ids.forEach((id, i) => {
+        if (!Number.isInteger(id) || id < 0 || id >= vocabSize) throw new Error(`decode: token ${i} is ${id}, not an id in [0, ${vocabSize})`);
+      });
+      return tok.decode([...ids], { skip_special_tokens: !opts.keepSpecial });
+    },
+  };
+}
