@@ -1,0 +1,108 @@
+// The CPU backend: a ModulePlan -> C++17 sources (OpenMP, fp32 math, bf16/fp16/fp32 storage). Skeletons
+// are handlebars templates in templates/cpu; expressions (masks, policies, scores, tile predicates) come
+// from the IR through render.ts. Translation units are split so that the build compiles them in parallel.
+import { KERNELS, STATUS_CODES, type ArgSpec, type KernelSpec } from '../abi.ts';
+import type { Backend, EmittedFile } from '../backend.ts';
+import { manifestText } from '../manifest.ts';
+import type { ModulePlan, PassPlan } from '../plan.ts';
+import { renderF32 } from '../render.ts';
+import { cDouble, cStringLiteral, passFnNames, renderPassFunctions, renderTemplate, STORAGE } from './common.ts';
+import { renderModuleHeader } from './header.ts';
+
+/** Parameter list of a definition: `stream` is unnamed on CPU (it is ignored, and -Wextra would say so). */
+function definitionParams(args: readonly ArgSpec[]): string {
+  return args.map((a) => (a.name === 'stream' ? `${a.type} /*stream*/` : `${a.type} ${a.name}`)).join(', ');
+}
+
+function spec(name: string): KernelSpec {
+  const s = KERNELS.find((k) => k.name === name);
+  if (!s) throw new Error(`codegen/abi.ts has no kernel '${name}'`);
+  return s;
+}
+
+/** Definition signatures by kernel name (and 'gemm', shared by the roles). */
+function signatures(): Record<string, string> {
+  const sig: Record<string, string> = Object.fromEntries(KERNELS.map((k) => [k.name, definitionParams(k.args)]));
+  sig.gemm = definitionParams(spec('gemm_q').args);
+  return sig;
+}
+
+function common(plan: ModulePlan) {
+  return { name: plan.name, hash: plan.hash, sig: signatures() };
+}
+
+function instancesOf(plan: ModulePlan, kernel: string) {
+  return plan.kernels.filter((k) => k.spec.name === kernel).map((k) => ({ symbol: k.symbol, maxRows: k.maxRows }));
+}
+
+function attentionUnit(plan: ModulePlan, pass: PassPlan): EmittedFile {
+  return {
+    path: `attn_${pass.pass}.cpp`,
+    contents: renderTemplate('cpu/attention.cpp.hbs', {
+      ...common(plan),
+      pass: pass.pass,
+      fn: passFnNames(pass.pass),
+      passFunctions: renderPassFunctions(pass, 'inline'),
+      numParams: pass.params.length,
+      instances: instancesOf(plan, `attn_${pass.pass}`),
+      sig: definitionParams(spec(`attn_${pass.pass}`).args),
+    }),
+  };
+}
+
+function checkPlan(plan: ModulePlan): void {
+  const where = `module ${plan.name}`;
+  if (plan.dims.headDim % 2 !== 0) throw new Error(`${where}: head_dim ${plan.dims.headDim} must be even for rotate-half RoPE`);
+  if (plan.ropeInvFreq.length !== plan.dims.headDim / 2) throw new Error(`${where}: RoPE table has ${plan.ropeInvFreq.length} entries, expected head_dim / 2`);
+  if (plan.chunk % plan.pageSize !== 0) throw new Error(`${where}: chunk ${plan.chunk} is not a multiple of the page size ${plan.pageSize}`);
+  const covered = new Set(plan.kernels.map((k) => k.spec.name));
+  const missing = KERNELS.filter((k) => !covered.has(k.name)).map((k) => k.name);
+  if (missing.length) throw new Error(`${where}: plan lacks kernels ${missing.join(', ')}`);
+  for (const k of plan.kernels)
+    if (k.spec.perBucket && (k.maxRows === undefined || k.maxRows <= 0)) throw new Error(`${where}: ${k.symbol} has no row bound`);
+}
+
+export const cpuBackend: Backend = {
+  name: 'cpu',
+  emit(plan: ModulePlan): EmittedFile[] {
+    checkPlan(plan);
+    const base = common(plan);
+    return [
+      { path: 'md_module.h', contents: renderModuleHeader(plan, { backend: 'cpu' }) },
+      {
+        path: 'md_cpu.h',
+        contents: renderTemplate('cpu/md_cpu.h.hbs', {
+          ...base,
+          dims: plan.dims,
+          gamma: plan.gamma,
+          maxSeq: plan.maxSeq,
+          pageSize: plan.pageSize,
+          chunk: plan.chunk,
+          maxChunks: plan.maxChunks,
+          rmsEps: renderF32(Math.fround(plan.rmsEps)),
+          scale: renderF32(plan.scale),
+          dtype: plan.deployment.dtype,
+          storage: STORAGE[plan.deployment.dtype],
+        }),
+      },
+      { path: 'dense.cpp', contents: renderTemplate('cpu/dense.cpp.hbs', { ...base, invFreq: plan.ropeInvFreq.map(cDouble) }) },
+      {
+        path: 'gemm.cpp',
+        contents: renderTemplate('cpu/gemm.cpp.hbs', {
+          ...base,
+          gemms: plan.gemms.map((g) => ({ ...g, instances: instancesOf(plan, `gemm_${g.role}`) })),
+        }),
+      },
+      attentionUnit(plan, plan.passes.target),
+      attentionUnit(plan, plan.passes.draft),
+      {
+        path: 'module.cpp',
+        contents: renderTemplate('cpu/module.cpp.hbs', {
+          ...base,
+          manifest: cStringLiteral(manifestText(plan), '      '),
+          statuses: STATUS_CODES,
+        }),
+      },
+    ];
+  },
+};
