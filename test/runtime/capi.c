@@ -1,1 +1,122 @@
-int main(void) { return 0; }
+/* A C program on the magicdec C API (C99, no C++), built by runtime/CMakeLists.txt and driven by
+ * test/runtime/capi.test.ts and engine.test.ts. Commands:
+ *   capi_test errors <not-a-module.so>     error paths: NULLs, bad paths, a library that is not a module
+ *   capi_test check <model_dir> <dtype>    md_model_check: prints "ok" or the error, exit 0 / 1
+ *   capi_test generate <model_dir> <module.so> <ar|spec> <gamma> <max_tokens> <tok>...
+ *                                          one request; prints the tokens, then its stats as JSON
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "magicdec.h"
+
+static int failures = 0;
+
+static void expect(int cond, const char* what) {
+  if (!cond) {
+    printf("FAIL %s (last error: %s)\n", what, md_last_error());
+    ++failures;
+  }
+}
+
+static void expect_error(const char* part, const char* what) {
+  if (!strstr(md_last_error(), part)) {
+    printf("FAIL %s: error \"%s\" lacks \"%s\"\n", what, md_last_error(), part);
+    ++failures;
+  }
+}
+
+static int errors(const char* not_a_module) {
+  md_engine_options o;
+  md_engine_options_default(&o);
+  expect(o.mode == MD_MODE_SPEC && o.max_batch == 0, "default options");
+
+  expect(md_engine_create(NULL, "x.so", &o) == NULL, "create with NULL model dir fails");
+  expect_error("model_dir is NULL", "NULL model dir");
+  expect(md_engine_create("/nonexistent", "/nonexistent/m.so", NULL) == NULL, "create with a missing module fails");
+  expect_error("/nonexistent/m.so: cannot load module", "missing module");
+  expect(md_engine_create("/nonexistent", not_a_module, NULL) == NULL, "create with a non-module library fails");
+  expect_error("does not export 'md_module_manifest'", "non-module library");
+  o.mode = 7;
+  expect(md_engine_create("/nonexistent", not_a_module, &o) == NULL, "bad mode fails");
+  expect_error("option mode: 7", "bad mode");
+
+  int32_t tok[4];
+  expect(md_engine_step(NULL) == -1, "step(NULL) fails");
+  expect_error("engine is NULL", "step(NULL)");
+  expect(md_engine_add_request(NULL, tok, 1, NULL) == -1, "add_request(NULL) fails");
+  expect(md_request_tokens(NULL, 1, tok, 4) == -1, "tokens(NULL) fails");
+  expect(md_request_stats_get(NULL, 1, NULL) == -1, "stats(NULL) fails");
+  expect(md_engine_info(NULL) == NULL, "info(NULL) fails");
+  expect(md_engine_set_param(NULL, "draft", "kv_window", 1) == -1, "set_param(NULL) fails");
+  md_engine_destroy(NULL); /* a no-op, like free(NULL) */
+
+  expect(md_model_check("/nonexistent", "bf16") == -1, "check of a missing dir fails");
+  expect_error("/nonexistent/config.json: cannot open", "missing config");
+  expect(md_model_check("/nonexistent", "int8") == -1, "check with a bad dtype fails");
+  expect_error("dtype 'int8'", "bad dtype");
+  if (failures) return 1;
+  printf("capi error paths ok\n");
+  return 0;
+}
+
+static int check(const char* dir, const char* dtype) {
+  if (md_model_check(dir, dtype) != 0) {
+    printf("%s\n", md_last_error());
+    return 1;
+  }
+  printf("ok\n");
+  return 0;
+}
+
+static int generate(int argc, char** argv) {
+  if (argc < 8) {
+    fprintf(stderr, "usage: capi_test generate <model_dir> <module.so> <ar|spec> <gamma> <max_tokens> <tok>...\n");
+    return 2;
+  }
+  md_engine_options o;
+  md_engine_options_default(&o);
+  o.mode = strcmp(argv[4], "ar") == 0 ? MD_MODE_AR : MD_MODE_SPEC;
+  o.gamma = atoi(argv[5]);
+  o.keep_logits = 1;
+  md_engine* e = md_engine_create(argv[2], argv[3], &o);
+  if (!e) {
+    printf("error: %s\n", md_last_error());
+    return 1;
+  }
+  int n = argc - 7;
+  int32_t* prompt = malloc(sizeof(int32_t) * (size_t)n);
+  for (int i = 0; i < n; ++i) prompt[i] = atoi(argv[7 + i]);
+  md_request_options ro;
+  md_request_options_default(&ro);
+  ro.max_tokens = atoi(argv[6]);
+  ro.ignore_eos = 1;
+  int64_t id = md_engine_add_request(e, prompt, n, &ro);
+  free(prompt);
+  if (id < 0 || md_engine_run(e) != 0) {
+    printf("error: %s\n", md_last_error());
+    md_engine_destroy(e);
+    return 1;
+  }
+  int32_t out[4096];
+  int32_t count = md_request_tokens(e, id, out, 4096);
+  for (int i = 0; i < count; ++i) printf(i ? " %d" : "%d", out[i]);
+  printf("\n");
+  md_request_stats s;
+  md_request_stats_get(e, id, &s);
+  printf("{\"generated\":%d,\"rounds\":%d,\"drafted\":%d,\"accepted\":%d,\"finish\":%d,\"state\":%d}\n", s.generated,
+         s.rounds, s.drafted, s.accepted, s.finish_reason, s.state);
+  expect(md_request_release(e, id) == 0, "release a finished request");
+  expect(md_request_tokens(e, id, out, 1) == -1, "a released request is gone");
+  md_engine_destroy(e);
+  return failures ? 1 : 0;
+}
+
+int main(int argc, char** argv) {
+  if (argc >= 3 && strcmp(argv[1], "errors") == 0) return errors(argv[2]);
+  if (argc == 4 && strcmp(argv[1], "check") == 0) return check(argv[2], argv[3]);
+  if (argc >= 2 && strcmp(argv[1], "generate") == 0) return generate(argc, argv);
+  fprintf(stderr, "usage: capi_test errors <lib.so> | check <model_dir> <dtype> | generate ...\n");
+  return 2;
+}

@@ -1,0 +1,265 @@
+// Thin TypeScript wrapper over the Node-API addon (runtime/node/binding.cpp, built by cmake-js into
+// runtime/build/). All work runs off the JS thread: each engine step is one Promise; this wrapper keeps one
+// step in flight while any request is live and routes each step's tokens to the request's promise/iterator.
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+
+export interface EngineOptions {
+  /** Live sequences at once; default: the module's largest batch bucket. */
+  maxBatch?: number;
+  /** KV-cache pages in the pool; default: enough for maxBatch sequences of the module's maxSeq. */
+  kvPages?: number;
+  /** 'spec' (self-speculative, default) or 'ar' (autoregressive). */
+  mode?: 'ar' | 'spec';
+  /** Tokens drafted per round, 1..module gamma; default: the module's. */
+  gamma?: number;
+  /** Rows per prefill step; default: the largest bucket's row limit. */
+  prefillChunk?: number;
+  /** Keep the logits of every emitted token (Generation.logits). */
+  keepLogits?: boolean;
+}
+
+export interface RequestOptions {
+  maxTokens?: number;
+  stopTokens?: readonly number[];
+  /** Do not stop at the model's eos_token_id. */
+  ignoreEos?: boolean;
+}
+
+export interface RequestStats {
+  promptTokens: number;
+  generated: number;
+  rounds: number;
+  drafted: number;
+  accepted: number;
+  acceptance: number;
+  tokensPerRound: number;
+  prefillS: number;
+  draftS: number;
+  verifyS: number;
+  decodeS: number;
+}
+
+export interface EngineStats {
+  steps: number;
+  prefillSteps: number;
+  rounds: number;
+  arSteps: number;
+  prefillTokens: number;
+  generated: number;
+  drafted: number;
+  accepted: number;
+  acceptance: number;
+  prefillS: number;
+  draftS: number;
+  verifyS: number;
+  decodeS: number;
+  /** Decode rounds per batch bucket. */
+  bucketRounds: Record<string, number>;
+  freePages: number;
+}
+
+export interface Generation {
+  id: number;
+  tokens: number[];
+  /** One vocab-long row per token, when the engine keeps logits. */
+  logits?: Float32Array[];
+  reason: 'stop' | 'length';
+  stats: RequestStats;
+}
+
+interface NativeEvent {
+  id: number;
+  tokens: Int32Array;
+  logits?: Float32Array;
+  finished: boolean;
+  reason: 'none' | 'stop' | 'length' | 'error';
+  error?: string;
+  stats?: RequestStats;
+}
+
+interface NativeEngine {
+  addRequest(prompt: Int32Array | readonly number[], opts: RequestOptions): number;
+  step(): Promise<{ events: NativeEvent[]; live: number }>;
+  live(): number;
+  stats(): EngineStats;
+  info(): string;
+  setParam(pass: 'target' | 'draft', key: string, value: number): void;
+  close(): void;
+}
+
+interface Addon {
+  create(modelDir: string, modulePath: string, opts: EngineOptions): Promise<NativeEngine>;
+  checkModel(modelDir: string, dtype: string): Promise<string>;
+}
+
+export const ADDON_PATH = process.env.MAGICDEC_ADDON ?? fileURLToPath(new URL('../build/magicdec_node.node', import.meta.url));
+
+let addon: Addon | undefined;
+function load(): Addon {
+  if (!addon) {
+    try {
+      addon = createRequire(import.meta.url)(ADDON_PATH) as Addon;
+    } catch (e) {
+      throw new Error(`magicdec runtime addon not found at ${ADDON_PATH} (build it: npx cmake-js compile -d runtime): ${(e as Error).message}`);
+    }
+  }
+  return addon;
+}
+
+/** Validates a model directory (config.json + every tensor); resolves to a one-line summary. */
+export function checkModel(modelDir: string, dtype: 'bf16' | 'fp16' | 'fp32'): Promise<string> {
+  return load().checkModel(modelDir, dtype);
+}
+
+/** Where one request's output goes as steps produce it. */
+class Sink {
+  readonly tokens: number[] = [];
+  readonly logits: Float32Array[] = [];
+  private waiters: (() => void)[] = [];
+  done = false;
+  error?: Error;
+  readonly result: Promise<Generation>;
+  private resolve!: (g: Generation) => void;
+  private reject!: (e: Error) => void;
+
+  constructor(
+    readonly id: number,
+    private readonly vocab: number,
+  ) {
+    this.result = new Promise((res, rej) => {
+      this.resolve = res;
+      this.reject = rej;
+    });
+    this.result.catch(() => {}); // a stream consumer may never look at `result`
+  }
+
+  push(ev: NativeEvent): void {
+    for (const t of ev.tokens) this.tokens.push(t);
+    if (ev.logits) for (let i = 0; i < ev.tokens.length; i++) this.logits.push(ev.logits.slice(i * this.vocab, (i + 1) * this.vocab));
+    if (ev.finished) {
+      if (ev.reason === 'error') this.fail(new Error(`request ${this.id}: ${ev.error ?? 'failed'}`));
+      else {
+        this.done = true;
+        this.resolve({
+          id: this.id,
+          tokens: this.tokens,
+          ...(this.logits.length ? { logits: this.logits } : {}),
+          reason: ev.reason as 'stop' | 'length',
+          stats: ev.stats!,
+        });
+      }
+    }
+    this.wake();
+  }
+
+  fail(e: Error): void {
+    this.done = true;
+    this.error = e;
+    this.reject(e);
+    this.wake();
+  }
+
+  wait(): Promise<void> {
+    return new Promise((res) => this.waiters.push(res));
+  }
+
+  private wake(): void {
+    const w = this.waiters;
+    this.waiters = [];
+    for (const f of w) f();
+  }
+}
+
+export class Engine {
+  private readonly sinks = new Map<number, Sink>();
+  private pumping = false;
+  private closed = false;
+  readonly vocabSize: number;
+
+  private constructor(private readonly native: NativeEngine) {
+    this.vocabSize = JSON.parse(native.info()).model.vocabSize;
+  }
+
+  /** Loads the module and the model (off the JS thread) and checks one against the other. */
+  static async create(modelDir: string, modulePath: string, opts: EngineOptions = {}): Promise<Engine> {
+    return new Engine(await load().create(modelDir, modulePath, opts));
+  }
+
+  /** Generates for one prompt; resolves when it stops (a stop token, EOS or maxTokens). */
+  generate(prompt: readonly number[] | Int32Array, opts: RequestOptions = {}): Promise<Generation> {
+    return this.submit(prompt, opts).result;
+  }
+
+  /** Tokens as they are produced. `generation` resolves like generate() once the stream ends. */
+  stream(prompt: readonly number[] | Int32Array, opts: RequestOptions = {}): AsyncIterableIterator<number> & { generation: Promise<Generation> } {
+    const sink = this.submit(prompt, opts);
+    let next = 0;
+    const it = {
+      generation: sink.result,
+      async next(): Promise<IteratorResult<number>> {
+        while (next >= sink.tokens.length && !sink.done) await sink.wait();
+        if (next < sink.tokens.length) return { value: sink.tokens[next++], done: false };
+        if (sink.error) throw sink.error;
+        return { value: undefined, done: true };
+      },
+      [Symbol.asyncIterator]() {
+        return it;
+      },
+    };
+    return it;
+  }
+
+  stats(): EngineStats {
+    return this.native.stats();
+  }
+
+  /** Model, module, params and options as the runtime sees them. */
+  info(): Record<string, unknown> {
+    return JSON.parse(this.native.info());
+  }
+
+  /** Changes a pass's runtime param (manifest key, e.g. 'kv_window') for later steps; no recompilation. */
+  setParam(pass: 'target' | 'draft', key: string, value: number): void {
+    this.native.setParam(pass, key, value);
+  }
+
+  /** Frees the engine once the step in flight (if any) ends; live requests are rejected. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.native.close();
+    for (const s of this.sinks.values()) s.fail(new Error(`request ${s.id}: engine closed`));
+    this.sinks.clear();
+  }
+
+  private submit(prompt: readonly number[] | Int32Array, opts: RequestOptions): Sink {
+    if (this.closed) throw new Error('engine is closed');
+    const id = this.native.addRequest(prompt, opts); // throws on a bad prompt or options
+    const sink = new Sink(id, this.vocabSize);
+    this.sinks.set(id, sink);
+    void this.pump();
+    return sink;
+  }
+
+  private async pump(): Promise<void> {
+    if (this.pumping) return;
+    this.pumping = true;
+    try {
+      while (!this.closed && this.sinks.size > 0) {
+        const { events } = await this.native.step();
+        for (const ev of events) {
+          const sink = this.sinks.get(ev.id);
+          if (!sink) continue;
+          sink.push(ev);
+          if (ev.finished) this.sinks.delete(ev.id);
+        }
+      }
+    } catch (e) {
+      for (const s of this.sinks.values()) s.fail(e as Error);
+      this.sinks.clear();
+    } finally {
+      this.pumping = false;
+    }
+  }
+}
