@@ -54,8 +54,8 @@ export function parseMaxSeq(text: string): number {
 export function applyOverrides(dep: DeploymentIR, o: Overrides): DeploymentIR {
   const maxSeq = o.maxSeq ?? dep.shapes.maxSeq;
   if (o.maxSeq !== undefined) {
-    if (maxSeq < dep.shapes.pageSize) {
-      throw new UserError(`--max-seq ${maxSeq} is smaller than the spec's page size ${dep.shapes.pageSize}`);
+    if (maxSeq % dep.shapes.pageSize !== 0) {
+      throw new UserError(`--max-seq ${maxSeq} is not a multiple of the spec's page size ${dep.shapes.pageSize}`);
     }
     if (maxSeq > dep.model.maxPositionEmbeddings) {
       throw new UserError(

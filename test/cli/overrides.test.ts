@@ -43,8 +43,9 @@ describe('applyOverrides', () => {
     expect(applyOverrides(dep, {})).toEqual(dep);
   });
 
-  it('rejects a max-seq below the page size or past the model', () => {
-    expect(() => applyOverrides(dep, { maxSeq: 8 })).toThrow(/--max-seq 8 is smaller than the spec's page size 16/);
+  it('rejects a max-seq that is not whole pages or is past the model', () => {
+    expect(() => applyOverrides(dep, { maxSeq: 8 })).toThrow(/--max-seq 8 is not a multiple of the spec's page size 16/);
+    expect(() => applyOverrides(dep, { maxSeq: 1000 })).toThrow(/--max-seq 1000 is not a multiple/);
     expect(() => applyOverrides(dep, { maxSeq: 1 << 20 })).toThrow(/exceeds max_position_embeddings 16384 of model 'tiny'/);
   });
 });
