@@ -33,6 +33,12 @@ export function isFunctionLike(n: TsNode): boolean {
   return FUNCTION_KINDS.has(n.getKind());
 }
 
+/** "a for statement", "a new expression", ... for messages. */
+export function describe(n: TsNode): string {
+  const words = n.getKindName().replace(/([a-z])([A-Z])/g, '$1 $2').toLowerCase();
+  return `${/^[aeiou]/.test(words) ? 'an' : 'a'} ${words}`;
+}
+
 /** Strip parentheses and type-only wrappers (as, satisfies, <T>x, x!). */
 export function unwrap(n: TsNode): TsNode {
   for (;;) {
@@ -113,7 +119,7 @@ export class Evaluator {
     if (TsNode.isParameterDeclaration(decl)) {
       return this.fail('MD1102', `parameter '${use.getText()}' has no value here: it is only bound while its function is called`, use);
     }
-    return this.fail('MD1102', `'${use.getText()}' refers to a ${decl.getKindName()}; only consts, functions and parameters can be evaluated`, use);
+    return this.fail('MD1102', `'${use.getText()}' refers to ${describe(decl)}; only consts, functions and parameters can be evaluated`, use);
   }
 
   private topLevelConst(vd: TsNode & { getInitializer(): TsNode | undefined; getNameNode(): TsNode }, decl: TsNode, use: TsNode): Value {
@@ -258,7 +264,7 @@ export class Evaluator {
     }
     return this.fail(
       'MD1101',
-      `a ${e.getKindName()} cannot be evaluated statically; the deploy value must be built from literals, object/array literals, consts, property access, arithmetic and calls of ordinary functions`,
+      `${describe(e)} cannot be evaluated statically; the deploy value must be built from literals, object/array literals, consts, property access, arithmetic and calls of ordinary functions`,
       e,
     );
   }
@@ -296,7 +302,7 @@ export class Evaluator {
         props.delete(p.getName());
         props.set(p.getName(), { value: new FnVal(p, env), node: p });
       } else {
-        this.fail('MD1101', `a ${p.getKindName()} in an object literal cannot be evaluated statically; use 'name: value'`, p);
+        this.fail('MD1101', `${describe(p)} in an object literal cannot be evaluated statically; use 'name: value'`, p);
       }
     }
     return new ObjVal(props);
@@ -413,7 +419,7 @@ export class Evaluator {
         if (r.returned) return r;
         continue;
       }
-      this.fail('MD1105', `a ${s.getKindName()} is not supported in evaluated functions; only 'const' declarations, 'if' and 'return' are`, s);
+      this.fail('MD1105', `${describe(s)} is not supported in evaluated functions; only 'const' declarations, 'if' and 'return' are`, s);
       return { returned: true, value: POISON };
     }
     return { returned: false, value: undefined };

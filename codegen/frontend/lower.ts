@@ -8,7 +8,7 @@ import * as ir from '../ir.ts';
 import { MATH_CONSTANTS, MATH_INTRINSICS } from '../ops.ts';
 import { FN_VARS, type FnKind, type ParamDecl } from '../spec.ts';
 import type { Code } from './diagnostics.ts';
-import { isFunctionLike, unwrap, type Evaluator } from './evaluate.ts';
+import { describe, isFunctionLike, unwrap, type Evaluator } from './evaluate.ts';
 import { Env, kindOf, MathNamespace, POISON, type FnVal } from './values.ts';
 
 type IrNode = ir.Node;
@@ -334,12 +334,6 @@ const BINARY: Partial<Record<SyntaxKind, ['num' | 'logic' | 'eq', (a: IrNode, b:
   [SyntaxKind.AmpersandAmpersandToken]: ['logic', ir.and],
   [SyntaxKind.BarBarToken]: ['logic', ir.or],
 };
-
-/** "a for statement", "a string literal", ... for messages. */
-function describe(n: TsNode): string {
-  const words = n.getKindName().replace(/([a-z])([A-Z])/g, '$1 $2').toLowerCase().replace(/ (expression|statement)$/, ' $1');
-  return `${/^[aeiou]/.test(words) ? 'an' : 'a'} ${words}`;
-}
 
 /**
  * Lower one DSL function to IR. Returns undefined when it had errors (each reported through `report`).
