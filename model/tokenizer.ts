@@ -79,6 +79,7 @@ export async function loadTokenizer(dir: string): Promise<LoadedTokenizer> {
       ids.forEach((id, i) => {
         if (!Number.isInteger(id) || id < 0 || id >= vocabSize) throw new Error(`decode: token ${i} is ${id}, not an id in [0, ${vocabSize})`);
       });
+      if (ids.length === 0) return ''; // the library refuses an empty list
       return tok.decode([...ids], { skip_special_tokens: !opts.keepSpecial });
     },
   };
