@@ -2,7 +2,7 @@
 // Everything is rendered in memory first; the directory is then written beside the target and swapped
 // into place, so a failure at any point (diagnostics, a backend error, a full disk) leaves the previous
 // output exactly as it was.
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, posix, resolve } from 'node:path';
 import type { Backend, EmittedFile } from './backend.ts';
 import { manifestText } from './manifest.ts';
@@ -52,6 +52,8 @@ export function writeTree(outDir: string, files: readonly EmittedFile[], mayRepl
   mkdirSync(parent, { recursive: true });
   const tmp = mkdtempSync(join(parent, `.${basename(target)}.tmp-`));
   try {
+    // mkdtemp creates 0700; the module is an ordinary output directory.
+    chmodSync(tmp, 0o755);
     for (const f of files) {
       mkdirSync(dirname(join(tmp, f.path)), { recursive: true });
       writeFileSync(join(tmp, f.path), f.contents);

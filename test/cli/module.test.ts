@@ -1,6 +1,6 @@
 // codegen/module.ts: the output directory is replaced as a whole or not at all, and never when it is not
 // a module directory.
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -23,6 +23,7 @@ describe('writeTree', () => {
     writeTree(out, files('one'), isModuleDir);
     expect(readTree(out)).toEqual(files('one'));
     expect(readdirSync(join(root, 'a/b'))).toEqual(['mod']);
+    expect(statSync(out).mode & 0o777).toBe(0o755);
   });
 
   it('replaces a previous module completely (stale files disappear)', () => {
