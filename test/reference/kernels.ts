@@ -1,0 +1,157 @@
+// Float64 reference of every kernel of codegen/abi.ts, written for clarity, not speed. Inputs are the
+// values the kernels read (storage already decoded, see test/harness/kernels/storage.ts). Attention is the
+// naive definition: for each row and head, every visible position (the pass's `visible` and `score`
+// evaluated by the IR interpreter, the oracle), then a plain softmax.
+import { evaluate } from '../../codegen/interp.ts';
+import type { ModulePlan, PassPlan } from '../../codegen/plan.ts';
+
+type Vec = ArrayLike<number>;
+
+export function embedRef(table: Vec, tokens: Vec, hidden: number): Float64Array {
+  const out = new Float64Array(tokens.length * hidden);
+  for (let r = 0; r < tokens.length; r++) for (let i = 0; i < hidden; i++) out[r * hidden + i] = table[tokens[r] * hidden + i];
+  return out;
+}
+
+export function rmsnormRef(x: Vec, w: Vec, rows: number, hidden: number, eps: number): Float64Array {
+  const y = new Float64Array(rows * hidden);
+  for (let r = 0; r < rows; r++) {
+    let ss = 0;
+    for (let i = 0; i < hidden; i++) ss += x[r * hidden + i] ** 2;
+    const inv = 1 / Math.sqrt(ss / hidden + eps);
+    for (let i = 0; i < hidden; i++) y[r * hidden + i] = x[r * hidden + i] * inv * w[i];
+  }
+  return y;
+}
+
+export function addRef(a: Vec, b: Vec): Float64Array {
+  return Float64Array.from(a, (v, i) => v + b[i]);
+}
+
+export function gemmRef(x: Vec, w: Vec, bias: Vec | undefined, rows: number, n: number, k: number): Float64Array {
+  const y = new Float64Array(rows * n);
+  for (let r = 0; r < rows; r++)
+    for (let j = 0; j < n; j++) {
+      let s = bias ? bias[j] : 0;
+      for (let i = 0; i < k; i++) s += x[r * k + i] * w[j * k + i];
+      y[r * n + j] = s;
+    }
+  return y;
+}
+
+export function swigluRef(gate: Vec, up: Vec): Float64Array {
+  return Float64Array.from(gate, (g, i) => (g / (1 + Math.exp(-g))) * up[i]);
+}
+
+/** Rotate-half RoPE of `x` [rows, heads, headDim] at positions `pos` [rows]. */
+export function ropeRef(x: Vec, pos: Vec, heads: number, headDim: number, invFreq: readonly number[]): Float64Array {
+  const half = headDim / 2;
+  const out = Float64Array.from(x);
+  for (let r = 0; r < pos.length; r++)
+    for (let h = 0; h < heads; h++) {
+      const o = (r * heads + h) * headDim;
+      for (let i = 0; i < half; i++) {
+        const a = pos[r] * invFreq[i];
+        const [x1, x2] = [x[o + i], x[o + i + half]];
+        out[o + i] = x1 * Math.cos(a) - x2 * Math.sin(a);
+        out[o + i + half] = x2 * Math.cos(a) + x1 * Math.sin(a);
+      }
+    }
+  return out;
+}
+
+/** Lowest index wins ties; NaN never wins; an all-NaN row gives 0. */
+export function argmaxRef(logits: Vec, rows: number, vocab: number): Int32Array {
+  const out = new Int32Array(rows);
+  for (let r = 0; r < rows; r++) {
+    let best = -1;
+    for (let i = 0; i < vocab; i++) {
+      const v = logits[r * vocab + i];
+      if (!Number.isNaN(v) && (best < 0 || v > logits[r * vocab + best])) best = i;
+    }
+    out[r] = Math.max(best, 0);
+  }
+  return out;
+}
+
+export function verifyGreedyRef(target: Vec, draft: Vec, batch: number, gamma: number): { accepted: Int32Array; next: Int32Array } {
+  const accepted = new Int32Array(batch);
+  const next = new Int32Array(batch);
+  for (let b = 0; b < batch; b++) {
+    let a = 0;
+    while (a < gamma && draft[b * gamma + a] === target[b * (gamma + 1) + a]) a++;
+    accepted[b] = a;
+    next[b] = target[b * (gamma + 1) + a];
+  }
+  return { accepted, next };
+}
+
+export interface AttentionCase {
+  /** [rows, heads, headDim] */
+  readonly q: Vec;
+  /** Decoded cache values, [numPages, pageSize, kvHeads, headDim]. */
+  readonly kCache: Vec;
+  readonly vCache: Vec;
+  readonly pageTable: Vec;
+  readonly pagesPerSeq: number;
+  readonly rowSeq: Vec;
+  readonly rowPos: Vec;
+  readonly seqLen: Vec;
+  /** The pass's runtime params in ABI order. */
+  readonly params: readonly number[];
+}
+
+/** Whether row position q sees kv position t (t < seq_len is the caller's business). */
+export function visibleRef(pass: PassPlan, params: readonly number[], q: number, t: number): boolean {
+  return evaluate(pass.visible, { vars: { q, kv: t }, params: paramRecord(pass, params) }) as boolean;
+}
+
+export function paramRecord(pass: PassPlan, params: readonly number[]): Record<string, number> {
+  return Object.fromEntries(pass.params.map((p) => [p.key, params[p.index]]));
+}
+
+export function attentionRef(plan: ModulePlan, pass: PassPlan, c: AttentionCase): Float64Array {
+  const { heads, kvHeads, headDim: D, group } = plan.dims;
+  const rows = c.rowSeq.length;
+  const out = new Float64Array(rows * heads * D);
+  const params = paramRecord(pass, c.params);
+  const at = (slot: number, t: number, kvh: number) =>
+    ((c.pageTable[slot * c.pagesPerSeq + Math.floor(t / plan.pageSize)] * plan.pageSize + (t % plan.pageSize)) * kvHeads + kvh) * D;
+  for (let r = 0; r < rows; r++) {
+    const slot = c.rowSeq[r];
+    const q = c.rowPos[r];
+    const seen: number[] = [];
+    for (let t = 0; t < c.seqLen[slot]; t++) if (evaluate(pass.visible, { vars: { q, kv: t }, params })) seen.push(t);
+    for (let h = 0; h < heads; h++) {
+      const kvh = Math.floor(h / group);
+      const qo = (r * heads + h) * D;
+      const scores = seen.map((t) => {
+        let s = 0;
+        for (let d = 0; d < D; d++) s += c.q[qo + d] * c.kCache[at(slot, t, kvh) + d];
+        s *= plan.scale;
+        return pass.score ? (evaluate(pass.score, { vars: { s, q, kv: t, head: h }, params }) as number) : s;
+      });
+      if (!seen.length) continue; // nothing visible: 0
+      const m = Math.max(...scores);
+      const p = scores.map((s) => Math.exp(s - m));
+      const l = p.reduce((a, b) => a + b, 0);
+      for (let d = 0; d < D; d++) {
+        let o = 0;
+        seen.forEach((t, i) => (o += p[i] * c.vCache[at(slot, t, kvh) + d]));
+        out[qo + d] = o / l;
+      }
+    }
+  }
+  return out;
+}
+
+/** ||got - want|| / ||want|| (0 when both are 0). */
+export function relError(got: Vec, want: Vec): number {
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < want.length; i++) {
+    num += (got[i] - want[i]) ** 2;
+    den += want[i] ** 2;
+  }
+  return den === 0 ? Math.sqrt(num) : Math.sqrt(num / den);
+}
