@@ -7,7 +7,7 @@
 
 #include "dtype.h"
 #include "model_config.h"
-#include "module_abi.h"
+#include "md_abi.h"  // templates/common: rendered from codegen/abi.ts, the ABI's single source of truth
 
 namespace md {
 
