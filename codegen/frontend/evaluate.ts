@@ -6,7 +6,7 @@
 import { Node as TsNode, SyntaxKind, type CallExpression, type Symbol as TsSymbol, type TypeChecker } from 'ts-morph';
 import { MATH_CONSTANTS, MATH_INTRINSICS } from '../ops.ts';
 import type { Code } from './diagnostics.ts';
-import { ArrVal, DescriptorVal, Env, FnVal, kindOf, MATH, MathFnVal, MathNamespace, ObjVal, POISON, PrimitiveVal, type Slot, type Value } from './values.ts';
+import { ArrVal, DescriptorVal, Env, FnVal, kindOf, MATH, MathFnVal, MathNamespace, ModuleVal, ObjVal, POISON, PrimitiveVal, type Slot, type Value } from './values.ts';
 
 export interface EvalContext {
   readonly checker: TypeChecker;
@@ -105,6 +105,7 @@ export class Evaluator {
     const prim = this.ctx.primitiveOf(decl);
     if (prim) return new PrimitiveVal(prim);
     if (TsNode.isFunctionDeclaration(decl)) return new FnVal(decl, new Env());
+    if (TsNode.isSourceFile(decl)) return new ModuleVal(decl);
     if (TsNode.isVariableDeclaration(decl) || TsNode.isBindingElement(decl)) {
       const vd = TsNode.isVariableDeclaration(decl) ? decl : decl.getFirstAncestorByKind(SyntaxKind.VariableDeclaration);
       const stmt = vd?.getVariableStatement();
@@ -318,6 +319,13 @@ export class Evaluator {
       if (/^(0|[1-9][0-9]*)$/.test(key)) return base.items[Number(key)]?.value;
     }
     if (typeof base === 'string' && key === 'length') return base.length;
+    if (base instanceof ModuleVal) {
+      let sym = base.file.getExportSymbols().find((x) => x.getName() === key);
+      if (sym?.isAlias()) sym = sym.getAliasedSymbol() ?? sym;
+      const decl = sym?.getValueDeclaration() ?? sym?.getDeclarations()[0];
+      if (!decl) return this.fail('MD1103', `${kindOf(base)} has no export '${key}'`, at);
+      return this.declValue(decl, at, new Env());
+    }
     if (base instanceof MathNamespace) {
       if (key in MATH_CONSTANTS) return MATH_CONSTANTS[key]!;
       if (key in MATH_INTRINSICS) return new MathFnVal(key);

@@ -1,6 +1,6 @@
 // Values of the static partial evaluator. Primitives are plain JS values; objects and arrays remember the
 // expression each entry came from, so validation can point at the offending expression.
-import type { Node as TsNode } from 'ts-morph';
+import type { SourceFile, Node as TsNode } from 'ts-morph';
 import type { AttentionIR, DeploymentIR, PolicyIR, VerifierIR } from '../spec.ts';
 
 /** An evaluated value together with the expression it came from. */
@@ -54,6 +54,11 @@ export class MathFnVal {
   constructor(readonly name: string) {}
 }
 
+/** A module namespace (`import * as md from 'magicdec'`): member access reads its exports. */
+export class ModuleVal {
+  constructor(readonly file: SourceFile) {}
+}
+
 /** The global `Math` object: member access yields MATH_CONSTANTS and MATH_INTRINSICS. */
 export class MathNamespace {}
 export const MATH = new MathNamespace();
@@ -83,6 +88,7 @@ export type Value =
   | PrimitiveVal
   | MathFnVal
   | MathNamespace
+  | ModuleVal
   | DescriptorVal
   | typeof POISON;
 
@@ -98,6 +104,7 @@ export function kindOf(v: Value): string {
   if (v instanceof ArrVal) return 'an array';
   if (v instanceof FnVal || v instanceof MathFnVal) return 'a function';
   if (v instanceof MathNamespace) return 'the Math object';
+  if (v instanceof ModuleVal) return `the module ${v.file.getBaseName()}`;
   if (v instanceof PrimitiveVal) return `the DSL function ${v.name}`;
   return `a ${v.kind} descriptor`;
 }
