@@ -2,7 +2,9 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { ModelConfig } from '../../dsl/models.ts';
+import { ropeInvFreq as codegenInvFreq } from '../../codegen/rope.ts';
+import { modelConfigToHf } from '../../codegen/model-config.ts';
+import { llama2_7b_32k, llama31_8b, small, type ModelConfig } from '../../dsl/models.ts';
 import { Checkpoint } from '../../model/checkpoint.ts';
 import { writeRandomModel } from '../../model/random.ts';
 import { writeSafetensorsModel, type TensorData } from '../../model/safetensors.ts';
@@ -257,6 +259,16 @@ describe('RoPE scaling', () => {
       const other = loadReferenceModel(rewrite(dir, keep, { rope_scaling: rs })).forward([4, 5, 6]);
       expect(bitsEqual(other[0], plain[0])).toBe(true);
       expect(bitsEqual(other[2], plain[2])).toBe(false);
+    }
+  });
+
+  it("agrees with the kernels' RoPE table (codegen/rope.ts) on the presets", () => {
+    for (const m of [llama2_7b_32k, llama31_8b, small]) {
+      const c = parseReferenceConfig(modelConfigToHf(m), m.name);
+      const ref = ropeInvFreq(c.headDim, c.ropeTheta, c.ropeScaling);
+      const gen = codegenInvFreq(m);
+      const relErr = ref.map((f, i) => Math.abs(gen[i] - f) / f);
+      expect(Math.max(...relErr)).toBeLessThan(1e-12);
     }
   });
 });
