@@ -1,0 +1,112 @@
+// Generated paged split-KV attention vs the float64 reference (naive softmax over the positions the IR
+// interpreter calls visible), for both passes of every test module. Every input cache position that no
+// row may see is NaN, so reading a skipped tile or a masked position would show; every output starts as
+// NaN, so an unwritten element would show. Row invariance is checked bitwise: each row computed alone, in
+// the smallest bucket instance on one thread, equals the same row inside the batch (other sequences'
+// rows, gamma + 1 verification rows) in the largest bucket instance on two threads.
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { PassPlan } from '../../codegen/plan.ts';
+import { attentionRef, relError } from '../reference/kernels.ts';
+import { attentionDrawArb, buildAttention, type AttentionDraw } from '../harness/kernels/attention-case.ts';
+import { KERNEL_DEPLOYMENTS, type KernelDeploymentName } from '../harness/kernels/deployments.ts';
+import { f32 } from '../harness/kernels/driver.ts';
+import { openModule, type ModuleUnderTest } from '../harness/kernels/module.ts';
+
+const NAMES = Object.keys(KERNEL_DEPLOYMENTS) as KernelDeploymentName[];
+const modules = new Map<KernelDeploymentName, ModuleUnderTest>();
+
+beforeAll(async () => {
+  for (const n of NAMES) modules.set(n, await openModule(KERNEL_DEPLOYMENTS[n]));
+}, 600_000);
+afterAll(() => modules.forEach((m) => m.driver.close()));
+
+const tolerance = (m: ModuleUnderTest) => (m.plan.deployment.dtype === 'fp32' ? 1e-5 : 1e-2);
+
+async function runAttention(m: ModuleUnderTest, pass: PassPlan, d: AttentionDraw) {
+  const c = buildAttention(m.plan, pass, d);
+  const bucket = Math.max(...m.plan.buckets);
+  const ws = await m.driver.workspaceFloats(c.rows);
+  const res = await m.driver.call(`md_attn_${pass.pass}_b${bucket}`, { ...c.args, out: { out: c.rows * m.plan.dims.qDim * 4 }, workspace: { out: ws * 4 } }, 2);
+  return { c, status: res.status, out: f32(res.out.out) };
+}
+
+describe.each(NAMES)('attention, module %s', (name) => {
+  for (const which of ['target', 'draft'] as const) {
+    it(`${which} pass matches the float64 reference and is row-invariant`, async () => {
+      const m = modules.get(name)!;
+      const pass = m.plan.passes[which];
+      const maxSeqs = Math.min(...m.plan.buckets);
+      await fc.assert(
+        fc.asyncProperty(attentionDrawArb(m.plan, Math.max(...m.plan.buckets), Math.min(m.plan.maxSeq, 3 * m.plan.chunk + 5)), async (d) => {
+          const { c, status, out } = await runAttention(m, pass, d);
+          expect(status).toBe(0);
+          expect(out.every(Number.isFinite), 'every output written and finite').toBe(true);
+          const want = attentionRef(m.plan, pass, c.ref);
+          expect(relError(out, want)).toBeLessThan(tolerance(m));
+          // Row invariance, bitwise: each row alone, smallest bucket, one thread.
+          const small = Math.min(...m.plan.buckets);
+          const D = m.plan.dims.qDim;
+          for (let r = 0; r < c.rows; r++) {
+            const ws = await m.driver.workspaceFloats(1);
+            const alone = await m.driver.call(`md_attn_${pass.pass}_b${small}`, { ...c.rowArgs(r), out: { out: D * 4 }, workspace: { out: ws * 4 } }, 1);
+            expect(alone.status).toBe(0);
+            expect(new Uint32Array(f32(alone.out.out).buffer), `row ${r} alone vs in the batch`).toEqual(new Uint32Array(out.slice(r * D, (r + 1) * D).buffer));
+          }
+          void maxSeqs;
+        }),
+        { numRuns: 25 },
+      );
+    }, 300_000);
+  }
+});
+
+describe('tile skipping', () => {
+  it('a streaming draft over a long context reads only sink and window: the rest is NaN and the output stays exact', async () => {
+    const m = modules.get('mhaF32')!;
+    const pass = m.plan.passes.draft;
+    let checked = 0;
+    await fc.assert(
+      fc.asyncProperty(attentionDrawArb(m.plan, 4, m.plan.maxSeq), async (d) => {
+        const long = { ...d, seqs: d.seqs.map((s) => ({ ...s, len: Math.max(s.len, m.plan.maxSeq - 20) })), paramPicks: d.paramPicks.map((p) => p * 0.3) };
+        const { c, status, out } = await runAttention(m, pass, long);
+        expect(status).toBe(0);
+        expect(c.poisoned).toBeGreaterThan(0.5);
+        expect(out.every(Number.isFinite)).toBe(true);
+        expect(relError(out, attentionRef(m.plan, pass, c.ref))).toBeLessThan(1e-5);
+        checked++;
+      }),
+      { numRuns: 15 },
+    );
+    expect(checked).toBe(15);
+  }, 300_000);
+
+  it('a row that sees nothing outputs 0', async () => {
+    const m = modules.get('gqaBf16')!;
+    // Sliding window 0: q - kv < 0 never holds.
+    const d: AttentionDraw = { seed: 7, seqs: [{ len: 50, verify: true }], paramPicks: [0, 0.5, 0, 0, 0, 0, 0, 0] };
+    const { status, out } = await runAttention(m, m.plan.passes.draft, d);
+    expect(status).toBe(0);
+    expect(out.every((x) => Object.is(x, 0))).toBe(true);
+  });
+});
+
+describe('attention argument checks', () => {
+  it('rejects too many rows, a negative length and a missing page without touching the output', async () => {
+    const m = modules.get('mhaF32')!;
+    const d: AttentionDraw = { seed: 3, seqs: [{ len: 40, verify: true }], paramPicks: [0.5, 0.5, 0, 0, 0, 0, 0, 0] };
+    const c = buildAttention(m.plan, m.plan.passes.target, d);
+    const call = (over: Record<string, unknown>, symbol = 'md_attn_target_b1') =>
+      m.driver.call(symbol, { ...c.args, out: { out: c.rows * m.plan.dims.qDim * 4 }, workspace: { out: 1 << 16 }, ...over } as never);
+    expect((await call({})).status).toBe(0);
+    const tooMany = await call({ rows: m.plan.gamma + 2, row_seq: new Int32Array(m.plan.gamma + 2), row_pos: new Int32Array(m.plan.gamma + 2), q: new Float32Array((m.plan.gamma + 2) * m.plan.dims.qDim) });
+    expect(tooMany.status).toBe(1);
+    const badLen = await call({ seq_len: Int32Array.from(c.ref.seqLen as Int32Array, () => -1) });
+    expect(badLen.status).toBe(1);
+    expect(f32(badLen.out.out).every(Number.isNaN)).toBe(true);
+    const holes = Int32Array.from(c.ref.pageTable as Int32Array, (p) => p);
+    holes[holes.findIndex((p) => p >= 0)] = -1;
+    expect((await call({ page_table: holes })).status).toBe(1);
+    expect((await call({ page_table: null })).status).toBe(1);
+  });
+});
