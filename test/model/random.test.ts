@@ -1,5 +1,4 @@
-import { mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { modelRandomCommand } from '../../cli/model-random.ts';
@@ -8,8 +7,9 @@ import { readHfConfig } from '../../codegen/model-config.ts';
 import { Checkpoint } from '../../model/checkpoint.ts';
 import { writeRandomModel } from '../../model/random.ts';
 import { loadTokenizer } from '../../model/tokenizer.ts';
+import { tempDirs } from './tmp.ts';
 
-const tmp = () => mkdtempSync(join(tmpdir(), 'magicdec-rand-'));
+const tmp = tempDirs('rand');
 /** Byte-identical directories (Buffer.equals: element-wise deep equality is slow on megabytes). */
 function sameFiles(a: string, b: string): boolean {
   const names = readdirSync(a).sort();

@@ -1,5 +1,4 @@
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ropeInvFreq as codegenInvFreq } from '../../codegen/rope.ts';
@@ -9,8 +8,9 @@ import { Checkpoint } from '../../model/checkpoint.ts';
 import { writeRandomModel } from '../../model/random.ts';
 import { writeSafetensorsModel, type TensorData } from '../../model/safetensors.ts';
 import { loadReferenceModel, parseReferenceConfig, ropeInvFreq } from '../reference/llama.ts';
+import { tempDirs } from './tmp.ts';
 
-const tmp = () => mkdtempSync(join(tmpdir(), 'magicdec-ref-'));
+const tmp = tempDirs('ref');
 
 /** A small random model, quick to run in float64. */
 const SMALL: Partial<ModelConfig> = { hiddenSize: 32, intermediateSize: 64, numLayers: 2, numHeads: 4, numKvHeads: 2, headDim: 8, vocabSize: 64 };

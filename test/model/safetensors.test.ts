@@ -1,6 +1,5 @@
 import fc from 'fast-check';
-import { mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Checkpoint } from '../../model/checkpoint.ts';
@@ -14,8 +13,9 @@ import {
   writeSafetensorsModel,
   type TensorData,
 } from '../../model/safetensors.ts';
+import { tempDirs } from './tmp.ts';
 
-const tmp = () => mkdtempSync(join(tmpdir(), 'magicdec-st-'));
+const tmp = tempDirs('st');
 
 function tensor(name: string, dtype: FloatDtype, shape: number[], seed = 1): TensorData {
   const n = shape.reduce((a, b) => a * b, 1);

@@ -1,12 +1,12 @@
 import fc from 'fast-check';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { buildTokenizerFiles } from '../../model/tokenizer-build.ts';
 import { loadTokenizer, type LoadedTokenizer } from '../../model/tokenizer.ts';
+import { tempDirs } from './tmp.ts';
 
-const tmp = () => mkdtempSync(join(tmpdir(), 'magicdec-tok-'));
+const tmp = tempDirs('tok');
 
 /** A directory holding just the tokenizer files for `vocab`. */
 function tokenizerDir(vocab: number): string {
