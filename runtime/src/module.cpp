@@ -154,7 +154,9 @@ void check_manifest_model(const std::string& text, const std::string& where, con
 }
 
 Module::Module(const std::string& path) : path_(path) {
-  handle_ = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+  // RTLD_NODELETE: a CPU module runs OpenMP, whose idle pool threads outlive our calls; unmapping the
+  // library under them on dlclose crashes the process at exit. The mapping stays for the process' life.
+  handle_ = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
   if (!handle_) {
     const char* e = ::dlerror();
     throw Error(path + ": cannot load module: " + (e ? e : "unknown dlopen error"));
