@@ -1,0 +1,220 @@
+// The CUDA backend (sm_80 / sm_90a): a ModulePlan becomes .cu sources that instantiate the kernel
+// skeletons of templates/cuda/md_cuda.cuh with the plan's shapes and the passes' IR rendered as device
+// functions, plus host launchers with the ABI signatures of codegen/abi.ts.
+//
+// Everything a row's arithmetic depends on (vector widths, lane partitions, P.V position classes) is
+// decided here from the model shape alone; what may vary by bucket is only how rows share a pass over the
+// weights (GEMM row tile) and how many CTAs split a row's chunks — neither changes a row's bits.
+import { readFileSync } from 'node:fs';
+import type { DType } from '../../dsl/deploy.ts';
+import { STATUS_CODES } from '../abi.ts';
+import type { Backend, EmittedFile } from '../backend.ts';
+import { manifestText } from '../manifest.ts';
+import type { KernelInstance, ModulePlan, PassPlan } from '../plan.ts';
+import { renderF32 } from '../render.ts';
+import { TEMPLATES_DIR, cDouble, cStringLiteral, renderPassFunctions, renderTemplate } from './common.ts';
+import { renderModuleHeader } from './header.ts';
+
+/** CUDA element type of each storage dtype, and its size in bytes. */
+export const CUDA_STORAGE: Readonly<Record<DType, { ctype: string; bytes: number }>> = {
+  fp32: { ctype: 'float', bytes: 4 },
+  bf16: { ctype: '__nv_bfloat16', bytes: 2 },
+  fp16: { ctype: '__half', bytes: 2 },
+};
+
+/** CTAs an attention launch aims for: a few waves on an H100/H200 (132 SMs). */
+const ATTN_TARGET_CTAS = 132 * 8;
+/** Threads of an attention CTA (fixed in md_attn_shape). */
+const ATTN_THREADS = 128;
+/** GEMM: warps per CTA, and the fewest CTAs worth having before a warp takes fewer columns. */
+const GEMM_WARPS = 4;
+const GEMM_MIN_CTAS = 2 * 132;
+/** Threads of the RMSNorm reduction (fixed: it sets the order of the sum of squares). */
+const NORM_THREADS = 256;
+/** Static shared memory available to one kernel without opting in. */
+const SMEM_LIMIT = 48 * 1024;
+
+export class CudaPlanError extends Error {}
+
+/** Widest load (at most 16 bytes) of `eltBytes`-sized elements whose element count divides `n`. */
+export function vectorWidth(n: number, eltBytes: number): number {
+  let v = 16 / eltBytes;
+  while (v > 1 && n % v !== 0) v /= 2;
+  return v;
+}
+
+export interface GemmShape {
+  readonly role: string;
+  readonly n: number;
+  readonly k: number;
+  readonly vec: number;
+  readonly warps: number;
+  readonly cols: number;
+  readonly ctas: number;
+  readonly bias: boolean;
+}
+
+export function gemmShapeFor(plan: ModulePlan, g: ModulePlan['gemms'][number]): GemmShape {
+  const elt = CUDA_STORAGE[plan.deployment.dtype].bytes;
+  // More columns per warp reuse each x load more; fewer keep enough CTAs in flight for small N.
+  const cols = [4, 2, 1].find((c) => Math.ceil(g.n / (GEMM_WARPS * c)) >= GEMM_MIN_CTAS) ?? 1;
+  return {
+    role: g.role,
+    n: g.n,
+    k: g.k,
+    vec: vectorWidth(g.k, elt),
+    warps: GEMM_WARPS,
+    cols,
+    ctas: Math.ceil(g.n / (GEMM_WARPS * cols)),
+    bias: plan.model.qkvBias && (g.role === 'q' || g.role === 'kv'),
+  };
+}
+
+/** Rows sharing one pass over the weights: the bucket's row bound rounded up to a power of two, at most 8. */
+export function gemmRowTile(maxRows: number): number {
+  let t = 1;
+  while (t < maxRows && t < 8) t *= 2;
+  return t;
+}
+
+export interface AttnShape {
+  /** Elements per K load, lanes per position, elements per V load, position classes of P.V. */
+  readonly vec: number;
+  readonly lanesPerPos: number;
+  readonly vecV: number;
+  readonly split: number;
+  readonly smemBytes: number;
+}
+
+export function attnShapeFor(plan: ModulePlan): AttnShape {
+  const { headDim: d, group: g } = plan.dims;
+  const elt = CUDA_STORAGE[plan.deployment.dtype].bytes;
+  const vec = vectorWidth(d, elt);
+  let lanesPerPos = 32;
+  while ((d / vec) % lanesPerPos !== 0) lanesPerPos /= 2;
+  const vecV = vec;
+  const items = (g * d) / vecV;
+  const split = Math.max(1, Math.min(plan.pageSize, Math.floor(ATTN_THREADS / items)));
+  // qs, acc, part (split copies), scores, visibility flags, per-head state.
+  const smemBytes = 4 * (2 * g * d + split * g * d + g * plan.pageSize + 4 * g) + plan.pageSize;
+  return { vec, lanesPerPos, vecV, split, smemBytes };
+}
+
+function checkPlan(plan: ModulePlan): void {
+  const where = `module ${plan.name}`;
+  const { hidden, headDim, heads } = plan.dims;
+  if (plan.deployment.arch !== 'sm_80' && plan.deployment.arch !== 'sm_90')
+    throw new CudaPlanError(`${where}: the CUDA backend builds for sm_80 or sm_90, not '${plan.deployment.arch}'`);
+  if (hidden % 4 !== 0) throw new CudaPlanError(`${where}: hidden_size ${hidden} must be a multiple of 4 (RMSNorm reads float4)`);
+  if (headDim % 2 !== 0 || headDim > 1024) throw new CudaPlanError(`${where}: head_dim ${headDim} must be even and at most 1024`);
+  if (plan.maxChunks > 4096) throw new CudaPlanError(`${where}: ${plan.maxChunks} KV chunks exceed the merge kernel's 4096`);
+  for (const b of plan.kernels) {
+    if (b.maxRows !== undefined && b.maxRows > 65535)
+      throw new CudaPlanError(`${where}: bucket ${b.bucket} allows ${b.maxRows} rows; a CUDA grid dimension holds at most 65535`);
+  }
+  const attn = attnShapeFor(plan);
+  if (attn.smemBytes > SMEM_LIMIT)
+    throw new CudaPlanError(
+      `${where}: attention needs ${attn.smemBytes} bytes of shared memory (group ${plan.dims.group} x head_dim ${headDim}, page ${plan.pageSize}); the limit is ${SMEM_LIMIT}`,
+    );
+  if (heads > 65535) throw new CudaPlanError(`${where}: ${heads} heads exceed a grid dimension`);
+}
+
+function common(plan: ModulePlan) {
+  return { name: plan.name, hash: plan.hash, store: CUDA_STORAGE[plan.deployment.dtype].ctype };
+}
+
+function instancesOf(plan: ModulePlan, spec: string): KernelInstance[] {
+  return plan.kernels.filter((k) => k.spec.name === spec);
+}
+
+function renderElementwise(plan: ModulePlan): string {
+  const d = plan.dims;
+  const elt = CUDA_STORAGE[plan.deployment.dtype].bytes;
+  return renderTemplate('cuda/elementwise.cu.hbs', {
+    ...common(plan),
+    ropeHalf: plan.ropeInvFreq.length,
+    ropeInvFreq: plan.ropeInvFreq.map(cDouble),
+    hidden: d.hidden,
+    intermediate: d.intermediate,
+    vocab: d.vocab,
+    heads: d.heads,
+    kvHeads: d.kvHeads,
+    headDim: d.headDim,
+    pageSize: plan.pageSize,
+    gamma: plan.gamma,
+    embedVec: vectorWidth(d.hidden, elt),
+    normThreads: NORM_THREADS,
+    rmsEps: renderF32(Math.fround(plan.rmsEps)),
+  });
+}
+
+function renderGemm(plan: ModulePlan, g: ModulePlan['gemms'][number]): string {
+  const shape = gemmShapeFor(plan, g);
+  return renderTemplate('cuda/gemm.cu.hbs', {
+    ...common(plan),
+    ...shape,
+    threads: shape.warps * 32,
+    instances: instancesOf(plan, `gemm_${g.role}`).map((k) => ({
+      symbol: k.symbol,
+      bucket: k.bucket,
+      maxRows: k.maxRows,
+      rowTile: gemmRowTile(k.maxRows!),
+    })),
+  });
+}
+
+function renderAttention(plan: ModulePlan, pass: PassPlan): string {
+  const d = plan.dims;
+  const shape = attnShapeFor(plan);
+  return renderTemplate('cuda/attn.cu.hbs', {
+    ...common(plan),
+    pass: pass.pass,
+    attention: pass.ir.attention.name,
+    policy: pass.ir.kv.name,
+    passFunctions: renderPassFunctions(pass, 'static __device__ __forceinline__'),
+    scale: renderF32(plan.scale),
+    heads: d.heads,
+    kvHeads: d.kvHeads,
+    headDim: d.headDim,
+    pageSize: plan.pageSize,
+    chunk: plan.chunk,
+    chunkPages: plan.chunk / plan.pageSize,
+    maxChunks: plan.maxChunks,
+    vec: shape.vec,
+    lanesPerPos: shape.lanesPerPos,
+    vecV: shape.vecV,
+    split: shape.split,
+    targetCtas: ATTN_TARGET_CTAS,
+    hasParams: pass.params.length > 0,
+    paramCount: pass.params.length,
+    instances: instancesOf(plan, `attn_${pass.pass}`).map((k) => ({ symbol: k.symbol, maxRows: k.maxRows })),
+  });
+}
+
+function renderModuleExports(plan: ModulePlan): string {
+  return renderTemplate('cuda/module.cu.hbs', {
+    ...common(plan),
+    heads: plan.dims.heads,
+    headDim: plan.dims.headDim,
+    maxChunks: plan.maxChunks,
+    manifest: cStringLiteral(manifestText(plan)),
+    statuses: STATUS_CODES.map((s) => ({ value: s.value, text: s.text })),
+  });
+}
+
+/** The module's sources. Each .cu is one translation unit; md_cuda.cuh travels with them. */
+export function emitCuda(plan: ModulePlan): EmittedFile[] {
+  checkPlan(plan);
+  return [
+    { path: 'md_module.h', contents: renderModuleHeader(plan, { backend: 'cuda' }) },
+    { path: 'md_cuda.cuh', contents: readFileSync(new URL('cuda/md_cuda.cuh', TEMPLATES_DIR), 'utf8') },
+    { path: 'md_module.cu', contents: renderModuleExports(plan) },
+    { path: 'md_elementwise.cu', contents: renderElementwise(plan) },
+    ...plan.gemms.map((g) => ({ path: `md_gemm_${g.role}.cu`, contents: renderGemm(plan, g) })),
+    { path: 'md_attn_target.cu', contents: renderAttention(plan, plan.passes.target) },
+    { path: 'md_attn_draft.cu', contents: renderAttention(plan, plan.passes.draft) },
+  ];
+}
+
+export const cudaBackend: Backend = { name: 'cuda', emit: emitCuda };
