@@ -11,7 +11,20 @@ import { loadSpecText } from '../../codegen/frontend/index.ts';
 import { planModule } from '../../codegen/plan.ts';
 import { writeRandomModel } from '../../model/random.ts';
 import type { Engine as EngineT, EngineOptions, Generation } from '../../runtime/node/index.ts';
+import { loadReferenceModel } from '../reference/llama.ts';
 import { buildRuntime, REPO, runProgram, type RuntimeBuild } from './build-runtime.ts';
+
+/** The deployment of SPEC for another model (a Hugging Face config.json path) and dtype. */
+function specFor(model: string, dtype: string): string {
+  return SPEC.replace('models.tiny', JSON.stringify(model)).replace("dtype: 'bf16'", `dtype: '${dtype}'`).replace(', models }', ' }');
+}
+
+async function buildSpec(text: string): Promise<string> {
+  const loaded = loadSpecText(text, join(REPO, 'test/runtime/engine-spec.ts'));
+  if (!loaded.deployment) throw new Error(loaded.diagnostics.map((d) => d.message).join('\n'));
+  const plan = planModule(loaded.deployment);
+  return (await buildModule({ name: plan.name, files: cpuBackend.emit(plan), target: 'cpu' })).library;
+}
 
 // Small pages and a short draft window, so prompts span several pages and split-KV chunks (chunk = 8 pages)
 // and the draft really differs from the target (acceptance < 1: rejections and rollbacks happen).
@@ -51,10 +64,7 @@ const MAX_TOKENS = 48;
 beforeAll(async () => {
   rt = buildRuntime();
   ({ Engine } = await import('../../runtime/node/index.ts'));
-  const loaded = loadSpecText(SPEC, join(REPO, 'test/runtime/engine-spec.ts'));
-  if (!loaded.deployment) throw new Error(loaded.diagnostics.map((d) => d.message).join('\n'));
-  const plan = planModule(loaded.deployment);
-  ({ library } = await buildModule({ name: plan.name, files: cpuBackend.emit(plan), target: 'cpu' }));
+  library = await buildSpec(SPEC);
   writeRandomModel({ seed: 11, dtype: 'bf16', out: bf16Model });
   // Same values rounded from fp32 differently: a different model, loaded through conversion to bf16.
   writeRandomModel({ seed: 11, dtype: 'fp32', out: fp32Model, shards: 2 });
@@ -216,5 +226,53 @@ describe('engine: bad input and resource limits', () => {
       expect(e.stats().freePages).toBe(12);
       expect(e.stats().bucketRounds).not.toHaveProperty('4');
     });
+  });
+});
+
+describe('engine: the model forward against the independent float64 reference', () => {
+  const prompt = Array.from({ length: 70 }, (_, i) => (i * 37 + 5) % 500);
+
+  async function compare(dir: string, lib: string): Promise<{ maxDiff: number; tokens: number[] }> {
+    const g = await withEngineAt(dir, lib, (e) => e.generate(prompt, { maxTokens: 24, ignoreEos: true }));
+    const ref = loadReferenceModel(dir).forward([...prompt, ...g.tokens.slice(0, -1)]);
+    let maxDiff = 0;
+    g.tokens.forEach((_, i) => {
+      const want = ref[prompt.length - 1 + i];
+      for (let v = 0; v < want.length; v++) maxDiff = Math.max(maxDiff, Math.abs(want[v] - g.logits![i][v]));
+    });
+    return { maxDiff, tokens: g.tokens };
+  }
+
+  async function withEngineAt<T>(dir: string, lib: string, f: (e: EngineT) => Promise<T>): Promise<T> {
+    const e = await Engine.create(dir, lib, { mode: 'spec', keepLogits: true });
+    try {
+      return await f(e);
+    } finally {
+      e.close();
+    }
+  }
+
+  it('Llama, bf16 weights and KV cache: logits within bf16 rounding of the reference', async () => {
+    const { maxDiff } = await compare(bf16Model, library);
+    expect(maxDiff).toBeLessThan(0.05); // logits span about +-14; the bf16 KV cache rounds K/V to 8 bits
+  });
+
+  it('Qwen2 (q/k/v biases) with Llama 3.1 rope scaling, fp32: logits within 1e-4, greedy tokens equal', async () => {
+    const dir = join(root, 'qwen2');
+    writeRandomModel({
+      seed: 5,
+      dtype: 'fp32',
+      out: dir,
+      config: {
+        architecture: 'qwen2',
+        qkvBias: true,
+        // A short original context so that positions of the prompt fall in all three llama3 bands.
+        ropeScaling: { type: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 64 },
+      },
+    });
+    const lib = await buildSpec(specFor(join(dir, 'config.json'), 'fp32'));
+    const { maxDiff, tokens } = await compare(dir, lib);
+    expect(maxDiff).toBeLessThan(1e-4);
+    expect(tokens).toEqual(loadReferenceModel(dir).greedy(prompt, 24));
   });
 });
