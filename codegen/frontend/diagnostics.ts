@@ -109,15 +109,21 @@ export function formatDiagnostic(d: Diagnostic): string {
   return `${head}\n  ${src}\n  ${' '.repeat(d.col - 1)}${'^'.repeat(width)}`;
 }
 
-/** Collects diagnostics; deduplicates identical ones (same code and span) reached by two paths. */
+/**
+ * Collects diagnostics. One problem is reported once: a diagnostic identical to an earlier one (reached by
+ * two paths), or one on exactly the span of a TypeScript error (MD1000, added first), is dropped.
+ */
 export class DiagnosticSink {
   readonly list: Diagnostic[] = [];
   private readonly seen = new Set<string>();
+  private readonly tsSpans = new Set<string>();
 
   add(d: Diagnostic): void {
-    const key = `${d.code}|${d.file}|${d.line}|${d.col}|${d.length}|${d.message}`;
-    if (this.seen.has(key)) return;
+    const span = `${d.file}|${d.line}|${d.col}|${d.length}`;
+    const key = `${d.code}|${span}|${d.message}`;
+    if (this.seen.has(key) || (d.code !== 'MD1000' && this.tsSpans.has(span))) return;
     this.seen.add(key);
+    if (d.code === 'MD1000') this.tsSpans.add(span);
     this.list.push(d);
   }
 }

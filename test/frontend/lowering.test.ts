@@ -212,3 +212,35 @@ export default dep({ model: tiny, target: { attention: a, kv: mk({ hi: 3 }) }, d
     expect(d.draft.kv.params.map((p) => p.value)).toEqual([5, 1]);
   });
 });
+
+describe('module resolution', () => {
+  it("resolves 'magicdec' from a user project's node_modules", async () => {
+    const fs = await import('node:fs');
+    const os = await import('node:os');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'magicdec-user-'));
+    try {
+      const pkg = path.join(dir, 'node_modules', 'magicdec');
+      fs.mkdirSync(pkg, { recursive: true });
+      fs.copyFileSync('package.json', path.join(pkg, 'package.json'));
+      fs.cpSync('dsl', path.join(pkg, 'dsl'), { recursive: true });
+      fs.writeFileSync(path.join(dir, 'package.json'), JSON.stringify({ name: 'user-app', type: 'module' }));
+      const spec = path.join(dir, 'spec.ts');
+      fs.writeFileSync(
+        spec,
+        `import { deploy, causal, full, greedy, window, models, attention as att } from 'magicdec';\n` +
+          `const banded = att({ name: 'banded', mask: (q, kv) => kv <= q && q - kv < 100 });\n` +
+          `export default deploy({ model: models.small, target: { attention: causal, kv: full }, draft: { attention: banded, kv: window(64) }, verify: greedy, gamma: 5, shapes: { batch: [1, 2], maxSeq: 4096, pageSize: 128 }, dtype: 'bf16', arch: 'cpu' });\n`,
+      );
+      const d = load(spec);
+      expect(d.model).toEqual(models.small);
+      expect(show(d.draft.attention.mask!)).toBe('(and (le kv q) (lt (sub q kv) 100))');
+      expect(show(d.draft.kv.keep)).toBe('(ge kv (sub len p.window))');
+      // Errors inside the copied package are still shown at the user's call.
+      fs.writeFileSync(spec, fs.readFileSync(spec, 'utf8').replace('window(64)', 'window(0.5 * Infinity)'));
+      const bad = loadSpec(spec);
+      expect(bad.diagnostics.map((x) => [x.code, x.file, x.line])).toEqual([['MD1204', spec, 3]]);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
