@@ -1,0 +1,41 @@
+// The generated C++ of every test module (all dtypes, masks, scores and policies) compiles with
+// -Wall -Wextra -Werror at -O2 (where the optimiser-based warnings live); -march=native stays a build flag only.
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { cpuBackend } from '../../codegen/backends/cpu.ts';
+import { TEMPLATES_COMMON } from '../../codegen/build.ts';
+import { planModule } from '../../codegen/plan.ts';
+import { KERNEL_DEPLOYMENTS } from '../harness/kernels/deployments.ts';
+
+const run = promisify(execFile);
+
+describe.each(Object.entries(KERNEL_DEPLOYMENTS))('generated C++ of %s', (_name, dep) => {
+  const files = cpuBackend.emit(planModule(dep));
+
+  it('compiles warning-free with -Wall -Wextra', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'md-cpu-'));
+    try {
+      for (const f of files) writeFileSync(join(dir, f.path), f.contents);
+      for (const unit of files.filter((f) => f.path.endsWith('.cpp'))) {
+        const { stderr } = await run('g++', ['-std=c++17', '-fopenmp', '-Wall', '-Wextra', '-Werror', '-O2', '-ffp-contract=off', '-c', '-o', '/dev/null', `-I${TEMPLATES_COMMON}`, unit.path], { cwd: dir });
+        expect(stderr, unit.path).toBe('');
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
+
+  it('names no target-specific flag, no fast-math and no compiler extension in the sources', () => {
+    const text = files.map((f) => f.contents).join('\n');
+    expect(text).not.toMatch(/march|ffast-math|__attribute__|__fp16|__bf16|_Float16|#pragma GCC/);
+    expect(files.map((f) => f.path).sort()).toEqual(['attn_draft.cpp', 'attn_target.cpp', 'dense.cpp', 'gemm.cpp', 'md_cpu.h', 'md_module.h', 'module.cpp']);
+  });
+
+  it('emits identical sources for an identical plan', () => {
+    expect(cpuBackend.emit(planModule(dep))).toEqual(files);
+  });
+});
