@@ -1,0 +1,77 @@
+// generated/: the committed output of gen, so that every change to generated code shows up in review.
+// It holds (a) the built-in default deployment on sm_90 and (b) the same passes on the `tiny` model for
+// the CPU, which the runtime tests and the demo use. The tiny module is fp32 so that the CPU model tests
+// compare against a float64 reference without bf16 storage rounding; batch buckets 1 and 8 and maxSeq 4096
+// cover the tests' shapes while keeping the module quick to compile.
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { EmittedFile } from '../codegen/backend.ts';
+import { backendFor } from '../codegen/backends/index.ts';
+import { renderModule, writeTree } from '../codegen/module.ts';
+import { planModule, type ModulePlan } from '../codegen/plan.ts';
+import type { DeploymentIR } from '../codegen/spec.ts';
+import { models } from '../dsl/models.ts';
+import { loadDeployment } from './spec.ts';
+
+export const GENERATED_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../generated');
+
+/** The default deployment's passes, verifier and gamma on the tiny model, for the CPU. */
+export function tinyCpuDeployment(base: DeploymentIR): DeploymentIR {
+  return {
+    ...base,
+    model: models.tiny,
+    arch: 'cpu',
+    dtype: 'fp32',
+    shapes: { ...base.shapes, batch: [1, 8], maxSeq: 4096 },
+  };
+}
+
+/** The deployments committed under generated/, default first. */
+export async function generatedDeployments(): Promise<DeploymentIR[]> {
+  const base = await loadDeployment();
+  return [base, tinyCpuDeployment(base)];
+}
+
+/** Every file generated/ must hold, paths relative to it: generated/<plan.name>/... plus a README. */
+export async function generatedTree(): Promise<EmittedFile[]> {
+  const plans = (await generatedDeployments()).map(planModule);
+  const files = plans.flatMap((plan) =>
+    renderModule(plan, backendFor(plan.deployment.arch)).map((f) => ({ path: `${plan.name}/${f.path}`, contents: f.contents })),
+  );
+  return [
+    { path: '.gitattributes', contents: '# Written by `npm run regen`: compared byte for byte by test/generated.test.ts.\n* -text linguist-generated=true\n' },
+    { path: 'README.md', contents: readme(plans) },
+    ...files,
+  ];
+}
+
+/** Rewrite generated/ from scratch (stale modules disappear); returns the plans written. */
+export async function regenerate(dir: string = GENERATED_DIR): Promise<EmittedFile[]> {
+  const tree = await generatedTree();
+  writeTree(dir, tree, () => true);
+  return tree;
+}
+
+function readme(plans: readonly ModulePlan[]): string {
+  const rows = plans.map((p) => {
+    const d = p.deployment;
+    return `| \`${p.name}/\` | ${d.model.name} | ${d.arch} | ${d.dtype} | ${p.buckets.join(', ')} | ${p.maxSeq} | ${p.gamma} | ${p.kernels.length} |`;
+  });
+  return [
+    '# generated/',
+    '',
+    'Output of `magicdec gen`, committed so that every change to generated code is visible in review.',
+    'Do not edit: run `npm run regen` and commit the result; `test/generated.test.ts` fails while this',
+    'directory differs from what the compiler produces.',
+    '',
+    '| module | model | target | dtype | batch buckets | maxSeq | gamma | kernels |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- |',
+    ...rows,
+    '',
+    'Both use the passes of the built-in default deployment (`dsl/default.ts`): causal attention over the',
+    'full cache for the target, causal attention through a StreamingLLM sink + window policy for the draft,',
+    'greedy verification. The tiny CPU module is fp32 so that CPU model tests compare against a float64',
+    'reference without storage rounding.',
+    '',
+  ].join('\n');
+}

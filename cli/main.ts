@@ -1,0 +1,90 @@
+// The `magicdec` command line. main() parses argv, runs one command and returns the exit status instead
+// of exiting, so tests run it in-process; bin/magicdec.js is the only caller that touches process.exit*.
+import { Command, CommanderError, Option } from 'commander';
+import { join } from 'node:path';
+import { COMPILER_VERSION, moduleName } from '../codegen/plan.ts';
+import type { DType, Target } from '../dsl/deploy.ts';
+import { reportError } from './errors.ts';
+import { generate, summary } from './generate.ts';
+import { GENERATED_DIR, regenerate, tinyCpuDeployment } from './generated-modules.ts';
+import { processIo, type Io } from './io.ts';
+import { DTYPES, TARGETS, applyOverrides, parseBatch, parseGamma, parseMaxSeq } from './overrides.ts';
+import { addModelRandomCommand } from './model-random.ts';
+import { loadDeployment } from './spec.ts';
+
+interface GenFlags {
+  target?: Target;
+  out?: string;
+  build?: boolean;
+  batch?: number[];
+  maxSeq?: number;
+  gamma?: number;
+  dtype?: DType;
+  cache?: string;
+}
+
+function program(io: Io): Command {
+  const cli = new Command('magicdec')
+    .description('compile attention / KV-policy / verification specs into fused CPU and CUDA kernels for self-speculative decoding')
+    .version(COMPILER_VERSION)
+    // Set before any subcommand is added: commander copies these settings into each subcommand.
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) })
+    .showHelpAfterError('(add --help for usage)');
+
+  cli
+    .command('gen')
+    .description('compile a spec (or the built-in default deployment) into a module directory: sources + manifest.json')
+    .argument('[spec]', 'spec file (TypeScript) whose default export is deploy(...); the built-in default when omitted')
+    .addOption(new Option('--target <target>', "target (overrides the spec's arch)").choices(TARGETS))
+    .option('--out <dir>', 'output directory, replaced as a whole (default: out/<module name>)')
+    .option('--build', 'also compile the module into a shared library (g++ for cpu, nvcc for sm_80/sm_90)')
+    .option('--batch <list>', "comma-separated batch buckets, ascending, e.g. 1,8,32 (overrides the spec's)", parseBatch)
+    .option('--max-seq <n>', "longest sequence the module serves (overrides the spec's)", parseMaxSeq)
+    .option('--gamma <n>', "tokens drafted per round (overrides the spec's)", parseGamma)
+    .addOption(new Option('--dtype <dtype>', "weight and KV-cache storage dtype (overrides the spec's)").choices(DTYPES))
+    .option('--cache <dir>', 'build cache directory (default: .cache/modules in the magicdec checkout)')
+    .action(async (spec: string | undefined, flags: GenFlags) => {
+      const deployment = applyOverrides(await loadDeployment(spec), flags);
+      const out = flags.out ?? join('out', moduleName(deployment));
+      io.stdout.write(summary(await generate({ deployment, out, build: flags.build, cacheDir: flags.cache }, io)));
+    });
+
+  cli
+    .command('regen')
+    .description('rewrite generated/ (the committed default modules) from the current compiler')
+    .action(async () => {
+      const tree = await regenerate();
+      const modules = [...new Set(tree.map((f) => f.path.split('/')).filter((p) => p.length > 1).map((p) => p[0]))];
+      io.stdout.write(`${GENERATED_DIR}: ${tree.length} files, modules:\n${modules.map((m) => `  ${m}\n`).join('')}`);
+    });
+
+  cli
+    .command('demo')
+    .description('generate the default sm_90 kernels and build the tiny CPU module, with a short summary')
+    .option('--out <dir>', 'parent of the output directories', 'out')
+    .option('--cache <dir>', 'build cache directory (default: .cache/modules in the magicdec checkout)')
+    .action(async (flags: { out: string; cache?: string }) => {
+      const base = await loadDeployment();
+      const cuda = await generate({ deployment: applyOverrides(base, { target: 'sm_90' }), out: join(flags.out, 'default-sm_90') }, io);
+      io.stdout.write(summary(cuda));
+      const cpu = await generate({ deployment: tinyCpuDeployment(base), out: join(flags.out, 'tiny-cpu'), build: true, cacheDir: flags.cache }, io);
+      io.stdout.write(summary(cpu));
+    });
+
+  addModelRandomCommand(cli.command('model').description('model utilities'), io);
+
+  return cli;
+}
+
+/** Run the CLI on `argv` (without node and the script); resolves to the process exit status. */
+export async function main(argv: readonly string[], io: Io = processIo): Promise<number> {
+  try {
+    await program(io).parseAsync([...argv], { from: 'user' });
+    return 0;
+  } catch (e) {
+    // commander has already printed its own message (bad flag, --help, --version).
+    if (e instanceof CommanderError) return e.exitCode;
+    return reportError(e, io);
+  }
+}
