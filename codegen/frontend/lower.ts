@@ -272,33 +272,48 @@ class Lowerer {
         return x ? this.expr(x) : this.fail('MD1409', 'return needs a value', s);
       }
       if (TsNode.isIfStatement(s)) {
-        const c = this.bool(s.getExpression(), 'the condition of if');
+        // A branch that may fall through continues with the statements after the if.
         const thenS = s.getThenStatement();
-        const then = this.statements(TsNode.isBlock(thenS) ? thenS.getStatements() : [thenS], thenS);
         const elseS = s.getElseStatement();
-        let other: IrNode | undefined;
-        if (elseS) {
-          other = this.statements(TsNode.isBlock(elseS) ? elseS.getStatements() : [elseS], elseS);
-          if (rest.some((r) => !TsNode.isEmptyStatement(r))) this.fail('MD1409', 'unreachable code after an if/else that returns on both branches', rest.find((r) => !TsNode.isEmptyStatement(r))!);
-        } else {
-          other = this.statements(rest, owner);
+        const thenList = statementsOf(thenS);
+        const elseList = elseS ? statementsOf(elseS) : [];
+        const live = rest.filter((r) => !TsNode.isEmptyStatement(r));
+        if (alwaysReturns(thenList) && alwaysReturns(elseList) && live.length) {
+          this.fail('MD1409', 'unreachable code after an if/else that returns on both branches', live[0]!);
         }
+        const c = this.bool(s.getExpression(), 'the condition of if');
+        const then = this.statements(alwaysReturns(thenList) ? thenList : [...thenList, ...rest], thenS);
+        const other = this.statements(alwaysReturns(elseList) ? elseList : [...elseList, ...rest], elseS ?? owner);
         if (!c || !then || !other) return undefined;
         if ((then.ty === 'bool') !== (other.ty === 'bool')) {
           return this.fail('MD1407', `the returns on the two sides of this if must both be booleans or both numbers, got ${then.ty} and ${other.ty}`, s);
         }
         return this.build(s, 'if', () => ir.select(c, then, other));
       }
-      if (TsNode.isBlock(s)) {
-        if (rest.some((r) => !TsNode.isEmptyStatement(r))) return this.fail('MD1412', 'a nested block must be the last statement', s);
-        return this.statements(s.getStatements(), s);
-      }
+      if (TsNode.isBlock(s)) return this.statements([...s.getStatements(), ...rest], s);
       this.fail('MD1412', `${describe(s)} is not accepted in a kernel function; only 'const' declarations, 'if (c) return a;' and a final 'return' are`, s);
       this.statements(rest, owner); // keep going, to report later errors too
       return undefined;
     }
     return this.fail('MD1409', 'every path must end in a return; add a final return statement', owner);
   }
+}
+
+function statementsOf(s: TsNode): TsNode[] {
+  return TsNode.isBlock(s) ? s.getStatements() : [s];
+}
+
+/** Does every path through these statements end in a return? */
+function alwaysReturns(stmts: readonly TsNode[]): boolean {
+  return stmts.some((s) => {
+    if (TsNode.isReturnStatement(s)) return true;
+    if (TsNode.isBlock(s)) return alwaysReturns(s.getStatements());
+    if (TsNode.isIfStatement(s)) {
+      const e = s.getElseStatement();
+      return !!e && alwaysReturns(statementsOf(s.getThenStatement())) && alwaysReturns(statementsOf(e));
+    }
+    return false;
+  });
 }
 
 type Builder = (...xs: IrNode[]) => IrNode;

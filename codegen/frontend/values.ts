@@ -106,7 +106,7 @@ export function kindOf(v: Value): string {
   if (v instanceof MathNamespace) return 'the Math object';
   if (v instanceof ModuleVal) return `the module ${v.file.getBaseName()}`;
   if (v instanceof PrimitiveVal) return `the DSL function ${v.name}`;
-  return `a ${v.kind} descriptor`;
+  return `${v.kind === 'attention' ? 'an' : 'a'} ${v.kind}(...) descriptor`;
 }
 
 /** Convert an evaluated value to plain JSON-like data (objects, arrays, primitives), or POISON. */

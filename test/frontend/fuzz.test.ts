@@ -41,6 +41,50 @@ const boolExpr: fc.Memo<string> = fc.memo((d) => {
   );
 });
 
+/** Statements of a block body: returns, if-returns, if and if/else with nested lists that may fall through. */
+type Stmt =
+  | { k: 'ret'; v: string }
+  | { k: 'ifret'; c: string; v: string }
+  | { k: 'if'; c: string; a: Stmt[] }
+  | { k: 'ifelse'; c: string; a: Stmt[]; b: Stmt[] };
+
+const alwaysReturns = (xs: Stmt[]): boolean => xs.some((x) => x.k === 'ret' || (x.k === 'ifelse' && alwaysReturns(x.a) && alwaysReturns(x.b)));
+
+const stmtList: fc.Memo<Stmt[]> = fc.memo((d) => {
+  const c = boolExpr(1);
+  const leaf = fc.oneof(c.map((v): Stmt => ({ k: 'ret', v })), fc.tuple(c, c).map(([cc, v]): Stmt => ({ k: 'ifret', c: cc, v })));
+  const stmt: fc.Arbitrary<Stmt> =
+    d <= 0
+      ? leaf
+      : fc.oneof(
+          leaf,
+          fc.tuple(c, stmtList(d - 1)).map(([cc, a]): Stmt => ({ k: 'if', c: cc, a })),
+          fc.tuple(c, stmtList(d - 1), stmtList(d - 1)).map(([cc, a, b]): Stmt => ({ k: 'ifelse', c: cc, a, b })),
+        );
+  // Cut each list after its first statement that always returns: no unreachable code (not in the subset).
+  return fc.array(stmt, { minLength: 1, maxLength: 3 }).map((xs) => {
+    const i = xs.findIndex((x) => alwaysReturns([x]));
+    return i >= 0 ? xs.slice(0, i + 1) : xs;
+  });
+});
+
+function renderStmts(xs: Stmt[]): string {
+  return xs
+    .map((x) => {
+      switch (x.k) {
+        case 'ret':
+          return `return ${x.v};`;
+        case 'ifret':
+          return `if (${x.c}) return ${x.v};`;
+        case 'if':
+          return `if (${x.c}) { ${renderStmts(x.a)} }`;
+        case 'ifelse':
+          return `if (${x.c}) { ${renderStmts(x.a)} } else ${x.b.length === 1 && x.b[0]!.k !== 'ret' ? renderStmts(x.b) : `{ ${renderStmts(x.b)} }`}`;
+      }
+    })
+    .join(' ');
+}
+
 /** A mask with closure constants K and FLAG, written as an immediately-called function (evaluated statically). */
 const maskSource = (body: string, k: number, flag: boolean) => `((K: number, FLAG: boolean) => (q: number, kv: number, p: { a: number; b: number }) => ${body})(${k}, ${flag})`;
 
@@ -61,19 +105,19 @@ describe('generated expressions in the accepted subset', () => {
     );
   });
 
-  it('block bodies with consts and if-return chains agree with JavaScript', () => {
+  it('block bodies with consts, nested if/else and fall-through agree with JavaScript', () => {
     const small = fc.integer({ min: -50, max: 600 });
-    const stmt = fc.tuple(boolExpr(2), boolExpr(2));
     fc.assert(
-      fc.property(fc.array(stmt, { minLength: 0, maxLength: 3 }), intExpr(2), boolExpr(2), fc.array(fc.tuple(small, small), { minLength: 6, maxLength: 6 }), (ifs, t, last, inputs) => {
-        const body = `{ const t = ${t}; ${ifs.map(([c, v]) => `if (${c.replace(/K/g, 't')}) return ${v};`).join(' ')} return ${last}; }`;
+      fc.property(intExpr(2), stmtList(2), boolExpr(2), fc.array(fc.tuple(small, small), { minLength: 6, maxLength: 6 }), (t, inner, last, inputs) => {
+        const tail = alwaysReturns(inner) ? '' : ` return ${last.replace(/K/g, 't')};`;
+        const body = `{ const t = ${t}; ${renderStmts(inner)}${tail} }`;
         const src = maskSource(body, 3, true);
         const r = lowerFunctionSource('mask', src, { params: { a: 2, b: 5 } });
         expect(r.diagnostics.map(formatDiagnostic)).toEqual([]);
         const js = new Function(`return ${src.replace(/: number|: boolean|: \{ a: number; b: number \}/g, '')};`)() as (q: number, kv: number, p: object) => boolean;
         for (const [q, kv] of inputs) expect(evaluate(r.node!, { vars: { q, kv }, params: { a: 2, b: 5 } })).toBe(js(q, kv, { a: 2, b: 5 }));
       }),
-      { numRuns: 60 },
+      { numRuns: 80 },
     );
   });
 
