@@ -206,7 +206,7 @@ export function verifierCall(cx: DescriptorContext, args: readonly Slot[], call:
 
 // ------------------------------------------------------------------------------------------ deploy
 
-function passOf(cx: DescriptorContext, f: Fields, key: 'target' | 'draft'): PassIR | undefined {
+function passOf(f: Fields, key: 'target' | 'draft'): PassIR | undefined {
   const p = f.object(key, "a pass: { attention: attention(...), kv: kvPolicy(...) }");
   if (!p) return undefined;
   const a = p.descriptor('attention', 'attention', 'an attention(...) descriptor');
@@ -325,8 +325,8 @@ export function deployCall(cx: DescriptorContext, args: readonly Slot[], call: C
   const f = defArg(cx, 'deploy', args, call);
   if (!f) return POISON;
   const model = modelOf(cx, f);
-  const target = passOf(cx, f, 'target');
-  const draft = passOf(cx, f, 'draft');
+  const target = passOf(f, 'target');
+  const draft = passOf(f, 'draft');
   const vd = f.descriptor('verify', 'verifier', 'a verifier(...) descriptor, e.g. greedy or rejection');
   const g = f.number('gamma');
   let gamma: number | undefined;

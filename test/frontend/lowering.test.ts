@@ -31,7 +31,6 @@ function loadDraft(attention: string, kv: string, verify = 'md.greedy'): Deploym
 }
 
 const paramValues = (ps: readonly ParamDecl[]) => Object.fromEntries(ps.map((p) => [p.name, p.value]));
-const smallInt = fc.integer({ min: -64, max: 600 });
 const pos = fc.integer({ min: 0, max: 600 });
 
 function closeF32(got: number, want: number): boolean {
