@@ -20,6 +20,10 @@ export interface ExprOptions {
   readonly depth?: number;
   /** Include ops whose backend result may differ from the interpreter by ulps (exp, log, tanh, pow). Default true. */
   readonly transcendental?: boolean;
+  /** Values of i32 constants (default i32Arb, which includes INT_MIN/INT_MAX). */
+  readonly i32Consts?: fc.Arbitrary<number>;
+  /** Values of f32 constants (default f32Arb). */
+  readonly f32Consts?: fc.Arbitrary<number>;
 }
 
 // ------------------------------------------------------------------------------------------ edge values
@@ -149,12 +153,12 @@ const PRODUCTIONS: Record<Ty, Record<string, Production>> = {
 };
 
 /** Constants of each type, from the edge lists and small ranges (a few NaN/inf/-0 constants included). */
-const constArb = (ty: Ty): fc.Arbitrary<Node> =>
+const constArb = (ty: Ty, opts: ExprOptions): fc.Arbitrary<Node> =>
   ty === 'bool'
     ? fc.boolean().map((b) => ir.constant(b))
     : ty === 'i32'
-      ? i32Arb.map((x) => ir.constant(x, 'i32'))
-      : f32Arb.map((x) => ir.constant(x, 'f32'));
+      ? (opts.i32Consts ?? i32Arb).map((x) => ir.constant(x, 'i32'))
+      : (opts.f32Consts ?? f32Arb).map((x) => ir.constant(x, 'f32'));
 
 /**
  * Random well-typed expressions of type `ty` over `scope`. Depth bounds the nesting of operator nodes;
@@ -170,7 +174,7 @@ export function exprArb(ty: Ty, scope: Scope, opts: ExprOptions = {}): fc.Arbitr
     const vars = Object.entries(scope.vars).filter(([, v]) => v === t).map(([k]) => ir.variable(k, t));
     const params = Object.entries(scope.params ?? {}).filter(([, v]) => v === t).map(([k]) => ir.param(k, t));
     if (vars.length + params.length > 0) names.push(fc.constantFrom(...vars, ...params));
-    return names.length ? fc.oneof({ weight: 3, arbitrary: names[0] }, { weight: 1, arbitrary: constArb(t) }) : constArb(t);
+    return names.length ? fc.oneof({ weight: 3, arbitrary: names[0] }, { weight: 1, arbitrary: constArb(t, opts) }) : constArb(t, opts);
   };
 
   const gen: Gen = (t, depth) => {

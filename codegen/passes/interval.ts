@@ -7,6 +7,9 @@
 // phrased so that a NaN bound makes `must` false and `may` true. An op without a monotone rule makes its
 // bounds unknown, and comparisons against an unknown bound are undecided (must false, may true).
 // i32 bound arithmetic assumes positions do not overflow, as the mask itself does.
+// An f32 value can be NaN strictly inside its bounds (0 * inf, inf - inf, sqrt of a negative, min/max of a
+// NaN operand) while both bounds are numbers, so f32 intervals carry a `nan` condition and a comparison is
+// only certainly true when neither operand may be NaN (a NaN only ever makes lt/le/gt/ge/eq false).
 import * as ir from '../ir.ts';
 import type { Node } from '../ir.ts';
 
@@ -18,6 +21,8 @@ interface Bool {
 interface Num {
   readonly lo?: Node;
   readonly hi?: Node;
+  /** f32 only: some value may be NaN although neither bound is. Absent: never. */
+  readonly nan?: Node;
 }
 type Abs = Bool | Num;
 
@@ -74,9 +79,11 @@ function abstract(n: Node, args: Abs[]): Abs {
         const e = rebuild(n, [num[0].lo, num[1].lo]);
         return { must: e, may: e };
       }
-      return compare(n.op, num[0], num[1]);
+      return compare(n.op, num[0], num[1], n.args[0].ty === 'f32');
     case 'select':
-      return n.ty === 'bool' ? selectBool(bool[0], bool[1], bool[2]) : selectNum(bool[0], num[1], num[2]);
+      return n.ty === 'bool'
+        ? selectBool(bool[0], bool[1], bool[2])
+        : { ...selectNum(bool[0], num[1], num[2]), nan: n.ty === 'f32' ? orMaybe(mayBeNaN(num[1]), mayBeNaN(num[2])) : undefined };
 
     // ---- numbers
     case 'add':
@@ -118,7 +125,39 @@ function rebuild(n: Node, args: Node[]): Node {
 /** If every operand is exact, the result is the op itself applied to them; else use the bound rule. */
 function exactOr(n: Node, args: Num[], rule: () => Num): Num {
   if (args.every(exact)) return point(rebuild(n, args.map((a) => a.lo!)));
-  return rule();
+  const r = rule();
+  return n.ty === 'f32' ? { ...r, nan: orMaybe(...args.map(mayBeNaN), interiorNaN(n.op, args)) } : r;
+}
+
+const F32_INF = ir.constant(Infinity);
+const F32_NEG_INF = ir.constant(-Infinity);
+const F32_ZERO = ir.constant(0, 'f32');
+
+/** An f32 operand may be NaN inside its bounds: its own condition, or always when a bound is unknown. */
+function mayBeNaN(x: Num): Node | undefined {
+  return x.lo && x.hi ? x.nan : TRUE;
+}
+
+/** Whether `op` itself can produce a NaN from non-NaN operands within the bounds (f32 only). */
+function interiorNaN(op: ir.Op, a: Num[]): Node | undefined {
+  const [x, y] = a;
+  const known = (...v: Num[]) => v.every((z) => z.lo && z.hi);
+  const hasInf = (z: Num) => ir.or(ir.eq(z.lo!, F32_NEG_INF), ir.eq(z.hi!, F32_INF));
+  const hasZero = (z: Num) => ir.and(ir.le(z.lo!, F32_ZERO), ir.ge(z.hi!, F32_ZERO));
+  switch (op) {
+    case 'add': // inf + -inf
+      return known(x, y) ? ir.or(ir.and(ir.eq(x.hi!, F32_INF), ir.eq(y.lo!, F32_NEG_INF)), ir.and(ir.eq(x.lo!, F32_NEG_INF), ir.eq(y.hi!, F32_INF))) : TRUE;
+    case 'sub': // inf - inf
+      return known(x, y) ? ir.or(ir.and(ir.eq(x.hi!, F32_INF), ir.eq(y.hi!, F32_INF)), ir.and(ir.eq(x.lo!, F32_NEG_INF), ir.eq(y.lo!, F32_NEG_INF))) : TRUE;
+    case 'mul': // 0 * inf
+      return known(x, y) ? ir.or(ir.and(hasZero(x), hasInf(y)), ir.and(hasZero(y), hasInf(x))) : TRUE;
+    case 'sqrt': // of a negative
+      return x.lo ? ir.lt(x.lo, F32_ZERO) : TRUE;
+    case 'div': // 0 / 0, inf / inf (an infinite endpoint over an infinite divisor: the other bound is a number)
+      return known(x, y) ? ir.or(ir.and(hasZero(x), hasZero(y)), ir.and(hasInf(x), hasInf(y))) : TRUE;
+    default: // neg, floor, ceil, trunc, min, max, tof32: NaN only from a NaN operand
+      return undefined;
+  }
 }
 
 /** For a min's upper bound (or a max's lower bound) one known side suffices. */
@@ -141,26 +180,29 @@ function divBounds(a: Num, b: Num): Num {
   return UNKNOWN;
 }
 
-function compare(op: ir.Op, a: Num, b: Num): Bool {
+function compare(op: ir.Op, a: Num, b: Num, f32: boolean): Bool {
   // must: holds for every pair of values in the intervals; may: for some pair. `may` is written as the
-  // negation of a certain failure so that a NaN bound leaves it true.
+  // negation of a certain failure so that a NaN bound leaves it true. A NaN value makes lt/le/gt/ge/eq
+  // false, so on f32 their `must` also requires that neither operand may be NaN.
+  const nan = f32 ? orMaybe(mayBeNaN(a), mayBeNaN(b)) : undefined;
+  const certain = (c?: Node) => (c && nan ? ir.and(c, ir.not(nan)) : c);
   switch (op) {
     case 'lt':
-      return bounds(both(ir.lt, a.hi, b.lo), both(ir.ge, a.lo, b.hi));
+      return bounds(certain(both(ir.lt, a.hi, b.lo)), both(ir.ge, a.lo, b.hi));
     case 'le':
-      return bounds(both(ir.le, a.hi, b.lo), both(ir.gt, a.lo, b.hi));
+      return bounds(certain(both(ir.le, a.hi, b.lo)), both(ir.gt, a.lo, b.hi));
     case 'gt':
-      return bounds(both(ir.gt, a.lo, b.hi), both(ir.le, a.hi, b.lo));
+      return bounds(certain(both(ir.gt, a.lo, b.hi)), both(ir.le, a.hi, b.lo));
     case 'ge':
-      return bounds(both(ir.ge, a.lo, b.hi), both(ir.lt, a.hi, b.lo));
+      return bounds(certain(both(ir.ge, a.lo, b.hi)), both(ir.lt, a.hi, b.lo));
     case 'eq': {
       // Equal everywhere only if both are the same single value; possibly equal if the intervals overlap.
       const mustEq = a.lo && a.hi && b.lo && b.hi ? ir.and(ir.and(ir.eq(a.lo, a.hi), ir.eq(b.lo, b.hi)), ir.eq(a.lo, b.lo)) : undefined;
       const disjoint = orMaybe(both(ir.lt, a.hi, b.lo), both(ir.lt, b.hi, a.lo));
-      return bounds(mustEq, disjoint);
+      return bounds(certain(mustEq), disjoint);
     }
     case 'ne': {
-      const eq = compare('eq', a, b);
+      const eq = compare('eq', a, b, f32);
       return { must: ir.not(eq.may), may: ir.not(eq.must) };
     }
     default:
@@ -168,8 +210,8 @@ function compare(op: ir.Op, a: Num, b: Num): Bool {
   }
 }
 
-function orMaybe(a?: Node, b?: Node): Node | undefined {
-  return a && b ? ir.or(a, b) : (a ?? b);
+function orMaybe(...xs: (Node | undefined)[]): Node | undefined {
+  return xs.reduce<Node | undefined>((acc, x) => (acc && x ? ir.or(acc, x) : (acc ?? x)), undefined);
 }
 
 /** From "certainly true" and "certainly false" conditions (undefined = can't tell). */
