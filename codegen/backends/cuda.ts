@@ -149,18 +149,22 @@ function renderElementwise(plan: ModulePlan): string {
   });
 }
 
-function renderGemm(plan: ModulePlan, g: ModulePlan['gemms'][number]): string {
-  const shape = gemmShapeFor(plan, g);
+function renderGemms(plan: ModulePlan): string {
   return renderTemplate('cuda/gemm.cu.hbs', {
     ...common(plan),
-    ...shape,
-    threads: shape.warps * 32,
-    instances: instancesOf(plan, `gemm_${g.role}`).map((k) => ({
-      symbol: k.symbol,
-      bucket: k.bucket,
-      maxRows: k.maxRows,
-      rowTile: gemmRowTile(k.maxRows!),
-    })),
+    gemms: plan.gemms.map((g) => {
+      const shape = gemmShapeFor(plan, g);
+      return {
+        ...shape,
+        threads: shape.warps * 32,
+        instances: instancesOf(plan, `gemm_${g.role}`).map((k) => ({
+          symbol: k.symbol,
+          bucket: k.bucket,
+          maxRows: k.maxRows,
+          rowTile: gemmRowTile(k.maxRows!),
+        })),
+      };
+    }),
   });
 }
 
@@ -211,7 +215,7 @@ export function emitCuda(plan: ModulePlan): EmittedFile[] {
     { path: 'md_cuda.cuh', contents: readFileSync(new URL('cuda/md_cuda.cuh', TEMPLATES_DIR), 'utf8') },
     { path: 'md_module.cu', contents: renderModuleExports(plan) },
     { path: 'md_elementwise.cu', contents: renderElementwise(plan) },
-    ...plan.gemms.map((g) => ({ path: `md_gemm_${g.role}.cu`, contents: renderGemm(plan, g) })),
+    { path: 'md_gemm.cu', contents: renderGemms(plan) },
     { path: 'md_attn_target.cu', contents: renderAttention(plan, plan.passes.target) },
     { path: 'md_attn_draft.cu', contents: renderAttention(plan, plan.passes.draft) },
   ];

@@ -18,21 +18,19 @@ async function compileProblems(dep: DeploymentIR): Promise<string[]> {
   const plan = planModule(dep);
   const files = emitCuda(plan);
   const units = files.filter((f) => f.path.endsWith('.cu')).map((f) => f.path);
-  const jobs = ARCHS.flatMap((arch) => units.map((unit) => ({ unit, arch })));
-  const results: CompiledUnit[] = await pool(jobs, Math.max(1, Math.min(2, cpus().length)), ({ unit, arch }) => compileUnit(files, unit, arch));
+  const results: CompiledUnit[] = await pool(units, Math.max(1, Math.min(2, cpus().length)), (unit) => compileUnit(files, unit, ARCHS));
   const problems: string[] = [];
   for (const r of results) {
-    for (const d of r.diagnostics) problems.push(`${plan.name} ${r.unit} ${r.arch}: ${d}`);
-    if (r.unit !== 'md_module.cu' && r.kernels.length === 0) problems.push(`${plan.name} ${r.unit} ${r.arch}: ptxas reported no kernels`);
+    for (const d of r.diagnostics) problems.push(`${plan.name} ${r.unit}: ${d}`);
+    for (const arch of ARCHS)
+      if (r.unit !== 'md_module.cu' && !r.kernels.some((k) => k.arch === arch)) problems.push(`${plan.name} ${r.unit}: ptxas reported no kernels for ${arch}`);
     for (const k of r.kernels)
       if (k.spillStores || k.spillLoads)
-        problems.push(`${plan.name} ${r.unit} ${r.arch}: ${k.name} spills (${k.spillStores} B stored, ${k.spillLoads} B loaded, ${k.registers} registers)`);
+        problems.push(`${plan.name} ${r.unit} ${k.arch}: ${k.name} spills (${k.spillStores} B stored, ${k.spillLoads} B loaded, ${k.registers} registers)`);
   }
-  for (const arch of ARCHS) {
-    const defined = new Set(results.filter((r) => r.arch === arch).flatMap((r) => r.symbols));
-    const wanted = [...plan.kernels.map((k) => k.symbol), ...MODULE_EXTRAS.map((e) => `md_${e}`)];
-    for (const s of wanted) if (!defined.has(s)) problems.push(`${plan.name} ${arch}: entry point ${s} is not defined`);
-  }
+  const defined = new Set(results.flatMap((r) => r.symbols));
+  const wanted = [...plan.kernels.map((k) => k.symbol), ...MODULE_EXTRAS.map((e) => `md_${e}`)];
+  for (const s of wanted) if (!defined.has(s)) problems.push(`${plan.name}: entry point ${s} is not defined`);
   return problems;
 }
 

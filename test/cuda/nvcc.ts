@@ -16,14 +16,19 @@ export const COMPILE_CACHE = resolve(new URL('../../.cache/cuda-compile', import
 
 export type CudaArch = 'sm_80' | 'sm_90a';
 
-/** Device flags as codegen/build.ts uses them, plus host warnings and the ptxas report. */
-export function nvccFlags(arch: CudaArch): string[] {
-  return ['-std=c++17', '-O3', `-arch=${arch}`, '-Xcompiler', '-fPIC,-Wall,-Wextra', '-Xptxas', '-v', `-I${TEMPLATES_COMMON}`];
+/**
+ * Flags of codegen/build.ts, plus host warnings and the ptxas report. All archs in one nvcc run: the host
+ * side (most of nvcc's time) is compiled once, the device side once per arch.
+ */
+export function nvccFlags(archs: readonly CudaArch[]): string[] {
+  const gencode = archs.flatMap((a) => ['-gencode', `arch=compute_${a.slice(3)},code=${a}`]);
+  return ['-std=c++17', '-O3', ...gencode, '-Xcompiler', '-fPIC,-Wall,-Wextra', '-Xptxas', '-v', `-I${TEMPLATES_COMMON}`];
 }
 
 export interface PtxasKernel {
   /** Mangled entry name. */
   readonly name: string;
+  readonly arch: string;
   readonly registers: number;
   readonly stackFrame: number;
   readonly spillStores: number;
@@ -32,7 +37,7 @@ export interface PtxasKernel {
 
 export interface CompiledUnit {
   readonly unit: string;
-  readonly arch: CudaArch;
+  readonly archs: readonly CudaArch[];
   readonly kernels: readonly PtxasKernel[];
   /** Diagnostic lines of nvcc/ptxas/the host compiler that are not ptxas's -v report. */
   readonly diagnostics: readonly string[];
@@ -56,7 +61,7 @@ export function nvccVersion(): Promise<string> {
 /** ptxas -v output: one "Compiling entry function" line, then properties and usage lines per kernel. */
 export function parsePtxas(text: string): PtxasKernel[] {
   const out: PtxasKernel[] = [];
-  let cur: { name: string; registers?: number; stackFrame?: number; spillStores?: number; spillLoads?: number } | undefined;
+  let cur: { name: string; arch: string; registers?: number; stackFrame?: number; spillStores?: number; spillLoads?: number } | undefined;
   const flush = () => {
     if (!cur) return;
     if (cur.registers === undefined || cur.spillStores === undefined || cur.spillLoads === undefined || cur.stackFrame === undefined)
@@ -65,10 +70,10 @@ export function parsePtxas(text: string): PtxasKernel[] {
     cur = undefined;
   };
   for (const line of text.split('\n')) {
-    const entry = /Compiling entry function '([^']+)'/.exec(line);
+    const entry = /Compiling entry function '([^']+)' for '([^']+)'/.exec(line);
     if (entry) {
       flush();
-      cur = { name: entry[1] };
+      cur = { name: entry[1], arch: entry[2] };
       continue;
     }
     if (!cur) continue;
@@ -98,10 +103,10 @@ async function definedSymbols(object: string): Promise<string[]> {
     .map((f) => f[2]);
 }
 
-/** Compile `unit` (one of `files`) for `arch`; the other files are its headers. */
-export async function compileUnit(files: readonly EmittedFile[], unit: string, arch: CudaArch): Promise<CompiledUnit> {
+/** Compile `unit` (one of `files`) for `archs`; the other files are its headers. */
+export async function compileUnit(files: readonly EmittedFile[], unit: string, archs: readonly CudaArch[]): Promise<CompiledUnit> {
   const version = await nvccVersion();
-  const flags = nvccFlags(arch);
+  const flags = nvccFlags(archs);
   const headers = [
     ...files.filter((f) => /\.(h|cuh)$/.test(f.path)),
     ...readdirSync(TEMPLATES_COMMON).map((f) => ({ path: `common/${f}`, contents: readFileSync(join(TEMPLATES_COMMON, f), 'utf8') })),
@@ -111,7 +116,7 @@ export async function compileUnit(files: readonly EmittedFile[], unit: string, a
   const h = createHash('sha256').update(version).update(flags.join(' ')).update(`\0${unit}\0${source.contents}`);
   for (const f of [...headers].sort((a, b) => a.path.localeCompare(b.path))) h.update(`\0${f.path}\0${f.contents}`);
   const key = h.digest('hex').slice(0, 20);
-  const dir = join(COMPILE_CACHE, `${unit.replace(/\W/g, '_')}-${arch}-${key}`);
+  const dir = join(COMPILE_CACHE, `${unit.replace(/\W/g, '_')}-${key}`);
   const resultFile = join(dir, 'result.json');
   if (existsSync(resultFile)) return { ...(JSON.parse(readFileSync(resultFile, 'utf8')) as CompiledUnit), cached: true };
 
@@ -124,11 +129,11 @@ export async function compileUnit(files: readonly EmittedFile[], unit: string, a
       stderr = (await run('nvcc', [...flags, '-c', unit, '-o', 'unit.o'], { cwd: tmp, maxBuffer: 64 << 20 })).stderr;
     } catch (e) {
       const err = e as { stderr?: string; stdout?: string };
-      throw new Error(`nvcc -arch=${arch} failed on ${unit}:\n${err.stderr ?? ''}${err.stdout ?? ''}`);
+      throw new Error(`nvcc (${archs.join(', ')}) failed on ${unit}:\n${err.stderr ?? ''}${err.stdout ?? ''}`);
     }
     const result: CompiledUnit = {
       unit,
-      arch,
+      archs,
       kernels: parsePtxas(stderr),
       diagnostics: diagnosticLines(stderr),
       symbols: await definedSymbols(join(tmp, 'unit.o')),
