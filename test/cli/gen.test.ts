@@ -202,6 +202,17 @@ describe('gen --build', () => {
   });
 });
 
+describe('gen --build for CUDA', () => {
+  it('compiles a tiny sm_90 module with nvcc', async () => {
+    const r = await cli('gen', EXAMPLE_CPU, '--target', 'sm_90', '--dtype', 'bf16', '--out', join(tmp, 'tiny-sm90'), '--build', '--cache', join(tmp, 'cache'));
+    expect(r.code).toBe(0);
+    expect(r.err).toMatch(/^compiling tiny\.sm_90\.bf16\S* \[1\/\d+\] \S+\.cu$/m);
+    const lib = /^library: (.+) \(compiled\)$/m.exec(r.out)?.[1];
+    expect(lib && existsSync(resolve(lib))).toBe(true);
+    expect(manifestOf(join(tmp, 'tiny-sm90')).arch).toBe('sm_90');
+  });
+});
+
 describe('bin/magicdec.js', () => {
   const run = promisify(execFile);
   const bin = join(ROOT, 'bin/magicdec.js');
