@@ -23,7 +23,8 @@ interface GenFlags {
   cache?: string;
 }
 
-function program(io: Io): Command {
+/** The command tree (exported for tests that check the README documents every flag). */
+export function program(io: Io = processIo): Command {
   const cli = new Command('magicdec')
     .description('compile attention / KV-policy / verification specs into fused CPU and CUDA kernels for self-speculative decoding')
     .version(COMPILER_VERSION)
