@@ -118,6 +118,12 @@ describe('gen rejects bad input with exit 1, a clear message and no stack', () =
     expect(r.err).toBe(`magicdec: error: spec file not found: ${join(tmp, 'nope.ts')}\n`);
   });
 
+  it('a spec path that is a directory', async () => {
+    const r = await cli('gen', tmp, '--out', join(tmp, 'never'));
+    expect(r.code).toBe(1);
+    expect(r.err).toBe(`magicdec: error: spec path is not a file: ${tmp}\n`);
+  });
+
   it('a malformed spec: every diagnostic, with its source line and caret', async () => {
     const r = await cli('gen', BAD_SPEC, '--out', join(tmp, 'never'));
     expect(r.code).toBe(1);
