@@ -118,6 +118,12 @@ describe('gen rejects bad input with exit 1, a clear message and no stack', () =
     expect(r.err).toBe(`magicdec: error: spec file not found: ${join(tmp, 'nope.ts')}\n`);
   });
 
+  it('a shape the CUDA backend cannot launch', async () => {
+    const r = await cli('gen', '--out', join(tmp, 'never'), '--batch', '4096', '--gamma', '16');
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/^magicdec: error: .*bucket 4096 allows 69632 rows; a CUDA grid dimension holds at most 65535\n$/);
+  });
+
   it('a spec path that is a directory', async () => {
     const r = await cli('gen', tmp, '--out', join(tmp, 'never'));
     expect(r.code).toBe(1);
