@@ -1,0 +1,132 @@
+// Stopping and raggedness in one speculative batch: requests with their own max tokens, stop tokens and
+// EOS handling, arriving at different steps, finish in different rounds; in a round, sequences accept
+// different numbers of drafted tokens. Whatever the schedule, each request's tokens, logits (bitwise) and
+// finish reason are those of the request decoded alone, cut at its first stop token or at max tokens.
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Engine as EngineT, Generation } from '../../runtime/node/index.ts';
+import { bitwiseMismatch, prepareCase, PROPERTY_SEED, type CaseName, type PreparedCase } from '../support/runtime-cases.ts';
+import { Stepper, type Arrival } from '../support/runtime-stepper.ts';
+import { buildRuntime } from './build-runtime.ts';
+
+const root = mkdtempSync(join(tmpdir(), 'md-prop-stop-'));
+let Engine: typeof EngineT;
+
+beforeAll(async () => {
+  buildRuntime();
+  ({ Engine } = await import('../../runtime/node/index.ts'));
+});
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+const MAX_TOKENS = 40;
+const RUNS = 15;
+
+interface RequestCase {
+  prompt: number[];
+  maxTokens: number;
+  /** Stop tokens: indices into the request's own unstopped output (so they do occur), plus random ids. */
+  stopAt: number[];
+  stopRandom: number[];
+  ignoreEos: boolean;
+  at: number;
+}
+
+function caseArb(p: PreparedCase) {
+  const V = p.case.model.vocabSize;
+  const request: fc.Arbitrary<RequestCase> = fc.record({
+    prompt: fc.array(fc.integer({ min: 0, max: V - 1 }), { minLength: 1, maxLength: 120 }),
+    maxTokens: fc.integer({ min: 1, max: MAX_TOKENS }),
+    stopAt: fc.array(fc.nat({ max: MAX_TOKENS - 1 }), { maxLength: 2 }),
+    stopRandom: fc.array(fc.integer({ min: 0, max: V - 1 }), { maxLength: 2 }),
+    ignoreEos: fc.boolean(),
+    at: fc.oneof(fc.constant(0), fc.nat({ max: 30 })),
+  });
+  return fc.record({
+    requests: fc.array(request, { minLength: 2, maxLength: 8 }),
+    gamma: fc.integer({ min: 2, max: p.case.gamma }),
+    maxBatch: fc.integer({ min: 2, max: 8 }),
+    // Short draft windows: the draft is often wrong, so acceptance differs between sequences.
+    window: fc.integer({ min: 1, max: 48 }),
+    // The model's eos_token_id for this run: a token of a request's output, so that EOS stops really happen.
+    eosFrom: fc.record({ request: fc.nat(), index: fc.nat() }),
+  });
+}
+
+/** What a request must produce: its unstopped output cut after the first stop token (or EOS), or at max. */
+function expected(full: Generation, r: RequestCase, stops: number[], eos: number): { n: number; reason: 'stop' | 'length' } {
+  const stopping = new Set([...stops, ...(r.ignoreEos ? [] : [eos])]);
+  const i = full.tokens.slice(0, r.maxTokens).findIndex((t) => stopping.has(t));
+  return i >= 0 ? { n: i + 1, reason: 'stop' } : { n: r.maxTokens, reason: 'length' };
+}
+
+const CASES: CaseName[] = ['tiedBf16', 'qwen2'];
+
+describe.each(CASES)('stopping and raggedness in a speculative batch: %s', (name) => {
+  it('each request equals itself decoded alone, cut at its stop token or max tokens', async () => {
+    const p = await prepareCase(name, root);
+    const configFile = join(p.modelDir, 'config.json');
+    const config = JSON.parse(readFileSync(configFile, 'utf8'));
+    const reference = await Engine.create(p.modelDir, p.library, { mode: 'ar', maxBatch: 1, keepLogits: true });
+    let raggedRounds = 0;
+    let splitFinishes = 0;
+    let stoppedByToken = 0;
+    let stoppedByEos = 0;
+    try {
+      await fc.assert(
+        fc.asyncProperty(caseArb(p), async (k) => {
+          // Unstopped, alone, autoregressive: the output every request is a prefix of.
+          const full: Generation[] = [];
+          for (const r of k.requests) full.push(await reference.generate(r.prompt, { maxTokens: MAX_TOKENS, ignoreEos: true }));
+          // Taken from within the max tokens of a request that honours EOS, where there is one.
+          const honours = k.requests.findIndex((r) => !r.ignoreEos);
+          const from = honours >= 0 ? honours : k.eosFrom.request % k.requests.length;
+          const eosId = full[from].tokens[k.eosFrom.index % k.requests[from].maxTokens];
+          writeFileSync(configFile, JSON.stringify({ ...config, eos_token_id: eosId })); // read by Stepper.create
+          const stops = k.requests.map((r, i) => [...r.stopAt.map((j) => full[i].tokens[j]), ...r.stopRandom]);
+          const arrivals: Arrival[] = k.requests.map((r, i) => ({
+            prompt: r.prompt,
+            opts: { maxTokens: r.maxTokens, stopTokens: stops[i], ignoreEos: r.ignoreEos },
+            at: r.at,
+          }));
+          const s = await Stepper.create(p.modelDir, p.library, p.case.model.vocabSize, { mode: 'spec', gamma: k.gamma, maxBatch: k.maxBatch });
+          try {
+            s.setParam('draft', 'kv_window', k.window);
+            const run = await s.run(arrivals);
+            k.requests.forEach((r, i) => {
+              const got = run.requests[i];
+              const want = expected(full[i], r, stops[i], eosId);
+              expect(got.reason, `request ${i}`).toBe(want.reason);
+              const why = bitwiseMismatch({ ...full[i], tokens: got.tokens, logits: got.logits }, full[i], 0, want.n);
+              if (why) throw new Error(`request ${i} (maxTokens ${r.maxTokens}, stops [${stops[i]}], ignoreEos ${r.ignoreEos}): ${why}`);
+              expect(got.stats!.generated).toBe(want.n);
+              for (const n of got.roundTokens.values()) expect(n).toBeLessThanOrEqual(k.gamma + 1);
+              if (want.reason === 'stop') {
+                if (stops[i].includes(got.tokens[want.n - 1])) stoppedByToken++;
+                else stoppedByEos++;
+              }
+            });
+            // A round where two sequences still running accepted different numbers of drafted tokens.
+            for (const step of run.decodeSteps) {
+              const counts = new Set(run.requests.map((r) => r.roundTokens.get(step)).filter((n) => n !== undefined));
+              if (counts.size > 1) raggedRounds++;
+            }
+            if (new Set(run.requests.map((r) => r.finishedAt)).size > 1) splitFinishes++;
+            expect(run.stats.freePages).toBe(k.maxBatch * p.plan.pagesPerSeq);
+          } finally {
+            s.close();
+          }
+        }),
+        { numRuns: RUNS, seed: PROPERTY_SEED + 100 + CASES.indexOf(name) },
+      );
+    } finally {
+      reference.close();
+    }
+    expect(raggedRounds).toBeGreaterThan(0);
+    expect(splitFinishes).toBeGreaterThan(0);
+    expect(stoppedByToken).toBeGreaterThan(0);
+    expect(stoppedByEos).toBeGreaterThan(0);
+  });
+});
