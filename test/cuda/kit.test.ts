@@ -1,0 +1,44 @@
+// The GPU kit (scripts/gpu/kit.ts) is written completely and its driver builds against a generated module
+// with nvcc (compile and link; running it needs a GPU: scripts/gpu/run.sh).
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, describe, expect, it } from 'vitest';
+import { writeKit } from '../../scripts/gpu/kit.ts';
+import { nvccVersion } from './nvcc.ts';
+
+const run = promisify(execFile);
+const dir = mkdtempSync(join(tmpdir(), 'md-gpu-kit-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('GPU kit', () => {
+  const names = writeKit(dir);
+
+  it('writes every module with its config, the driver, CMakeLists.txt and run.sh', () => {
+    expect(names.length).toBeGreaterThanOrEqual(4);
+    for (const f of ['CMakeLists.txt', 'driver.cu', 'run.sh', 'modules.txt', 'common/md_expr.h', 'common/md_abi.h']) expect(existsSync(join(dir, f))).toBe(true);
+    expect(readFileSync(join(dir, 'modules.txt'), 'utf8').trim().split('\n')).toEqual(names);
+    for (const n of names) {
+      const files = readdirSync(join(dir, 'modules', n));
+      expect(files).toContain('kit_config.h');
+      expect(files).toContain('md_attn_draft.cu');
+    }
+    const dtypes = names.map((n) => n.split('_')[1]);
+    expect(new Set(dtypes)).toEqual(new Set(['fp32', 'bf16', 'fp16']));
+  });
+
+  it('builds the driver against a generated module (bf16, sm_90a) without warnings', async () => {
+    await nvccVersion();
+    const mod = join(dir, 'modules', names.find((n) => n.includes('bf16'))!);
+    const srcs = readdirSync(mod).filter((f) => f.endsWith('.cu'));
+    const { stderr } = await run(
+      'nvcc',
+      ['-std=c++17', '-O1', '-arch=sm_90a', '-Xcompiler', '-Wall,-Wextra', '-I.', `-I${join(dir, 'common')}`, join(dir, 'driver.cu'), ...srcs, '-o', 'driver'],
+      { cwd: mod, maxBuffer: 64 << 20 },
+    );
+    expect(stderr.trim()).toBe('');
+    expect(existsSync(join(mod, 'driver'))).toBe(true);
+  }, 300_000);
+});

@@ -1,0 +1,492 @@
+// GPU kit driver: checks one generated CUDA module on a real GPU, without Node. Built once per module
+// against its sources and its kit_config.h (shapes, dtype, host copies of the passes' predicates, entry
+// point tables, all written by scripts/gpu/kit.ts). For every kernel: fresh random inputs, outputs
+// poisoned with NaN before each call, a float64 reference computed here, a relative error bound (row
+// inf-norm), and bitwise row invariance (a row alone == in a batch == among gamma+1 verify rows == in
+// another bucket). Prints a summary; exits 1 if any check failed.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "kit_config.h"
+
+static int g_checks = 0, g_failed = 0;
+
+static void check(bool ok, const char* fmt, ...) {
+  ++g_checks;
+  if (ok) return;
+  ++g_failed;
+  va_list ap;
+  va_start(ap, fmt);
+  std::printf("  FAIL ");
+  std::vprintf(fmt, ap);
+  std::printf("\n");
+  va_end(ap);
+}
+
+#define CUDA_OK(x)                                                                                   \
+  do {                                                                                               \
+    cudaError_t e_ = (x);                                                                            \
+    if (e_ != cudaSuccess) {                                                                         \
+      std::printf("  FATAL %s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_));        \
+      std::exit(2);                                                                                  \
+    }                                                                                                \
+  } while (0)
+
+#define MD_CALL(x) check((x) == MD_OK && cudaDeviceSynchronize() == cudaSuccess, "%s returned an error", #x)
+
+static std::mt19937_64 g_rng(0x6d616769636465ull);
+static float uniform(float lo, float hi) { return std::uniform_real_distribution<float>(lo, hi)(g_rng); }
+static int rand_int(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(g_rng); }
+
+static float widen(kit_store_t x) { return (float)x; }
+static kit_store_t narrow(float x) { return (kit_store_t)x; }
+
+/** Device buffer with host mirror. */
+template <typename T>
+struct Buf {
+  std::vector<T> h;
+  T* d = nullptr;
+  explicit Buf(size_t n) : h(n) { CUDA_OK(cudaMalloc(&d, std::max<size_t>(n, 1) * sizeof(T))); }
+  ~Buf() { cudaFree(d); }
+  Buf(const Buf&) = delete;
+  void up() { CUDA_OK(cudaMemcpy(d, h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice)); }
+  std::vector<T>& down() {
+    CUDA_OK(cudaMemcpy(h.data(), d, h.size() * sizeof(T), cudaMemcpyDeviceToHost));
+    return h;
+  }
+  /** All bytes 0xff: NaN for floats, -1 for ints; an output the kernel forgets to write stays poison. */
+  void poison() { CUDA_OK(cudaMemset(d, 0xff, h.size() * sizeof(T))); }
+  size_t size() const { return h.size(); }
+};
+
+/** Random storage values with an exact float copy for the reference. */
+struct Weights {
+  Buf<kit_store_t> buf;
+  std::vector<float> f;
+  Weights(size_t n, float scale) : buf(n), f(n) {
+    for (size_t i = 0; i < n; ++i) {
+      buf.h[i] = narrow(uniform(-scale, scale));
+      f[i] = widen(buf.h[i]);
+    }
+    buf.up();
+  }
+};
+
+static void fill(Buf<float>& b, float scale) {
+  for (auto& x : b.h) x = uniform(-scale, scale);
+  b.up();
+}
+
+/** max |got - ref| / max(max |ref|, floor) over one row; NaN when anything is NaN. */
+static double rel_err(const float* got, const double* ref, size_t n, double floor = 1e-30) {
+  double num = 0, den = floor;
+  for (size_t i = 0; i < n; ++i) {
+    const double e = std::fabs((double)got[i] - ref[i]);
+    if (!(e == e)) return NAN;
+    num = std::max(num, e);
+    den = std::max(den, std::fabs(ref[i]));
+  }
+  return num / den;
+}
+
+static bool same_bits(const float* a, const float* b, size_t n) { return std::memcmp(a, b, n * sizeof(float)) == 0; }
+
+/** Smallest bucket holding `rows` rows; -1 if none. */
+static int bucket_for(int rows) {
+  for (int i = 0; i < KIT_NBUCKETS; ++i)
+    if (rows <= KIT_BUCKETS[i] * (KIT_GAMMA + 1)) return i;
+  return -1;
+}
+static int max_rows(int bucket) { return KIT_BUCKETS[bucket] * (KIT_GAMMA + 1); }
+
+// ------------------------------------------------------------------------------------------------- GEMM
+
+static void test_gemm(int role) {
+  const int N = KIT_GEMM_N[role], K = KIT_GEMM_K[role];
+  const int last = KIT_NBUCKETS - 1, R = std::min(max_rows(last), 64);
+  Buf<float> x((size_t)R * K), y((size_t)R * N), y1(N);
+  fill(x, 1.0f);
+  Weights w((size_t)N * K, 0.5f), bias(N, 0.5f);
+  const void* b = KIT_GEMM_BIAS[role] ? bias.buf.d : nullptr;
+  std::vector<double> ref((size_t)R * N);
+  for (int r = 0; r < R; ++r)
+    for (int n = 0; n < N; ++n) {
+      double s = KIT_GEMM_BIAS[role] ? bias.f[n] : 0.0;
+      for (int k = 0; k < K; ++k) s += (double)x.h[(size_t)r * K + k] * w.f[(size_t)n * K + k];
+      ref[(size_t)r * N + n] = s;
+    }
+  std::vector<float> first;
+  for (int bk = 0; bk < KIT_NBUCKETS; ++bk) {
+    const int rows = std::min(R, max_rows(bk));
+    y.poison();
+    MD_CALL(KIT_GEMM[role][bk](x.d, w.buf.d, b, y.d, rows, nullptr));
+    y.down();
+    for (int r = 0; r < rows; ++r) {
+      const double e = rel_err(&y.h[(size_t)r * N], &ref[(size_t)r * N], N);
+      check(e <= KIT_TOL, "gemm_%s b%d row %d: relative error %g > %g", KIT_GEMM_NAME[role], KIT_BUCKETS[bk], r, e, KIT_TOL);
+    }
+    if (bk == 0) first.assign(y.h.begin(), y.h.begin() + (size_t)rows * N);
+    const size_t common = std::min(first.size(), (size_t)rows * N);
+    check(same_bits(first.data(), y.h.data(), common), "gemm_%s: rows differ bitwise between bucket %d and %d", KIT_GEMM_NAME[role],
+          KIT_BUCKETS[0], KIT_BUCKETS[bk]);
+  }
+  // A row alone (smallest bucket, rows = 1) == the same row in the largest batch.
+  y.poison();
+  MD_CALL(KIT_GEMM[role][last](x.d, w.buf.d, b, y.d, R, nullptr));
+  y.down();
+  for (int r : {0, R / 2, R - 1}) {
+    y1.poison();
+    MD_CALL(KIT_GEMM[role][0](x.d + (size_t)r * K, w.buf.d, b, y1.d, 1, nullptr));
+    y1.down();
+    check(same_bits(y1.h.data(), &y.h[(size_t)r * N], N), "gemm_%s: row %d alone differs bitwise from the row in a batch of %d",
+          KIT_GEMM_NAME[role], r, R);
+  }
+  check(KIT_GEMM[role][0](x.d, w.buf.d, b, y.d, max_rows(0) + 1, nullptr) == MD_ERR_ARG, "gemm_%s: too many rows not rejected",
+        KIT_GEMM_NAME[role]);
+}
+
+// ------------------------------------------------------------------------------------- row-wise kernels
+
+static void test_norms() {
+  const int R = 37, H = KIT_HIDDEN;
+  Buf<float> x((size_t)R * H), d((size_t)R * H), y((size_t)R * H), y1(H), resid((size_t)R * H);
+  fill(x, 2.0f);
+  fill(d, 2.0f);
+  Weights w(H, 1.5f);
+  std::vector<double> ref((size_t)R * H), ref2((size_t)R * H), sum((size_t)R * H);
+  for (int r = 0; r < R; ++r) {
+    double ss = 0, ss2 = 0;
+    for (int i = 0; i < H; ++i) {
+      const size_t j = (size_t)r * H + i;
+      sum[j] = (double)x.h[j] + d.h[j];
+      ss += (double)x.h[j] * x.h[j];
+      ss2 += sum[j] * sum[j];
+    }
+    for (int i = 0; i < H; ++i) {
+      const size_t j = (size_t)r * H + i;
+      ref[j] = x.h[j] / std::sqrt(ss / H + KIT_EPS) * w.f[i];
+      ref2[j] = sum[j] / std::sqrt(ss2 / H + KIT_EPS) * w.f[i];
+    }
+  }
+  y.poison();
+  MD_CALL(md_rmsnorm(x.d, w.buf.d, y.d, R, nullptr));
+  y.down();
+  for (int r = 0; r < R; ++r) {
+    const double e = rel_err(&y.h[(size_t)r * H], &ref[(size_t)r * H], H);
+    check(e <= KIT_TOL_ACT, "rmsnorm row %d: relative error %g", r, e);
+  }
+  for (int r : {0, R - 1}) {
+    y1.poison();
+    MD_CALL(md_rmsnorm(x.d + (size_t)r * H, w.buf.d, y1.d, 1, nullptr));
+    y1.down();
+    check(same_bits(y1.h.data(), &y.h[(size_t)r * H], H), "rmsnorm: row %d alone differs bitwise from the batch", r);
+  }
+  resid.h = x.h;
+  resid.up();
+  y.poison();
+  MD_CALL(md_add_rmsnorm(resid.d, d.d, w.buf.d, y.d, R, nullptr));
+  y.down();
+  resid.down();
+  for (int r = 0; r < R; ++r) {
+    const double e = rel_err(&y.h[(size_t)r * H], &ref2[(size_t)r * H], H);
+    check(e <= KIT_TOL_ACT, "add_rmsnorm row %d: relative error %g", r, e);
+    bool exact = true;
+    for (int i = 0; i < H; ++i) exact &= resid.h[(size_t)r * H + i] == x.h[(size_t)r * H + i] + d.h[(size_t)r * H + i];
+    check(exact, "add_rmsnorm row %d: resid is not resid + delta", r);
+  }
+  // md_add is one rounding per element: exact against the host.
+  resid.h = x.h;
+  resid.up();
+  MD_CALL(md_add(resid.d, d.d, R, nullptr));
+  resid.down();
+  bool exact = true;
+  for (size_t j = 0; j < resid.size(); ++j) exact &= resid.h[j] == x.h[j] + d.h[j];
+  check(exact, "add: resid != resid + delta");
+
+  const int I = KIT_INTER;
+  Buf<float> g((size_t)R * I), u((size_t)R * I), o((size_t)R * I);
+  fill(g, 6.0f);
+  fill(u, 2.0f);
+  o.poison();
+  MD_CALL(md_swiglu(g.d, u.d, o.d, R, nullptr));
+  o.down();
+  std::vector<double> sref((size_t)R * I);
+  for (size_t j = 0; j < sref.size(); ++j) sref[j] = g.h[j] / (1.0 + std::exp(-(double)g.h[j])) * u.h[j];
+  for (int r = 0; r < R; ++r) {
+    const double e = rel_err(&o.h[(size_t)r * I], &sref[(size_t)r * I], I);
+    check(e <= KIT_TOL_ACT, "swiglu row %d: relative error %g", r, e);
+  }
+}
+
+static void test_embed_argmax_verify() {
+  const int R = 29, H = KIT_HIDDEN, V = KIT_VOCAB;
+  Weights table((size_t)V * H, 1.0f);
+  Buf<int32_t> tok(R);
+  Buf<float> x((size_t)R * H);
+  for (auto& t : tok.h) t = rand_int(0, V - 1);
+  tok.up();
+  x.poison();
+  MD_CALL(md_embed(table.buf.d, tok.d, x.d, R, nullptr));
+  x.down();
+  bool exact = true;
+  for (int r = 0; r < R; ++r)
+    for (int i = 0; i < H; ++i) exact &= x.h[(size_t)r * H + i] == table.f[(size_t)tok.h[r] * H + i];
+  check(exact, "embed: rows are not the table rows");
+  tok.h[R / 2] = V;
+  tok.up();
+  check(md_embed(table.buf.d, tok.d, x.d, R, nullptr) == MD_ERR_ARG, "embed: token %d (= vocab) not rejected", V);
+
+  Buf<float> logits((size_t)R * V);
+  Buf<int32_t> am(R);
+  fill(logits, 4.0f);
+  for (int r = 0; r < R; ++r) {
+    float* l = &logits.h[(size_t)r * V];
+    if (r % 3 == 0) l[rand_int(0, V - 1)] = NAN;
+    if (r % 4 == 1) l[rand_int(0, V - 1)] = 9.0f, l[rand_int(0, V - 1)] = 9.0f;  // ties: lowest index wins
+  }
+  logits.up();
+  am.poison();
+  MD_CALL(md_argmax(logits.d, am.d, R, nullptr));
+  am.down();
+  for (int r = 0; r < R; ++r) {
+    const float* l = &logits.h[(size_t)r * V];
+    int best = -1;
+    for (int i = 0; i < V; ++i)
+      if (l[i] == l[i] && (best < 0 || l[i] > l[best])) best = i;
+    check(am.h[r] == best, "argmax row %d: got %d, want %d", r, am.h[r], best);
+  }
+
+  const int B = 9, G = KIT_GAMMA;
+  Buf<int32_t> tt((size_t)B * (G + 1)), dt((size_t)B * G), acc(B), nxt(B);
+  for (auto& t : tt.h) t = rand_int(0, 3);
+  for (int b = 0; b < B; ++b)
+    for (int j = 0; j < G; ++j) dt.h[(size_t)b * G + j] = rand_int(0, 4) == 0 ? 7 : tt.h[(size_t)b * (G + 1) + j];
+  tt.up();
+  dt.up();
+  acc.poison();
+  nxt.poison();
+  MD_CALL(md_verify_greedy(tt.d, dt.d, acc.d, nxt.d, B, nullptr));
+  acc.down();
+  nxt.down();
+  for (int b = 0; b < B; ++b) {
+    int a = 0;
+    while (a < G && dt.h[(size_t)b * G + a] == tt.h[(size_t)b * (G + 1) + a]) ++a;
+    check(acc.h[b] == a && nxt.h[b] == tt.h[(size_t)b * (G + 1) + a], "verify_greedy seq %d: got (%d, %d), want (%d, %d)", b,
+          acc.h[b], nxt.h[b], a, tt.h[(size_t)b * (G + 1) + a]);
+  }
+}
+
+// ----------------------------------------------------------------------------------- KV cache and rope
+
+/** A paged cache of `slots` sequences with a shuffled page table. */
+struct Cache {
+  int slots, pps = KIT_PAGES_PER_SEQ, pages;
+  Buf<int32_t> table;
+  Weights k, v;
+  static size_t elems(int slots) { return (size_t)slots * KIT_PAGES_PER_SEQ * KIT_PAGE * KIT_KV_HEADS * KIT_HEAD_DIM; }
+  explicit Cache(int s) : slots(s), pages(s * KIT_PAGES_PER_SEQ), table((size_t)s * KIT_PAGES_PER_SEQ), k(elems(s), 1.0f), v(elems(s), 1.0f) {
+    for (int i = 0; i < pages; ++i) table.h[i] = i;
+    std::shuffle(table.h.begin(), table.h.end(), g_rng);
+    table.up();
+  }
+  size_t at(int slot, int pos, int kvh) const {
+    const size_t page = table.h[(size_t)slot * pps + pos / KIT_PAGE];
+    return ((page * KIT_PAGE + pos % KIT_PAGE) * KIT_KV_HEADS + kvh) * KIT_HEAD_DIM;
+  }
+};
+
+static void test_rope_append() {
+  const int R = 11, H = KIT_HEADS, KH = KIT_KV_HEADS, D = KIT_HEAD_DIM, HALF = D / 2;
+  Cache cache(3);
+  Buf<float> q((size_t)R * H * D), k((size_t)R * KH * D), v((size_t)R * KH * D);
+  Buf<int32_t> seq(R), pos(R);
+  fill(q, 1.0f);
+  fill(k, 1.0f);
+  fill(v, 1.0f);
+  const std::vector<float> q0 = q.h, k0 = k.h;
+  // Distinct (slot, pos) pairs; row 0 writes the last position of the cache.
+  for (int r = 0; r < R; ++r) seq.h[r] = r % 3, pos.h[r] = r == 0 ? KIT_MAX_SEQ - 1 : (r / 3 * 131 + 5) % (KIT_MAX_SEQ - 1);
+  seq.up();
+  pos.up();
+  MD_CALL(md_rope_append(q.d, k.d, v.d, cache.k.buf.d, cache.v.buf.d, cache.table.d, cache.pps, seq.d, pos.d, R, nullptr));
+  q.down();
+  k.down();
+  cache.k.buf.down();
+  cache.v.buf.down();
+  for (int r = 0; r < R; ++r) {
+    std::vector<double> rq((size_t)H * D), rk((size_t)KH * D);
+    for (int i = 0; i < HALF; ++i) {
+      const double a = (double)pos.h[r] * kit_inv_freq[i], c = std::cos(a), s = std::sin(a);
+      for (int h = 0; h < H + KH; ++h) {
+        const float* x = h < H ? &q0[((size_t)r * H + h) * D] : &k0[((size_t)r * KH + h - H) * D];
+        double* o = h < H ? &rq[(size_t)h * D] : &rk[(size_t)(h - H) * D];
+        o[i] = x[i] * c - x[i + HALF] * s;
+        o[i + HALF] = x[i + HALF] * c + x[i] * s;
+      }
+    }
+    check(rel_err(&q.h[(size_t)r * H * D], rq.data(), (size_t)H * D) <= KIT_TOL_ACT, "rope_append row %d: q rotation error", r);
+    check(rel_err(&k.h[(size_t)r * KH * D], rk.data(), (size_t)KH * D) <= KIT_TOL_ACT, "rope_append row %d: k rotation error", r);
+    bool stored = true;
+    for (int h = 0; h < KH; ++h)
+      for (int d = 0; d < D; ++d) {
+        const size_t c = cache.at(seq.h[r], pos.h[r], h) + d;
+        stored &= widen(cache.k.buf.h[c]) == widen(narrow(k.h[((size_t)r * KH + h) * D + d]));
+        stored &= widen(cache.v.buf.h[c]) == widen(narrow(v.h[((size_t)r * KH + h) * D + d]));
+      }
+    check(stored, "rope_append row %d: cache at (slot %d, pos %d) does not hold the rotated k / v", r, seq.h[r], pos.h[r]);
+  }
+}
+
+// ------------------------------------------------------------------------------------------- attention
+
+struct Pass {
+  const char* name;
+  const md_attn_fn* fns;
+  const float* params;
+  int nparams;
+  bool (*visible)(int32_t, int32_t, const float*);
+  float (*score)(float, int32_t, int32_t, int32_t, const float*);
+};
+
+static void attn_reference(const Pass& p, const Cache& c, const std::vector<int>& lens, const std::vector<float>& q, int slot, int qpos,
+                           int row, double* out) {
+  const int H = KIT_HEADS, D = KIT_HEAD_DIM, G = KIT_HEADS / KIT_KV_HEADS;
+  for (int h = 0; h < H; ++h) {
+    std::vector<double> s;
+    std::vector<int> ts;
+    for (int t = 0; t < lens[slot]; ++t) {
+      if (!p.visible(qpos, t, p.params)) continue;
+      double dot = 0;
+      const size_t kb = c.at(slot, t, h / G);
+      for (int d = 0; d < D; ++d) dot += (double)q[((size_t)row * H + h) * D + d] * c.k.f[kb + d];
+      s.push_back(p.score((float)(dot * KIT_SCALE), qpos, t, h, p.params));
+      ts.push_back(t);
+    }
+    double* o = out + (size_t)h * D;
+    std::fill(o, o + D, 0.0);
+    if (s.empty()) continue;
+    const double m = *std::max_element(s.begin(), s.end());
+    double l = 0;
+    for (size_t i = 0; i < s.size(); ++i) {
+      const double w = std::exp(s[i] - m);
+      l += w;
+      const size_t vb = c.at(slot, ts[i], h / G);
+      for (int d = 0; d < D; ++d) o[d] += w * c.v.f[vb + d];
+    }
+    for (int d = 0; d < D; ++d) o[d] /= l;
+  }
+}
+
+static void test_attention(const Pass& p) {
+  const int H = KIT_HEADS, D = KIT_HEAD_DIM, G1 = KIT_GAMMA + 1, S = 3;
+  const int last = KIT_NBUCKETS - 1;
+  Cache cache(S);
+  std::vector<int> lens(S);
+  lens[0] = KIT_MAX_SEQ;                          // every chunk
+  lens[1] = std::max(G1, KIT_MAX_SEQ / 2 + 7);    // a partial last page
+  lens[2] = rand_int(G1, std::max(G1, KIT_MAX_SEQ / 5));
+  Buf<int32_t> seq_len(S);
+  for (int s = 0; s < S; ++s) seq_len.h[s] = lens[s];
+  seq_len.up();
+  // Rows: each slot's last gamma+1 positions (a verification group), then random earlier positions.
+  std::vector<int32_t> rs, rp;
+  for (int s = 0; s < S; ++s)
+    for (int j = 0; j < G1; ++j) rs.push_back(s), rp.push_back(lens[s] - G1 + j);
+  while ((int)rs.size() < std::min(max_rows(last), 3 * G1 + 9)) {
+    const int s = rand_int(0, S - 1);
+    rs.push_back(s), rp.push_back(rand_int(0, lens[s] - 1));
+  }
+  const int R = (int)rs.size();
+  Buf<int32_t> seqs(R), poss(R);
+  seqs.h = rs, poss.h = rp;
+  seqs.up();
+  poss.up();
+  Buf<float> q((size_t)R * H * D), out((size_t)R * H * D), out1((size_t)R * H * D), ws(md_attn_workspace_floats(max_rows(last)));
+  Buf<float> params(std::max(p.nparams, 1));
+  std::copy(p.params, p.params + p.nparams, params.h.begin());
+  params.up();
+  fill(q, 1.5f);
+  auto args = [&](int first, int rows, float* o) {
+    md_attn_args a;
+    a.q = q.d + (size_t)first * H * D;
+    a.k_cache = cache.k.buf.d;
+    a.v_cache = cache.v.buf.d;
+    a.page_table = cache.table.d;
+    a.pages_per_seq = cache.pps;
+    a.row_seq = seqs.d + first;
+    a.row_pos = poss.d + first;
+    a.seq_len = seq_len.d;
+    a.rows = rows;
+    a.params = params.d;
+    a.out = o;
+    a.workspace = ws.d;
+    a.stream = nullptr;
+    return a;
+  };
+  const int RD = H * D;
+  const int bk_all = bucket_for(R);
+  if (bk_all < 0) {
+    check(false, "attn_%s: %d rows fit no bucket", p.name, R);
+    return;
+  }
+  out.poison();
+  md_attn_args all = args(0, R, out.d);
+  MD_CALL(p.fns[bk_all](&all));
+  out.down();
+  std::vector<double> ref(RD);
+  for (int r = 0; r < R; ++r) {
+    attn_reference(p, cache, lens, q.h, rs[r], rp[r], r, ref.data());
+    const double e = rel_err(&out.h[(size_t)r * RD], ref.data(), RD, 1e-3);
+    check(e <= KIT_TOL, "attn_%s row %d (slot %d, pos %d, len %d): relative error %g > %g", p.name, r, rs[r], rp[r], lens[rs[r]], e,
+          KIT_TOL);
+  }
+  // Each row alone, in the smallest bucket.
+  for (int r = 0; r < R; r += std::max(1, R / 7)) {
+    out1.poison();
+    md_attn_args one = args(r, 1, out1.d);
+    MD_CALL(p.fns[0](&one));
+    out1.down();
+    check(same_bits(out1.h.data(), &out.h[(size_t)r * RD], RD), "attn_%s row %d: alone differs bitwise from the batch of %d", p.name, r, R);
+  }
+  // Each slot's verification group of gamma+1 rows as its own call.
+  for (int s = 0; s < S; ++s) {
+    out1.poison();
+    md_attn_args grp = args(s * G1, G1, out1.d);
+    MD_CALL(p.fns[bucket_for(G1)](&grp));
+    out1.down();
+    check(same_bits(out1.h.data(), &out.h[(size_t)s * G1 * RD], (size_t)G1 * RD), "attn_%s slot %d: verify rows differ bitwise from the batch",
+          p.name, s);
+  }
+  // The whole batch through every other bucket that holds it.
+  for (int bk = bk_all + 1; bk < KIT_NBUCKETS; ++bk) {
+    out1.poison();
+    md_attn_args other = args(0, R, out1.d);
+    MD_CALL(p.fns[bk](&other));
+    out1.down();
+    check(same_bits(out1.h.data(), out.h.data(), (size_t)R * RD), "attn_%s: bucket %d differs bitwise from bucket %d", p.name, KIT_BUCKETS[bk],
+          KIT_BUCKETS[bk_all]);
+  }
+}
+
+int main() {
+  int dev = 0;
+  cudaDeviceProp prop;
+  CUDA_OK(cudaGetDevice(&dev));
+  CUDA_OK(cudaGetDeviceProperties(&prop, dev));
+  std::printf("%s on %s (sm_%d%d)\n", KIT_NAME, prop.name, prop.major, prop.minor);
+  for (int role = 0; role < 6; ++role) test_gemm(role);
+  test_norms();
+  test_embed_argmax_verify();
+  test_rope_append();
+  test_attention({"target", KIT_ATTN_TARGET, kit_target_params, KIT_TARGET_NPARAMS, md_target_visible, md_target_score});
+  test_attention({"draft", KIT_ATTN_DRAFT, kit_draft_params, KIT_DRAFT_NPARAMS, md_draft_visible, md_draft_score});
+  std::printf("%s: %d checks, %d failed\n", g_failed ? "FAIL" : "PASS", g_checks, g_failed);
+  return g_failed ? 1 : 0;
+}
