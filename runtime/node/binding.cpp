@@ -3,6 +3,7 @@
 // into generate() and an async iterator of tokens.
 #include <napi.h>
 
+#include <cmath>
 #include <memory>
 #include <mutex>
 
@@ -39,12 +40,16 @@ Napi::Object stats_object(Napi::Env env, const md::RequestStats& s) {
   return o;
 }
 
+// Whether a JS number is an int32. Checked before any cast: converting a double outside the int32 range
+// (or NaN) to int32_t is undefined behaviour.
+bool is_int32(double d) { return d >= -2147483648.0 && d <= 2147483647.0 && d == std::floor(d); }
+
 int32_t int_option(const Napi::Object& o, const char* key, int32_t dflt) {
   if (!o.Has(key) || o.Get(key).IsUndefined()) return dflt;
   Napi::Value v = o.Get(key);
   if (!v.IsNumber()) throw md::Error(std::string("option ") + key + " must be a number");
   double d = v.As<Napi::Number>().DoubleValue();
-  if (d != double(int32_t(d))) throw md::Error(std::string("option ") + key + " must be an integer, got " + std::to_string(d));
+  if (!is_int32(d)) throw md::Error(std::string("option ") + key + " must be an integer in the int32 range, got " + Napi::Number::New(o.Env(), d).ToString().Utf8Value());
   return int32_t(d);
 }
 
@@ -59,7 +64,7 @@ std::vector<int32_t> int_array(const Napi::Value& v, const char* what) {
       Napi::Value x = a.Get(i);
       if (!x.IsNumber()) throw md::Error(std::string(what) + "[" + std::to_string(i) + "] is not a number");
       double d = x.As<Napi::Number>().DoubleValue();
-      if (d != double(int32_t(d))) throw md::Error(std::string(what) + "[" + std::to_string(i) + "] is not an int32");
+      if (!is_int32(d)) throw md::Error(std::string(what) + "[" + std::to_string(i) + "] is not an int32");
       out.push_back(int32_t(d));
     }
   } else {

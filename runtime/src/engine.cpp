@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <nlohmann/json.hpp>
 
@@ -180,7 +182,16 @@ void Engine::set_param(const std::string& pass, const std::string& key, float va
   }
   std::string known;
   for (size_t i = 0; i < decl->size(); ++i) {
-    if ((*decl)[i].key == key) {
+    const PassParam& p = (*decl)[i];
+    if (p.key == key) {
+      // Kernels convert i32 params with a plain cast: NaN, infinities and values past 2^31 would be undefined
+      // behaviour there, and a fraction would be dropped silently, so refuse them here.
+      const std::string what = "set_param: " + pass + " param '" + key + "' ";
+      char shown[32];
+      std::snprintf(shown, sizeof shown, "%.9g", double(value));
+      if (!std::isfinite(value)) throw Error(what + "must be finite, got " + shown);
+      if (p.i32 && (value != std::floor(value) || std::fabs(value) > 16777216.0f))
+        throw Error(what + "is an i32: it takes integers of magnitude up to 2^24, got " + shown);
       (*vals)[i] = value;
       return;
     }

@@ -45,6 +45,9 @@ std::vector<PassParam> read_params(const json& pass, const std::string& where) {
     const json& v = field(p, "value", where + ".params." + pp.key);
     if (!v.is_number()) throw Error(where + ".params." + pp.key + ": field 'value' must be a number");
     pp.value = v.get<float>();
+    std::string ty = str_field(p, "ty", where + ".params." + pp.key);
+    if (ty != "i32" && ty != "f32") throw Error(where + ".params." + pp.key + ": field 'ty' is '" + ty + "'; expected i32 or f32");
+    pp.i32 = ty == "i32";
     indexed.emplace_back(int_field(p, "index", where + ".params." + pp.key), pp);
   }
   std::sort(indexed.begin(), indexed.end(), [](auto& a, auto& b) { return a.first < b.first; });
@@ -114,7 +117,7 @@ void check_manifest_model(const std::string& text, const std::string& where, con
   };
   auto check_num = [&](const char* f, double v) {
     const json& x = field(m, f, where + ".model");
-    if (!x.is_number() || !same_number(x.get<double>(), v)) differ(f, x.dump(), json(v).dump());
+    if (!x.is_number() || !same_number(x.get<double>(), v)) differ(f, x.is_number() ? json(x.get<double>()).dump() : x.dump(), json(v).dump());
   };
   auto check_bool = [&](const char* f, bool v) {
     const json& x = field(m, f, where + ".model");
@@ -142,7 +145,8 @@ void check_manifest_model(const std::string& text, const std::string& where, con
     if (t != r.type) differ("ropeScaling.type", t, r.type);
     auto num = [&](const char* f, double v) {
       const json& x = field(rs, f, where + ".model.ropeScaling");
-      if (!x.is_number() || !same_number(x.get<double>(), v)) differ(std::string("ropeScaling.") + f, x.dump(), json(v).dump());
+      if (!x.is_number() || !same_number(x.get<double>(), v))
+        differ(std::string("ropeScaling.") + f, x.is_number() ? json(x.get<double>()).dump() : x.dump(), json(v).dump());
     };
     num("factor", r.factor);
     if (r.type == "llama3") {

@@ -16,6 +16,7 @@ struct PassParam {
   std::string key;  // attn_<name> / kv_<name>
   std::string name;
   float value = 0;  // the spec's default
+  bool i32 = false;  // kernels read it as md_param_i32(value): only integers up to 2^24 survive the float
 };
 
 /** Kernels instantiated per batch bucket (rows <= bucket * (gamma + 1)). */
