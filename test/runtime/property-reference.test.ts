@@ -20,7 +20,7 @@ beforeAll(async () => {
 });
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
-const RUNS = 4;
+const RUNS = 5;
 const TOLERANCE = 1e-4;
 
 // The fp32 cases: MHA with linear rope scaling, and Qwen2 (q/k/v biases) with GQA; two random models each.

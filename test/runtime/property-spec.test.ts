@@ -22,7 +22,7 @@ beforeAll(async () => {
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 const MAX_TOKENS = 40;
-const RUNS = Number(process.env.MD_RUNTIME_PROPERTY_RUNS ?? 20);
+const RUNS = Number(process.env.MD_RUNTIME_PROPERTY_RUNS ?? 40);
 
 interface Request {
   prompt: number[];
@@ -59,13 +59,15 @@ function caseArb(p: PreparedCase): fc.Arbitrary<Case> {
     prompt: length.chain((n) => fc.array(fc.integer({ min: 0, max: V - 1 }), { minLength: n, maxLength: n })),
     maxTokens: fc.integer({ min: 1, max: MAX_TOKENS }),
   });
-  // Window >= the context makes the draft exact (acceptance 1); small windows make it wrong often.
-  const window = fc.oneof(fc.integer({ min: 1, max: 64 }), fc.integer({ min: 65, max: c.maxSeq + 64 }));
+  // Window >= the context makes the draft exact (acceptance 1); small windows make it wrong often; 0 and
+  // negative ones leave the draft rows nothing to attend to (their attention output is 0).
+  const window = fc.oneof(fc.integer({ min: 1, max: 64 }), fc.integer({ min: 65, max: c.maxSeq + 64 }), fc.integer({ min: -2, max: 0 }));
   const draft =
     c.draft === 'streaming'
       ? fc.record({ kv_sink: fc.oneof(fc.constant(0), fc.integer({ min: 0, max: 40 })), kv_window: window })
       : fc.record({ kv_window: window });
-  const target = c.target === 'sliding' ? fc.record({ attn_window: fc.oneof(fc.integer({ min: 1, max: 64 }), fc.constant(c.maxSeq)) }) : fc.constant({});
+  // A target window of 0 masks everything: a degenerate model, but still the same one for AR and spec.
+  const target = c.target === 'sliding' ? fc.record({ attn_window: fc.oneof(fc.integer({ min: 1, max: 64 }), fc.constant(c.maxSeq), fc.constant(0)) }) : fc.constant({});
   return fc
     .record({
       requests: fc.array(request, { minLength: 1, maxLength: 8 }),

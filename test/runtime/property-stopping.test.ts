@@ -22,7 +22,7 @@ beforeAll(async () => {
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 const MAX_TOKENS = 40;
-const RUNS = 15;
+const RUNS = 25;
 
 interface RequestCase {
   prompt: number[];
