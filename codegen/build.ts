@@ -2,16 +2,17 @@
 // hash of everything that affects the binary (sources, compiler, flags). An unchanged module never
 // recompiles; a build is written to a temporary directory and renamed into place, so a failed or
 // interrupted build never leaves a half-written cache entry.
-import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { promisify } from 'node:util';
+import { $, ProcessOutput } from 'zx';
 import type { Target } from '../dsl/deploy.ts';
 import type { EmittedFile } from './backend.ts';
 
-const run = promisify(execFile);
+// Compiler invocations through zx: arguments are quoted for us, and a failure carries the compiler's stderr.
+const sh = (cwd?: string) => $({ cwd, quiet: true });
+const stderrOf = (e: unknown) => (e instanceof ProcessOutput ? e.stderr : String(e));
 
 export const TEMPLATES_COMMON = resolve(dirname(new URL(import.meta.url).pathname), '../templates/common');
 export const DEFAULT_CACHE = resolve(dirname(new URL(import.meta.url).pathname), '../.cache/modules');
@@ -47,7 +48,7 @@ function compilerFor(target: Target): { cc: string; compile: string[]; link: str
 
 async function compilerVersion(cc: string): Promise<string> {
   try {
-    return (await run(cc, ['--version'])).stdout;
+    return (await sh()`${cc} --version`).stdout;
   } catch {
     throw new BuildError(`compiler '${cc}' was not found on PATH`);
   }
@@ -81,17 +82,17 @@ export async function buildModule(opts: BuildOptions): Promise<BuiltModule> {
     const objects = await pool(units, Math.max(1, cpus().length), async (unit) => {
       const obj = `${unit}.o`;
       try {
-        await run(tc.cc, [...tc.compile, '-c', unit, '-o', obj], { cwd: tmp, maxBuffer: 64 << 20 });
+        await sh(tmp)`${tc.cc} ${tc.compile} -c ${unit} -o ${obj}`;
       } catch (e) {
-        throw new BuildError(`${tc.cc} failed on ${unit}:\n${(e as { stderr?: string }).stderr ?? String(e)}`);
+        throw new BuildError(`${tc.cc} failed on ${unit}:\n${stderrOf(e)}`);
       }
       opts.onProgress?.(++done, units.length, unit);
       return obj;
     });
     try {
-      await run(tc.cc, [...tc.link, ...objects, '-o', 'libmodule.so'], { cwd: tmp, maxBuffer: 64 << 20 });
+      await sh(tmp)`${tc.cc} ${tc.link} ${objects} -o libmodule.so`;
     } catch (e) {
-      throw new BuildError(`linking ${opts.name} failed:\n${(e as { stderr?: string }).stderr ?? String(e)}`);
+      throw new BuildError(`linking ${opts.name} failed:\n${stderrOf(e)}`);
     }
     mkdirSync(cache, { recursive: true });
     try {
