@@ -178,7 +178,9 @@ export function firstBitDifference(a: Float32Array, b: Float32Array): number {
  * Why `got` is not `want` bit for bit (tokens, then each kept logits row), or undefined if it is.
  * `wantFrom` skips that many leading tokens of `want` (got continues want from there).
  */
-export function bitwiseMismatch(got: Generation, want: Generation, wantFrom = 0, wantLength = want.tokens.length - wantFrom): string | undefined {
+export type Decoded = Pick<Generation, 'tokens' | 'logits'>;
+
+export function bitwiseMismatch(got: Decoded, want: Decoded, wantFrom = 0, wantLength = want.tokens.length - wantFrom): string | undefined {
   const tokens = want.tokens.slice(wantFrom, wantFrom + wantLength);
   if (got.tokens.length !== tokens.length || got.tokens.some((t, i) => t !== tokens[i])) {
     const i = got.tokens.findIndex((t, k) => t !== tokens[k]);
