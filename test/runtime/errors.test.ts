@@ -3,7 +3,7 @@
 // (config fields, headers, tensors, shards) is not repeated; this file covers the engine's paths: broken
 // models and modules at Engine.create while another engine is decoding, unsupported architectures, a module
 // built for another model (every checked field), requests at and past the module's maxSeq, bad options,
-// bad request values and bad runtime params.
+// bad request values, closing an engine mid-request, and bad runtime params.
 import { mkdtempSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -158,6 +158,25 @@ describe('requests against the module limits', () => {
       expect(() => e.generate('abc' as unknown as number[], {})).toThrow('prompt must be an array of integers or an Int32Array');
       expect(() => e.generate([1], { stopTokens: [Number.NaN] })).toThrow('stopTokens[0] is not an int32');
       expect(() => e.generate([1], { maxTokens: 2 ** 40 })).toThrow('option maxTokens must be an integer in the int32 range, got 1099511627776');
+      expect(bitwiseMismatch(await running, want)).toBeUndefined();
+    });
+  });
+});
+
+describe('closing', () => {
+  it('rejects the requests in flight and later calls, and other engines go on', async () => {
+    const want = await alone();
+    await withEngine(Engine, p, { mode: 'spec' }, async (other) => {
+      const running = other.generate(prompt, { maxTokens: MAX_TOKENS, ignoreEos: true });
+      const e = await Engine.create(p.modelDir, p.library, { mode: 'spec' });
+      const doomed = e.generate(prompt, { maxTokens: MAX_TOKENS, ignoreEos: true });
+      const it = e.stream(prompt, { maxTokens: MAX_TOKENS, ignoreEos: true });
+      e.close();
+      await expect(doomed).rejects.toThrow(/request \d+: engine closed/);
+      await expect(it.next()).rejects.toThrow(/request \d+: engine closed/);
+      expect(() => e.generate(prompt)).toThrow('engine is closed');
+      expect(() => e.stats()).toThrow('engine is closed');
+      e.close(); // twice is fine
       expect(bitwiseMismatch(await running, want)).toBeUndefined();
     });
   });
