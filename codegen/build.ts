@@ -1,7 +1,9 @@
 // Compiles a module's sources into a shared library, in a cache directory keyed by a readable name plus a
 // hash of everything that affects the binary (sources, compiler, flags). An unchanged module never
 // recompiles; a build is written to a temporary directory and renamed into place, so a failed or
-// interrupted build never leaves a half-written cache entry.
+// interrupted build never leaves a half-written cache entry. Object files are cached too, per translation
+// unit, so a module that differs only in its manifest (a new runtime param value) relinks without
+// recompiling a single kernel.
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
@@ -31,6 +33,8 @@ export interface BuiltModule {
   readonly dir: string;
   readonly library: string;
   readonly cached: boolean;
+  /** Translation units compiled by this call (the others came from the object cache). */
+  readonly compiled: readonly string[];
 }
 
 export class BuildError extends Error {}
@@ -68,7 +72,11 @@ export async function buildModule(opts: BuildOptions): Promise<BuiltModule> {
   const cache = opts.cacheDir ?? DEFAULT_CACHE;
   const dir = join(cache, `${opts.name}-${hash}`);
   const library = join(dir, 'libmodule.so');
-  if (existsSync(library)) return { dir, library, cached: true };
+  if (existsSync(library)) return { dir, library, cached: true, compiled: [] };
+  const objectsDir = join(cache, 'objects');
+  mkdirSync(objectsDir, { recursive: true });
+  // An object depends on its unit, every header it may include, and the toolchain.
+  const headers = [...opts.files.filter((f) => /\.(h|hpp|cuh)$/.test(f.path)), ...common];
 
   const tmp = `${dir}.tmp-${process.pid}-${Date.now()}`;
   mkdirSync(tmp, { recursive: true });
@@ -79,12 +87,20 @@ export async function buildModule(opts: BuildOptions): Promise<BuiltModule> {
     }
     const units = opts.files.filter((f) => tc.units.test(f.path)).map((f) => f.path);
     let done = 0;
+    const compiled: string[] = [];
     const objects = await pool(units, Math.max(1, cpus().length), async (unit) => {
-      const obj = `${unit}.o`;
-      try {
-        await sh(tmp)`${tc.cc} ${tc.compile} -c ${unit} -o ${obj}`;
-      } catch (e) {
-        throw new BuildError(`${tc.cc} failed on ${unit}:\n${stderrOf(e)}`);
+      const source = opts.files.find((f) => f.path === unit)!;
+      const obj = join(objectsDir, `${sourcesHash([source, ...headers], `${unit}\0${version}\0${tc.compile.join(' ')}`)}.o`);
+      if (!existsSync(obj)) {
+        const part = `${obj}.tmp-${process.pid}-${compiled.length}`;
+        try {
+          await sh(tmp)`${tc.cc} ${tc.compile} -c ${unit} -o ${part}`;
+          renameSync(part, obj);
+        } catch (e) {
+          rmSync(part, { force: true });
+          throw new BuildError(`${tc.cc} failed on ${unit}:\n${stderrOf(e)}`);
+        }
+        compiled.push(unit);
       }
       opts.onProgress?.(++done, units.length, unit);
       return obj;
@@ -102,7 +118,7 @@ export async function buildModule(opts: BuildOptions): Promise<BuiltModule> {
       if (!existsSync(library)) throw e;
       rmSync(tmp, { recursive: true, force: true });
     }
-    return { dir, library, cached: false };
+    return { dir, library, cached: false, compiled };
   } catch (e) {
     rmSync(tmp, { recursive: true, force: true });
     throw e;

@@ -166,10 +166,18 @@ export function moduleName(dep: DeploymentIR): string {
     .replace(/[^A-Za-z0-9_.-]/g, '_');
 }
 
-/** Stable over runs: IR nodes are hashed by their content keys. */
+/**
+ * What the kernels depend on, hashed: stable over runs (IR nodes by content key), and blind to the values
+ * of runtime params and to where the spec lives, so a new param value or a moved spec changes only the
+ * manifest, never a kernel's source.
+ */
 export function deploymentHash(dep: DeploymentIR): string {
-  const canonical = JSON.stringify({ compiler: COMPILER_VERSION, dep: { ...dep, source: undefined } }, (_k, v) =>
-    v instanceof ir.Node ? `ir:${v.key}` : v,
-  );
+  const params = (decls: readonly ParamDecl[], baked: boolean) => decls.map((d) => (baked ? d : { name: d.name, ty: d.ty }));
+  const pass = (p: PassIR) => ({
+    attention: { ...p.attention, params: params(p.attention.params, p.attention.const) },
+    kv: { ...p.kv, params: params(p.kv.params, p.kv.const) },
+  });
+  const kernelInputs = { ...dep, source: undefined, target: pass(dep.target), draft: pass(dep.draft) };
+  const canonical = JSON.stringify({ compiler: COMPILER_VERSION, dep: kernelInputs }, (_k, v) => (v instanceof ir.Node ? `ir:${v.key}` : v));
   return createHash('sha256').update(canonical).digest('hex').slice(0, 16);
 }

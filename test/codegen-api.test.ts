@@ -1,10 +1,10 @@
 // The compiler as a library (`magicdec/codegen`, through the package's self-reference): the same pipeline
 // `magicdec gen --build` runs, and the build cache's guarantees.
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { BuildError, backendFor, buildModule, loadSpec, planModule, renderModule } from 'magicdec/codegen';
+import { BuildError, backendFor, buildModule, loadSpec, loadSpecText, planModule, renderModule } from 'magicdec/codegen';
 
 const cache = mkdtempSync(join(tmpdir(), 'md-api-'));
 afterAll(() => rmSync(cache, { recursive: true, force: true }));
@@ -21,7 +21,25 @@ describe('magicdec/codegen', () => {
     expect(built.cached).toBe(false);
     expect(existsSync(built.library)).toBe(true);
     const again = await buildModule({ name: plan.name, files, target: 'cpu', cacheDir: cache });
-    expect(again).toEqual({ ...built, cached: true });
+    expect(again).toEqual({ ...built, cached: true, compiled: [] });
+  });
+
+  it('a new runtime param value changes only the manifest: no kernel recompiles', async () => {
+    const file = 'examples/streaming-draft.ts';
+    const source = readFileSync(file, 'utf8');
+    expect(source).toContain('window: 252');
+    const wider = loadSpecText(source.replace('window: 252', 'window: 1000'), file);
+    expect(wider.diagnostics).toEqual([]);
+    const [a, b] = [deployment!, wider.deployment!].map((d) => {
+      const plan = planModule(d);
+      return { plan, files: renderModule(plan, backendFor('cpu')) };
+    });
+    expect(b.plan.hash).toBe(a.plan.hash);
+    const changed = b.files.filter((f, i) => f.contents !== a.files[i].contents).map((f) => f.path);
+    expect(changed.sort()).toEqual(['manifest.json', 'module.cpp']);
+    const built = await buildModule({ name: b.plan.name, files: b.files, target: 'cpu', cacheDir: cache });
+    expect(built.cached).toBe(false);
+    expect(built.compiled).toEqual(['module.cpp']);
   });
 
   it('reports a compiler error with the failing file and leaves no partial cache entry', async () => {
