@@ -6,7 +6,7 @@
 // heads, head dim, vocab, MLP width, page size, buckets) are drawn by fast-check from MODULE_SEED. The
 // default seed keeps the module cache warm between runs; MD_RUNTIME_MODULE_SEED draws another set.
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { cpuBackend } from '../../codegen/backends/cpu.ts';
@@ -114,6 +114,23 @@ export function moduleCase(name: CaseName): ModuleCase {
   return { ...f, model, pageSize: s.pageSize, buckets: s.buckets, deployment };
 }
 
+function lockHolderAlive(lock: string): boolean {
+  let pid: number;
+  try {
+    pid = Number(readFileSync(join(lock, 'pid'), 'utf8'));
+  } catch {
+    // No pid yet: the holder is between mkdir and writing it, unless the lock is old.
+    const st = statSync(lock, { throwIfNoEntry: false });
+    return st !== undefined && Date.now() - st.mtimeMs < 60_000;
+  }
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 /** Serialises builds of one module across vitest workers, so that it compiles once and the rest hit the cache. */
 async function withBuildLock<T>(key: string, f: () => Promise<T>): Promise<T> {
   mkdirSync(DEFAULT_CACHE, { recursive: true });
@@ -122,10 +139,11 @@ async function withBuildLock<T>(key: string, f: () => Promise<T>): Promise<T> {
   for (;;) {
     try {
       mkdirSync(lock);
+      writeFileSync(join(lock, 'pid'), String(process.pid));
       break;
     } catch {
-      // A lock older than any build is left over from a killed run.
-      if (existsSync(lock) && Date.now() - statSync(lock).mtimeMs > 10 * 60_000) rmSync(lock, { recursive: true, force: true });
+      // A lock whose holder has exited is left over from a killed run.
+      if (!lockHolderAlive(lock)) rmSync(lock, { recursive: true, force: true });
       if (Date.now() > deadline) throw new Error(`timed out waiting for ${lock}`);
       await new Promise((r) => setTimeout(r, 250));
     }
