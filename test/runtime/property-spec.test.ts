@@ -3,6 +3,8 @@
 // autoregressive decoding, and the logits of every emitted token are bitwise equal (DESIGN.md invariant 1).
 // In the same runs, requests whose prompt is an earlier prompt plus a prefix of its output check that a
 // position computed in a prefill chunk equals the same position computed by decoding, bit for bit.
+// Knobs: MD_RUNTIME_PROPERTY_RUNS (runs per case), MD_RUNTIME_PROPERTY_SEED / MD_RUNTIME_MODULE_SEED (other
+// draws), MD_RUNTIME_SHRINK=1 (shrink a failure to a minimal case; off by default, every shrink step decodes).
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
