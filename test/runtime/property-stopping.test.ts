@@ -1,7 +1,8 @@
 // Stopping and raggedness in one speculative batch: requests with their own max tokens, stop tokens and
 // EOS handling, arriving at different steps, finish in different rounds; in a round, sequences accept
 // different numbers of drafted tokens. Whatever the schedule, each request's tokens, logits (bitwise) and
-// finish reason are those of the request decoded alone, cut at its first stop token or at max tokens.
+// finish reason are those of the request decoded alone, cut at its first stop token or at max tokens, even
+// when the draft window changes between steps.
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -48,8 +49,10 @@ function caseArb(p: PreparedCase) {
     requests: fc.array(request, { minLength: 2, maxLength: 8 }),
     gamma: fc.integer({ min: 2, max: p.case.gamma }),
     maxBatch: fc.integer({ min: 2, max: 8 }),
-    // Short draft windows: the draft is often wrong, so acceptance differs between sequences.
+    // Short draft windows: the draft is often wrong, so acceptance differs between sequences. The window
+    // also changes between steps: the draft only steers acceptance, so the output must not notice.
     window: fc.integer({ min: 1, max: 48 }),
+    windowChanges: fc.array(fc.record({ at: fc.nat({ max: 40 }), window: fc.integer({ min: 0, max: 600 }) }), { maxLength: 4 }),
     // The model's eos_token_id for this run: a token of a request's output, so that EOS stops really happen.
     eosFrom: fc.record({ request: fc.nat(), index: fc.nat() }),
   });
@@ -94,7 +97,9 @@ describe.each(CASES)('stopping and raggedness in a speculative batch: %s', (name
           const s = await Stepper.create(p.modelDir, p.library, p.case.model.vocabSize, { mode: 'spec', gamma: k.gamma, maxBatch: k.maxBatch });
           try {
             s.setParam('draft', 'kv_window', k.window);
-            const run = await s.run(arrivals);
+            const run = await s.run(arrivals, (step) => {
+              for (const w of k.windowChanges) if (w.at === step) s.setParam('draft', 'kv_window', w.window);
+            });
             k.requests.forEach((r, i) => {
               const got = run.requests[i];
               const want = expected(full[i], r, stops[i], eosId);

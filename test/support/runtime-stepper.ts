@@ -68,14 +68,15 @@ export class Stepper {
     this.native.close();
   }
 
-  /** Adds each arrival before its step and steps until every request has finished. */
-  async run(arrivals: readonly Arrival[], maxSteps = 100_000): Promise<SteppedRun> {
+  /** Adds each arrival before its step and steps until every request has finished; `beforeStep` runs first. */
+  async run(arrivals: readonly Arrival[], beforeStep?: (step: number) => void, maxSteps = 100_000): Promise<SteppedRun> {
     const requests: SteppedRequest[] = arrivals.map(() => ({ tokens: [], logits: [], reason: 'none', finishedAt: -1, roundTokens: new Map() }));
     const byId = new Map<number, number>();
     const decodeSteps: number[] = [];
     let finished = 0;
     for (let step = 0; finished < arrivals.length; step++) {
       if (step >= maxSteps) throw new Error(`requests still live after ${maxSteps} steps`);
+      beforeStep?.(step);
       arrivals.forEach((a, i) => {
         if (a.at === step) byId.set(this.native.addRequest(a.prompt, a.opts), i);
       });
