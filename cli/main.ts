@@ -6,10 +6,12 @@ import { COMPILER_VERSION, moduleName } from '../codegen/plan.ts';
 import type { DType, Target } from '../dsl/deploy.ts';
 import { reportError } from './errors.ts';
 import { generate, summary } from './generate.ts';
-import { GENERATED_DIR, regenerate, tinyCpuDeployment } from './generated-modules.ts';
+import { GENERATED_DIR, regenerate } from './generated-modules.ts';
+import { demoCommand, type DemoFlags } from './demo.ts';
 import { processIo, type Io } from './io.ts';
 import { DTYPES, TARGETS, applyOverrides, parseBatch, parseGamma, parseMaxSeq } from './overrides.ts';
 import { addModelRandomCommand } from './model-random.ts';
+import { addRunCommand } from './run.ts';
 import { loadDeployment } from './spec.ts';
 
 interface GenFlags {
@@ -62,16 +64,14 @@ export function program(io: Io = processIo): Command {
 
   cli
     .command('demo')
-    .description('generate the default sm_90 kernels and build the tiny CPU module, with a short summary')
+    .description('emit the default sm_90 kernels, build the tiny CPU module and model, decode a batch both ways and check the tokens match')
     .option('--out <dir>', 'parent of the output directories', 'out')
     .option('--cache <dir>', 'build cache directory (default: .cache/modules in the magicdec checkout)')
-    .action(async (flags: { out: string; cache?: string }) => {
-      const base = await loadDeployment();
-      const cuda = await generate({ deployment: applyOverrides(base, { target: 'sm_90' }), out: join(flags.out, 'default-sm_90') }, io);
-      io.stdout.write(summary(cuda));
-      const cpu = await generate({ deployment: tinyCpuDeployment(base), out: join(flags.out, 'tiny-cpu'), build: true, cacheDir: flags.cache }, io);
-      io.stdout.write(summary(cpu));
+    .action(async (flags: DemoFlags) => {
+      await demoCommand(flags, io);
     });
+
+  addRunCommand(cli, io);
 
   addModelRandomCommand(cli.command('model').description('model utilities'), io);
 

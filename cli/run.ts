@@ -1,0 +1,166 @@
+// `magicdec run --model DIR [--spec spec.ts] (--prompt TEXT | --prompt-tokens 1,2,3)... [--mode ar|spec]
+// [--batch N] [--max-tokens N] [--gamma N] [--ignore-eos] [--cache DIR]`: compile (cached) the CPU module
+// for the model, decode, print each output and the decode statistics.
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { InvalidArgumentError, Option, type Command } from 'commander';
+import { loadTokenizer, type LoadedTokenizer } from '../model/tokenizer.ts';
+import { buildCpuModule, cpuDeploymentFor, readModelDir } from './cpu-module.ts';
+import { decodeBatch, fmt, kvPagesFor, type DecodeSummary } from './decode.ts';
+import { UserError } from './errors.ts';
+import type { Io } from './io.ts';
+import { MAX_GAMMA } from './overrides.ts';
+import { loadDeployment } from './spec.ts';
+
+export interface RunFlags {
+  model: string;
+  spec?: string;
+  prompt?: string[];
+  promptTokens?: number[][];
+  mode: 'ar' | 'spec';
+  batch?: number;
+  maxTokens: number;
+  gamma?: number;
+  ignoreEos?: boolean;
+  cache?: string;
+}
+
+export const RUN_MODES = ['ar', 'spec'] as const;
+const MAX_RUN_BATCH = 4096;
+const MAX_RUN_TOKENS = 1 << 20;
+
+function positive(what: string, max: number): (text: string) => number {
+  return (text) => {
+    if (!/^\s*\d+\s*$/.test(text)) throw new InvalidArgumentError(`${what} must be a whole number, got '${text}'.`);
+    const n = Number(text);
+    if (n < 1 || n > max) throw new InvalidArgumentError(`${what} must be in 1..${max}, got ${n}.`);
+    return n;
+  };
+}
+
+/** `--prompt-tokens 1,2,3`: one prompt of token ids; repeatable (commander passes the earlier ones). */
+export function parsePromptTokens(text: string, earlier: number[][] = []): number[][] {
+  const parts = text.split(',').map((s) => s.trim());
+  if (parts.some((p) => !/^\d+$/.test(p))) throw new InvalidArgumentError(`expected comma-separated token ids (whole numbers), got '${text}'.`);
+  return [...earlier, parts.map(Number)];
+}
+
+function collect(text: string, earlier: string[] = []): string[] {
+  return [...earlier, text];
+}
+
+interface Prompt {
+  readonly text?: string;
+  readonly tokens: readonly number[];
+}
+
+/** Text prompts are tokenized without special tokens, with the model's BOS in front when it has one. */
+function promptsOf(flags: RunFlags, tok: LoadedTokenizer | undefined, modelDir: string): Prompt[] {
+  const texts = flags.prompt ?? [];
+  const lists = flags.promptTokens ?? [];
+  if (texts.length === 0 && lists.length === 0) throw new UserError('give a prompt: --prompt "text" or --prompt-tokens 1,2,3');
+  if (texts.length > 0 && !tok) throw new UserError(`${modelDir}: no tokenizer.json, so --prompt cannot be tokenized (use --prompt-tokens)`);
+  const prompts: Prompt[] = texts.map((text, i) => {
+    const tokens = [...(tok!.bos !== undefined ? [tok!.bos] : []), ...tok!.encode(text)];
+    if (tokens.length === 0) throw new UserError(`--prompt ${i + 1} is empty`);
+    return { text, tokens };
+  });
+  for (const tokens of lists) prompts.push({ tokens });
+  return prompts;
+}
+
+export interface RunResult {
+  readonly outputs: { readonly prompt: readonly number[]; readonly tokens: readonly number[]; readonly text?: string; readonly reason: string }[];
+  readonly summary: DecodeSummary;
+  readonly module: string;
+}
+
+export async function runCommand(flags: RunFlags, io: Io): Promise<RunResult> {
+  const model = readModelDir(flags.model);
+  const tok = existsSync(join(flags.model, 'tokenizer.json')) ? await loadTokenizerOrFail(flags.model) : undefined;
+  const prompts = promptsOf(flags, tok, flags.model);
+
+  const base = await loadDeployment(flags.spec);
+  const dep = cpuDeploymentFor(base, model);
+  const largest = dep.shapes.batch[dep.shapes.batch.length - 1];
+  // One prompt: --batch copies of it. Several: each once, --batch of them decoded together.
+  const batch = flags.batch ?? (prompts.length === 1 ? 1 : Math.min(prompts.length, largest));
+  if (batch > largest) throw new UserError(`--batch ${batch} exceeds the module's largest batch bucket ${largest} (spec shapes.batch)`);
+  const requests = prompts.length === 1 ? Array.from({ length: batch }, () => prompts[0]) : prompts;
+  const gamma = flags.gamma ?? dep.gamma;
+  if (gamma > dep.gamma) throw new UserError(`--gamma ${gamma} exceeds the spec's gamma ${dep.gamma} (the module verifies at most gamma + 1 rows)`);
+  const overshoot = flags.mode === 'spec' ? gamma : 0;
+  const longest = Math.max(...requests.map((p) => p.tokens.length));
+  const positions = longest + flags.maxTokens + overshoot;
+  if (positions > dep.shapes.maxSeq) {
+    throw new UserError(
+      `the prompt is ${longest} tokens; with --max-tokens ${flags.maxTokens}${overshoot ? ` and gamma ${overshoot}` : ''} it needs ` +
+        `${positions} positions, more than the module's maxSeq ${dep.shapes.maxSeq}`,
+    );
+  }
+
+  const built = await buildCpuModule(dep, io, flags.cache);
+  io.stderr.write(`module ${built.plan.name} (${built.cached ? 'cached' : 'compiled'}): ${built.library}\n`);
+  const { generations, summary } = await decodeBatch(
+    flags.model,
+    built.library,
+    { mode: flags.mode, gamma, maxBatch: batch, kvPages: kvPagesFor(batch, positions, dep.shapes.pageSize) },
+    requests.map((p) => p.tokens),
+    { maxTokens: flags.maxTokens, ignoreEos: flags.ignoreEos },
+  );
+
+  const outputs = generations.map((g, i) => ({
+    prompt: requests[i].tokens,
+    tokens: g.tokens,
+    ...(tok ? { text: tok.decode(g.tokens) } : {}),
+    reason: g.reason,
+  }));
+  outputs.forEach((o, i) => {
+    io.stdout.write(`[${i}] ${o.prompt.length} prompt tokens -> ${o.tokens.length} tokens (${o.reason})\n`);
+    if (o.text !== undefined) io.stdout.write(`    text: ${JSON.stringify(o.text)}\n`);
+    io.stdout.write(`    tokens: ${o.tokens.join(' ')}\n`);
+  });
+  io.stdout.write(formatSummary(summary, gamma));
+  return { outputs, summary, module: built.plan.name };
+}
+
+async function loadTokenizerOrFail(dir: string): Promise<LoadedTokenizer> {
+  try {
+    return await loadTokenizer(dir);
+  } catch (e) {
+    throw new UserError((e as Error).message);
+  }
+}
+
+/** The statistics lines `run` prints. */
+export function formatSummary(s: DecodeSummary, gamma: number): string {
+  const head =
+    `${s.mode === 'spec' ? `speculative (gamma ${gamma})` : 'autoregressive'}, ${s.requests} request${s.requests === 1 ? '' : 's'}: ` +
+    `${s.generated} tokens generated, ${s.decodeTokens} by decode in ${fmt(s.decodeS)} s = ${fmt(s.tokensPerS)} tokens/s\n`;
+  const spec = s.mode === 'spec' ? `acceptance ${fmt(s.acceptance)}, ${fmt(s.tokensPerRound)} tokens/round, ${s.steps} rounds; ` : `${s.steps} steps; `;
+  const times =
+    s.mode === 'spec'
+      ? `time: prefill ${fmt(s.prefillS)} s, draft ${fmt(s.draftS)} s, verify ${fmt(s.verifyS)} s\n`
+      : `time: prefill ${fmt(s.prefillS)} s, decode ${fmt(s.decodeS)} s\n`;
+  return head + spec + times;
+}
+
+/** Adds `run` to the command tree. */
+export function addRunCommand(cli: Command, io: Io): Command {
+  return cli
+    .command('run')
+    .description("decode prompts with a model directory: compiles (cached) the CPU module of a spec's passes for the model, then prints outputs and statistics")
+    .requiredOption('--model <dir>', 'Hugging Face model directory (config.json, *.safetensors, tokenizer.json)')
+    .option('--spec <file>', "spec whose passes, verifier and gamma to use (its model, arch and maxSeq are replaced); default: the built-in deployment")
+    .option('--prompt <text>', 'a text prompt, tokenized with the model\'s tokenizer.json (BOS prepended); repeatable', collect)
+    .option('--prompt-tokens <ids>', 'a prompt as comma-separated token ids; repeatable', parsePromptTokens)
+    .addOption(new Option('--mode <mode>', 'ar (autoregressive) or spec (self-speculative)').choices(RUN_MODES).default('spec'))
+    .option('--batch <n>', 'sequences decoded together; with one prompt, that many copies of it (default: 1, or the number of prompts)', positive('batch', MAX_RUN_BATCH))
+    .option('--max-tokens <n>', 'tokens to generate per request', positive('max-tokens', MAX_RUN_TOKENS), 32)
+    .option('--gamma <n>', "tokens drafted per round (at most the spec's gamma)", positive('gamma', MAX_GAMMA))
+    .option('--ignore-eos', "do not stop at the model's EOS token")
+    .option('--cache <dir>', 'build cache directory (default: .cache/modules in the magicdec checkout)')
+    .action(async (flags: RunFlags) => {
+      await runCommand(flags, io);
+    });
+}
