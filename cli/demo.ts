@@ -57,13 +57,12 @@ async function demoPrompts(modelDir: string): Promise<number[][]> {
   });
 }
 
-/** The first (request, token) where the two runs differ, or undefined. */
-function firstDifference(a: DecodeRun, b: DecodeRun): string | undefined {
-  for (let i = 0; i < a.generations.length; i++) {
-    const x = a.generations[i].tokens;
-    const y = b.generations[i].tokens;
-    for (let j = 0; j < Math.max(x.length, y.length); j++) {
-      if (x[j] !== y[j]) return `prompt ${i}, token ${j}: autoregressive ${x[j] ?? '(none)'}, speculative ${y[j] ?? '(none)'}`;
+/** The first (request, token) where two runs' outputs differ, described; undefined when they are identical. */
+export function firstDifference(ar: readonly (readonly number[])[], spec: readonly (readonly number[])[]): string | undefined {
+  if (ar.length !== spec.length) return `${ar.length} autoregressive outputs, ${spec.length} speculative`;
+  for (let i = 0; i < ar.length; i++) {
+    for (let j = 0; j < Math.max(ar[i].length, spec[i].length); j++) {
+      if (ar[i][j] !== spec[i][j]) return `prompt ${i}, token ${j}: autoregressive ${ar[i][j] ?? '(none)'}, speculative ${spec[i][j] ?? '(none)'}`;
     }
   }
   return undefined;
@@ -108,7 +107,7 @@ export async function demoCommand(flags: DemoFlags, io: Io): Promise<DemoResult>
   io.stderr.write(`decoding them speculatively (gamma ${cpuDep.gamma}, draft: sink 4 + window 508)\n`);
   const spec = await decodeBatch(modelDir, library, { ...opts, mode: 'spec' }, prompts, request);
 
-  const diff = firstDifference(ar, spec);
+  const diff = firstDifference(ar.generations.map((g) => g.tokens), spec.generations.map((g) => g.tokens));
   if (diff) throw new UserError(`speculative output differs from autoregressive output (${diff}): the runtime is not exact`);
   io.stdout.write(
     `${batch} prompts of ${lengths} tokens, ${DEMO_MAX_TOKENS} new tokens each: speculative tokens == autoregressive tokens\n`,

@@ -55,7 +55,7 @@ interface Prompt {
 }
 
 /** Text prompts are tokenized without special tokens, with the model's BOS in front when it has one. */
-function promptsOf(flags: RunFlags, tok: LoadedTokenizer | undefined, modelDir: string): Prompt[] {
+function promptsOf(flags: RunFlags, tok: LoadedTokenizer | undefined, modelDir: string, vocab: number): Prompt[] {
   const texts = flags.prompt ?? [];
   const lists = flags.promptTokens ?? [];
   if (texts.length === 0 && lists.length === 0) throw new UserError('give a prompt: --prompt "text" or --prompt-tokens 1,2,3');
@@ -65,7 +65,11 @@ function promptsOf(flags: RunFlags, tok: LoadedTokenizer | undefined, modelDir: 
     if (tokens.length === 0) throw new UserError(`--prompt ${i + 1} is empty`);
     return { text, tokens };
   });
-  for (const tokens of lists) prompts.push({ tokens });
+  lists.forEach((tokens, i) => {
+    const bad = tokens.findIndex((t) => t >= vocab);
+    if (bad >= 0) throw new UserError(`--prompt-tokens ${i + 1}: token ${bad} is ${tokens[bad]}, outside the model's vocabulary [0, ${vocab})`);
+    prompts.push({ tokens });
+  });
   return prompts;
 }
 
@@ -78,7 +82,7 @@ export interface RunResult {
 export async function runCommand(flags: RunFlags, io: Io): Promise<RunResult> {
   const model = readModelDir(flags.model);
   const tok = existsSync(join(flags.model, 'tokenizer.json')) ? await loadTokenizerOrFail(flags.model) : undefined;
-  const prompts = promptsOf(flags, tok, flags.model);
+  const prompts = promptsOf(flags, tok, flags.model, model.vocabSize);
 
   const base = await loadDeployment(flags.spec);
   const dep = cpuDeploymentFor(base, model);

@@ -4,12 +4,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generatedTree, regenerate } from '../../cli/generated-modules.ts';
+import { firstDifference } from '../../cli/demo.ts';
 import { memoryIo } from '../../cli/io.ts';
 import { main } from '../../cli/main.ts';
 import { readTree } from '../../codegen/module.ts';
+import { writeRandomModel } from '../../model/random.ts';
+import { buildRuntime } from '../runtime/build-runtime.ts';
 
 let tmp: string;
 beforeAll(() => {
+  buildRuntime();
   tmp = mkdtempSync(join(tmpdir(), 'magicdec-demo-'));
 });
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -25,10 +29,43 @@ describe('demo', () => {
     expect(io.out()).toContain(`${sm90.name}: ${sm90.kernels.length} kernels`);
     expect(io.out()).toMatch(/^library: .+libmodule\.so \(compiled\)$/m);
     expect(io.err()).toMatch(/^compiling tiny\.cpu\.fp32\S* \[\d+\/\d+\] /m);
+    // The tiny model is written once, then a batch is decoded both ways with identical tokens.
+    expect(io.err()).toMatch(/^writing the random tiny model \(seed 1\) to .*tiny-model$/m);
+    expect(io.err()).toMatch(/^decoding 8 prompts \(12, 40, 110, 260, 500, 900, 1500, 2400 tokens\) autoregressively$/m);
+    expect(io.out()).toMatch(/^8 prompts of .* tokens, 64 new tokens each: speculative tokens == autoregressive tokens$/m);
+    expect(io.out()).toMatch(/^mode +decode tokens\/s +acceptance +tokens\/round +speedup$/m);
+    expect(io.out()).toMatch(/^autoregressive +\d[\d.]* +- +1 +1\.00x$/m);
+    const spec = /^speculative +\d[\d.]* +([\d.]+) +([\d.]+) +\d+\.\d\dx$/m.exec(io.out());
+    expect(spec, io.out()).not.toBeNull();
+    // Prompts longer than the draft's 512-token budget make it miss sometimes; short ones never do.
+    const [acceptance, perRound] = [Number(spec![1]), Number(spec![2])];
+    expect(acceptance).toBeGreaterThan(0.3);
+    expect(acceptance).toBeLessThan(1);
+    expect(perRound).toBeGreaterThan(1);
+    expect(perRound).toBeLessThanOrEqual(4);
 
     const again = memoryIo();
     expect(await main(args, again)).toBe(0);
     expect(again.out()).toMatch(/^library: .+libmodule\.so \(cached, not recompiled\)$/m);
+    expect(again.err()).not.toMatch(/writing the random tiny model/);
+    expect(again.out()).toContain('speculative tokens == autoregressive tokens');
+  });
+
+  it('refuses to reuse a model directory that holds another model', async () => {
+    const out = join(tmp, 'other');
+    writeRandomModel({ preset: 'small', seed: 2, dtype: 'bf16', out: join(out, 'tiny-model') });
+    const io = memoryIo();
+    expect(await main(['demo', '--out', out, '--cache', join(tmp, 'cache')], io)).toBe(1);
+    expect(io.err()).toMatch(/tiny-model holds a model that is not the tiny preset \('small'\)/);
+  });
+});
+
+describe('demo: token comparison', () => {
+  it('names the first request and token that differ', () => {
+    expect(firstDifference([[1, 2], [3, 4, 5]], [[1, 2], [3, 4, 5]])).toBeUndefined();
+    expect(firstDifference([[1, 2], [3, 4, 5]], [[1, 2], [3, 9, 5]])).toBe('prompt 1, token 1: autoregressive 4, speculative 9');
+    expect(firstDifference([[1, 2]], [[1, 2, 3]])).toBe('prompt 0, token 2: autoregressive (none), speculative 3');
+    expect(firstDifference([[1]], [])).toBe('1 autoregressive outputs, 0 speculative');
   });
 });
 

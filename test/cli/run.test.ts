@@ -1,0 +1,120 @@
+// `magicdec run` end to end on a random tiny model, in-process: text and token prompts, AR and speculative
+// decoding give identical tokens, a spec's passes on another model, and every kind of bad input exits 1
+// with a message and no stack trace.
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, truncateSync, writeFileSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { memoryIo } from '../../cli/io.ts';
+import { main } from '../../cli/main.ts';
+import { writeRandomModel } from '../../model/random.ts';
+import { buildRuntime, REPO } from '../runtime/build-runtime.ts';
+
+let tmp: string;
+let model: string;
+
+beforeAll(() => {
+  buildRuntime();
+  tmp = mkdtempSync(join(tmpdir(), 'magicdec-run-'));
+  model = join(tmp, 'tiny');
+  writeRandomModel({ preset: 'tiny', seed: 5, dtype: 'bf16', out: model });
+});
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+async function run(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  const io = memoryIo();
+  const code = await main(['run', ...args], io);
+  return { code, out: io.out(), err: io.err() };
+}
+
+/** The token lines `run` prints, one list per request. */
+function tokenLines(out: string): number[][] {
+  return [...out.matchAll(/^ {4}tokens: (.*)$/gm)].map((m) => m[1].split(' ').map(Number));
+}
+
+describe('run', () => {
+  it('decodes a text prompt: speculative tokens == autoregressive tokens, batch copies identical', async () => {
+    const args = ['--model', model, '--prompt', 'The keeper climbed the narrow stairs to light the lamp.', '--batch', '3', '--max-tokens', '24', '--ignore-eos'];
+    const ar = await run([...args, '--mode', 'ar']);
+    const spec = await run([...args, '--mode', 'spec']);
+    expect(ar.code, ar.err).toBe(0);
+    expect(spec.code, spec.err).toBe(0);
+    const arTokens = tokenLines(ar.out);
+    expect(arTokens).toHaveLength(3);
+    expect(arTokens[0]).toHaveLength(24);
+    expect(arTokens[1]).toEqual(arTokens[0]);
+    expect(tokenLines(spec.out)).toEqual(arTokens);
+    expect(ar.out).toMatch(/^ {4}text: ".*"$/m);
+    expect(ar.out).toMatch(/^autoregressive, 3 requests: 72 tokens generated, 69 by decode in \S+ s = \S+ tokens\/s$/m);
+    expect(spec.out).toMatch(/^speculative \(gamma 3\), 3 requests: 72 tokens generated, 69 by decode/m);
+    expect(spec.out).toMatch(/^acceptance [\d.]+, [\d.]+ tokens\/round, \d+ rounds; time: prefill \S+ s, draft \S+ s, verify \S+ s$/m);
+    expect(spec.err).toMatch(/^module tiny\.cpu\.bf16\.t_causal-full\.d_causal-streaming\.greedy\.g3 \((cached|compiled)\): /m);
+  });
+
+  it('decodes several token prompts, each once, the same way in both modes and at any gamma', async () => {
+    const prompts = ['1,2,3,4,5', '300,12', Array.from({ length: 700 }, (_, i) => (i * 31) % 512).join(',')];
+    const args = ['--model', model, ...prompts.flatMap((p) => ['--prompt-tokens', p]), '--max-tokens', '40', '--ignore-eos'];
+    const ar = await run([...args, '--mode', 'ar']);
+    expect(ar.code, ar.err).toBe(0);
+    const want = tokenLines(ar.out);
+    expect(want.map((t) => t.length)).toEqual([40, 40, 40]);
+    expect(new Set(want.map((t) => t.join()))).toHaveProperty('size', 3);
+    expect(ar.out).toMatch(/^\[2\] 700 prompt tokens -> 40 tokens \(length\)$/m);
+    for (const gamma of ['1', '3']) {
+      const spec = await run([...args, '--mode', 'spec', '--gamma', gamma]);
+      expect(spec.code, spec.err).toBe(0);
+      expect(tokenLines(spec.out), `gamma ${gamma}`).toEqual(want);
+    }
+  });
+
+  it("uses a spec's passes and gamma on the model given", async () => {
+    const r = await run(['--model', model, '--spec', join(REPO, 'examples/streaming-draft.ts'), '--prompt-tokens', '7,8,9', '--max-tokens', '8']);
+    expect(r.code, r.err).toBe(0);
+    expect(r.err).toMatch(/^module tiny\.cpu\.fp32\.t_causal-everything\.d_causal-sink_window\.greedy\.g4 /m);
+    expect(r.out).toMatch(/^speculative \(gamma 4\), 1 request: /m);
+  });
+});
+
+describe('run: bad input exits 1 with a clear message', () => {
+  let broken: string;
+  let mismatched: string;
+  beforeAll(() => {
+    // A truncated safetensors file, and a config.json that disagrees with the weights' shapes.
+    broken = join(tmp, 'broken');
+    mismatched = join(tmp, 'mismatched');
+    for (const d of [broken, mismatched]) {
+      mkdirSync(d);
+      for (const f of readdirSync(model)) copyFileSync(join(model, f), join(d, f));
+    }
+    truncateSync(join(broken, 'model.safetensors'), 1000);
+    const cfg = JSON.parse(readFileSync(join(model, 'config.json'), 'utf8'));
+    writeFileSync(join(mismatched, 'config.json'), JSON.stringify({ ...cfg, intermediate_size: 256 }));
+  });
+
+  const cases: [string, () => string[], RegExp][] = [
+    ['a missing model directory', () => ['--model', join(tmp, 'nope'), '--prompt', 'hi'], /model directory not found: .*nope/],
+    ['a directory without config.json', () => ['--model', tmp, '--prompt', 'hi'], /no config\.json/],
+    ['a truncated safetensors file', () => ['--model', broken, '--prompt', 'hi'], /cannot run model .*broken: .*model\.safetensors: .*past the end of the file/],
+    ['weights that do not match config.json', () => ['--model', mismatched, '--prompt', 'hi'], /mismatched.*mlp\.gate_proj\.weight' has shape \[384, 128\], config\.json implies \[256, 128\]/],
+    ['no prompt', () => ['--model', model], /give a prompt/],
+    ['a prompt longer than maxSeq allows', () => ['--model', model, '--prompt-tokens', '1,2', '--max-tokens', '16383'], /needs 16388 positions, more than the module's maxSeq 16384/],
+    ['a token outside the vocabulary', () => ['--model', model, '--prompt-tokens', '1,2', '--prompt-tokens', '3,512'], /--prompt-tokens 2: token 1 is 512, outside the model's vocabulary \[0, 512\)/],
+    ['a malformed token list', () => ['--model', model, '--prompt-tokens', '1,,2'], /expected comma-separated token ids/],
+    ['an unknown mode', () => ['--model', model, '--prompt', 'x', '--mode', 'fast'], /Allowed choices are ar, spec/],
+    ['a batch larger than the largest bucket', () => ['--model', model, '--prompt', 'x', '--batch', '257'], /--batch 257 exceeds the module's largest batch bucket 256/],
+    ['a gamma larger than the spec allows', () => ['--model', model, '--prompt', 'x', '--gamma', '4'], /--gamma 4 exceeds the spec's gamma 3/],
+    ['zero max tokens', () => ['--model', model, '--prompt', 'x', '--max-tokens', '0'], /max-tokens must be in 1\.\./],
+    ['a missing spec file', () => ['--model', model, '--prompt', 'x', '--spec', join(tmp, 'none.ts')], /spec file not found/],
+    ['a spec with diagnostics', () => ['--model', model, '--prompt', 'x', '--spec', join(REPO, 'test/cli/fixtures/bad-spec.ts')], /MD\d{4}/],
+    ['no --model', () => ['--prompt', 'x'], /required option '--model <dir>'/],
+  ];
+  for (const [what, args, message] of cases) {
+    it(what, async () => {
+      const r = await run(args());
+      expect(r.code, r.err).toBe(1);
+      expect(r.err).toMatch(message);
+      expect(r.err).not.toMatch(/internal error|^\s+at /m);
+      expect(r.out).toBe('');
+    });
+  }
+});
