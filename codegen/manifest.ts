@@ -35,6 +35,7 @@ export interface Manifest {
     rmsNormEps: number;
     qkvBias: boolean;
     tieWordEmbeddings: boolean;
+    slidingWindow: number | null;
   };
   passes: Record<'target' | 'draft', { attention: string; kv: string; visible: string; score?: string; params: { key: string; name: string; source: string; ty: string; value: number; index: number }[] }>;
   verify: { name: string; mode: string; accept?: string; residual?: string };
@@ -81,6 +82,7 @@ export function buildManifest(plan: ModulePlan): Manifest {
       rmsNormEps: m.rmsNormEps,
       qkvBias: m.qkvBias,
       tieWordEmbeddings: m.tieWordEmbeddings,
+      slidingWindow: m.slidingWindow ?? null,
     },
     passes: { target: pass(plan.passes.target), draft: pass(plan.passes.draft) },
     verify: {

@@ -15,6 +15,8 @@ const CLASS_OF: Readonly<Record<Arch, string>> = { llama: 'LlamaForCausalLM', mi
 
 /** Hugging Face's default rope_theta for Llama-family configs that omit it. */
 const DEFAULT_ROPE_THETA = 10000;
+/** Hugging Face's MistralConfig default when config.json has no sliding_window field. */
+const MISTRAL_DEFAULT_WINDOW = 4096;
 
 class Fields {
   constructor(
@@ -134,6 +136,7 @@ export function readHfConfig(text: string, file: string): ModelConfig {
   if (f.bool('mlp_bias', false)) f.fail('mlp_bias', 'is true; MLP biases are not supported');
 
   const ropeScaling = ropeScalingOf(f);
+  const slidingWindow = slidingWindowOf(f, architecture);
   const config: ModelConfig = {
     name: nameOf(o, file),
     architecture,
@@ -150,8 +153,21 @@ export function readHfConfig(text: string, file: string): ModelConfig {
     rmsNormEps: f.posNum('rms_norm_eps'),
     qkvBias: architecture === 'qwen2',
     tieWordEmbeddings: f.bool('tie_word_embeddings', false),
+    ...(slidingWindow !== undefined ? { slidingWindow } : {}),
   };
   return config;
+}
+
+/**
+ * Mistral attends within a sliding window (Hugging Face's default is 4096 when the field is absent; null
+ * means none). Qwen2's per-layer sliding window (use_sliding_window) is not supported.
+ */
+function slidingWindowOf(f: Fields, architecture: Arch): number | undefined {
+  if (architecture === 'qwen2' && f.bool('use_sliding_window', false)) f.fail('use_sliding_window', 'is true; Qwen2 sliding-window layers are not supported');
+  if (architecture !== 'mistral') return undefined;
+  const w = f.raw('sliding_window');
+  if (w === undefined) return MISTRAL_DEFAULT_WINDOW;
+  return w === null ? undefined : f.posInt('sliding_window');
 }
 
 /** The inverse of readHfConfig: a config.json object (used to write random test models). */
@@ -184,7 +200,8 @@ export function modelConfigToHf(m: ModelConfig): Record<string, unknown> {
           },
     rms_norm_eps: m.rmsNormEps,
     tie_word_embeddings: m.tieWordEmbeddings,
-    ...(m.architecture === 'qwen2' ? {} : { attention_bias: false }),
+    ...(m.architecture === 'qwen2' ? { use_sliding_window: false } : { attention_bias: false }),
+    ...(m.architecture === 'mistral' ? { sliding_window: m.slidingWindow ?? null } : {}),
     torch_dtype: 'bfloat16',
   };
 }

@@ -121,13 +121,13 @@ export function planModule(dep: DeploymentIR): ModulePlan {
     pagesPerSeq: Math.ceil(maxSeq / pageSize),
     chunk,
     maxChunks: Math.ceil(maxSeq / chunk),
-    passes: { target: planPass('target', dep.target), draft: planPass('draft', dep.draft) },
+    passes: { target: planPass('target', dep.target, m), draft: planPass('draft', dep.draft, m) },
     gemms: GEMM_ROLES.map((role) => ({ role, ...gemmShape(role, m) })),
     kernels,
   };
 }
 
-function planPass(pass: 'target' | 'draft', p: PassIR): PassPlan {
+function planPass(pass: 'target' | 'draft', p: PassIR, model: ModelConfig): PassPlan {
   const attnParams = p.attention.const ? [] : p.attention.params;
   const kvParams = p.kv.const ? [] : p.kv.params;
   const params: PassParam[] = [
@@ -138,7 +138,7 @@ function planPass(pass: 'target' | 'draft', p: PassIR): PassPlan {
   const q = ir.variable('q', 'i32');
   // The policy sees the sequence as the row does: len = q + 1 (see codegen/abi.ts).
   const keep = substitute(renameParams(p.kv.keep, 'kv_'), { len: ir.add(q, ir.constant(1)) });
-  const visible = fold(ir.and(mask, keep));
+  const visible = fold(ir.and(ir.and(mask, keep), modelWindow(model)));
   const tile = classifyTile(visible);
   return {
     pass,
@@ -148,6 +148,12 @@ function planPass(pass: 'target' | 'draft', p: PassIR): PassPlan {
     tile: { must: fold(tile.must), may: fold(tile.may) },
     score: p.attention.score && fold(renameParams(p.attention.score, 'attn_')),
   };
+}
+
+/** The model's own attention restriction (Mistral's sliding window): part of every pass, target and draft. */
+function modelWindow(m: ModelConfig): Node {
+  if (m.slidingWindow === undefined) return ir.constant(true);
+  return ir.lt(ir.sub(ir.variable('q', 'i32'), ir.variable('kv', 'i32')), ir.constant(m.slidingWindow));
 }
 
 function renameParams(root: Node, prefix: string): Node {

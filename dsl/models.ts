@@ -27,6 +27,8 @@ export interface ModelConfig {
   /** Qwen2 has biases on the q/k/v projections. */
   readonly qkvBias: boolean;
   readonly tieWordEmbeddings: boolean;
+  /** Mistral's sliding window: a query at q attends to kv only when q - kv < slidingWindow. */
+  readonly slidingWindow?: number;
 }
 
 export const llama2_7b_32k: ModelConfig = {

@@ -148,9 +148,6 @@ export function writeRandomModel(opts: RandomModelOptions): RandomModelInfo {
     bos_token_id: tok.bosId,
     eos_token_id: tok.eosId,
   };
-  // Spell out "no sliding window": Hugging Face's Mistral default is a 4096-token window.
-  if (config.architecture === 'mistral') hf.sliding_window = null;
-  if (config.architecture === 'qwen2') hf.use_sliding_window = false;
   const json = (v: unknown) => JSON.stringify(v, null, 2) + '\n';
   writeFileSync(join(opts.out, 'config.json'), json(hf));
   writeFileSync(join(opts.out, 'tokenizer.json'), json(tok.tokenizer));

@@ -168,6 +168,14 @@ ModelConfig parse_model_config(const std::string& text, const std::string& where
   c.qkv_bias = c.architecture == "qwen2";
   if (!c.qkv_bias && r.boolean_or("attention_bias", false))
     r.fail("attention_bias", "is true; only Qwen2 (q/k/v biases) is supported with attention biases");
+  // Matches codegen/model-config.ts: Mistral's window defaults to 4096 (Hugging Face) and null means none.
+  if (c.architecture == "mistral") {
+    // find() folds null into "missing"; here the two differ, so look at the raw field.
+    const auto w = j.find("sliding_window");
+    c.sliding_window = w == j.end() ? 4096 : w->is_null() ? 0 : r.positive_int("sliding_window");
+  }
+  if (c.architecture == "qwen2" && r.boolean_or("use_sliding_window", false))
+    r.fail("use_sliding_window", "is true; Qwen2 sliding-window layers are not supported");
   if (const json* b = r.find("bos_token_id"); b && b->is_number_integer()) c.bos_token_id = b->get<int>();
   read_eos(r, c);
   return c;

@@ -28,6 +28,7 @@ struct ModelConfig {
   double rms_norm_eps = 1e-6;
   bool qkv_bias = false;  // Qwen2
   bool tie_word_embeddings = false;
+  int sliding_window = 0;  // Mistral: q attends kv only when q - kv < sliding_window; 0 = no window
   int bos_token_id = -1;
   int eos_token_ids[4] = {-1, -1, -1, -1};  // up to 4 (Llama 3 lists several)
 };

@@ -136,6 +136,10 @@ void check_manifest_model(const std::string& text, const std::string& where, con
   check_num("rmsNormEps", c.rms_norm_eps);
   check_bool("qkvBias", c.qkv_bias);
   check_bool("tieWordEmbeddings", c.tie_word_embeddings);
+  const json& sw = field(m, "slidingWindow", where + ".model");
+  const int module_window = sw.is_null() ? 0 : sw.is_number_integer() ? sw.get<int>() : -1;
+  if (module_window != c.sliding_window)
+    differ("slidingWindow", sw.dump(), c.sliding_window ? std::to_string(c.sliding_window) : "none");
   const json& rs = field(m, "ropeScaling", where + ".model");
   const RopeScaling& r = c.rope_scaling;
   if (rs.is_null() != r.type.empty())

@@ -81,6 +81,15 @@ describe('readHfConfig', () => {
     expect(read(llama31, 'hf/llama-3.1-8b/config.json')).toEqual(models.llama31_8b);
   });
 
+  it("reads Mistral's sliding window: absent means Hugging Face's 4096, null means none", () => {
+    const { sliding_window: _, ...absent } = mistral;
+    expect(read(absent, 'a/config.json').slidingWindow).toBe(4096);
+    expect(read({ ...mistral, sliding_window: 512 }, 'b/config.json').slidingWindow).toBe(512);
+    expect(read(mistral, 'c/config.json')).not.toHaveProperty('slidingWindow');
+    expect(() => read({ ...mistral, sliding_window: 0 }, 'd/config.json')).toThrow(/d\/config\.json: field 'sliding_window'/);
+    expect(() => read({ ...qwen2, use_sliding_window: true }, 'e/config.json')).toThrow(/e\/config\.json: field 'use_sliding_window' is true/);
+  });
+
   it('reads Mistral 7B v0.3 (no rope scaling)', () => {
     const m = read(mistral, 'hf/Mistral-7B-v0.3/config.json');
     expect(m).toEqual({

@@ -113,6 +113,21 @@ describe('a module that does not fit', () => {
   });
 });
 
+describe("Mistral's sliding window is part of the module", () => {
+  it('a model whose window differs, or that has none, is refused naming slidingWindow', async () => {
+    const mistral = await prepareCase('mistral', root);
+    const w = mistral.case.model.slidingWindow!;
+    for (const [window, shown] of [[w + 1, `${w + 1}`], [undefined, 'none']] as const) {
+      const dir = fresh(`mistral-window-${shown}`);
+      const { slidingWindow: _, ...rest } = mistral.case.model;
+      writeRandomModel({ seed: 3, dtype: 'fp32', out: dir, config: { ...rest, ...(window ? { slidingWindow: window } : {}) } });
+      await expect(Engine.create(dir, mistral.library)).rejects.toThrow(
+        `${mistral.library} (manifest): model.slidingWindow is ${w} but ${dir}/config.json gives ${shown} (the module was built for a different model)`,
+      );
+    }
+  });
+});
+
 describe('requests against the module limits', () => {
   const maxSeq = () => p.case.maxSeq;
 

@@ -97,7 +97,7 @@ function setParams(e: EngineT, k: Case): void {
   for (const [key, v] of Object.entries(k.target)) e.setParam('target', key, v);
 }
 
-const CASES: CaseName[] = ['mhaLinear', 'long', 'qwen2', 'tiedBf16'];
+const CASES: CaseName[] = ['mhaLinear', 'long', 'qwen2', 'tiedBf16', 'mistral'];
 
 describe.each(CASES)('speculative == autoregressive, bitwise: %s', (name) => {
   let p: PreparedCase;

@@ -27,7 +27,7 @@ export type Storage = 'fp32' | 'bf16';
 /** What a case must exercise; the sizes come from the seed. */
 interface CaseFeatures {
   readonly label: string;
-  readonly architecture: 'llama' | 'qwen2';
+  readonly architecture: 'llama' | 'qwen2' | 'mistral';
   readonly attention: 'mha' | 'gqa';
   readonly rope: 'none' | 'linear' | 'llama3';
   readonly tied: boolean;
@@ -52,6 +52,8 @@ const FEATURES: Readonly<Record<string, CaseFeatures>> = {
   long: { label: 'gqa-llama3-bf16-long', architecture: 'llama', attention: 'gqa', rope: 'llama3', tied: false, storage: 'bf16', draft: 'window', target: 'full', gamma: 6, maxSeq: 2048 },
   qwen2: { label: 'qwen2-gqa-fp32-sliding', architecture: 'qwen2', attention: 'gqa', rope: 'none', tied: false, storage: 'fp32', draft: 'streaming', target: 'sliding', gamma: 4, maxSeq: 512 },
   tiedBf16: { label: 'mha-tied-bf16', architecture: 'llama', attention: 'mha', rope: 'none', tied: true, storage: 'bf16', draft: 'streaming', target: 'full', gamma: 6, maxSeq: 512 },
+  // Mistral's model-level sliding window, narrower than the prompts, so it shapes every pass.
+  mistral: { label: 'mistral-gqa-fp32-window', architecture: 'mistral', attention: 'gqa', rope: 'none', tied: false, storage: 'fp32', draft: 'streaming', target: 'full', gamma: 4, maxSeq: 512 },
 };
 export type CaseName = keyof typeof FEATURES;
 
@@ -69,6 +71,7 @@ const sizesArb = (f: CaseFeatures) =>
     buckets: fc.subarray([1, 2, 3, 4, 6], { minLength: 0, maxLength: 2 }).map((b) => [...b.sort((x, y) => x - y), 8]),
     ropeFactor: fc.constantFrom(2, 4, 8),
     ropeTheta: fc.constantFrom(10000, 500000),
+    slidingWindow: fc.integer({ min: 9, max: 70 }),
   }));
 
 function ropeScaling(f: CaseFeatures, factor: number): RopeScaling | undefined {
@@ -99,6 +102,7 @@ export function moduleCase(name: CaseName): ModuleCase {
     ropeTheta: s.ropeTheta,
     ...(rs ? { ropeScaling: rs } : {}),
     tieWordEmbeddings: f.tied,
+    ...(f.architecture === 'mistral' ? { slidingWindow: s.slidingWindow } : {}),
   });
   const draftKv = f.draft === 'streaming' ? policies.streaming(4, 32) : policies.window(32);
   const deployment = makeDeployment({
