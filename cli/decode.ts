@@ -79,9 +79,12 @@ export async function decodeBatch(
   opts: EngineOptions & { mode: 'ar' | 'spec' },
   prompts: readonly (readonly number[])[],
   request: { maxTokens: number; ignoreEos?: boolean },
+  /** Called on the new engine before any request (e.g. to set a runtime param). */
+  configure?: (engine: Engine) => void,
 ): Promise<DecodeRun> {
   const engine = await openEngine(modelDir, library, opts);
   try {
+    configure?.(engine);
     const pending = prompts.map((p, i) => {
       try {
         return engine.generate(p, { maxTokens: request.maxTokens, ignoreEos: request.ignoreEos ?? false });
