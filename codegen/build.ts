@@ -125,7 +125,8 @@ export async function buildModule(opts: BuildOptions): Promise<BuiltModule> {
   }
 }
 
-async function pool<T, R>(items: readonly T[], width: number, work: (item: T) => Promise<R>): Promise<R[]> {
+/** Run `work` over `items` with at most `width` in flight, keeping input order. */
+export async function pool<T, R>(items: readonly T[], width: number, work: (item: T) => Promise<R>): Promise<R[]> {
   const out: R[] = new Array(items.length);
   let next = 0;
   const worker = async () => {

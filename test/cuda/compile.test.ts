@@ -9,7 +9,8 @@ import { emitCuda } from '../../codegen/backends/cuda.ts';
 import { planModule } from '../../codegen/plan.ts';
 import type { DeploymentIR } from '../../codegen/spec.ts';
 import { cudaDeploymentArb, defaultCudaDeployment } from './deployments.ts';
-import { compileUnit, pool, type CompiledUnit, type CudaArch } from './nvcc.ts';
+import { pool } from '../../codegen/build.ts';
+import { compileUnit, type CompiledUnit, type CudaArch } from './nvcc.ts';
 
 const ARCHS: readonly CudaArch[] = ['sm_80', 'sm_90a'];
 

@@ -151,17 +151,3 @@ export async function compileUnit(files: readonly EmittedFile[], unit: string, a
     throw e;
   }
 }
-
-/** Run `work` over `items` with at most `width` in flight, keeping input order. */
-export async function pool<T, R>(items: readonly T[], width: number, work: (item: T) => Promise<R>): Promise<R[]> {
-  const out: R[] = new Array(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await work(items[i]);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(width, items.length) }, worker));
-  return out;
-}
