@@ -24,6 +24,21 @@ describe('README.md', () => {
     expect(documented).toEqual(flags);
   });
 
+  it('documents every run flag, and no other', () => {
+    const run = program().commands.find((c) => c.name() === 'run')!;
+    const flags = run.options.map((o) => o.long!).sort();
+    const section = README.slice(README.indexOf('## `magicdec run`'), README.indexOf('## Benchmark'));
+    const documented = [...new Set([...section.matchAll(/^\| `(--[a-z-]+)/gm)].map((m) => m[1]))].sort();
+    expect(documented).toEqual(flags);
+  });
+
+  it('names the bench and test:gpu scripts as package.json defines them', () => {
+    const scripts = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).scripts;
+    expect(scripts.bench).toBe('tsx bench/run.ts');
+    expect(README).toContain('npm run bench');
+    expect(README).toContain(`\`npm run test:gpu\` does both steps (\`${scripts['test:gpu']}\`)`);
+  });
+
   it('gives the quick start as exactly two command lines', () => {
     const quick = README.slice(README.indexOf('## Quick start'), README.indexOf('## The DSL'));
     expect(/```sh\n([\s\S]*?)```/.exec(quick)?.[1]).toBe('npm ci && npm start\nnpm test\n');
