@@ -188,6 +188,19 @@ export const KERNELS: readonly KernelSpec[] = [
     ],
   },
   {
+    name: 'lm_head_argmax',
+    doc: 'logits[r, n] = sum_k x[r, k] * w[n, k], bit-identical to md_gemm_lm_head_b<B> (bias NULL), and tokens[r] = md_argmax of that row, in one pass over the weights; with logits NULL only tokens are written. Partial argmaxes merge by a total order on (value, index), so no merge order, grid or thread count changes a token',
+    perBucket: true,
+    args: [
+      { name: 'x', type: 'const float*', doc: '[rows, hidden]' },
+      { name: 'w', type: 'const void*', doc: '[vocab, hidden] storage dtype' },
+      { name: 'logits', type: 'float*', doc: '[rows, vocab], or NULL when only the tokens are wanted' },
+      { name: 'tokens', type: 'int32_t*', doc: '[rows] greedy token of each row (lowest index wins ties; NaN never wins; a row of NaNs gives 0)' },
+      rows,
+      stream,
+    ],
+  },
+  {
     name: 'verify_greedy',
     doc: 'per sequence b: accepted[b] = number of leading drafted tokens equal to the target argmax before them; next[b] = target argmax after the accepted prefix',
     perBucket: false,

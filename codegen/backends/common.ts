@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import Handlebars from 'handlebars';
 import type { DType } from '../../dsl/deploy.ts';
 import { variable, type Node, type Ty } from '../ir.ts';
-import type { PassPlan } from '../plan.ts';
+import type { ModulePlan, PassPlan } from '../plan.ts';
 import { C_TYPE, renderBody } from '../render.ts';
 
 export const TEMPLATES_DIR = new URL('../../templates/', import.meta.url);
@@ -105,3 +105,10 @@ export const STORAGE: Readonly<Record<DType, { ctype: string; bytes: number; wid
   bf16: { ctype: 'uint16_t', bytes: 2, widen: 'md_f32_from_bf16', narrow: 'md_bf16_from_f32' },
   fp16: { ctype: 'uint16_t', bytes: 2, widen: 'md_f32_from_f16', narrow: 'md_f16_from_f32' },
 };
+
+/** The LM head's [N, K]: md_lm_head_argmax reduces exactly as md_gemm_lm_head does. */
+export function lmHeadShape(plan: ModulePlan): ModulePlan['gemms'][number] {
+  const g = plan.gemms.find((x) => x.role === 'lm_head');
+  if (!g) throw new Error(`module ${plan.name}: the plan has no lm_head projection`);
+  return g;
+}

@@ -6,7 +6,7 @@ import type { Backend, EmittedFile } from '../backend.ts';
 import { manifestText } from '../manifest.ts';
 import type { ModulePlan, PassPlan } from '../plan.ts';
 import { renderF32 } from '../render.ts';
-import { cDouble, cStringLiteral, passFnNames, renderPassFunctions, renderTemplate, STORAGE } from './common.ts';
+import { cDouble, cStringLiteral, lmHeadShape, passFnNames, renderPassFunctions, renderTemplate, STORAGE } from './common.ts';
 import { renderModuleHeader } from './header.ts';
 
 /** Parameter list of a definition: `stream` is unnamed on CPU (it is ignored, and -Wextra would say so). */
@@ -91,6 +91,8 @@ export const cpuBackend: Backend = {
         contents: renderTemplate('cpu/gemm.cpp.hbs', {
           ...base,
           gemms: plan.gemms.map((g) => ({ ...g, instances: instancesOf(plan, `gemm_${g.role}`) })),
+          lmHead: lmHeadShape(plan),
+          lmHeadArgmax: instancesOf(plan, 'lm_head_argmax'),
         }),
       },
       attentionUnit(plan, plan.passes.target),

@@ -12,7 +12,7 @@ import type { Backend, EmittedFile } from '../backend.ts';
 import { manifestText } from '../manifest.ts';
 import type { KernelInstance, ModulePlan, PassPlan } from '../plan.ts';
 import { renderF32 } from '../render.ts';
-import { TEMPLATES_DIR, cDouble, cStringLiteral, renderPassFunctions, renderTemplate } from './common.ts';
+import { TEMPLATES_DIR, cDouble, cStringLiteral, lmHeadShape, renderPassFunctions, renderTemplate } from './common.ts';
 import { renderModuleHeader } from './header.ts';
 
 /** CUDA element type of each storage dtype, and its size in bytes. */
@@ -149,20 +149,24 @@ function renderElementwise(plan: ModulePlan): string {
   });
 }
 
+/** A bucketed kernel's instances with the GEMM row tile of each bucket. */
+function rowTiled(plan: ModulePlan, spec: string) {
+  return instancesOf(plan, spec).map((k) => ({ symbol: k.symbol, bucket: k.bucket, maxRows: k.maxRows, rowTile: gemmRowTile(k.maxRows!) }));
+}
+
 function renderGemms(plan: ModulePlan): string {
+  const lmHead = gemmShapeFor(plan, lmHeadShape(plan));
+  if (lmHead.bias) throw new Error(`module ${plan.name}: the lm_head projection has no bias`);
   return renderTemplate('cuda/gemm.cu.hbs', {
     ...common(plan),
+    lmHead,
+    lmHeadArgmax: rowTiled(plan, 'lm_head_argmax'),
     gemms: plan.gemms.map((g) => {
       const shape = gemmShapeFor(plan, g);
       return {
         ...shape,
         threads: shape.warps * 32,
-        instances: instancesOf(plan, `gemm_${g.role}`).map((k) => ({
-          symbol: k.symbol,
-          bucket: k.bucket,
-          maxRows: k.maxRows,
-          rowTile: gemmRowTile(k.maxRows!),
-        })),
+        instances: rowTiled(plan, `gemm_${g.role}`),
       };
     }),
   });

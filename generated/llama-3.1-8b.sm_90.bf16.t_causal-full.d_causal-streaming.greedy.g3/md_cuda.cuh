@@ -15,6 +15,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include <mutex>
+
 #include "md_expr.h"
 #include "md_abi.h"
 
@@ -254,53 +256,65 @@ __global__ void md_verify_greedy_kernel(const int32_t* __restrict__ target_token
 // ------------------------------------------------------------------------------------------------ GEMM
 
 /**
+ * This lane's share of outputs (r0 + i, n0 + j), i < RT, j < COLS: lane l accumulates the VEC-wide K slices
+ * l, l + 32, ... in order with fused multiply-adds; md_group_sum<32> of acc[i][j] is then the output, the
+ * same bits on every lane. Rows past `rows` and columns past N are left at 0. Every kernel that produces a
+ * projection output goes through here, so md_gemm and md_lm_head_argmax reduce each output identically.
+ */
+template <typename T, int N, int K, int VEC, int COLS, int RT>
+__device__ __forceinline__ void md_gemm_partials(const float* __restrict__ x, const T* __restrict__ w, int n0, int r0, int rows, int lane,
+                                                 float (&acc)[RT][COLS]) {
+  static_assert(K % VEC == 0, "K must be a multiple of the vector width");
+  constexpr int SLICES = K / VEC;
+  constexpr int ITERS = (SLICES + 31) / 32;
+#pragma unroll
+  for (int i = 0; i < RT; ++i)
+#pragma unroll
+    for (int j = 0; j < COLS; ++j) acc[i][j] = 0.0f;
+#pragma unroll 1
+  for (int it = 0; it < ITERS; ++it) {
+    const int s = it * 32 + lane;
+    if (SLICES % 32 != 0 && s >= SLICES) break;
+    float wv[COLS][VEC];
+#pragma unroll
+    for (int j = 0; j < COLS; ++j) {
+      if (N % COLS == 0 || n0 + j < N) {
+        md_load<T, VEC>(w + (size_t)(n0 + j) * K + (size_t)s * VEC, wv[j]);
+      } else {
+#pragma unroll
+        for (int e = 0; e < VEC; ++e) wv[j][e] = 0.0f;
+      }
+    }
+#pragma unroll
+    for (int i = 0; i < RT; ++i) {
+      if (r0 + i < rows) {
+        float xv[VEC];
+        md_load<float, VEC>(x + (size_t)(r0 + i) * K + (size_t)s * VEC, xv);
+#pragma unroll
+        for (int j = 0; j < COLS; ++j)
+#pragma unroll
+          for (int e = 0; e < VEC; ++e) acc[i][j] = __fmaf_rn(xv[e], wv[j][e], acc[i][j]);
+      }
+    }
+  }
+}
+
+/**
  * y[r, n] = sum_k x[r, k] * w[n, k] (+ bias[n]). A CTA owns WARPS * COLS consecutive columns for every
  * row of the call, so each weight is fetched from memory once per call: a warp streams its COLS weight
- * rows once per tile of RT rows (later tiles hit the cache). Output (r, n) always reduces the same way:
- * lane l accumulates the VEC-wide K slices l, l + 32, ... in order with fused multiply-adds, then a fixed
- * 32-lane butterfly; RT (chosen per bucket) only decides how many rows share one pass over the weights.
+ * rows once per tile of RT rows (later tiles hit the cache). Output (r, n) always reduces the same way
+ * (md_gemm_partials, then a fixed 32-lane butterfly); RT (chosen per bucket) only decides how many rows
+ * share one pass over the weights.
  */
 template <typename T, int N, int K, int VEC, int WARPS, int COLS, int RT, bool BIAS>
 __global__ void __launch_bounds__(WARPS * 32, 4) md_gemm_kernel(const float* __restrict__ x, const T* __restrict__ w,
                                                              const T* __restrict__ bias, float* __restrict__ y, int rows) {
-  static_assert(K % VEC == 0, "K must be a multiple of the vector width");
-  constexpr int SLICES = K / VEC;
-  constexpr int ITERS = (SLICES + 31) / 32;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int n0 = (blockIdx.x * WARPS + warp) * COLS;
   if (n0 >= N) return;  // whole warp leaves together
   for (int r0 = 0; r0 < rows; r0 += RT) {
     float acc[RT][COLS];
-#pragma unroll
-    for (int i = 0; i < RT; ++i)
-#pragma unroll
-      for (int j = 0; j < COLS; ++j) acc[i][j] = 0.0f;
-#pragma unroll 1
-    for (int it = 0; it < ITERS; ++it) {
-      const int s = it * 32 + lane;
-      if (SLICES % 32 != 0 && s >= SLICES) break;
-      float wv[COLS][VEC];
-#pragma unroll
-      for (int j = 0; j < COLS; ++j) {
-        if (N % COLS == 0 || n0 + j < N) {
-          md_load<T, VEC>(w + (size_t)(n0 + j) * K + (size_t)s * VEC, wv[j]);
-        } else {
-#pragma unroll
-          for (int e = 0; e < VEC; ++e) wv[j][e] = 0.0f;
-        }
-      }
-#pragma unroll
-      for (int i = 0; i < RT; ++i) {
-        if (r0 + i < rows) {
-          float xv[VEC];
-          md_load<float, VEC>(x + (size_t)(r0 + i) * K + (size_t)s * VEC, xv);
-#pragma unroll
-          for (int j = 0; j < COLS; ++j)
-#pragma unroll
-            for (int e = 0; e < VEC; ++e) acc[i][j] = __fmaf_rn(xv[e], wv[j][e], acc[i][j]);
-        }
-      }
-    }
+    md_gemm_partials<T, N, K, VEC, COLS, RT>(x, w, n0, r0, rows, lane, acc);
 #pragma unroll
     for (int i = 0; i < RT; ++i)
 #pragma unroll
@@ -310,6 +324,120 @@ __global__ void __launch_bounds__(WARPS * 32, 4) md_gemm_kernel(const float* __r
           y[(size_t)(r0 + i) * N + n0 + j] = BIAS ? __fadd_rn(t, md_to_f32(bias[n0 + j])) : t;
       }
   }
+}
+
+// ------------------------------------------------------------------------------------ LM head + argmax
+
+/**
+ * argmax as a maximum: (value, index) packed into one integer whose unsigned order is md_argmax's
+ * preference (larger value, then lower index; -0 ranks as +0 since md_argmax compares with ==; NaN is 0,
+ * below every candidate). The order is total, so atomicMax over partial maxima in any order gives one key.
+ */
+__device__ __forceinline__ unsigned long long md_argmax_key(float v, int index) {
+  if (v != v) return 0ull;
+  const unsigned u = __float_as_uint(v == 0.0f ? 0.0f : v);
+  const unsigned ord = (u & 0x80000000u) ? ~u : (u | 0x80000000u);  // monotone in v; >= 0x007fffff for -inf
+  return ((unsigned long long)ord << 32) | (unsigned long long)(0xffffffffu - (unsigned)index);
+}
+
+/**
+ * md_gemm_kernel's projection without bias (the same md_gemm_partials and butterfly per output, so logits
+ * are bit-identical to md_gemm_lm_head's; stored only when `logits` is not NULL), and per row the best
+ * md_argmax_key over the CTA's columns, merged into best[r] with atomicMax. Warps past N stay for the
+ * CTA's barriers.
+ */
+template <typename T, int N, int K, int VEC, int WARPS, int COLS, int RT>
+__global__ void __launch_bounds__(WARPS * 32, 4) md_lm_head_argmax_kernel(const float* __restrict__ x, const T* __restrict__ w,
+                                                                       float* __restrict__ logits, unsigned long long* __restrict__ best,
+                                                                       int rows) {
+  __shared__ unsigned long long warp_best[RT][WARPS];
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int n0 = (blockIdx.x * WARPS + warp) * COLS;
+  const bool live = n0 < N;  // uniform over the warp
+  for (int r0 = 0; r0 < rows; r0 += RT) {
+    float acc[RT][COLS];
+    if (live) md_gemm_partials<T, N, K, VEC, COLS, RT>(x, w, n0, r0, rows, lane, acc);
+#pragma unroll
+    for (int i = 0; i < RT; ++i) {
+      unsigned long long key = 0ull;
+      if (live) {
+#pragma unroll
+        for (int j = 0; j < COLS; ++j) {
+          const float t = md_group_sum<32>(acc[i][j]);
+          if (r0 + i < rows && (N % COLS == 0 || n0 + j < N)) {
+            if (logits && lane == j) logits[(size_t)(r0 + i) * N + n0 + j] = t;
+            const unsigned long long k = md_argmax_key(t, n0 + j);
+            key = k > key ? k : key;
+          }
+        }
+      }
+      if (lane == 0) warp_best[i][warp] = key;
+    }
+    __syncthreads();
+    if (threadIdx.x < RT && r0 + (int)threadIdx.x < rows) {
+      unsigned long long k = warp_best[threadIdx.x][0];
+#pragma unroll
+      for (int v = 1; v < WARPS; ++v) k = warp_best[threadIdx.x][v] > k ? warp_best[threadIdx.x][v] : k;
+      if (k) atomicMax(best + r0 + threadIdx.x, k);
+    }
+    __syncthreads();  // warp_best is rewritten by the next row tile
+  }
+}
+
+/** tokens[r] = the index of best[r]; 0 for a row with no candidate (all NaN), as md_argmax. */
+static __global__ void md_argmax_key_tokens_kernel(const unsigned long long* __restrict__ best, int32_t* __restrict__ tokens, int rows) {
+  const int r = blockIdx.x * blockDim.x + threadIdx.x;
+  if (r < rows) tokens[r] = best[r] ? (int32_t)(0xffffffffu - (unsigned)best[r]) : 0;
+}
+
+/**
+ * Stream-ordered device scratch from a module-private pool per device that keeps its memory (release
+ * threshold: never), so a launcher's per-call scratch is a free-list hit after the first call, and calls on
+ * different streams never share a buffer. Freed with cudaFreeAsync on the same stream.
+ */
+static inline int md_scratch_alloc(void** p, size_t bytes, cudaStream_t s) {
+  constexpr int MAX_DEVICES = 64;
+  static std::mutex lock;
+  static cudaMemPool_t pools[MAX_DEVICES] = {};
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= MAX_DEVICES) return MD_ERR_LAUNCH;
+  cudaMemPool_t pool;
+  {
+    std::lock_guard<std::mutex> guard(lock);
+    if (!pools[dev]) {
+      cudaMemPoolProps props;
+      memset(&props, 0, sizeof props);
+      props.allocType = cudaMemAllocationTypePinned;
+      props.location.type = cudaMemLocationTypeDevice;
+      props.location.id = dev;
+      cudaMemPool_t created;
+      if (cudaMemPoolCreate(&created, &props) != cudaSuccess) return MD_ERR_LAUNCH;
+      uint64_t keep = UINT64_MAX;
+      if (cudaMemPoolSetAttribute(created, cudaMemPoolAttrReleaseThreshold, &keep) != cudaSuccess) {
+        cudaMemPoolDestroy(created);
+        return MD_ERR_LAUNCH;
+      }
+      pools[dev] = created;
+    }
+    pool = pools[dev];
+  }
+  return cudaMallocFromPoolAsync(p, bytes, pool, s) == cudaSuccess ? MD_OK : MD_ERR_LAUNCH;
+}
+
+/** Host side of md_lm_head_argmax_b<B>: scratch keys zeroed, the fused kernel, keys to tokens, scratch freed. */
+template <typename T, int N, int K, int VEC, int WARPS, int COLS, int RT>
+static int md_lm_head_argmax_launch(const float* x, const T* w, float* logits, int32_t* tokens, int rows, cudaStream_t s) {
+  constexpr int CTAS = (N + WARPS * COLS - 1) / (WARPS * COLS);
+  unsigned long long* best = nullptr;
+  if (md_scratch_alloc((void**)&best, (size_t)rows * sizeof *best, s) != MD_OK) return MD_ERR_LAUNCH;
+  int status = cudaMemsetAsync(best, 0, (size_t)rows * sizeof *best, s) == cudaSuccess ? MD_OK : MD_ERR_LAUNCH;
+  if (status == MD_OK) {
+    md_lm_head_argmax_kernel<T, N, K, VEC, WARPS, COLS, RT><<<CTAS, WARPS * 32, 0, s>>>(x, w, logits, best, rows);
+    md_argmax_key_tokens_kernel<<<(rows + 127) / 128, 128, 0, s>>>(best, tokens, rows);
+    status = md_launched();
+  }
+  if (cudaFreeAsync(best, s) != cudaSuccess) status = MD_ERR_LAUNCH;
+  return status;
 }
 
 // ------------------------------------------------------------------------------------------- attention

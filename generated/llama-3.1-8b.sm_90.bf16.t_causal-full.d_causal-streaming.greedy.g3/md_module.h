@@ -61,6 +61,12 @@ int md_attn_draft_b64(const md_attn_args* args);  // md_attn_fn (rows <= 256)
 int md_attn_draft_b128(const md_attn_args* args);  // md_attn_fn (rows <= 512)
 int md_attn_draft_b256(const md_attn_args* args);  // md_attn_fn (rows <= 1024)
 int md_argmax(const float* logits, int32_t* tokens, int32_t rows, void* stream);  // md_argmax_fn
+int md_lm_head_argmax_b1(const float* x, const void* w, float* logits, int32_t* tokens, int32_t rows, void* stream);  // md_lm_head_argmax_fn (rows <= 4)
+int md_lm_head_argmax_b8(const float* x, const void* w, float* logits, int32_t* tokens, int32_t rows, void* stream);  // md_lm_head_argmax_fn (rows <= 32)
+int md_lm_head_argmax_b32(const float* x, const void* w, float* logits, int32_t* tokens, int32_t rows, void* stream);  // md_lm_head_argmax_fn (rows <= 128)
+int md_lm_head_argmax_b64(const float* x, const void* w, float* logits, int32_t* tokens, int32_t rows, void* stream);  // md_lm_head_argmax_fn (rows <= 256)
+int md_lm_head_argmax_b128(const float* x, const void* w, float* logits, int32_t* tokens, int32_t rows, void* stream);  // md_lm_head_argmax_fn (rows <= 512)
+int md_lm_head_argmax_b256(const float* x, const void* w, float* logits, int32_t* tokens, int32_t rows, void* stream);  // md_lm_head_argmax_fn (rows <= 1024)
 int md_verify_greedy(const int32_t* target_tokens, const int32_t* draft_tokens, int32_t* accepted, int32_t* next, int32_t batch, void* stream);  // md_verify_greedy_fn
 size_t md_attn_workspace_floats(int32_t rows);
 const char* md_module_manifest(void);

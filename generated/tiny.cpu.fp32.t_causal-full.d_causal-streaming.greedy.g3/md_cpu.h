@@ -112,4 +112,18 @@ inline void dot_rows(const float* const* x, const store_t* w, float* out) {
   for (int r = 0; r < R; ++r) out[r] = reduce_lanes(acc[r]);
 }
 
+// ---- argmax as a maximum: (value, index) packed into one integer whose unsigned order is md_argmax's
+// preference (larger value, then lower index; -0 ranks as +0 because md_argmax compares with ==; NaN is 0,
+// below every candidate). A total order, so partial maxima merge to the same key in any grouping or order.
+
+inline uint64_t argmax_key(float v, int32_t index) {
+  if (v != v) return 0;
+  const uint32_t u = md_f32_bits(v == 0.0f ? 0.0f : v);
+  const uint32_t ord = (u & 0x80000000u) ? ~u : (u | 0x80000000u);  // monotone in v; >= 0x007fffff for -inf
+  return ((uint64_t)ord << 32) | (uint64_t)(0xffffffffu - (uint32_t)index);
+}
+
+/** The index a key stands for; 0 for the empty key (a row of NaNs), as md_argmax. */
+inline int32_t argmax_key_index(uint64_t key) { return key ? (int32_t)(0xffffffffu - (uint32_t)key) : 0; }
+
 }  // namespace md

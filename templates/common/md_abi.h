@@ -103,6 +103,15 @@ typedef int (*md_attn_fn)(const md_attn_args* args);
 //   stream  cudaStream_t on CUDA; ignored on CPU
 typedef int (*md_argmax_fn)(const float* logits, int32_t* tokens, int32_t rows, void* stream);
 
+// md_lm_head_argmax_b<B>: logits[r, n] = sum_k x[r, k] * w[n, k], bit-identical to md_gemm_lm_head_b<B> (bias NULL), and tokens[r] = md_argmax of that row, in one pass over the weights; with logits NULL only tokens are written. Partial argmaxes merge by a total order on (value, index), so no merge order, grid or thread count changes a token
+//   x       [rows, hidden]
+//   w       [vocab, hidden] storage dtype
+//   logits  [rows, vocab], or NULL when only the tokens are wanted
+//   tokens  [rows] greedy token of each row (lowest index wins ties; NaN never wins; a row of NaNs gives 0)
+//   rows    number of rows
+//   stream  cudaStream_t on CUDA; ignored on CPU
+typedef int (*md_lm_head_argmax_fn)(const float* x, const void* w, float* logits, int32_t* tokens, int32_t rows, void* stream);
+
 // md_verify_greedy: per sequence b: accepted[b] = number of leading drafted tokens equal to the target argmax before them; next[b] = target argmax after the accepted prefix
 //   target_tokens  [batch, gamma + 1] target argmax at each verified row
 //   draft_tokens   [batch, gamma] drafted tokens
