@@ -92,7 +92,7 @@ Engine::Engine(const std::string& model_dir, const std::string& module_path, con
   for (auto* b : {&q_, &attn_}) b->assign(R * QD, 0.f);
   for (auto* b : {&k_, &v_}) b->assign(R * KD, 0.f);
   for (auto* b : {&gate_, &up_, &act_}) b->assign(R * I, 0.f);
-  logits_.assign(R * size_t(c.vocab_size), 0.f);
+  if (opts_.keep_logits) logits_.assign(R * size_t(c.vocab_size), 0.f);
   attn_ws_.assign(std::max<size_t>(1, module_->attn_workspace_floats(int32_t(R))), 0.f);
   for (auto* b : {&tokens_, &row_seq_, &row_pos_, &argmax_}) b->assign(R, 0);
   seq_len_.assign(size_t(opts_.max_batch), 0);
@@ -315,18 +315,16 @@ bool Engine::prefill_step(std::vector<StepEvent>&) {
     }
   }
   forward(rows, false, lm_rows);
-  if (!lm_rows.empty()) check(module_->argmax(logits_.data(), argmax_.data(), int32_t(lm_rows.size()), nullptr), "argmax");
   double dt = now_s() - t0;
   for (Request* r : in_chunk) {
     r->cache_len = r->prefilled;
     r->stats.prefill_s += dt;
   }
-  size_t V = size_t(weights_->config().vocab_size);
   for (size_t i = 0; i < finishing.size(); ++i) {
     Request* r = finishing[i];
     r->state = RequestState::Decode;
     r->pending = argmax_[i];
-    emit(*r, argmax_[i], logits_.data() + i * V);
+    emit(*r, argmax_[i], lm_logits(i));
   }
   ++stats_.prefill_steps;
   stats_.prefill_tokens += rows.size();
@@ -350,15 +348,13 @@ void Engine::ar_round(std::vector<Request*>& batch) {
     rows.push(r->pending, r->slot, r->cache_len);
   }
   forward(rows, false, lm_rows);
-  check(module_->argmax(logits_.data(), argmax_.data(), rows.size(), nullptr), "argmax");
   double dt = now_s() - t0;
-  size_t V = size_t(weights_->config().vocab_size);
   for (size_t i = 0; i < batch.size(); ++i) {
     Request* r = batch[i];
     r->cache_len += 1;
     r->pending = argmax_[i];
     r->stats.decode_s += dt;
-    emit(*r, argmax_[i], logits_.data() + i * V);
+    emit(*r, argmax_[i], lm_logits(i));
   }
   ++stats_.ar_steps;
   ++stats_.bucket_rounds[last_bucket_];
@@ -369,7 +365,6 @@ void Engine::spec_round(std::vector<Request*>& batch) {
   const int n = int(batch.size());
   const int g = gamma_;
   const int G = module_->manifest().gamma;  // md_verify_greedy's fixed row stride
-  const size_t V = size_t(weights_->config().vocab_size);
   // Unused draft columns (g < G) hold -1, which never matches a target token, so acceptance stops at g.
   std::vector<int32_t> drafted(size_t(n) * G, -1), target(size_t(n) * (G + 1), 0);
   std::vector<int32_t> accepted(size_t(n), 0), next(size_t(n), 0);
@@ -384,7 +379,6 @@ void Engine::spec_round(std::vector<Request*>& batch) {
       rows.push(j == 0 ? r->pending : drafted[size_t(i) * G + j - 1], r->slot, r->cache_len + j);
     }
     forward(rows, true, all);
-    check(module_->argmax(logits_.data(), argmax_.data(), n, nullptr), "argmax");
     for (int i = 0; i < n; ++i) drafted[size_t(i) * G + j] = argmax_[size_t(i)];
   }
   double t1 = now_s();
@@ -400,7 +394,6 @@ void Engine::spec_round(std::vector<Request*>& batch) {
     }
   }
   forward(rows, false, lm_rows);
-  check(module_->argmax(logits_.data(), argmax_.data(), rows.size(), nullptr), "argmax");
   for (int i = 0; i < n; ++i)
     for (int j = 0; j <= g; ++j) target[size_t(i) * (G + 1) + j] = argmax_[size_t(i) * (g + 1) + j];
   check(module_->verify_greedy(target.data(), drafted.data(), accepted.data(), next.data(), n, nullptr), "verify_greedy");
@@ -418,10 +411,10 @@ void Engine::spec_round(std::vector<Request*>& batch) {
     stats_.drafted += g;
     stats_.accepted += a;
     // Emitted: the a accepted drafts, then the target's token after them; rows i*(g+1) + 0..a hold their logits.
-    const float* row_logits = logits_.data() + size_t(i) * (g + 1) * V;
+    const size_t first = size_t(i) * (g + 1);
     bool going = true;
-    for (int j = 0; j < a && going; ++j) going = emit(*r, drafted[size_t(i) * G + j], row_logits + size_t(j) * V);
-    if (going) emit(*r, next[size_t(i)], row_logits + size_t(a) * V);
+    for (int j = 0; j < a && going; ++j) going = emit(*r, drafted[size_t(i) * G + j], lm_logits(first + size_t(j)));
+    if (going) emit(*r, next[size_t(i)], lm_logits(first + size_t(a)));
     // Rollback is this: the cache keeps a + 1 verified positions; the rest is overwritten later.
     r->cache_len += a + 1;
     r->pending = next[size_t(i)];
@@ -495,7 +488,13 @@ void Engine::forward(const Rows& rows, bool draft, const std::vector<int>& lm_ro
   for (int i = 0; i < L; ++i)
     std::memcpy(lm_in_.data() + size_t(i) * H, x_.data() + size_t(lm_rows[size_t(i)]) * H, H * sizeof(float));
   check(module_->rmsnorm(lm_in_.data(), weights_->final_norm(), h_.data(), L, nullptr), "rmsnorm");
-  check(bk->gemm_lm_head(h_.data(), weights_->lm_head(), nullptr, logits_.data(), L, nullptr), "gemm_lm_head");
+  // The draft's logits are never emitted: its tokens only.
+  float* logits = opts_.keep_logits && !draft ? logits_.data() : nullptr;
+  check(bk->lm_head_argmax(h_.data(), weights_->lm_head(), logits, argmax_.data(), L, nullptr), "lm_head_argmax");
+}
+
+const float* Engine::lm_logits(size_t i) const {
+  return opts_.keep_logits ? logits_.data() + i * size_t(weights_->config().vocab_size) : nullptr;
 }
 
 std::string Engine::info_json() const {

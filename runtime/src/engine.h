@@ -126,8 +126,13 @@ class Engine {
   void decode_round(std::vector<StepEvent>& events);
   void ar_round(std::vector<Request*>& batch);
   void spec_round(std::vector<Request*>& batch);
-  /** Runs the model on `rows`; writes logits for rows[lm_rows[i]] into logits_[i]. */
+  /**
+   * Runs the model on `rows`; for rows[lm_rows[i]] writes the greedy token into argmax_[i] and, when the
+   * logits are kept (keep_logits, target pass), the logits into logits_[i] (one fused LM head + argmax).
+   */
   void forward(const Rows& rows, bool draft, const std::vector<int>& lm_rows);
+  /** Logits of forward's i-th LM row (keep_logits only; null otherwise, emit ignores it then). */
+  const float* lm_logits(size_t i) const;
   void check(int status, const char* kernel) const;
   /** Appends a token (and its logits row) to r, finishing it at a stop token or max_tokens; false once done. */
   bool emit(Request& r, int32_t token, const float* logits);
@@ -154,7 +159,8 @@ class Engine {
   EngineStats stats_;
 
   // Activation buffers sized for max_rows_.
-  std::vector<float> x_, h_, q_, k_, v_, attn_, o_, gate_, up_, act_, down_, lm_in_, logits_, attn_ws_;
+  std::vector<float> x_, h_, q_, k_, v_, attn_, o_, gate_, up_, act_, down_, lm_in_, attn_ws_;
+  std::vector<float> logits_;  // [max_rows_, vocab] with keep_logits; empty otherwise (never computed)
   std::vector<int32_t> tokens_, row_seq_, row_pos_, seq_len_, argmax_;
 };
 

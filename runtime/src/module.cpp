@@ -197,6 +197,7 @@ Module::Module(const std::string& path) : path_(path) {
       k.gemm_lm_head = reinterpret_cast<md_gemm_fn>(symbol("md_gemm_lm_head" + s));
       k.attn_target = reinterpret_cast<md_attn_fn>(symbol("md_attn_target" + s));
       k.attn_draft = reinterpret_cast<md_attn_fn>(symbol("md_attn_draft" + s));
+      k.lm_head_argmax = reinterpret_cast<md_lm_head_argmax_fn>(symbol("md_lm_head_argmax" + s));
       buckets_.push_back(k);
     }
   } catch (...) {

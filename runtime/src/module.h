@@ -25,6 +25,7 @@ struct BucketKernels {
   int max_rows = 0;
   md_gemm_fn gemm_q, gemm_kv, gemm_o, gemm_gate_up, gemm_down, gemm_lm_head;
   md_attn_fn attn_target, attn_draft;
+  md_lm_head_argmax_fn lm_head_argmax;
 };
 
 struct ModuleManifest {
