@@ -18,7 +18,15 @@ export function chartSpec(points: readonly PlotPoint[], title: string): TopLevel
     { series: p.series, context: p.context, mode: 'autoregressive', tokensPerS: p.arTokensPerS },
     { series: p.series, context: p.context, mode: 'speculative', tokensPerS: p.specTokensPerS },
   ]);
-  const context = { field: 'context', type: 'quantitative', scale: { type: 'log', base: 2 }, title: 'context (tokens per sequence)' } as const;
+  const contexts = [...new Set(points.map((p) => p.context))].sort((a, b) => a - b);
+  const context = {
+    field: 'context',
+    type: 'quantitative',
+    scale: { type: 'log', base: 2 },
+    axis: { values: contexts, format: 'd' },
+    title: 'context (tokens per sequence)',
+  } as const;
+  const legend = { orient: 'bottom', direction: 'vertical', labelLimit: 400 } as const;
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
     title,
@@ -35,7 +43,7 @@ export function chartSpec(points: readonly PlotPoint[], title: string): TopLevel
             encoding: {
               x: context,
               y: { field: 'speedup', type: 'quantitative', title: 'speedup', scale: { zero: false } },
-              color: { field: 'series', type: 'nominal', title: null, legend: { orient: 'bottom', direction: 'vertical' } },
+              color: { field: 'series', type: 'nominal', title: null, legend },
               tooltip: [{ field: 'acceptance', type: 'quantitative' }],
             },
           },
@@ -50,7 +58,7 @@ export function chartSpec(points: readonly PlotPoint[], title: string): TopLevel
         encoding: {
           x: context,
           y: { field: 'tokensPerS', type: 'quantitative', title: 'tokens/s', scale: { type: 'log' } },
-          color: { field: 'series', type: 'nominal', title: null, legend: { orient: 'bottom', direction: 'vertical' } },
+          color: { field: 'series', type: 'nominal', title: null, legend },
           strokeDash: { field: 'mode', type: 'nominal', title: null, legend: { orient: 'bottom' } },
         },
       },
