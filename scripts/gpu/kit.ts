@@ -104,6 +104,8 @@ export function kitConfig(plan: ModulePlan): string {
     `static const int KIT_GEMM_K[] = {${plan.gemms.map((g) => g.k).join(', ')}};`,
     `static const bool KIT_GEMM_BIAS[] = {${plan.gemms.map((g) => plan.model.qkvBias && (g.role === 'q' || g.role === 'kv')).join(', ')}};`,
     `static const md_gemm_fn KIT_GEMM[][${buckets.length}] = {${plan.gemms.map((g) => fns(`gemm_${g.role}`)).join(', ')}};`,
+    `enum { KIT_GEMM_LM_HEAD = ${plan.gemms.findIndex((g) => g.role === 'lm_head')} };`,
+    `static const md_lm_head_argmax_fn KIT_LM_HEAD_ARGMAX[] = ${fns('lm_head_argmax')};`,
     `static const md_attn_fn KIT_ATTN_TARGET[] = ${fns('attn_target')};`,
     `static const md_attn_fn KIT_ATTN_DRAFT[] = ${fns('attn_draft')};`,
     '',

@@ -3,7 +3,8 @@
 // point tables, all written by scripts/gpu/kit.ts). For every kernel: fresh random inputs, outputs
 // poisoned with NaN before each call, a float64 reference computed here, a relative error bound (row
 // inf-norm), and bitwise row invariance (a row alone == in a batch == among gamma+1 verify rows == in
-// another bucket). Prints a summary; exits 1 if any check failed.
+// another bucket); the fused LM head + argmax also bitwise against gemm_lm_head + argmax. Prints a
+// summary; exits 1 if any check failed.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -150,6 +151,101 @@ static void test_gemm(int role) {
   }
   check(KIT_GEMM[role][0](x.d, w.buf.d, b, y.d, max_rows(0) + 1, nullptr) == MD_ERR_ARG, "gemm_%s: too many rows not rejected",
         KIT_GEMM_NAME[role]);
+}
+
+// ------------------------------------------------------------------------------------ LM head + argmax
+
+/** Host argmax: lowest index wins ties, NaN never wins, a row of NaNs gives 0 (md_argmax's contract). */
+static int host_argmax(const float* l, int n) {
+  int best = -1;
+  for (int i = 0; i < n; ++i)
+    if (l[i] == l[i] && (best < 0 || l[i] > l[best])) best = i;
+  return best < 0 ? 0 : best;
+}
+
+/**
+ * md_lm_head_argmax_b<B>: logits bitwise equal to md_gemm_lm_head's, tokens equal to md_argmax on them and
+ * to the host argmax, also with exact ties (duplicated weight rows), a NaN column and an all-NaN row; the
+ * same bits in every bucket, for a row alone, and with logits NULL; logits close to float64.
+ */
+static void test_lm_head_argmax() {
+  const int N = KIT_VOCAB, K = KIT_HIDDEN, last = KIT_NBUCKETS - 1, R = std::min(max_rows(last), 64);
+  Buf<float> x((size_t)R * K), logits((size_t)R * N), ref_logits((size_t)R * N), l1(N);
+  Buf<int32_t> tok(R), ref_tok(R), t1(1);
+  fill(x, 1.0f);
+  for (int k = 0; k < K; ++k) x.h[(size_t)(R - 1) * K + k] = NAN;  // the last row: every logit NaN, token 0
+  x.up();
+  Weights w((size_t)N * K, 0.5f);
+  for (int c = 0; c < 8; ++c) {  // copies at higher indices: ties of bit-identical logits
+    const int from = rand_int(0, N - 1), to = rand_int(from, N - 1);
+    for (int k = 0; k < K; ++k) w.buf.h[(size_t)to * K + k] = w.buf.h[(size_t)from * K + k], w.f[(size_t)to * K + k] = w.f[(size_t)from * K + k];
+  }
+  const int nan_col = rand_int(0, N - 1);
+  w.buf.h[(size_t)nan_col * K + rand_int(0, K - 1)] = narrow(NAN);
+  w.buf.up();
+  const md_gemm_fn* gemm = KIT_GEMM[KIT_GEMM_LM_HEAD];
+
+  std::vector<float> first_logits;
+  std::vector<int32_t> first_tokens;
+  for (int bk = 0; bk < KIT_NBUCKETS; ++bk) {
+    const int rows = std::min(R, max_rows(bk));
+    logits.poison();
+    tok.poison();
+    MD_CALL(KIT_LM_HEAD_ARGMAX[bk](x.d, w.buf.d, logits.d, tok.d, rows, nullptr));
+    ref_logits.poison();
+    ref_tok.poison();
+    MD_CALL(gemm[bk](x.d, w.buf.d, nullptr, ref_logits.d, rows, nullptr));
+    MD_CALL(md_argmax(ref_logits.d, ref_tok.d, rows, nullptr));
+    logits.down();
+    tok.down();
+    ref_logits.down();
+    ref_tok.down();
+    check(same_bits(logits.h.data(), ref_logits.h.data(), (size_t)rows * N), "lm_head_argmax b%d: logits differ bitwise from gemm_lm_head",
+          KIT_BUCKETS[bk]);
+    for (int r = 0; r < rows; ++r) {
+      const int want = host_argmax(&logits.h[(size_t)r * N], N);
+      check(tok.h[r] == ref_tok.h[r] && tok.h[r] == want, "lm_head_argmax b%d row %d: token %d, md_argmax %d, host %d", KIT_BUCKETS[bk], r,
+            tok.h[r], ref_tok.h[r], want);
+    }
+    if (bk == 0) {
+      first_logits.assign(logits.h.begin(), logits.h.begin() + (size_t)rows * N);
+      first_tokens.assign(tok.h.begin(), tok.h.begin() + rows);
+    }
+    check(same_bits(first_logits.data(), logits.h.data(), std::min(first_logits.size(), (size_t)rows * N)) &&
+              std::equal(first_tokens.begin(), first_tokens.begin() + std::min((int)first_tokens.size(), rows), tok.h.begin()),
+          "lm_head_argmax: rows differ between bucket %d and %d", KIT_BUCKETS[0], KIT_BUCKETS[bk]);
+    // logits NULL: only tokens, the same ones.
+    std::vector<int32_t> with_logits(tok.h.begin(), tok.h.begin() + rows);
+    tok.poison();
+    MD_CALL(KIT_LM_HEAD_ARGMAX[bk](x.d, w.buf.d, nullptr, tok.d, rows, nullptr));
+    tok.down();
+    check(std::equal(with_logits.begin(), with_logits.end(), tok.h.begin()), "lm_head_argmax b%d: tokens differ with logits NULL", KIT_BUCKETS[bk]);
+  }
+  // float64 reference over the finite columns of the finite rows (the largest call's logits are in `logits`).
+  for (int r = 0; r < R - 1; ++r) {
+    std::vector<float> got;
+    std::vector<double> ref;
+    for (int n = 0; n < N; ++n) {
+      if (n == nan_col) continue;
+      double s = 0;
+      for (int k = 0; k < K; ++k) s += (double)x.h[(size_t)r * K + k] * w.f[(size_t)n * K + k];
+      got.push_back(logits.h[(size_t)r * N + n]);
+      ref.push_back(s);
+    }
+    const double e = rel_err(got.data(), ref.data(), got.size());
+    check(e <= KIT_TOL, "lm_head_argmax row %d: relative error %g > %g", r, e, KIT_TOL);
+  }
+  // A row alone in the smallest bucket == the row in the largest call.
+  for (int r : {0, R / 2, R - 1}) {
+    l1.poison();
+    t1.poison();
+    MD_CALL(KIT_LM_HEAD_ARGMAX[0](x.d + (size_t)r * K, w.buf.d, l1.d, t1.d, 1, nullptr));
+    l1.down();
+    t1.down();
+    check(same_bits(l1.h.data(), &logits.h[(size_t)r * N], N) && t1.h[0] == tok.h[r], "lm_head_argmax: row %d alone differs from the batch", r);
+  }
+  check(KIT_LM_HEAD_ARGMAX[0](x.d, w.buf.d, nullptr, tok.d, max_rows(0) + 1, nullptr) == MD_ERR_ARG, "lm_head_argmax: too many rows not rejected");
+  check(KIT_LM_HEAD_ARGMAX[0](x.d, w.buf.d, logits.d, nullptr, 1, nullptr) == MD_ERR_ARG, "lm_head_argmax: NULL tokens not rejected");
 }
 
 // ------------------------------------------------------------------------------------- row-wise kernels
@@ -482,6 +578,7 @@ int main() {
   CUDA_OK(cudaGetDeviceProperties(&prop, dev));
   std::printf("%s on %s (sm_%d%d)\n", KIT_NAME, prop.name, prop.major, prop.minor);
   for (int role = 0; role < 6; ++role) test_gemm(role);
+  test_lm_head_argmax();
   test_norms();
   test_embed_argmax_verify();
   test_rope_append();
