@@ -393,7 +393,8 @@ static __global__ void md_argmax_key_tokens_kernel(const unsigned long long* __r
 /**
  * Stream-ordered device scratch from a module-private pool per device that keeps its memory (release
  * threshold: never), so a launcher's per-call scratch is a free-list hit after the first call, and calls on
- * different streams never share a buffer. Freed with cudaFreeAsync on the same stream.
+ * different streams never share a buffer. Freed with cudaFreeAsync on the same stream. The pools live as
+ * long as the process (modules are never unmapped: see runtime/src/module.cpp).
  */
 static inline int md_scratch_alloc(void** p, size_t bytes, cudaStream_t s) {
   constexpr int MAX_DEVICES = 64;
