@@ -28,6 +28,8 @@ export interface SpecResult {
   readonly summary: DecodeSummary;
   /** Speculative tokens equal the autoregressive ones for every request (DESIGN.md invariant 1). */
   readonly identical: boolean;
+  /** Rounds summed over sequences (a round's draft steps carry one row per live sequence). */
+  readonly sequenceRounds: number;
   /** Time of one draft step of the batch over one AR step (gamma draft steps per round). */
   readonly draftOverAr: number;
   /** Time of one verification pass (gamma + 1 rows per sequence) over one AR step. */
@@ -76,6 +78,7 @@ export async function runCase(c: CaseInput): Promise<CaseResult> {
       ...(w !== null ? { draftWindow: w } : {}),
       summary: s,
       identical: run.generations.every((g, i) => g.tokens.join() === ar.generations[i].tokens.join()),
+      sequenceRounds: run.generations.reduce((n, g) => n + g.stats.rounds, 0),
       draftOverAr,
       verifyOverAr,
       predictedSpeedup: s.tokensPerRound / (c.gamma * draftOverAr + verifyOverAr),

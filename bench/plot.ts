@@ -11,12 +11,19 @@ export interface PlotPoint {
   readonly specTokensPerS: number;
   readonly speedup: number;
   readonly acceptance: number;
+  /** Achieved bandwidth of an AR step / a draft step as a fraction of the run's triad. */
+  readonly arOfTriad: number;
+  readonly draftOfTriad: number;
 }
 
 export function chartSpec(points: readonly PlotPoint[], title: string): TopLevelSpec {
   const throughput = points.flatMap((p) => [
     { series: p.series, context: p.context, mode: 'autoregressive', tokensPerS: p.arTokensPerS },
     { series: p.series, context: p.context, mode: 'speculative', tokensPerS: p.specTokensPerS },
+  ]);
+  const traffic = points.flatMap((p) => [
+    { series: p.series, context: p.context, step: 'AR step', ofTriad: p.arOfTriad },
+    { series: p.series, context: p.context, step: 'draft step', ofTriad: p.draftOfTriad },
   ]);
   const contexts = [...new Set(points.map((p) => p.context))].sort((a, b) => a - b);
   const context = {
@@ -60,6 +67,19 @@ export function chartSpec(points: readonly PlotPoint[], title: string): TopLevel
           y: { field: 'tokensPerS', type: 'quantitative', title: 'tokens/s', scale: { type: 'log' } },
           color: { field: 'series', type: 'nominal', title: null, legend },
           strokeDash: { field: 'mode', type: 'nominal', title: null, legend: { orient: 'bottom' } },
+        },
+      },
+      {
+        title: 'achieved memory bandwidth / STREAM triad',
+        data: { values: traffic },
+        width: 320,
+        height: 240,
+        mark: { type: 'line', point: true },
+        encoding: {
+          x: context,
+          y: { field: 'ofTriad', type: 'quantitative', title: 'fraction of triad', axis: { format: '.0%' } },
+          color: { field: 'series', type: 'nominal', title: null, legend },
+          strokeDash: { field: 'step', type: 'nominal', title: null, legend: { orient: 'bottom' } },
         },
       },
     ],

@@ -1,7 +1,8 @@
 // `npm run bench`: autoregressive vs self-speculative decode throughput on random-weight models, all measured
 // in one run on this machine. Each (model, context) case runs in its own process (bench/case.ts) so that
 // its peak RSS can be set against its weights + KV cache. Writes bench/results/<date>.json and .svg and
-// prints a summary table.
+// prints a summary table. A STREAM triad (bench/triad.ts) measured in the same run, with the same OpenMP
+// threads, is the yardstick for the bandwidth AR and draft steps achieve (bytes counted by bench/traffic.ts).
 //
 // Random weights make the draft (sink 4 + window 508) disagree with the target more often than a trained
 // model's would; acceptance is reported as measured. The wider-window rows are a labelled variant that
@@ -17,8 +18,11 @@ import { fmt } from '../cli/decode.ts';
 import { processIo } from '../cli/io.ts';
 import { loadDeployment } from '../cli/spec.ts';
 import { writeRandomModel, type RandomPreset } from '../model/random.ts';
+import type { ModulePlan } from '../codegen/plan.ts';
+import { caseBandwidth, type CaseWithBandwidth } from './bandwidth.ts';
 import type { CaseInput, CaseResult } from './case.ts';
 import { chartSpec, renderSvg, type PlotPoint } from './plot.ts';
+import { buildTriad, defaultTriadArrayBytes, DEFAULT_TRIAD_REPS, runTriad, type TriadResult } from './triad.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const BATCH = 8;
@@ -87,6 +91,12 @@ function windowLabel(w: number | undefined): string {
   return w === undefined ? `sink 4 + window ${DEFAULT_WINDOW}` : `sink 4 + window ${w} (wider draft)`;
 }
 
+function alignedTable(head: string[], rows: string[][], leftColumns: number): string {
+  const all = [head, ...rows];
+  const w = head.map((_, c) => Math.max(...all.map((r) => r[c].length)));
+  return all.map((r) => r.map((x, c) => (c < leftColumns ? x.padEnd(w[c]) : x.padStart(w[c]))).join('  ')).join('\n') + '\n';
+}
+
 function table(results: readonly CaseResult[]): string {
   const mb = (b: number) => (b / 2 ** 20).toFixed(0);
   const head = ['model', 'context', 'draft', 'AR tok/s', 'spec tok/s', 'speedup', 'accept', 'tok/round', 'Td/Tar', 'Tv/Tar', 'model speedup', 'same tokens', 'peak RSS MB', 'weights+KV MB'];
@@ -108,9 +118,34 @@ function table(results: readonly CaseResult[]): string {
       mb(r.memory.weightBytes + r.memory.kvBytes),
     ]),
   );
-  const all = [head, ...rows];
-  const w = head.map((_, c) => Math.max(...all.map((r) => r[c].length)));
-  return all.map((r) => r.map((x, c) => (c < 3 ? x.padEnd(w[c]) : x.padStart(w[c]))).join('  ')).join('\n') + '\n';
+  return alignedTable(head, rows, 3);
+}
+
+/** Bytes read per step (MB = 1e6), achieved GB/s and its fraction of the triad, for AR and draft steps. */
+function bandwidthTable(results: readonly CaseWithBandwidth[]): string {
+  const mb = (b: number) => (b / 1e6).toFixed(2);
+  const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+  const head = ['model', 'context', 'draft', 'AR MB/step', 'AR KV share', 'AR GB/s', 'AR/triad', 'draft MB/step', 'draft KV share', 'draft GB/s', 'draft/triad'];
+  const rows = results.flatMap((r) =>
+    r.spec.map((s) => {
+      const a = r.arBandwidth;
+      const d = s.draftBandwidth;
+      return [
+        r.model,
+        String(r.context),
+        windowLabel(s.draftWindow).replace(' (wider draft)', '*'),
+        mb(a.bytesPerStep.total),
+        pct(a.bytesPerStep.kv / a.bytesPerStep.total),
+        fmt(a.gbPerS),
+        pct(a.ofTriad),
+        mb(d.bytesPerStep.total),
+        pct(d.bytesPerStep.kv / d.bytesPerStep.total),
+        fmt(d.gbPerS),
+        pct(d.ofTriad),
+      ];
+    }),
+  );
+  return alignedTable(head, rows, 3);
 }
 
 async function main(): Promise<number> {
@@ -124,11 +159,13 @@ async function main(): Promise<number> {
   const maxSeq = Math.ceil((maxContext + flags.decodeTokens + gamma) / pageSize) * pageSize;
 
   const inputs: CaseInput[] = [];
+  const plans = new Map<string, ModulePlan>();
   for (const m of models) {
     const modelDir = ensureModel(m);
     const config = readModelDir(modelDir);
     const dep = cpuDeploymentFor(base, config, { batch: BUCKETS, maxSeq });
     const built = await buildCpuModule(dep, processIo);
+    plans.set(m, built.plan);
     const common = {
       model: m,
       modelDir,
@@ -146,11 +183,16 @@ async function main(): Promise<number> {
     for (const context of contexts.sort((a, b) => a - b)) inputs.push({ ...common, context, draftWindows: windows });
   }
 
-  const results: CaseResult[] = [];
+  const triadArrayBytes = defaultTriadArrayBytes();
+  process.stderr.write(`STREAM triad: 3 arrays of ${fmt(triadArrayBytes / 2 ** 20)} MiB, best of ${DEFAULT_TRIAD_REPS}\n`);
+  const triad: TriadResult = runTriad(buildTriad(), triadArrayBytes, DEFAULT_TRIAD_REPS);
+  process.stderr.write(`    ${fmt(triad.gbPerS)} GB/s with ${triad.threads} OpenMP thread(s)\n`);
+
+  const results: CaseWithBandwidth[] = [];
   for (const [i, input] of inputs.entries()) {
     process.stderr.write(`[${i + 1}/${inputs.length}] ${input.model}, batch ${input.batch}, context ${input.context}: prefill, then AR and ${input.draftWindows.length} speculative decode(s) of ${input.decodeTokens} tokens\n`);
     const t = performance.now();
-    results.push(runChild(input));
+    results.push(caseBandwidth(plans.get(input.model)!, runChild(input), input.decodeTokens, triad.gbPerS));
     process.stderr.write(`    done in ${((performance.now() - t) / 1000).toFixed(1)} s\n`);
   }
 
@@ -160,7 +202,7 @@ async function main(): Promise<number> {
   const svgPath = join(flags.out, `${date}.svg`);
   const machine = { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, memoryBytes: totalmem(), node: process.version };
   const elapsedS = (performance.now() - t0) / 1000;
-  writeFileSync(jsonPath, `${JSON.stringify({ date, machine, flags, deployment: 'default passes (dsl/default.ts) on the cpu, bf16', buckets: BUCKETS, gamma, results, elapsedS }, null, 2)}\n`);
+  writeFileSync(jsonPath, `${JSON.stringify({ date, machine, flags, deployment: 'default passes (dsl/default.ts) on the cpu, bf16', buckets: BUCKETS, gamma, triad, results, elapsedS }, null, 2)}\n`);
   const points: PlotPoint[] = results.flatMap((r) =>
     r.spec.map((s) => ({
       series: `${r.model}, ${windowLabel(s.draftWindow)}`,
@@ -169,11 +211,16 @@ async function main(): Promise<number> {
       specTokensPerS: s.summary.tokensPerS,
       speedup: s.speedup,
       acceptance: s.summary.acceptance,
+      arOfTriad: r.arBandwidth.ofTriad,
+      draftOfTriad: s.draftBandwidth.ofTriad,
     })),
   );
   writeFileSync(svgPath, await renderSvg(chartSpec(points, `magicdec self-speculative decoding, random-weight models, batch ${BATCH}, CPU (${machine.cores} cores)`)));
 
   process.stdout.write(table(results));
+  process.stdout.write(`\nMemory traffic per step (weights once + the KV positions the pass reads; bench/traffic.ts) over the step's time,\n`);
+  process.stdout.write(`against a STREAM triad of ${fmt(triad.gbPerS)} GB/s (best of ${triad.reps}, 3 x ${fmt(triad.arrayBytes / 2 ** 20)} MiB, ${triad.threads} thread(s)) measured in this run:\n`);
+  process.stdout.write(bandwidthTable(results));
   process.stdout.write(
     `\nTd/Tar, Tv/Tar: one draft step / one verification pass over one AR step; model speedup = tok/round / (gamma * Td/Tar + Tv/Tar), gamma ${gamma}.\n` +
       `* a wider draft window than the default deployment's, to show the acceptance / draft cost trade-off.\n` +
