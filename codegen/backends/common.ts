@@ -99,7 +99,7 @@ export function cDouble(x: number): string {
   return /[.e]/.test(s) ? s : `${s}.0`;
 }
 
-/** Storage dtypes: the C type of one element and the bit conversions md_storage.h provides. */
+/** Storage dtypes (CPU backend): the C type of one element and the bit conversions md_cpu.h (templates/cpu/md_cpu.h.hbs) defines. */
 export const STORAGE: Readonly<Record<DType, { ctype: string; bytes: number; widen: string; narrow: string }>> = {
   fp32: { ctype: 'float', bytes: 4, widen: 'md_f32_from_f32', narrow: 'md_f32_from_f32' },
   bf16: { ctype: 'uint16_t', bytes: 2, widen: 'md_f32_from_bf16', narrow: 'md_bf16_from_f32' },
