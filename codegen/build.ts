@@ -1,9 +1,9 @@
 // Compiles a module's sources into a shared library, in a cache directory keyed by a readable name plus a
-// hash of everything that affects the binary (sources, compiler, flags). An unchanged module never
-// recompiles; a build is written to a temporary directory and renamed into place, so a failed or
-// interrupted build never leaves a half-written cache entry. Object files are cached too, per translation
-// unit, so a module that differs only in its manifest (a new runtime param value) relinks without
-// recompiling a single kernel.
+// hash of everything that affects the binary (sources, compiler, flags, what -march=native resolves to).
+// An unchanged module never recompiles; a build is written to a temporary directory and renamed into
+// place, so a failed or interrupted build never leaves a half-written cache entry. Object files are cached
+// too, per translation unit, so a module that differs only in its manifest (a new runtime param value)
+// relinks without recompiling a single kernel.
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
@@ -11,6 +11,7 @@ import { dirname, join, resolve } from 'node:path';
 import { $, ProcessOutput } from 'zx';
 import type { Target } from '../dsl/deploy.ts';
 import type { EmittedFile } from './backend.ts';
+import { comparePaths } from './module.ts';
 
 // Compiler invocations through zx: arguments are quoted for us, and a failure carries the compiler's stderr.
 const sh = (cwd?: string) => $({ cwd, quiet: true });
@@ -58,17 +59,44 @@ async function compilerVersion(cc: string): Promise<string> {
   }
 }
 
+let nativeTarget: Promise<string> | undefined;
+
+/**
+ * What `-march=native` means on this machine: g++'s resolved target options (ISA extensions, tuning),
+ * hashed. Asked once per process. Without it in the cache keys, a cache directory shared between hosts
+ * could hand one CPU objects built for another's instruction set.
+ */
+export function nativeTargetHash(): Promise<string> {
+  nativeTarget ??= sh()`g++ -march=native -Q --help=target`.then(
+    (o) => createHash('sha256').update(o.stdout).digest('hex').slice(0, 16),
+    (e) => {
+      nativeTarget = undefined;
+      throw new BuildError(`could not ask g++ what -march=native means here:\n${stderrOf(e)}`);
+    },
+  );
+  return nativeTarget;
+}
+
+/** Everything about the toolchain a build depends on: compiler version, flags, and the resolved native target. */
+export async function toolchainKey(target: Target): Promise<string> {
+  const tc = compilerFor(target);
+  const version = await compilerVersion(tc.cc);
+  const native = target === 'cpu' ? [`native-target:${await nativeTargetHash()}`] : [];
+  return [version, ...tc.compile, ...native].join(' ');
+}
+
+/** Hash of `extra` and the files, in code-unit path order (never locale order: the same on every machine). */
 export function sourcesHash(files: readonly EmittedFile[], extra: string): string {
   const h = createHash('sha256').update(extra);
-  for (const f of [...files].sort((a, b) => a.path.localeCompare(b.path))) h.update(`\0${f.path}\0${f.contents}`);
+  for (const f of [...files].sort((a, b) => comparePaths(a.path, b.path))) h.update(`\0${f.path}\0${f.contents}`);
   return h.digest('hex').slice(0, 16);
 }
 
 export async function buildModule(opts: BuildOptions): Promise<BuiltModule> {
   const tc = compilerFor(opts.target);
-  const version = await compilerVersion(tc.cc);
+  const toolchain = await toolchainKey(opts.target);
   const common = readdirSync(TEMPLATES_COMMON).map((f) => ({ path: `common/${f}`, contents: readFileSync(join(TEMPLATES_COMMON, f), 'utf8') }));
-  const hash = sourcesHash([...opts.files, ...common], [version, ...tc.compile, ...tc.link].join(' '));
+  const hash = sourcesHash([...opts.files, ...common], [toolchain, ...tc.link].join(' '));
   const cache = opts.cacheDir ?? DEFAULT_CACHE;
   const dir = join(cache, `${opts.name}-${hash}`);
   const library = join(dir, 'libmodule.so');
@@ -90,7 +118,7 @@ export async function buildModule(opts: BuildOptions): Promise<BuiltModule> {
     const compiled: string[] = [];
     const objects = await pool(units, Math.max(1, cpus().length), async (unit) => {
       const source = opts.files.find((f) => f.path === unit)!;
-      const obj = join(objectsDir, `${sourcesHash([source, ...headers], `${unit}\0${version}\0${tc.compile.join(' ')}`)}.o`);
+      const obj = join(objectsDir, `${sourcesHash([source, ...headers], `${unit}\0${toolchain}`)}.o`);
       if (!existsSync(obj)) {
         const part = `${obj}.tmp-${process.pid}-${compiled.length}`;
         try {

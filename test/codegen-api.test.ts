@@ -1,5 +1,7 @@
 // The compiler as a library (`magicdec/codegen`, through the package's self-reference): the same pipeline
 // `magicdec gen --build` runs, and the build cache's guarantees.
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -53,5 +55,29 @@ describe('magicdec/codegen', () => {
     expect((err as Error).message).toMatch(/g\+\+ failed on gemm\.cpp/);
     expect((err as Error).message).toMatch(/this is not C\+\+/);
     expect(readdirSync(cache)).toEqual(before);
+  });
+});
+
+describe('build cache keys', () => {
+  it('sourcesHash sorts paths by code unit, not by locale, and ignores input order', async () => {
+    const { sourcesHash } = await import('../codegen/build.ts');
+    // Locale order is _x.h, a.h, b.h, B.h; code-unit order (the same everywhere) is B.h, _x.h, a.h, b.h.
+    const files = ['a.h', 'B.h', '_x.h', 'b.h'].map((path) => ({ path, contents: `// ${path}\n` }));
+    const byCodeUnit = [...files].sort((x, y) => (x.path < y.path ? -1 : 1));
+    expect(byCodeUnit.map((f) => f.path)).toEqual(['B.h', '_x.h', 'a.h', 'b.h']);
+    const h = createHash('sha256').update('extra');
+    for (const f of byCodeUnit) h.update(`\0${f.path}\0${f.contents}`);
+    expect(sourcesHash(files, 'extra')).toBe(h.digest('hex').slice(0, 16));
+    expect(sourcesHash([...files].reverse(), 'extra')).toBe(sourcesHash(files, 'extra'));
+  });
+
+  it("cpu keys hold what -march=native resolves to on this host, not just the literal flag", async () => {
+    const { toolchainKey, nativeTargetHash } = await import('../codegen/build.ts');
+    const resolved = execFileSync('g++', ['-march=native', '-Q', '--help=target'], { encoding: 'utf8' });
+    const expected = createHash('sha256').update(resolved).digest('hex').slice(0, 16);
+    expect(await nativeTargetHash()).toBe(expected);
+    const key = await toolchainKey('cpu');
+    expect(key).toContain('-march=native');
+    expect(key).toContain(`native-target:${expected}`);
   });
 });
