@@ -85,11 +85,15 @@ MD_API int md_engine_set_param(md_engine* engine, const char* pass, const char* 
 /** Queues a request; returns its id (> 0) or -1. opts may be NULL (defaults). */
 MD_API int64_t md_engine_add_request(md_engine* engine, const int32_t* prompt, int32_t prompt_len, const md_request_options* opts);
 
-/** Runs one prefill chunk or decode round. Returns the number of live (queued or running) requests, or -1
- *  if a kernel failed (the batch's requests are then MD_REQ_FAILED; the engine stays usable). */
+/** Runs one prefill chunk or decode round (a prefill chunk whenever a prompt is still being fed: decoding
+ *  requests wait while prompts keep arriving). Returns the number of live (queued or running) requests, or
+ *  -1 if a request failed in this step: a failing kernel fails exactly the requests with rows in that
+ *  forward pass (MD_REQ_FAILED, md_request_error); md_last_error names the first. Other requests and the
+ *  engine go on: keep stepping while md_engine_stats_get reports live requests. */
 MD_API int md_engine_step(md_engine* engine);
 
-/** Steps until no request is live. Returns 0 or -1 as md_engine_step. */
+/** Steps until no request is live, also past failed requests. Returns 0 if none failed, else -1 with the
+ *  first failure (and how many requests failed) in md_last_error. */
 MD_API int md_engine_run(md_engine* engine);
 
 /** Copies up to cap generated tokens of a request into out; returns how many it has, or -1. */

@@ -311,7 +311,7 @@ class CheckWorker : public Napi::AsyncWorker {
   void Execute() override {
     try {
       md::DType t;
-      if (!md::parse_dtype(dtype_, &t) || (dtype_ != "bf16" && dtype_ != "fp16" && dtype_ != "fp32"))
+      if (!md::parse_storage_dtype(dtype_, &t))
         throw md::Error("dtype '" + dtype_ + "' is not bf16, fp16 or fp32");
       auto w = md::ModelWeights::load(dir_, t);
       const md::ModelConfig& c = w->config();

@@ -50,6 +50,22 @@ const md::Request& request_of(md_engine* e, int64_t id) {
   return *r;
 }
 
+/** Counts the failed requests among a step's events; the first one's "request <id>: <error>" goes to *first. */
+int count_failures(const std::vector<md::StepEvent>& events, std::string* first) {
+  int n = 0;
+  for (const md::StepEvent& ev : events) {
+    if (ev.error.empty()) continue;
+    if (first->empty()) *first = "request " + std::to_string(ev.id) + ": " + ev.error;
+    ++n;
+  }
+  return n;
+}
+
+/** The message for `n` failed requests, the first described by `first`. */
+std::string failure_message(int n, const std::string& first) {
+  return n == 1 ? first : first + " (" + std::to_string(n) + " requests failed)";
+}
+
 }  // namespace
 
 extern "C" {
@@ -134,19 +150,24 @@ int md_engine_step(md_engine* e) {
   return guarded(
       [&]() {
         md::Engine& eng = engine_of(e);
-        std::vector<md::StepEvent> events = eng.step();
-        for (const md::StepEvent& ev : events)
-          if (!ev.error.empty()) return fail("request " + std::to_string(ev.id) + ": " + ev.error);
-        return eng.live();
+        std::string first;
+        const int failed = count_failures(eng.step(), &first);
+        return failed ? fail(failure_message(failed, first)) : eng.live();
       },
       -1);
 }
 
 int md_engine_run(md_engine* e) {
-  int live;
-  while ((live = md_engine_step(e)) > 0) {
-  }
-  return live < 0 ? -1 : 0;
+  return guarded(
+      [&]() {
+        md::Engine& eng = engine_of(e);
+        // A failed request does not stop the others: step until none is live, then report the failures.
+        std::string first;
+        int failed = 0;
+        while (eng.live() > 0) failed += count_failures(eng.step(), &first);
+        return failed ? fail(failure_message(failed, first)) : 0;
+      },
+      -1);
 }
 
 int32_t md_request_tokens(md_engine* e, int64_t id, int32_t* out, int32_t cap) {
@@ -246,7 +267,7 @@ int md_model_check(const char* model_dir, const char* dtype) {
       [&]() {
         if (!model_dir || !dtype) throw md::Error("md_model_check: model_dir and dtype must not be NULL");
         md::DType t;
-        if (!md::parse_dtype(dtype, &t) || (std::string(dtype) != "bf16" && std::string(dtype) != "fp16" && std::string(dtype) != "fp32"))
+        if (!md::parse_storage_dtype(dtype, &t))
           throw md::Error(std::string("md_model_check: dtype '") + dtype + "' is not bf16, fp16 or fp32");
         md::ModelWeights::load(model_dir, t);
         return 0;

@@ -22,12 +22,22 @@ const char* dtype_manifest_name(DType t) {
   return "?";
 }
 
-bool parse_dtype(const std::string& s, DType* out) {
-  if (s == "F32" || s == "fp32" || s == "float32") *out = DType::F32;
-  else if (s == "BF16" || s == "bf16" || s == "bfloat16") *out = DType::BF16;
-  else if (s == "F16" || s == "fp16" || s == "float16") *out = DType::F16;
-  else return false;
-  return true;
+bool parse_storage_dtype(const std::string& s, DType* out) {
+  for (DType t : {DType::F32, DType::BF16, DType::F16})
+    if (s == dtype_manifest_name(t)) {
+      *out = t;
+      return true;
+    }
+  return false;
+}
+
+bool parse_safetensors_dtype(const std::string& s, DType* out) {
+  for (DType t : {DType::F32, DType::BF16, DType::F16})
+    if (s == dtype_safetensors_name(t)) {
+      *out = t;
+      return true;
+    }
+  return false;
 }
 
 float f16_to_f32(uint16_t h) {

@@ -15,8 +15,10 @@ inline size_t dtype_size(DType t) { return t == DType::F32 ? 4 : 2; }
 const char* dtype_safetensors_name(DType t);
 /** Manifest / DSL spelling: fp32, bf16, fp16. */
 const char* dtype_manifest_name(DType t);
-/** Parses either spelling; returns false for anything else. */
-bool parse_dtype(const std::string& s, DType* out);
+/** Parses a storage dtype as the manifest and the APIs spell it (bf16, fp16, fp32); false for anything else. */
+bool parse_storage_dtype(const std::string& s, DType* out);
+/** Parses a safetensors header dtype this runtime can load (F32, BF16, F16); false for anything else. */
+bool parse_safetensors_dtype(const std::string& s, DType* out);
 
 inline float bits_to_f32(uint32_t u) {
   float f;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <climits>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -67,7 +68,13 @@ Engine::Engine(const std::string& model_dir, const std::string& module_path, con
                 std::to_string(max_rows_));
   prefill_chunk_ = opts_.prefill_chunk;
   overshoot_ = opts_.mode == Mode::Spec ? gamma_ : 0;
-  if (opts_.kv_pages == 0) opts_.kv_pages = opts_.max_batch * m.pages_per_seq;
+  if (opts_.kv_pages == 0) {
+    const int64_t pages = int64_t(opts_.max_batch) * m.pages_per_seq;
+    if (pages > INT_MAX)
+      throw Error("option kv_pages: the default (max_batch " + std::to_string(opts_.max_batch) + " * pagesPerSeq " +
+                  std::to_string(m.pages_per_seq) + ") exceeds the int32 range; pass kv_pages");
+    opts_.kv_pages = int(pages);
+  }
   if (opts_.kv_pages < 1) throw Error("option kv_pages: must be positive, got " + std::to_string(opts_.kv_pages));
 
   const ModelConfig& c = weights_->config();
@@ -230,11 +237,13 @@ std::vector<StepEvent> Engine::step() {
   std::vector<Request*> involved;
   for (Request* r : slots_)
     if (r) involved.push_back(r);
+  in_pass_.clear();
   try {
     if (!prefill_step(events)) decode_round(events);
   } catch (const std::exception& e) {
-    // The batch's requests fail; the engine, its cache and the queued requests stay usable.
-    for (Request* r : involved) {
+    // Only the requests whose rows were in the failed pass fail: a forward pass writes the cache of its own
+    // slots only, so the others (waiting to prefill or to decode) and the queue stay usable.
+    for (Request* r : in_pass_) {
       if (r->state == RequestState::Done || r->state == RequestState::Failed) continue;
       r->error = e.what();
       finish(*r, FinishReason::Error);
@@ -309,6 +318,7 @@ bool Engine::prefill_step(std::vector<StepEvent>&) {
     for (int i = 0; i < n; ++i) rows.push(r->prompt[size_t(r->prefilled + i)], r->slot, r->prefilled + i);
     r->prefilled += n;
     in_chunk.push_back(r);
+    in_pass_.push_back(r);
     if (r->prefilled == int(r->prompt.size())) {
       lm_rows.push_back(rows.size() - 1);
       finishing.push_back(r);
@@ -335,6 +345,7 @@ bool Engine::prefill_step(std::vector<StepEvent>&) {
 void Engine::decode_round(std::vector<StepEvent>&) {
   std::vector<Request*> batch = running(RequestState::Decode);
   if (batch.empty()) return;
+  in_pass_ = batch;
   if (opts_.mode == Mode::Spec) spec_round(batch);
   else ar_round(batch);
 }

@@ -96,7 +96,16 @@ class Engine {
   int64_t add_request(const std::vector<int32_t>& prompt, const RequestOptions& opts);
   /**
    * Runs one prefill chunk or one decode round (AR or speculative) and returns what each request got.
-   * A kernel failure fails the requests of that batch (their events carry the error); the engine goes on.
+   *
+   * Scheduling: prefill first. A step runs a prefill chunk whenever any admitted request still has prompt
+   * positions to feed (up to prefill_chunk rows, requests in slot order); only a step with nothing to
+   * prefill runs a decode round, over every decoding request at once. So while prompts keep arriving,
+   * decoding requests wait (time to first token is favoured over inter-token latency); a round never mixes
+   * prefill and decode rows, which keeps each round's bucket and row count predictable for benchmarks.
+   *
+   * Failures: a failing kernel fails exactly the requests with rows in that forward pass (the chunk's
+   * prefilling requests, or the round's decoding batch); their events carry the error. Requests outside
+   * the pass, queued requests and the engine go on.
    */
   std::vector<StepEvent> step();
   /** Requests queued or running. */
@@ -152,6 +161,7 @@ class Engine {
   std::map<int64_t, std::unique_ptr<Request>> requests_;
   std::vector<Request*> queue_;        // admitted in FIFO order
   std::vector<Request*> slots_;        // slot -> request or null
+  std::vector<Request*> in_pass_;      // requests with rows in this step's forward passes: a failure fails these
   mutable std::mutex incoming_mu_;
   std::vector<std::unique_ptr<Request>> incoming_;
   int64_t next_id_ = 1;

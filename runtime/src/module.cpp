@@ -3,6 +3,7 @@
 #include <dlfcn.h>
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
 #include <nlohmann/json.hpp>
 
@@ -22,10 +23,22 @@ const json& field(const json& j, const char* key, const std::string& where) {
   return *it;
 }
 
+// A JSON integer as an int, refusing what get<int>() would silently truncate.
+bool as_int(const json& v, int* out) {
+  if (v.is_number_unsigned()) {
+    if (v.get<uint64_t>() > uint64_t(INT_MAX)) return false;
+  } else if (!v.is_number_integer() || v.get<int64_t>() < INT_MIN || v.get<int64_t>() > INT_MAX) {
+    return false;
+  }
+  *out = int(v.get<int64_t>());
+  return true;
+}
+
 int int_field(const json& j, const char* key, const std::string& where) {
   const json& v = field(j, key, where);
-  if (!v.is_number_integer()) throw Error(where + ": field '" + key + "' must be an integer, got " + v.dump());
-  return v.get<int>();
+  int out;
+  if (!as_int(v, &out)) throw Error(where + ": field '" + key + "' must be an integer in the int32 range, got " + v.dump());
+  return out;
 }
 
 std::string str_field(const json& j, const char* key, const std::string& where) {
@@ -81,21 +94,32 @@ ModuleManifest parse_manifest(const std::string& text, const std::string& where)
   m.hash = str_field(j, "hash", where);
   m.arch = str_field(j, "arch", where);
   std::string dtype = str_field(j, "dtype", where);
-  if (!parse_dtype(dtype, &m.dtype)) throw Error(where + ": field 'dtype' is '" + dtype + "'; expected bf16, fp16 or fp32");
+  if (!parse_storage_dtype(dtype, &m.dtype)) throw Error(where + ": field 'dtype' is '" + dtype + "'; expected bf16, fp16 or fp32");
   m.gamma = int_field(j, "gamma", where);
   if (m.gamma < 1) throw Error(where + ": field 'gamma' must be at least 1");
   const json& b = field(j, "buckets", where);
   if (!b.is_array() || b.empty()) throw Error(where + ": field 'buckets' must be a non-empty list");
   for (const json& x : b) {
-    if (!x.is_number_integer() || x.get<int>() < 1) throw Error(where + ": field 'buckets' must hold positive integers");
-    m.buckets.push_back(x.get<int>());
+    int bucket;
+    if (!as_int(x, &bucket) || bucket < 1) throw Error(where + ": field 'buckets' must hold positive int32 integers, got " + b.dump());
+    // Row counts (bucket * (gamma + 1)) are ints in the ABI.
+    if (int64_t(bucket) * (int64_t(m.gamma) + 1) > INT_MAX)
+      throw Error(where + ": bucket " + std::to_string(bucket) + " * (gamma + 1) rows exceeds the int32 range");
+    m.buckets.push_back(bucket);
   }
   std::sort(m.buckets.begin(), m.buckets.end());
   m.max_seq = int_field(j, "maxSeq", where);
   m.page_size = int_field(j, "pageSize", where);
   m.pages_per_seq = int_field(j, "pagesPerSeq", where);
-  if (m.page_size < 1 || m.max_seq < 1 || m.pages_per_seq * m.page_size < m.max_seq)
-    throw Error(where + ": fields 'maxSeq', 'pageSize', 'pagesPerSeq' are inconsistent");
+  if (m.page_size < 1 || m.max_seq < 1 || m.pages_per_seq < 1)
+    throw Error(where + ": fields 'maxSeq', 'pageSize', 'pagesPerSeq' must be positive");
+  // The cache addresses positions of a sequence (pages_per_seq * page_size of them) with int32.
+  const int64_t capacity = int64_t(m.pages_per_seq) * m.page_size;
+  if (capacity > INT_MAX)
+    throw Error(where + ": pagesPerSeq * pageSize = " + std::to_string(capacity) + " positions exceeds the int32 range");
+  if (capacity < m.max_seq)
+    throw Error(where + ": pagesPerSeq * pageSize = " + std::to_string(capacity) + " positions is less than maxSeq " +
+                std::to_string(m.max_seq));
   const json& passes = field(j, "passes", where);
   m.target_params = read_params(field(passes, "target", where + ".passes"), where + ".passes.target");
   m.draft_params = read_params(field(passes, "draft", where + ".passes"), where + ".passes.draft");
@@ -174,6 +198,9 @@ Module::Module(const std::string& path) : path_(path) {
     const char* text = manifest_fn();
     if (!text) throw Error(path + ": md_module_manifest() returned NULL");
     manifest_ = parse_manifest(text, path + " (manifest)");
+    // A CUDA module's kernels take device pointers; this runtime's buffers live in host memory.
+    if (manifest_.arch != "cpu")
+      throw Error(path + ": built for " + manifest_.arch + "; this runtime runs cpu modules only");
     status_string_ = reinterpret_cast<md_status_string_fn>(symbol("md_status_string"));
     attn_workspace_floats = reinterpret_cast<md_attn_workspace_floats_fn>(symbol("md_attn_workspace_floats"));
     embed = reinterpret_cast<md_embed_fn>(symbol("md_embed"));
@@ -182,7 +209,6 @@ Module::Module(const std::string& path) : path_(path) {
     add = reinterpret_cast<md_add_fn>(symbol("md_add"));
     swiglu = reinterpret_cast<md_swiglu_fn>(symbol("md_swiglu"));
     rope_append = reinterpret_cast<md_rope_append_fn>(symbol("md_rope_append"));
-    argmax = reinterpret_cast<md_argmax_fn>(symbol("md_argmax"));
     verify_greedy = reinterpret_cast<md_verify_greedy_fn>(symbol("md_verify_greedy"));
     for (int b : manifest_.buckets) {
       std::string s = "_b" + std::to_string(b);
@@ -194,7 +220,6 @@ Module::Module(const std::string& path) : path_(path) {
       k.gemm_o = reinterpret_cast<md_gemm_fn>(symbol("md_gemm_o" + s));
       k.gemm_gate_up = reinterpret_cast<md_gemm_fn>(symbol("md_gemm_gate_up" + s));
       k.gemm_down = reinterpret_cast<md_gemm_fn>(symbol("md_gemm_down" + s));
-      k.gemm_lm_head = reinterpret_cast<md_gemm_fn>(symbol("md_gemm_lm_head" + s));
       k.attn_target = reinterpret_cast<md_attn_fn>(symbol("md_attn_target" + s));
       k.attn_draft = reinterpret_cast<md_attn_fn>(symbol("md_attn_draft" + s));
       k.lm_head_argmax = reinterpret_cast<md_lm_head_argmax_fn>(symbol("md_lm_head_argmax" + s));

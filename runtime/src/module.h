@@ -23,7 +23,7 @@ struct PassParam {
 struct BucketKernels {
   int bucket = 0;
   int max_rows = 0;
-  md_gemm_fn gemm_q, gemm_kv, gemm_o, gemm_gate_up, gemm_down, gemm_lm_head;
+  md_gemm_fn gemm_q, gemm_kv, gemm_o, gemm_gate_up, gemm_down;  // the LM head runs fused: lm_head_argmax
   md_attn_fn attn_target, attn_draft;
   md_lm_head_argmax_fn lm_head_argmax;
 };
@@ -70,7 +70,6 @@ class Module {
   md_add_fn add;
   md_swiglu_fn swiglu;
   md_rope_append_fn rope_append;
-  md_argmax_fn argmax;
   md_verify_greedy_fn verify_greedy;
   md_attn_workspace_floats_fn attn_workspace_floats;
 

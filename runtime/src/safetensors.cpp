@@ -18,6 +18,14 @@ namespace md {
 
 using nlohmann::json;
 
+namespace {
+
+// The same cap as model/safetensors.ts (MAX_HEADER_BYTES): a header is tensor names and shapes, so a
+// larger one is a broken or hostile file, not a model.
+constexpr uint64_t kMaxHeaderBytes = 100'000'000;
+
+}  // namespace
+
 MappedFile::MappedFile(const std::string& path) : path_(path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw Error(path + ": cannot open: " + std::strerror(errno));
@@ -62,6 +70,9 @@ void SafetensorsSet::add_file(const std::string& path) {
   if (header_len > size - 8)
     throw Error(path + ": header length " + std::to_string(header_len) + " runs past the end of the file (" +
                 std::to_string(size) + " bytes)");
+  if (header_len > kMaxHeaderBytes)
+    throw Error(path + ": header length " + std::to_string(header_len) + " exceeds the " +
+                std::to_string(kMaxHeaderBytes) + "-byte limit");
   json header;
   try {
     header = json::parse(base + 8, base + 8 + header_len);
@@ -102,9 +113,12 @@ void SafetensorsSet::add_file(const std::string& path) {
     if (b > e || e > data_size)
       throw Error(where + ": data_offsets [" + std::to_string(b) + ", " + std::to_string(e) +
                   "] fall outside the data section (" + std::to_string(data_size) + " bytes)");
-    if (e - b != numel * elem)
+    uint64_t need;
+    if (__builtin_mul_overflow(numel, uint64_t(elem), &need))
+      throw Error(where + ": shape " + sh->dump() + " of " + t.dtype + " needs more than 2^64 bytes");
+    if (e - b != need)
       throw Error(where + ": data_offsets span " + std::to_string(e - b) + " bytes but shape " + sh->dump() + " of " +
-                  t.dtype + " needs " + std::to_string(numel * elem));
+                  t.dtype + " needs " + std::to_string(need));
     t.data = data + b;
     t.nbytes = size_t(e - b);
     if (!index_.empty()) {

@@ -23,8 +23,7 @@ const void* ModelWeights::take(const std::string& name, std::vector<int64_t> sha
     throw Error(dir_ + ": tensor '" + name + "' is missing (expected shape " + shape_str(shape) + ")");
   }
   DType from;
-  bool known = t->dtype == "F32" || t->dtype == "BF16" || t->dtype == "F16";
-  if (!known || !parse_dtype(t->dtype, &from))
+  if (!parse_safetensors_dtype(t->dtype, &from))
     throw Error(t->file + ": tensor '" + name + "' has dtype " + t->dtype + "; supported: F32, BF16, F16");
   if (t->shape != shape)
     throw Error(t->file + ": tensor '" + name + "' has shape " + shape_str(t->shape) + ", config.json implies " +

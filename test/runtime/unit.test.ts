@@ -1,4 +1,4 @@
-// The runtime's C++ unit checks (KV page allocator, dtype conversions, config.json parsing) and the C API's
+// The runtime's C++ unit checks (KV page allocator, dtypes, config.json and manifest parsing) and the C API's
 // error paths, through the programs runtime/CMakeLists.txt builds.
 import { describe, expect, it } from 'vitest';
 import { buildRuntime, runProgram } from './build-runtime.ts';
@@ -6,7 +6,7 @@ import { buildRuntime, runProgram } from './build-runtime.ts';
 describe('runtime C++ and C programs', () => {
   const b = buildRuntime();
 
-  it('passes the C++ unit checks (KV allocator, dtypes, config parsing)', () => {
+  it('passes the C++ unit checks (KV allocator, dtypes and their spellings, config and manifest parsing)', () => {
     const r = runProgram(b.unit, []);
     expect(r.stdout).toContain('all runtime unit checks passed');
     expect(r.status).toBe(0);

@@ -1,5 +1,5 @@
 // C++ unit tests of runtime pieces that need no module: the KV page allocator, dtype conversions and
-// config.json parsing. Run by test/runtime/unit.test.ts; prints one line per failure and exits non-zero.
+// spellings, config.json parsing and manifest parsing. Run by test/runtime/unit.test.ts; prints one line per failure and exits non-zero.
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -10,6 +10,7 @@
 #include "error.h"
 #include "kv_cache.h"
 #include "model_config.h"
+#include "module.h"
 
 static int failures = 0;
 #define CHECK(cond)                                                   \
@@ -153,10 +154,57 @@ static void test_config() {
   CHECK(contains(error_of([] { md::load_model_config("/nonexistent-dir"); }), "/nonexistent-dir/config.json: cannot open"));
 }
 
+// Storage dtypes (manifest, APIs) and safetensors dtypes are separate vocabularies: neither parser takes
+// the other's spelling.
+static void test_dtype_names() {
+  using namespace md;
+  DType t = DType::F32;
+  CHECK(parse_storage_dtype("bf16", &t) && t == DType::BF16);
+  CHECK(parse_storage_dtype("fp16", &t) && t == DType::F16);
+  CHECK(parse_storage_dtype("fp32", &t) && t == DType::F32);
+  CHECK(parse_safetensors_dtype("BF16", &t) && t == DType::BF16);
+  CHECK(parse_safetensors_dtype("F16", &t) && t == DType::F16);
+  CHECK(parse_safetensors_dtype("F32", &t) && t == DType::F32);
+  for (const char* bad : {"BF16", "F32", "bfloat16", "float32", "int8", ""}) CHECK(!parse_storage_dtype(bad, &t));
+  for (const char* bad : {"bf16", "fp32", "float16", "F64", "I16", ""}) CHECK(!parse_safetensors_dtype(bad, &t));
+}
+
+static const char* kManifest =
+    R"({"format":1,"name":"m","hash":"h","arch":"cpu","dtype":"bf16","gamma":3,"buckets":[1,8],
+        "maxSeq":4096,"pageSize":64,"pagesPerSeq":64,
+        "passes":{"target":{"params":[]},
+                  "draft":{"params":[{"key":"kv_window","name":"window","ty":"i32","value":32,"index":0}]}},
+        "verify":{"mode":"greedy"}})";
+
+static void test_manifest() {
+  md::ModuleManifest m = md::parse_manifest(kManifest, "m.so (manifest)");
+  CHECK(m.arch == "cpu" && m.dtype == md::DType::BF16 && m.gamma == 3 && m.buckets.size() == 2 && m.max_seq == 4096);
+  CHECK(m.draft_params.size() == 1 && m.draft_params[0].i32 && m.draft_params[0].value == 32);
+  auto err = [](const std::string& from, const std::string& to) {
+    std::string s = kManifest;
+    s.replace(s.find(from), from.size(), to);
+    return error_of([&] { md::parse_manifest(s, "m.so (manifest)"); });
+  };
+  // Integers past int32 are refused, not truncated (4294967299 would read as 3).
+  CHECK(contains(err("\"gamma\":3", "\"gamma\":4294967299"), "m.so (manifest): field 'gamma' must be an integer in the int32 range, got 4294967299"));
+  CHECK(contains(err("\"maxSeq\":4096", "\"maxSeq\":-4294963200"), "field 'maxSeq' must be an integer in the int32 range"));
+  CHECK(contains(err("\"gamma\":3", "\"gamma\":3.5"), "field 'gamma' must be an integer in the int32 range, got 3.5"));
+  CHECK(contains(err("[1,8]", "[1,4294967304]"), "field 'buckets' must hold positive int32 integers, got [1,4294967304]"));
+  CHECK(contains(err("[1,8]", "[1,1073741824]"), "bucket 1073741824 * (gamma + 1) rows exceeds the int32 range"));
+  // pagesPerSeq * pageSize is computed without overflow: 65537 * 65536 wraps to 65536 in int32.
+  CHECK(contains(err("\"maxSeq\":4096,\"pageSize\":64,\"pagesPerSeq\":64", "\"maxSeq\":65536,\"pageSize\":65536,\"pagesPerSeq\":65537"),
+                 "pagesPerSeq * pageSize = 4295032832 positions exceeds the int32 range"));
+  CHECK(contains(err("\"pagesPerSeq\":64", "\"pagesPerSeq\":63"), "pagesPerSeq * pageSize = 4032 positions is less than maxSeq 4096"));
+  CHECK(contains(err("\"pagesPerSeq\":64", "\"pagesPerSeq\":0"), "fields 'maxSeq', 'pageSize', 'pagesPerSeq' must be positive"));
+  CHECK(contains(err("\"dtype\":\"bf16\"", "\"dtype\":\"BF16\""), "field 'dtype' is 'BF16'; expected bf16, fp16 or fp32"));
+}
+
 int main() {
   test_kv_cache();
   test_dtype();
+  test_dtype_names();
   test_config();
+  test_manifest();
   if (failures) {
     std::printf("%d check(s) failed\n", failures);
     return 1;
