@@ -58,23 +58,45 @@ export function buildTriad(cacheDir: string = TRIAD_CACHE): string {
   return exe;
 }
 
-/** Size of the largest cache at the highest level (Linux sysfs, cpu0), or undefined when unreadable. */
-export function lastLevelCacheBytes(sysCacheDir = '/sys/devices/system/cpu/cpu0/cache'): number | undefined {
-  let best: { level: number; bytes: number } | undefined;
+interface CacheLevel {
+  readonly level: number;
+  readonly bytes: number;
+  /** CPUs sharing this cache instance (sysfs shared_cpu_list), which identifies the instance. */
+  readonly shared: string;
+}
+
+/** The data/unified cache of the highest level one CPU's sysfs cache directory lists. */
+function lastLevelOf(cpuCacheDir: string): CacheLevel | undefined {
+  let best: CacheLevel | undefined;
+  for (const d of readdirSync(cpuCacheDir).filter((x) => /^index\d+$/.test(x))) {
+    const read = (f: string) => readFileSync(join(cpuCacheDir, d, f), 'utf8').trim();
+    if (read('type') === 'Instruction') continue;
+    const level = Number(read('level'));
+    const m = /^(\d+)([KMG]?)$/.exec(read('size'));
+    if (!m || !Number.isInteger(level)) continue;
+    const bytes = Number(m[1]) * { '': 1, K: 2 ** 10, M: 2 ** 20, G: 2 ** 30 }[m[2] as '' | 'K' | 'M' | 'G'];
+    if (!best || level > best.level || (level === best.level && bytes > best.bytes)) best = { level, bytes, shared: read('shared_cpu_list') };
+  }
+  return best;
+}
+
+/**
+ * Total bytes of the last-level caches the machine's CPUs use, each instance once (STREAM sizes its arrays
+ * against the sum of all last-level caches), from Linux sysfs; undefined when unreadable.
+ */
+export function lastLevelCacheBytes(sysCpuDir = '/sys/devices/system/cpu'): number | undefined {
   try {
-    for (const d of readdirSync(sysCacheDir).filter((x) => /^index\d+$/.test(x))) {
-      const type = readFileSync(join(sysCacheDir, d, 'type'), 'utf8').trim();
-      if (type === 'Instruction') continue;
-      const level = Number(readFileSync(join(sysCacheDir, d, 'level'), 'utf8'));
-      const m = /^(\d+)([KMG]?)$/.exec(readFileSync(join(sysCacheDir, d, 'size'), 'utf8').trim());
-      if (!m || !Number.isInteger(level)) continue;
-      const bytes = Number(m[1]) * { '': 1, K: 2 ** 10, M: 2 ** 20, G: 2 ** 30 }[m[2] as '' | 'K' | 'M' | 'G'];
-      if (!best || level > best.level || (level === best.level && bytes > best.bytes)) best = { level, bytes };
+    const instances = new Map<string, number>();
+    for (const cpu of readdirSync(sysCpuDir).filter((x) => /^cpu\d+$/.test(x))) {
+      const cacheDir = join(sysCpuDir, cpu, 'cache');
+      if (!existsSync(cacheDir)) continue;
+      const llc = lastLevelOf(cacheDir);
+      if (llc) instances.set(`${llc.level}:${llc.shared}`, llc.bytes);
     }
+    return instances.size ? [...instances.values()].reduce((a, b) => a + b, 0) : undefined;
   } catch {
     return undefined;
   }
-  return best?.bytes;
 }
 
 /** Bytes per array: 4x the last-level cache (STREAM's rule), at least 128 MiB. */

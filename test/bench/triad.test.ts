@@ -1,5 +1,5 @@
 // The bench's STREAM triad (bench/triad.ts, triad.cpp): built once and cached, a plausible result on small
-// arrays, STREAM's byte count, bad arguments refused, the last-level cache read from a sysfs-shaped tree.
+// arrays, STREAM's byte count, bad arguments refused, the last-level caches read from a sysfs-shaped tree.
 import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -29,19 +29,22 @@ describe('bench triad', () => {
     expect(() => runTriad(exe, 1 << 20, 0)).toThrow('repetitions must be a whole number >= 1, got 0');
   });
 
-  it('sizes arrays from the last-level cache: 4x it, at least 128 MiB', () => {
+  it('sizes arrays from the last-level caches: 4x their sum, each instance once, at least 128 MiB', () => {
     const sys = join(tmp, 'sys');
-    const level = (d: string, type: string, lvl: number, size: string) => {
-      mkdirSync(join(sys, d), { recursive: true });
-      writeFileSync(join(sys, d, 'type'), `${type}\n`);
-      writeFileSync(join(sys, d, 'level'), `${lvl}\n`);
-      writeFileSync(join(sys, d, 'size'), `${size}\n`);
+    const cache = (cpu: number, index: number, type: string, lvl: number, size: string, shared: string) => {
+      const d = join(sys, `cpu${cpu}`, 'cache', `index${index}`);
+      mkdirSync(d, { recursive: true });
+      for (const [f, v] of Object.entries({ type, level: lvl, size, shared_cpu_list: shared })) writeFileSync(join(d, f), `${v}\n`);
     };
-    level('index0', 'Data', 1, '48K');
-    level('index1', 'Instruction', 1, '32K');
-    level('index2', 'Unified', 2, '1024K');
-    level('index3', 'Unified', 3, '96M');
-    expect(lastLevelCacheBytes(sys)).toBe(96 * 2 ** 20);
+    // 4 CPUs, private L1/L2, two L3 instances of 96 MiB shared by CPUs 0-1 and 2-3.
+    for (let cpu = 0; cpu < 4; cpu++) {
+      cache(cpu, 0, 'Data', 1, '48K', String(cpu));
+      cache(cpu, 1, 'Instruction', 1, '32K', String(cpu));
+      cache(cpu, 2, 'Unified', 2, '1024K', String(cpu));
+      cache(cpu, 3, 'Unified', 3, '96M', cpu < 2 ? '0-1' : '2-3');
+    }
+    mkdirSync(join(sys, 'cpufreq'), { recursive: true });
+    expect(lastLevelCacheBytes(sys)).toBe(2 * 96 * 2 ** 20);
     expect(lastLevelCacheBytes(join(tmp, 'absent'))).toBeUndefined();
     expect(defaultTriadArrayBytes(96 * 2 ** 20)).toBe(384 * 2 ** 20);
     expect(defaultTriadArrayBytes(2 ** 20)).toBe(128 * 2 ** 20);
