@@ -6,7 +6,13 @@
 // Soundness rests on monotonicity: every f32 op used on bounds rounds monotonically, and comparisons are
 // phrased so that a NaN bound makes `must` false and `may` true. An op without a monotone rule makes its
 // bounds unknown, and comparisons against an unknown bound are undecided (must false, may true).
-// i32 bound arithmetic assumes positions do not overflow, as the mask itself does.
+// i32 bound arithmetic assumes positions do not overflow, as the mask itself does — except for products:
+// corners of bounds are not value pairs, so a corner product can wrap where no element's product does.
+// An i32 product's bounds are therefore computed in f32 (which cannot wrap) and kept *exact*: an integer
+// of magnitude below 2^24, or the infinity on the safe side. Once a bound of an i32 value is such an f32,
+// every bound derived from it is computed the same way (operands lifted, results checked), because f32
+// rounding of an i32 bound could move it past a value; comparing an exact f32 bound with a rounded i32
+// bound decides like the exact comparison.
 // An f32 value can be NaN strictly inside its bounds (0 * inf, inf - inf, sqrt of a negative, min/max of a
 // NaN operand) while both bounds are numbers, so f32 intervals carry a `nan` condition and a comparison is
 // only certainly true when neither operand may be NaN (a NaN only ever makes lt/le/gt/ge/eq false).
@@ -83,30 +89,32 @@ function abstract(n: Node, args: Abs[]): Abs {
     case 'select':
       return n.ty === 'bool'
         ? selectBool(bool[0], bool[1], bool[2])
-        : { ...selectNum(bool[0], num[1], num[2]), nan: n.ty === 'f32' ? orMaybe(mayBeNaN(num[1]), mayBeNaN(num[2])) : undefined };
+        : { ...selectNum(bool[0], num[1], num[2], n.ty === 'i32'), nan: n.ty === 'f32' ? orMaybe(mayBeNaN(num[1]), mayBeNaN(num[2])) : undefined };
 
     // ---- numbers
     case 'add':
-      return exactOr(n, num, () => ({ lo: both(ir.add, num[0].lo, num[1].lo), hi: both(ir.add, num[0].hi, num[1].hi) }));
+      return exactOr(n, num, ([a, b]) => ({ lo: both(ir.add, a.lo, b.lo), hi: both(ir.add, a.hi, b.hi) }));
     case 'sub':
-      return exactOr(n, num, () => ({ lo: both(ir.sub, num[0].lo, num[1].hi), hi: both(ir.sub, num[0].hi, num[1].lo) }));
+      return exactOr(n, num, ([a, b]) => ({ lo: both(ir.sub, a.lo, b.hi), hi: both(ir.sub, a.hi, b.lo) }));
     case 'neg':
-      return exactOr(n, num, () => ({ lo: num[0].hi && ir.neg(num[0].hi), hi: num[0].lo && ir.neg(num[0].lo) }));
+      return exactOr(n, num, ([a]) => ({ lo: a.hi && ir.neg(a.hi), hi: a.lo && ir.neg(a.lo) }));
     case 'mul':
-      return exactOr(n, num, () => mulBounds(num[0], num[1]));
+      return exactOr(n, num, ([a, b]) => mulBounds(a, b));
     case 'div':
-      return exactOr(n, num, () => divBounds(num[0], num[1]));
+      return exactOr(n, num, ([a, b]) => divBounds(a, b));
     case 'min':
-      return exactOr(n, num, () => ({ lo: both(ir.min, num[0].lo, num[1].lo), hi: pick(ir.min, num[0].hi, num[1].hi) }));
+      return exactOr(n, num, ([a, b]) => ({ lo: both(ir.min, a.lo, b.lo), hi: pick(ir.min, a.hi, b.hi) }));
     case 'max':
-      return exactOr(n, num, () => ({ lo: pick(ir.max, num[0].lo, num[1].lo), hi: both(ir.max, num[0].hi, num[1].hi) }));
+      return exactOr(n, num, ([a, b]) => ({ lo: pick(ir.max, a.lo, b.lo), hi: both(ir.max, a.hi, b.hi) }));
+    case 'tof32':
+      // Monotone; a bound that is already an (exact) f32 converts to itself.
+      return exactOr(n, num, ([a]) => ({ lo: a.lo && ir.toF32(a.lo), hi: a.hi && ir.toF32(a.hi) }));
     case 'floor':
     case 'ceil':
     case 'trunc':
     case 'sqrt':
-    case 'tof32':
       // Monotone non-decreasing (sqrt of a negative bound is NaN, which the comparisons treat as unknown).
-      return exactOr(n, num, () => ({ lo: num[0].lo && rebuild(n, [num[0].lo]), hi: num[0].hi && rebuild(n, [num[0].hi]) }));
+      return exactOr(n, num, ([a]) => ({ lo: a.lo && rebuild(n, [a.lo]), hi: a.hi && rebuild(n, [a.hi]) }));
     case 'abs':
     case 'mod':
     case 'exp':
@@ -122,11 +130,42 @@ function rebuild(n: Node, args: Node[]): Node {
   return ir.Node.make(n.op, n.ty, args, n.value);
 }
 
-/** If every operand is exact, the result is the op itself applied to them; else use the bound rule. */
-function exactOr(n: Node, args: Num[], rule: () => Num): Num {
+/**
+ * If every operand is exact, the result is the op itself applied to them; else use the bound rule. An i32
+ * product, and any i32 op with an operand bound already in f32, works on exact f32 bounds (see the top).
+ */
+function exactOr(n: Node, args: Num[], rule: (args: Num[]) => Num): Num {
   if (args.every(exact)) return point(rebuild(n, args.map((a) => a.lo!)));
-  const r = rule();
+  if (n.ty === 'i32' && (n.op === 'mul' || args.some(hasF32Bound))) {
+    const r = rule(args.map(liftExact));
+    return { lo: r.lo && exactF32(r.lo, 'lo'), hi: r.hi && exactF32(r.hi, 'hi') };
+  }
+  const r = rule(args);
   return n.ty === 'f32' ? { ...r, nan: orMaybe(...args.map(mayBeNaN), interiorNaN(n.op, args)) } : r;
+}
+
+/** Below this magnitude every integer is an f32. */
+const EXACT_LIMIT = 2 ** 24;
+
+const hasF32Bound = (x: Num) => x.lo?.ty === 'f32' || x.hi?.ty === 'f32';
+
+/** An i32 value's bounds as exact f32 bounds. */
+function liftExact(x: Num): Num {
+  return { lo: x.lo && exactF32(x.lo, 'lo'), hi: x.hi && exactF32(x.hi, 'hi') };
+}
+
+/**
+ * A bound of an i32 value as an exact f32: the bound itself when it is an integer below 2^24 in magnitude,
+ * else -inf for a lower bound and +inf for an upper one. f32 rounding is monotone and 2^24 is an f32, so a
+ * result that rounds below 2^24 was below it exactly, hence exact; a NaN (inf * 0) becomes the infinity.
+ */
+function exactF32(b: Node, side: 'lo' | 'hi'): Node {
+  const far = side === 'lo' ? F32_NEG_INF : F32_INF;
+  if (b.ty === 'i32') {
+    const inRange = ir.and(ir.gt(b, ir.constant(-EXACT_LIMIT)), ir.lt(b, ir.constant(EXACT_LIMIT)));
+    return ir.select(inRange, ir.toF32(b), far);
+  }
+  return ir.select(ir.lt(ir.abs(b), ir.constant(EXACT_LIMIT, 'f32')), b, far);
 }
 
 const F32_INF = ir.constant(Infinity);
@@ -238,7 +277,9 @@ function selectBool(c: Bool, x: Bool, y: Bool): Bool {
   };
 }
 
-function selectNum(c: Bool, x: Num, y: Num): Num {
+function selectNum(c: Bool, x: Num, y: Num, i32: boolean): Num {
+  // An i32 select whose branches' bounds differ in type joins them as exact f32 (no i32 bound is rounded).
+  if (i32 && hasF32Bound(x) !== hasF32Bound(y)) [x, y] = [liftExact(x), liftExact(y)];
   const join = (f: (a: Node, b: Node) => Node, a?: Node, b?: Node) =>
     a && b ? ir.select(c.must, a, ir.select(ir.not(c.may), b, f(a, b))) : undefined;
   return { lo: join(ir.min, x.lo, y.lo), hi: join(ir.max, x.hi, y.hi) };

@@ -12,7 +12,7 @@ import * as ir from '../../codegen/ir.ts';
 import { show, topo, type Node } from '../../codegen/ir.ts';
 import { evaluate, type Env } from '../../codegen/interp.ts';
 import { OPS, type Value } from '../../codegen/ops.ts';
-import { classifyTile } from '../../codegen/passes/interval.ts';
+import { classifyTile, type TileClass } from '../../codegen/passes/interval.ts';
 import { fold } from '../../codegen/passes/fold.ts';
 import { substitute } from '../../codegen/plan.ts';
 import { causal, prefixLM, slidingWindow, streaming, window as windowPolicy } from '../../dsl/presets.ts';
@@ -323,5 +323,72 @@ describe('classifyTile precision on the stock masks and policies', () => {
     // Short sequences: sink and window overlap, everything up to q is visible.
     expect(classOf(100, 0, 63)).toBe('full');
     expect(classOf(100, 64, 127)).toBe('partial');
+  });
+});
+
+// ------------------------------------------------------------------------------ i32 products, large values
+
+describe('classifyTile on i32 products whose bound corners leave i32', () => {
+  // X and Y switch together at kv = a, so the corner (X's K, Y's M) of their bounds is never a value pair:
+  // its product may wrap although every element's product fits (29 * 65537 does, 65537 * 65537 does not).
+  // Bound arithmetic must not wrap there, nor round a bound past a value (2^24 + 1 is not an f32).
+  // Only cases where the predicate itself wraps are discarded; the classification is judged as it is.
+  const BIG = [65537, 46341, -46341, 1 << 20, (1 << 24) + 1, -(1 << 24) - 1, (1 << 30) + 7, 3];
+  const ZS = [0, 1_000_000, -1_000_000, (1 << 24) + 2, 29 * 65537, 4_000_000_000];
+
+  function judgeStrict(visible: Node, tile: TileClass, qq: number, p0: number, p1: number, params: Record<string, number>) {
+    const env: Env = { vars: { q: qq, p0, p1 }, params };
+    const must = evaluate(tile.must, env) as boolean;
+    const may = evaluate(tile.may, env) as boolean;
+    const seen: boolean[] = [];
+    for (let k = p0; k <= p1; k++) {
+      const r = evalChecked(visible, { vars: { q: qq, kv: k }, params });
+      if (r.wraps) return undefined;
+      seen.push(r.value as boolean);
+    }
+    return (must && !seen.every(Boolean)) || (!may && seen.some(Boolean)) ? `${show(visible)} q=${qq} [${p0}, ${p1}] ${JSON.stringify(params)} must=${must} may=${may} seen=${seen.map(Number).join('')}` : '';
+  }
+
+  it('is sound for every combination of large factors, thresholds and tiles (exhaustive)', () => {
+    const pk = p('k');
+    const pm = p('m');
+    const sw = ir.lt(kv, pa);
+    const products = [
+      ir.mul(ir.select(sw, kv, pk), ir.select(sw, pm, ir.constant(1))),
+      ir.mul(ir.select(sw, pm, ir.constant(1)), ir.select(sw, kv, pk)),
+      ir.add(ir.mul(ir.select(sw, kv, pk), ir.select(sw, pm, ir.constant(1))), ir.sub(q, kv)),
+      ir.neg(ir.mul(ir.select(sw, ir.sub(q, kv), pk), ir.select(sw, pm, ir.constant(-1)))),
+      ir.mul(ir.mul(ir.select(sw, kv, pk), ir.select(sw, pm, ir.constant(1))), ir.select(sw, ir.constant(1), ir.constant(2))),
+    ];
+    const failures: string[] = [];
+    let judged = 0;
+    for (const x of products)
+      for (const z of ZS)
+        for (const cmp of CMPS)
+          for (const asF32 of [false, true]) {
+            const lhs = asF32 ? ir.toF32(x) : x;
+            const rhs = asF32 ? ir.constant(z, 'f32') : ir.constant(z | 0);
+            const visible = cmp(lhs, rhs);
+            const tile = classifyTile(visible);
+            for (const k of BIG)
+              for (const m of BIG)
+                for (const [p0, p1, a] of [[0, 40, 30], [26, 34, 30], [0, 15, 16], [5, 9, 0]]) {
+                  const r = judgeStrict(visible, tile, 35, p0, p1, { a, k, m });
+                  if (r === undefined) continue;
+                  judged++;
+                  if (r) failures.push(r);
+                }
+          }
+    expect(judged).toBeGreaterThan(10_000);
+    expect(failures.slice(0, 5)).toEqual([]);
+  }, 120_000);
+
+  it('keeps exact, small bounds as they were: a product of small factors still decides tiles', () => {
+    // kv * 3 < 300 over [0, 63] is full, over [100, 163] skipped.
+    const tile = classifyTile(ir.lt(ir.mul(kv, ir.constant(3)), ir.constant(300)));
+    const at = (p0: number, p1: number) => [evaluate(tile.must, { vars: { q: 0, p0, p1 } }), evaluate(tile.may, { vars: { q: 0, p0, p1 } })];
+    expect(at(0, 63)).toEqual([true, true]);
+    expect(at(100, 163)).toEqual([false, false]);
+    expect(at(90, 110)).toEqual([false, true]);
   });
 });
