@@ -68,7 +68,8 @@ export interface Generation {
   stats: RequestStats;
 }
 
-interface NativeEvent {
+/** What the addon's step() reports for one request (runtime/node/binding.cpp). */
+export interface NativeEvent {
   id: number;
   tokens: Int32Array;
   logits?: Float32Array;
@@ -78,7 +79,8 @@ interface NativeEvent {
   stats?: RequestStats;
 }
 
-interface NativeEngine {
+/** The addon's engine, below this wrapper's pump: tests drive it step by step (test/support/runtime-stepper.ts). */
+export interface NativeEngine {
   addRequest(prompt: Int32Array | readonly number[], opts: RequestOptions): number;
   step(): Promise<{ events: NativeEvent[]; live: number }>;
   live(): number;
@@ -88,7 +90,7 @@ interface NativeEngine {
   close(): void;
 }
 
-interface Addon {
+export interface Addon {
   create(modelDir: string, modulePath: string, opts: EngineOptions): Promise<NativeEngine>;
   checkModel(modelDir: string, dtype: string): Promise<string>;
 }

@@ -4,6 +4,10 @@
  *   capi_test check <model_dir> <dtype>    md_model_check: prints "ok" or the error, exit 0 / 1
  *   capi_test generate <model_dir> <module.so> <ar|spec> <gamma> <max_tokens> <tok>...
  *                                          one request; prints the tokens, then its stats as JSON
+ *   capi_test isolate <model_dir> <module.so> <bad_tok> <max_tokens> <tok>...
+ *                                          request A (the prompt) decodes; once it has tokens, request B
+ *                                          (prompt bad_tok, which the module fails on) arrives; md_engine_run
+ *                                          must finish A, fail B and return -1 naming B. Prints A's tokens
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -113,10 +117,63 @@ static int generate(int argc, char** argv) {
   return failures ? 1 : 0;
 }
 
+static int isolate(int argc, char** argv) {
+  if (argc < 7) {
+    fprintf(stderr, "usage: capi_test isolate <model_dir> <module.so> <bad_tok> <max_tokens> <tok>...\n");
+    return 2;
+  }
+  md_engine* e = md_engine_create(argv[2], argv[3], NULL);
+  if (!e) {
+    printf("error: %s\n", md_last_error());
+    return 1;
+  }
+  int n = argc - 6;
+  int32_t* prompt = malloc(sizeof(int32_t) * (size_t)n);
+  for (int i = 0; i < n; ++i) prompt[i] = atoi(argv[6 + i]);
+  md_request_options ro;
+  md_request_options_default(&ro);
+  ro.max_tokens = atoi(argv[5]);
+  ro.ignore_eos = 1;
+  int64_t a = md_engine_add_request(e, prompt, n, &ro);
+  free(prompt);
+  expect(a > 0, "add request A");
+  int32_t out[4096];
+  int steps = 0;
+  while (md_request_tokens(e, a, out, 0) < 1 && steps++ < 100) expect(md_engine_step(e) == 1, "A alone steps");
+  int32_t bad = atoi(argv[4]);
+  int64_t b = md_engine_add_request(e, &bad, 1, &ro);
+  expect(b > 0, "add request B");
+  /* B's prefill fails in the next step: md_engine_step reports it, and A is still live. */
+  expect(md_engine_step(e) == -1, "the step that fails B returns -1");
+  char want[64];
+  snprintf(want, sizeof want, "request %lld: kernel md_embed failed", (long long)b);
+  expect_error(want, "the failed step names B");
+  md_engine_stats es;
+  expect(md_engine_stats_get(e, &es) == 0 && es.live_requests == 1, "A is still live after B failed");
+  /* A later failure (C, same bad prompt) must not stop md_engine_run before A is done. */
+  int64_t c = md_engine_add_request(e, &bad, 1, &ro);
+  expect(md_engine_run(e) == -1, "run reports the failure");
+  snprintf(want, sizeof want, "request %lld: kernel md_embed failed", (long long)c);
+  expect_error(want, "run names the failed request");
+  md_request_stats s;
+  expect(md_request_stats_get(e, a, &s) == 0 && s.state == MD_REQ_DONE && s.finish_reason == MD_FINISH_LENGTH, "A finished normally");
+  expect(md_request_stats_get(e, b, &s) == 0 && s.state == MD_REQ_FAILED && s.finish_reason == MD_FINISH_ERROR, "B failed");
+  expect(md_request_stats_get(e, c, &s) == 0 && s.state == MD_REQ_FAILED, "C failed");
+  const char* berr = md_request_error(e, b);
+  expect(berr && strstr(berr, "kernel md_embed failed: invalid argument") != NULL, "B's error names the kernel");
+  expect(md_engine_stats_get(e, &es) == 0 && es.live_requests == 0, "nothing live");
+  int32_t count = md_request_tokens(e, a, out, 4096);
+  for (int i = 0; i < count; ++i) printf(i ? " %d" : "%d", out[i]);
+  printf("\n");
+  md_engine_destroy(e);
+  return failures ? 1 : 0;
+}
+
 int main(int argc, char** argv) {
   if (argc >= 3 && strcmp(argv[1], "errors") == 0) return errors(argv[2]);
   if (argc == 4 && strcmp(argv[1], "check") == 0) return check(argv[2], argv[3]);
   if (argc >= 2 && strcmp(argv[1], "generate") == 0) return generate(argc, argv);
-  fprintf(stderr, "usage: capi_test errors <lib.so> | check <model_dir> <dtype> | generate ...\n");
+  if (argc >= 2 && strcmp(argv[1], "isolate") == 0) return isolate(argc, argv);
+  fprintf(stderr, "usage: capi_test errors <lib.so> | check <model_dir> <dtype> | generate ... | isolate ...\n");
   return 2;
 }

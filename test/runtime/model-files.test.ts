@@ -1,6 +1,6 @@
 // Model loading: config.json + safetensors (single or sharded) checked tensor by tensor, with errors that
 // name the file, the tensor and what is wrong. Bad files are crafted from a valid random model.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -143,6 +143,26 @@ describe('model loading', () => {
     expect(r.stdout).toContain("tensor 'lm_head.weight': data_offsets");
     writeFileSync(f, good);
     expect(runProgram(b.capi, ['check', dir, 'bf16'])).toEqual({ status: 0, stdout: 'ok\n' });
+  });
+
+  it('refuses a tensor whose byte size overflows 64 bits, even one the model does not use', async () => {
+    const dir = model();
+    const f = st(dir);
+    // 2^31 x 2^31 F64 elements are 2^65 bytes: 0 after a 64-bit wrap, which empty offsets would match.
+    editSafetensors(f, (h) => (h.extra = { dtype: 'F64', shape: [2 ** 31, 2 ** 31], data_offsets: [0, 0] }));
+    await expect(checkModel(dir, 'bf16')).rejects.toThrow(`${f}: tensor 'extra': shape [2147483648,2147483648] of F64 needs more than 2^64 bytes`);
+  });
+
+  it('caps the header at the TypeScript reader\'s 100 MB', async () => {
+    const dir = model();
+    const f = st(dir);
+    // A sparse file: the length field says 100 MB + 1 and the file is long enough to hold it.
+    const len = 100_000_001;
+    const head = Buffer.alloc(8);
+    head.writeBigUInt64LE(BigInt(len));
+    writeFileSync(f, head);
+    truncateSync(f, 8 + len);
+    await expect(checkModel(dir, 'bf16')).rejects.toThrow(`${f}: header length ${len} exceeds the 100000000-byte limit`);
   });
 
   it('requires the Qwen2 q/k/v biases', async () => {

@@ -2,26 +2,7 @@
 // see what each step did: which requests got how many tokens in which round, and when each one finished.
 // (The public Engine wrapper hides step boundaries on purpose; raggedness is only visible here.)
 import { createRequire } from 'node:module';
-import { ADDON_PATH, type EngineOptions, type EngineStats, type RequestOptions, type RequestStats } from '../../runtime/node/index.ts';
-
-/** The addon's native engine, as far as these tests use it (see runtime/node/binding.cpp). */
-interface NativeEngine {
-  addRequest(prompt: readonly number[], opts: RequestOptions): number;
-  step(): Promise<{ events: NativeEvent[]; live: number }>;
-  stats(): EngineStats;
-  setParam(pass: 'target' | 'draft', key: string, value: number): void;
-  close(): void;
-}
-
-interface NativeEvent {
-  id: number;
-  tokens: Int32Array;
-  logits?: Float32Array;
-  finished: boolean;
-  reason: 'none' | 'stop' | 'length' | 'error';
-  error?: string;
-  stats?: RequestStats;
-}
+import { ADDON_PATH, type Addon, type EngineOptions, type EngineStats, type NativeEngine, type RequestOptions, type RequestStats } from '../../runtime/node/index.ts';
 
 export interface Arrival {
   readonly prompt: readonly number[];
@@ -56,7 +37,7 @@ export class Stepper {
   ) {}
 
   static async create(modelDir: string, modulePath: string, vocab: number, opts: EngineOptions): Promise<Stepper> {
-    const addon = createRequire(import.meta.url)(ADDON_PATH) as { create(m: string, p: string, o: EngineOptions): Promise<NativeEngine> };
+    const addon = createRequire(import.meta.url)(ADDON_PATH) as Addon;
     return new Stepper(await addon.create(modelDir, modulePath, { keepLogits: true, ...opts }), vocab);
   }
 
