@@ -13,6 +13,33 @@
 // - Row invariance (DESIGN.md invariant 1): a row's outputs depend only on that row's inputs and absolute
 //   positions, bit for bit — never on `rows`, the bucket, the split count or the thread count.
 //
+// Argument contract. The CPU backend's behaviour is the definition; CUDA matches it wherever the condition
+// is a host value (the arguments themselves), and differs only where it would have to read device memory:
+// - rows < 0, or more than a bucketed kernel's B * (gamma + 1): MD_ERR_ARG. rows == 0 (batch == 0 for
+//   verify_greedy): MD_OK with nothing read or written, pointers may be NULL. Otherwise every pointer is
+//   required (MD_ERR_ARG if NULL) except gemm's bias, lm_head_argmax's logits and, for a pass without
+//   runtime params, md_attn_args.params. pages_per_seq <= 0: MD_ERR_ARG.
+// - gemm_*: the bias is optional for every projection whatever the model: NULL adds nothing, otherwise
+//   bias[n] is added (the runtime passes the model's q/k/v biases, NULL elsewhere).
+// - Values read through pointers (tokens, slots, positions, lengths, page-table entries). The CPU reads
+//   host memory, checks every row before writing anything and returns MD_ERR_ARG for:
+//     embed:       a token outside [0, vocab);
+//     rope_append: slot < 0, pos < 0, pos >= maxSeq, pos / page_size >= pages_per_seq, or a negative
+//                  page-table entry for the row's page;
+//     attn_*:      slot < 0, row_pos < 0, seq_len[slot] < 0 or > min(pages_per_seq * page_size, maxSeq),
+//                  or a negative page-table entry among the slot's first ceil(seq_len / page_size) pages.
+//   CUDA reads device memory. embed still returns MD_ERR_ARG (its kernel raises a flag the host reads back:
+//   one stream synchronisation per call). The others return MD_OK and:
+//     rope_append: a row with slot < 0, pos < 0, pos >= pages_per_seq * page_size or a negative page-table
+//                  entry has q and k rotated but its K/V not stored; a pos in [maxSeq, pages_per_seq *
+//                  page_size) is stored like any other;
+//     attn_*:      a row with slot < 0 or seq_len[slot] <= 0 outputs zeros; a longer seq_len is clamped to
+//                  min(pages_per_seq * page_size, maxChunks * chunk) (maxSeq rounded up to a whole chunk);
+//                  row_pos < 0 only enters the mask and policy; a negative page-table entry within the
+//                  length is used as a page index (an out-of-bounds read: undefined).
+//   Neither backend can check a slot past the page table's last row (its row count is not an argument):
+//   undefined on both.
+//
 // Paged KV cache, per layer: k_cache and v_cache are [num_pages, page_size, num_kv_heads, head_dim];
 // logical page i of slot s is physical page page_table[s * pages_per_seq + i]; position t of slot s lives
 // at page t / page_size, offset t % page_size.
@@ -131,7 +158,7 @@ export const KERNELS: readonly KernelSpec[] = [
       args: [
         { name: 'x', type: 'const float*', doc: '[rows, K]' },
         { name: 'w', type: 'const void*', doc: '[N, K] storage dtype' },
-        { name: 'bias', type: 'const void*', doc: '[N] storage dtype, or NULL' },
+        { name: 'bias', type: 'const void*', doc: '[N] storage dtype, or NULL for none (optional for every projection)' },
         { name: 'y', type: 'float*', doc: '[rows, N]' },
         rows,
         stream,

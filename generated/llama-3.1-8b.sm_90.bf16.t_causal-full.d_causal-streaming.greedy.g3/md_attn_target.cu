@@ -55,9 +55,11 @@ static unsigned md_target_chunk_slots(int32_t rows) {
 static int md_attn_target_launch(const md_attn_args* args, int32_t max_rows) {
   if (!args) return MD_ERR_ARG;
   const md_attn_args a = *args;
-  if (a.rows < 0 || a.rows > max_rows || a.pages_per_seq <= 0) return MD_ERR_ARG;
+  if (a.rows < 0 || a.rows > max_rows) return MD_ERR_ARG;
   if (a.rows == 0) return MD_OK;
   if (!a.q || !a.k_cache || !a.v_cache || !a.page_table || !a.row_seq || !a.row_pos || !a.seq_len || !a.out || !a.workspace) return MD_ERR_ARG;
+  if (a.pages_per_seq <= 0) return MD_ERR_ARG;
+  // Slots, positions and lengths are in device memory: the kernels clamp instead of refusing (codegen/abi.ts, attn).
   cudaStream_t s = (cudaStream_t)a.stream;
   md_attn_chunk_kernel<md_store_t, md_shape_target, md_pass_target>
       <<<dim3(md_target_chunk_slots(a.rows), 8, a.rows), md_shape_target::THREADS, 0, s>>>(a);

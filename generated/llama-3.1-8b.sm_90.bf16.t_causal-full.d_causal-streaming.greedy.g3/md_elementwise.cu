@@ -144,9 +144,11 @@ extern "C" int md_swiglu(const float* gate, const float* up, float* out, int32_t
 
 extern "C" int md_rope_append(float* q, float* k, const float* v, void* k_cache, void* v_cache, const int32_t* page_table,
                               int32_t pages_per_seq, const int32_t* row_seq, const int32_t* row_pos, int32_t rows, void* stream) {
-  if (rows < 0 || pages_per_seq <= 0) return MD_ERR_ARG;
+  if (rows < 0) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
-  if (!q || !k || !v || !k_cache || !v_cache || !page_table || !row_seq || !row_pos) return MD_ERR_ARG;
+  if (!q || !k || !v || !k_cache || !v_cache || !page_table || !row_seq || !row_pos || pages_per_seq <= 0) return MD_ERR_ARG;
+  // Rows' slots and positions are in device memory, so unlike the CPU this does not refuse a row outside
+  // the cache: md_rope_append_kernel rotates it and skips its store (codegen/abi.ts, rope_append).
   md_rope_append_kernel<md_store_t, 32, 8, 128, 64, md_rope><<<rows, 64, 0, (cudaStream_t)stream>>>(
       q, k, v, (md_store_t*)k_cache, (md_store_t*)v_cache, page_table, pages_per_seq, row_seq, row_pos);
   return md_launched();

@@ -5,15 +5,14 @@
 
 typedef __nv_bfloat16 md_store_t;
 
-// ---- q: N = 4096, K = 4096; 4 warps x 2 columns per CTA (512 CTAs), 8-wide K slices.
+// ---- q: N = 4096, K = 4096; 4 warps x 2 columns per CTA (512 CTAs), 8-wide K slices; bias optional.
 
 // Bucket 1: rows <= 4, 4 rows per pass over the weights.
 extern "C" int md_gemm_q_b1(const float* x, const void* w, const void* bias, float* y, int32_t rows, void* stream) {
   if (rows < 0 || rows > 4) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
   if (!x || !w || !y) return MD_ERR_ARG;
-  if (bias) return MD_ERR_ARG;  // this model has no q bias
-  md_gemm_kernel<md_store_t, 4096, 4096, 8, 4, 2, 4, false><<<512, 128, 0, (cudaStream_t)stream>>>(
+  md_gemm_kernel<md_store_t, 4096, 4096, 8, 4, 2, 4><<<512, 128, 0, (cudaStream_t)stream>>>(
       x, (const md_store_t*)w, (const md_store_t*)bias, y, rows);
   return md_launched();
 }
@@ -23,8 +22,7 @@ extern "C" int md_gemm_q_b8(const float* x, const void* w, const void* bias, flo
   if (rows < 0 || rows > 32) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
   if (!x || !w || !y) return MD_ERR_ARG;
-  if (bias) return MD_ERR_ARG;  // this model has no q bias
-  md_gemm_kernel<md_store_t, 4096, 4096, 8, 4, 2, 8, false><<<512, 128, 0, (cudaStream_t)stream>>>(
+  md_gemm_kernel<md_store_t, 4096, 4096, 8, 4, 2, 8><<<512, 128, 0, (cudaStream_t)stream>>>(
       x, (const md_store_t*)w, (const md_store_t*)bias, y, rows);
   return md_launched();
 }
@@ -34,8 +32,7 @@ extern "C" int md_gemm_q_b32(const float* x, const void* w, const void* bias, fl
   if (rows < 0 || rows > 128) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
   if (!x || !w || !y) return MD_ERR_ARG;
-  if (bias) return MD_ERR_ARG;  // this model has no q bias
-  md_gemm_kernel<md_store_t, 4096, 4096, 8, 4, 2, 8, false><<<512, 128, 0, (cudaStream_t)stream>>>(
+  md_gemm_kernel<md_store_t, 4096, 4096, 8, 4, 2, 8><<<512, 128, 0, (cudaStream_t)stream>>>(
       x, (const md_store_t*)w, (const md_store_t*)bias, y, rows);
   return md_launched();
 }
@@ -45,8 +42,7 @@ extern "C" int md_gemm_q_b64(const float* x, const void* w, const void* bias, fl
   if (rows < 0 || rows > 256) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
   if (!x || !w || !y) return MD_ERR_ARG;
-  if (bias) return MD_ERR_ARG;  // this model has no q bias
-  md_gemm_kernel<md_store_t, 4096, 4096, 8, 4, 2, 8, false><<<512, 128, 0, (cudaStream_t)stream>>>(
+  md_gemm_kernel<md_store_t, 4096, 4096, 8, 4, 2, 8><<<512, 128, 0, (cudaStream_t)stream>>>(
       x, (const md_store_t*)w, (const md_store_t*)bias, y, rows);
   return md_launched();
 }
@@ -56,8 +52,7 @@ extern "C" int md_gemm_q_b128(const float* x, const void* w, const void* bias, f
   if (rows < 0 || rows > 512) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
   if (!x || !w || !y) return MD_ERR_ARG;
-  if (bias) return MD_ERR_ARG;  // this model has no q bias
-  md_gemm_kernel<md_store_t, 4096, 4096, 8, 4, 2, 8, false><<<512, 128, 0, (cudaStream_t)stream>>>(
+  md_gemm_kernel<md_store_t, 4096, 4096, 8, 4, 2, 8><<<512, 128, 0, (cudaStream_t)stream>>>(
       x, (const md_store_t*)w, (const md_store_t*)bias, y, rows);
   return md_launched();
 }
@@ -67,21 +62,19 @@ extern "C" int md_gemm_q_b256(const float* x, const void* w, const void* bias, f
   if (rows < 0 || rows > 1024) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
   if (!x || !w || !y) return MD_ERR_ARG;
-  if (bias) return MD_ERR_ARG;  // this model has no q bias
-  md_gemm_kernel<md_store_t, 4096, 4096, 8, 4, 2, 8, false><<<512, 128, 0, (cudaStream_t)stream>>>(
+  md_gemm_kernel<md_store_t, 4096, 4096, 8, 4, 2, 8><<<512, 128, 0, (cudaStream_t)stream>>>(
       x, (const md_store_t*)w, (const md_store_t*)bias, y, rows);
   return md_launched();
 }
 
-// ---- kv: N = 1024, K = 4096; 4 warps x 1 columns per CTA (256 CTAs), 8-wide K slices.
+// ---- kv: N = 1024, K = 4096; 4 warps x 1 columns per CTA (256 CTAs), 8-wide K slices; bias optional.
 
 // Bucket 1: rows <= 4, 4 rows per pass over the weights.
 extern "C" int md_gemm_kv_b1(const float* x, const void* w, const void* bias, float* y, int32_t rows, void* stream) {
   if (rows < 0 || rows > 4) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
   if (!x || !w || !y) return MD_ERR_ARG;
-  if (bias) return MD_ERR_ARG;  // this model has no kv bias
-  md_gemm_kernel<md_store_t, 1024, 4096, 8, 4, 1, 4, false><<<256, 128, 0, (cudaStream_t)stream>>>(
+  md_gemm_kernel<md_store_t, 1024, 4096, 8, 4, 1, 4><<<256, 128, 0, (cudaStream_t)stream>>>(
       x, (const md_store_t*)w, (const md_store_t*)bias, y, rows);
   return md_launched();
 }
@@ -91,8 +84,7 @@ extern "C" int md_gemm_kv_b8(const float* x, const void* w, const void* bias, fl
   if (rows < 0 || rows > 32) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
   if (!x || !w || !y) return MD_ERR_ARG;
-  if (bias) return MD_ERR_ARG;  // this model has no kv bias
-  md_gemm_kernel<md_store_t, 1024, 4096, 8, 4, 1, 8, false><<<256, 128, 0, (cudaStream_t)stream>>>(
+  md_gemm_kernel<md_store_t, 1024, 4096, 8, 4, 1, 8><<<256, 128, 0, (cudaStream_t)stream>>>(
       x, (const md_store_t*)w, (const md_store_t*)bias, y, rows);
   return md_launched();
 }
@@ -102,8 +94,7 @@ extern "C" int md_gemm_kv_b32(const float* x, const void* w, const void* bias, f
   if (rows < 0 || rows > 128) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
   if (!x || !w || !y) return MD_ERR_ARG;
-  if (bias) return MD_ERR_ARG;  // this model has no kv bias
-  md_gemm_kernel<md_store_t, 1024, 4096, 8, 4, 1, 8, false><<<256, 128, 0, (cudaStream_t)stream>>>(
+  md_gemm_kernel<md_store_t, 1024, 4096, 8, 4, 1, 8><<<256, 128, 0, (cudaStream_t)stream>>>(
       x, (const md_store_t*)w, (const md_store_t*)bias, y, rows);
   return md_launched();
 }
@@ -113,8 +104,7 @@ extern "C" int md_gemm_kv_b64(const float* x, const void* w, const void* bias, f
   if (rows < 0 || rows > 256) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
   if (!x || !w || !y) return MD_ERR_ARG;
-  if (bias) return MD_ERR_ARG;  // this model has no kv bias
-  md_gemm_kernel<md_store_t, 1024, 4096, 8, 4, 1, 8, false><<<256, 128, 0, (cudaStream_t)stream>>>(
+  md_gemm_kernel<md_store_t, 1024, 4096, 8, 4, 1, 8><<<256, 128, 0, (cudaStream_t)stream>>>(
       x, (const md_store_t*)w, (const md_store_t*)bias, y, rows);
   return md_launched();
 }
@@ -124,8 +114,7 @@ extern "C" int md_gemm_kv_b128(const float* x, const void* w, const void* bias, 
   if (rows < 0 || rows > 512) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
   if (!x || !w || !y) return MD_ERR_ARG;
-  if (bias) return MD_ERR_ARG;  // this model has no kv bias
-  md_gemm_kernel<md_store_t, 1024, 4096, 8, 4, 1, 8, false><<<256, 128, 0, (cudaStream_t)stream>>>(
+  md_gemm_kernel<md_store_t, 1024, 4096, 8, 4, 1, 8><<<256, 128, 0, (cudaStream_t)stream>>>(
       x, (const md_store_t*)w, (const md_store_t*)bias, y, rows);
   return md_launched();
 }
@@ -135,21 +124,19 @@ extern "C" int md_gemm_kv_b256(const float* x, const void* w, const void* bias, 
   if (rows < 0 || rows > 1024) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
   if (!x || !w || !y) return MD_ERR_ARG;
-  if (bias) return MD_ERR_ARG;  // this model has no kv bias
-  md_gemm_kernel<md_store_t, 1024, 4096, 8, 4, 1, 8, false><<<256, 128, 0, (cudaStream_t)stream>>>(
+  md_gemm_kernel<md_store_t, 1024, 4096, 8, 4, 1, 8><<<256, 128, 0, (cudaStream_t)stream>>>(
       x, (const md_store_t*)w, (const md_store_t*)bias, y, rows);
   return md_launched();
 }
 
-// ---- o: N = 4096, K = 4096; 4 warps x 2 columns per CTA (512 CTAs), 8-wide K slices.
+// ---- o: N = 4096, K = 4096; 4 warps x 2 columns per CTA (512 CTAs), 8-wide K slices; bias optional.
 
 // Bucket 1: rows <= 4, 4 rows per pass over the weights.
 extern "C" int md_gemm_o_b1(const float* x, const void* w, const void* bias, float* y, int32_t rows, void* stream) {
   if (rows < 0 || rows > 4) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
   if (!x || !w || !y) return MD_ERR_ARG;
-  if (bias) return MD_ERR_ARG;  // this model has no o bias
-  md_gemm_kernel<md_store_t, 4096, 4096, 8, 4, 2, 4, false><<<512, 128, 0, (cudaStream_t)stream>>>(
+  md_gemm_kernel<md_store_t, 4096, 4096, 8, 4, 2, 4><<<512, 128, 0, (cudaStream_t)stream>>>(
       x, (const md_store_t*)w, (const md_store_t*)bias, y, rows);
   return md_launched();
 }
@@ -159,8 +146,7 @@ extern "C" int md_gemm_o_b8(const float* x, const void* w, const void* bias, flo
   if (rows < 0 || rows > 32) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
   if (!x || !w || !y) return MD_ERR_ARG;
-  if (bias) return MD_ERR_ARG;  // this model has no o bias
-  md_gemm_kernel<md_store_t, 4096, 4096, 8, 4, 2, 8, false><<<512, 128, 0, (cudaStream_t)stream>>>(
+  md_gemm_kernel<md_store_t, 4096, 4096, 8, 4, 2, 8><<<512, 128, 0, (cudaStream_t)stream>>>(
       x, (const md_store_t*)w, (const md_store_t*)bias, y, rows);
   return md_launched();
 }
@@ -170,8 +156,7 @@ extern "C" int md_gemm_o_b32(const float* x, const void* w, const void* bias, fl
   if (rows < 0 || rows > 128) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
   if (!x || !w || !y) return MD_ERR_ARG;
-  if (bias) return MD_ERR_ARG;  // this model has no o bias
-  md_gemm_kernel<md_store_t, 4096, 4096, 8, 4, 2, 8, false><<<512, 128, 0, (cudaStream_t)stream>>>(
+  md_gemm_kernel<md_store_t, 4096, 4096, 8, 4, 2, 8><<<512, 128, 0, (cudaStream_t)stream>>>(
       x, (const md_store_t*)w, (const md_store_t*)bias, y, rows);
   return md_launched();
 }
@@ -181,8 +166,7 @@ extern "C" int md_gemm_o_b64(const float* x, const void* w, const void* bias, fl
   if (rows < 0 || rows > 256) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
   if (!x || !w || !y) return MD_ERR_ARG;
-  if (bias) return MD_ERR_ARG;  // this model has no o bias
-  md_gemm_kernel<md_store_t, 4096, 4096, 8, 4, 2, 8, false><<<512, 128, 0, (cudaStream_t)stream>>>(
+  md_gemm_kernel<md_store_t, 4096, 4096, 8, 4, 2, 8><<<512, 128, 0, (cudaStream_t)stream>>>(
       x, (const md_store_t*)w, (const md_store_t*)bias, y, rows);
   return md_launched();
 }
@@ -192,8 +176,7 @@ extern "C" int md_gemm_o_b128(const float* x, const void* w, const void* bias, f
   if (rows < 0 || rows > 512) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
   if (!x || !w || !y) return MD_ERR_ARG;
-  if (bias) return MD_ERR_ARG;  // this model has no o bias
-  md_gemm_kernel<md_store_t, 4096, 4096, 8, 4, 2, 8, false><<<512, 128, 0, (cudaStream_t)stream>>>(
+  md_gemm_kernel<md_store_t, 4096, 4096, 8, 4, 2, 8><<<512, 128, 0, (cudaStream_t)stream>>>(
       x, (const md_store_t*)w, (const md_store_t*)bias, y, rows);
   return md_launched();
 }
@@ -203,21 +186,19 @@ extern "C" int md_gemm_o_b256(const float* x, const void* w, const void* bias, f
   if (rows < 0 || rows > 1024) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
   if (!x || !w || !y) return MD_ERR_ARG;
-  if (bias) return MD_ERR_ARG;  // this model has no o bias
-  md_gemm_kernel<md_store_t, 4096, 4096, 8, 4, 2, 8, false><<<512, 128, 0, (cudaStream_t)stream>>>(
+  md_gemm_kernel<md_store_t, 4096, 4096, 8, 4, 2, 8><<<512, 128, 0, (cudaStream_t)stream>>>(
       x, (const md_store_t*)w, (const md_store_t*)bias, y, rows);
   return md_launched();
 }
 
-// ---- gate_up: N = 14336, K = 4096; 4 warps x 4 columns per CTA (896 CTAs), 8-wide K slices.
+// ---- gate_up: N = 14336, K = 4096; 4 warps x 4 columns per CTA (896 CTAs), 8-wide K slices; bias optional.
 
 // Bucket 1: rows <= 4, 4 rows per pass over the weights.
 extern "C" int md_gemm_gate_up_b1(const float* x, const void* w, const void* bias, float* y, int32_t rows, void* stream) {
   if (rows < 0 || rows > 4) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
   if (!x || !w || !y) return MD_ERR_ARG;
-  if (bias) return MD_ERR_ARG;  // this model has no gate_up bias
-  md_gemm_kernel<md_store_t, 14336, 4096, 8, 4, 4, 4, false><<<896, 128, 0, (cudaStream_t)stream>>>(
+  md_gemm_kernel<md_store_t, 14336, 4096, 8, 4, 4, 4><<<896, 128, 0, (cudaStream_t)stream>>>(
       x, (const md_store_t*)w, (const md_store_t*)bias, y, rows);
   return md_launched();
 }
@@ -227,8 +208,7 @@ extern "C" int md_gemm_gate_up_b8(const float* x, const void* w, const void* bia
   if (rows < 0 || rows > 32) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
   if (!x || !w || !y) return MD_ERR_ARG;
-  if (bias) return MD_ERR_ARG;  // this model has no gate_up bias
-  md_gemm_kernel<md_store_t, 14336, 4096, 8, 4, 4, 8, false><<<896, 128, 0, (cudaStream_t)stream>>>(
+  md_gemm_kernel<md_store_t, 14336, 4096, 8, 4, 4, 8><<<896, 128, 0, (cudaStream_t)stream>>>(
       x, (const md_store_t*)w, (const md_store_t*)bias, y, rows);
   return md_launched();
 }
@@ -238,8 +218,7 @@ extern "C" int md_gemm_gate_up_b32(const float* x, const void* w, const void* bi
   if (rows < 0 || rows > 128) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
   if (!x || !w || !y) return MD_ERR_ARG;
-  if (bias) return MD_ERR_ARG;  // this model has no gate_up bias
-  md_gemm_kernel<md_store_t, 14336, 4096, 8, 4, 4, 8, false><<<896, 128, 0, (cudaStream_t)stream>>>(
+  md_gemm_kernel<md_store_t, 14336, 4096, 8, 4, 4, 8><<<896, 128, 0, (cudaStream_t)stream>>>(
       x, (const md_store_t*)w, (const md_store_t*)bias, y, rows);
   return md_launched();
 }
@@ -249,8 +228,7 @@ extern "C" int md_gemm_gate_up_b64(const float* x, const void* w, const void* bi
   if (rows < 0 || rows > 256) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
   if (!x || !w || !y) return MD_ERR_ARG;
-  if (bias) return MD_ERR_ARG;  // this model has no gate_up bias
-  md_gemm_kernel<md_store_t, 14336, 4096, 8, 4, 4, 8, false><<<896, 128, 0, (cudaStream_t)stream>>>(
+  md_gemm_kernel<md_store_t, 14336, 4096, 8, 4, 4, 8><<<896, 128, 0, (cudaStream_t)stream>>>(
       x, (const md_store_t*)w, (const md_store_t*)bias, y, rows);
   return md_launched();
 }
@@ -260,8 +238,7 @@ extern "C" int md_gemm_gate_up_b128(const float* x, const void* w, const void* b
   if (rows < 0 || rows > 512) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
   if (!x || !w || !y) return MD_ERR_ARG;
-  if (bias) return MD_ERR_ARG;  // this model has no gate_up bias
-  md_gemm_kernel<md_store_t, 14336, 4096, 8, 4, 4, 8, false><<<896, 128, 0, (cudaStream_t)stream>>>(
+  md_gemm_kernel<md_store_t, 14336, 4096, 8, 4, 4, 8><<<896, 128, 0, (cudaStream_t)stream>>>(
       x, (const md_store_t*)w, (const md_store_t*)bias, y, rows);
   return md_launched();
 }
@@ -271,21 +248,19 @@ extern "C" int md_gemm_gate_up_b256(const float* x, const void* w, const void* b
   if (rows < 0 || rows > 1024) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
   if (!x || !w || !y) return MD_ERR_ARG;
-  if (bias) return MD_ERR_ARG;  // this model has no gate_up bias
-  md_gemm_kernel<md_store_t, 14336, 4096, 8, 4, 4, 8, false><<<896, 128, 0, (cudaStream_t)stream>>>(
+  md_gemm_kernel<md_store_t, 14336, 4096, 8, 4, 4, 8><<<896, 128, 0, (cudaStream_t)stream>>>(
       x, (const md_store_t*)w, (const md_store_t*)bias, y, rows);
   return md_launched();
 }
 
-// ---- down: N = 4096, K = 14336; 4 warps x 2 columns per CTA (512 CTAs), 8-wide K slices.
+// ---- down: N = 4096, K = 14336; 4 warps x 2 columns per CTA (512 CTAs), 8-wide K slices; bias optional.
 
 // Bucket 1: rows <= 4, 4 rows per pass over the weights.
 extern "C" int md_gemm_down_b1(const float* x, const void* w, const void* bias, float* y, int32_t rows, void* stream) {
   if (rows < 0 || rows > 4) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
   if (!x || !w || !y) return MD_ERR_ARG;
-  if (bias) return MD_ERR_ARG;  // this model has no down bias
-  md_gemm_kernel<md_store_t, 4096, 14336, 8, 4, 2, 4, false><<<512, 128, 0, (cudaStream_t)stream>>>(
+  md_gemm_kernel<md_store_t, 4096, 14336, 8, 4, 2, 4><<<512, 128, 0, (cudaStream_t)stream>>>(
       x, (const md_store_t*)w, (const md_store_t*)bias, y, rows);
   return md_launched();
 }
@@ -295,8 +270,7 @@ extern "C" int md_gemm_down_b8(const float* x, const void* w, const void* bias, 
   if (rows < 0 || rows > 32) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
   if (!x || !w || !y) return MD_ERR_ARG;
-  if (bias) return MD_ERR_ARG;  // this model has no down bias
-  md_gemm_kernel<md_store_t, 4096, 14336, 8, 4, 2, 8, false><<<512, 128, 0, (cudaStream_t)stream>>>(
+  md_gemm_kernel<md_store_t, 4096, 14336, 8, 4, 2, 8><<<512, 128, 0, (cudaStream_t)stream>>>(
       x, (const md_store_t*)w, (const md_store_t*)bias, y, rows);
   return md_launched();
 }
@@ -306,8 +280,7 @@ extern "C" int md_gemm_down_b32(const float* x, const void* w, const void* bias,
   if (rows < 0 || rows > 128) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
   if (!x || !w || !y) return MD_ERR_ARG;
-  if (bias) return MD_ERR_ARG;  // this model has no down bias
-  md_gemm_kernel<md_store_t, 4096, 14336, 8, 4, 2, 8, false><<<512, 128, 0, (cudaStream_t)stream>>>(
+  md_gemm_kernel<md_store_t, 4096, 14336, 8, 4, 2, 8><<<512, 128, 0, (cudaStream_t)stream>>>(
       x, (const md_store_t*)w, (const md_store_t*)bias, y, rows);
   return md_launched();
 }
@@ -317,8 +290,7 @@ extern "C" int md_gemm_down_b64(const float* x, const void* w, const void* bias,
   if (rows < 0 || rows > 256) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
   if (!x || !w || !y) return MD_ERR_ARG;
-  if (bias) return MD_ERR_ARG;  // this model has no down bias
-  md_gemm_kernel<md_store_t, 4096, 14336, 8, 4, 2, 8, false><<<512, 128, 0, (cudaStream_t)stream>>>(
+  md_gemm_kernel<md_store_t, 4096, 14336, 8, 4, 2, 8><<<512, 128, 0, (cudaStream_t)stream>>>(
       x, (const md_store_t*)w, (const md_store_t*)bias, y, rows);
   return md_launched();
 }
@@ -328,8 +300,7 @@ extern "C" int md_gemm_down_b128(const float* x, const void* w, const void* bias
   if (rows < 0 || rows > 512) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
   if (!x || !w || !y) return MD_ERR_ARG;
-  if (bias) return MD_ERR_ARG;  // this model has no down bias
-  md_gemm_kernel<md_store_t, 4096, 14336, 8, 4, 2, 8, false><<<512, 128, 0, (cudaStream_t)stream>>>(
+  md_gemm_kernel<md_store_t, 4096, 14336, 8, 4, 2, 8><<<512, 128, 0, (cudaStream_t)stream>>>(
       x, (const md_store_t*)w, (const md_store_t*)bias, y, rows);
   return md_launched();
 }
@@ -339,21 +310,19 @@ extern "C" int md_gemm_down_b256(const float* x, const void* w, const void* bias
   if (rows < 0 || rows > 1024) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
   if (!x || !w || !y) return MD_ERR_ARG;
-  if (bias) return MD_ERR_ARG;  // this model has no down bias
-  md_gemm_kernel<md_store_t, 4096, 14336, 8, 4, 2, 8, false><<<512, 128, 0, (cudaStream_t)stream>>>(
+  md_gemm_kernel<md_store_t, 4096, 14336, 8, 4, 2, 8><<<512, 128, 0, (cudaStream_t)stream>>>(
       x, (const md_store_t*)w, (const md_store_t*)bias, y, rows);
   return md_launched();
 }
 
-// ---- lm_head: N = 128256, K = 4096; 4 warps x 4 columns per CTA (8016 CTAs), 8-wide K slices.
+// ---- lm_head: N = 128256, K = 4096; 4 warps x 4 columns per CTA (8016 CTAs), 8-wide K slices; bias optional.
 
 // Bucket 1: rows <= 4, 4 rows per pass over the weights.
 extern "C" int md_gemm_lm_head_b1(const float* x, const void* w, const void* bias, float* y, int32_t rows, void* stream) {
   if (rows < 0 || rows > 4) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
   if (!x || !w || !y) return MD_ERR_ARG;
-  if (bias) return MD_ERR_ARG;  // this model has no lm_head bias
-  md_gemm_kernel<md_store_t, 128256, 4096, 8, 4, 4, 4, false><<<8016, 128, 0, (cudaStream_t)stream>>>(
+  md_gemm_kernel<md_store_t, 128256, 4096, 8, 4, 4, 4><<<8016, 128, 0, (cudaStream_t)stream>>>(
       x, (const md_store_t*)w, (const md_store_t*)bias, y, rows);
   return md_launched();
 }
@@ -363,8 +332,7 @@ extern "C" int md_gemm_lm_head_b8(const float* x, const void* w, const void* bia
   if (rows < 0 || rows > 32) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
   if (!x || !w || !y) return MD_ERR_ARG;
-  if (bias) return MD_ERR_ARG;  // this model has no lm_head bias
-  md_gemm_kernel<md_store_t, 128256, 4096, 8, 4, 4, 8, false><<<8016, 128, 0, (cudaStream_t)stream>>>(
+  md_gemm_kernel<md_store_t, 128256, 4096, 8, 4, 4, 8><<<8016, 128, 0, (cudaStream_t)stream>>>(
       x, (const md_store_t*)w, (const md_store_t*)bias, y, rows);
   return md_launched();
 }
@@ -374,8 +342,7 @@ extern "C" int md_gemm_lm_head_b32(const float* x, const void* w, const void* bi
   if (rows < 0 || rows > 128) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
   if (!x || !w || !y) return MD_ERR_ARG;
-  if (bias) return MD_ERR_ARG;  // this model has no lm_head bias
-  md_gemm_kernel<md_store_t, 128256, 4096, 8, 4, 4, 8, false><<<8016, 128, 0, (cudaStream_t)stream>>>(
+  md_gemm_kernel<md_store_t, 128256, 4096, 8, 4, 4, 8><<<8016, 128, 0, (cudaStream_t)stream>>>(
       x, (const md_store_t*)w, (const md_store_t*)bias, y, rows);
   return md_launched();
 }
@@ -385,8 +352,7 @@ extern "C" int md_gemm_lm_head_b64(const float* x, const void* w, const void* bi
   if (rows < 0 || rows > 256) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
   if (!x || !w || !y) return MD_ERR_ARG;
-  if (bias) return MD_ERR_ARG;  // this model has no lm_head bias
-  md_gemm_kernel<md_store_t, 128256, 4096, 8, 4, 4, 8, false><<<8016, 128, 0, (cudaStream_t)stream>>>(
+  md_gemm_kernel<md_store_t, 128256, 4096, 8, 4, 4, 8><<<8016, 128, 0, (cudaStream_t)stream>>>(
       x, (const md_store_t*)w, (const md_store_t*)bias, y, rows);
   return md_launched();
 }
@@ -396,8 +362,7 @@ extern "C" int md_gemm_lm_head_b128(const float* x, const void* w, const void* b
   if (rows < 0 || rows > 512) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
   if (!x || !w || !y) return MD_ERR_ARG;
-  if (bias) return MD_ERR_ARG;  // this model has no lm_head bias
-  md_gemm_kernel<md_store_t, 128256, 4096, 8, 4, 4, 8, false><<<8016, 128, 0, (cudaStream_t)stream>>>(
+  md_gemm_kernel<md_store_t, 128256, 4096, 8, 4, 4, 8><<<8016, 128, 0, (cudaStream_t)stream>>>(
       x, (const md_store_t*)w, (const md_store_t*)bias, y, rows);
   return md_launched();
 }
@@ -407,8 +372,7 @@ extern "C" int md_gemm_lm_head_b256(const float* x, const void* w, const void* b
   if (rows < 0 || rows > 1024) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
   if (!x || !w || !y) return MD_ERR_ARG;
-  if (bias) return MD_ERR_ARG;  // this model has no lm_head bias
-  md_gemm_kernel<md_store_t, 128256, 4096, 8, 4, 4, 8, false><<<8016, 128, 0, (cudaStream_t)stream>>>(
+  md_gemm_kernel<md_store_t, 128256, 4096, 8, 4, 4, 8><<<8016, 128, 0, (cudaStream_t)stream>>>(
       x, (const md_store_t*)w, (const md_store_t*)bias, y, rows);
   return md_launched();
 }

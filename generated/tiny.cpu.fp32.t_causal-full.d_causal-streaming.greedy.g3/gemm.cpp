@@ -3,6 +3,11 @@
 // block, every row group reads the block's weights (cache-resident after the first group), so weights
 // stream from memory once per call. Each output's K reduction is dot_rows' fixed lane order whatever the
 // row grouping: row-invariant, and the same code (project_block) for the plain and the fused kernel.
+#include <omp.h>
+#include <stdlib.h>
+
+#include <memory>
+
 #include "md_cpu.h"
 
 using namespace md;
@@ -51,6 +56,9 @@ int gemm(const float* x, const void* w_, const void* bias_, float* y, int32_t ro
  * the best argmax_key per row over its blocks, then the threads' bests merge by max. argmax_key orders
  * (value, index) totally, so the maximum is the same whatever the blocks' split over threads and the
  * merge order: exactly md_argmax's answer on the logits.
+ * The per-thread keys are sized by `rows`, not the bucket's row bound (which can be thousands), and live on
+ * the heap: one allocation per call, each thread's slice padded to whole cache lines so that threads
+ * updating their bests never share a line. MD_ERR_LAUNCH if that allocation fails.
  */
 template <int N, int K, int MAX_ROWS>
 int lm_head_argmax(const float* x, const void* w_, float* logits, int32_t* tokens, int32_t rows) {
@@ -59,10 +67,18 @@ int lm_head_argmax(const float* x, const void* w_, float* logits, int32_t* token
   if (!x || !w_ || !tokens) return MD_ERR_ARG;
   const store_t* w = (const store_t*)w_;
   constexpr int BLOCKS = (N + N_BLOCK - 1) / N_BLOCK;
-  uint64_t best[MAX_ROWS] = {};
+  constexpr size_t LINE_KEYS = 64 / sizeof(uint64_t);
+  const size_t stride = ((size_t)rows + LINE_KEYS - 1) / LINE_KEYS * LINE_KEYS;
+  const int threads = omp_get_max_threads();  // an upper bound on the team below
+  // Slice 0 holds the merged bests, slice 1 + t thread t's; every slice is whole, aligned cache lines.
+  const size_t bytes = stride * sizeof(uint64_t) * (size_t)(threads + 1);
+  std::unique_ptr<uint64_t, void (*)(void*)> keys((uint64_t*)aligned_alloc(64, bytes), free);
+  if (!keys) return MD_ERR_LAUNCH;
+  memset(keys.get(), 0, bytes);
+  uint64_t* best = keys.get();
 #pragma omp parallel
   {
-    uint64_t mine[MAX_ROWS] = {};
+    uint64_t* mine = keys.get() + stride * (size_t)(1 + omp_get_thread_num());
 #pragma omp for schedule(static) nowait
     for (int b = 0; b < BLOCKS; ++b)
       project_block<N, K>(x, w, rows, b, [&](int32_t r, int n, float v) {

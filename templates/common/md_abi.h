@@ -63,7 +63,7 @@ typedef int (*md_add_fn)(float* resid, const float* delta, int32_t rows, void* s
 //   (same signature: md_gemm_kv_b<B>, md_gemm_o_b<B>, md_gemm_gate_up_b<B>, md_gemm_down_b<B>, md_gemm_lm_head_b<B>)
 //   x       [rows, K]
 //   w       [N, K] storage dtype
-//   bias    [N] storage dtype, or NULL
+//   bias    [N] storage dtype, or NULL for none (optional for every projection)
 //   y       [rows, N]
 //   rows    number of rows
 //   stream  cudaStream_t on CUDA; ignored on CPU

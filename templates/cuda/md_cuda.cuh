@@ -300,13 +300,14 @@ __device__ __forceinline__ void md_gemm_partials(const float* __restrict__ x, co
 }
 
 /**
- * y[r, n] = sum_k x[r, k] * w[n, k] (+ bias[n]). A CTA owns WARPS * COLS consecutive columns for every
+ * y[r, n] = sum_k x[r, k] * w[n, k] (+ bias[n] when bias is not NULL: any projection takes one or none, as
+ * on the CPU; the test is uniform over the grid). A CTA owns WARPS * COLS consecutive columns for every
  * row of the call, so each weight is fetched from memory once per call: a warp streams its COLS weight
  * rows once per tile of RT rows (later tiles hit the cache). Output (r, n) always reduces the same way
  * (md_gemm_partials, then a fixed 32-lane butterfly); RT (chosen per bucket) only decides how many rows
  * share one pass over the weights.
  */
-template <typename T, int N, int K, int VEC, int WARPS, int COLS, int RT, bool BIAS>
+template <typename T, int N, int K, int VEC, int WARPS, int COLS, int RT>
 __global__ void __launch_bounds__(WARPS * 32, 4) md_gemm_kernel(const float* __restrict__ x, const T* __restrict__ w,
                                                              const T* __restrict__ bias, float* __restrict__ y, int rows) {
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -321,7 +322,7 @@ __global__ void __launch_bounds__(WARPS * 32, 4) md_gemm_kernel(const float* __r
       for (int j = 0; j < COLS; ++j) {
         const float t = md_group_sum<32>(acc[i][j]);
         if (lane == j && r0 + i < rows && (N % COLS == 0 || n0 + j < N))
-          y[(size_t)(r0 + i) * N + n0 + j] = BIAS ? __fadd_rn(t, md_to_f32(bias[n0 + j])) : t;
+          y[(size_t)(r0 + i) * N + n0 + j] = bias ? __fadd_rn(t, md_to_f32(bias[n0 + j])) : t;
       }
   }
 }

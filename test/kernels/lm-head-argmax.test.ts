@@ -171,3 +171,39 @@ describe.each(NAMES)('md_lm_head_argmax, module %s', (name) => {
     expect(none.status).toBe(0);
   });
 });
+
+// A bucket's row bound can be thousands of rows (bucket * (gamma + 1)): the per-thread argmax keys must not
+// scale the stack with it. OpenMP workers get a 64 KiB stack here, which per-thread key arrays of the row
+// bound (8 bytes * 16384 rows = 128 KiB) overflow; keys sized by `rows` on the heap fit any stack.
+describe('md_lm_head_argmax with a large bucket on small OpenMP stacks', () => {
+  const wide = makeDeployment({
+    model: modelConfig({ numHeads: 2, numKvHeads: 1, headDim: 16, vocabSize: 300, name: 'wide-bucket' }),
+    batch: [1, 2048],
+    gamma: 7,
+    maxSeq: 64,
+    pageSize: 8,
+    dtype: 'fp32',
+  });
+  let m: ModuleUnderTest;
+  beforeAll(async () => {
+    m = await openModule(wide, { OMP_STACKSIZE: '64K' });
+  }, 600_000);
+  afterAll(() => m?.driver.close());
+
+  it('gives md_gemm_lm_head + md_argmax at every thread count, for few and for many rows', async () => {
+    const V = m.plan.dims.vocab;
+    expect(maxRows(m, 2048)).toBe(16384);
+    for (const rows of [3, 700]) {
+      const { x, w } = drawCase(m, 1000 + rows, rows);
+      const gemm = await m.driver.call('md_gemm_lm_head_b2048', { x, w: w.bytes, bias: null, y: { out: rows * V * 4 }, rows }, 1);
+      expect(gemm.status).toBe(0);
+      const want = await m.driver.call('md_argmax', { logits: f32(gemm.out.y), tokens: { out: rows * 4 }, rows }, 1);
+      for (const threads of [1, 2, 4]) {
+        const got = await m.driver.call('md_lm_head_argmax_b2048', { x, w: w.bytes, logits: { out: rows * V * 4 }, tokens: { out: rows * 4 }, rows }, threads);
+        expect(got.status, `${rows} rows, ${threads} threads`).toBe(0);
+        expect(bits(f32(got.out.logits)), `${rows} rows, ${threads} threads`).toEqual(bits(f32(gemm.out.y)));
+        expect(Array.from(i32(got.out.tokens)), `${rows} rows, ${threads} threads`).toEqual(Array.from(i32(want.out.tokens)));
+      }
+    }
+  });
+});
