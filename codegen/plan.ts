@@ -134,11 +134,7 @@ function planPass(pass: 'target' | 'draft', p: PassIR, model: ModelConfig): Pass
     ...attnParams.map((d) => ({ ...d, key: `attn_${d.name}`, source: 'attention' as const })),
     ...kvParams.map((d) => ({ ...d, key: `kv_${d.name}`, source: 'kv' as const })),
   ].map((d, index) => ({ ...d, index }));
-  const mask = p.attention.mask ? renameParams(p.attention.mask, 'attn_') : ir.constant(true);
-  const q = ir.variable('q', 'i32');
-  // The policy sees the sequence as the row does: len = q + 1 (see codegen/abi.ts).
-  const keep = substitute(renameParams(p.kv.keep, 'kv_'), { len: ir.add(q, ir.constant(1)) });
-  const visible = fold(ir.and(ir.and(mask, keep), modelWindow(model)));
+  const visible = passVisibility(p, model);
   const tile = classifyTile(visible);
   return {
     pass,
@@ -148,6 +144,18 @@ function planPass(pass: 'target' | 'draft', p: PassIR, model: ModelConfig): Pass
     tile: { must: fold(tile.must), may: fold(tile.may) },
     score: p.attention.score && fold(renameParams(p.attention.score, 'attn_')),
   };
+}
+
+/**
+ * What a row at position q of the pass sees, as a bool over vars q, kv: mask(q, kv) && keep(kv, q + 1) &&
+ * the model's window, params renamed to their keys (attn_<name>, kv_<name>), folded.
+ */
+export function passVisibility(p: PassIR, model: ModelConfig): Node {
+  const mask = p.attention.mask ? renameParams(p.attention.mask, 'attn_') : ir.constant(true);
+  const q = ir.variable('q', 'i32');
+  // The policy sees the sequence as the row does: len = q + 1 (see codegen/abi.ts).
+  const keep = substitute(renameParams(p.kv.keep, 'kv_'), { len: ir.add(q, ir.constant(1)) });
+  return fold(ir.and(ir.and(mask, keep), modelWindow(model)));
 }
 
 /** The model's own attention restriction (Mistral's sliding window): part of every pass, target and draft. */
