@@ -1,0 +1,66 @@
+// Limits on a deployment's values, in one place: the front end reports them as diagnostics at the spec's
+// expressions, `gen`'s flags reject them as bad arguments, and planModule refuses a deployment built in
+// code that breaks them. They keep every derived size (rows = bucket * (gamma + 1), positions, page and
+// chunk indices) well inside int32, and every runtime param exact in the float slots it travels in.
+import type { DeploymentIR, ParamDecl } from './spec.ts';
+
+/** Largest batch bucket. */
+export const MAX_BATCH = 4096;
+/** Most tokens drafted per round. */
+export const MAX_GAMMA = 16;
+/** Longest sequence (positions are < maxSeq). */
+export const MAX_SEQ = 2 ** 22;
+/** Page sizes: powers of two in [MIN_PAGE_SIZE, MAX_PAGE_SIZE]. */
+export const MIN_PAGE_SIZE = 8;
+export const MAX_PAGE_SIZE = 256;
+/**
+ * Largest magnitude of a runtime i32 param: runtime params travel as floats (md_attn_args.params), which
+ * hold every integer up to 2^24 exactly but not all integers beyond (2^24 + 1 is not a float).
+ */
+export const MAX_EXACT_I32_PARAM = 2 ** 24;
+
+const isInt = (x: number) => Number.isInteger(x);
+
+export const isBatchBucket = (b: number): boolean => isInt(b) && b >= 1 && b <= MAX_BATCH;
+export const isGamma = (g: number): boolean => isInt(g) && g >= 1 && g <= MAX_GAMMA;
+export const isPageSize = (p: number): boolean => isInt(p) && p >= MIN_PAGE_SIZE && p <= MAX_PAGE_SIZE && (p & (p - 1)) === 0;
+/** maxSeq on its own; whole pages and the model's limit are checked with them (maxSeqProblem). */
+export const isMaxSeq = (n: number): boolean => isInt(n) && n >= 1 && n <= MAX_SEQ;
+/** A runtime param of type i32 whose value its float slot carries exactly. */
+export const isExactI32Param = (v: number): boolean => Math.abs(v) <= MAX_EXACT_I32_PARAM;
+
+/** What is wrong with maxSeq given the page size and the model ([] when nothing; isMaxSeq assumed). */
+export function maxSeqProblems(maxSeq: number, pageSize: number | undefined, model: { maxPositionEmbeddings: number } | undefined): string[] {
+  const out: string[] = [];
+  if (pageSize !== undefined && maxSeq % pageSize !== 0) out.push(`maxSeq (${maxSeq}) must be a multiple of pageSize (${pageSize})`);
+  if (model && maxSeq > model.maxPositionEmbeddings) out.push(`maxSeq (${maxSeq}) exceeds the model's maxPositionEmbeddings (${model.maxPositionEmbeddings})`);
+  return out;
+}
+
+/** A runtime i32 param too large to travel exactly, as a message naming it; undefined when fine. */
+export function paramProblem(p: ParamDecl, isConst: boolean): string | undefined {
+  if (isConst || p.ty !== 'i32' || isExactI32Param(p.value)) return undefined;
+  return `param '${p.name}' = ${p.value} is a runtime i32 beyond ±2^24 (${MAX_EXACT_I32_PARAM}): runtime params travel as floats, which hold integers exactly only up to there; use a smaller value or make the descriptor 'const: true'`;
+}
+
+/** Every limit `dep` breaks, each as a message naming the value; [] when none. */
+export function deploymentLimitProblems(dep: DeploymentIR): string[] {
+  const out: string[] = [];
+  const { batch, maxSeq, pageSize } = dep.shapes;
+  if (batch.length === 0) out.push('batch buckets must not be empty');
+  for (const b of batch) if (!isBatchBucket(b)) out.push(`batch bucket ${b} is not an integer from 1 to ${MAX_BATCH}`);
+  for (let i = 1; i < batch.length; i++) if (!(batch[i] > batch[i - 1])) out.push(`batch buckets must be strictly ascending, got ${batch.join(',')}`);
+  if (!isGamma(dep.gamma)) out.push(`gamma ${dep.gamma} is not an integer from 1 to ${MAX_GAMMA}`);
+  if (!isPageSize(pageSize)) out.push(`pageSize ${pageSize} is not a power of two from ${MIN_PAGE_SIZE} to ${MAX_PAGE_SIZE}`);
+  if (!isMaxSeq(maxSeq)) out.push(`maxSeq ${maxSeq} is not an integer from 1 to ${MAX_SEQ}`);
+  else out.push(...maxSeqProblems(maxSeq, isPageSize(pageSize) ? pageSize : undefined, dep.model));
+  for (const [pass, p] of [['target', dep.target], ['draft', dep.draft]] as const) {
+    for (const d of [p.attention, p.kv]) {
+      for (const decl of d.params) {
+        const problem = paramProblem(decl, d.const);
+        if (problem) out.push(`${pass} ${d.name}: ${problem}`);
+      }
+    }
+  }
+  return out;
+}
