@@ -1,9 +1,10 @@
 // The two kinds of failure the CLI reports. A user error (bad flag, missing file, diagnostics, missing
-// compiler, a shape the CUDA backend cannot launch) is the user's to fix: its message is printed alone.
-// Anything else is a bug in magicdec and is printed with its stack.
+// compiler, a deployment planModule refuses, a shape the CUDA backend cannot launch) is the user's to fix:
+// its message is printed alone. Anything else is a bug in magicdec and is printed with its stack.
 import { CudaPlanError } from '../codegen/backends/cuda.ts';
 import { BuildError } from '../codegen/build.ts';
 import { ModuleWriteError } from '../codegen/module.ts';
+import { PlanError } from '../codegen/plan.ts';
 import type { Io } from './io.ts';
 
 export class UserError extends Error {
@@ -17,7 +18,7 @@ export const EXIT_USER = 1;
 export const EXIT_INTERNAL = 2;
 
 export function isUserError(e: unknown): boolean {
-  return e instanceof UserError || e instanceof BuildError || e instanceof ModuleWriteError || e instanceof CudaPlanError;
+  return e instanceof UserError || e instanceof BuildError || e instanceof ModuleWriteError || e instanceof PlanError || e instanceof CudaPlanError;
 }
 
 /** Print `e` the way its kind deserves and return the exit status. */

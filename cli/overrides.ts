@@ -2,15 +2,15 @@
 // override (page size, model) and applied to its DeploymentIR.
 import { InvalidArgumentError } from 'commander';
 import type { DType, Target } from '../dsl/deploy.ts';
+import { isBatchBucket, isGamma, isMaxSeq, MAX_BATCH, MAX_GAMMA, MAX_SEQ } from '../codegen/limits.ts';
 import type { DeploymentIR } from '../codegen/spec.ts';
 import { UserError } from './errors.ts';
 
+/** The limits (codegen/limits.ts) are the front end's too: a flag accepts exactly what a spec may say. */
+export { MAX_BATCH, MAX_GAMMA, MAX_SEQ };
+
 export const TARGETS: readonly Target[] = ['cpu', 'sm_80', 'sm_90'];
 export const DTYPES: readonly DType[] = ['bf16', 'fp16', 'fp32'];
-/** Limits that keep every derived size (rows, positions, page indices) well inside int32. */
-export const MAX_BATCH = 4096;
-export const MAX_GAMMA = 16;
-export const MAX_SEQ = 1 << 22;
 
 export interface Overrides {
   target?: Target;
@@ -30,7 +30,7 @@ export function parseBatch(text: string): number[] {
   const parts = text.split(',');
   const sizes = parts.map((p) => integer(p, 'each batch bucket'));
   for (const b of sizes) {
-    if (b < 1 || b > MAX_BATCH) throw new InvalidArgumentError(`batch bucket ${b} is out of range 1..${MAX_BATCH}.`);
+    if (!isBatchBucket(b)) throw new InvalidArgumentError(`batch bucket ${b} is out of range 1..${MAX_BATCH}.`);
   }
   for (let i = 1; i < sizes.length; i++) {
     if (sizes[i] <= sizes[i - 1]) throw new InvalidArgumentError(`batch buckets must be strictly ascending, got ${sizes.join(',')}.`);
@@ -40,13 +40,13 @@ export function parseBatch(text: string): number[] {
 
 export function parseGamma(text: string): number {
   const g = integer(text, 'gamma');
-  if (g < 1 || g > MAX_GAMMA) throw new InvalidArgumentError(`gamma must be in 1..${MAX_GAMMA}, got ${g}.`);
+  if (!isGamma(g)) throw new InvalidArgumentError(`gamma must be in 1..${MAX_GAMMA}, got ${g}.`);
   return g;
 }
 
 export function parseMaxSeq(text: string): number {
   const n = integer(text, 'max-seq');
-  if (n < 1 || n > MAX_SEQ) throw new InvalidArgumentError(`max-seq must be in 1..${MAX_SEQ}, got ${n}.`);
+  if (!isMaxSeq(n)) throw new InvalidArgumentError(`max-seq must be in 1..${MAX_SEQ}, got ${n}.`);
   return n;
 }
 

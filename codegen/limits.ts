@@ -10,7 +10,11 @@ export const MAX_BATCH = 4096;
 export const MAX_GAMMA = 16;
 /** Longest sequence (positions are < maxSeq). */
 export const MAX_SEQ = 2 ** 22;
-/** Page sizes: powers of two in [MIN_PAGE_SIZE, MAX_PAGE_SIZE]. */
+/**
+ * A spec's page size: a power of two in [MIN_PAGE_SIZE, MAX_PAGE_SIZE]; smaller pages only add page-table
+ * lookups. The kernels work with any power of two up to MAX_PAGE_SIZE, which is all planModule asks
+ * (the kernel tests use 4-position pages to get many tiles from short sequences).
+ */
 export const MIN_PAGE_SIZE = 8;
 export const MAX_PAGE_SIZE = 256;
 /**
@@ -23,7 +27,8 @@ const isInt = (x: number) => Number.isInteger(x);
 
 export const isBatchBucket = (b: number): boolean => isInt(b) && b >= 1 && b <= MAX_BATCH;
 export const isGamma = (g: number): boolean => isInt(g) && g >= 1 && g <= MAX_GAMMA;
-export const isPageSize = (p: number): boolean => isInt(p) && p >= MIN_PAGE_SIZE && p <= MAX_PAGE_SIZE && (p & (p - 1)) === 0;
+const isPow2Page = (p: number) => isInt(p) && p >= 1 && p <= MAX_PAGE_SIZE && (p & (p - 1)) === 0;
+export const isPageSize = (p: number): boolean => isPow2Page(p) && p >= MIN_PAGE_SIZE;
 /** maxSeq on its own; whole pages and the model's limit are checked with them (maxSeqProblem). */
 export const isMaxSeq = (n: number): boolean => isInt(n) && n >= 1 && n <= MAX_SEQ;
 /** A runtime param of type i32 whose value its float slot carries exactly. */
@@ -43,7 +48,7 @@ export function paramProblem(p: ParamDecl, isConst: boolean): string | undefined
   return `param '${p.name}' = ${p.value} is a runtime i32 beyond ±2^24 (${MAX_EXACT_I32_PARAM}): runtime params travel as floats, which hold integers exactly only up to there; use a smaller value or make the descriptor 'const: true'`;
 }
 
-/** Every limit `dep` breaks, each as a message naming the value; [] when none. */
+/** Every limit `dep` breaks (page sizes below MIN_PAGE_SIZE pass, see there), each as a message naming the value; [] when none. */
 export function deploymentLimitProblems(dep: DeploymentIR): string[] {
   const out: string[] = [];
   const { batch, maxSeq, pageSize } = dep.shapes;
@@ -51,9 +56,9 @@ export function deploymentLimitProblems(dep: DeploymentIR): string[] {
   for (const b of batch) if (!isBatchBucket(b)) out.push(`batch bucket ${b} is not an integer from 1 to ${MAX_BATCH}`);
   for (let i = 1; i < batch.length; i++) if (!(batch[i] > batch[i - 1])) out.push(`batch buckets must be strictly ascending, got ${batch.join(',')}`);
   if (!isGamma(dep.gamma)) out.push(`gamma ${dep.gamma} is not an integer from 1 to ${MAX_GAMMA}`);
-  if (!isPageSize(pageSize)) out.push(`pageSize ${pageSize} is not a power of two from ${MIN_PAGE_SIZE} to ${MAX_PAGE_SIZE}`);
+  if (!isPow2Page(pageSize)) out.push(`pageSize ${pageSize} is not a power of two up to ${MAX_PAGE_SIZE}`);
   if (!isMaxSeq(maxSeq)) out.push(`maxSeq ${maxSeq} is not an integer from 1 to ${MAX_SEQ}`);
-  else out.push(...maxSeqProblems(maxSeq, isPageSize(pageSize) ? pageSize : undefined, dep.model));
+  else out.push(...maxSeqProblems(maxSeq, isPow2Page(pageSize) ? pageSize : undefined, dep.model));
   for (const [pass, p] of [['target', dep.target], ['draft', dep.draft]] as const) {
     for (const d of [p.attention, p.kv]) {
       for (const decl of d.params) {

@@ -7,6 +7,8 @@ import type { ModelConfig } from '../dsl/models.ts';
 import { ATTN_CHUNK_PAGES, GEMM_ROLES, KERNELS, gemmShape, type GemmRole, type KernelSpec } from './abi.ts';
 import * as ir from './ir.ts';
 import type { Node } from './ir.ts';
+import { deploymentLimitProblems } from './limits.ts';
+import { isCausal } from './passes/causal.ts';
 import { classifyTile, type TileClass } from './passes/interval.ts';
 import { fold } from './passes/fold.ts';
 import { ropeInvFreq } from './rope.ts';
@@ -83,6 +85,18 @@ export interface ModulePlan {
   readonly kernels: readonly KernelInstance[];
 }
 
+/** A deployment no backend can implement (a model or plan invariant broken), named with what is wrong. */
+export class PlanError extends Error {}
+
+/** The message planModule throws for a target pass that may see later positions (the front end's MD1308). */
+export const NON_CAUSAL_TARGET =
+  'the target pass must be causal: its mask lets a query see later positions, which verification and chunked prefill would read; use it as the draft, or add kv <= q';
+
+/**
+ * Everything a backend renders, decided once. Throws a PlanError for a deployment that breaks a limit
+ * (codegen/limits.ts) or a model/plan invariant, all problems in one message: the front end reports the
+ * same rules as diagnostics, this is for deployments built in code.
+ */
 export function planModule(dep: DeploymentIR): ModulePlan {
   const m = dep.model;
   const dims: Dims = {
@@ -97,7 +111,14 @@ export function planModule(dep: DeploymentIR): ModulePlan {
     qDim: m.numHeads * m.headDim,
     kvDim: m.numKvHeads * m.headDim,
   };
-  if (!Number.isInteger(dims.group)) throw new Error(`num_heads ${m.numHeads} is not a multiple of num_kv_heads ${m.numKvHeads}`);
+  const problems = deploymentLimitProblems(dep);
+  if (!Number.isInteger(dims.group)) problems.push(`num_heads ${m.numHeads} is not a multiple of num_kv_heads ${m.numKvHeads}`);
+  // Even head_dim: rotate-half RoPE pairs element i with i + head_dim / 2, and the table has head_dim / 2 rows.
+  if (m.headDim % 2 !== 0) problems.push(`head_dim ${m.headDim} must be even for rotate-half RoPE`);
+  const passes = { target: planPass('target', dep.target, m), draft: planPass('draft', dep.draft, m) };
+  // The draft may see later positions: it only ever runs with seq_len = q + 1 (DESIGN.md invariant 1).
+  if (!isCausal(passes.target.visible)) problems.push(`${NON_CAUSAL_TARGET} (target ${passes.target.ir.attention.name} + ${passes.target.ir.kv.name})`);
+  if (problems.length) throw new PlanError(`cannot plan ${moduleName(dep)}: ${problems.join('; ')}`);
   const { batch, maxSeq, pageSize } = dep.shapes;
   const chunk = pageSize * ATTN_CHUNK_PAGES;
   const kernels: KernelInstance[] = KERNELS.flatMap((spec) =>
@@ -121,7 +142,7 @@ export function planModule(dep: DeploymentIR): ModulePlan {
     pagesPerSeq: Math.ceil(maxSeq / pageSize),
     chunk,
     maxChunks: Math.ceil(maxSeq / chunk),
-    passes: { target: planPass('target', dep.target, m), draft: planPass('draft', dep.draft, m) },
+    passes,
     gemms: GEMM_ROLES.map((role) => ({ role, ...gemmShape(role, m) })),
     kernels,
   };
@@ -150,7 +171,7 @@ function planPass(pass: 'target' | 'draft', p: PassIR, model: ModelConfig): Pass
  * What a row at position q of the pass sees, as a bool over vars q, kv: mask(q, kv) && keep(kv, q + 1) &&
  * the model's window, params renamed to their keys (attn_<name>, kv_<name>), folded.
  */
-export function passVisibility(p: PassIR, model: ModelConfig): Node {
+export function passVisibility(p: PassIR, model: Pick<ModelConfig, 'slidingWindow'>): Node {
   const mask = p.attention.mask ? renameParams(p.attention.mask, 'attn_') : ir.constant(true);
   const q = ir.variable('q', 'i32');
   // The policy sees the sequence as the row does: len = q + 1 (see codegen/abi.ts).
@@ -159,7 +180,7 @@ export function passVisibility(p: PassIR, model: ModelConfig): Node {
 }
 
 /** The model's own attention restriction (Mistral's sliding window): part of every pass, target and draft. */
-function modelWindow(m: ModelConfig): Node {
+function modelWindow(m: Pick<ModelConfig, 'slidingWindow'>): Node {
   if (m.slidingWindow === undefined) return ir.constant(true);
   return ir.lt(ir.sub(ir.variable('q', 'i32'), ir.variable('kv', 'i32')), ir.constant(m.slidingWindow));
 }

@@ -10,7 +10,7 @@ import type { DType } from '../../dsl/deploy.ts';
 import { STATUS_CODES } from '../abi.ts';
 import type { Backend, EmittedFile } from '../backend.ts';
 import { manifestText } from '../manifest.ts';
-import type { KernelInstance, ModulePlan, PassPlan } from '../plan.ts';
+import { PlanError, type KernelInstance, type ModulePlan, type PassPlan } from '../plan.ts';
 import { renderF32 } from '../render.ts';
 import { TEMPLATES_DIR, cDouble, cStringLiteral, lmHeadShape, renderPassFunctions, renderTemplate } from './common.ts';
 import { renderModuleHeader } from './header.ts';
@@ -34,7 +34,8 @@ const NORM_THREADS = 256;
 /** Static shared memory available to one kernel without opting in. */
 const SMEM_LIMIT = 48 * 1024;
 
-export class CudaPlanError extends Error {}
+/** A plan the CUDA kernels cannot launch (shared memory, grid, vector widths); a PlanError like planModule's. */
+export class CudaPlanError extends PlanError {}
 
 /** Widest load (at most 16 bytes) of `eltBytes`-sized elements whose element count divides `n`. */
 export function vectorWidth(n: number, eltBytes: number): number {
@@ -100,13 +101,14 @@ export function attnShapeFor(plan: ModulePlan): AttnShape {
   return { vec, lanesPerPos, vecV, split, smemBytes };
 }
 
-function checkPlan(plan: ModulePlan): void {
+/** Limits of the CUDA kernels only; model and plan invariants were checked by planModule. */
+function checkCudaLimits(plan: ModulePlan): void {
   const where = `module ${plan.name}`;
   const { hidden, headDim, heads } = plan.dims;
   if (plan.deployment.arch !== 'sm_80' && plan.deployment.arch !== 'sm_90')
     throw new CudaPlanError(`${where}: the CUDA backend builds for sm_80 or sm_90, not '${plan.deployment.arch}'`);
   if (hidden % 4 !== 0) throw new CudaPlanError(`${where}: hidden_size ${hidden} must be a multiple of 4 (RMSNorm reads float4)`);
-  if (headDim % 2 !== 0 || headDim > 1024) throw new CudaPlanError(`${where}: head_dim ${headDim} must be even and at most 1024`);
+  if (headDim > 1024) throw new CudaPlanError(`${where}: head_dim ${headDim} must be at most 1024`);
   if (plan.maxChunks > 4096) throw new CudaPlanError(`${where}: ${plan.maxChunks} KV chunks exceed the merge kernel's 4096`);
   for (const b of plan.kernels) {
     if (b.maxRows !== undefined && b.maxRows > 65535)
@@ -213,7 +215,7 @@ function renderModuleExports(plan: ModulePlan): string {
 
 /** The module's sources. Each .cu is one translation unit; md_cuda.cuh travels with them. */
 export function emitCuda(plan: ModulePlan): EmittedFile[] {
-  checkPlan(plan);
+  checkCudaLimits(plan);
   return [
     { path: 'md_module.h', contents: renderModuleHeader(plan, { backend: 'cuda' }) },
     { path: 'md_cuda.cuh', contents: readFileSync(new URL('cuda/md_cuda.cuh', TEMPLATES_DIR), 'utf8') },

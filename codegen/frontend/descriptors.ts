@@ -6,7 +6,10 @@ import * as path from 'node:path';
 import type { CallExpression, Node as TsNode } from 'ts-morph';
 import { modelPresets, type ModelConfig } from '../../dsl/models.ts';
 import { isI32 } from '../ir.ts';
+import { isBatchBucket, isGamma, isMaxSeq, isPageSize, MAX_BATCH, MAX_GAMMA, MAX_PAGE_SIZE, MAX_SEQ, maxSeqProblems, MIN_PAGE_SIZE, paramProblem } from '../limits.ts';
 import { readHfConfig } from '../model-config.ts';
+import { isCausal } from '../passes/causal.ts';
+import { NON_CAUSAL_TARGET, passVisibility } from '../plan.ts';
 import type { AttentionIR, DeploymentIR, FnKind, ParamDecl, PassIR, PolicyIR, VerifierIR } from '../spec.ts';
 import type { Code } from './diagnostics.ts';
 import type { Evaluator } from './evaluate.ts';
@@ -20,7 +23,6 @@ const PARAM_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 const DTYPES = ['bf16', 'fp16', 'fp32'] as const;
 const ARCHES = ['cpu', 'sm_80', 'sm_90'] as const;
-const MAX_GAMMA = 16;
 
 export interface DescriptorContext {
   readonly ev: Evaluator;
@@ -123,7 +125,8 @@ function checkName(cx: DescriptorContext, f: Fields, kind: string): string | und
   return name;
 }
 
-function paramsOf(cx: DescriptorContext, f: Fields): ParamDecl[] | undefined {
+/** The descriptor's params, typed by value (an integer is i32); a runtime i32 must travel exactly as a float. */
+function paramsOf(cx: DescriptorContext, f: Fields, isConst: boolean): ParamDecl[] | undefined {
   const s = f.slot('params');
   if (!s) return [];
   if (!(s.value instanceof ObjVal)) return f.wrong(s, 'params', 'an object of named numbers');
@@ -137,7 +140,12 @@ function paramsOf(cx: DescriptorContext, f: Fields): ParamDecl[] | undefined {
       if (p.value !== POISON) cx.report('MD1204', `param '${name}' must be a finite number, not ${kindOf(p.value)}`, p.node);
       ok = false;
     } else {
-      out.push({ name, ty: isI32(p.value) ? 'i32' : 'f32', value: p.value });
+      const decl: ParamDecl = { name, ty: isI32(p.value) ? 'i32' : 'f32', value: p.value };
+      const problem = paramProblem(decl, isConst);
+      if (problem) {
+        cx.report('MD1204', problem, p.node);
+        ok = false;
+      } else out.push(decl);
     }
   }
   return ok ? out : undefined;
@@ -157,8 +165,8 @@ export function attentionCall(cx: DescriptorContext, args: readonly Slot[], call
   const f = defArg(cx, 'attention', args, call);
   if (!f) return POISON;
   const name = checkName(cx, f, 'attention');
-  const params = paramsOf(cx, f);
   const isConst = f.boolean('const', false);
+  const params = paramsOf(cx, f, isConst);
   const mask = lowerField(cx, f.fn('mask', false), 'mask', params, isConst);
   const score = lowerField(cx, f.fn('score', false), 'score', params, isConst);
   const ok = cx.errorCount() === before && name !== undefined && params !== undefined && mask !== POISON && score !== POISON;
@@ -171,8 +179,8 @@ export function kvPolicyCall(cx: DescriptorContext, args: readonly Slot[], call:
   const f = defArg(cx, 'kvPolicy', args, call);
   if (!f) return POISON;
   const name = checkName(cx, f, 'kvPolicy');
-  const params = paramsOf(cx, f);
   const isConst = f.boolean('const', false);
+  const params = paramsOf(cx, f, isConst);
   const keep = lowerField(cx, f.fn('keep', true), 'keep', params, isConst);
   const ok = cx.errorCount() === before && name !== undefined && params !== undefined && keep !== undefined && keep !== POISON;
   const irv: PolicyIR | undefined = ok ? { name, params, const: isConst, keep } : undefined;
@@ -232,6 +240,7 @@ function checkModelObject(cx: DescriptorContext, s: Slot): ModelConfig | undefin
   for (const k of ['ropeTheta', 'rmsNormEps']) if (typeof m[k] !== 'number' || !((m[k] as number) > 0) || !Number.isFinite(m[k])) problems.push(`'${k}' must be a positive number`);
   for (const k of ['qkvBias', 'tieWordEmbeddings']) if (typeof m[k] !== 'boolean') problems.push(`'${k}' must be true or false`);
   if (typeof m.numHeads === 'number' && typeof m.numKvHeads === 'number' && m.numKvHeads > 0 && m.numHeads % m.numKvHeads !== 0) problems.push("'numKvHeads' must divide 'numHeads'");
+  if (typeof m.headDim === 'number' && m.headDim % 2 !== 0) problems.push("'headDim' must be even (rotary embeddings rotate pairs)");
   const rs = m.ropeScaling as Record<string, unknown> | undefined;
   if (rs !== undefined) {
     if (typeof rs !== 'object' || rs === null) problems.push("'ropeScaling' must be an object");
@@ -287,8 +296,8 @@ function validateShapes(cx: DescriptorContext, f: Fields, model: ModelConfig | u
   else {
     for (const it of bs.value.items) {
       const v = it.value;
-      if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) {
-        if (v !== POISON) bad('MD1302', `a batch bucket must be a positive integer, not ${kindOf(v)}`, it.node);
+      if (typeof v !== 'number' || !isBatchBucket(v)) {
+        if (v !== POISON) bad('MD1302', `a batch bucket must be an integer from 1 to ${MAX_BATCH}, not ${kindOf(v)}`, it.node);
         else ok = false;
       } else if (batch.length && v <= batch[batch.length - 1]!) {
         bad('MD1302', `batch buckets must be strictly ascending: ${v} comes after ${batch[batch.length - 1]}`, it.node);
@@ -298,16 +307,15 @@ function validateShapes(cx: DescriptorContext, f: Fields, model: ModelConfig | u
 
   const ps = sh.number('pageSize');
   if (!ps) ok = false;
-  else if (!Number.isInteger(ps.value) || ps.value < 8 || ps.value > 256 || (ps.value & (ps.value - 1)) !== 0) {
-    bad('MD1303', `pageSize must be a power of two from 8 to 256, not ${ps.value}`, ps.node);
+  else if (!isPageSize(ps.value)) {
+    bad('MD1303', `pageSize must be a power of two from ${MIN_PAGE_SIZE} to ${MAX_PAGE_SIZE}, not ${ps.value}`, ps.node);
   }
 
   const ms = sh.number('maxSeq');
   if (!ms) ok = false;
-  else if (!Number.isInteger(ms.value) || ms.value <= 0) bad('MD1304', `maxSeq must be a positive integer, not ${ms.value}`, ms.node);
+  else if (!isMaxSeq(ms.value)) bad('MD1304', `maxSeq must be an integer from 1 to ${MAX_SEQ}, not ${ms.value}`, ms.node);
   else {
-    if (ps && ok && ms.value % ps.value !== 0) bad('MD1304', `maxSeq (${ms.value}) must be a multiple of pageSize (${ps.value})`, ms.node);
-    if (model && ms.value > model.maxPositionEmbeddings) bad('MD1304', `maxSeq (${ms.value}) exceeds the model's maxPositionEmbeddings (${model.maxPositionEmbeddings})`, ms.node);
+    for (const problem of maxSeqProblems(ms.value, ps && ok ? ps.value : undefined, model)) bad('MD1304', problem, ms.node);
   }
   return ok && ps && ms ? { batch, maxSeq: ms.value, pageSize: ps.value } : undefined;
 }
@@ -326,12 +334,15 @@ export function deployCall(cx: DescriptorContext, args: readonly Slot[], call: C
   if (!f) return POISON;
   const model = modelOf(cx, f);
   const target = passOf(f, 'target');
+  // Invariant 1 (spec == AR, bitwise) needs a causal target; the draft only runs with seq_len = q + 1.
+  // The model's window never makes a mask causal (it keeps every kv > q), so an invalid model is no reason to skip.
+  if (target && !isCausal(passVisibility(target, { slidingWindow: model?.slidingWindow }))) cx.report('MD1308', NON_CAUSAL_TARGET, f.slot('target')!.node);
   const draft = passOf(f, 'draft');
   const vd = f.descriptor('verify', 'verifier', 'a verifier(...) descriptor, e.g. greedy or rejection');
   const g = f.number('gamma');
   let gamma: number | undefined;
   if (g) {
-    if (Number.isInteger(g.value) && g.value >= 1 && g.value <= MAX_GAMMA) gamma = g.value;
+    if (isGamma(g.value)) gamma = g.value;
     else cx.report('MD1301', `gamma (tokens drafted per round) must be an integer from 1 to ${MAX_GAMMA}, not ${g.value}`, g.node);
   }
   const shapes = validateShapes(cx, f, model);

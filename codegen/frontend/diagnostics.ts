@@ -48,6 +48,7 @@ export const CODES = {
   MD1305: 'invalid dtype',
   MD1306: 'invalid arch',
   MD1307: 'invalid model',
+  MD1308: 'target pass is not causal',
   // lowering of mask / score / keep / accept / residual to IR
   MD1401: 'syntax not accepted in a kernel function',
   MD1402: 'too many parameters',

@@ -1,7 +1,9 @@
 // gen's shape flags: each bad value is rejected with a message that names it.
 import { InvalidArgumentError } from 'commander';
 import { describe, expect, it } from 'vitest';
+import * as overrides from '../../cli/overrides.ts';
 import { applyOverrides, parseBatch, parseGamma, parseMaxSeq } from '../../cli/overrides.ts';
+import * as limits from '../../codegen/limits.ts';
 import { makeDeployment } from '../support/deployments.ts';
 
 describe('flag parsers', () => {
@@ -47,5 +49,26 @@ describe('applyOverrides', () => {
     expect(() => applyOverrides(dep, { maxSeq: 8 })).toThrow(/--max-seq 8 is not a multiple of the spec's page size 16/);
     expect(() => applyOverrides(dep, { maxSeq: 1000 })).toThrow(/--max-seq 1000 is not a multiple/);
     expect(() => applyOverrides(dep, { maxSeq: 1 << 20 })).toThrow(/exceeds max_position_embeddings 16384 of model 'tiny'/);
+  });
+});
+
+describe('flags accept exactly what a spec may say (codegen/limits.ts)', () => {
+  it('the same constants', () => {
+    expect([overrides.MAX_BATCH, overrides.MAX_GAMMA, overrides.MAX_SEQ]).toEqual([limits.MAX_BATCH, limits.MAX_GAMMA, limits.MAX_SEQ]);
+  });
+
+  it('the same boundaries', () => {
+    const accepts = (parse: (t: string) => unknown, v: number) => {
+      try {
+        parse(String(v));
+        return true;
+      } catch (e) {
+        expect(e).toBeInstanceOf(InvalidArgumentError);
+        return false;
+      }
+    };
+    for (const b of [0, 1, limits.MAX_BATCH, limits.MAX_BATCH + 1]) expect(accepts(parseBatch, b), `batch ${b}`).toBe(limits.isBatchBucket(b));
+    for (const g of [0, 1, limits.MAX_GAMMA, limits.MAX_GAMMA + 1]) expect(accepts(parseGamma, g), `gamma ${g}`).toBe(limits.isGamma(g));
+    for (const n of [0, 1, limits.MAX_SEQ, limits.MAX_SEQ + 1]) expect(accepts(parseMaxSeq, n), `max-seq ${n}`).toBe(limits.isMaxSeq(n));
   });
 });

@@ -21,14 +21,16 @@ export function defaultCudaDeployment(): DeploymentIR {
   });
 }
 
-const attentionArb = (heads: number) =>
+/** Causal attentions: what a target may be (planModule refuses a target that sees later positions). */
+const causalAttentionArb = (heads: number) =>
   fc.oneof(
     fc.constant(attentions.causal()),
     fc.integer({ min: 1, max: 4096 }).map(attentions.slidingWindow),
     fc.oneof(fc.integer({ min: 5, max: 50 }), fc.double({ min: 1, max: 60, noNaN: true })).map(attentions.softcap),
     fc.constant(attentions.alibi(heads)),
-    fc.integer({ min: 0, max: 256 }).map(attentions.prefixLM),
   );
+/** Any attention, prefix-LM included: what a draft may be. */
+const attentionArb = (heads: number) => fc.oneof(causalAttentionArb(heads), fc.integer({ min: 0, max: 256 }).map(attentions.prefixLM));
 
 const policyArb = fc.oneof(
   fc.constant(policies.full()),
@@ -61,7 +63,7 @@ export const cudaDeploymentArb: fc.Arbitrary<DeploymentIR> = fc
   })
   .chain((s) => {
     const heads = s.kvHeads * s.group;
-    return fc.record({ s: fc.constant(s), ta: attentionArb(heads), tk: policyArb, da: attentionArb(heads), dk: policyArb });
+    return fc.record({ s: fc.constant(s), ta: causalAttentionArb(heads), tk: policyArb, da: attentionArb(heads), dk: policyArb });
   })
   .map(({ s, ta, tk, da, dk }) => {
     const heads = s.kvHeads * s.group;

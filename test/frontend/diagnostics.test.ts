@@ -108,6 +108,86 @@ describe('inline bad specs', () => {
   });
 });
 
+/** A valid deploy around the given target pass and model, to isolate one problem. */
+const withTarget = (decls: string, target: string, model = 'models.tiny', draft = '{ attention: causal, kv: full }') =>
+  `${HEADER.replace('models }', 'models, prefixLM, slidingWindow, streaming }')}${decls}\nexport default deploy({ model: ${model}, target: ${target}, draft: ${draft}, verify: greedy, gamma: 2, shapes: { batch: [1], maxSeq: 512, pageSize: 64 }, dtype: 'fp32', arch: 'cpu' });\n`;
+
+describe('the target pass must be causal (MD1308)', () => {
+  const message =
+    'the target pass must be causal: its mask lets a query see later positions, which verification and chunked prefill would read; use it as the draft, or add kv <= q';
+
+  it.each([
+    ['prefix-LM', '', '{ attention: prefixLM(16), kv: full }'],
+    ['a mask-less attention', `const bi = attention({ name: 'bi' });`, '{ attention: bi, kv: streaming({ sink: 4, window: 60 }) }'],
+    ['a mask that reaches one position ahead', `const ahead = attention({ name: 'ahead', mask: (q, kv) => kv <= q + 1 });`, '{ attention: ahead, kv: full }'],
+  ])('reports %s as the target, at the target pass', (_name, decls, target) => {
+    const r = inline(withTarget(decls, target));
+    expect(r.diagnostics.map((d) => [d.code, d.message])).toEqual([['MD1308', message]]);
+    const d = r.diagnostics[0]!;
+    expect(d.sourceLine.slice(d.col - 1, d.col - 1 + d.length)).toBe(target);
+  });
+
+  it('also on a Mistral model, whose window does not make a mask causal', () => {
+    const r = inline(withTarget('', '{ attention: prefixLM(16), kv: full }', "{ ...models.tiny, architecture: 'mistral', slidingWindow: 64 }"));
+    expect(r.diagnostics.map((d) => d.code)).toEqual(['MD1308']);
+  });
+
+  it('accepts causal targets, and any mask as the draft', () => {
+    for (const target of ['{ attention: causal, kv: streaming({ sink: 4, window: 60 }) }', '{ attention: slidingWindow(64), kv: full }']) {
+      const r = inline(withTarget('', target, 'models.tiny', '{ attention: prefixLM(16), kv: full }'));
+      expect(r.diagnostics.map(formatDiagnostic)).toEqual([]);
+    }
+    const fixed = inline(withTarget(`const pl = attention({ name: 'pl', params: { prefix: 16 }, mask: (q, kv, p) => (kv < p.prefix || kv <= q) && kv <= q });`, '{ attention: pl, kv: full }'));
+    expect(fixed.diagnostics.map(formatDiagnostic)).toEqual([]);
+  });
+});
+
+describe('limits (codegen/limits.ts)', () => {
+  const shapes = (batch: string, maxSeq: number, model = 'models.tiny') =>
+    inline(`${HEADER}export default deploy({ model: ${model}, target: { attention: causal, kv: full }, draft: { attention: causal, kv: full }, verify: greedy, gamma: 2, shapes: { batch: ${batch}, maxSeq: ${maxSeq}, pageSize: 64 }, dtype: 'fp32', arch: 'cpu' });\n`);
+  const huge = '{ ...models.tiny, maxPositionEmbeddings: 2 ** 23 }';
+
+  it('batch buckets from 1 to 4096', () => {
+    expect(shapes('[1, 4096]', 512).diagnostics).toEqual([]);
+    const r = shapes('[1, 4097]', 512);
+    expect(r.diagnostics.map((d) => [d.code, d.message])).toEqual([['MD1302', 'a batch bucket must be an integer from 1 to 4096, not the number 4097']]);
+  });
+
+  it('maxSeq at most 2^22, even for a model that allows more', () => {
+    expect(shapes('[1]', 2 ** 22, huge).diagnostics).toEqual([]);
+    const r = shapes('[1]', 2 ** 22 + 64, huge);
+    expect(r.diagnostics.map((d) => [d.code, d.message])).toEqual([['MD1304', 'maxSeq must be an integer from 1 to 4194304, not 4194368']]);
+  });
+
+  it('reports a maxSeq that is both not whole pages and past the model twice', () => {
+    expect(shapes('[1]', 20000, 'models.tiny').diagnostics.map((d) => d.message)).toEqual([
+      'maxSeq (20000) must be a multiple of pageSize (64)',
+      "maxSeq (20000) exceeds the model's maxPositionEmbeddings (16384)",
+    ]);
+  });
+
+  it('a runtime i32 param within ±2^24, since it travels as a float; const params are free', () => {
+    const policy = (value: string, isConst: boolean) =>
+      inline(withDraft(`const w = kvPolicy({ name: 'w', params: { window: ${value} }, const: ${isConst}, keep: (kv, len, p) => kv >= len - p.window });`, '{ attention: causal, kv: w }'));
+    expect(policy('2 ** 24', false).diagnostics).toEqual([]);
+    expect(policy('-(2 ** 24)', false).diagnostics).toEqual([]);
+    expect(policy('2 ** 24 + 1', true).diagnostics).toEqual([]);
+    expect(policy('2 ** 24 + 0.5', false).diagnostics).toEqual([]); // an f32 param: it is what it is
+    for (const bad of ['2 ** 24 + 1', '-(2 ** 24) - 1', '2 ** 31 - 1']) {
+      const r = policy(bad, false);
+      expect(r.diagnostics.map((d) => d.code)).toEqual(['MD1204']);
+      expect(r.diagnostics[0]!.message).toMatch(/^param 'window' = -?\d+ is a runtime i32 beyond ±2\^24 \(16777216\)/);
+      expect(r.diagnostics[0]!.message).toContain("make the descriptor 'const: true'");
+    }
+  });
+
+  it('an odd headDim in a model object', () => {
+    const r = inline(`${HEADER}export default deploy({ model: { ...models.tiny, headDim: 33 }, target: { attention: causal, kv: full }, draft: { attention: causal, kv: full }, verify: greedy, gamma: 2, shapes: { batch: [1], maxSeq: 512, pageSize: 64 }, dtype: 'fp32', arch: 'cpu' });\n`);
+    expect(r.diagnostics.map((d) => d.code)).toEqual(['MD1307']);
+    expect(r.diagnostics[0]!.message).toContain("'headDim' must be even");
+  });
+});
+
 describe('formatDiagnostic', () => {
   it('prints file:line:col, code, message, the source line and a caret under the span', () => {
     const d: Diagnostic = { code: 'MD1301', message: 'gamma must be 1..16', file: 'spec.ts', line: 3, col: 10, length: 2, sourceLine: '  gamma: 20,' };

@@ -40,11 +40,14 @@ export const KERNEL_DEPLOYMENTS = {
     pageSize: 4,
     dtype: 'fp32',
   }),
-  /** GQA 4:1 with head_dim 40 (not a multiple of the lane width), fp16: bidirectional target, streaming draft. */
+  /**
+   * GQA 4:1 with head_dim 40 (not a multiple of the lane width), fp16: causal streaming target, bidirectional
+   * draft (a target must be causal, codegen/passes/causal.ts; the draft may see any position).
+   */
   tailF16: makeDeployment({
     model: modelConfig({ numHeads: 4, numKvHeads: 1, headDim: 40 }),
-    target: { attention: fullAttention(), kv: policies.full() },
-    draft: { attention: attentions.causal(), kv: policies.streaming(0, 24) },
+    target: { attention: attentions.causal(), kv: policies.streaming(0, 24) },
+    draft: { attention: fullAttention(), kv: policies.full() },
     gamma: 4,
     batch: [1, 2],
     maxSeq: 192,

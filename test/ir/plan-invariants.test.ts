@@ -1,0 +1,87 @@
+// planModule owns the model and plan invariants (one PlanError naming every problem); the CUDA backend
+// adds only its own launch limits. Deployments here are built in IR, as code that skips the front end would.
+import { describe, expect, it } from 'vitest';
+import { models } from '../../dsl/models.ts';
+import { CudaPlanError, cudaBackend } from '../../codegen/backends/cuda.ts';
+import { cpuBackend } from '../../codegen/backends/cpu.ts';
+import * as ir from '../../codegen/ir.ts';
+import { MAX_SEQ } from '../../codegen/limits.ts';
+import { PlanError, planModule } from '../../codegen/plan.ts';
+import type { DeploymentIR } from '../../codegen/spec.ts';
+import { attentions, makeDeployment, modelConfig, policies } from '../support/deployments.ts';
+
+const refusal = (dep: DeploymentIR): PlanError => {
+  try {
+    planModule(dep);
+  } catch (e) {
+    expect(e).toBeInstanceOf(PlanError);
+    return e as PlanError;
+  }
+  throw new Error('planModule accepted the deployment');
+};
+
+const bidirectional = { name: 'bidirectional', params: [], const: false, mask: ir.constant(true) };
+
+describe('planModule refuses', () => {
+  it.each([
+    ['a prefix-LM target', { attention: attentions.prefixLM(16), kv: policies.full() }],
+    ['a mask-less target', { attention: bidirectional, kv: policies.streaming(4, 60) }],
+  ])('%s: the target must be causal', (_name, target) => {
+    expect(refusal(makeDeployment({ target })).message).toContain(
+      'the target pass must be causal: its mask lets a query see later positions, which verification and chunked prefill would read; use it as the draft, or add kv <= q',
+    );
+  });
+
+  it('plans pages smaller than a spec may ask for (kernel tests use them), and any mask as the draft', () => {
+    expect(planModule(makeDeployment({ pageSize: 4, maxSeq: 256 })).pageSize).toBe(4);
+    for (const attention of [attentions.prefixLM(16), bidirectional]) {
+      const plan = planModule(makeDeployment({ draft: { attention, kv: policies.window(32) } }));
+      expect(plan.passes.draft.ir.attention.name).toBe(attention.name);
+    }
+  });
+
+  it.each<[string, Parameters<typeof makeDeployment>[0], RegExp]>([
+    ['an odd head_dim', { model: modelConfig({ numHeads: 2, numKvHeads: 2, headDim: 15 }) }, /head_dim 15 must be even for rotate-half RoPE/],
+    ['heads not a multiple of KV heads', { model: { ...models.tiny, numHeads: 6, numKvHeads: 4 } }, /num_heads 6 is not a multiple of num_kv_heads 4/],
+    ['a batch bucket of 0', { batch: [0, 8] }, /batch bucket 0 is not an integer from 1 to 4096/],
+    ['a batch bucket past 4096', { batch: [8, 8192] }, /batch bucket 8192 is not an integer from 1 to 4096/],
+    ['unsorted buckets', { batch: [8, 1] }, /batch buckets must be strictly ascending, got 8,1/],
+    ['gamma 17', { gamma: 17 }, /gamma 17 is not an integer from 1 to 16/],
+    ['pageSize 48', { pageSize: 48, maxSeq: 480 }, /pageSize 48 is not a power of two up to 256/],
+    ['pageSize 512', { pageSize: 512, maxSeq: 4096 }, /pageSize 512 is not a power of two up to 256/],
+    ['maxSeq past 2^22', { model: { ...models.tiny, maxPositionEmbeddings: 2 * MAX_SEQ }, maxSeq: 2 * MAX_SEQ }, /maxSeq 8388608 is not an integer from 1 to 4194304/],
+    ['maxSeq not whole pages', { maxSeq: 1000 }, /maxSeq \(1000\) must be a multiple of pageSize \(16\)/],
+    ['maxSeq past the model', { maxSeq: 32768 }, /maxSeq \(32768\) exceeds the model's maxPositionEmbeddings \(16384\)/],
+    ['a runtime i32 param past 2^24', { draft: { attention: attentions.causal(), kv: policies.window(2 ** 24 + 1) } }, /draft window: param 'window' = 16777217 is a runtime i32 beyond ±2\^24/],
+  ])('%s', (_name, opts, message) => {
+    expect(refusal(makeDeployment(opts)).message).toMatch(message);
+  });
+
+  it('names every problem at once, and the module', () => {
+    const e = refusal(makeDeployment({ gamma: 0, batch: [], target: { attention: attentions.prefixLM(1), kv: policies.full() } }));
+    expect(e.message).toMatch(/^cannot plan tiny\.cpu\.fp32\.t_prefix_lm-full\.d_causal-streaming\.greedy\.g0: /);
+    for (const part of ['batch buckets must not be empty', 'gamma 0 is not an integer', 'the target pass must be causal']) expect(e.message).toContain(part);
+  });
+});
+
+describe('backends', () => {
+  it('the CPU backend emits whatever planModule accepts', () => {
+    expect(cpuBackend.emit(planModule(makeDeployment())).length).toBeGreaterThan(0);
+  });
+
+  it('the CUDA backend keeps only its own limits, as CudaPlanError (a PlanError)', () => {
+    const narrow = makeDeployment({ model: modelConfig({ numHeads: 2, numKvHeads: 2, headDim: 16, hiddenSize: 30 }), arch: 'sm_90' });
+    const err = (() => {
+      try {
+        cudaBackend.emit(planModule(narrow));
+      } catch (e) {
+        return e;
+      }
+    })();
+    expect(err).toBeInstanceOf(CudaPlanError);
+    expect(err).toBeInstanceOf(PlanError);
+    expect((err as Error).message).toMatch(/hidden_size 30 must be a multiple of 4/);
+    const wide = makeDeployment({ model: modelConfig({ numHeads: 2, numKvHeads: 2, headDim: 2048 }), arch: 'sm_90' });
+    expect(() => cudaBackend.emit(planModule(wide))).toThrow(/head_dim 2048 must be at most 1024/);
+  });
+});
