@@ -52,8 +52,10 @@
 // partials merge in ascending chunk order, skipping empty chunks: M = max m_c,
 // L = sum l_c * exp(m_c - M), out = (sum acc_c * exp(m_c - M)) / L. A row with nothing visible outputs 0.
 // A row at position q sees kv positions t < seq_len[slot] with mask(q, t) && keep(t, q + 1): `len` in a
-// policy is the sequence length as the row sees it (q + 1), so a token's attention is the same whether it
-// is decoded alone or verified among drafted tokens.
+// policy is the sequence length as the row sees it (q + 1). The target pass is causal (planModule proves
+// mask && keep false for every t > q, codegen/passes/causal.ts), so a target row never reads a later
+// position and its attention is the same whether it is decoded alone, prefilled in a chunk or verified
+// among drafted tokens. The draft pass may be non-causal: it only runs with seq_len = q + 1.
 
 export const ATTN_CHUNK_PAGES = 8;
 
