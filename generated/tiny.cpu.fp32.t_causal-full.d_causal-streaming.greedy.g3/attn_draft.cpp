@@ -4,6 +4,17 @@
 // walk the chunk's pages (tiles) in ascending order, each classified by the pass's interval analysis
 // (skip: never read; full: no per-element mask; partial: per-element mask), with an online softmax whose
 // state is touched only by visible positions; chunk partials then merge in ascending chunk order.
+//
+// Rows of one sequence (verification's gamma + 1 positions, a prefill chunk) share the K/V they read: a
+// work item is (row block, kv head, chunk), a row block being up to ROW_BLOCK rows with the same slot, and
+// each tile is widened once for the rows that see any of it. Every row still runs exactly its own
+// tile-by-tile update, so how rows are blocked changes only the speed, never a bit of any row's result.
+#include <algorithm>
+#include <memory>
+#include <new>
+
+#include <omp.h>
+
 #include "md_cpu.h"
 
 using namespace md;
@@ -58,6 +69,8 @@ inline float md_draft_score(float s, int32_t q, int32_t kv, int32_t head, const 
 
 constexpr int NUM_PARAMS = 2;
 constexpr int PART = HEAD_DIM + 2;  // a chunk partial: acc[HEAD_DIM], m, l
+/** Most rows of one sequence that walk a chunk together (a verification step has gamma + 1). */
+constexpr int ROW_BLOCK = 8;
 
 inline float* partial(float* ws, int32_t r, int h, int c) {
   return ws + (((size_t)r * HEADS + h) * MAX_CHUNKS + c) * PART;
@@ -65,82 +78,123 @@ inline float* partial(float* ws, int32_t r, int h, int c) {
 
 inline int num_chunks(int32_t len) { return (len + CHUNK - 1) / CHUNK; }
 
-// One (row, kv head, chunk): the online softmax state of the GROUP query heads sharing this KV head.
-void chunk_partial(const md_attn_args& a, int32_t r, int kvh, int c) {
-  const int32_t qpos = a.row_pos[r];
-  const int32_t slot = a.row_seq[r];
+// One (row block, kv head, chunk): the online softmax state of each row's GROUP query heads sharing this
+// KV head. `rows` holds nr <= ROW_BLOCK row indices, all of one slot.
+void chunk_partials(const md_attn_args& a, const int32_t* rows, int nr, int kvh, int c) {
+  const int32_t slot = a.row_seq[rows[0]];
   const int32_t len = a.seq_len[slot];
   const int32_t* pages = a.page_table + (size_t)slot * a.pages_per_seq;
   const float* params = a.params;
   const store_t* kc = (const store_t*)a.k_cache;
   const store_t* vc = (const store_t*)a.v_cache;
 
-  float m[GROUP], l[GROUP], acc[GROUP][HEAD_DIM];
-  const float* qh[GROUP];
-  for (int g = 0; g < GROUP; ++g) {
-    m[g] = -INFINITY;
-    l[g] = 0.0f;
-    for (int d = 0; d < HEAD_DIM; ++d) acc[g][d] = 0.0f;
-    qh[g] = a.q + ((size_t)r * HEADS + (size_t)kvh * GROUP + g) * HEAD_DIM;
+  int32_t qpos[ROW_BLOCK];
+  float m[ROW_BLOCK][GROUP], l[ROW_BLOCK][GROUP];
+  alignas(64) float acc[ROW_BLOCK][GROUP][HEAD_DIM];
+  for (int i = 0; i < nr; ++i) {
+    qpos[i] = a.row_pos[rows[i]];
+    for (int g = 0; g < GROUP; ++g) {
+      m[i][g] = -INFINITY;
+      l[i][g] = 0.0f;
+      for (int d = 0; d < HEAD_DIM; ++d) acc[i][g][d] = 0.0f;
+    }
   }
 
+  alignas(64) float kt[PAGE_SIZE][HEAD_DIM];
+  alignas(64) float vt[PAGE_SIZE][HEAD_DIM];
   const int32_t t_begin = c * CHUNK;
   const int32_t t_end = len < t_begin + CHUNK ? len : t_begin + CHUNK;
   for (int32_t p0 = t_begin; p0 < t_end; p0 += PAGE_SIZE) {
     const int32_t p1 = (p0 + PAGE_SIZE < t_end ? p0 + PAGE_SIZE : t_end) - 1;
-    if (!md_draft_tile_may(qpos, p0, p1, params)) continue;  // skipped tiles are never read
-    const bool full = md_draft_tile_must(qpos, p0, p1, params);
     const int n = p1 - p0 + 1;
-    bool vis[PAGE_SIZE];
-    bool any = false;
-    for (int t = 0; t < n; ++t) {
-      vis[t] = full || md_draft_visible(qpos, p0 + t, params);
-      any = any || vis[t];
+    // Classify the tile for each row; `need` is the union of what the rows see.
+    bool vis[ROW_BLOCK][PAGE_SIZE];
+    bool active[ROW_BLOCK];
+    bool need[PAGE_SIZE] = {};
+    bool any_row = false;
+    for (int i = 0; i < nr; ++i) {
+      active[i] = false;
+      if (!md_draft_tile_may(qpos[i], p0, p1, params)) continue;  // skipped tiles are never read
+      const bool full = md_draft_tile_must(qpos[i], p0, p1, params);
+      for (int t = 0; t < n; ++t) {
+        vis[i][t] = full || md_draft_visible(qpos[i], p0 + t, params);
+        active[i] = active[i] || vis[i][t];
+        need[t] = need[t] || vis[i][t];
+      }
+      any_row = any_row || active[i];
     }
-    if (!any) continue;
+    if (!any_row) continue;
 
-    // Widen the tile's visible K and V rows once for the whole group.
+    // Widen the tile's K and V rows that some row sees, once for every row and head of the block. K rows
+    // nobody sees are zeroed: their scores are computed alongside (dot_rows_of runs over the whole tile)
+    // and never used, and nobody's masked positions are read from the cache.
     const size_t base = (size_t)pages[p0 / PAGE_SIZE] * PAGE_SIZE * KV_DIM + (size_t)kvh * HEAD_DIM;
-    alignas(64) float kt[PAGE_SIZE][HEAD_DIM];
-    alignas(64) float vt[PAGE_SIZE][HEAD_DIM];
     for (int t = 0; t < n; ++t) {
-      if (!vis[t]) continue;
+      if (!need[t]) {
+        for (int d = 0; d < HEAD_DIM; ++d) kt[t][d] = 0.0f;
+        continue;
+      }
       const store_t* kr = kc + base + (size_t)t * KV_DIM;
       const store_t* vr = vc + base + (size_t)t * KV_DIM;
       for (int d = 0; d < HEAD_DIM; ++d) kt[t][d] = widen(kr[d]);
       for (int d = 0; d < HEAD_DIM; ++d) vt[t][d] = widen(vr[d]);
     }
 
-    for (int g = 0; g < GROUP; ++g) {
-      const int head = kvh * GROUP + g;
-      float s[PAGE_SIZE];
-      float tmax = -INFINITY;
-      for (int t = 0; t < n; ++t) {
-        if (!vis[t]) continue;
-        s[t] = md_draft_score(dot<HEAD_DIM>(qh[g], kt[t]) * ATTN_SCALE, qpos, p0 + t, head, params);
-        tmax = s[t] > tmax ? s[t] : tmax;
+    for (int i = 0; i < nr; ++i) {
+      if (!active[i]) continue;
+      const int32_t qp = qpos[i];
+      int seen[PAGE_SIZE];  // the row's visible offsets, ascending
+      int ns = 0;
+      for (int t = 0; t < n; ++t)
+        if (vis[i][t]) seen[ns++] = t;
+      for (int g = 0; g < GROUP; ++g) {
+        const int head = kvh * GROUP + g;
+        const float* qh = a.q + ((size_t)rows[i] * HEADS + head) * HEAD_DIM;
+        float s[PAGE_SIZE];
+        dot_rows_of<HEAD_DIM, PAGE_SIZE>(qh, kt, n, s);  // each s[t] is dot<HEAD_DIM>(qh, kt[t]), bitwise
+        float tmax = -INFINITY;
+        for (int k = 0; k < ns; ++k) {
+          const int t = seen[k];
+          s[t] = md_draft_score(s[t] * ATTN_SCALE, qp, p0 + t, head, params);
+          tmax = s[t] > tmax ? s[t] : tmax;
+        }
+        if (tmax == -INFINITY) continue;  // every visible score is -inf: zero weight, state unchanged
+        // The online-softmax update, its sums in ascending position order. The exponentials come first
+        // and a row that sees the whole tile takes a branch-free loop, so that the accumulator stays in
+        // registers across positions.
+        const float m_new = m[i][g] > tmax ? m[i][g] : tmax;
+        const float corr = expf(m[i][g] - m_new);
+        float w[PAGE_SIZE];
+        for (int k = 0; k < ns; ++k) w[seen[k]] = expf(s[seen[k]] - m_new);
+        float sum = l[i][g] * corr;
+        float o[HEAD_DIM];
+        for (int d = 0; d < HEAD_DIM; ++d) o[d] = acc[i][g][d] * corr;
+        if (ns == n) {
+          for (int t = 0; t < n; ++t) {
+            sum += w[t];
+            for (int d = 0; d < HEAD_DIM; ++d) o[d] += w[t] * vt[t][d];
+          }
+        } else {
+          for (int t = 0; t < n; ++t) {
+            if (!vis[i][t]) continue;
+            sum += w[t];
+            for (int d = 0; d < HEAD_DIM; ++d) o[d] += w[t] * vt[t][d];
+          }
+        }
+        for (int d = 0; d < HEAD_DIM; ++d) acc[i][g][d] = o[d];
+        l[i][g] = sum;
+        m[i][g] = m_new;
       }
-      if (tmax == -INFINITY) continue;  // every visible score is -inf: zero weight, state unchanged
-      const float m_new = m[g] > tmax ? m[g] : tmax;
-      const float corr = expf(m[g] - m_new);
-      l[g] *= corr;
-      for (int d = 0; d < HEAD_DIM; ++d) acc[g][d] *= corr;
-      for (int t = 0; t < n; ++t) {
-        if (!vis[t]) continue;
-        const float p = expf(s[t] - m_new);
-        l[g] += p;
-        for (int d = 0; d < HEAD_DIM; ++d) acc[g][d] += p * vt[t][d];
-      }
-      m[g] = m_new;
     }
   }
 
-  for (int g = 0; g < GROUP; ++g) {
-    float* part = partial(a.workspace, r, kvh * GROUP + g, c);
-    for (int d = 0; d < HEAD_DIM; ++d) part[d] = acc[g][d];
-    part[HEAD_DIM] = m[g];
-    part[HEAD_DIM + 1] = l[g];
-  }
+  for (int i = 0; i < nr; ++i)
+    for (int g = 0; g < GROUP; ++g) {
+      float* part = partial(a.workspace, rows[i], kvh * GROUP + g, c);
+      for (int d = 0; d < HEAD_DIM; ++d) part[d] = acc[i][g][d];
+      part[HEAD_DIM] = m[i][g];
+      part[HEAD_DIM + 1] = l[i][g];
+    }
 }
 
 // Merge the chunk partials of (row, query head) in ascending chunk order; empty chunks (l == 0) are skipped.
@@ -192,18 +246,69 @@ int check(const md_attn_args* a, int32_t max_rows) {
   return MD_OK;
 }
 
+// The row blocks of a call: `order` lists the rows grouped by slot (stable: ascending row index within a
+// slot) and block b is order[first[b] .. first[b + 1]). Blocks are cut at slot changes and every `cap` rows.
+struct RowBlocks {
+  std::unique_ptr<int32_t[]> order, first;
+  int32_t count = 0;
+};
+
+int32_t cut_blocks(const md_attn_args& a, const int32_t* order, int cap, int32_t* first) {
+  int32_t nb = 0;
+  for (int32_t i = 0, run = 0; i < a.rows; ++i, ++run) {
+    if (i == 0 || a.row_seq[order[i]] != a.row_seq[order[i - 1]] || run == cap) {
+      first[nb++] = i;
+      run = 0;
+    }
+  }
+  first[nb] = a.rows;
+  return nb;
+}
+
+int64_t work_items(const md_attn_args& a, const RowBlocks& b) {
+  int64_t items = 0;
+  for (int32_t k = 0; k < b.count; ++k) items += (int64_t)KV_HEADS * num_chunks(a.seq_len[a.row_seq[b.order[b.first[k]]]]);
+  return items;
+}
+
+/**
+ * Groups the rows by slot into blocks of at most ROW_BLOCK, smaller when that leaves too few work items
+ * for the threads (verification at batch 1 over a short context). Without memory for the grouping, each
+ * row is its own block: slower, the same bits.
+ */
+RowBlocks row_blocks(const md_attn_args& a) {
+  RowBlocks b;
+  b.order.reset(new (std::nothrow) int32_t[a.rows]);
+  b.first.reset(new (std::nothrow) int32_t[a.rows + 1]);
+  std::unique_ptr<uint64_t[]> keys(new (std::nothrow) uint64_t[a.rows]);
+  if (!b.order || !b.first || !keys) return RowBlocks{};
+  for (int32_t r = 0; r < a.rows; ++r) keys[r] = (uint64_t)(uint32_t)a.row_seq[r] << 32 | (uint32_t)r;
+  std::sort(keys.get(), keys.get() + a.rows);
+  for (int32_t i = 0; i < a.rows; ++i) b.order[i] = (int32_t)(keys[i] & 0xffffffffu);
+  const int64_t enough = 4 * (int64_t)omp_get_max_threads();
+  for (int cap = ROW_BLOCK;; cap = (cap + 1) / 2) {
+    b.count = cut_blocks(a, b.order.get(), cap, b.first.get());
+    if (cap == 1 || work_items(a, b) >= enough) return b;
+  }
+}
+
 int attend(const md_attn_args* args, int32_t max_rows) {
   const int status = check(args, max_rows);
   if (status != MD_OK || args->rows == 0) return status;
   const md_attn_args& a = *args;
   const int32_t rows = a.rows;
+  const RowBlocks blocks = row_blocks(a);
+  const int32_t nb = blocks.count ? blocks.count : rows;
 #pragma omp parallel
   {
 #pragma omp for collapse(3) schedule(dynamic, 1)
-    for (int32_t r = 0; r < rows; ++r)
+    for (int32_t b = 0; b < nb; ++b)
       for (int kvh = 0; kvh < KV_HEADS; ++kvh)
-        for (int c = 0; c < MAX_CHUNKS; ++c)
-          if (c < num_chunks(a.seq_len[a.row_seq[r]])) chunk_partial(a, r, kvh, c);
+        for (int c = 0; c < MAX_CHUNKS; ++c) {
+          const int32_t* rs = blocks.count ? blocks.order.get() + blocks.first[b] : &b;
+          const int nr = blocks.count ? blocks.first[b + 1] - blocks.first[b] : 1;
+          if (c < num_chunks(a.seq_len[a.row_seq[rs[0]]])) chunk_partials(a, rs, nr, kvh, c);
+        }
 #pragma omp for collapse(2) schedule(static)
     for (int32_t r = 0; r < rows; ++r)
       for (int h = 0; h < HEADS; ++h) merge(a, r, h);

@@ -93,6 +93,30 @@ inline float dot(const float* a, const float* b) {
   return reduce_lanes(acc);
 }
 
+/** out[t] = dot<N>(a, b[t]) for t < n <= M, bit for bit: each row gets dot's lane accumulators, then
+ *  reduce_lanes' tree runs one level at a time across all rows (level w adds lane j + w into lane j, as
+ *  reduce_lanes does), so the compiler vectorises the tree across rows instead of within one. */
+template <int N, int M>
+inline void dot_rows_of(const float* a, const float (*b)[N], int n, float* out) {
+  static_assert(LANES == 16, "the tree below is reduce_lanes' for 16 lanes");
+  float l16[M][16], l8[M][8], l4[M][4], l2[M][2];
+  constexpr int FULL = N / LANES * LANES;
+  for (int t = 0; t < n; ++t) {
+    float acc[LANES] = {};
+    for (int k = 0; k < FULL; k += LANES)
+      for (int j = 0; j < LANES; ++j) acc[j] += a[k + j] * b[t][k + j];
+    for (int j = 0; j < N - FULL; ++j) acc[j] += a[FULL + j] * b[t][FULL + j];
+    for (int j = 0; j < LANES; ++j) l16[t][j] = acc[j];
+  }
+  for (int t = 0; t < n; ++t)
+    for (int j = 0; j < 8; ++j) l8[t][j] = l16[t][j] + l16[t][j + 8];
+  for (int t = 0; t < n; ++t)
+    for (int j = 0; j < 4; ++j) l4[t][j] = l8[t][j] + l8[t][j + 4];
+  for (int t = 0; t < n; ++t)
+    for (int j = 0; j < 2; ++j) l2[t][j] = l4[t][j] + l4[t][j + 2];
+  for (int t = 0; t < n; ++t) out[t] = l2[t][0] + l2[t][1];
+}
+
 /** R rows against one weight row [K], each row with exactly the lane order of dot<K>: every weight is
  *  widened once and used R times. */
 template <int K, int R>
