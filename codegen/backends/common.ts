@@ -55,6 +55,19 @@ export function renderFunction(qualifier: string, name: string, args: readonly F
   return [`${qualifier} ${C_TYPE[root.ty]} ${name}(${sig}) {`, `  ${unused}`, ...body.lines.map((l) => `  ${l}`), `  return ${body.result};`, '}'].join('\n');
 }
 
+/** The four functions the attention skeletons call for a pass: Pass member, C name, arguments, IR root. */
+function passFunctions(pass: PassPlan) {
+  const names = passFnNames(pass.pass);
+  const i32 = (name: string): FnArg => ({ name, ty: 'i32' });
+  const tile = [i32('q'), i32('p0'), i32('p1')];
+  return [
+    { member: 'visible', name: names.visible, args: [i32('q'), i32('kv')], root: pass.visible },
+    { member: 'tile_must', name: names.tileMust, args: tile, root: pass.tile.must },
+    { member: 'tile_may', name: names.tileMay, args: tile, root: pass.tile.may },
+    { member: 'score', name: names.score, args: [{ name: 's', ty: 'f32' as const }, i32('q'), i32('kv'), i32('head')], root: pass.score ?? variable('s', 'f32') },
+  ];
+}
+
 /**
  * The four functions the attention skeletons call for a pass:
  *   bool <visible>(int32_t q, int32_t kv, const float* params)             per element
@@ -62,18 +75,36 @@ export function renderFunction(qualifier: string, name: string, args: readonly F
  *   float <score>(float s, int32_t q, int32_t kv, int32_t head, ...)       the identity without a score
  */
 export function renderPassFunctions(pass: PassPlan, qualifier: string): string {
-  const names = passFnNames(pass.pass);
-  const i32 = (name: string): FnArg => ({ name, ty: 'i32' });
-  const score = pass.score ?? variable('s', 'f32');
   return [
     `// ${pass.pass} pass: attention '${pass.ir.attention.name}', KV policy '${pass.ir.kv.name}'; params: ${pass.params.map((p) => `${p.index}=${p.key}`).join(', ') || 'none'}`,
-    renderFunction(qualifier, names.visible, [i32('q'), i32('kv')], pass.visible, pass),
-    renderFunction(qualifier, names.tileMust, [i32('q'), i32('p0'), i32('p1')], pass.tile.must, pass),
-    renderFunction(qualifier, names.tileMay, [i32('q'), i32('p0'), i32('p1')], pass.tile.may, pass),
-    renderFunction(qualifier, names.score, [{ name: 's', ty: 'f32' }, i32('q'), i32('kv'), i32('head')], score, pass),
+    ...passFunctions(pass).map((f) => renderFunction(qualifier, f.name, f.args, f.root, pass)),
   ].join('\n\n');
 }
 
+/** C name of the struct that hands a pass to the attention skeleton, e.g. md_pass_target. */
+export function passStructName(pass: PassPlan['pass']): string {
+  return `md_pass_${pass}`;
+}
+
+/**
+ * The Pass type both backends' attention skeletons are templates over: NUM_PARAMS, any extra constants
+ * (C declarations, e.g. CUDA's SCALE), and static members visible / tile_must / tile_may / score that
+ * forward to renderPassFunctions' functions. `qualifier` goes before each member function.
+ */
+export function renderPassStruct(pass: PassPlan, qualifier: string, constants: readonly string[] = []): string {
+  const members = passFunctions(pass).map((f) => {
+    const params = [...f.args.map((a) => `${C_TYPE[a.ty]} ${a.name}`), 'const float* params'].join(', ');
+    const call = [...f.args.map((a) => a.name), 'params'].join(', ');
+    return `  ${qualifier} ${C_TYPE[f.root.ty]} ${f.member}(${params}) { return ${f.name}(${call}); }`;
+  });
+  return [
+    `struct ${passStructName(pass.pass)} {`,
+    `  static constexpr int NUM_PARAMS = ${pass.params.length};`,
+    ...constants.map((c) => `  ${c}`),
+    ...members,
+    '};',
+  ].join('\n');
+}
 
 /** A C string literal of `text`, one source line per text line; only printable ASCII passes unescaped. */
 export function cStringLiteral(text: string, indent = '  '): string {

@@ -6,7 +6,7 @@ import type { Backend, EmittedFile } from '../backend.ts';
 import { manifestText } from '../manifest.ts';
 import type { ModulePlan, PassPlan } from '../plan.ts';
 import { renderF32 } from '../render.ts';
-import { cDouble, cStringLiteral, lmHeadShape, passFnNames, renderPassFunctions, renderTemplate, STORAGE } from './common.ts';
+import { cDouble, cStringLiteral, lmHeadShape, passStructName, renderPassFunctions, renderPassStruct, renderTemplate, STORAGE } from './common.ts';
 import { renderModuleHeader } from './header.ts';
 
 /** Parameter list of a definition: `stream` is unnamed on CPU (it is ignored, and -Wextra would say so). */
@@ -41,9 +41,9 @@ function attentionUnit(plan: ModulePlan, pass: PassPlan): EmittedFile {
     contents: renderTemplate('cpu/attention.cpp.hbs', {
       ...common(plan),
       pass: pass.pass,
-      fn: passFnNames(pass.pass),
       passFunctions: renderPassFunctions(pass, 'inline'),
-      numParams: pass.params.length,
+      passStruct: renderPassStruct(pass, 'static'),
+      passType: passStructName(pass.pass),
       instances: instancesOf(plan, `attn_${pass.pass}`),
       sig: definitionParams(spec(`attn_${pass.pass}`).args),
     }),

@@ -7,6 +7,12 @@
 #include <stdint.h>
 #include <string.h>
 
+#include <algorithm>
+#include <memory>
+#include <new>
+
+#include <omp.h>
+
 #include "md_expr.h"
 #include "md_module.h"
 
@@ -149,5 +155,282 @@ inline uint64_t argmax_key(float v, int32_t index) {
 
 /** The index a key stands for; 0 for the empty key (a row of NaNs), as md_argmax. */
 inline int32_t argmax_key_index(uint64_t key) { return key ? (int32_t)(0xffffffffu - (uint32_t)key) : 0; }
+
+// ---- paged split-KV attention, the skeleton every pass shares (each attn_<pass>.cpp instantiates attend
+// with its Pass), in the reduction order codegen/abi.ts specifies: chunks of CHUNK positions at absolute
+// multiples; per (row, kv head, chunk) the GQA group's query heads walk the chunk's pages (tiles) in
+// ascending order, each classified by the pass's interval analysis (skip: never read; full: no per-element
+// mask; partial: per-element mask), with an online softmax whose state is touched only by visible
+// positions; chunk partials then merge in ascending chunk order.
+//
+// Rows of one sequence (verification's gamma + 1 positions, a prefill chunk) share the K/V they read: a
+// work item is (row block, kv head, chunk), a row block being up to ROW_BLOCK rows with the same slot, and
+// each tile is widened once for the rows that see any of it. Every row still runs exactly its own
+// tile-by-tile update, so how rows are blocked changes only the speed, never a bit of any row's result.
+//
+// A Pass provides, as static members (its functions rendered from the pass's IR):
+//   NUM_PARAMS                                                      runtime params the pass reads
+//   bool visible(int32_t q, int32_t kv, const float* params)             per element
+//   bool tile_must / tile_may(int32_t q, int32_t p0, int32_t p1, ...)    per tile [p0, p1]
+//   float score(float s, int32_t q, int32_t kv, int32_t head, ...)       the identity without a score
+// The helpers have internal linkage, as the pass units' own code would: every module has its own shapes.
+
+namespace attn {
+namespace {
+
+constexpr int PART = HEAD_DIM + 2;  // a chunk partial: acc[HEAD_DIM], m, l
+/** Most rows of one sequence that walk a chunk together (a verification step has gamma + 1). */
+constexpr int ROW_BLOCK = 8;
+
+inline float* partial(float* ws, int32_t r, int h, int c) {
+  return ws + (((size_t)r * HEADS + h) * MAX_CHUNKS + c) * PART;
+}
+
+inline int num_chunks(int32_t len) { return (len + CHUNK - 1) / CHUNK; }
+
+// One (row block, kv head, chunk): the online softmax state of each row's GROUP query heads sharing this
+// KV head. `rows` holds nr <= ROW_BLOCK row indices, all of one slot.
+template <class Pass>
+inline void chunk_partials(const md_attn_args& a, const int32_t* rows, int nr, int kvh, int c) {
+  const int32_t slot = a.row_seq[rows[0]];
+  const int32_t len = a.seq_len[slot];
+  const int32_t* pages = a.page_table + (size_t)slot * a.pages_per_seq;
+  const float* params = a.params;
+  const store_t* kc = (const store_t*)a.k_cache;
+  const store_t* vc = (const store_t*)a.v_cache;
+
+  int32_t qpos[ROW_BLOCK];
+  float m[ROW_BLOCK][GROUP], l[ROW_BLOCK][GROUP];
+  alignas(64) float acc[ROW_BLOCK][GROUP][HEAD_DIM];
+  for (int i = 0; i < nr; ++i) {
+    qpos[i] = a.row_pos[rows[i]];
+    for (int g = 0; g < GROUP; ++g) {
+      m[i][g] = -INFINITY;
+      l[i][g] = 0.0f;
+      for (int d = 0; d < HEAD_DIM; ++d) acc[i][g][d] = 0.0f;
+    }
+  }
+
+  alignas(64) float kt[PAGE_SIZE][HEAD_DIM];
+  alignas(64) float vt[PAGE_SIZE][HEAD_DIM];
+  const int32_t t_begin = c * CHUNK;
+  const int32_t t_end = len < t_begin + CHUNK ? len : t_begin + CHUNK;
+  for (int32_t p0 = t_begin; p0 < t_end; p0 += PAGE_SIZE) {
+    const int32_t p1 = (p0 + PAGE_SIZE < t_end ? p0 + PAGE_SIZE : t_end) - 1;
+    const int n = p1 - p0 + 1;
+    // Classify the tile for each row; `need` is the union of what the rows see.
+    bool vis[ROW_BLOCK][PAGE_SIZE];
+    bool active[ROW_BLOCK];
+    bool need[PAGE_SIZE] = {};
+    bool any_row = false;
+    for (int i = 0; i < nr; ++i) {
+      active[i] = false;
+      if (!Pass::tile_may(qpos[i], p0, p1, params)) continue;  // skipped tiles are never read
+      const bool full = Pass::tile_must(qpos[i], p0, p1, params);
+      for (int t = 0; t < n; ++t) {
+        vis[i][t] = full || Pass::visible(qpos[i], p0 + t, params);
+        active[i] = active[i] || vis[i][t];
+        need[t] = need[t] || vis[i][t];
+      }
+      any_row = any_row || active[i];
+    }
+    if (!any_row) continue;
+
+    // Widen the tile's K and V rows that some row sees, once for every row and head of the block. K rows
+    // nobody sees are zeroed: their scores are computed alongside (dot_rows_of runs over the whole tile)
+    // and never used, and nobody's masked positions are read from the cache.
+    const size_t base = (size_t)pages[p0 / PAGE_SIZE] * PAGE_SIZE * KV_DIM + (size_t)kvh * HEAD_DIM;
+    for (int t = 0; t < n; ++t) {
+      if (!need[t]) {
+        for (int d = 0; d < HEAD_DIM; ++d) kt[t][d] = 0.0f;
+        continue;
+      }
+      const store_t* kr = kc + base + (size_t)t * KV_DIM;
+      const store_t* vr = vc + base + (size_t)t * KV_DIM;
+      for (int d = 0; d < HEAD_DIM; ++d) kt[t][d] = widen(kr[d]);
+      for (int d = 0; d < HEAD_DIM; ++d) vt[t][d] = widen(vr[d]);
+    }
+
+    for (int i = 0; i < nr; ++i) {
+      if (!active[i]) continue;
+      const int32_t qp = qpos[i];
+      int seen[PAGE_SIZE];  // the row's visible offsets, ascending
+      int ns = 0;
+      for (int t = 0; t < n; ++t)
+        if (vis[i][t]) seen[ns++] = t;
+      for (int g = 0; g < GROUP; ++g) {
+        const int head = kvh * GROUP + g;
+        const float* qh = a.q + ((size_t)rows[i] * HEADS + head) * HEAD_DIM;
+        float s[PAGE_SIZE];
+        dot_rows_of<HEAD_DIM, PAGE_SIZE>(qh, kt, n, s);  // each s[t] is dot<HEAD_DIM>(qh, kt[t]), bitwise
+        float tmax = -INFINITY;
+        for (int k = 0; k < ns; ++k) {
+          const int t = seen[k];
+          s[t] = Pass::score(s[t] * ATTN_SCALE, qp, p0 + t, head, params);
+          tmax = s[t] > tmax ? s[t] : tmax;
+        }
+        if (tmax == -INFINITY) continue;  // every visible score is -inf: zero weight, state unchanged
+        // The online-softmax update, its sums in ascending position order. The exponentials come first
+        // and a row that sees the whole tile takes a branch-free loop, so that the accumulator stays in
+        // registers across positions.
+        const float m_new = m[i][g] > tmax ? m[i][g] : tmax;
+        const float corr = expf(m[i][g] - m_new);
+        float w[PAGE_SIZE];
+        for (int k = 0; k < ns; ++k) w[seen[k]] = expf(s[seen[k]] - m_new);
+        float sum = l[i][g] * corr;
+        float o[HEAD_DIM];
+        for (int d = 0; d < HEAD_DIM; ++d) o[d] = acc[i][g][d] * corr;
+        if (ns == n) {
+          for (int t = 0; t < n; ++t) {
+            sum += w[t];
+            for (int d = 0; d < HEAD_DIM; ++d) o[d] += w[t] * vt[t][d];
+          }
+        } else {
+          for (int t = 0; t < n; ++t) {
+            if (!vis[i][t]) continue;
+            sum += w[t];
+            for (int d = 0; d < HEAD_DIM; ++d) o[d] += w[t] * vt[t][d];
+          }
+        }
+        for (int d = 0; d < HEAD_DIM; ++d) acc[i][g][d] = o[d];
+        l[i][g] = sum;
+        m[i][g] = m_new;
+      }
+    }
+  }
+
+  for (int i = 0; i < nr; ++i)
+    for (int g = 0; g < GROUP; ++g) {
+      float* part = partial(a.workspace, rows[i], kvh * GROUP + g, c);
+      for (int d = 0; d < HEAD_DIM; ++d) part[d] = acc[i][g][d];
+      part[HEAD_DIM] = m[i][g];
+      part[HEAD_DIM + 1] = l[i][g];
+    }
+}
+
+// Merge the chunk partials of (row, query head) in ascending chunk order; empty chunks (l == 0) are skipped.
+inline void merge(const md_attn_args& a, int32_t r, int h) {
+  const int nc = num_chunks(a.seq_len[a.row_seq[r]]);
+  float* out = a.out + ((size_t)r * HEADS + h) * HEAD_DIM;
+  float mx = -INFINITY;
+  bool any = false;
+  for (int c = 0; c < nc; ++c) {
+    const float* part = partial(a.workspace, r, h, c);
+    if (part[HEAD_DIM + 1] == 0.0f) continue;
+    mx = any && !(part[HEAD_DIM] > mx) ? mx : part[HEAD_DIM];
+    any = true;
+  }
+  if (!any) {
+    for (int d = 0; d < HEAD_DIM; ++d) out[d] = 0.0f;  // nothing visible
+    return;
+  }
+  float sum = 0.0f;
+  float o[HEAD_DIM] = {};
+  for (int c = 0; c < nc; ++c) {
+    const float* part = partial(a.workspace, r, h, c);
+    if (part[HEAD_DIM + 1] == 0.0f) continue;
+    const float w = expf(part[HEAD_DIM] - mx);
+    sum += part[HEAD_DIM + 1] * w;
+    for (int d = 0; d < HEAD_DIM; ++d) o[d] += part[d] * w;
+  }
+  for (int d = 0; d < HEAD_DIM; ++d) out[d] = o[d] / sum;
+}
+
+// Everything is checked before any work, so a bad argument leaves out and workspace untouched.
+template <class Pass>
+inline int check(const md_attn_args* a, int32_t max_rows) {
+  if (!a || a->rows < 0 || a->rows > max_rows) return MD_ERR_ARG;
+  if (a->rows == 0) return MD_OK;
+  if (!a->q || !a->k_cache || !a->v_cache || !a->page_table || !a->row_seq || !a->row_pos || !a->seq_len || !a->out || !a->workspace)
+    return MD_ERR_ARG;
+  if (Pass::NUM_PARAMS > 0 && !a->params) return MD_ERR_ARG;
+  if (a->pages_per_seq <= 0) return MD_ERR_ARG;
+  const int64_t capacity = (int64_t)a->pages_per_seq * PAGE_SIZE < MAX_SEQ ? (int64_t)a->pages_per_seq * PAGE_SIZE : MAX_SEQ;
+  for (int32_t r = 0; r < a->rows; ++r) {
+    const int32_t slot = a->row_seq[r];
+    if (slot < 0 || a->row_pos[r] < 0) return MD_ERR_ARG;
+    const int32_t len = a->seq_len[slot];
+    if (len < 0 || len > capacity) return MD_ERR_ARG;
+    const int32_t* pages = a->page_table + (size_t)slot * a->pages_per_seq;
+    for (int32_t i = 0; i < (len + PAGE_SIZE - 1) / PAGE_SIZE; ++i)
+      if (pages[i] < 0) return MD_ERR_ARG;
+  }
+  return MD_OK;
+}
+
+// The row blocks of a call: `order` lists the rows grouped by slot (stable: ascending row index within a
+// slot) and block b is order[first[b] .. first[b + 1]). Blocks are cut at slot changes and every `cap` rows.
+struct RowBlocks {
+  std::unique_ptr<int32_t[]> order, first;
+  int32_t count = 0;
+};
+
+inline int32_t cut_blocks(const md_attn_args& a, const int32_t* order, int cap, int32_t* first) {
+  int32_t nb = 0;
+  for (int32_t i = 0, run = 0; i < a.rows; ++i, ++run) {
+    if (i == 0 || a.row_seq[order[i]] != a.row_seq[order[i - 1]] || run == cap) {
+      first[nb++] = i;
+      run = 0;
+    }
+  }
+  first[nb] = a.rows;
+  return nb;
+}
+
+inline int64_t work_items(const md_attn_args& a, const RowBlocks& b) {
+  int64_t items = 0;
+  for (int32_t k = 0; k < b.count; ++k) items += (int64_t)KV_HEADS * num_chunks(a.seq_len[a.row_seq[b.order[b.first[k]]]]);
+  return items;
+}
+
+/**
+ * Groups the rows by slot into blocks of at most ROW_BLOCK, smaller when that leaves too few work items
+ * for the threads (verification at batch 1 over a short context). Without memory for the grouping, each
+ * row is its own block: slower, the same bits.
+ */
+inline RowBlocks row_blocks(const md_attn_args& a) {
+  RowBlocks b;
+  b.order.reset(new (std::nothrow) int32_t[a.rows]);
+  b.first.reset(new (std::nothrow) int32_t[a.rows + 1]);
+  std::unique_ptr<uint64_t[]> keys(new (std::nothrow) uint64_t[a.rows]);
+  if (!b.order || !b.first || !keys) return RowBlocks{};
+  for (int32_t r = 0; r < a.rows; ++r) keys[r] = (uint64_t)(uint32_t)a.row_seq[r] << 32 | (uint32_t)r;
+  std::sort(keys.get(), keys.get() + a.rows);
+  for (int32_t i = 0; i < a.rows; ++i) b.order[i] = (int32_t)(keys[i] & 0xffffffffu);
+  const int64_t enough = 4 * (int64_t)omp_get_max_threads();
+  for (int cap = ROW_BLOCK;; cap = (cap + 1) / 2) {
+    b.count = cut_blocks(a, b.order.get(), cap, b.first.get());
+    if (cap == 1 || work_items(a, b) >= enough) return b;
+  }
+}
+
+}  // namespace
+}  // namespace attn
+
+/** The attention kernel of a pass: checks every argument before any work, then fills args->out. */
+template <class Pass>
+int attend(const md_attn_args* args, int32_t max_rows) {
+  const int status = attn::check<Pass>(args, max_rows);
+  if (status != MD_OK || args->rows == 0) return status;
+  const md_attn_args& a = *args;
+  const int32_t rows = a.rows;
+  const attn::RowBlocks blocks = attn::row_blocks(a);
+  const int32_t nb = blocks.count ? blocks.count : rows;
+#pragma omp parallel
+  {
+#pragma omp for collapse(3) schedule(dynamic, 1)
+    for (int32_t b = 0; b < nb; ++b)
+      for (int kvh = 0; kvh < KV_HEADS; ++kvh)
+        for (int c = 0; c < MAX_CHUNKS; ++c) {
+          const int32_t* rs = blocks.count ? blocks.order.get() + blocks.first[b] : &b;
+          const int nr = blocks.count ? blocks.first[b + 1] - blocks.first[b] : 1;
+          if (c < attn::num_chunks(a.seq_len[a.row_seq[rs[0]]])) attn::chunk_partials<Pass>(a, rs, nr, kvh, c);
+        }
+#pragma omp for collapse(2) schedule(static)
+    for (int32_t r = 0; r < rows; ++r)
+      for (int h = 0; h < HEADS; ++h) attn::merge(a, r, h);
+  }
+  return MD_OK;
+}
 
 }  // namespace md
