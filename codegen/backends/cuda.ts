@@ -12,7 +12,7 @@ import type { Backend, EmittedFile } from '../backend.ts';
 import { manifestText } from '../manifest.ts';
 import { PlanError, type KernelInstance, type ModulePlan, type PassPlan } from '../plan.ts';
 import { renderF32 } from '../render.ts';
-import { TEMPLATES_DIR, cDouble, cStringLiteral, lmHeadShape, renderPassFunctions, renderTemplate } from './common.ts';
+import { TEMPLATES_DIR, cDouble, cStringLiteral, lmHeadShape, passStructName, renderPassFunctions, renderPassStruct, renderTemplate } from './common.ts';
 import { renderModuleHeader } from './header.ts';
 
 /** CUDA element type of each storage dtype, and its size in bytes. */
@@ -183,7 +183,8 @@ function renderAttention(plan: ModulePlan, pass: PassPlan): string {
     attention: pass.ir.attention.name,
     policy: pass.ir.kv.name,
     passFunctions: renderPassFunctions(pass, 'static __device__ __forceinline__'),
-    scale: renderF32(plan.scale),
+    passStruct: renderPassStruct(pass, 'static __device__ __forceinline__', [`static constexpr float SCALE = ${renderF32(plan.scale)};  // 1 / sqrt(head_dim)`]),
+    passType: passStructName(pass.pass),
     heads: d.heads,
     kvHeads: d.kvHeads,
     headDim: d.headDim,
@@ -196,8 +197,6 @@ function renderAttention(plan: ModulePlan, pass: PassPlan): string {
     vecV: shape.vecV,
     split: shape.split,
     targetCtas: ATTN_TARGET_CTAS,
-    hasParams: pass.params.length > 0,
-    paramCount: pass.params.length,
     instances: instancesOf(plan, `attn_${pass.pass}`).map((k) => ({ symbol: k.symbol, maxRows: k.maxRows })),
   });
 }

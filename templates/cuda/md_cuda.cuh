@@ -466,6 +466,11 @@ struct md_attn_shape {
   static_assert(HEAD_DIM_ % VEC_V_ == 0, "bad P.V vector width");
 };
 
+/**
+ * The chunk partials of one (row, KV head) for chunks blockIdx.x, blockIdx.x + gridDim.x, ... A Pass
+ * provides the static device functions visible / tile_must / tile_may / score (rendered from the pass's
+ * IR), NUM_PARAMS and SCALE (1 / sqrt(head_dim)); see codegen/backends/common.ts renderPassStruct.
+ */
 template <typename T, class S, class Pass>
 __global__ void __launch_bounds__(128, 4) md_attn_chunk_kernel(md_attn_args a) {
   constexpr int D = S::HEAD_DIM, G = S::GROUP, P = S::PAGE;
@@ -495,13 +500,13 @@ __global__ void __launch_bounds__(128, 4) md_attn_chunk_kernel(md_attn_args a) {
     __syncthreads();  // qs loaded / previous chunk's state consumed
     if (tid < G) st_m[tid] = MD_NEG_INF, st_l[tid] = 0.0f;
     for (int i = tid; i < G * D; i += S::THREADS) acc[i] = 0.0f;
-    const bool chunk_may = Pass::may(qpos, c0, c1, params);
+    const bool chunk_may = Pass::tile_may(qpos, c0, c1, params);
     for (int tile = 0; chunk_may && tile < S::CHUNK_PAGES; ++tile) {
       const int32_t p0 = c0 + tile * P;
       if (p0 > c1) break;
       const int32_t p1 = min(p0 + P - 1, c1);
-      if (!Pass::may(qpos, p0, p1, params)) continue;  // never loaded: the draft's traffic is its budget
-      const bool full = Pass::must(qpos, p0, p1, params);
+      if (!Pass::tile_may(qpos, p0, p1, params)) continue;  // never loaded: the draft's traffic is its budget
+      const bool full = Pass::tile_must(qpos, p0, p1, params);
       const int n = p1 - p0 + 1;
       const size_t page_row = (size_t)pages[p0 / P] * P;
       __syncthreads();  // previous tile's sc/vis/part consumed
@@ -626,4 +631,29 @@ __global__ void __launch_bounds__(S::HEAD_DIM) md_attn_merge_kernel(md_attn_args
   for (int c = 0; c < nchunks; ++c)
     if (ws[c * S::PARTIAL] != MD_NEG_INF) o = __fadd_rn(o, __fmul_rn(ws[c * S::PARTIAL + 2 + d], wgt[c]));
   a.out[((size_t)r * S::HEADS + h) * D + d] = total > 0.0f ? __fdiv_rn(o, total) : 0.0f;
+}
+
+/**
+ * Host side of a pass's attention (md_attn_<pass>_b<B>): checks the host-visible arguments in the CPU's
+ * order, then launches the chunk kernel with enough chunk slots per (row, KV head) for about TARGET_CTAS
+ * CTAs (never more than MAX_CHUNKS) and the merge. Slots, positions and lengths are in device memory: the
+ * kernels clamp instead of refusing (codegen/abi.ts, attn). How many CTAs split a row's chunks changes
+ * nothing of its bits (md_attn_shape).
+ */
+template <typename T, class S, class Pass, int TARGET_CTAS>
+static int md_attn_launch(const md_attn_args* args, int32_t max_rows) {
+  if (!args) return MD_ERR_ARG;
+  const md_attn_args a = *args;
+  if (a.rows < 0 || a.rows > max_rows) return MD_ERR_ARG;
+  if (a.rows == 0) return MD_OK;
+  if (!a.q || !a.k_cache || !a.v_cache || !a.page_table || !a.row_seq || !a.row_pos || !a.seq_len || !a.out || !a.workspace) return MD_ERR_ARG;
+  if (Pass::NUM_PARAMS > 0 && !a.params) return MD_ERR_ARG;
+  if (a.pages_per_seq <= 0) return MD_ERR_ARG;
+  const long long pairs = (long long)a.rows * S::KV_HEADS;
+  const long long slots = (TARGET_CTAS + pairs - 1) / pairs;
+  const unsigned chunk_slots = (unsigned)(slots < 1 ? 1 : slots > S::MAX_CHUNKS ? S::MAX_CHUNKS : slots);
+  cudaStream_t s = (cudaStream_t)a.stream;
+  md_attn_chunk_kernel<T, S, Pass><<<dim3(chunk_slots, S::KV_HEADS, a.rows), S::THREADS, 0, s>>>(a);
+  md_attn_merge_kernel<S><<<dim3(S::HEADS, a.rows), S::HEAD_DIM, 0, s>>>(a);
+  return md_launched();
 }
