@@ -4,19 +4,14 @@
 // more rows than one block holds (repeated positions with fresh queries, as a prefill chunk's rows share
 // a slot), and the call runs at 1 and 3 threads; every row must equal the same row computed alone.
 import fc from 'fast-check';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { attentionDrawArb, buildAttention, mulberry32 } from '../harness/kernels/attention-case.ts';
 import { KERNEL_DEPLOYMENTS, type KernelDeploymentName } from '../harness/kernels/deployments.ts';
 import { f32, type Arg } from '../harness/kernels/driver.ts';
-import { openModule, type ModuleUnderTest } from '../harness/kernels/module.ts';
+import { useModules, type ModuleUnderTest } from '../harness/kernels/module.ts';
 
 const NAMES = Object.keys(KERNEL_DEPLOYMENTS) as KernelDeploymentName[];
-const modules = new Map<KernelDeploymentName, ModuleUnderTest>();
-
-beforeAll(async () => {
-  for (const n of NAMES) modules.set(n, await openModule(KERNEL_DEPLOYMENTS[n]));
-}, 600_000);
-afterAll(() => modules.forEach((m) => m.driver.close()));
+const modules = useModules(KERNEL_DEPLOYMENTS);
 
 /** Rows as (slot, position, query) triples, in call order. */
 interface Row {

@@ -5,21 +5,16 @@
 // the smallest bucket instance on one thread, equals the same row inside the batch (other sequences'
 // rows, gamma + 1 verification rows) in the largest bucket instance on two threads.
 import fc from 'fast-check';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { PassPlan } from '../../codegen/plan.ts';
 import { attentionRef, relError } from '../reference/kernels.ts';
 import { attentionDrawArb, buildAttention, type AttentionDraw } from '../harness/kernels/attention-case.ts';
 import { KERNEL_DEPLOYMENTS, type KernelDeploymentName } from '../harness/kernels/deployments.ts';
 import { f32 } from '../harness/kernels/driver.ts';
-import { openModule, type ModuleUnderTest } from '../harness/kernels/module.ts';
+import { useModules, type ModuleUnderTest } from '../harness/kernels/module.ts';
 
 const NAMES = Object.keys(KERNEL_DEPLOYMENTS) as KernelDeploymentName[];
-const modules = new Map<KernelDeploymentName, ModuleUnderTest>();
-
-beforeAll(async () => {
-  for (const n of NAMES) modules.set(n, await openModule(KERNEL_DEPLOYMENTS[n]));
-}, 600_000);
-afterAll(() => modules.forEach((m) => m.driver.close()));
+const modules = useModules(KERNEL_DEPLOYMENTS);
 
 const tolerance = (m: ModuleUnderTest) => (m.plan.deployment.dtype === 'fp32' ? 1e-5 : 1e-2);
 

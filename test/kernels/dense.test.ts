@@ -3,23 +3,18 @@
 // Row invariance for gemm, rmsnorm and rope_append is bitwise: a row alone (smallest bucket, one thread)
 // equals that row inside a batch (largest bucket, two threads).
 import fc from 'fast-check';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { STATUS_CODES } from '../../codegen/abi.ts';
 import { manifestText } from '../../codegen/manifest.ts';
 import { addRef, argmaxRef, embedRef, gemmRef, relError, rmsnormRef, ropeRef, swigluRef, verifyGreedyRef } from '../reference/kernels.ts';
 import { mulberry32 } from '../harness/kernels/attention-case.ts';
 import { KERNEL_DEPLOYMENTS, type KernelDeploymentName } from '../harness/kernels/deployments.ts';
 import { f32, i32 } from '../harness/kernels/driver.ts';
-import { openModule, type ModuleUnderTest } from '../harness/kernels/module.ts';
+import { useModules, type ModuleUnderTest } from '../harness/kernels/module.ts';
 import { load, store, storageBytes } from '../harness/kernels/storage.ts';
 
 const NAMES = Object.keys(KERNEL_DEPLOYMENTS) as KernelDeploymentName[];
-const modules = new Map<KernelDeploymentName, ModuleUnderTest>();
-
-beforeAll(async () => {
-  for (const n of NAMES) modules.set(n, await openModule(KERNEL_DEPLOYMENTS[n]));
-}, 600_000);
-afterAll(() => modules.forEach((m) => m.driver.close()));
+const modules = useModules(KERNEL_DEPLOYMENTS);
 
 const RUNS = 15;
 const rand = (rnd: () => number, n: number, scale = 1) => Float32Array.from({ length: n }, () => (2 * rnd() - 1) * scale);

@@ -12,7 +12,7 @@ import { argmaxRef, gemmRef, relError } from '../reference/kernels.ts';
 import { mulberry32 } from '../harness/kernels/attention-case.ts';
 import { KERNEL_DEPLOYMENTS } from '../harness/kernels/deployments.ts';
 import { f32, i32 } from '../harness/kernels/driver.ts';
-import { openModule, type ModuleUnderTest } from '../harness/kernels/module.ts';
+import { openModule, useModules, type ModuleUnderTest } from '../harness/kernels/module.ts';
 import { store, storageBytes } from '../harness/kernels/storage.ts';
 import { makeDeployment, modelConfig } from '../support/deployments.ts';
 
@@ -30,12 +30,7 @@ const DEPLOYMENTS = {
 };
 type Name = keyof typeof DEPLOYMENTS;
 const NAMES = Object.keys(DEPLOYMENTS) as Name[];
-const modules = new Map<Name, ModuleUnderTest>();
-
-beforeAll(async () => {
-  for (const n of NAMES) modules.set(n, await openModule(DEPLOYMENTS[n]));
-}, 600_000);
-afterAll(() => modules.forEach((m) => m.driver.close()));
+const modules = useModules(DEPLOYMENTS);
 
 const bits = (a: Float32Array) => Array.from(new Uint32Array(a.slice().buffer));
 const maxRows = (m: ModuleUnderTest, b: number) => b * (m.plan.gamma + 1);
