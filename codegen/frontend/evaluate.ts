@@ -3,7 +3,7 @@
 // literals, object/array literals with spreads, template literals, property access, arithmetic on
 // primitives, and calls of ordinary functions with their parameters bound to the evaluated arguments.
 // Calls of the DSL primitives are handed to the context, which builds IR descriptors.
-import { Node as TsNode, SyntaxKind, type CallExpression, type Symbol as TsSymbol, type TypeChecker } from 'ts-morph';
+import { Node as TsNode, SyntaxKind, type BindingElement, type CallExpression, type Symbol as TsSymbol, type TypeChecker } from 'ts-morph';
 import { MATH_CONSTANTS, MATH_INTRINSICS } from '../ops.ts';
 import type { Code } from './diagnostics.ts';
 import { ArrVal, DescriptorVal, Env, FnVal, kindOf, MATH, MathFnVal, MathNamespace, ModuleVal, ObjVal, POISON, PrimitiveVal, type Slot, type Value } from './values.ts';
@@ -141,6 +141,13 @@ export class Evaluator {
     return env.lookup(decl)?.value ?? POISON;
   }
 
+  /** Bind one destructured element to its value, or to its default initializer when the value is undefined. */
+  private bindElement(el: BindingElement, value: Value, slot: Slot, env: Env): void {
+    const dflt = el.getInitializer();
+    const bound: Slot = value === undefined && dflt ? { value: this.eval(dflt, env), node: dflt } : { value, node: slot.node };
+    this.bindName(el.getNameNode(), bound, env, el);
+  }
+
   /** Bind a declaration's name (identifier or destructuring pattern) to a value. */
   bindName(name: TsNode, slot: Slot, env: Env, decl: TsNode): void {
     if (TsNode.isIdentifier(name)) {
@@ -156,15 +163,8 @@ export class Evaluator {
         }
         const keyNode = el.getPropertyNameNode() ?? el.getNameNode();
         const key = TsNode.isComputedPropertyName(keyNode) ? this.eval(keyNode.getExpression(), env) : propertyKey(keyNode);
-        let v: Value = POISON;
-        if (slot.value !== POISON && key !== POISON) v = this.member(slot.value, String(key), el, false);
-        let node: TsNode = slot.node;
-        const dflt = el.getInitializer();
-        if (v === undefined && dflt) {
-          v = this.eval(dflt, env);
-          node = dflt;
-        }
-        this.bindName(el.getNameNode(), { value: v, node }, env, el);
+        const v = slot.value !== POISON && key !== POISON ? this.member(slot.value, String(key), el, false) : POISON;
+        this.bindElement(el, v, slot, env);
       }
       return;
     }
@@ -176,14 +176,8 @@ export class Evaluator {
           env.bind(el, { value: POISON, node: el });
           return;
         }
-        let v: Value = slot.value === POISON ? POISON : this.member(slot.value, String(i), el, false);
-        let node: TsNode = slot.node;
-        const dflt = el.getInitializer();
-        if (v === undefined && dflt) {
-          v = this.eval(dflt, env);
-          node = dflt;
-        }
-        this.bindName(el.getNameNode(), { value: v, node }, env, el);
+        const v = slot.value === POISON ? POISON : this.member(slot.value, String(i), el, false);
+        this.bindElement(el, v, slot, env);
       });
       return;
     }
