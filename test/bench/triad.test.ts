@@ -48,6 +48,6 @@ describe('bench triad', () => {
     expect(lastLevelCacheBytes(join(tmp, 'absent'))).toBeUndefined();
     expect(defaultTriadArrayBytes(96 * 2 ** 20)).toBe(384 * 2 ** 20);
     expect(defaultTriadArrayBytes(2 ** 20)).toBe(128 * 2 ** 20);
-    expect(defaultTriadArrayBytes(undefined)).toBe(128 * 2 ** 20);
+    expect(defaultTriadArrayBytes(0)).toBe(128 * 2 ** 20);
   });
 });
