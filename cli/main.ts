@@ -4,7 +4,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { join } from 'node:path';
 import { COMPILER_VERSION, moduleName } from '../codegen/plan.ts';
 import type { DType, Target } from '../dsl/deploy.ts';
-import { reportError } from './errors.ts';
+import { reportError, UserError } from './errors.ts';
 import { generate, summary } from './generate.ts';
 import { GENERATED_DIR, regenerate } from './generated-modules.ts';
 import { demoCommand, type DemoFlags } from './demo.ts';
@@ -39,13 +39,13 @@ export function program(io: Io = processIo): Command {
     .command('gen')
     .description('compile a spec (or the built-in default deployment) into a module directory: sources + manifest.json')
     .argument('[spec]', 'spec file (TypeScript) whose default export is deploy(...); the built-in default when omitted')
-    .addOption(new Option('--target <target>', "target (overrides the spec's arch)").choices(TARGETS))
+    .addOption(new Option('--target <target>', "target (default: the spec's arch)").choices(TARGETS))
     .option('--out <dir>', 'output directory, replaced as a whole (default: out/<module name>)')
     .option('--build', 'also compile the module into a shared library (g++ for cpu, nvcc for sm_80/sm_90)')
-    .option('--batch <list>', "comma-separated batch buckets, ascending, e.g. 1,8,32 (overrides the spec's)", parseBatch)
-    .option('--max-seq <n>', "longest sequence the module serves (overrides the spec's)", parseMaxSeq)
-    .option('--gamma <n>', "tokens drafted per round (overrides the spec's)", parseGamma)
-    .addOption(new Option('--dtype <dtype>', "weight and KV-cache storage dtype (overrides the spec's)").choices(DTYPES))
+    .option('--batch <list>', "comma-separated batch buckets, ascending, e.g. 1,8,32 (default: the spec's shapes.batch)", parseBatch)
+    .option('--max-seq <n>', "longest sequence the module serves (default: the spec's shapes.maxSeq)", parseMaxSeq)
+    .option('--gamma <n>', "tokens drafted per round (default: the spec's gamma)", parseGamma)
+    .addOption(new Option('--dtype <dtype>', "weight and KV-cache storage dtype (default: the spec's dtype)").choices(DTYPES))
     .option('--cache <dir>', 'build cache directory (default: .cache/modules in the magicdec checkout)')
     .action(async (spec: string | undefined, flags: GenFlags) => {
       const deployment = applyOverrides(await loadDeployment(spec), flags);
@@ -78,10 +78,35 @@ export function program(io: Io = processIo): Command {
   return cli;
 }
 
+/**
+ * The command path `argv` names, checked before commander sees it: commander treats `magicdec nosuch
+ * --help` as the top-level `--help` (exit 0). Descends through command groups (e.g. `model`) while the
+ * next word is a subcommand; a word that is not one, where a subcommand is required, is an error naming
+ * the known commands. Options and the arguments of a leaf command are commander's to check.
+ */
+function checkCommandPath(cli: Command, argv: readonly string[]): void {
+  let cmd = cli;
+  const path = [cli.name()];
+  for (const word of argv) {
+    if (word.startsWith('-')) return;
+    const subs = cmd.commands.filter((c) => c.name() !== 'help');
+    if (subs.length === 0 || word === 'help') return;  // a leaf, or commander's own `help [command]`
+    const next = cmd.commands.find((c) => c.name() === word || c.aliases().includes(word));
+    if (!next) {
+      const known = subs.map((c) => c.name()).join(', ');
+      throw new UserError(`unknown command '${[...path.slice(1), word].join(' ')}'; ${path.join(' ')} commands: ${known} (add --help for usage)`);
+    }
+    cmd = next;
+    path.push(word);
+  }
+}
+
 /** Run the CLI on `argv` (without node and the script); resolves to the process exit status. */
 export async function main(argv: readonly string[], io: Io = processIo): Promise<number> {
   try {
-    await program(io).parseAsync([...argv], { from: 'user' });
+    const cli = program(io);
+    checkCommandPath(cli, argv);
+    await cli.parseAsync([...argv], { from: 'user' });
     return 0;
   } catch (e) {
     // commander has already printed its own message (bad flag, --help, --version).

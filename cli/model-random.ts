@@ -67,8 +67,8 @@ export function addModelRandomCommand(model: Command, io: Io = processIo): Comma
     .command('random')
     .description('write a random Llama-family model (config.json, safetensors, tokenizer.json) for tests and demos')
     .option('--preset <name>', `model shape: ${RANDOM_PRESETS.join(' or ')}`, 'tiny')
-    .requiredOption('--seed <n>', 'PRNG seed: the same seed writes the same bytes')
-    .requiredOption('--out <dir>', 'output directory (created; earlier model files in it are replaced)')
+    .requiredOption('--seed <n>', 'PRNG seed: the same seed writes the same bytes; required')
+    .requiredOption('--out <dir>', 'output directory (created; earlier model files in it are replaced); required')
     .option('--dtype <dtype>', `weight dtype: ${WEIGHT_DTYPES.join(', ')}`, 'bf16')
     .option('--shards <k>', 'number of safetensors shards (with model.safetensors.index.json when > 1)', '1')
     .action(async (flags: ModelRandomFlags) => {

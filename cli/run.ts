@@ -154,14 +154,14 @@ export function addRunCommand(cli: Command, io: Io): Command {
   return cli
     .command('run')
     .description("decode prompts with a model directory: compiles (cached) the CPU module of a spec's passes for the model, then prints outputs and statistics")
-    .requiredOption('--model <dir>', 'Hugging Face model directory (config.json, *.safetensors, tokenizer.json)')
+    .requiredOption('--model <dir>', 'Hugging Face model directory (config.json, *.safetensors, tokenizer.json); required')
     .option('--spec <file>', "spec whose passes, verifier and gamma to use (its model, arch and maxSeq are replaced); default: the built-in deployment")
-    .option('--prompt <text>', 'a text prompt, tokenized with the model\'s tokenizer.json (BOS prepended); repeatable', collect)
-    .option('--prompt-tokens <ids>', 'a prompt as comma-separated token ids; repeatable', parsePromptTokens)
+    .option('--prompt <text>', 'a text prompt, tokenized with the model\'s tokenizer.json (BOS prepended); repeatable (default: none; at least one --prompt or --prompt-tokens)', collect)
+    .option('--prompt-tokens <ids>', 'a prompt as comma-separated token ids; repeatable (default: none)', parsePromptTokens)
     .addOption(new Option('--mode <mode>', 'ar (autoregressive) or spec (self-speculative)').choices(RUN_MODES).default('spec'))
     .option('--batch <n>', 'sequences decoded together; with one prompt, that many copies of it (default: 1, or the number of prompts)', positive('batch', MAX_RUN_BATCH))
     .option('--max-tokens <n>', 'tokens to generate per request', positive('max-tokens', MAX_RUN_TOKENS), 32)
-    .option('--gamma <n>', "tokens drafted per round (at most the spec's gamma)", positive('gamma', MAX_GAMMA))
+    .option('--gamma <n>', "tokens drafted per round, at most the spec's (default: the spec's gamma)", positive('gamma', MAX_GAMMA))
     .option('--ignore-eos', "do not stop at the model's EOS token")
     .option('--cache <dir>', 'build cache directory (default: .cache/modules in the magicdec checkout)')
     .action(async (flags: RunFlags) => {
