@@ -26,7 +26,7 @@ export interface CaseInput {
 export interface SpecResult {
   readonly draftWindow?: number;
   readonly summary: DecodeSummary;
-  /** Speculative tokens equal the autoregressive ones for every request (DESIGN.md invariant 1). */
+  /** Speculative tokens equal the autoregressive ones for every request (docs/ARCHITECTURE.md, invariant 1). */
   readonly identical: boolean;
   /** Rounds summed over sequences (a round's draft steps carry one row per live sequence). */
   readonly sequenceRounds: number;
@@ -34,7 +34,7 @@ export interface SpecResult {
   readonly draftOverAr: number;
   /** Time of one verification pass (gamma + 1 rows per sequence) over one AR step. */
   readonly verifyOverAr: number;
-  /** DESIGN.md's model: tokens/round / (gamma * T_draft/T_ar + T_verify/T_ar). */
+  /** the cost model (docs/ARCHITECTURE.md): tokens/round / (gamma * T_draft/T_ar + T_verify/T_ar). */
   readonly predictedSpeedup: number;
   readonly speedup: number;
 }

@@ -34,7 +34,7 @@ export interface DecodeSummary {
   readonly steps: number;
   /** Accepted / drafted tokens (speculative only; 0 in AR). */
   readonly acceptance: number;
-  /** Tokens per sequence per round, (accepted + rounds) / rounds, as in DESIGN.md's model (1 in AR). */
+  /** Tokens per sequence per round, (accepted + rounds) / rounds, as in the cost model of docs/ARCHITECTURE.md (1 in AR). */
   readonly tokensPerRound: number;
 }
 

@@ -10,7 +10,7 @@
 //   sequence and `row_pos[r]` its absolute position.
 // - Every entry point returns 0 on success, or a non-zero md_status; nothing throws or aborts.
 // - `stream` is a cudaStream_t on CUDA and ignored on CPU.
-// - Row invariance (DESIGN.md invariant 1): a row's outputs depend only on that row's inputs and absolute
+// - Row invariance (docs/ARCHITECTURE.md, invariant 1): a row's outputs depend only on that row's inputs and absolute
 //   positions, bit for bit — never on `rows`, the bucket, the split count or the thread count.
 //
 // Argument contract. The CPU backend's behaviour is the definition; CUDA matches it wherever the condition

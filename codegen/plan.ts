@@ -116,7 +116,7 @@ export function planModule(dep: DeploymentIR): ModulePlan {
   // Even head_dim: rotate-half RoPE pairs element i with i + head_dim / 2, and the table has head_dim / 2 rows.
   if (m.headDim % 2 !== 0) problems.push(`head_dim ${m.headDim} must be even for rotate-half RoPE`);
   const passes = { target: planPass('target', dep.target, m), draft: planPass('draft', dep.draft, m) };
-  // The draft may see later positions: it only ever runs with seq_len = q + 1 (DESIGN.md invariant 1).
+  // The draft may see later positions: it only ever runs with seq_len = q + 1 (docs/ARCHITECTURE.md, invariant 1).
   if (!isCausal(passes.target.visible)) problems.push(`${NON_CAUSAL_TARGET} (target ${passes.target.ir.attention.name} + ${passes.target.ir.kv.name})`);
   if (problems.length) throw new PlanError(`cannot plan ${moduleName(dep)}: ${problems.join('; ')}`);
   const { batch, maxSeq, pageSize } = dep.shapes;

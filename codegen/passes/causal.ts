@@ -1,5 +1,5 @@
 // Causality: a proof that a visibility predicate visible(q, kv) is false for every kv > q. The target pass
-// needs it for DESIGN.md invariant 1: verification runs the target over drafted positions and chunked
+// needs it for docs/ARCHITECTURE.md, invariant 1: verification runs the target over drafted positions and chunked
 // prefill over positions not written yet, so a target that could see kv > q would read them, and its
 // logits would differ from autoregressive decoding.
 //

@@ -2,7 +2,7 @@
 // fixed-order warp reductions and the kernel skeletons, as templates over compile-time shapes. Generated
 // sources instantiate them with the plan's constants and the pass functors rendered from the IR.
 //
-// Row invariance (DESIGN.md invariant 1) is built in, not hoped for: every f32 accumulation goes through
+// Row invariance (docs/ARCHITECTURE.md, invariant 1) is built in, not hoped for: every f32 accumulation goes through
 // explicit __fmaf_rn/__fadd_rn/__fmul_rn (nothing left for the compiler to contract or reorder); every
 // reduction uses a lane partition and a shuffle tree fixed by compile-time shapes; and row tiles, grid
 // sizes and chunk-to-CTA assignment (the only things that vary with rows or buckets) never change which

@@ -2,7 +2,7 @@
 // (draft gamma tokens through the draft pass's sparse KV policy, verify gamma+1 rows per sequence with the
 // target pass, accept greedily, advance each sequence by its own count, roll back by moving a length).
 // The Llama forward is a fixed sequence of module kernels, so a row's logits depend only on its position
-// and its prefix (DESIGN.md invariant 1): speculative output equals autoregressive output bit for bit.
+// and its prefix (docs/ARCHITECTURE.md, invariant 1): speculative output equals autoregressive output bit for bit.
 #pragma once
 #include <cstdint>
 #include <map>

@@ -1,4 +1,4 @@
-// The paged KV cache shared by the target and the draft pass (DESIGN.md invariant 2). A fixed pool of pages
+// The paged KV cache shared by the target and the draft pass (docs/ARCHITECTURE.md, invariant 2). A fixed pool of pages
 // per layer; a page index means the same page in every layer, so one page table per slot serves them all.
 // Layout per layer (codegen/abi.ts): [num_pages, page_size, num_kv_heads, head_dim] in storage dtype.
 #pragma once

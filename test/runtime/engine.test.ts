@@ -1,5 +1,5 @@
 // End to end through the runtime: a generated CPU module, a random tiny Llama, the Node binding and the C
-// API. The central property (DESIGN.md invariant 1): self-speculative decoding emits exactly the tokens of
+// API. The central property (docs/ARCHITECTURE.md, invariant 1): self-speculative decoding emits exactly the tokens of
 // autoregressive decoding, with bitwise-equal logits, whatever the gamma, the batch and the queueing.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -1,4 +1,4 @@
-// Bad input through the engine (DESIGN.md invariant 4): a clear error that names what is wrong and where,
+// Bad input through the engine (docs/ARCHITECTURE.md, invariant 4): a clear error that names what is wrong and where,
 // no crash, and other work goes on. What test/runtime/model-files.test.ts already pins for checkModel
 // (config fields, headers, tensors, shards) is not repeated; this file covers the engine's paths: broken
 // models and modules at Engine.create while another engine is decoding, unsupported architectures, a module

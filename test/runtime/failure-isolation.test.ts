@@ -1,4 +1,4 @@
-// A kernel failure fails exactly the requests with rows in that forward pass (DESIGN.md invariant 4): a
+// A kernel failure fails exactly the requests with rows in that forward pass (docs/ARCHITECTURE.md, invariant 4): a
 // request decoding next to a prompt whose prefill fails finishes bit for bit as if alone, a queued request
 // is admitted afterwards and decodes normally, and the C API's md_engine_run keeps stepping the live
 // requests before it reports the failure. The failure is staged with a module whose md_embed refuses one

@@ -1,6 +1,6 @@
 // The central claim of MagicDec, as a property over random tiny models, prompts, batches, gammas, prefill
 // chunks, KV pools and draft/target runtime params: self-speculative decoding emits exactly the tokens of
-// autoregressive decoding, and the logits of every emitted token are bitwise equal (DESIGN.md invariant 1).
+// autoregressive decoding, and the logits of every emitted token are bitwise equal (docs/ARCHITECTURE.md, invariant 1).
 // In the same runs, requests whose prompt is an earlier prompt plus a prefix of its output check that a
 // position computed in a prefill chunk equals the same position computed by decoding, bit for bit.
 // Knobs: MD_RUNTIME_PROPERTY_RUNS (runs per case), MD_RUNTIME_PROPERTY_SEED / MD_RUNTIME_MODULE_SEED (other
