@@ -11,7 +11,7 @@ import { dirname, join, resolve } from 'node:path';
 import { $, ProcessOutput } from 'zx';
 import type { Target } from '../dsl/deploy.ts';
 import type { EmittedFile } from './backend.ts';
-import { comparePaths } from './module.ts';
+import { comparePaths, fsErrorText } from './module.ts';
 
 // Compiler invocations through zx: arguments are quoted for us, and a failure carries the compiler's stderr.
 const sh = (cwd?: string) => $({ cwd, quiet: true });
@@ -93,6 +93,47 @@ export function sourcesHash(files: readonly EmittedFile[], extra: string): strin
 }
 
 export async function buildModule(opts: BuildOptions): Promise<BuiltModule> {
+  try {
+    return await buildModuleIn(opts);
+  } catch (e) {
+    // A cache path the file system refuses (a file in the way, read-only, full) is the user's to fix.
+    const why = fsErrorText(e);
+    if (why === undefined) throw e;
+    throw new BuildError(`cannot use the build cache ${opts.cacheDir ?? DEFAULT_CACHE}: ${why}`);
+  }
+}
+
+/** Matches a build's temporary names: `<module dir>.tmp-<pid>-<n>` and `<object>.o.tmp-<pid>-<n>`. */
+const TEMP_NAME = /\.tmp-(\d+)-\d+$/;
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';  // alive, someone else's
+  }
+}
+
+/**
+ * Removes what builds killed mid-way (SIGTERM, SIGKILL) left in `cache`: temporary module directories and
+ * partial objects whose process is gone. A live process's temporaries are its own and are kept.
+ */
+export function removeStaleTemps(cache: string): string[] {
+  const removed: string[] = [];
+  for (const dir of [cache, join(cache, 'objects')]) {
+    if (!existsSync(dir)) continue;
+    for (const name of readdirSync(dir)) {
+      const m = TEMP_NAME.exec(name);
+      if (!m || Number(m[1]) === process.pid || processAlive(Number(m[1]))) continue;
+      rmSync(join(dir, name), { recursive: true, force: true });
+      removed.push(join(dir, name));
+    }
+  }
+  return removed;
+}
+
+async function buildModuleIn(opts: BuildOptions): Promise<BuiltModule> {
   const tc = compilerFor(opts.target);
   const toolchain = await toolchainKey(opts.target);
   const common = readdirSync(TEMPLATES_COMMON).map((f) => ({ path: `common/${f}`, contents: readFileSync(join(TEMPLATES_COMMON, f), 'utf8') }));
@@ -103,6 +144,7 @@ export async function buildModule(opts: BuildOptions): Promise<BuiltModule> {
   if (existsSync(library)) return { dir, library, cached: true, compiled: [] };
   const objectsDir = join(cache, 'objects');
   mkdirSync(objectsDir, { recursive: true });
+  removeStaleTemps(cache);
   // An object depends on its unit, every header it may include, and the toolchain.
   const headers = [...opts.files.filter((f) => /\.(h|hpp|cuh)$/.test(f.path)), ...common];
 

@@ -48,6 +48,38 @@ export function writeTree(outDir: string, files: readonly EmittedFile[], mayRepl
   checkPaths(files, 'writeTree');
   const target = resolve(outDir);
   checkReplaceable(target, mayReplace);
+  try {
+    replaceTree(target, files);
+  } catch (e) {
+    // The file system refused (a parent that is a file, a read-only or pseudo file system, no space):
+    // the user's to fix, named in one line. Nothing half-written stays: replaceTree cleans up first.
+    const why = fsErrorText(e);
+    if (why === undefined) throw e;
+    throw new ModuleWriteError(`cannot write ${outDir}: ${why}`);
+  }
+}
+
+/** `syscall path: CODE (meaning)` for an error the file system raised; undefined for anything else. */
+export function fsErrorText(e: unknown): string | undefined {
+  const err = e as NodeJS.ErrnoException;
+  if (typeof err?.code !== 'string' || !/^E[A-Z]+$/.test(err.code)) return undefined;
+  return `${err.syscall ?? 'access'}${err.path ? ` ${err.path}` : ''}: ${err.code}${describeErrno(err.code)}`;
+}
+
+function describeErrno(code: string): string {
+  const what: Record<string, string> = {
+    EEXIST: 'a file is in the way',
+    ENOTDIR: 'a parent is not a directory',
+    ENOENT: 'no such file or directory',
+    EACCES: 'permission denied',
+    EPERM: 'operation not permitted',
+    EROFS: 'read-only file system',
+    ENOSPC: 'no space left on device',
+  };
+  return what[code] ? ` (${what[code]})` : '';
+}
+
+function replaceTree(target: string, files: readonly EmittedFile[]): void {
   const parent = dirname(target);
   mkdirSync(parent, { recursive: true });
   const tmp = mkdtempSync(join(parent, `.${basename(target)}.tmp-`));

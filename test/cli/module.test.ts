@@ -50,6 +50,24 @@ describe('writeTree', () => {
     expect(() => writeTree(out, files('one'), isModuleDir)).toThrow(/exists and is not a directory/);
   });
 
+  it.each([
+    ['below a regular file', (r: string) => join(r, 'file/sub'), /cannot write .*file\/sub: mkdir .*file: EEXIST \(a file is in the way\)$/],
+    ['in a pseudo file system', () => '/proc/magicdec-out', /cannot write \/proc\/magicdec-out: mkdtemp .*: ENOENT/],
+  ])('refuses an output path %s with one line naming the path and the OS error', (_what, path, message) => {
+    writeFileSync(join(root, 'file'), 'x');
+    const out = path(root);
+    let err: unknown;
+    try {
+      writeTree(out, files('one'), isModuleDir);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ModuleWriteError);
+    expect((err as Error).message).toMatch(message);
+    expect((err as Error).message).not.toContain('\n');
+    expect(readdirSync(root)).toEqual(['file']);
+  });
+
   it('accepts an empty existing directory', () => {
     const out = join(root, 'empty');
     mkdirSync(out);

@@ -1,0 +1,64 @@
+// codegen/build.ts's cache on a hostile file system: what a killed build left behind is cleaned by the
+// next build, a live build's temporaries are not touched, and a cache path the OS refuses is one line.
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { BuildError, buildModule, removeStaleTemps } from '../../codegen/build.ts';
+
+let root: string;
+beforeEach(() => {
+  root = mkdtempSync(join(tmpdir(), 'magicdec-cache-'));
+});
+afterEach(() => rmSync(root, { recursive: true, force: true }));
+
+/** The pid of a process that has exited (and been reaped). */
+function deadPid(): number {
+  const r = spawnSync(process.execPath, ['-e', '0']);
+  expect(r.status).toBe(0);
+  return r.pid!;
+}
+
+describe('build cache', () => {
+  it('removes the temporaries of builds whose process is gone, keeps a live one', async () => {
+    const cache = join(root, 'cache');
+    mkdirSync(join(cache, 'objects'), { recursive: true });
+    const dead = deadPid();
+    const live = spawn('sleep', ['30']);
+    try {
+      const stale = [join(cache, `tiny.cpu-0123.tmp-${dead}-1700000000000`), join(cache, 'objects', `abcd.o.tmp-${dead}-0`)];
+      const kept = [join(cache, `tiny.cpu-0123.tmp-${live.pid}-1700000000001`), join(cache, 'objects', `abcd.o.tmp-${live.pid}-3`), join(cache, 'tiny.cpu-0123')];
+      mkdirSync(stale[0]);
+      writeFileSync(join(stale[0], 'gemm.cpp'), '');
+      writeFileSync(stale[1], '');
+      mkdirSync(kept[0]);
+      writeFileSync(kept[1], '');
+      mkdirSync(kept[2]);
+      expect(removeStaleTemps(cache).sort()).toEqual(stale.sort());
+      for (const p of stale) expect(existsSync(p), p).toBe(false);
+      for (const p of kept) expect(existsSync(p), p).toBe(true);
+      expect(removeStaleTemps(join(root, 'absent'))).toEqual([]);
+    } finally {
+      live.kill('SIGKILL');
+    }
+  });
+
+  it('is cleaned by the next build', async () => {
+    const cache = join(root, 'cache');
+    const stale = join(cache, `m-0000.tmp-${deadPid()}-1`);
+    mkdirSync(stale, { recursive: true });
+    const built = await buildModule({ name: 'm', target: 'cpu', files: [{ path: 'a.cpp', contents: 'extern "C" int md_x() { return 1; }\n' }], cacheDir: cache });
+    expect(existsSync(built.library)).toBe(true);
+    expect(existsSync(stale)).toBe(false);
+  }, 60_000);
+
+  it('refuses a cache path below a regular file with one line naming it', async () => {
+    writeFileSync(join(root, 'file'), 'x');
+    const cacheDir = join(root, 'file', 'cache');
+    const build = buildModule({ name: 'm', target: 'cpu', files: [{ path: 'a.cpp', contents: 'int x;\n' }], cacheDir });
+    await expect(build).rejects.toBeInstanceOf(BuildError);
+    await expect(build).rejects.toThrow(/^cannot use the build cache .*file\/cache: mkdir .*file\/cache\/objects: ENOTDIR \(a parent is not a directory\)$/);
+    expect(readdirSync(root)).toEqual(['file']);
+  });
+});
