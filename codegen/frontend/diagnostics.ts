@@ -26,6 +26,7 @@ export const CODES = {
   MD1002: 'spec has no default export',
   MD1003: 'default export is not a deploy(...) value',
   MD1004: 'internal compiler error',
+  MD1005: 'spec too large or nested too deeply',
   // static evaluation of the deploy(...) value
   MD1101: 'expression cannot be evaluated statically',
   MD1102: 'identifier is not bound to a const',
@@ -74,7 +75,11 @@ export function displayPath(file: string): string {
 
 /** A diagnostic at [start, start + length) of `sf` (positions are 0-based character offsets). */
 export function diagAt(code: Code, message: string, sf: SourceFile, start: number, length: number): Diagnostic {
-  const text = sf.getFullText();
+  return diagAtText(code, message, sf.getFilePath(), sf.getFullText(), start, length);
+}
+
+/** A diagnostic at [start, start + length) of `text`, the contents of `file` (before it is parsed). */
+export function diagAtText(code: Code, message: string, file: string, text: string, start: number, length: number): Diagnostic {
   const s = Math.max(0, Math.min(start, text.length));
   const lineStart = text.lastIndexOf('\n', s - 1) + 1;
   let lineEnd = text.indexOf('\n', s);
@@ -83,7 +88,7 @@ export function diagAt(code: Code, message: string, sf: SourceFile, start: numbe
   return {
     code,
     message,
-    file: displayPath(sf.getFilePath()),
+    file: displayPath(file),
     line,
     col: s - lineStart + 1,
     length: Math.max(0, length),
@@ -101,13 +106,24 @@ export function diagNoSpan(code: Code, message: string, file: string): Diagnosti
   return { code, message, file: displayPath(file), line: 1, col: 1, length: 0, sourceLine: '' };
 }
 
+/** Characters of a source line shown under a diagnostic. */
+const SHOWN_LINE = 120;
+
 /** "file:line:col: error MD1203: message", the source line, and a caret under the span. */
 export function formatDiagnostic(d: Diagnostic): string {
   const head = `${d.file}:${d.line}:${d.col}: error ${d.code}: ${d.message}`;
   if (!d.sourceLine) return head;
-  const src = d.sourceLine.replace(/\t/g, ' ');
-  const width = Math.max(1, Math.min(d.length, src.length - (d.col - 1)));
-  return `${head}\n  ${src}\n  ${' '.repeat(d.col - 1)}${'^'.repeat(width)}`;
+  let src = d.sourceLine.replace(/\t/g, ' ');
+  let col = d.col;
+  // A very long line (generated or hostile code) is shown as a window around the span.
+  if (src.length > SHOWN_LINE) {
+    const from = Math.max(0, Math.min(col - 1 - SHOWN_LINE / 2, src.length - SHOWN_LINE));
+    const left = from > 0 ? '…' : '';
+    src = `${left}${src.slice(from, from + SHOWN_LINE)}${from + SHOWN_LINE < src.length ? '…' : ''}`;
+    col = col - from + left.length;
+  }
+  const width = Math.max(1, Math.min(d.length, src.length - (col - 1)));
+  return `${head}\n  ${src}\n  ${' '.repeat(col - 1)}${'^'.repeat(width)}`;
 }
 
 /**

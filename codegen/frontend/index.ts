@@ -8,10 +8,11 @@ import { Node as TsNode, SyntaxKind, ts, type Project, type SourceFile } from 't
 import type * as ir from '../ir.ts';
 import type { DeploymentIR, FnKind } from '../spec.ts';
 import { attentionCall, deployCall, kvPolicyCall, verifierCall, type DescriptorContext } from './descriptors.ts';
-import { diagAt, diagAtNode, diagNoSpan, displayPath, DiagnosticSink, type Code, type Diagnostic } from './diagnostics.ts';
+import { diagAt, diagAtNode, diagAtText, diagNoSpan, displayPath, DiagnosticSink, type Code, type Diagnostic } from './diagnostics.ts';
 import { Evaluator, type EvalContext } from './evaluate.ts';
 import { lowerFunction } from './lower.ts';
 import { DSL_DIR, isInside, persistentPaths, sharedProject } from './project.ts';
+import { checkSpecText, checkSpecTree, isStackOverflow, type SizeProblem } from './size.ts';
 import { DescriptorVal, Env, FnVal, kindOf, POISON, type Value } from './values.ts';
 
 export { CODES, formatDiagnostic, type Code, type Diagnostic } from './diagnostics.ts';
@@ -111,9 +112,18 @@ function withSession<T>(abs: string, text: string | undefined, source: string, b
         return { diagnostics: sink.list };
       }
     } else {
+      const tooBig = checkSpecText(text ?? '');
+      if (tooBig) return { diagnostics: [sizeDiagnostic(tooBig, abs, text ?? '')] };
       sf = project.createSourceFile(abs, text ?? '', { overwrite: true });
     }
     project.resolveSourceFileDependencies();
+    // Every user file (the spec and what it imports) within bounds before the checker recurses over it.
+    for (const f of project.getSourceFiles()) {
+      if (keep.has(f.getFilePath()) || f.isDeclarationFile() || f.isInNodeModules()) continue;
+      const problem = checkSpecTree(f.compilerNode);
+      if (problem) sink.add(sizeDiagnostic(problem, f.getFilePath(), f.getFullText()));
+    }
+    if (sink.list.length) return { diagnostics: sorted(sink.list) };
 
     const dslDirs = new Set([DSL_DIR]);
     const resolved = ts.resolveModuleName('magicdec', abs, project.getCompilerOptions(), project.getModuleResolutionHost()).resolvedModule;
@@ -184,11 +194,19 @@ function withSession<T>(abs: string, text: string | undefined, source: string, b
     return { value, diagnostics: sorted(sink.list) };
   } catch (e) {
     const err = e as Error;
+    if (isStackOverflow(e)) {
+      sink.add(diagNoSpan('MD1005', 'the spec is nested too deeply for the compiler (it ran out of stack); simplify the nested expressions or imports', abs));
+      return { diagnostics: sorted(sink.list) };
+    }
     sink.add(diagNoSpan('MD1004', `internal compiler error while reading this spec: ${err?.message ?? String(e)} (please report it)`, abs));
     return { diagnostics: sorted(sink.list) };
   } finally {
     for (const f of project.getSourceFiles()) if (!keep.has(f.getFilePath())) project.removeSourceFile(f);
   }
+}
+
+function sizeDiagnostic(p: SizeProblem, file: string, text: string): Diagnostic {
+  return p.pos === undefined ? diagNoSpan(p.code, p.message, file) : diagAtText(p.code, p.message, file, text, p.pos, p.length ?? 1);
 }
 
 function run(s: Session): DeploymentIR | undefined {

@@ -175,3 +175,60 @@ describe('token soup', () => {
     fc.assert(fc.property(soup, soup, (a, b) => noCrash(spec('kv <= q', `${a}\n${b}`))), { numRuns: 40 });
   });
 });
+
+// ------------------------------------------------------------------------------------------ deep and long
+
+/** Shapes of hostile expressions: long operator chains, deep brackets, deep conditionals either way. */
+const hostile = fc.oneof(
+  fc.tuple(fc.integer({ min: 1, max: 6000 }), fc.constantFrom('+', '-', '*', '&&', '||', '<')).map(([n, op]) => `(${Array(n).fill(op === '&&' || op === '||' ? 'q > 0' : 'q').join(` ${op} `)})${op === '&&' || op === '||' || op === '<' ? '' : ' > 0'}`),
+  fc.integer({ min: 1, max: 20000 }).map((n) => `${'('.repeat(n)}kv <= q${')'.repeat(n)}`),
+  fc.integer({ min: 1, max: 6000 }).map((n) => `${'q > 1 ? '.repeat(n)}true${' : false'.repeat(n)}`),
+  fc.integer({ min: 1, max: 6000 }).map((n) => `${'q > 1 ? false : '.repeat(n)}true`),
+  fc.integer({ min: 1, max: 3000 }).map((n) => `${'Math.max(q, '.repeat(n)}kv${')'.repeat(n)} >= 0`),
+  fc.integer({ min: 1, max: 3000 }).map((n) => `${'!'.repeat(n)}(kv <= q)`),
+);
+
+const SHAPES: ((n: number) => string)[] = [
+  (n) => `(${Array(n).fill('q').join(' < ')})`,
+  (n) => `(${Array(n).fill('q').join(' + ')}) > 0`,
+  (n) => `${'('.repeat(n)}kv <= q${')'.repeat(n)}`,
+  (n) => `${'q > 1 ? '.repeat(n)}true${' : false'.repeat(n)}`,
+  (n) => `${'q > 1 ? false : '.repeat(n)}true`,
+  (n) => `${'Math.max(q, '.repeat(n)}kv${')'.repeat(n)} >= 0`,
+  (n) => `${'!'.repeat(n)}(kv <= q)`,
+];
+
+describe('deep and long expressions', () => {
+  it.each(SHAPES.map((f, i) => [i, f] as const))('shape %i at and around the limits: MD1005 with a span, never a stack overflow', (_i, shape) => {
+    for (const n of [1, 60, 100, 120, 127, 128, 129, 140, 200, 255, 256, 257, 1000, 6000]) {
+      const r = loadSpecText(spec(shape(n)), path.join(FIXTURES, '__deep__.ts'));
+      const bad = r.diagnostics.filter((d) => d.code === 'MD1004' || (d.code === 'MD1005' && !/limit of \d+/.test(d.message)));
+      expect(bad.map(formatDiagnostic), `n = ${n}`).toEqual([]);
+    }
+  });
+
+
+  it('compile when small and give MD1005 with a span when too deep or too long, never an internal error', () => {
+    fc.assert(
+      fc.property(hostile, (body) => {
+        const text = spec(body);
+        const r = loadSpecText(text, path.join(FIXTURES, '__deep__.ts'));
+        expect(r.diagnostics.filter((d) => d.code === 'MD1004').map(formatDiagnostic)).toEqual([]);
+        const deep = r.diagnostics.filter((d) => d.code === 'MD1005');
+        for (const d of deep) {
+          expect(d.message).toMatch(/limit of \d+/);
+          expect(d.line).toBe(3);  // the mask's line: a span, not the whole file
+          expect(formatDiagnostic(d).split('\n').every((l) => l.length < 200)).toBe(true);
+        }
+        // Small ones are ordinary specs (other diagnostics only from the junk spec's own rules).
+        if (body.length < 200) expect(deep).toEqual([]);
+      }),
+      { numRuns: 25 },
+    );
+  });
+
+  it('refuses a spec over the size limit before parsing it', () => {
+    const r = loadSpecText(spec('kv <= q', `// ${'x'.repeat(1 << 20)}`), path.join(FIXTURES, '__big__.ts'));
+    expect(r.diagnostics.map((d) => [d.code, d.message])).toEqual([['MD1005', expect.stringMatching(/bytes, over the limit of 1048576$/)]]);
+  });
+});
