@@ -39,6 +39,17 @@ describe('README.md', () => {
     expect(README).toContain(`\`npm run test:gpu\` does both steps (\`${scripts['test:gpu']}\`)`);
   });
 
+  it('has CI run the quick start and the test command as the README gives them, installing nothing', () => {
+    const ci = readFileSync(join(ROOT, '.ci/run'), 'utf8');
+    const code = ci.split('\n').filter((l) => !/^\s*#/.test(l)).join('\n');
+    expect(code).toContain('npm ci && npm start');
+    expect(code).toMatch(/^npm ci\nnpm test\n$/m);
+    expect(code).not.toMatch(/apt-get|apt |pip |curl |wget /);
+    // The quick start's commands are the README's first commands.
+    expect(README.indexOf('```sh')).toBe(README.indexOf('## Quick start') + README.slice(README.indexOf('## Quick start')).indexOf('```sh'));
+    expect(README.indexOf('```')).toBe(README.indexOf('```sh\nnpm ci && npm start'));
+  });
+
   it('gives the quick start as exactly two command lines', () => {
     const quick = README.slice(README.indexOf('## Quick start'), README.indexOf('## The DSL'));
     expect(/```sh\n([\s\S]*?)```/.exec(quick)?.[1]).toBe('npm ci && npm start\nnpm test\n');
