@@ -63,6 +63,8 @@ function promptsOf(flags: RunFlags, tok: LoadedTokenizer | undefined, modelDir: 
   const prompts: Prompt[] = texts.map((text, i) => {
     const tokens = [...(tok!.bos !== undefined ? [tok!.bos] : []), ...tok!.encode(text)];
     if (tokens.length === 0) throw new UserError(`--prompt ${i + 1} is empty`);
+    const bad = tokens.findIndex((t) => t >= vocab);
+    if (bad >= 0) throw new UserError(`--prompt ${i + 1}: ${modelDir}/tokenizer.json gives token ${tokens[bad]}, outside the model's vocabulary [0, ${vocab}) (config.json vocab_size)`);
     return { text, tokens };
   });
   lists.forEach((tokens, i) => {
@@ -116,7 +118,8 @@ export async function runCommand(flags: RunFlags, io: Io): Promise<RunResult> {
   const outputs = generations.map((g, i) => ({
     prompt: requests[i].tokens,
     tokens: g.tokens,
-    ...(tok ? { text: tok.decode(g.tokens) } : {}),
+    // Tokens past the tokenizer's vocabulary (a padded model vocabulary) show as <id N>, never an error.
+    ...(tok ? { text: tok.decode(g.tokens, { unknownAsId: true }) } : {}),
     reason: g.reason,
   }));
   outputs.forEach((o, i) => {

@@ -8,8 +8,12 @@ import { Tokenizer } from '@huggingface/tokenizers';
 export interface LoadedTokenizer {
   /** Token ids of `text`, without special tokens (prepend `bos` yourself where the model wants it). */
   encode(text: string): number[];
-  /** Text of `ids`; special tokens (<s>, </s>, ...) are left out unless `keepSpecial`. */
-  decode(ids: readonly number[], opts?: { keepSpecial?: boolean }): string;
+  /**
+   * Text of `ids`; special tokens (<s>, </s>, ...) are left out unless `keepSpecial`. An id the tokenizer
+   * does not have (models often pad their vocabulary past the tokenizer's) is an error, or with
+   * `unknownAsId` is written as `<id N>` between the decoded runs of known ids.
+   */
+  decode(ids: readonly number[], opts?: { keepSpecial?: boolean; unknownAsId?: boolean }): string;
   readonly vocabSize: number;
   readonly bos?: number;
   readonly eos?: number;
@@ -76,11 +80,25 @@ export async function loadTokenizer(dir: string): Promise<LoadedTokenizer> {
       return tok.encode(text, { add_special_tokens: false }).ids;
     },
     decode: (ids, opts = {}) => {
-      ids.forEach((id, i) => {
-        if (!Number.isInteger(id) || id < 0 || id >= vocabSize) throw new Error(`decode: token ${i} is ${id}, not an id in [0, ${vocabSize})`);
-      });
-      if (ids.length === 0) return ''; // the library refuses an empty list
-      return tok.decode([...ids], { skip_special_tokens: !opts.keepSpecial });
+      const known = (id: number) => Number.isInteger(id) && id >= 0 && id < vocabSize;
+      const run = (xs: number[]) => (xs.length ? tok.decode(xs, { skip_special_tokens: !opts.keepSpecial }) : ''); // the library refuses []
+      if (!opts.unknownAsId) {
+        ids.forEach((id, i) => {
+          if (!known(id)) throw new Error(`decode: token ${i} is ${id}, not an id in [0, ${vocabSize})`);
+        });
+        return run([...ids]);
+      }
+      let text = '';
+      let pending: number[] = [];
+      for (const id of ids) {
+        if (known(id)) {
+          pending.push(id);
+          continue;
+        }
+        text += `${run(pending)}<id ${id}>`;
+        pending = [];
+      }
+      return text + run(pending);
     },
   };
 }

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { memoryIo } from '../../cli/io.ts';
 import { main } from '../../cli/main.ts';
 import { writeRandomModel } from '../../model/random.ts';
+import { buildTokenizerFiles } from '../../model/tokenizer-build.ts';
 import { buildRuntime, REPO } from '../runtime/build-runtime.ts';
 
 let tmp: string;
@@ -67,6 +68,21 @@ describe('run', () => {
     }
   });
 
+  it('prints ids the tokenizer lacks as <id N> when the model vocabulary is larger than the tokenizer\'s', async () => {
+    const padded = join(tmp, 'padded-vocab');
+    mkdirSync(padded);
+    for (const f of readdirSync(model)) copyFileSync(join(model, f), join(padded, f));
+    const files = buildTokenizerFiles(256, 4096);  // the model's vocabulary is 512
+    writeFileSync(join(padded, 'tokenizer.json'), JSON.stringify(files.tokenizer));
+    writeFileSync(join(padded, 'tokenizer_config.json'), JSON.stringify(files.config));
+    const r = await run(['--model', padded, '--prompt-tokens', '300,400,5,6', '--max-tokens', '24', '--mode', 'ar']);
+    expect(r.code, r.err).toBe(0);
+    const tokens = tokenLines(r.out)[0];
+    const text = JSON.parse(/text: (".*")$/m.exec(r.out)![1]) as string;
+    for (const t of tokens.filter((t) => t >= 256)) expect(text).toContain(`<id ${t}>`);
+    expect(tokens.some((t) => t >= 256)).toBe(true);  // the random model emits ids past the tokenizer's
+  });
+
   it("uses a spec's passes and gamma on the model given", async () => {
     const r = await run(['--model', model, '--spec', join(REPO, 'examples/streaming-draft.ts'), '--prompt-tokens', '7,8,9', '--max-tokens', '8']);
     expect(r.code, r.err).toBe(0);
@@ -78,6 +94,7 @@ describe('run', () => {
 describe('run: bad input exits 1 with a clear message', () => {
   let broken: string;
   let mismatched: string;
+  let bigTokenizer: string;
   beforeAll(() => {
     // A truncated safetensors file, and a config.json that disagrees with the weights' shapes.
     broken = join(tmp, 'broken');
@@ -89,6 +106,12 @@ describe('run: bad input exits 1 with a clear message', () => {
     truncateSync(join(broken, 'model.safetensors'), 1000);
     const cfg = JSON.parse(readFileSync(join(model, 'config.json'), 'utf8'));
     writeFileSync(join(mismatched, 'config.json'), JSON.stringify({ ...cfg, intermediate_size: 256 }));
+    bigTokenizer = join(tmp, 'big-tokenizer');
+    mkdirSync(bigTokenizer);
+    for (const f of readdirSync(model)) copyFileSync(join(model, f), join(bigTokenizer, f));
+    const files = buildTokenizerFiles(1024, 4096);  // <s> is 1022, past the model's 512
+    writeFileSync(join(bigTokenizer, 'tokenizer.json'), JSON.stringify(files.tokenizer));
+    writeFileSync(join(bigTokenizer, 'tokenizer_config.json'), JSON.stringify(files.config));
   });
 
   const cases: [string, () => string[], RegExp][] = [
@@ -107,6 +130,7 @@ describe('run: bad input exits 1 with a clear message', () => {
     ['a missing spec file', () => ['--model', model, '--prompt', 'x', '--spec', join(tmp, 'none.ts')], /spec file not found/],
     ['a spec with diagnostics', () => ['--model', model, '--prompt', 'x', '--spec', join(REPO, 'test/cli/fixtures/bad-spec.ts')], /MD\d{4}/],
     ['no --model', () => ['--prompt', 'x'], /required option '--model <dir>'/],
+    ['a tokenizer whose ids exceed the model vocabulary', () => ['--model', bigTokenizer, '--prompt', 'hi'], /--prompt 1: .*big-tokenizer\/tokenizer\.json gives token 1022, outside the model's vocabulary \[0, 512\)/],
   ];
   for (const [what, args, message] of cases) {
     it(what, async () => {

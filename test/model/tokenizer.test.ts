@@ -70,6 +70,14 @@ describe('byte-level BPE tokenizer (vocab >= 258)', () => {
     expect(() => tok.decode([1, 512])).toThrow('decode: token 1 is 512, not an id in [0, 512)');
     expect(() => tok.decode([-1])).toThrow('not an id');
   });
+
+  it('with unknownAsId, writes ids it lacks as <id N> between decoded runs (a model vocabulary padded past the tokenizer)', () => {
+    const hi = tok.encode('hi');
+    const there = tok.encode(' there');
+    expect(tok.decode([...hi, 512, 4000, ...there], { unknownAsId: true })).toBe('hi<id 512><id 4000> there');
+    expect(tok.decode([700], { unknownAsId: true })).toBe('<id 700>');
+    expect(tok.decode([...hi], { unknownAsId: true })).toBe('hi');
+  });
 });
 
 describe('character-level tokenizer (vocab < 258)', () => {
