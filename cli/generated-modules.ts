@@ -1,11 +1,13 @@
-// generated/: the committed output of gen, so that every change to generated code shows up in review.
-// It holds (a) the built-in default deployment on sm_90 and (b) the same passes on the `tiny` model for
-// the CPU, which the runtime tests and the demo use. The tiny module is fp32 so that the CPU model tests
+// generated/: the committed output of the compiler, so that every change to generated code shows up in
+// review. It holds the kernel contract (contract/md_abi.h, rendered from codegen/abi.ts: what the runtime
+// includes), and two modules: (a) the built-in default deployment on sm_90 and (b) the same passes on the
+// `tiny` model for the CPU, which the runtime tests and the demo use. The tiny module is fp32 so that the CPU model tests
 // compare against a float64 reference without bf16 storage rounding; batch buckets 1 and 8 and maxSeq 4096
 // cover the tests' shapes while keeping the module quick to compile.
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { EmittedFile } from '../codegen/backend.ts';
+import { renderAbiHeader } from '../codegen/backends/header.ts';
 import { backendFor } from '../codegen/backends/index.ts';
 import { renderModule, writeTree } from '../codegen/module.ts';
 import { planModule, type ModulePlan } from '../codegen/plan.ts';
@@ -14,6 +16,8 @@ import { models } from '../dsl/models.ts';
 import { loadDeployment } from './spec.ts';
 
 export const GENERATED_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../generated');
+/** The contract's headers, under GENERATED_DIR: the runtime's and the test drivers' include directory. */
+export const CONTRACT_DIR = 'contract';
 
 /** The default deployment's passes, verifier and gamma on the tiny model, for the CPU. */
 export function tinyCpuDeployment(base: DeploymentIR): DeploymentIR {
@@ -32,15 +36,16 @@ export async function generatedDeployments(): Promise<DeploymentIR[]> {
   return [base, tinyCpuDeployment(base)];
 }
 
-/** Every file generated/ must hold, paths relative to it: generated/<plan.name>/... plus a README. */
+/** Every file generated/ must hold, paths relative to it: the contract, generated/<plan.name>/..., a README. */
 export async function generatedTree(): Promise<EmittedFile[]> {
-  const plans = (await generatedDeployments()).map(planModule);
+  const plans = (await generatedDeployments()).map((dep) => planModule(dep));
   const files = plans.flatMap((plan) =>
     renderModule(plan, backendFor(plan.deployment.arch)).map((f) => ({ path: `${plan.name}/${f.path}`, contents: f.contents })),
   );
   return [
     { path: '.gitattributes', contents: '# Written by `npm run regen`: compared byte for byte by test/generated.test.ts.\n* -text linguist-generated=true\n' },
     { path: 'README.md', contents: readme(plans) },
+    { path: `${CONTRACT_DIR}/md_abi.h`, contents: renderAbiHeader() },
     ...files,
   ];
 }
@@ -60,9 +65,16 @@ function readme(plans: readonly ModulePlan[]): string {
   return [
     '# generated/',
     '',
-    'Output of `magicdec gen`, committed so that every change to generated code is visible in review.',
+    'Output of the compiler, committed so that every change to generated code is visible in review.',
     'Do not edit: run `npm run regen` and commit the result; `test/generated.test.ts` fails while this',
     'directory differs from what the compiler produces.',
+    '',
+    '`contract/md_abi.h` is the kernel contract rendered from `codegen/abi.ts` (docs/ABI.md): status codes,',
+    '`md_attn_args`, one function-pointer type per kernel kind, the kernel list as X-macros and the manifest',
+    'format. The runtime includes it; every module directory carries its own copy, with every other header',
+    'its sources include, so that a module compiles on its own.',
+    '',
+    'Modules (`magicdec gen` output):',
     '',
     '| module | model | target | dtype | batch buckets | maxSeq | gamma | kernels |',
     '| --- | --- | --- | --- | --- | --- | --- | --- |',

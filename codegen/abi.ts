@@ -1,5 +1,9 @@
 // The kernel ABI every backend implements and the runtime calls: C entry points of a generated module.
-// This file is the single source of truth; backends render `md_module.h` from it and the manifest lists it.
+// This file is the single source of truth (docs/ABI.md): from it are rendered md_abi.h (types, status
+// codes, the kernel list as X-macros, the manifest format; committed as generated/contract/md_abi.h for the
+// runtime and carried by every module), each module's md_module.h and manifest, both backends' entry-point
+// signatures and host-value argument checks (codegen/backends/contract.ts), the runtime's kernel table,
+// and the test drivers.
 //
 // Conventions (all kernels):
 // - Activations (hidden states, q/k/v rows, logits, attention outputs) are fp32, row-major.
@@ -14,11 +18,12 @@
 //   positions, bit for bit — never on `rows`, the bucket, the split count or the thread count.
 //
 // Argument contract. The CPU backend's behaviour is the definition; CUDA matches it wherever the condition
-// is a host value (the arguments themselves), and differs only where it would have to read device memory:
+// is a host value (the arguments themselves), and differs only where it would have to read device memory.
+// The host-value checks are data here (ArgSpec.check / nullable), rendered once for both backends:
 // - rows < 0, or more than a bucketed kernel's B * (gamma + 1): MD_ERR_ARG. rows == 0 (batch == 0 for
 //   verify_greedy): MD_OK with nothing read or written, pointers may be NULL. Otherwise every pointer is
 //   required (MD_ERR_ARG if NULL) except gemm's bias, lm_head_argmax's logits and, for a pass without
-//   runtime params, md_attn_args.params. pages_per_seq <= 0: MD_ERR_ARG.
+//   runtime params, md_attn_args.params. pages_per_seq <= 0: MD_ERR_ARG. md_attn_args itself is required.
 // - gemm_*: the bias is optional for every projection whatever the model: NULL adds nothing, otherwise
 //   bias[n] is added (the runtime passes the model's q/k/v biases, NULL elsewhere).
 // - Values read through pointers (tokens, slots, positions, lengths, page-table entries). The CPU reads
@@ -65,6 +70,17 @@ export interface ArgSpec {
   readonly name: string;
   readonly type: CType;
   readonly doc: string;
+  /**
+   * A host-value check of an integer, made before any work: 'count' is the kernel's row (or sequence)
+   * count: < 0, or more than a bucketed kernel's bound, is MD_ERR_ARG and 0 returns MD_OK at once;
+   * 'positive' is MD_ERR_ARG when <= 0 (checked once the count is known to be non-zero).
+   */
+  readonly check?: 'count' | 'positive';
+  /**
+   * A pointer is required (NULL is MD_ERR_ARG once the count is non-zero) unless it is nullable: always
+   * (true), or only for an attention pass without runtime params ('without-params').
+   */
+  readonly nullable?: true | 'without-params';
 }
 
 export interface KernelSpec {
@@ -74,10 +90,16 @@ export interface KernelSpec {
   readonly args: readonly ArgSpec[];
   /** Instantiated once per batch bucket as md_<name>_b<B> (rows <= B * (gamma + 1)); else one entry point. */
   readonly perBucket: boolean;
+  /** Attention kernels: the pass whose runtime params md_attn_args.params carries. */
+  readonly pass?: 'target' | 'draft';
 }
 
-const stream: ArgSpec = { name: 'stream', type: 'void*', doc: 'cudaStream_t on CUDA; ignored on CPU' };
-const rows: ArgSpec = { name: 'rows', type: 'int32_t', doc: 'number of rows' };
+/** The version of manifest.json's layout: modules embed it, the runtime refuses any other (md_abi.h MD_MANIFEST_FORMAT). */
+export const MANIFEST_FORMAT = 1;
+
+const stream: ArgSpec = { name: 'stream', type: 'void*', doc: 'cudaStream_t on CUDA; ignored on CPU', nullable: true };
+const rows: ArgSpec = { name: 'rows', type: 'int32_t', doc: 'number of rows', check: 'count' };
+const pagesPerSeq: ArgSpec = { name: 'pages_per_seq', type: 'int32_t', doc: 'row stride of page_table', check: 'positive' };
 
 /** The dense linear layers of a Llama block, by role; their [N, K] come from the model config. */
 export const GEMM_ROLES = ['q', 'kv', 'o', 'gate_up', 'down', 'lm_head'] as const;
@@ -160,7 +182,7 @@ export const KERNELS: readonly KernelSpec[] = [
       args: [
         { name: 'x', type: 'const float*', doc: '[rows, K]' },
         { name: 'w', type: 'const void*', doc: '[N, K] storage dtype' },
-        { name: 'bias', type: 'const void*', doc: '[N] storage dtype, or NULL for none (optional for every projection)' },
+        { name: 'bias', type: 'const void*', doc: '[N] storage dtype, or NULL for none (optional for every projection)', nullable: true },
         { name: 'y', type: 'float*', doc: '[rows, N]' },
         rows,
         stream,
@@ -190,7 +212,7 @@ export const KERNELS: readonly KernelSpec[] = [
       { name: 'k_cache', type: 'void*', doc: 'this layer\'s K pages' },
       { name: 'v_cache', type: 'void*', doc: 'this layer\'s V pages' },
       { name: 'page_table', type: 'const int32_t*', doc: '[slots, pages_per_seq]' },
-      { name: 'pages_per_seq', type: 'int32_t', doc: 'row stride of page_table' },
+      pagesPerSeq,
       { name: 'row_seq', type: 'const int32_t*', doc: '[rows] cache slot' },
       { name: 'row_pos', type: 'const int32_t*', doc: '[rows] absolute position' },
       rows,
@@ -202,12 +224,13 @@ export const KERNELS: readonly KernelSpec[] = [
       name: `attn_${pass}`,
       doc: `paged split-KV attention of the ${pass} pass (its mask, score and KV policy inlined, tiles skipped by interval analysis)`,
       perBucket: true,
+      pass,
       args: [{ name: 'args', type: 'const md_attn_args*', doc: 'see md_attn_args' }],
     }),
   ),
   {
     name: 'argmax',
-    doc: 'tokens[r] = argmax over vocab of logits[r] (lowest index wins ties; NaN never wins)',
+    doc: 'tokens[r] = argmax over vocab of logits[r] (lowest index wins ties; NaN never wins); with md_gemm_lm_head_b<B>, the unfused reference of md_lm_head_argmax_b<B>, which the engine calls instead',
     perBucket: false,
     args: [
       { name: 'logits', type: 'const float*', doc: '[rows, vocab]' },
@@ -223,7 +246,7 @@ export const KERNELS: readonly KernelSpec[] = [
     args: [
       { name: 'x', type: 'const float*', doc: '[rows, hidden]' },
       { name: 'w', type: 'const void*', doc: '[vocab, hidden] storage dtype' },
-      { name: 'logits', type: 'float*', doc: '[rows, vocab], or NULL when only the tokens are wanted' },
+      { name: 'logits', type: 'float*', doc: '[rows, vocab], or NULL when only the tokens are wanted', nullable: true },
       { name: 'tokens', type: 'int32_t*', doc: '[rows] greedy token of each row (lowest index wins ties; NaN never wins; a row of NaNs gives 0)' },
       rows,
       stream,
@@ -238,38 +261,13 @@ export const KERNELS: readonly KernelSpec[] = [
       { name: 'draft_tokens', type: 'const int32_t*', doc: '[batch, gamma] drafted tokens' },
       { name: 'accepted', type: 'int32_t*', doc: '[batch] in 0..gamma' },
       { name: 'next', type: 'int32_t*', doc: '[batch] the bonus/correction token' },
-      { name: 'batch', type: 'int32_t', doc: 'number of sequences' },
+      { name: 'batch', type: 'int32_t', doc: 'number of sequences', check: 'count' },
       stream,
     ],
   },
 ];
 
-/**
- * Besides the kernels, every module exports:
- *   size_t md_attn_workspace_floats(int32_t rows);  // workspace md_attn_* needs for `rows` rows
- *   const char* md_module_manifest(void);            // the manifest.json text, for the loader's check
- *   const char* md_status_string(int status);
- * and the header declares:
- *   enum md_status { MD_OK = 0, MD_ERR_ARG = 1, MD_ERR_LAUNCH = 2 };
- *   typedef struct md_attn_args {
- *     const float* q;            // [rows, num_heads, head_dim], RoPE applied
- *     const void* k_cache;       // this layer's K pages, storage dtype
- *     const void* v_cache;       // this layer's V pages
- *     const int32_t* page_table; // [slots, pages_per_seq]
- *     int32_t pages_per_seq;
- *     const int32_t* row_seq;    // [rows] cache slot of each row
- *     const int32_t* row_pos;    // [rows] absolute position of each row's query
- *     const int32_t* seq_len;    // [slots] positions present in the cache for each slot
- *     int32_t rows;
- *     const float* params;       // the pass's runtime params, in manifest order (attention's, then the policy's)
- *     float* out;                // [rows, num_heads, head_dim]
- *     float* workspace;          // md_attn_workspace_floats(rows) floats
- *     void* stream;
- *   } md_attn_args;
- */
-export const MODULE_EXTRAS = ['attn_workspace_floats', 'module_manifest', 'status_string'] as const;
-
-// The same declarations as data, for the header renderer (codegen/backends/header.ts) and test drivers.
+// The rest of the ABI as data, for the header renderer (codegen/backends/header.ts) and the test drivers.
 
 /** md_status codes, in value order. */
 export const STATUS_CODES = [
@@ -284,20 +282,27 @@ export const ATTN_ARGS_FIELDS: readonly ArgSpec[] = [
   { name: 'k_cache', type: 'const void*', doc: "this layer's K pages, storage dtype" },
   { name: 'v_cache', type: 'const void*', doc: "this layer's V pages" },
   { name: 'page_table', type: 'const int32_t*', doc: '[slots, pages_per_seq]' },
-  { name: 'pages_per_seq', type: 'int32_t', doc: 'row stride of page_table' },
+  pagesPerSeq,
   { name: 'row_seq', type: 'const int32_t*', doc: '[rows] cache slot of each row' },
   { name: 'row_pos', type: 'const int32_t*', doc: "[rows] absolute position of each row's query" },
   { name: 'seq_len', type: 'const int32_t*', doc: '[slots] positions present in the cache for each slot' },
-  { name: 'rows', type: 'int32_t', doc: 'number of rows' },
-  { name: 'params', type: 'const float*', doc: "the pass's runtime params, in manifest order (attention's, then the policy's)" },
+  rows,
+  { name: 'params', type: 'const float*', doc: "the pass's runtime params, in manifest order (attention's, then the policy's)", nullable: 'without-params' },
   { name: 'out', type: 'float*', doc: '[rows, num_heads, head_dim]' },
   { name: 'workspace', type: 'float*', doc: 'md_attn_workspace_floats(rows) floats' },
-  { name: 'stream', type: 'void*', doc: 'cudaStream_t on CUDA; ignored on CPU' },
+  stream,
 ];
 
-/** The module's non-kernel exports (MODULE_EXTRAS) with their C signatures. */
-export const EXTRA_SPECS: readonly { readonly name: (typeof MODULE_EXTRAS)[number]; readonly ret: 'size_t' | 'const char*'; readonly args: readonly ArgSpec[]; readonly doc: string }[] = [
-  { name: 'attn_workspace_floats', ret: 'size_t', args: [rows], doc: 'workspace md_attn_* needs for `rows` rows' },
+/** What every module exports besides the kernels, with the C signatures. */
+export interface ExtraSpec {
+  readonly name: 'attn_workspace_floats' | 'module_manifest' | 'status_string';
+  readonly ret: 'size_t' | 'const char*';
+  readonly args: readonly ArgSpec[];
+  readonly doc: string;
+}
+
+export const EXTRA_SPECS: readonly ExtraSpec[] = [
+  { name: 'attn_workspace_floats', ret: 'size_t', args: [{ name: 'rows', type: 'int32_t', doc: 'number of rows' }], doc: 'workspace md_attn_* needs for `rows` rows' },
   { name: 'module_manifest', ret: 'const char*', args: [], doc: 'the manifest.json text, for the loader\'s check' },
   { name: 'status_string', ret: 'const char*', args: [{ name: 'status', type: 'int32_t', doc: 'an md_status' }], doc: 'a readable name of a status code' },
 ];

@@ -5,7 +5,7 @@
 // too, per translation unit, so a module that differs only in its manifest (a new runtime param value)
 // relinks without recompiling a single kernel.
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { $, ProcessOutput } from 'zx';
@@ -17,7 +17,6 @@ import { comparePaths, fsErrorText } from './module.ts';
 const sh = (cwd?: string) => $({ cwd, quiet: true });
 const stderrOf = (e: unknown) => (e instanceof ProcessOutput ? e.stderr : String(e));
 
-export const TEMPLATES_COMMON = resolve(dirname(new URL(import.meta.url).pathname), '../templates/common');
 export const DEFAULT_CACHE = resolve(dirname(new URL(import.meta.url).pathname), '../.cache/modules');
 
 export interface BuildOptions {
@@ -40,14 +39,17 @@ export interface BuiltModule {
 
 export class BuildError extends Error {}
 
-/** Host flags: -march=native is chosen here at build time, never written into generated sources. */
+/**
+ * Host flags: -march=native is chosen here at build time, never written into generated sources. No
+ * include path: a module directory holds every header its units include.
+ */
 function compilerFor(target: Target): { cc: string; compile: string[]; link: string[]; units: RegExp } {
   if (target === 'cpu') {
-    const flags = ['-std=c++17', '-O3', '-march=native', '-fopenmp', '-ffp-contract=off', '-fPIC', `-I${TEMPLATES_COMMON}`];
+    const flags = ['-std=c++17', '-O3', '-march=native', '-fopenmp', '-ffp-contract=off', '-fPIC'];
     return { cc: 'g++', compile: flags, link: ['-shared', '-fopenmp'], units: /\.cpp$/ };
   }
   const arch = target === 'sm_90' ? 'sm_90a' : 'sm_80';
-  const flags = ['-std=c++17', '-O3', `-arch=${arch}`, '-Xcompiler', '-fPIC', `-I${TEMPLATES_COMMON}`];
+  const flags = ['-std=c++17', '-O3', `-arch=${arch}`, '-Xcompiler', '-fPIC'];
   return { cc: 'nvcc', compile: flags, link: ['-shared', `-arch=${arch}`], units: /\.(cu|cpp)$/ };
 }
 
@@ -136,8 +138,7 @@ export function removeStaleTemps(cache: string): string[] {
 async function buildModuleIn(opts: BuildOptions): Promise<BuiltModule> {
   const tc = compilerFor(opts.target);
   const toolchain = await toolchainKey(opts.target);
-  const common = readdirSync(TEMPLATES_COMMON).map((f) => ({ path: `common/${f}`, contents: readFileSync(join(TEMPLATES_COMMON, f), 'utf8') }));
-  const hash = sourcesHash([...opts.files, ...common], [toolchain, ...tc.link].join(' '));
+  const hash = sourcesHash(opts.files, [toolchain, ...tc.link].join(' '));
   const cache = opts.cacheDir ?? DEFAULT_CACHE;
   const dir = join(cache, `${opts.name}-${hash}`);
   const library = join(dir, 'libmodule.so');
@@ -145,8 +146,8 @@ async function buildModuleIn(opts: BuildOptions): Promise<BuiltModule> {
   const objectsDir = join(cache, 'objects');
   mkdirSync(objectsDir, { recursive: true });
   removeStaleTemps(cache);
-  // An object depends on its unit, every header it may include, and the toolchain.
-  const headers = [...opts.files.filter((f) => /\.(h|hpp|cuh)$/.test(f.path)), ...common];
+  // An object depends on its unit, every header it may include (all in the module), and the toolchain.
+  const headers = opts.files.filter((f) => /\.(h|hpp|cuh)$/.test(f.path));
 
   const tmp = `${dir}.tmp-${process.pid}-${Date.now()}`;
   mkdirSync(tmp, { recursive: true });

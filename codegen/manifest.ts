@@ -1,9 +1,8 @@
 // manifest.json: what a module holds and what it was built for. The runtime's loader checks it against
 // the model and the requested shapes; modules embed the same text (md_module_manifest()).
+import { MANIFEST_FORMAT } from './abi.ts';
 import * as ir from './ir.ts';
 import { COMPILER_VERSION, type ModulePlan, type PassPlan } from './plan.ts';
-
-export const MANIFEST_FORMAT = 1;
 
 export interface Manifest {
   format: number;

@@ -95,9 +95,10 @@ export const NON_CAUSAL_TARGET =
 /**
  * Everything a backend renders, decided once. Throws a PlanError for a deployment that breaks a limit
  * (codegen/limits.ts) or a model/plan invariant, all problems in one message: the front end reports the
- * same rules as diagnostics, this is for deployments built in code.
+ * same rules as diagnostics, this is for deployments built in code. `kernels` is the ABI's list; a test
+ * may extend it to see a kernel declared once reach every consumer.
  */
-export function planModule(dep: DeploymentIR): ModulePlan {
+export function planModule(dep: DeploymentIR, kernels: readonly KernelSpec[] = KERNELS): ModulePlan {
   const m = dep.model;
   const dims: Dims = {
     hidden: m.hiddenSize,
@@ -121,7 +122,7 @@ export function planModule(dep: DeploymentIR): ModulePlan {
   if (problems.length) throw new PlanError(`cannot plan ${moduleName(dep)}: ${problems.join('; ')}`);
   const { batch, maxSeq, pageSize } = dep.shapes;
   const chunk = pageSize * ATTN_CHUNK_PAGES;
-  const kernels: KernelInstance[] = KERNELS.flatMap((spec) =>
+  const instances: KernelInstance[] = kernels.flatMap((spec) =>
     spec.perBucket
       ? batch.map((b) => ({ symbol: `md_${spec.name}_b${b}`, spec, bucket: b, maxRows: b * (dep.gamma + 1) }))
       : [{ symbol: `md_${spec.name}`, spec }],
@@ -144,7 +145,7 @@ export function planModule(dep: DeploymentIR): ModulePlan {
     maxChunks: Math.ceil(maxSeq / chunk),
     passes,
     gemms: GEMM_ROLES.map((role) => ({ role, ...gemmShape(role, m) })),
-    kernels,
+    kernels: instances,
   };
 }
 

@@ -87,9 +87,9 @@ export function passStructName(pass: PassPlan['pass']): string {
 }
 
 /**
- * The Pass type both backends' attention skeletons are templates over: NUM_PARAMS, any extra constants
- * (C declarations, e.g. CUDA's SCALE), and static members visible / tile_must / tile_may / score that
- * forward to renderPassFunctions' functions. `qualifier` goes before each member function.
+ * The Pass type both backends' attention skeletons are templates over: any constants (C declarations,
+ * e.g. CUDA's SCALE), and static members visible / tile_must / tile_may / score that forward to
+ * renderPassFunctions' functions. `qualifier` goes before each member function.
  */
 export function renderPassStruct(pass: PassPlan, qualifier: string, constants: readonly string[] = []): string {
   const members = passFunctions(pass).map((f) => {
@@ -99,7 +99,6 @@ export function renderPassStruct(pass: PassPlan, qualifier: string, constants: r
   });
   return [
     `struct ${passStructName(pass.pass)} {`,
-    `  static constexpr int NUM_PARAMS = ${pass.params.length};`,
     ...constants.map((c) => `  ${c}`),
     ...members,
     '};',

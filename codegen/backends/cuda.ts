@@ -7,13 +7,12 @@
 // weights (GEMM row tile) and how many CTAs split a row's chunks — neither changes a row's bits.
 import { readFileSync } from 'node:fs';
 import type { DType } from '../../dsl/deploy.ts';
-import { STATUS_CODES } from '../abi.ts';
 import type { Backend, EmittedFile } from '../backend.ts';
-import { manifestText } from '../manifest.ts';
-import { PlanError, type KernelInstance, type ModulePlan, type PassPlan } from '../plan.ts';
+import { PlanError, type ModulePlan, type PassPlan } from '../plan.ts';
 import { renderF32 } from '../render.ts';
-import { TEMPLATES_DIR, cDouble, cStringLiteral, lmHeadShape, passStructName, renderPassFunctions, renderPassStruct, renderTemplate } from './common.ts';
-import { renderModuleHeader } from './header.ts';
+import { TEMPLATES_DIR, cDouble, lmHeadShape, passStructName, renderPassFunctions, renderPassStruct, renderTemplate } from './common.ts';
+import { entryPoints, moduleHeaders, renderModuleExports, sharedChecks, signatures } from './contract.ts';
+import { kernelSpecs } from './header.ts';
 
 /** CUDA element type of each storage dtype, and its size in bytes. */
 export const CUDA_STORAGE: Readonly<Record<DType, { ctype: string; bytes: number }>> = {
@@ -123,11 +122,13 @@ function checkCudaLimits(plan: ModulePlan): void {
 }
 
 function common(plan: ModulePlan) {
-  return { name: plan.name, hash: plan.hash, store: CUDA_STORAGE[plan.deployment.dtype].ctype };
-}
-
-function instancesOf(plan: ModulePlan, spec: string): KernelInstance[] {
-  return plan.kernels.filter((k) => k.spec.name === spec);
+  return {
+    name: plan.name,
+    hash: plan.hash,
+    store: CUDA_STORAGE[plan.deployment.dtype].ctype,
+    sig: signatures(kernelSpecs(plan), { unnamedStream: false }),
+    checks: sharedChecks(plan),
+  };
 }
 
 function renderElementwise(plan: ModulePlan): string {
@@ -151,9 +152,9 @@ function renderElementwise(plan: ModulePlan): string {
   });
 }
 
-/** A bucketed kernel's instances with the GEMM row tile of each bucket. */
+/** A bucketed kernel's entry points with the GEMM row tile of each bucket. */
 function rowTiled(plan: ModulePlan, spec: string) {
-  return instancesOf(plan, spec).map((k) => ({ symbol: k.symbol, bucket: k.bucket, maxRows: k.maxRows, rowTile: gemmRowTile(k.maxRows!) }));
+  return entryPoints(plan, spec).map((k) => ({ ...k, rowTile: gemmRowTile(k.maxRows!) }));
 }
 
 function renderGemms(plan: ModulePlan): string {
@@ -197,28 +198,17 @@ function renderAttention(plan: ModulePlan, pass: PassPlan): string {
     vecV: shape.vecV,
     split: shape.split,
     targetCtas: ATTN_TARGET_CTAS,
-    instances: instancesOf(plan, `attn_${pass.pass}`).map((k) => ({ symbol: k.symbol, maxRows: k.maxRows })),
+    instances: entryPoints(plan, `attn_${pass.pass}`),
   });
 }
 
-function renderModuleExports(plan: ModulePlan): string {
-  return renderTemplate('cuda/module.cu.hbs', {
-    ...common(plan),
-    heads: plan.dims.heads,
-    headDim: plan.dims.headDim,
-    maxChunks: plan.maxChunks,
-    manifest: cStringLiteral(manifestText(plan)),
-    statuses: STATUS_CODES.map((s) => ({ value: s.value, text: s.text })),
-  });
-}
-
-/** The module's sources. Each .cu is one translation unit; md_cuda.cuh travels with them. */
+/** The module's sources. Each .cu is one translation unit; the headers travel with them. */
 export function emitCuda(plan: ModulePlan): EmittedFile[] {
   checkCudaLimits(plan);
   return [
-    { path: 'md_module.h', contents: renderModuleHeader(plan, { backend: 'cuda' }) },
+    ...moduleHeaders(plan, 'cuda'),
     { path: 'md_cuda.cuh', contents: readFileSync(new URL('cuda/md_cuda.cuh', TEMPLATES_DIR), 'utf8') },
-    { path: 'md_module.cu', contents: renderModuleExports(plan) },
+    { path: 'md_module.cu', contents: renderModuleExports(plan, 'cuda') },
     { path: 'md_elementwise.cu', contents: renderElementwise(plan) },
     { path: 'md_gemm.cu', contents: renderGemms(plan) },
     { path: 'md_attn_target.cu', contents: renderAttention(plan, plan.passes.target) },

@@ -1,12 +1,11 @@
 // C declarations rendered from codegen/abi.ts, shared by the CPU and CUDA backends:
-// - md_abi.h: module-independent (md_status, md_attn_args, one function-pointer typedef per kernel kind);
-//   what the runtime includes. Committed as templates/common/md_abi.h; a test checks it equals the rendering.
+// - md_abi.h: module-independent: md_status, md_attn_args, the manifest format, one function-pointer type
+//   per kernel kind, and the kernel list as X-macros (what the runtime walks to build its kernel table).
+//   Every module carries it; `npm run regen` commits the rendering of codegen/abi.ts's list as
+//   generated/contract/md_abi.h, the copy the runtime and the test drivers include.
 // - md_module.h: one module's entry points (one prototype per kernel instance, per bucket where needed).
-import { writeFileSync } from 'node:fs';
-import { ATTN_ARGS_FIELDS, EXTRA_SPECS, KERNELS, STATUS_CODES, type ArgSpec, type KernelSpec } from '../abi.ts';
+import { ATTN_ARGS_FIELDS, EXTRA_SPECS, KERNELS, MANIFEST_FORMAT, STATUS_CODES, type ArgSpec, type KernelSpec } from '../abi.ts';
 import type { ModulePlan } from '../plan.ts';
-
-export const ABI_HEADER_PATH = 'templates/common/md_abi.h';
 
 /** Kernels that differ only by role (gemm_q, gemm_kv, ...) or pass (attn_target, attn_draft) share a kind. */
 export function kernelKind(spec: KernelSpec): string {
@@ -20,10 +19,10 @@ export function kernelFnType(spec: KernelSpec): string {
   return `md_${kernelKind(spec)}_fn`;
 }
 
-/** The kinds in KERNELS order, each with the spec that defines its signature; kinds must agree on args. */
-export function kernelKinds(): { kind: string; spec: KernelSpec }[] {
+/** The kinds in list order, each with the spec that defines its signature; kinds must agree on args. */
+export function kernelKinds(kernels: readonly KernelSpec[] = KERNELS): { kind: string; spec: KernelSpec }[] {
   const out = new Map<string, KernelSpec>();
-  for (const spec of KERNELS) {
+  for (const spec of kernels) {
     const kind = kernelKind(spec);
     const seen = out.get(kind);
     if (seen && paramList(seen.args) !== paramList(spec.args))
@@ -31,6 +30,11 @@ export function kernelKinds(): { kind: string; spec: KernelSpec }[] {
     if (!seen) out.set(kind, spec);
   }
   return [...out].map(([kind, spec]) => ({ kind, spec }));
+}
+
+/** The kernel list a plan was made from: its instances' specs, each once, in order. */
+export function kernelSpecs(plan: ModulePlan): KernelSpec[] {
+  return [...new Set(plan.kernels.map((k) => k.spec))];
 }
 
 /** "const float* x, int32_t rows, ..." ("void" when empty). */
@@ -47,12 +51,22 @@ function argDocs(args: readonly ArgSpec[]): string[] {
   return args.map((a) => `  ${a.name.padEnd(width)}  ${a.doc}`);
 }
 
-export function renderAbiHeader(): string {
+/** `#define NAME(X) \` over one `X(...)` line per row, the continuation backslashes aligned. */
+function xMacro(name: string, rows: readonly string[]): string[] {
+  const lines = [`#define ${name}(X)`, ...rows.map((r) => `  X(${r})`)];
+  if (lines.length === 1) return lines;
+  const width = Math.max(...lines.map((l) => l.length));
+  return lines.map((l, i) => (i < lines.length - 1 ? `${l.padEnd(width)} \\` : l));
+}
+
+/** md_abi.h for a kernel list (codegen/abi.ts's by default; a test may extend it). */
+export function renderAbiHeader(kernels: readonly KernelSpec[] = KERNELS): string {
   const width = Math.max(...ATTN_ARGS_FIELDS.map((f) => `${f.type} ${f.name};`.length));
   const out: string[] = [
-    '// GENERATED from codegen/abi.ts by codegen/backends/header.ts; do not edit (a test checks it).',
+    '// GENERATED from codegen/abi.ts by codegen/backends/header.ts; do not edit (`npm run regen` rewrites it).',
     '// The kernel ABI of every magicdec module, independent of the module: status codes, the attention',
-    '// argument block, and one function-pointer type per kernel kind. Conventions: see codegen/abi.ts.',
+    '// argument block, one function-pointer type per kernel kind, the kernel list, the manifest format.',
+    '// Conventions: see codegen/abi.ts and docs/ABI.md.',
     '#pragma once',
     '#include <stddef.h>',
     '#include <stdint.h>',
@@ -63,13 +77,16 @@ export function renderAbiHeader(): string {
     '',
     `typedef enum md_status { ${STATUS_CODES.map((s) => `${s.name} = ${s.value}`).join(', ')} } md_status;`,
     '',
+    "// The layout version of manifest.json: modules embed it (md_module_manifest), the runtime reads no other.",
+    `#define MD_MANIFEST_FORMAT ${MANIFEST_FORMAT}`,
+    '',
     'typedef struct md_attn_args {',
     ...ATTN_ARGS_FIELDS.map((f) => `  ${`${f.type} ${f.name};`.padEnd(width)}  // ${f.doc}`),
     '} md_attn_args;',
     '',
   ];
-  for (const { kind, spec } of kernelKinds()) {
-    const names = KERNELS.filter((k) => kernelKind(k) === kind).map((k) => `md_${k.name}${k.perBucket ? '_b<B>' : ''}`);
+  for (const { kind, spec } of kernelKinds(kernels)) {
+    const names = kernels.filter((k) => kernelKind(k) === kind).map((k) => `md_${k.name}${k.perBucket ? '_b<B>' : ''}`);
     out.push(...docComment([`${names[0]}: ${spec.doc}`]));
     if (names.length > 1) out.push(...docComment([`  (same signature: ${names.slice(1).join(', ')})`]));
     out.push(...docComment(argDocs(spec.args)));
@@ -79,6 +96,20 @@ export function renderAbiHeader(): string {
     out.push(...docComment([`md_${e.name}: ${e.doc}`]));
     out.push(`typedef ${e.ret} (*md_${e.name}_fn)(${paramList(e.args)});`, '');
   }
+  const row = (k: KernelSpec) => `${k.name}, ${kernelKind(k)}`;
+  out.push(
+    ...docComment([
+      'The kernel list as X-macros over X(name, kind): md_<name> is an entry point of type md_<kind>_fn, and',
+      "MD_BUCKET_KERNELS' are instantiated once per batch bucket as md_<name>_b<B>. The runtime builds its",
+      'kernel table by walking them, so a kernel is declared once: in codegen/abi.ts.',
+    ]),
+    ...xMacro('MD_SHARED_KERNELS', kernels.filter((k) => !k.perBucket).map(row)),
+    ...xMacro('MD_BUCKET_KERNELS', kernels.filter((k) => k.perBucket).map(row)),
+    '',
+    ...docComment(["The module's other exports, as X(name): md_<name> of type md_<name>_fn."]),
+    ...xMacro('MD_MODULE_EXTRAS', EXTRA_SPECS.map((e) => e.name)),
+    '',
+  );
   out.push('#ifdef __cplusplus', '}  // extern "C"', '#endif', '');
   return out.join('\n');
 }
@@ -110,9 +141,4 @@ export function renderModuleHeader(plan: ModulePlan, opts: ModuleHeaderOptions):
   for (const e of EXTRA_SPECS) out.push(`${pre}${e.ret} md_${e.name}(${paramList(e.args)});`);
   out.push('', '#ifdef __cplusplus', '}  // extern "C"', '#endif', '');
   return out.join('\n');
-}
-
-/** Rewrite the committed templates/common/md_abi.h from codegen/abi.ts. */
-export function writeAbiHeader(): void {
-  writeFileSync(new URL(`../../${ABI_HEADER_PATH}`, import.meta.url), renderAbiHeader());
 }

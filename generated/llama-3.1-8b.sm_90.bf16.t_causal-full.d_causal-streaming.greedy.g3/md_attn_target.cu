@@ -35,7 +35,6 @@ static __device__ __forceinline__ float md_target_score(float s, int32_t q, int3
 }
 
 struct md_pass_target {
-  static constexpr int NUM_PARAMS = 0;
   static constexpr float SCALE = 0x1.6a09e6p-4f;  // 1 / sqrt(head_dim)
   static __device__ __forceinline__ bool visible(int32_t q, int32_t kv, const float* params) { return md_target_visible(q, kv, params); }
   static __device__ __forceinline__ bool tile_must(int32_t q, int32_t p0, int32_t p1, const float* params) { return md_target_tile_must(q, p0, p1, params); }
@@ -46,25 +45,61 @@ struct md_pass_target {
 typedef md_attn_shape<32, 8, 128, 64, 8, 64, 8, 16, 8, 2> md_shape_target;
 
 extern "C" int md_attn_target_b1(const md_attn_args* args) {
-  return md_attn_launch<md_store_t, md_shape_target, md_pass_target, 1056>(args, 4);
+  if (!args) return MD_ERR_ARG;
+  if (args->rows < 0 || args->rows > 4) return MD_ERR_ARG;
+  if (args->rows == 0) return MD_OK;
+  if (!args->q || !args->k_cache || !args->v_cache || !args->page_table || !args->row_seq || !args->row_pos ||
+      !args->seq_len || !args->out || !args->workspace || args->pages_per_seq <= 0)
+    return MD_ERR_ARG;
+  return md_attn_launch<md_store_t, md_shape_target, md_pass_target, 1056>(args);
 }
 
 extern "C" int md_attn_target_b8(const md_attn_args* args) {
-  return md_attn_launch<md_store_t, md_shape_target, md_pass_target, 1056>(args, 32);
+  if (!args) return MD_ERR_ARG;
+  if (args->rows < 0 || args->rows > 32) return MD_ERR_ARG;
+  if (args->rows == 0) return MD_OK;
+  if (!args->q || !args->k_cache || !args->v_cache || !args->page_table || !args->row_seq || !args->row_pos ||
+      !args->seq_len || !args->out || !args->workspace || args->pages_per_seq <= 0)
+    return MD_ERR_ARG;
+  return md_attn_launch<md_store_t, md_shape_target, md_pass_target, 1056>(args);
 }
 
 extern "C" int md_attn_target_b32(const md_attn_args* args) {
-  return md_attn_launch<md_store_t, md_shape_target, md_pass_target, 1056>(args, 128);
+  if (!args) return MD_ERR_ARG;
+  if (args->rows < 0 || args->rows > 128) return MD_ERR_ARG;
+  if (args->rows == 0) return MD_OK;
+  if (!args->q || !args->k_cache || !args->v_cache || !args->page_table || !args->row_seq || !args->row_pos ||
+      !args->seq_len || !args->out || !args->workspace || args->pages_per_seq <= 0)
+    return MD_ERR_ARG;
+  return md_attn_launch<md_store_t, md_shape_target, md_pass_target, 1056>(args);
 }
 
 extern "C" int md_attn_target_b64(const md_attn_args* args) {
-  return md_attn_launch<md_store_t, md_shape_target, md_pass_target, 1056>(args, 256);
+  if (!args) return MD_ERR_ARG;
+  if (args->rows < 0 || args->rows > 256) return MD_ERR_ARG;
+  if (args->rows == 0) return MD_OK;
+  if (!args->q || !args->k_cache || !args->v_cache || !args->page_table || !args->row_seq || !args->row_pos ||
+      !args->seq_len || !args->out || !args->workspace || args->pages_per_seq <= 0)
+    return MD_ERR_ARG;
+  return md_attn_launch<md_store_t, md_shape_target, md_pass_target, 1056>(args);
 }
 
 extern "C" int md_attn_target_b128(const md_attn_args* args) {
-  return md_attn_launch<md_store_t, md_shape_target, md_pass_target, 1056>(args, 512);
+  if (!args) return MD_ERR_ARG;
+  if (args->rows < 0 || args->rows > 512) return MD_ERR_ARG;
+  if (args->rows == 0) return MD_OK;
+  if (!args->q || !args->k_cache || !args->v_cache || !args->page_table || !args->row_seq || !args->row_pos ||
+      !args->seq_len || !args->out || !args->workspace || args->pages_per_seq <= 0)
+    return MD_ERR_ARG;
+  return md_attn_launch<md_store_t, md_shape_target, md_pass_target, 1056>(args);
 }
 
 extern "C" int md_attn_target_b256(const md_attn_args* args) {
-  return md_attn_launch<md_store_t, md_shape_target, md_pass_target, 1056>(args, 1024);
+  if (!args) return MD_ERR_ARG;
+  if (args->rows < 0 || args->rows > 1024) return MD_ERR_ARG;
+  if (args->rows == 0) return MD_OK;
+  if (!args->q || !args->k_cache || !args->v_cache || !args->page_table || !args->row_seq || !args->row_pos ||
+      !args->seq_len || !args->out || !args->workspace || args->pages_per_seq <= 0)
+    return MD_ERR_ARG;
+  return md_attn_launch<md_store_t, md_shape_target, md_pass_target, 1056>(args);
 }

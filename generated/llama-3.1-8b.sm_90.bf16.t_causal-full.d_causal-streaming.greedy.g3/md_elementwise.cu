@@ -142,11 +142,11 @@ extern "C" int md_swiglu(const float* gate, const float* up, float* out, int32_t
   return md_launched();
 }
 
-extern "C" int md_rope_append(float* q, float* k, const float* v, void* k_cache, void* v_cache, const int32_t* page_table,
-                              int32_t pages_per_seq, const int32_t* row_seq, const int32_t* row_pos, int32_t rows, void* stream) {
+extern "C" int md_rope_append(float* q, float* k, const float* v, void* k_cache, void* v_cache, const int32_t* page_table, int32_t pages_per_seq, const int32_t* row_seq, const int32_t* row_pos, int32_t rows, void* stream) {
   if (rows < 0) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
-  if (!q || !k || !v || !k_cache || !v_cache || !page_table || !row_seq || !row_pos || pages_per_seq <= 0) return MD_ERR_ARG;
+  if (!q || !k || !v || !k_cache || !v_cache || !page_table || !row_seq || !row_pos || pages_per_seq <= 0)
+    return MD_ERR_ARG;
   // Rows' slots and positions are in device memory, so unlike the CPU this does not refuse a row outside
   // the cache: md_rope_append_kernel rotates it and skips its store (codegen/abi.ts, rope_append).
   md_rope_append_kernel<md_store_t, 32, 8, 128, 64, md_rope><<<rows, 64, 0, (cudaStream_t)stream>>>(
@@ -162,8 +162,7 @@ extern "C" int md_argmax(const float* logits, int32_t* tokens, int32_t rows, voi
   return md_launched();
 }
 
-extern "C" int md_verify_greedy(const int32_t* target_tokens, const int32_t* draft_tokens, int32_t* accepted, int32_t* next,
-                                int32_t batch, void* stream) {
+extern "C" int md_verify_greedy(const int32_t* target_tokens, const int32_t* draft_tokens, int32_t* accepted, int32_t* next, int32_t batch, void* stream) {
   if (batch < 0) return MD_ERR_ARG;
   if (batch == 0) return MD_OK;
   if (!target_tokens || !draft_tokens || !accepted || !next) return MD_ERR_ARG;

@@ -34,7 +34,6 @@ inline float md_target_score(float s, int32_t q, int32_t kv, int32_t head, const
 }
 
 struct md_pass_target {
-  static constexpr int NUM_PARAMS = 0;
   static bool visible(int32_t q, int32_t kv, const float* params) { return md_target_visible(q, kv, params); }
   static bool tile_must(int32_t q, int32_t p0, int32_t p1, const float* params) { return md_target_tile_must(q, p0, p1, params); }
   static bool tile_may(int32_t q, int32_t p0, int32_t p1, const float* params) { return md_target_tile_may(q, p0, p1, params); }
@@ -43,5 +42,21 @@ struct md_pass_target {
 
 }  // namespace
 
-extern "C" int md_attn_target_b1(const md_attn_args* args) { return attend<md_pass_target>(args, 4); }
-extern "C" int md_attn_target_b8(const md_attn_args* args) { return attend<md_pass_target>(args, 32); }
+extern "C" int md_attn_target_b1(const md_attn_args* args) {
+  if (!args) return MD_ERR_ARG;
+  if (args->rows < 0 || args->rows > 4) return MD_ERR_ARG;
+  if (args->rows == 0) return MD_OK;
+  if (!args->q || !args->k_cache || !args->v_cache || !args->page_table || !args->row_seq || !args->row_pos ||
+      !args->seq_len || !args->out || !args->workspace || args->pages_per_seq <= 0)
+    return MD_ERR_ARG;
+  return attend<md_pass_target>(args);
+}
+extern "C" int md_attn_target_b8(const md_attn_args* args) {
+  if (!args) return MD_ERR_ARG;
+  if (args->rows < 0 || args->rows > 32) return MD_ERR_ARG;
+  if (args->rows == 0) return MD_OK;
+  if (!args->q || !args->k_cache || !args->v_cache || !args->page_table || !args->row_seq || !args->row_pos ||
+      !args->seq_len || !args->out || !args->workspace || args->pages_per_seq <= 0)
+    return MD_ERR_ARG;
+  return attend<md_pass_target>(args);
+}

@@ -46,7 +46,9 @@ inline void rotate_half(float* x, const float* c, const float* s) {
 }  // namespace
 
 extern "C" int md_embed(const void* table, const int32_t* tokens, float* x, int32_t rows, void* /*stream*/) {
-  if (rows < 0 || (rows > 0 && (!table || !tokens || !x))) return MD_ERR_ARG;
+  if (rows < 0) return MD_ERR_ARG;
+  if (rows == 0) return MD_OK;
+  if (!table || !tokens || !x) return MD_ERR_ARG;
   for (int32_t r = 0; r < rows; ++r)
     if (tokens[r] < 0 || tokens[r] >= VOCAB) return MD_ERR_ARG;
   const store_t* t = (const store_t*)table;
@@ -60,14 +62,18 @@ extern "C" int md_embed(const void* table, const int32_t* tokens, float* x, int3
 }
 
 extern "C" int md_rmsnorm(const float* x, const void* w, float* y, int32_t rows, void* /*stream*/) {
-  if (rows < 0 || (rows > 0 && (!x || !w || !y))) return MD_ERR_ARG;
+  if (rows < 0) return MD_ERR_ARG;
+  if (rows == 0) return MD_OK;
+  if (!x || !w || !y) return MD_ERR_ARG;
 #pragma omp parallel for schedule(static)
   for (int32_t r = 0; r < rows; ++r) rmsnorm_row(x + (size_t)r * HIDDEN, (const store_t*)w, y + (size_t)r * HIDDEN);
   return MD_OK;
 }
 
 extern "C" int md_add_rmsnorm(float* resid, const float* delta, const void* w, float* y, int32_t rows, void* /*stream*/) {
-  if (rows < 0 || (rows > 0 && (!resid || !delta || !w || !y))) return MD_ERR_ARG;
+  if (rows < 0) return MD_ERR_ARG;
+  if (rows == 0) return MD_OK;
+  if (!resid || !delta || !w || !y) return MD_ERR_ARG;
 #pragma omp parallel for schedule(static)
   for (int32_t r = 0; r < rows; ++r) {
     float* h = resid + (size_t)r * HIDDEN;
@@ -79,7 +85,9 @@ extern "C" int md_add_rmsnorm(float* resid, const float* delta, const void* w, f
 }
 
 extern "C" int md_add(float* resid, const float* delta, int32_t rows, void* /*stream*/) {
-  if (rows < 0 || (rows > 0 && (!resid || !delta))) return MD_ERR_ARG;
+  if (rows < 0) return MD_ERR_ARG;
+  if (rows == 0) return MD_OK;
+  if (!resid || !delta) return MD_ERR_ARG;
 #pragma omp parallel for schedule(static)
   for (int32_t r = 0; r < rows; ++r) {
     float* h = resid + (size_t)r * HIDDEN;
@@ -90,7 +98,9 @@ extern "C" int md_add(float* resid, const float* delta, int32_t rows, void* /*st
 }
 
 extern "C" int md_swiglu(const float* gate, const float* up, float* out, int32_t rows, void* /*stream*/) {
-  if (rows < 0 || (rows > 0 && (!gate || !up || !out))) return MD_ERR_ARG;
+  if (rows < 0) return MD_ERR_ARG;
+  if (rows == 0) return MD_OK;
+  if (!gate || !up || !out) return MD_ERR_ARG;
 #pragma omp parallel for schedule(static)
   for (int32_t r = 0; r < rows; ++r) {
     const size_t o = (size_t)r * INTERMEDIATE;
@@ -105,7 +115,8 @@ extern "C" int md_swiglu(const float* gate, const float* up, float* out, int32_t
 extern "C" int md_rope_append(float* q, float* k, const float* v, void* k_cache, void* v_cache, const int32_t* page_table, int32_t pages_per_seq, const int32_t* row_seq, const int32_t* row_pos, int32_t rows, void* /*stream*/) {
   if (rows < 0) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
-  if (!q || !k || !v || !k_cache || !v_cache || !page_table || !row_seq || !row_pos || pages_per_seq <= 0) return MD_ERR_ARG;
+  if (!q || !k || !v || !k_cache || !v_cache || !page_table || !row_seq || !row_pos || pages_per_seq <= 0)
+    return MD_ERR_ARG;
   // Validate every row before writing anything, so a bad row leaves the cache untouched.
   for (int32_t r = 0; r < rows; ++r) {
     const int32_t slot = row_seq[r], pos = row_pos[r];
@@ -141,7 +152,9 @@ extern "C" int md_rope_append(float* q, float* k, const float* v, void* k_cache,
 
 // Lowest index wins ties (strict >), NaN never wins (it compares false); an all-NaN row gives 0.
 extern "C" int md_argmax(const float* logits, int32_t* tokens, int32_t rows, void* /*stream*/) {
-  if (rows < 0 || (rows > 0 && (!logits || !tokens))) return MD_ERR_ARG;
+  if (rows < 0) return MD_ERR_ARG;
+  if (rows == 0) return MD_OK;
+  if (!logits || !tokens) return MD_ERR_ARG;
 #pragma omp parallel for schedule(static)
   for (int32_t r = 0; r < rows; ++r) {
     const float* l = logits + (size_t)r * VOCAB;
@@ -162,7 +175,9 @@ extern "C" int md_argmax(const float* logits, int32_t* tokens, int32_t rows, voi
 }
 
 extern "C" int md_verify_greedy(const int32_t* target_tokens, const int32_t* draft_tokens, int32_t* accepted, int32_t* next, int32_t batch, void* /*stream*/) {
-  if (batch < 0 || (batch > 0 && (!target_tokens || !draft_tokens || !accepted || !next))) return MD_ERR_ARG;
+  if (batch < 0) return MD_ERR_ARG;
+  if (batch == 0) return MD_OK;
+  if (!target_tokens || !draft_tokens || !accepted || !next) return MD_ERR_ARG;
   for (int32_t b = 0; b < batch; ++b) {
     const int32_t* t = target_tokens + (size_t)b * (GAMMA + 1);
     const int32_t* d = draft_tokens + (size_t)b * GAMMA;

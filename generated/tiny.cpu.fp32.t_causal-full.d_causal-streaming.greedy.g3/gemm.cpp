@@ -37,11 +37,9 @@ inline void project_block(const float* x, const store_t* w, int32_t rows, int b,
   }
 }
 
+/** After the entry point's argument checks (rows > 0; x, w and y non-NULL). */
 template <int N, int K>
-int gemm(const float* x, const void* w_, const void* bias_, float* y, int32_t rows, int32_t max_rows) {
-  if (rows < 0 || rows > max_rows) return MD_ERR_ARG;
-  if (rows == 0) return MD_OK;
-  if (!x || !w_ || !y) return MD_ERR_ARG;
+int gemm(const float* x, const void* w_, const void* bias_, float* y, int32_t rows) {
   const store_t* w = (const store_t*)w_;
   const store_t* bias = (const store_t*)bias_;
   constexpr int BLOCKS = (N + N_BLOCK - 1) / N_BLOCK;
@@ -53,18 +51,15 @@ int gemm(const float* x, const void* w_, const void* bias_, float* y, int32_t ro
 
 /**
  * logits = x W^T (no bias) through project_block, as gemm; tokens[r] = the row's argmax. Each thread keeps
- * the best argmax_key per row over its blocks, then the threads' bests merge by max. argmax_key orders
- * (value, index) totally, so the maximum is the same whatever the blocks' split over threads and the
- * merge order: exactly md_argmax's answer on the logits.
+ * the best md_argmax_key (md_argmax.h) per row over its blocks, then the threads' bests merge by max. The
+ * key orders (value, index) totally, so the maximum is the same whatever the blocks' split over threads and
+ * the merge order: exactly md_argmax's answer on the logits.
  * The per-thread keys are sized by `rows`, not the bucket's row bound (which can be thousands), and live on
  * the heap: one allocation per call, each thread's slice padded to whole cache lines so that threads
  * updating their bests never share a line. MD_ERR_LAUNCH if that allocation fails.
  */
-template <int N, int K, int MAX_ROWS>
+template <int N, int K>
 int lm_head_argmax(const float* x, const void* w_, float* logits, int32_t* tokens, int32_t rows) {
-  if (rows < 0 || rows > MAX_ROWS) return MD_ERR_ARG;
-  if (rows == 0) return MD_OK;
-  if (!x || !w_ || !tokens) return MD_ERR_ARG;
   const store_t* w = (const store_t*)w_;
   constexpr int BLOCKS = (N + N_BLOCK - 1) / N_BLOCK;
   constexpr size_t LINE_KEYS = 64 / sizeof(uint64_t);
@@ -83,43 +78,113 @@ int lm_head_argmax(const float* x, const void* w_, float* logits, int32_t* token
     for (int b = 0; b < BLOCKS; ++b)
       project_block<N, K>(x, w, rows, b, [&](int32_t r, int n, float v) {
         if (logits) logits[(size_t)r * N + n] = v;
-        const uint64_t key = argmax_key(v, n);
+        const uint64_t key = md_argmax_key(v, n);
         if (key > mine[r]) mine[r] = key;
       });
 #pragma omp critical(md_lm_head_argmax_merge)
     for (int32_t r = 0; r < rows; ++r)
       if (mine[r] > best[r]) best[r] = mine[r];
   }
-  for (int32_t r = 0; r < rows; ++r) tokens[r] = argmax_key_index(best[r]);
+  for (int32_t r = 0; r < rows; ++r) tokens[r] = md_argmax_key_index(best[r]);
   return MD_OK;
 }
 
 }  // namespace
 
 // q: N = 128, K = 128
-extern "C" int md_gemm_q_b1(const float* x, const void* w, const void* bias, float* y, int32_t rows, void* /*stream*/) { return gemm<128, 128>(x, w, bias, y, rows, 4); }
-extern "C" int md_gemm_q_b8(const float* x, const void* w, const void* bias, float* y, int32_t rows, void* /*stream*/) { return gemm<128, 128>(x, w, bias, y, rows, 32); }
+extern "C" int md_gemm_q_b1(const float* x, const void* w, const void* bias, float* y, int32_t rows, void* /*stream*/) {
+  if (rows < 0 || rows > 4) return MD_ERR_ARG;
+  if (rows == 0) return MD_OK;
+  if (!x || !w || !y) return MD_ERR_ARG;
+  return gemm<128, 128>(x, w, bias, y, rows);
+}
+extern "C" int md_gemm_q_b8(const float* x, const void* w, const void* bias, float* y, int32_t rows, void* /*stream*/) {
+  if (rows < 0 || rows > 32) return MD_ERR_ARG;
+  if (rows == 0) return MD_OK;
+  if (!x || !w || !y) return MD_ERR_ARG;
+  return gemm<128, 128>(x, w, bias, y, rows);
+}
 
 // kv: N = 64, K = 128
-extern "C" int md_gemm_kv_b1(const float* x, const void* w, const void* bias, float* y, int32_t rows, void* /*stream*/) { return gemm<64, 128>(x, w, bias, y, rows, 4); }
-extern "C" int md_gemm_kv_b8(const float* x, const void* w, const void* bias, float* y, int32_t rows, void* /*stream*/) { return gemm<64, 128>(x, w, bias, y, rows, 32); }
+extern "C" int md_gemm_kv_b1(const float* x, const void* w, const void* bias, float* y, int32_t rows, void* /*stream*/) {
+  if (rows < 0 || rows > 4) return MD_ERR_ARG;
+  if (rows == 0) return MD_OK;
+  if (!x || !w || !y) return MD_ERR_ARG;
+  return gemm<64, 128>(x, w, bias, y, rows);
+}
+extern "C" int md_gemm_kv_b8(const float* x, const void* w, const void* bias, float* y, int32_t rows, void* /*stream*/) {
+  if (rows < 0 || rows > 32) return MD_ERR_ARG;
+  if (rows == 0) return MD_OK;
+  if (!x || !w || !y) return MD_ERR_ARG;
+  return gemm<64, 128>(x, w, bias, y, rows);
+}
 
 // o: N = 128, K = 128
-extern "C" int md_gemm_o_b1(const float* x, const void* w, const void* bias, float* y, int32_t rows, void* /*stream*/) { return gemm<128, 128>(x, w, bias, y, rows, 4); }
-extern "C" int md_gemm_o_b8(const float* x, const void* w, const void* bias, float* y, int32_t rows, void* /*stream*/) { return gemm<128, 128>(x, w, bias, y, rows, 32); }
+extern "C" int md_gemm_o_b1(const float* x, const void* w, const void* bias, float* y, int32_t rows, void* /*stream*/) {
+  if (rows < 0 || rows > 4) return MD_ERR_ARG;
+  if (rows == 0) return MD_OK;
+  if (!x || !w || !y) return MD_ERR_ARG;
+  return gemm<128, 128>(x, w, bias, y, rows);
+}
+extern "C" int md_gemm_o_b8(const float* x, const void* w, const void* bias, float* y, int32_t rows, void* /*stream*/) {
+  if (rows < 0 || rows > 32) return MD_ERR_ARG;
+  if (rows == 0) return MD_OK;
+  if (!x || !w || !y) return MD_ERR_ARG;
+  return gemm<128, 128>(x, w, bias, y, rows);
+}
 
 // gate_up: N = 384, K = 128
-extern "C" int md_gemm_gate_up_b1(const float* x, const void* w, const void* bias, float* y, int32_t rows, void* /*stream*/) { return gemm<384, 128>(x, w, bias, y, rows, 4); }
-extern "C" int md_gemm_gate_up_b8(const float* x, const void* w, const void* bias, float* y, int32_t rows, void* /*stream*/) { return gemm<384, 128>(x, w, bias, y, rows, 32); }
+extern "C" int md_gemm_gate_up_b1(const float* x, const void* w, const void* bias, float* y, int32_t rows, void* /*stream*/) {
+  if (rows < 0 || rows > 4) return MD_ERR_ARG;
+  if (rows == 0) return MD_OK;
+  if (!x || !w || !y) return MD_ERR_ARG;
+  return gemm<384, 128>(x, w, bias, y, rows);
+}
+extern "C" int md_gemm_gate_up_b8(const float* x, const void* w, const void* bias, float* y, int32_t rows, void* /*stream*/) {
+  if (rows < 0 || rows > 32) return MD_ERR_ARG;
+  if (rows == 0) return MD_OK;
+  if (!x || !w || !y) return MD_ERR_ARG;
+  return gemm<384, 128>(x, w, bias, y, rows);
+}
 
 // down: N = 128, K = 384
-extern "C" int md_gemm_down_b1(const float* x, const void* w, const void* bias, float* y, int32_t rows, void* /*stream*/) { return gemm<128, 384>(x, w, bias, y, rows, 4); }
-extern "C" int md_gemm_down_b8(const float* x, const void* w, const void* bias, float* y, int32_t rows, void* /*stream*/) { return gemm<128, 384>(x, w, bias, y, rows, 32); }
+extern "C" int md_gemm_down_b1(const float* x, const void* w, const void* bias, float* y, int32_t rows, void* /*stream*/) {
+  if (rows < 0 || rows > 4) return MD_ERR_ARG;
+  if (rows == 0) return MD_OK;
+  if (!x || !w || !y) return MD_ERR_ARG;
+  return gemm<128, 384>(x, w, bias, y, rows);
+}
+extern "C" int md_gemm_down_b8(const float* x, const void* w, const void* bias, float* y, int32_t rows, void* /*stream*/) {
+  if (rows < 0 || rows > 32) return MD_ERR_ARG;
+  if (rows == 0) return MD_OK;
+  if (!x || !w || !y) return MD_ERR_ARG;
+  return gemm<128, 384>(x, w, bias, y, rows);
+}
 
 // lm_head: N = 512, K = 128
-extern "C" int md_gemm_lm_head_b1(const float* x, const void* w, const void* bias, float* y, int32_t rows, void* /*stream*/) { return gemm<512, 128>(x, w, bias, y, rows, 4); }
-extern "C" int md_gemm_lm_head_b8(const float* x, const void* w, const void* bias, float* y, int32_t rows, void* /*stream*/) { return gemm<512, 128>(x, w, bias, y, rows, 32); }
+extern "C" int md_gemm_lm_head_b1(const float* x, const void* w, const void* bias, float* y, int32_t rows, void* /*stream*/) {
+  if (rows < 0 || rows > 4) return MD_ERR_ARG;
+  if (rows == 0) return MD_OK;
+  if (!x || !w || !y) return MD_ERR_ARG;
+  return gemm<512, 128>(x, w, bias, y, rows);
+}
+extern "C" int md_gemm_lm_head_b8(const float* x, const void* w, const void* bias, float* y, int32_t rows, void* /*stream*/) {
+  if (rows < 0 || rows > 32) return MD_ERR_ARG;
+  if (rows == 0) return MD_OK;
+  if (!x || !w || !y) return MD_ERR_ARG;
+  return gemm<512, 128>(x, w, bias, y, rows);
+}
 
 // LM head fused with argmax: N = 512, K = 128
-extern "C" int md_lm_head_argmax_b1(const float* x, const void* w, float* logits, int32_t* tokens, int32_t rows, void* /*stream*/) { return lm_head_argmax<512, 128, 4>(x, w, logits, tokens, rows); }
-extern "C" int md_lm_head_argmax_b8(const float* x, const void* w, float* logits, int32_t* tokens, int32_t rows, void* /*stream*/) { return lm_head_argmax<512, 128, 32>(x, w, logits, tokens, rows); }
+extern "C" int md_lm_head_argmax_b1(const float* x, const void* w, float* logits, int32_t* tokens, int32_t rows, void* /*stream*/) {
+  if (rows < 0 || rows > 4) return MD_ERR_ARG;
+  if (rows == 0) return MD_OK;
+  if (!x || !w || !tokens) return MD_ERR_ARG;
+  return lm_head_argmax<512, 128>(x, w, logits, tokens, rows);
+}
+extern "C" int md_lm_head_argmax_b8(const float* x, const void* w, float* logits, int32_t* tokens, int32_t rows, void* /*stream*/) {
+  if (rows < 0 || rows > 32) return MD_ERR_ARG;
+  if (rows == 0) return MD_OK;
+  if (!x || !w || !tokens) return MD_ERR_ARG;
+  return lm_head_argmax<512, 128>(x, w, logits, tokens, rows);
+}

@@ -13,6 +13,7 @@
 
 #include <omp.h>
 
+#include "md_argmax.h"
 #include "md_expr.h"
 #include "md_module.h"
 
@@ -142,20 +143,6 @@ inline void dot_rows(const float* const* x, const store_t* w, float* out) {
   for (int r = 0; r < R; ++r) out[r] = reduce_lanes(acc[r]);
 }
 
-// ---- argmax as a maximum: (value, index) packed into one integer whose unsigned order is md_argmax's
-// preference (larger value, then lower index; -0 ranks as +0 because md_argmax compares with ==; NaN is 0,
-// below every candidate). A total order, so partial maxima merge to the same key in any grouping or order.
-
-inline uint64_t argmax_key(float v, int32_t index) {
-  if (v != v) return 0;
-  const uint32_t u = md_f32_bits(v == 0.0f ? 0.0f : v);
-  const uint32_t ord = (u & 0x80000000u) ? ~u : (u | 0x80000000u);  // monotone in v; >= 0x007fffff for -inf
-  return ((uint64_t)ord << 32) | (uint64_t)(0xffffffffu - (uint32_t)index);
-}
-
-/** The index a key stands for; 0 for the empty key (a row of NaNs), as md_argmax. */
-inline int32_t argmax_key_index(uint64_t key) { return key ? (int32_t)(0xffffffffu - (uint32_t)key) : 0; }
-
 // ---- paged split-KV attention, the skeleton every pass shares (each attn_<pass>.cpp instantiates attend
 // with its Pass), in the reduction order codegen/abi.ts specifies: chunks of CHUNK positions at absolute
 // multiples; per (row, kv head, chunk) the GQA group's query heads walk the chunk's pages (tiles) in
@@ -169,7 +156,6 @@ inline int32_t argmax_key_index(uint64_t key) { return key ? (int32_t)(0xfffffff
 // tile-by-tile update, so how rows are blocked changes only the speed, never a bit of any row's result.
 //
 // A Pass provides, as static members (its functions rendered from the pass's IR):
-//   NUM_PARAMS                                                      runtime params the pass reads
 //   bool visible(int32_t q, int32_t kv, const float* params)             per element
 //   bool tile_must / tile_may(int32_t q, int32_t p0, int32_t p1, ...)    per tile [p0, p1]
 //   float score(float s, int32_t q, int32_t kv, int32_t head, ...)       the identity without a score
@@ -336,15 +322,10 @@ inline void merge(const md_attn_args& a, int32_t r, int h) {
   for (int d = 0; d < HEAD_DIM; ++d) out[d] = o[d] / sum;
 }
 
-// Everything is checked before any work, so a bad argument leaves out and workspace untouched.
-template <class Pass>
-inline int check(const md_attn_args* a, int32_t max_rows) {
-  if (!a || a->rows < 0 || a->rows > max_rows) return MD_ERR_ARG;
-  if (a->rows == 0) return MD_OK;
-  if (!a->q || !a->k_cache || !a->v_cache || !a->page_table || !a->row_seq || !a->row_pos || !a->seq_len || !a->out || !a->workspace)
-    return MD_ERR_ARG;
-  if (Pass::NUM_PARAMS > 0 && !a->params) return MD_ERR_ARG;
-  if (a->pages_per_seq <= 0) return MD_ERR_ARG;
+// The rows' slots, lengths and pages, read after the entry point's checks of the host values (rows > 0,
+// pointers, pages_per_seq); everything is checked before any work, so a bad argument leaves out and
+// workspace untouched.
+inline int check_rows(const md_attn_args* a) {
   const int64_t capacity = (int64_t)a->pages_per_seq * PAGE_SIZE < MAX_SEQ ? (int64_t)a->pages_per_seq * PAGE_SIZE : MAX_SEQ;
   for (int32_t r = 0; r < a->rows; ++r) {
     const int32_t slot = a->row_seq[r];
@@ -407,11 +388,11 @@ inline RowBlocks row_blocks(const md_attn_args& a) {
 }  // namespace
 }  // namespace attn
 
-/** The attention kernel of a pass: checks every argument before any work, then fills args->out. */
+/** The attention kernel of a pass, after the entry point's argument checks: checks the rows, then fills args->out. */
 template <class Pass>
-int attend(const md_attn_args* args, int32_t max_rows) {
-  const int status = attn::check<Pass>(args, max_rows);
-  if (status != MD_OK || args->rows == 0) return status;
+int attend(const md_attn_args* args) {
+  const int status = attn::check_rows(args);
+  if (status != MD_OK) return status;
   const md_attn_args& a = *args;
   const int32_t rows = a.rows;
   const attn::RowBlocks blocks = attn::row_blocks(a);

@@ -100,7 +100,7 @@ Engine::Engine(const std::string& model_dir, const std::string& module_path, con
   for (auto* b : {&k_, &v_}) b->assign(R * KD, 0.f);
   for (auto* b : {&gate_, &up_, &act_}) b->assign(R * I, 0.f);
   if (opts_.keep_logits) logits_.assign(R * size_t(c.vocab_size), 0.f);
-  attn_ws_.assign(std::max<size_t>(1, module_->attn_workspace_floats(int32_t(R))), 0.f);
+  attn_ws_.assign(std::max<size_t>(1, module_->extras().attn_workspace_floats(int32_t(R))), 0.f);
   for (auto* b : {&tokens_, &row_seq_, &row_pos_, &argmax_}) b->assign(R, 0);
   seq_len_.assign(size_t(opts_.max_batch), 0);
 }

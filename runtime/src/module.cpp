@@ -15,8 +15,6 @@ using nlohmann::json;
 
 namespace {
 
-constexpr int kManifestFormat = 1;  // codegen/manifest.ts MANIFEST_FORMAT
-
 const json& field(const json& j, const char* key, const std::string& where) {
   auto it = j.find(key);
   if (it == j.end()) throw Error(where + ": field '" + key + "' is missing");
@@ -87,9 +85,9 @@ ModuleManifest parse_manifest(const std::string& text, const std::string& where)
   ModuleManifest m;
   m.json = text;
   int format = int_field(j, "format", where);
-  if (format != kManifestFormat)
+  if (format != MD_MANIFEST_FORMAT)
     throw Error(where + ": manifest format " + std::to_string(format) + ", this runtime reads format " +
-                std::to_string(kManifestFormat) + " (rebuild the module with this version of magicdec)");
+                std::to_string(MD_MANIFEST_FORMAT) + " (rebuild the module with this version of magicdec)");
   m.name = str_field(j, "name", where);
   m.hash = str_field(j, "hash", where);
   m.arch = str_field(j, "arch", where);
@@ -194,37 +192,30 @@ Module::Module(const std::string& path) : path_(path) {
     throw Error(path + ": cannot load module: " + (e ? e : "unknown dlopen error"));
   }
   try {
-    auto manifest_fn = reinterpret_cast<md_module_manifest_fn>(symbol("md_module_manifest"));
-    const char* text = manifest_fn();
+    // The manifest first: it says whether the rest is worth resolving, and which buckets there are.
+    extras_.module_manifest = reinterpret_cast<md_module_manifest_fn>(symbol("md_module_manifest"));
+    const char* text = extras_.module_manifest();
     if (!text) throw Error(path + ": md_module_manifest() returned NULL");
     manifest_ = parse_manifest(text, path + " (manifest)");
     // A CUDA module's kernels take device pointers; this runtime's buffers live in host memory.
     if (manifest_.arch != "cpu")
       throw Error(path + ": built for " + manifest_.arch + "; this runtime runs cpu modules only");
-    status_string_ = reinterpret_cast<md_status_string_fn>(symbol("md_status_string"));
-    attn_workspace_floats = reinterpret_cast<md_attn_workspace_floats_fn>(symbol("md_attn_workspace_floats"));
-    embed = reinterpret_cast<md_embed_fn>(symbol("md_embed"));
-    rmsnorm = reinterpret_cast<md_rmsnorm_fn>(symbol("md_rmsnorm"));
-    add_rmsnorm = reinterpret_cast<md_add_rmsnorm_fn>(symbol("md_add_rmsnorm"));
-    add = reinterpret_cast<md_add_fn>(symbol("md_add"));
-    swiglu = reinterpret_cast<md_swiglu_fn>(symbol("md_swiglu"));
-    rope_append = reinterpret_cast<md_rope_append_fn>(symbol("md_rope_append"));
-    verify_greedy = reinterpret_cast<md_verify_greedy_fn>(symbol("md_verify_greedy"));
+#define MD_RESOLVE_EXTRA(name) extras_.name = reinterpret_cast<md_##name##_fn>(symbol("md_" #name));
+#define MD_RESOLVE_SHARED(name, kind) name = reinterpret_cast<md_##kind##_fn>(symbol("md_" #name));
+    MD_MODULE_EXTRAS(MD_RESOLVE_EXTRA)
+    MD_SHARED_KERNELS(MD_RESOLVE_SHARED)
     for (int b : manifest_.buckets) {
-      std::string s = "_b" + std::to_string(b);
+      const std::string suffix = "_b" + std::to_string(b);
       BucketKernels k;
       k.bucket = b;
       k.max_rows = b * (manifest_.gamma + 1);
-      k.gemm_q = reinterpret_cast<md_gemm_fn>(symbol("md_gemm_q" + s));
-      k.gemm_kv = reinterpret_cast<md_gemm_fn>(symbol("md_gemm_kv" + s));
-      k.gemm_o = reinterpret_cast<md_gemm_fn>(symbol("md_gemm_o" + s));
-      k.gemm_gate_up = reinterpret_cast<md_gemm_fn>(symbol("md_gemm_gate_up" + s));
-      k.gemm_down = reinterpret_cast<md_gemm_fn>(symbol("md_gemm_down" + s));
-      k.attn_target = reinterpret_cast<md_attn_fn>(symbol("md_attn_target" + s));
-      k.attn_draft = reinterpret_cast<md_attn_fn>(symbol("md_attn_draft" + s));
-      k.lm_head_argmax = reinterpret_cast<md_lm_head_argmax_fn>(symbol("md_lm_head_argmax" + s));
+#define MD_RESOLVE_BUCKET(name, kind) k.name = reinterpret_cast<md_##kind##_fn>(symbol("md_" #name + suffix));
+      MD_BUCKET_KERNELS(MD_RESOLVE_BUCKET)
       buckets_.push_back(k);
     }
+#undef MD_RESOLVE_EXTRA
+#undef MD_RESOLVE_SHARED
+#undef MD_RESOLVE_BUCKET
   } catch (...) {
     ::dlclose(handle_);
     handle_ = nullptr;
@@ -250,7 +241,7 @@ const BucketKernels* Module::bucket_for(int seqs, int rows) const {
 }
 
 std::string Module::status_string(int status) const {
-  const char* s = status_string_ ? status_string_(status) : nullptr;
+  const char* s = extras_.status_string ? extras_.status_string(status) : nullptr;
   return s ? s : "status " + std::to_string(status);
 }
 

@@ -1,5 +1,7 @@
-// Loading a generated module: dlopen the .so, read its embedded manifest, resolve every entry point the
-// engine calls (per bucket where the ABI says so), and check the manifest against the model config.
+// Loading a generated module: dlopen the .so, read its embedded manifest, resolve every entry point of the
+// ABI (per bucket where the ABI says so), and check the manifest against the model config. The kernel
+// table is md_abi.h's X-macro lists, walked: a kernel declared in codegen/abi.ts is a field here and is
+// resolved on load with no edit to this file.
 #pragma once
 #include <map>
 #include <string>
@@ -7,7 +9,7 @@
 
 #include "dtype.h"
 #include "model_config.h"
-#include "md_abi.h"  // templates/common: rendered from codegen/abi.ts, the ABI's single source of truth
+#include "md_abi.h"  // generated/contract: rendered from codegen/abi.ts, the ABI's single source of truth
 
 namespace md {
 
@@ -19,13 +21,23 @@ struct PassParam {
   bool i32 = false;  // kernels read it as md_param_i32(value): only integers up to 2^24 survive the float
 };
 
-/** Kernels instantiated per batch bucket (rows <= bucket * (gamma + 1)). */
+// One field per kernel of a list: `md_<kind>_fn <name>`.
+#define MD_KERNEL_FIELD(name, kind) md_##kind##_fn name = nullptr;
+#define MD_EXTRA_FIELD(name) md_##name##_fn name = nullptr;
+
+/**
+ * Kernels instantiated per batch bucket (rows <= bucket * (gamma + 1)): MD_BUCKET_KERNELS. The engine runs
+ * the LM head fused (lm_head_argmax); gemm_lm_head, with Module::argmax, is its unfused reference.
+ */
 struct BucketKernels {
   int bucket = 0;
   int max_rows = 0;
-  md_gemm_fn gemm_q, gemm_kv, gemm_o, gemm_gate_up, gemm_down;  // the LM head runs fused: lm_head_argmax
-  md_attn_fn attn_target, attn_draft;
-  md_lm_head_argmax_fn lm_head_argmax;
+  MD_BUCKET_KERNELS(MD_KERNEL_FIELD)
+};
+
+/** The module's other exports: MD_MODULE_EXTRAS. */
+struct ModuleExtras {
+  MD_MODULE_EXTRAS(MD_EXTRA_FIELD)
 };
 
 struct ModuleManifest {
@@ -63,24 +75,22 @@ class Module {
   const BucketKernels& largest_bucket() const { return buckets_.back(); }
   /** Message for a non-zero kernel status. */
   std::string status_string(int status) const;
+  const ModuleExtras& extras() const { return extras_; }
 
-  md_embed_fn embed;
-  md_rmsnorm_fn rmsnorm;
-  md_add_rmsnorm_fn add_rmsnorm;
-  md_add_fn add;
-  md_swiglu_fn swiglu;
-  md_rope_append_fn rope_append;
-  md_verify_greedy_fn verify_greedy;
-  md_attn_workspace_floats_fn attn_workspace_floats;
+  // The bucket-free kernels: MD_SHARED_KERNELS.
+  MD_SHARED_KERNELS(MD_KERNEL_FIELD)
 
  private:
   void* symbol(const std::string& name);
 
   std::string path_;
   void* handle_ = nullptr;
-  md_status_string_fn status_string_ = nullptr;
+  ModuleExtras extras_;
   ModuleManifest manifest_;
   std::vector<BucketKernels> buckets_;
 };
 
 }  // namespace md
+
+#undef MD_KERNEL_FIELD
+#undef MD_EXTRA_FIELD

@@ -17,8 +17,9 @@
 
 #include <mutex>
 
-#include "md_expr.h"
 #include "md_abi.h"
+#include "md_argmax.h"
+#include "md_expr.h"
 
 #define MD_NEG_INF (-__int_as_float(0x7f800000))
 
@@ -330,22 +331,10 @@ __global__ void __launch_bounds__(WARPS * 32, 4) md_gemm_kernel(const float* __r
 // ------------------------------------------------------------------------------------ LM head + argmax
 
 /**
- * argmax as a maximum: (value, index) packed into one integer whose unsigned order is md_argmax's
- * preference (larger value, then lower index; -0 ranks as +0 since md_argmax compares with ==; NaN is 0,
- * below every candidate). The order is total, so atomicMax over partial maxima in any order gives one key.
- */
-__device__ __forceinline__ unsigned long long md_argmax_key(float v, int index) {
-  if (v != v) return 0ull;
-  const unsigned u = __float_as_uint(v == 0.0f ? 0.0f : v);
-  const unsigned ord = (u & 0x80000000u) ? ~u : (u | 0x80000000u);  // monotone in v; >= 0x007fffff for -inf
-  return ((unsigned long long)ord << 32) | (unsigned long long)(0xffffffffu - (unsigned)index);
-}
-
-/**
  * md_gemm_kernel's projection without bias (the same md_gemm_partials and butterfly per output, so logits
  * are bit-identical to md_gemm_lm_head's; stored only when `logits` is not NULL), and per row the best
- * md_argmax_key over the CTA's columns, merged into best[r] with atomicMax. Warps past N stay for the
- * CTA's barriers.
+ * md_argmax_key (md_argmax.h) over the CTA's columns, merged into best[r] with atomicMax: the key's order
+ * is total, so any order of the atomics gives one key. Warps past N stay for the CTA's barriers.
  */
 template <typename T, int N, int K, int VEC, int WARPS, int COLS, int RT>
 __global__ void __launch_bounds__(WARPS * 32, 4) md_lm_head_argmax_kernel(const float* __restrict__ x, const T* __restrict__ w,
@@ -388,7 +377,7 @@ __global__ void __launch_bounds__(WARPS * 32, 4) md_lm_head_argmax_kernel(const 
 /** tokens[r] = the index of best[r]; 0 for a row with no candidate (all NaN), as md_argmax. */
 static __global__ void md_argmax_key_tokens_kernel(const unsigned long long* __restrict__ best, int32_t* __restrict__ tokens, int rows) {
   const int r = blockIdx.x * blockDim.x + threadIdx.x;
-  if (r < rows) tokens[r] = best[r] ? (int32_t)(0xffffffffu - (unsigned)best[r]) : 0;
+  if (r < rows) tokens[r] = md_argmax_key_index(best[r]);
 }
 
 /**
@@ -469,7 +458,7 @@ struct md_attn_shape {
 /**
  * The chunk partials of one (row, KV head) for chunks blockIdx.x, blockIdx.x + gridDim.x, ... A Pass
  * provides the static device functions visible / tile_must / tile_may / score (rendered from the pass's
- * IR), NUM_PARAMS and SCALE (1 / sqrt(head_dim)); see codegen/backends/common.ts renderPassStruct.
+ * IR) and SCALE (1 / sqrt(head_dim)); see codegen/backends/common.ts renderPassStruct.
  */
 template <typename T, class S, class Pass>
 __global__ void __launch_bounds__(128, 4) md_attn_chunk_kernel(md_attn_args a) {
@@ -634,21 +623,15 @@ __global__ void __launch_bounds__(S::HEAD_DIM) md_attn_merge_kernel(md_attn_args
 }
 
 /**
- * Host side of a pass's attention (md_attn_<pass>_b<B>): checks the host-visible arguments in the CPU's
- * order, then launches the chunk kernel with enough chunk slots per (row, KV head) for about TARGET_CTAS
- * CTAs (never more than MAX_CHUNKS) and the merge. Slots, positions and lengths are in device memory: the
- * kernels clamp instead of refusing (codegen/abi.ts, attn). How many CTAs split a row's chunks changes
- * nothing of its bits (md_attn_shape).
+ * Host side of a pass's attention (md_attn_<pass>_b<B>), after the entry point's checks of the host
+ * values (the CPU's): launches the chunk kernel with enough chunk slots per (row, KV head) for about
+ * TARGET_CTAS CTAs (never more than MAX_CHUNKS) and the merge. Slots, positions and lengths are in device
+ * memory: the kernels clamp instead of refusing (codegen/abi.ts, attn). How many CTAs split a row's
+ * chunks changes nothing of its bits (md_attn_shape).
  */
 template <typename T, class S, class Pass, int TARGET_CTAS>
-static int md_attn_launch(const md_attn_args* args, int32_t max_rows) {
-  if (!args) return MD_ERR_ARG;
+static int md_attn_launch(const md_attn_args* args) {
   const md_attn_args a = *args;
-  if (a.rows < 0 || a.rows > max_rows) return MD_ERR_ARG;
-  if (a.rows == 0) return MD_OK;
-  if (!a.q || !a.k_cache || !a.v_cache || !a.page_table || !a.row_seq || !a.row_pos || !a.seq_len || !a.out || !a.workspace) return MD_ERR_ARG;
-  if (Pass::NUM_PARAMS > 0 && !a.params) return MD_ERR_ARG;
-  if (a.pages_per_seq <= 0) return MD_ERR_ARG;
   const long long pairs = (long long)a.rows * S::KV_HEADS;
   const long long slots = (TARGET_CTAS + pairs - 1) / pairs;
   const unsigned chunk_slots = (unsigned)(slots < 1 ? 1 : slots > S::MAX_CHUNKS ? S::MAX_CHUNKS : slots);

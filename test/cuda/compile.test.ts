@@ -4,7 +4,7 @@
 import { cpus } from 'node:os';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { MODULE_EXTRAS } from '../../codegen/abi.ts';
+import { EXTRA_SPECS } from '../../codegen/abi.ts';
 import { emitCuda } from '../../codegen/backends/cuda.ts';
 import { planModule } from '../../codegen/plan.ts';
 import type { DeploymentIR } from '../../codegen/spec.ts';
@@ -30,7 +30,7 @@ async function compileProblems(dep: DeploymentIR): Promise<string[]> {
         problems.push(`${plan.name} ${r.unit} ${k.arch}: ${k.name} spills (${k.spillStores} B stored, ${k.spillLoads} B loaded, ${k.registers} registers)`);
   }
   const defined = new Set(results.flatMap((r) => r.symbols));
-  const wanted = [...plan.kernels.map((k) => k.symbol), ...MODULE_EXTRAS.map((e) => `md_${e}`)];
+  const wanted = [...plan.kernels.map((k) => k.symbol), ...EXTRA_SPECS.map((e) => `md_${e.name}`)];
   for (const s of wanted) if (!defined.has(s)) problems.push(`${plan.name}: entry point ${s} is not defined`);
   return problems;
 }

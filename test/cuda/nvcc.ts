@@ -4,11 +4,10 @@
 // costs nothing. A missing nvcc is an error, never a skip: CI must notice.
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import type { EmittedFile } from '../../codegen/backend.ts';
-import { TEMPLATES_COMMON } from '../../codegen/build.ts';
 
 const run = promisify(execFile);
 
@@ -18,11 +17,12 @@ export type CudaArch = 'sm_80' | 'sm_90a';
 
 /**
  * Flags of codegen/build.ts, plus host warnings and the ptxas report. All archs in one nvcc run: the host
- * side (most of nvcc's time) is compiled once, the device side once per arch.
+ * side (most of nvcc's time) is compiled once, the device side once per arch. No include path: the unit
+ * compiles in a directory holding only the module's files.
  */
 export function nvccFlags(archs: readonly CudaArch[]): string[] {
   const gencode = archs.flatMap((a) => ['-gencode', `arch=compute_${a.slice(3)},code=${a}`]);
-  return ['-std=c++17', '-O3', ...gencode, '-Xcompiler', '-fPIC,-Wall,-Wextra', '-Xptxas', '-v', `-I${TEMPLATES_COMMON}`];
+  return ['-std=c++17', '-O3', ...gencode, '-Xcompiler', '-fPIC,-Wall,-Wextra', '-Xptxas', '-v'];
 }
 
 export interface PtxasKernel {
@@ -107,10 +107,7 @@ async function definedSymbols(object: string): Promise<string[]> {
 export async function compileUnit(files: readonly EmittedFile[], unit: string, archs: readonly CudaArch[]): Promise<CompiledUnit> {
   const version = await nvccVersion();
   const flags = nvccFlags(archs);
-  const headers = [
-    ...files.filter((f) => /\.(h|cuh)$/.test(f.path)),
-    ...readdirSync(TEMPLATES_COMMON).map((f) => ({ path: `common/${f}`, contents: readFileSync(join(TEMPLATES_COMMON, f), 'utf8') })),
-  ];
+  const headers = files.filter((f) => /\.(h|cuh)$/.test(f.path));
   const source = files.find((f) => f.path === unit);
   if (!source) throw new Error(`no emitted file ${unit}`);
   const h = createHash('sha256').update(version).update(flags.join(' ')).update(`\0${unit}\0${source.contents}`);

@@ -183,7 +183,7 @@ static void test_lm_head_argmax() {
   const int nan_col = rand_int(0, N - 1);
   w.buf.h[(size_t)nan_col * K + rand_int(0, K - 1)] = narrow(NAN);
   w.buf.up();
-  const md_gemm_fn* gemm = KIT_GEMM[KIT_GEMM_LM_HEAD];
+  const md_gemm_fn* gemm = KIT_GEMM_LM_HEAD;
 
   std::vector<float> first_logits;
   std::vector<int32_t> first_tokens;

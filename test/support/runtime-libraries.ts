@@ -6,13 +6,17 @@
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { KERNELS } from '../../codegen/abi.ts';
+import { definitionParams } from '../../codegen/backends/contract.ts';
+import { renderAbiHeader } from '../../codegen/backends/header.ts';
 
 function compile(dir: string, name: string, source: string, extra: readonly string[] = []): string {
   mkdirSync(dir, { recursive: true });
   const src = join(dir, `${name}.c`);
   const lib = join(dir, `${name}.so`);
   writeFileSync(src, source);
-  execFileSync('gcc', ['-std=c99', '-Wall', '-Werror', '-shared', '-fPIC', '-o', lib, src, ...extra], { stdio: 'pipe' });
+  writeFileSync(join(dir, 'md_abi.h'), renderAbiHeader());
+  execFileSync('gcc', ['-std=c99', '-Wall', '-Werror', '-shared', '-fPIC', `-I${dir}`, '-o', lib, src, ...extra], { stdio: 'pipe' });
   return lib;
 }
 
@@ -28,18 +32,18 @@ export function manifestOnlyLibrary(dir: string, name: string, manifest: string)
  * symbol the real module's: the wrapper links against it, so dlsym on the wrapper finds the rest there.
  */
 export function poisonedModule(dir: string, library: string, poison: number): string {
+  const embed = KERNELS.find((k) => k.name === 'embed')!;
   const source = `// md_embed of ${library}, except that a row holding token ${poison} fails the call.
 #define _GNU_SOURCE
 #include <dlfcn.h>
-#include <stdint.h>
 
-typedef int (*embed_fn)(const void*, const int32_t*, float*, int32_t, void*);
+#include "md_abi.h"
 
-int md_embed(const void* table, const int32_t* tokens, float* x, int32_t rows, void* stream) {
+int md_embed(${definitionParams(embed.args, { unnamedStream: false })}) {
   for (int32_t r = 0; r < rows; ++r)
-    if (tokens && tokens[r] == ${poison}) return 1; /* MD_ERR_ARG */
-  embed_fn real = (embed_fn)dlsym(RTLD_NEXT, "md_embed");
-  return real ? real(table, tokens, x, rows, stream) : 2;
+    if (tokens && tokens[r] == ${poison}) return MD_ERR_ARG;
+  md_embed_fn real = (md_embed_fn)dlsym(RTLD_NEXT, "md_embed");
+  return real ? real(${embed.args.map((a) => a.name).join(', ')}) : MD_ERR_LAUNCH;
 }
 `;
   // --no-as-needed: nothing references the module at link time, yet it must stay a dependency.

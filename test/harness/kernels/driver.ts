@@ -3,31 +3,36 @@
 // the driver and poisoned (0xff bytes: NaN as float, -1 as int32) so an unwritten element shows.
 import { execFileSync, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { EXTRA_SPECS, KERNELS, type KernelSpec } from '../../../codegen/abi.ts';
-import { kernelKind } from '../../../codegen/backends/header.ts';
+import { KERNELS, type ExtraSpec, type KernelSpec } from '../../../codegen/abi.ts';
+import { kernelKind, renderAbiHeader } from '../../../codegen/backends/header.ts';
 import { driverSource, isMutable, isPointer, wireArgs } from './driver-source.ts';
 
 const ROOT = resolve(dirname(new URL(import.meta.url).pathname), '../../..');
-const COMMON = join(ROOT, 'templates/common');
 const CACHE = join(ROOT, '.cache/kernel-driver');
-const FLAGS = ['-std=c++17', '-O1', '-fopenmp', '-Wall', '-Wextra', `-I${COMMON}`];
+const FLAGS = ['-std=c++17', '-O1', '-fopenmp', '-Wall', '-Wextra'];
 
-/** Path of the compiled driver; rebuilt only when its source, md_abi.h, the flags or g++ change. */
-export function driverExecutable(): string {
-  const source = driverSource();
-  const h = createHash('sha256').update(execFileSync('g++', ['--version'], { encoding: 'utf8' })).update(FLAGS.join(' ')).update(source);
-  for (const f of readdirSync(COMMON).sort()) h.update(`\0${f}\0`).update(readFileSync(join(COMMON, f)));
+/**
+ * Path of the driver compiled for a kernel list, beside the md_abi.h rendered from the same list; rebuilt
+ * only when its source, that header, the flags or g++ change.
+ */
+export function driverExecutable(kernels: readonly KernelSpec[] = KERNELS): string {
+  const source = driverSource(kernels);
+  const header = renderAbiHeader(kernels);
+  const h = createHash('sha256').update(execFileSync('g++', ['--version'], { encoding: 'utf8' })).update(FLAGS.join(' ')).update(source).update(header);
   const dir = join(CACHE, h.digest('hex').slice(0, 16));
   const exe = join(dir, 'driver');
   if (existsSync(exe)) return exe;
   mkdirSync(dir, { recursive: true });
   const src = join(dir, `driver-${process.pid}.cpp`);
   writeFileSync(src, source);
+  // Written aside and renamed: a concurrent build of the same driver may be compiling against it.
+  writeFileSync(join(dir, `md_abi.h.tmp-${process.pid}`), header);
+  renameSync(join(dir, `md_abi.h.tmp-${process.pid}`), join(dir, 'md_abi.h'));
   const tmp = `${exe}.tmp-${process.pid}`;
   try {
-    execFileSync('g++', [...FLAGS, '-Werror', '-o', tmp, src, '-ldl'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    execFileSync('g++', [...FLAGS, '-Werror', `-I${dir}`, '-o', tmp, src, '-ldl'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
   } catch (e) {
     rmSync(tmp, { force: true });
     throw new Error(`g++ failed on the kernel driver ${src}:\n${(e as { stderr?: string }).stderr ?? String(e)}`);
@@ -79,7 +84,10 @@ export class KernelDriver {
   private stderr = '';
   private exited?: string;
 
-  private constructor(private readonly proc: ChildProcessWithoutNullStreams) {
+  private constructor(
+    private readonly proc: ChildProcessWithoutNullStreams,
+    private readonly kernels: readonly KernelSpec[],
+  ) {
     proc.stdout.on('data', (chunk: Buffer) => {
       this.buffered = Buffer.concat([this.buffered, chunk]);
       for (;;) {
@@ -98,10 +106,10 @@ export class KernelDriver {
     });
   }
 
-  /** One driver process serving `library`. */
-  static open(library: string, env: Record<string, string> = {}): KernelDriver {
-    const proc = spawn(driverExecutable(), [library], { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
-    return new KernelDriver(proc);
+  /** One driver process serving `library`, a module of the kernel list `kernels`. */
+  static open(library: string, env: Record<string, string> = {}, kernels: readonly KernelSpec[] = KERNELS): KernelDriver {
+    const proc = spawn(driverExecutable(kernels), [library], { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    return new KernelDriver(proc, kernels);
   }
 
   private request(e: Encoder): Promise<Buffer> {
@@ -114,7 +122,7 @@ export class KernelDriver {
 
   /** Call kernel entry point `symbol` (its spec found by kernel name); `threads` > 0 sets the OpenMP team size. */
   async call(symbol: string, args: Record<string, Arg>, threads = 0): Promise<CallResult> {
-    const spec = specOf(symbol);
+    const spec = specOf(symbol, this.kernels);
     const e = new Encoder();
     e.str(kernelKind(spec));
     e.str(symbol);
@@ -168,7 +176,7 @@ export class KernelDriver {
     return this.text(e);
   }
 
-  private extra(name: (typeof EXTRA_SPECS)[number]['name']): Encoder {
+  private extra(name: ExtraSpec['name']): Encoder {
     const e = new Encoder();
     e.str(name);
     e.str(`md_${name}`);
@@ -186,9 +194,9 @@ export class KernelDriver {
   }
 }
 
-function specOf(symbol: string): KernelSpec {
+function specOf(symbol: string, kernels: readonly KernelSpec[]): KernelSpec {
   const name = symbol.replace(/^md_/, '').replace(/_b\d+$/, '');
-  const spec = KERNELS.find((k) => k.name === name);
-  if (!spec) throw new Error(`no kernel in codegen/abi.ts for symbol ${symbol}`);
+  const spec = kernels.find((k) => k.name === name);
+  if (!spec) throw new Error(`no kernel in the driver's kernel list for symbol ${symbol}`);
   return spec;
 }

@@ -1,6 +1,7 @@
-// GENERATED from codegen/abi.ts by codegen/backends/header.ts; do not edit (a test checks it).
+// GENERATED from codegen/abi.ts by codegen/backends/header.ts; do not edit (`npm run regen` rewrites it).
 // The kernel ABI of every magicdec module, independent of the module: status codes, the attention
-// argument block, and one function-pointer type per kernel kind. Conventions: see codegen/abi.ts.
+// argument block, one function-pointer type per kernel kind, the kernel list, the manifest format.
+// Conventions: see codegen/abi.ts and docs/ABI.md.
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
@@ -10,6 +11,9 @@ extern "C" {
 #endif
 
 typedef enum md_status { MD_OK = 0, MD_ERR_ARG = 1, MD_ERR_LAUNCH = 2 } md_status;
+
+// The layout version of manifest.json: modules embed it (md_module_manifest), the runtime reads no other.
+#define MD_MANIFEST_FORMAT 1
 
 typedef struct md_attn_args {
   const float* q;             // [rows, num_heads, head_dim], RoPE applied
@@ -96,7 +100,7 @@ typedef int (*md_rope_append_fn)(float* q, float* k, const float* v, void* k_cac
 //   args  see md_attn_args
 typedef int (*md_attn_fn)(const md_attn_args* args);
 
-// md_argmax: tokens[r] = argmax over vocab of logits[r] (lowest index wins ties; NaN never wins)
+// md_argmax: tokens[r] = argmax over vocab of logits[r] (lowest index wins ties; NaN never wins); with md_gemm_lm_head_b<B>, the unfused reference of md_lm_head_argmax_b<B>, which the engine calls instead
 //   logits  [rows, vocab]
 //   tokens  [rows]
 //   rows    number of rows
@@ -129,6 +133,35 @@ typedef const char* (*md_module_manifest_fn)(void);
 
 // md_status_string: a readable name of a status code
 typedef const char* (*md_status_string_fn)(int32_t status);
+
+// The kernel list as X-macros over X(name, kind): md_<name> is an entry point of type md_<kind>_fn, and
+// MD_BUCKET_KERNELS' are instantiated once per batch bucket as md_<name>_b<B>. The runtime builds its
+// kernel table by walking them, so a kernel is declared once: in codegen/abi.ts.
+#define MD_SHARED_KERNELS(X)      \
+  X(embed, embed)                 \
+  X(rmsnorm, rmsnorm)             \
+  X(add_rmsnorm, add_rmsnorm)     \
+  X(add, add)                     \
+  X(swiglu, swiglu)               \
+  X(rope_append, rope_append)     \
+  X(argmax, argmax)               \
+  X(verify_greedy, verify_greedy)
+#define MD_BUCKET_KERNELS(X)        \
+  X(gemm_q, gemm)                   \
+  X(gemm_kv, gemm)                  \
+  X(gemm_o, gemm)                   \
+  X(gemm_gate_up, gemm)             \
+  X(gemm_down, gemm)                \
+  X(gemm_lm_head, gemm)             \
+  X(attn_target, attn)              \
+  X(attn_draft, attn)               \
+  X(lm_head_argmax, lm_head_argmax)
+
+// The module's other exports, as X(name): md_<name> of type md_<name>_fn.
+#define MD_MODULE_EXTRAS(X) \
+  X(attn_workspace_floats)  \
+  X(module_manifest)        \
+  X(status_string)
 
 #ifdef __cplusplus
 }  // extern "C"
