@@ -94,7 +94,7 @@ describe.each(NAMES)('md_lm_head_argmax, module %s', (name) => {
         const tokens = Array.from(i32(fused.out.tokens));
         expect(tokens).toEqual(Array.from(i32(argmax.out.tokens)));
         expect(tokens).toEqual(Array.from(argmaxRef(logits, rows, V)));
-        // Sums start at +0, and +0 + -0 = +0: a logit is never -0 (argmax_key's -0 rule is defensive).
+        // Sums start at +0, and +0 + -0 = +0: a logit is never -0 (md_argmax_key's -0 rule is defensive).
         expect(logits.some((v) => Object.is(v, -0))).toBe(false);
         // Rows without NaN inputs: every logit written and within float32 accumulation error of float64.
         const ref = gemmRef(x, w.values, undefined, rows, V, H);

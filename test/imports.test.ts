@@ -1,0 +1,50 @@
+// The TypeScript import graph (`npm run graph`, madge) has no cycles, and the pipeline flows one way:
+// the DSL and the compiler never import the commands, the benchmark, the scripts or the tests.
+import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+
+const ROOT = resolve(import.meta.dirname, '..');
+const run = promisify(execFile);
+
+/** The graph `npm run graph` draws, as file -> files it imports (madge --json with the script's arguments). */
+async function importGraph(): Promise<Record<string, string[]>> {
+  const script: string = JSON.parse(readFileSync(resolve(ROOT, 'package.json'), 'utf8')).scripts.graph;
+  const [cmd, ...args] = script.split(/\s+/);
+  expect(cmd).toBe('madge');
+  const { stdout } = await run(process.execPath, [resolve(ROOT, 'node_modules/madge/bin/cli.js'), ...args, '--json'], { cwd: ROOT, maxBuffer: 64 << 20 });
+  return JSON.parse(stdout);
+}
+
+/** Every cycle's files, found by depth-first search; [] when the graph is acyclic. */
+function cycles(graph: Record<string, string[]>): string[][] {
+  const state = new Map<string, 'open' | 'done'>();
+  const stack: string[] = [];
+  const found: string[][] = [];
+  const visit = (f: string) => {
+    state.set(f, 'open');
+    stack.push(f);
+    for (const g of graph[f] ?? []) {
+      if (state.get(g) === 'open') found.push([...stack.slice(stack.indexOf(g)), g]);
+      else if (!state.has(g)) visit(g);
+    }
+    stack.pop();
+    state.set(f, 'done');
+  };
+  for (const f of Object.keys(graph)) if (!state.has(f)) visit(f);
+  return found;
+}
+
+describe('import graph', () => {
+  it('has no cycles, and dsl/ and codegen/ import nothing downstream of them', async () => {
+    const graph = await importGraph();
+    expect(Object.keys(graph).length).toBeGreaterThan(100);
+    expect(cycles(graph).map((c) => c.join(' -> '))).toEqual([]);
+    const upstream = /^(dsl|codegen)\//;
+    const downstream = /^(cli|bench|scripts|test|lib|bin|examples)\//;
+    const wrong = Object.entries(graph).flatMap(([f, deps]) => (upstream.test(f) ? deps.filter((d) => downstream.test(d)).map((d) => `${f} -> ${d}`) : []));
+    expect(wrong).toEqual([]);
+  }, 120_000);
+});
