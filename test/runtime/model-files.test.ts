@@ -74,6 +74,37 @@ describe('model loading', () => {
     await expect(checkModel(dir, 'bf16')).rejects.toThrow(`${dir}/config.json: cannot open`);
   });
 
+  it('refuses hostile JSON in config.json, the index and a safetensors header, naming the file', async () => {
+    const dir = model();
+    const cfgFile = join(dir, 'config.json');
+    const cfg = readFileSync(cfgFile, 'utf8');
+    const cases: [string, string][] = [
+      [cfg.replace('{', '{"vocab_size": 1,'), `${cfgFile}: duplicate key 'vocab_size' in the top-level object`],
+      [cfg.replace(/"rope_theta": ?[^,]+/, '"rope_theta": 1e400'), `${cfgFile}: not valid JSON: a number is malformed or out of range`],
+      [cfg.replace(/"vocab_size": ?\d+/, '"vocab_size": 4294967808'), `${cfgFile}: field 'vocab_size' must be an integer from 1 to`],
+      [cfg.replace(/"hidden_size": ?\d+/, '"hidden_size": 128.0'), `${cfgFile}: field 'hidden_size' must be an integer, got 128.0`],
+      [cfg.replace('{', `{"deep": ${'['.repeat(5000)}${']'.repeat(5000)},`), `${cfgFile}: not valid JSON: nesting deeper than 64`],
+      [`${cfg} x`, `${cfgFile}: not valid JSON: bad structure`],
+    ];
+    for (const [text, message] of cases) {
+      writeFileSync(cfgFile, text);
+      await expect(checkModel(dir, 'bf16'), message).rejects.toThrow(message);
+    }
+    writeFileSync(cfgFile, cfg);
+    // A tensor listed twice in one header is a duplicate key, not a silent choice of one entry.
+    const f = st(dir);
+    const buf = readFileSync(f);
+    const len = Number(buf.readBigUInt64LE(0));
+    const header = buf.subarray(8, 8 + len).toString('utf8');
+    const first = header.match(/^\{("[^"]+":\{[^}]*\})/)![1];
+    const doubled = Buffer.from(`{${first},${header.slice(1)}`, 'utf8');
+    const lenBuf = Buffer.alloc(8);
+    lenBuf.writeBigUInt64LE(BigInt(doubled.length));
+    writeFileSync(f, Buffer.concat([lenBuf, doubled, buf.subarray(8 + len)]));
+    const name = Object.keys(JSON.parse(`{${first}}`))[0];
+    await expect(checkModel(dir, 'bf16')).rejects.toThrow(`${f} (header): duplicate key '${name}' in the top-level object`);
+  });
+
   it('reports a missing file, a truncated file and a bad header', async () => {
     const dir = model();
     const f = st(dir);
@@ -87,7 +118,7 @@ describe('model loading', () => {
     const notJson = Buffer.from(good);
     notJson.write('#', 8);
     writeFileSync(f, notJson);
-    await expect(checkModel(dir, 'bf16')).rejects.toThrow(`${f}: header is not valid JSON`);
+    await expect(checkModel(dir, 'bf16')).rejects.toThrow(`${f} (header): not valid JSON`);
   });
 
   it('names the tensor and the problem: missing, shape, dtype, offsets', async () => {
