@@ -44,6 +44,10 @@ export const CONFIG_INT_LIMITS = {
 export type ConfigIntField = keyof typeof CONFIG_INT_LIMITS;
 /** eos_token_id may list this many ids at most (Llama 3 lists three). */
 export const MAX_EOS_TOKEN_IDS = 4;
+/** Deepest nesting of arrays/objects in any JSON file of a model (config.json needs 3, a safetensors header 3). */
+export const MAX_JSON_DEPTH = 64;
+/** Largest config.json / index json read (they are kilobytes; safetensors headers have their own cap). */
+export const MAX_JSON_FILE_BYTES = 64 * 2 ** 20;
 
 const isInt = (x: number) => Number.isInteger(x);
 
@@ -95,7 +99,7 @@ export function deploymentLimitProblems(dep: DeploymentIR): string[] {
 /** The path of the C++ header that carries these limits to the runtime, relative to the repository. */
 export const LIMITS_HEADER_PATH = 'runtime/generated/md_limits.h';
 
-/** runtime/generated/md_limits.h: the config.json limits for the C++ reader (written by `npm run regen`). */
+/** runtime/generated/md_limits.h: the model-file limits for the C++ readers (written by `npm run regen`). */
 export function renderLimitsHeader(): string {
   const rows = Object.entries(CONFIG_INT_LIMITS).map(([field, max]) => `    {"${field}", ${max}},`);
   return [
@@ -116,6 +120,8 @@ export function renderLimitsHeader(): string {
     '};',
     '',
     `inline constexpr int kMaxEosTokenIds = ${MAX_EOS_TOKEN_IDS};`,
+    `inline constexpr int kMaxJsonDepth = ${MAX_JSON_DEPTH};`,
+    `inline constexpr int64_t kMaxJsonFileBytes = ${MAX_JSON_FILE_BYTES};`,
     '',
     '}  // namespace md::limits',
     '',

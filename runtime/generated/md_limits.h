@@ -24,5 +24,7 @@ inline constexpr ConfigIntLimit kConfigInt[] = {
 };
 
 inline constexpr int kMaxEosTokenIds = 4;
+inline constexpr int kMaxJsonDepth = 64;
+inline constexpr int64_t kMaxJsonFileBytes = 67108864;
 
 }  // namespace md::limits

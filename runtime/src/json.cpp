@@ -24,7 +24,7 @@ static_assert(sizeof(dom::element) <= 16 && alignof(dom::element) <= 8 && std::i
 namespace {
 
 /** Largest JSON file read_regular_file takes: a config or index is kilobytes; more is not a model's. */
-constexpr size_t kMaxFileBytes = 64u << 20;
+constexpr size_t kMaxFileBytes = size_t(limits::kMaxJsonFileBytes);
 
 // By value: a reference into a temporary simdjson_result would dangle in a range-for.
 dom::array array_of(dom::element e) {

@@ -18,10 +18,12 @@
 #include <string_view>
 #include <vector>
 
+#include "md_limits.h"
+
 namespace md::json {
 
-/** Deepest nesting of arrays and objects a document may have (config.json needs 3, a safetensors header 3). */
-constexpr size_t kMaxDepth = 64;
+/** Deepest nesting of arrays and objects a document may have (codegen/limits.ts MAX_JSON_DEPTH). */
+constexpr size_t kMaxDepth = limits::kMaxJsonDepth;
 
 class Document;
 

@@ -6,6 +6,9 @@
 #include <functional>
 #include <string>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "dtype.h"
 #include "error.h"
 #include "json.h"
@@ -170,6 +173,15 @@ static void test_json() {
   CHECK(Document::parse(w.str(), "w").root().get("s")->string() == std::string_view("q\"b\\n\n\x01"));
   // Files: a FIFO (or any non-regular file) is refused without blocking on open.
   CHECK(contains(error_of([] { md::json::read_regular_file("/dev/null"); }), "/dev/null: not a regular file"));
+  {
+    char dir[] = "/tmp/md-unit-XXXXXX";
+    CHECK(::mkdtemp(dir) != nullptr);
+    const std::string fifo = std::string(dir) + "/config.json";
+    CHECK(::mkfifo(fifo.c_str(), 0600) == 0);  // no writer: a blocking open would wait forever
+    CHECK(error_of([&] { md::load_model_config(dir); }) == fifo + ": not a regular file (is '" + dir + "' a Hugging Face model directory?)");
+    ::unlink(fifo.c_str());
+    ::rmdir(dir);
+  }
   CHECK(contains(error_of([] { md::json::read_regular_file("/"); }), "/: not a regular file"));
   CHECK(contains(error_of([] { md::json::read_regular_file("/nonexistent/x.json"); }), "/nonexistent/x.json: cannot open"));
 }
@@ -211,6 +223,87 @@ static void test_config() {
   CHECK(contains(err(with("\"rms_norm_eps\":1e-5,", "\"attention_bias\":true,\"rms_norm_eps\":1e-5,")), "field 'attention_bias'"));
   CHECK(contains(err(with("\"rms_norm_eps\":1e-5,", "\"hidden_act\":\"gelu\",\"rms_norm_eps\":1e-5,")), "field 'hidden_act'"));
   CHECK(contains(error_of([] { md::load_model_config("/nonexistent-dir"); }), "/nonexistent-dir/config.json: cannot open"));
+}
+
+// test/fixtures/config-cases.json, which test/frontend/model-config.test.ts runs through the TypeScript
+// reader: both readers must accept and refuse the same configs, with the same field in the error.
+static void test_config_cases() {
+  using md::json::Value;
+  const md::json::Document doc = md::json::Document::read_file(MD_FIXTURES_DIR "/config-cases.json");
+  const std::string base(*doc.root().get("base")->string());
+  int n = 0;
+  for (const Value& c : doc.root().get("cases")->items()) {
+    ++n;
+    const std::string name(*c.get("name")->string());
+    std::string text = c.get("text") ? std::string(*c.get("text")->string()) : base;
+    if (auto rs = c.get("replace"))
+      for (const Value& r : rs->items()) {
+        const std::string from(*r.items()[0].string()), to(*r.items()[1].string());
+        const size_t at = text.find(from);
+        if (at == std::string::npos) {
+          std::printf("FAIL config case '%s': '%s' is not in the text\n", name.c_str(), from.c_str());
+          ++failures;
+          continue;
+        }
+        text.replace(at, from.size(), to);
+      }
+    md::ModelConfig m;
+    const std::string error = error_of([&] { m = md::parse_model_config(text, "config.json"); });
+    if (!*c.get("accept")->boolean()) {
+      const Value e = *c.get("error");
+      const std::string want = "config.json: " + (e.get("field") ? "field '" + std::string(*e.get("field")->string()) + "' " : std::string()) +
+                               std::string(*e.get("message")->string());
+      if (!contains(error, want)) {
+        std::printf("FAIL config case '%s': expected an error containing \"%s\", got \"%s\"\n", name.c_str(), want.c_str(), error.c_str());
+        ++failures;
+      }
+      continue;
+    }
+    if (!error.empty()) {
+      std::printf("FAIL config case '%s': refused: %s\n", name.c_str(), error.c_str());
+      ++failures;
+      continue;
+    }
+    auto expect = c.get("expect");
+    if (!expect) continue;
+    for (const auto& [key, want] : expect->members()) {
+      bool same;
+      const auto num = [&](double got) { return want.number() == got; };
+      const auto str = [&](const std::string& got) { return want.string() == std::string_view(got); };
+      if (key == "architecture") same = str(m.architecture);
+      else if (key == "hidden_size") same = num(m.hidden_size);
+      else if (key == "intermediate_size") same = num(m.intermediate_size);
+      else if (key == "num_hidden_layers") same = num(m.num_layers);
+      else if (key == "num_attention_heads") same = num(m.num_heads);
+      else if (key == "num_key_value_heads") same = num(m.num_kv_heads);
+      else if (key == "head_dim") same = num(m.head_dim);
+      else if (key == "vocab_size") same = num(m.vocab_size);
+      else if (key == "max_position_embeddings") same = num(m.max_position_embeddings);
+      else if (key == "rope_theta") same = num(m.rope_theta);
+      else if (key == "rms_norm_eps") same = num(m.rms_norm_eps);
+      else if (key == "tie_word_embeddings") same = want.boolean() == m.tie_word_embeddings;
+      else if (key == "qkv_bias") same = want.boolean() == m.qkv_bias;
+      else if (key == "sliding_window") same = num(m.sliding_window);
+      else if (key == "rope_scaling.type") same = str(m.rope_scaling.type);
+      else if (key == "rope_scaling.factor") same = num(m.rope_scaling.factor);
+      else if (key == "rope_scaling.original_max_position_embeddings") same = num(m.rope_scaling.original_max_position_embeddings);
+      else if (key == "bos_token_id") same = num(m.bos_token_id);
+      else if (key == "eos_token_id") {
+        std::vector<Value> ids = want.items();
+        same = ids.size() <= 4;
+        for (size_t i = 0; same && i < 4; ++i) same = (i < ids.size() ? *ids[i].number() : -1.0) == m.eos_token_ids[i];
+      } else {
+        std::printf("FAIL config case '%s': no reader for expected field '%s'\n", name.c_str(), std::string(key).c_str());
+        ++failures;
+        continue;
+      }
+      if (!same) {
+        std::printf("FAIL config case '%s': %s is not %s\n", name.c_str(), std::string(key).c_str(), want.dump().c_str());
+        ++failures;
+      }
+    }
+  }
+  CHECK(n > 60);
 }
 
 // Storage dtypes (manifest, APIs) and safetensors dtypes are separate vocabularies: neither parser takes
@@ -264,6 +357,7 @@ int main() {
   test_dtype_names();
   test_json();
   test_config();
+  test_config_cases();
   test_manifest();
   if (failures) {
     std::printf("%d check(s) failed\n", failures);
