@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <optional>
@@ -77,6 +78,11 @@ void SafetensorsSet::add_file(const std::string& path) {
   const uint8_t* data = base + 8 + header_len;
   size_t data_size = size - 8 - size_t(header_len);
 
+  struct Span {
+    uint64_t begin, end;
+    std::string name;
+  };
+  std::vector<Span> spans;
   for (const auto& [key, entry] : header.members()) {
     const std::string name(key);
     if (name == "__metadata__") continue;
@@ -114,6 +120,7 @@ void SafetensorsSet::add_file(const std::string& path) {
                   t.dtype + " needs " + std::to_string(need));
     t.data = data + b;
     t.nbytes = size_t(e - b);
+    spans.push_back({b, e, name});
     if (!index_.empty()) {
       auto it = index_.find(name);
       if (it == index_.end() || it->second != path) continue;  // the index maps this name elsewhere (or not at all)
@@ -121,6 +128,23 @@ void SafetensorsSet::add_file(const std::string& path) {
     if (tensors_.count(name)) throw Error(where + ": defined twice (also in " + tensors_[name].file + ")");
     tensors_.emplace(name, std::move(t));
   }
+  // The format's rule (and model/safetensors.ts's): the tensors tile the data section exactly, so no byte
+  // is read as two tensors and none hides unlisted content.
+  std::sort(spans.begin(), spans.end(), [](const Span& a, const Span& b) { return a.begin != b.begin ? a.begin < b.begin : a.end < b.end; });
+  uint64_t cursor = 0;
+  const Span* prev = nullptr;
+  auto range = [](uint64_t a, uint64_t b) { return "[" + std::to_string(a) + ", " + std::to_string(b); };
+  for (const Span& sp : spans) {
+    if (sp.begin < cursor)
+      throw Error(path + ": tensors '" + prev->name + "' " + range(prev->begin, prev->end) + "] and '" + sp.name + "' " +
+                  range(sp.begin, sp.end) + "] overlap");
+    if (sp.begin > cursor)
+      throw Error(path + ": data bytes " + range(cursor, sp.begin) + ") before tensor '" + sp.name + "' belong to no tensor");
+    cursor = sp.end;
+    prev = &sp;
+  }
+  if (cursor != data_size)
+    throw Error(path + ": data bytes " + range(cursor, data_size) + ") at the end belong to no tensor");
   files_.push_back(std::move(file));
 }
 

@@ -4,7 +4,9 @@ import { mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from '
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { FloatDtype } from '../../model/dtypes.ts';
 import { writeRandomModel } from '../../model/random.ts';
+import { readSafetensors, writeSafetensors } from '../../model/safetensors.ts';
 import { buildRuntime, runProgram, type RuntimeBuild } from './build-runtime.ts';
 
 let b: RuntimeBuild;
@@ -39,6 +41,14 @@ function editSafetensors(file: string, edit: (h: Header) => void, data?: (d: Buf
   lenBuf.writeBigUInt64LE(BigInt(hb.length));
   const body = data ? data(buf.subarray(8 + len)) : buf.subarray(8 + len);
   writeFileSync(file, Buffer.concat([lenBuf, hb, body]));
+}
+
+/** Rewrites a safetensors file without one tensor (header entry and bytes). */
+function dropTensor(file: string, name: string): void {
+  const f = readSafetensors(file);
+  const keep = f.names().filter((n) => n !== name);
+  const data = (n: string) => ({ name: n, dtype: f.info(n).dtype as FloatDtype, shape: f.info(n).shape, data: Float32Array.from(f.toFloat64(n)) });
+  writeSafetensors(file, keep.map(data), f.metadata);
 }
 
 function editConfig(dir: string, edit: (c: Record<string, unknown>) => void): void {
@@ -126,7 +136,6 @@ describe('model loading', () => {
     const f = st(dir);
     const good = readFileSync(f);
     const cases: [(h: Header) => void, string][] = [
-      [(h) => delete h[T('mlp.down_proj.weight')], `${dir}: tensor '${T('mlp.down_proj.weight')}' is missing (expected shape [128, 384])`],
       [
         (h) => {
           const t = h[T('self_attn.k_proj.weight')] as { shape: number[] };
@@ -174,6 +183,26 @@ describe('model loading', () => {
     expect(r.stdout).toContain("tensor 'lm_head.weight': data_offsets");
     writeFileSync(f, good);
     expect(runProgram(b.capi, ['check', dir, 'bf16'])).toEqual({ status: 0, stdout: 'ok\n' });
+    // A tensor the model needs, absent (its bytes too, so that the file is otherwise valid).
+    dropTensor(f, T('mlp.down_proj.weight'));
+    await expect(checkModel(dir, 'bf16')).rejects.toThrow(`${dir}: tensor '${T('mlp.down_proj.weight')}' is missing (expected shape [128, 384])`);
+  });
+
+  it('refuses tensors that overlap, bytes that belong to no tensor, and a name given twice (the format requires a tiling)', async () => {
+    const dir = model();
+    const f = st(dir);
+    const good = readFileSync(f);
+    const [a, b] = ['model.layers.0.input_layernorm.weight', 'model.layers.1.input_layernorm.weight'];
+    const offsetsOf = (h: Header, n: string) => (h[n] as { data_offsets: [number, number] }).data_offsets;
+    // b read from a's bytes: same size, so every per-tensor check passes; two tensors would share memory.
+    editSafetensors(f, (h) => ((h[b] as { data_offsets: number[] }).data_offsets = [...offsetsOf(h, a)]));
+    await expect(checkModel(dir, 'bf16')).rejects.toThrow(new RegExp(`^${f}: tensors '(${a}|${b})' \\[\\d+, \\d+\\] and '(${a}|${b})' \\[\\d+, \\d+\\] overlap$`));
+    writeFileSync(f, good);
+    editSafetensors(f, (h) => delete h[T('mlp.down_proj.weight')]);
+    await expect(checkModel(dir, 'bf16')).rejects.toThrow(/model\.safetensors: data bytes \[\d+, \d+\) before tensor '[^']+' belong to no tensor$/);
+    writeFileSync(f, good);
+    editSafetensors(f, () => {}, (d) => Buffer.concat([d, Buffer.alloc(16)]));
+    await expect(checkModel(dir, 'bf16')).rejects.toThrow(new RegExp(`^${f}: data bytes \\[\\d+, \\d+\\) at the end belong to no tensor$`));
   });
 
   it('refuses a tensor whose byte size overflows 64 bits, even one the model does not use', async () => {
@@ -198,7 +227,7 @@ describe('model loading', () => {
 
   it('requires the Qwen2 q/k/v biases', async () => {
     const dir = model({ config: { architecture: 'qwen2', qkvBias: true } });
-    editSafetensors(st(dir), (h) => delete h[T('self_attn.v_proj.bias')]);
+    dropTensor(st(dir), T('self_attn.v_proj.bias'));
     await expect(checkModel(dir, 'bf16')).rejects.toThrow(`tensor '${T('self_attn.v_proj.bias')}' is missing (expected shape [64])`);
   });
 
