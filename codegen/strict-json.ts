@@ -174,11 +174,21 @@ function checkTree(v: JsonValue, depth: number): void {
  * on open (a FIFO), as the runtime's read_regular_file does.
  */
 export function readRegularFile(file: string): string {
+  const buf = readRegularBytes(file, MAX_JSON_FILE_BYTES, 'a JSON file');
+  try {
+    return new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(buf);
+  } catch {
+    throw new Error(`${file}: not valid JSON: the text is not valid UTF-8`);
+  }
+}
+
+/** The bytes of a regular file (refusing a FIFO, a device, a directory without blocking), at most `maxBytes`. */
+export function readRegularBytes(file: string, maxBytes: number = Infinity, what = 'this file'): Buffer {
   const fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK);
   try {
     const st = fstatSync(fd);
     if (!st.isFile()) throw new Error(`${file}: not a regular file`);
-    if (st.size > MAX_JSON_FILE_BYTES) throw new Error(`${file}: ${st.size} bytes exceeds the ${MAX_JSON_FILE_BYTES}-byte limit for a JSON file`);
+    if (st.size > maxBytes) throw new Error(`${file}: ${st.size} bytes exceeds the ${maxBytes}-byte limit for ${what}`);
     const buf = Buffer.alloc(st.size);
     let got = 0;
     while (got < buf.length) {
@@ -186,11 +196,7 @@ export function readRegularFile(file: string): string {
       if (n === 0) break;
       got += n;
     }
-    try {
-      return new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(buf.subarray(0, got));
-    } catch {
-      throw new Error(`${file}: not valid JSON: the text is not valid UTF-8`);
-    }
+    return buf.subarray(0, got);
   } finally {
     closeSync(fd);
   }

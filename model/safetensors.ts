@@ -5,8 +5,8 @@
 // The writer emits the canonical layout: header padded with spaces to a multiple of 8 bytes, tensors
 // ordered by element size (largest first, so every tensor is naturally aligned) and then by name.
 
-import { readFileSync, writeFileSync } from 'node:fs';
-import { parseStrictJson } from '../codegen/strict-json.ts';
+import { writeFileSync } from 'node:fs';
+import { parseStrictJson, readRegularBytes } from '../codegen/strict-json.ts';
 import { DTYPE_BYTES, decodeToFloat64, encodeFloats, isDtype, type Dtype, type FloatDtype } from './dtypes.ts';
 
 /** Same bound as the Rust implementation: a header this large is corruption, not a model. */
@@ -146,9 +146,10 @@ export function parseSafetensors(buf: Uint8Array, file: string): SafetensorsFile
 export function readSafetensors(path: string): SafetensorsFile {
   let buf: Buffer;
   try {
-    buf = readFileSync(path);
+    buf = readRegularBytes(path); // a FIFO is refused, not waited on
   } catch (e) {
-    throw new SafetensorsError(`${path}: cannot read: ${(e as Error).message}`);
+    const m = (e as Error).message;
+    throw new SafetensorsError(m.startsWith(`${path}: `) ? m : `${path}: cannot read: ${m}`);
   }
   return parseSafetensors(buf, path);
 }

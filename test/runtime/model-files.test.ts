@@ -1,5 +1,6 @@
 // Model loading: config.json + safetensors (single or sharded) checked tensor by tensor, with errors that
 // name the file, the tensor and what is wrong. Bad files are crafted from a valid random model.
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -186,6 +187,18 @@ describe('model loading', () => {
     // A tensor the model needs, absent (its bytes too, so that the file is otherwise valid).
     dropTensor(f, T('mlp.down_proj.weight'));
     await expect(checkModel(dir, 'bf16')).rejects.toThrow(`${dir}: tensor '${T('mlp.down_proj.weight')}' is missing (expected shape [128, 384])`);
+  });
+
+  it('refuses a FIFO as config.json, the index or a safetensors file, at once (nothing blocks on it)', async () => {
+    for (const name of ['config.json', 'model.safetensors', 'model.safetensors.index.json']) {
+      const dir = model();
+      rmSync(join(dir, name), { force: true });
+      execFileSync('mkfifo', [join(dir, name)]);
+      const t0 = Date.now();
+      await expect(checkModel(dir, 'bf16'), name).rejects.toThrow(`${dir}/${name}: not a regular file`);
+      expect(Date.now() - t0).toBeLessThan(5000);
+      expect(() => readSafetensors(join(dir, name)), name).toThrow(`${dir}/${name}: not a regular file`);
+    }
   });
 
   it('refuses tensors that overlap, bytes that belong to no tensor, and a name given twice (the format requires a tiling)', async () => {
