@@ -1,11 +1,11 @@
 // The CPU module a model directory needs, shared by `run`, `demo` and the benchmark: a deployment's passes,
 // verifier and gamma retargeted to the model's config.json and the CPU, compiled through the build cache
 // (an unchanged module is never recompiled).
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { backendFor } from '../codegen/backends/index.ts';
 import { buildModule } from '../codegen/build.ts';
-import { readHfConfig } from '../codegen/model-config.ts';
+import { readHfConfigFile } from '../codegen/model-config.ts';
 import { renderModule } from '../codegen/module.ts';
 import { planModule, type ModulePlan } from '../codegen/plan.ts';
 import type { DeploymentIR } from '../codegen/spec.ts';
@@ -21,7 +21,7 @@ export function readModelDir(dir: string): ModelConfig {
   const file = join(dir, 'config.json');
   if (!existsSync(file)) throw new UserError(`${dir}: no config.json (expected a Hugging Face model directory)`);
   try {
-    return readHfConfig(readFileSync(file, 'utf8'), file);
+    return readHfConfigFile(file);
   } catch (e) {
     throw new UserError((e as Error).message);
   }

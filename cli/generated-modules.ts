@@ -4,11 +4,13 @@
 // `tiny` model for the CPU, which the runtime tests and the demo use. The tiny module is fp32 so that the CPU model tests
 // compare against a float64 reference without bf16 storage rounding; batch buckets 1 and 8 and maxSeq 4096
 // cover the tests' shapes while keeping the module quick to compile.
-import { dirname, resolve } from 'node:path';
+import { writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { EmittedFile } from '../codegen/backend.ts';
 import { renderAbiHeader } from '../codegen/backends/header.ts';
 import { backendFor } from '../codegen/backends/index.ts';
+import { LIMITS_HEADER_PATH, renderLimitsHeader } from '../codegen/limits.ts';
 import { renderModule, writeTree } from '../codegen/module.ts';
 import { planModule, type ModulePlan } from '../codegen/plan.ts';
 import type { DeploymentIR } from '../codegen/spec.ts';
@@ -50,10 +52,11 @@ export async function generatedTree(): Promise<EmittedFile[]> {
   ];
 }
 
-/** Rewrite generated/ from scratch (stale modules disappear); returns the plans written. */
+/** Rewrite generated/ from scratch (stale modules disappear), and the runtime's limits header; returns generated/'s files. */
 export async function regenerate(dir: string = GENERATED_DIR): Promise<EmittedFile[]> {
   const tree = await generatedTree();
   writeTree(dir, tree, () => true);
+  if (dir === GENERATED_DIR) writeFileSync(join(GENERATED_DIR, '..', LIMITS_HEADER_PATH), renderLimitsHeader());
   return tree;
 }
 

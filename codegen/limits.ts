@@ -23,6 +23,32 @@ export const MAX_PAGE_SIZE = 256;
  */
 export const MAX_EXACT_I32_PARAM = 2 ** 24;
 
+/**
+ * Largest value of each integer field of a model's config.json (smallest: 1), by its config.json name; the
+ * C++ runtime reads the same table from runtime/generated/md_limits.h (renderLimitsHeader). Beyond the
+ * largest real models (hidden 16384, 256K vocab, 126 layers, 10M context) yet small enough that every
+ * weight and activation size is far inside what the kernels index (size_t) and the compiler can unroll.
+ */
+export const CONFIG_INT_LIMITS = {
+  hidden_size: 2 ** 16,
+  intermediate_size: 2 ** 18,
+  num_hidden_layers: 2 ** 10,
+  num_attention_heads: 2 ** 10,
+  num_key_value_heads: 2 ** 10,
+  head_dim: 2 ** 10,
+  vocab_size: 2 ** 20,
+  max_position_embeddings: 2 ** 30,
+  sliding_window: 2 ** 30,
+  'rope_scaling.original_max_position_embeddings': 2 ** 30,
+} as const satisfies Record<string, number>;
+export type ConfigIntField = keyof typeof CONFIG_INT_LIMITS;
+/** eos_token_id may list this many ids at most (Llama 3 lists three). */
+export const MAX_EOS_TOKEN_IDS = 4;
+/** Deepest nesting of arrays/objects in any JSON file of a model (config.json needs 3, a safetensors header 3). */
+export const MAX_JSON_DEPTH = 64;
+/** Largest config.json / index json read (they are kilobytes; safetensors headers have their own cap). */
+export const MAX_JSON_FILE_BYTES = 64 * 2 ** 20;
+
 const isInt = (x: number) => Number.isInteger(x);
 
 export const isBatchBucket = (b: number): boolean => isInt(b) && b >= 1 && b <= MAX_BATCH;
@@ -68,4 +94,36 @@ export function deploymentLimitProblems(dep: DeploymentIR): string[] {
     }
   }
   return out;
+}
+
+/** The path of the C++ header that carries these limits to the runtime, relative to the repository. */
+export const LIMITS_HEADER_PATH = 'runtime/generated/md_limits.h';
+
+/** runtime/generated/md_limits.h: the model-file limits for the C++ readers (written by `npm run regen`). */
+export function renderLimitsHeader(): string {
+  const rows = Object.entries(CONFIG_INT_LIMITS).map(([field, max]) => `    {"${field}", ${max}},`);
+  return [
+    '// Generated from codegen/limits.ts by `npm run regen`; do not edit (test/runtime/limits-header.test.ts',
+    '// compares it with the rendering). The rules that use these numbers: docs/MODEL-FILES.md.',
+    '#pragma once',
+    '#include <cstdint>',
+    '',
+    'namespace md::limits {',
+    '',
+    'struct ConfigIntLimit {',
+    '  const char* field;  // as written in config.json; nested fields as parent.child',
+    '  int64_t max;        // the smallest is 1',
+    '};',
+    '',
+    'inline constexpr ConfigIntLimit kConfigInt[] = {',
+    ...rows,
+    '};',
+    '',
+    `inline constexpr int kMaxEosTokenIds = ${MAX_EOS_TOKEN_IDS};`,
+    `inline constexpr int kMaxJsonDepth = ${MAX_JSON_DEPTH};`,
+    `inline constexpr int64_t kMaxJsonFileBytes = ${MAX_JSON_FILE_BYTES};`,
+    '',
+    '}  // namespace md::limits',
+    '',
+  ].join('\n');
 }

@@ -8,6 +8,7 @@ import { ATTN_CHUNK_PAGES, GEMM_ROLES, KERNELS, gemmShape, type GemmRole, type K
 import * as ir from './ir.ts';
 import type { Node } from './ir.ts';
 import { deploymentLimitProblems } from './limits.ts';
+import { modelConfigProblem } from './model-config.ts';
 import { isCausal } from './passes/causal.ts';
 import { classifyTile, type TileClass } from './passes/interval.ts';
 import { fold } from './passes/fold.ts';
@@ -113,9 +114,10 @@ export function planModule(dep: DeploymentIR, kernels: readonly KernelSpec[] = K
     kvDim: m.numKvHeads * m.headDim,
   };
   const problems = deploymentLimitProblems(dep);
-  if (!Number.isInteger(dims.group)) problems.push(`num_heads ${m.numHeads} is not a multiple of num_kv_heads ${m.numKvHeads}`);
-  // Even head_dim: rotate-half RoPE pairs element i with i + head_dim / 2, and the table has head_dim / 2 rows.
-  if (m.headDim % 2 !== 0) problems.push(`head_dim ${m.headDim} must be even for rotate-half RoPE`);
+  // The config.json rules (docs/MODEL-FILES.md): dimension limits, numKvHeads dividing numHeads, an even
+  // headDim (rotate-half RoPE pairs element i with i + headDim / 2), ...
+  const modelProblem = modelConfigProblem(m);
+  if (modelProblem) problems.push(`model ${m.name}: ${modelProblem}`);
   const passes = { target: planPass('target', dep.target, m), draft: planPass('draft', dep.draft, m) };
   // The draft may see later positions: it only ever runs with seq_len = q + 1 (docs/ARCHITECTURE.md, invariant 1).
   if (!isCausal(passes.target.visible)) problems.push(`${NON_CAUSAL_TARGET} (target ${passes.target.ir.attention.name} + ${passes.target.ir.kv.name})`);

@@ -2,8 +2,9 @@
 // `model.safetensors.index.json` ({metadata, weight_map: {tensor: file}}). Opening one validates that
 // the index and the shards agree, so a missing or misplaced tensor is reported before anything runs.
 
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { parseStrictJson, readRegularFile } from '../codegen/strict-json.ts';
 import type { Dtype } from './dtypes.ts';
 import { INDEX_FILE, SINGLE_FILE, SafetensorsError, readSafetensors, type SafetensorsFile } from './safetensors.ts';
 
@@ -32,9 +33,12 @@ export class Checkpoint {
   private static openSharded(dir: string, indexPath: string): Checkpoint {
     let index: unknown;
     try {
-      index = JSON.parse(readFileSync(indexPath, 'utf8'));
+      // Strict like the runtime's reader: a tensor mapped twice is a duplicate key, not the last one winning.
+      const text = readRegularFile(indexPath);
+      parseStrictJson(text, indexPath);
+      index = JSON.parse(text);
     } catch (e) {
-      throw new SafetensorsError(`${indexPath}: not valid JSON: ${(e as Error).message}`);
+      throw new SafetensorsError((e as Error).message);
     }
     const map = (index as { weight_map?: unknown } | null)?.weight_map;
     if (typeof map !== 'object' || map === null || Array.isArray(map)) {

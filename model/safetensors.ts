@@ -5,7 +5,8 @@
 // The writer emits the canonical layout: header padded with spaces to a multiple of 8 bytes, tensors
 // ordered by element size (largest first, so every tensor is naturally aligned) and then by name.
 
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
+import { parseStrictJson, readRegularBytes } from '../codegen/strict-json.ts';
 import { DTYPE_BYTES, decodeToFloat64, encodeFloats, isDtype, type Dtype, type FloatDtype } from './dtypes.ts';
 
 /** Same bound as the Rust implementation: a header this large is corruption, not a model. */
@@ -82,9 +83,13 @@ export function parseSafetensors(buf: Uint8Array, file: string): SafetensorsFile
   if (n > MAX_HEADER_BYTES) fail(file, `header length ${n} exceeds the ${MAX_HEADER_BYTES}-byte limit`);
   let header: unknown;
   try {
-    header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(buf.subarray(8, 8 + n)));
+    // Strict like the runtime's reader (codegen/strict-json.ts): a tensor named twice is refused.
+    const text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(buf.subarray(8, 8 + n));
+    parseStrictJson(text, `${file} (header)`);
+    header = JSON.parse(text);
   } catch (e) {
-    fail(file, `header is not valid JSON: ${(e as Error).message}`);
+    const m = (e as Error).message;
+    throw new SafetensorsError(m.startsWith(`${file} (header): `) ? m : `${file} (header): not valid JSON: the text is not valid UTF-8`);
   }
   if (!isPlainObject(header)) fail(file, 'header JSON must be an object of tensors');
 
@@ -141,9 +146,10 @@ export function parseSafetensors(buf: Uint8Array, file: string): SafetensorsFile
 export function readSafetensors(path: string): SafetensorsFile {
   let buf: Buffer;
   try {
-    buf = readFileSync(path);
+    buf = readRegularBytes(path); // a FIFO is refused, not waited on
   } catch (e) {
-    throw new SafetensorsError(`${path}: cannot read: ${(e as Error).message}`);
+    const m = (e as Error).message;
+    throw new SafetensorsError(m.startsWith(`${path}: `) ? m : `${path}: cannot read: ${m}`);
   }
   return parseSafetensors(buf, path);
 }

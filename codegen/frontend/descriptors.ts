@@ -7,7 +7,7 @@ import type { CallExpression, Node as TsNode } from 'ts-morph';
 import { modelPresets, type ModelConfig } from '../../dsl/models.ts';
 import { isI32 } from '../ir.ts';
 import { isBatchBucket, isGamma, isMaxSeq, isPageSize, MAX_BATCH, MAX_GAMMA, MAX_PAGE_SIZE, MAX_SEQ, maxSeqProblems, MIN_PAGE_SIZE, paramProblem } from '../limits.ts';
-import { readHfConfig } from '../model-config.ts';
+import { modelConfigProblem, readHfConfigFile } from '../model-config.ts';
 import { isCausal } from '../passes/causal.ts';
 import { NON_CAUSAL_TARGET, passVisibility } from '../plan.ts';
 import type { AttentionIR, DeploymentIR, FnKind, ParamDecl, PassIR, PolicyIR, VerifierIR } from '../spec.ts';
@@ -223,33 +223,21 @@ function passOf(f: Fields, key: 'target' | 'draft'): PassIR | undefined {
   return { attention: a.ir as AttentionIR, kv: kv.ir as PolicyIR };
 }
 
-const MODEL_INT_FIELDS = ['hiddenSize', 'intermediateSize', 'numLayers', 'numHeads', 'numKvHeads', 'headDim', 'vocabSize', 'maxPositionEmbeddings'] as const;
-
-/** Check a model object written in TypeScript (a preset or the user's own). */
+/** Check a model object written in TypeScript (a preset or the user's own) by the config.json rules. */
 function checkModelObject(cx: DescriptorContext, s: Slot): ModelConfig | undefined {
   const plain = toPlain(s.value);
-  if (plain === POISON || typeof plain !== 'object' || plain === null) {
+  if (plain === POISON || typeof plain !== 'object' || plain === null || Array.isArray(plain)) {
     cx.report('MD1307', `'model' must be a model config object, a preset name or a path to a config.json; got ${kindOf(s.value)}`, s.node);
     return undefined;
   }
   const m = plain as Record<string, unknown>;
+  // What modelConfigToHf passes through unchecked; every value rule is modelConfigProblem's.
   const problems: string[] = [];
   if (typeof m.name !== 'string' || !m.name) problems.push("'name' must be a non-empty string");
-  if (!['llama', 'mistral', 'qwen2'].includes(m.architecture as string)) problems.push("'architecture' must be 'llama', 'mistral' or 'qwen2'");
-  for (const k of MODEL_INT_FIELDS) if (typeof m[k] !== 'number' || !Number.isInteger(m[k]) || (m[k] as number) <= 0) problems.push(`'${k}' must be a positive integer`);
-  for (const k of ['ropeTheta', 'rmsNormEps']) if (typeof m[k] !== 'number' || !((m[k] as number) > 0) || !Number.isFinite(m[k])) problems.push(`'${k}' must be a positive number`);
   for (const k of ['qkvBias', 'tieWordEmbeddings']) if (typeof m[k] !== 'boolean') problems.push(`'${k}' must be true or false`);
-  if (typeof m.numHeads === 'number' && typeof m.numKvHeads === 'number' && m.numKvHeads > 0 && m.numHeads % m.numKvHeads !== 0) problems.push("'numKvHeads' must divide 'numHeads'");
-  if (typeof m.headDim === 'number' && m.headDim % 2 !== 0) problems.push("'headDim' must be even (rotary embeddings rotate pairs)");
-  const rs = m.ropeScaling as Record<string, unknown> | undefined;
-  if (rs !== undefined) {
-    if (typeof rs !== 'object' || rs === null) problems.push("'ropeScaling' must be an object");
-    else if (rs.type === 'linear') {
-      if (typeof rs.factor !== 'number' || !(rs.factor > 0)) problems.push("'ropeScaling.factor' must be a positive number");
-    } else if (rs.type === 'llama3') {
-      for (const k of ['factor', 'lowFreqFactor', 'highFreqFactor', 'originalMaxPositionEmbeddings']) if (typeof rs[k] !== 'number' || !((rs[k] as number) > 0)) problems.push(`'ropeScaling.${k}' must be a positive number`);
-    } else problems.push("'ropeScaling.type' must be 'llama3' or 'linear'");
-  }
+  if (m.ropeScaling !== undefined && (typeof m.ropeScaling !== 'object' || m.ropeScaling === null)) problems.push("'ropeScaling' must be an object");
+  const problem = problems.length ? undefined : modelConfigProblem(m as unknown as ModelConfig);
+  if (problem) problems.push(problem);
   if (problems.length) {
     cx.report('MD1307', `invalid model config: ${problems.join('; ')}`, s.node);
     return undefined;
@@ -271,7 +259,7 @@ function modelOf(cx: DescriptorContext, f: Fields): ModelConfig | undefined {
   let file = path.resolve(cx.specDir, s.value);
   try {
     if (fs.statSync(file).isDirectory()) file = path.join(file, 'config.json');
-    return readHfConfig(fs.readFileSync(file, 'utf8'), path.relative(process.cwd(), file) || file);
+    return readHfConfigFile(file, path.relative(process.cwd(), file) || file);
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
     cx.report('MD1307', err.code === 'ENOENT' ? `model config '${s.value}' not found (looked for ${file})` : err.message, s.node);

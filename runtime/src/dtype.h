@@ -1,4 +1,6 @@
-// Storage dtypes of weights and the KV cache, and scalar conversions (round to nearest even, NaN kept NaN).
+// Storage dtypes of weights and the KV cache, and scalar conversions by the reference semantics of
+// model/dtypes.ts (round to nearest even; a NaN stays a quiet NaN with its sign and top payload bits),
+// tested bit for bit against it by test/runtime/dtype-copies.test.ts.
 #pragma once
 #include <cstddef>
 #include <cstdint>

@@ -6,9 +6,9 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <nlohmann/json.hpp>
 
 #include "error.h"
+#include "json.h"
 
 namespace md {
 
@@ -511,24 +511,40 @@ const float* Engine::lm_logits(size_t i) const {
 std::string Engine::info_json() const {
   const ModelConfig& c = weights_->config();
   const ModuleManifest& m = module_->manifest();
-  nlohmann::json j;
-  j["model"] = {{"architecture", c.architecture}, {"hiddenSize", c.hidden_size}, {"numLayers", c.num_layers},
-                {"numHeads", c.num_heads}, {"numKvHeads", c.num_kv_heads}, {"headDim", c.head_dim},
-                {"vocabSize", c.vocab_size}, {"convertedBytes", weights_->converted_bytes()}};
-  j["module"] = {{"path", module_->path()}, {"name", m.name}, {"hash", m.hash}, {"arch", m.arch},
-                 {"dtype", dtype_manifest_name(m.dtype)}, {"gamma", m.gamma}, {"buckets", m.buckets},
-                 {"maxSeq", m.max_seq}, {"pageSize", m.page_size}};
-  auto params = [](const std::vector<PassParam>& d, const std::vector<float>& v) {
-    nlohmann::json o = nlohmann::json::object();
-    for (size_t i = 0; i < d.size(); ++i) o[d[i].key] = v[i];
-    return o;
+  json::Writer w;
+  w.begin_object();
+  w.key("model").begin_object();
+  w.key("architecture").value(c.architecture).key("hiddenSize").value(c.hidden_size).key("numLayers").value(c.num_layers);
+  w.key("numHeads").value(c.num_heads).key("numKvHeads").value(c.num_kv_heads).key("headDim").value(c.head_dim);
+  w.key("vocabSize").value(c.vocab_size).key("convertedBytes").value(size_t(weights_->converted_bytes()));
+  w.end_object();
+  w.key("module").begin_object();
+  w.key("path").value(module_->path()).key("name").value(m.name).key("hash").value(m.hash).key("arch").value(m.arch);
+  w.key("dtype").value(dtype_manifest_name(m.dtype)).key("gamma").value(m.gamma);
+  w.key("buckets").begin_array();
+  for (int b : m.buckets) w.value(b);
+  w.end_array();
+  w.key("maxSeq").value(m.max_seq).key("pageSize").value(m.page_size);
+  w.end_object();
+  auto params = [&](const std::vector<PassParam>& d, const std::vector<float>& v) {
+    w.begin_object();
+    for (size_t i = 0; i < d.size(); ++i) w.key(d[i].key).value(double(v[i]));
+    w.end_object();
   };
-  j["params"] = {{"target", params(m.target_params, target_params_)}, {"draft", params(m.draft_params, draft_params_)}};
-  j["options"] = {{"maxBatch", opts_.max_batch}, {"kvPages", opts_.kv_pages},
-                  {"mode", opts_.mode == Mode::Spec ? "spec" : "ar"}, {"gamma", gamma_},
-                  {"prefillChunk", prefill_chunk_}, {"keepLogits", opts_.keep_logits}};
-  j["freePages"] = cache_->free_pages();
-  return j.dump();
+  w.key("params").begin_object();
+  w.key("target");
+  params(m.target_params, target_params_);
+  w.key("draft");
+  params(m.draft_params, draft_params_);
+  w.end_object();
+  w.key("options").begin_object();
+  w.key("maxBatch").value(opts_.max_batch).key("kvPages").value(opts_.kv_pages);
+  w.key("mode").value(opts_.mode == Mode::Spec ? "spec" : "ar").key("gamma").value(gamma_);
+  w.key("prefillChunk").value(prefill_chunk_).key("keepLogits").value(opts_.keep_logits);
+  w.end_object();
+  w.key("freePages").value(cache_->free_pages());
+  w.end_object();
+  return w.str();
 }
 
 }  // namespace md

@@ -5,57 +5,55 @@
 #include <algorithm>
 #include <climits>
 #include <cmath>
-#include <nlohmann/json.hpp>
+#include <optional>
 
 #include "error.h"
+#include "json.h"
 
 namespace md {
 
-using nlohmann::json;
-
 namespace {
 
-const json& field(const json& j, const char* key, const std::string& where) {
-  auto it = j.find(key);
-  if (it == j.end()) throw Error(where + ": field '" + key + "' is missing");
-  return *it;
+using json::Value;
+
+Value field(const Value& j, const char* key, const std::string& where) {
+  std::optional<Value> v = j.get(key);
+  if (!v) throw Error(where + ": field '" + key + "' is missing");
+  return *v;
 }
 
-// A JSON integer as an int, refusing what get<int>() would silently truncate.
-bool as_int(const json& v, int* out) {
-  if (v.is_number_unsigned()) {
-    if (v.get<uint64_t>() > uint64_t(INT_MAX)) return false;
-  } else if (!v.is_number_integer() || v.get<int64_t>() < INT_MIN || v.get<int64_t>() > INT_MAX) {
-    return false;
-  }
-  *out = int(v.get<int64_t>());
+// A JSON integer as an int, refusing what a cast would silently truncate.
+bool as_int(const Value& v, int* out) {
+  std::optional<int64_t> x = v.int64();
+  if (!x || *x < INT_MIN || *x > INT_MAX) return false;
+  *out = int(*x);
   return true;
 }
 
-int int_field(const json& j, const char* key, const std::string& where) {
-  const json& v = field(j, key, where);
+int int_field(const Value& j, const char* key, const std::string& where) {
+  Value v = field(j, key, where);
   int out;
   if (!as_int(v, &out)) throw Error(where + ": field '" + key + "' must be an integer in the int32 range, got " + v.dump());
   return out;
 }
 
-std::string str_field(const json& j, const char* key, const std::string& where) {
-  const json& v = field(j, key, where);
+std::string str_field(const Value& j, const char* key, const std::string& where) {
+  Value v = field(j, key, where);
   if (!v.is_string()) throw Error(where + ": field '" + key + "' must be a string, got " + v.dump());
-  return v.get<std::string>();
+  return std::string(*v.string());
 }
 
-std::vector<PassParam> read_params(const json& pass, const std::string& where) {
-  const json& ps = field(pass, "params", where);
+std::vector<PassParam> read_params(const Value& pass, const std::string& where) {
+  Value ps = field(pass, "params", where);
   if (!ps.is_array()) throw Error(where + ": field 'params' must be a list");
   std::vector<std::pair<int, PassParam>> indexed;
-  for (const json& p : ps) {
+  for (const Value& p : ps.items()) {
     PassParam pp;
     pp.key = str_field(p, "key", where + ".params");
     pp.name = str_field(p, "name", where + ".params");
-    const json& v = field(p, "value", where + ".params." + pp.key);
+    Value v = field(p, "value", where + ".params." + pp.key);
     if (!v.is_number()) throw Error(where + ".params." + pp.key + ": field 'value' must be a number");
-    pp.value = v.get<float>();
+    pp.value = float(*v.number());
     std::string ty = str_field(p, "ty", where + ".params." + pp.key);
     if (ty != "i32" && ty != "f32") throw Error(where + ".params." + pp.key + ": field 'ty' is '" + ty + "'; expected i32 or f32");
     pp.i32 = ty == "i32";
@@ -72,15 +70,13 @@ std::vector<PassParam> read_params(const json& pass, const std::string& where) {
 
 bool same_number(double a, double b) { return a == b || std::fabs(a - b) <= 1e-9 * std::max(std::fabs(a), std::fabs(b)); }
 
+std::string number_text(double v) { return json::Writer().value(v).str(); }
+
 }  // namespace
 
 ModuleManifest parse_manifest(const std::string& text, const std::string& where) {
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::parse_error& e) {
-    throw Error(where + ": manifest is not valid JSON: " + e.what());
-  }
+  json::Document doc = json::Document::parse(text, where);
+  const Value j = doc.root();
   if (!j.is_object()) throw Error(where + ": manifest must be a JSON object");
   ModuleManifest m;
   m.json = text;
@@ -95,9 +91,9 @@ ModuleManifest parse_manifest(const std::string& text, const std::string& where)
   if (!parse_storage_dtype(dtype, &m.dtype)) throw Error(where + ": field 'dtype' is '" + dtype + "'; expected bf16, fp16 or fp32");
   m.gamma = int_field(j, "gamma", where);
   if (m.gamma < 1) throw Error(where + ": field 'gamma' must be at least 1");
-  const json& b = field(j, "buckets", where);
-  if (!b.is_array() || b.empty()) throw Error(where + ": field 'buckets' must be a non-empty list");
-  for (const json& x : b) {
+  Value b = field(j, "buckets", where);
+  if (!b.is_array() || b.size() == 0) throw Error(where + ": field 'buckets' must be a non-empty list");
+  for (const Value& x : b.items()) {
     int bucket;
     if (!as_int(x, &bucket) || bucket < 1) throw Error(where + ": field 'buckets' must hold positive int32 integers, got " + b.dump());
     // Row counts (bucket * (gamma + 1)) are ints in the ABI.
@@ -118,7 +114,7 @@ ModuleManifest parse_manifest(const std::string& text, const std::string& where)
   if (capacity < m.max_seq)
     throw Error(where + ": pagesPerSeq * pageSize = " + std::to_string(capacity) + " positions is less than maxSeq " +
                 std::to_string(m.max_seq));
-  const json& passes = field(j, "passes", where);
+  Value passes = field(j, "passes", where);
   m.target_params = read_params(field(passes, "target", where + ".passes"), where + ".passes.target");
   m.draft_params = read_params(field(passes, "draft", where + ".passes"), where + ".passes.draft");
   m.verify_mode = str_field(field(j, "verify", where), "mode", where + ".verify");
@@ -127,8 +123,8 @@ ModuleManifest parse_manifest(const std::string& text, const std::string& where)
 
 void check_manifest_model(const std::string& text, const std::string& where, const ModelConfig& c,
                           const std::string& config_where) {
-  json j = json::parse(text);
-  const json& m = field(j, "model", where);
+  json::Document doc = json::Document::parse(text, where);
+  const Value m = field(doc.root(), "model", where);
   auto differ = [&](const std::string& field_name, const std::string& module_value, const std::string& model_value) {
     throw Error(where + ": model." + field_name + " is " + module_value + " but " + config_where + " gives " +
                 model_value + " (the module was built for a different model)");
@@ -137,13 +133,13 @@ void check_manifest_model(const std::string& text, const std::string& where, con
     int mv = int_field(m, f, where + ".model");
     if (mv != v) differ(f, std::to_string(mv), std::to_string(v));
   };
-  auto check_num = [&](const char* f, double v) {
-    const json& x = field(m, f, where + ".model");
-    if (!x.is_number() || !same_number(x.get<double>(), v)) differ(f, x.is_number() ? json(x.get<double>()).dump() : x.dump(), json(v).dump());
+  auto check_num = [&](const Value& obj, const std::string& obj_where, const std::string& name, const char* f, double v) {
+    Value x = field(obj, f, obj_where);
+    if (!x.is_number() || !same_number(*x.number(), v)) differ(name, x.is_number() ? number_text(*x.number()) : x.dump(), number_text(v));
   };
   auto check_bool = [&](const char* f, bool v) {
-    const json& x = field(m, f, where + ".model");
-    if (!x.is_boolean() || x.get<bool>() != v) differ(f, x.dump(), v ? "true" : "false");
+    Value x = field(m, f, where + ".model");
+    if (!x.is_bool() || *x.boolean() != v) differ(f, x.dump(), v ? "true" : "false");
   };
   std::string arch = str_field(m, "architecture", where + ".model");
   if (arch != c.architecture) differ("architecture", arch, c.architecture);
@@ -154,26 +150,24 @@ void check_manifest_model(const std::string& text, const std::string& where, con
   check_int("numKvHeads", c.num_kv_heads);
   check_int("headDim", c.head_dim);
   check_int("vocabSize", c.vocab_size);
-  check_num("ropeTheta", c.rope_theta);
-  check_num("rmsNormEps", c.rms_norm_eps);
+  check_num(m, where + ".model", "ropeTheta", "ropeTheta", c.rope_theta);
+  check_num(m, where + ".model", "rmsNormEps", "rmsNormEps", c.rms_norm_eps);
   check_bool("qkvBias", c.qkv_bias);
   check_bool("tieWordEmbeddings", c.tie_word_embeddings);
-  const json& sw = field(m, "slidingWindow", where + ".model");
-  const int module_window = sw.is_null() ? 0 : sw.is_number_integer() ? sw.get<int>() : -1;
+  Value sw = field(m, "slidingWindow", where + ".model");
+  int module_window = -1;
+  if (sw.is_null()) module_window = 0;
+  else if (!as_int(sw, &module_window)) module_window = -1;
   if (module_window != c.sliding_window)
     differ("slidingWindow", sw.dump(), c.sliding_window ? std::to_string(c.sliding_window) : "none");
-  const json& rs = field(m, "ropeScaling", where + ".model");
+  Value rs = field(m, "ropeScaling", where + ".model");
   const RopeScaling& r = c.rope_scaling;
   if (rs.is_null() != r.type.empty())
     differ("ropeScaling", rs.dump(), r.type.empty() ? "null" : "rope_type " + r.type);
   if (!rs.is_null()) {
     std::string t = str_field(rs, "type", where + ".model.ropeScaling");
     if (t != r.type) differ("ropeScaling.type", t, r.type);
-    auto num = [&](const char* f, double v) {
-      const json& x = field(rs, f, where + ".model.ropeScaling");
-      if (!x.is_number() || !same_number(x.get<double>(), v))
-        differ(std::string("ropeScaling.") + f, x.is_number() ? json(x.get<double>()).dump() : x.dump(), json(v).dump());
-    };
+    auto num = [&](const char* f, double v) { check_num(rs, where + ".model.ropeScaling", std::string("ropeScaling.") + f, f, v); };
     num("factor", r.factor);
     if (r.type == "llama3") {
       num("lowFreqFactor", r.low_freq_factor);

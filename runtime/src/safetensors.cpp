@@ -5,18 +5,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <fstream>
-#include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
-#include <sstream>
 
 #include "error.h"
+#include "json.h"
 
 namespace md {
-
-using nlohmann::json;
 
 namespace {
 
@@ -27,13 +25,18 @@ constexpr uint64_t kMaxHeaderBytes = 100'000'000;
 }  // namespace
 
 MappedFile::MappedFile(const std::string& path) : path_(path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO would otherwise wait for a writer; fstat then refuses anything but a file.
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) throw Error(path + ": cannot open: " + std::strerror(errno));
   struct stat st;
   if (::fstat(fd, &st) != 0) {
     int e = errno;
     ::close(fd);
     throw Error(path + ": cannot stat: " + std::strerror(e));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    throw Error(path + ": not a regular file");
   }
   size_ = size_t(st.st_size);
   if (size_ > 0) {
@@ -73,43 +76,44 @@ void SafetensorsSet::add_file(const std::string& path) {
   if (header_len > kMaxHeaderBytes)
     throw Error(path + ": header length " + std::to_string(header_len) + " exceeds the " +
                 std::to_string(kMaxHeaderBytes) + "-byte limit");
-  json header;
-  try {
-    header = json::parse(base + 8, base + 8 + header_len);
-  } catch (const json::parse_error& e) {
-    throw Error(path + ": header is not valid JSON: " + e.what());
-  }
+  const json::Document doc =
+      json::Document::parse(std::string_view(reinterpret_cast<const char*>(base + 8), size_t(header_len)), path + " (header)");
+  const json::Value header = doc.root();
   if (!header.is_object()) throw Error(path + ": header must be a JSON object");
   const uint8_t* data = base + 8 + header_len;
   size_t data_size = size - 8 - size_t(header_len);
 
-  for (auto& [name, entry] : header.items()) {
+  struct Span {
+    uint64_t begin, end;
+    std::string name;
+  };
+  std::vector<Span> spans;
+  for (const auto& [key, entry] : header.members()) {
+    const std::string name(key);
     if (name == "__metadata__") continue;
     std::string where = path + ": tensor '" + name + "'";
     if (!entry.is_object()) throw Error(where + ": entry must be an object");
-    auto dt = entry.find("dtype");
-    auto sh = entry.find("shape");
-    auto off = entry.find("data_offsets");
-    if (dt == entry.end() || !dt->is_string()) throw Error(where + ": missing string 'dtype'");
-    if (sh == entry.end() || !sh->is_array()) throw Error(where + ": missing array 'shape'");
-    if (off == entry.end() || !off->is_array() || off->size() != 2 || !(*off)[0].is_number_unsigned() ||
-        !(*off)[1].is_number_unsigned())
+    std::optional<json::Value> dt = entry.get("dtype"), sh = entry.get("shape"), off = entry.get("data_offsets");
+    if (!dt || !dt->is_string()) throw Error(where + ": missing string 'dtype'");
+    if (!sh || !sh->is_array()) throw Error(where + ": missing array 'shape'");
+    std::vector<json::Value> offsets = off ? off->items() : std::vector<json::Value>{};
+    if (!off || !off->is_array() || offsets.size() != 2 || !offsets[0].uint64() || !offsets[1].uint64())
       throw Error(where + ": 'data_offsets' must be [begin, end] with non-negative integers");
     TensorView t;
     t.name = name;
     t.file = path;
-    t.dtype = dt->get<std::string>();
+    t.dtype = std::string(*dt->string());
     size_t elem = safetensors_dtype_size(t.dtype);
     if (elem == 0) throw Error(where + ": unknown dtype '" + t.dtype + "'");
     uint64_t numel = 1;
-    for (auto& d : *sh) {
-      if (!d.is_number_unsigned()) throw Error(where + ": shape must hold non-negative integers, got " + sh->dump());
-      uint64_t v = d.get<uint64_t>();
-      if (v != 0 && numel > (uint64_t(1) << 62) / v) throw Error(where + ": shape " + sh->dump() + " overflows");
-      numel *= v;
-      t.shape.push_back(int64_t(v));
+    for (const json::Value& d : sh->items()) {
+      std::optional<uint64_t> v = d.uint64();
+      if (!v) throw Error(where + ": shape must hold non-negative integers, got " + sh->dump());
+      if (*v != 0 && numel > (uint64_t(1) << 62) / *v) throw Error(where + ": shape " + sh->dump() + " overflows");
+      numel *= *v;
+      t.shape.push_back(int64_t(*v));
     }
-    uint64_t b = (*off)[0].get<uint64_t>(), e = (*off)[1].get<uint64_t>();
+    uint64_t b = *offsets[0].uint64(), e = *offsets[1].uint64();
     if (b > e || e > data_size)
       throw Error(where + ": data_offsets [" + std::to_string(b) + ", " + std::to_string(e) +
                   "] fall outside the data section (" + std::to_string(data_size) + " bytes)");
@@ -121,6 +125,7 @@ void SafetensorsSet::add_file(const std::string& path) {
                   t.dtype + " needs " + std::to_string(need));
     t.data = data + b;
     t.nbytes = size_t(e - b);
+    spans.push_back({b, e, name});
     if (!index_.empty()) {
       auto it = index_.find(name);
       if (it == index_.end() || it->second != path) continue;  // the index maps this name elsewhere (or not at all)
@@ -128,34 +133,46 @@ void SafetensorsSet::add_file(const std::string& path) {
     if (tensors_.count(name)) throw Error(where + ": defined twice (also in " + tensors_[name].file + ")");
     tensors_.emplace(name, std::move(t));
   }
+  // The format's rule (and model/safetensors.ts's): the tensors tile the data section exactly, so no byte
+  // is read as two tensors and none hides unlisted content.
+  std::sort(spans.begin(), spans.end(), [](const Span& a, const Span& b) { return a.begin != b.begin ? a.begin < b.begin : a.end < b.end; });
+  uint64_t cursor = 0;
+  const Span* prev = nullptr;
+  auto range = [](uint64_t a, uint64_t b) { return "[" + std::to_string(a) + ", " + std::to_string(b); };
+  for (const Span& sp : spans) {
+    if (sp.begin < cursor)
+      throw Error(path + ": tensors '" + prev->name + "' " + range(prev->begin, prev->end) + "] and '" + sp.name + "' " +
+                  range(sp.begin, sp.end) + "] overlap");
+    if (sp.begin > cursor)
+      throw Error(path + ": data bytes " + range(cursor, sp.begin) + ") before tensor '" + sp.name + "' belong to no tensor");
+    cursor = sp.end;
+    prev = &sp;
+  }
+  if (cursor != data_size)
+    throw Error(path + ": data bytes " + range(cursor, data_size) + ") at the end belong to no tensor");
   files_.push_back(std::move(file));
 }
 
 SafetensorsSet SafetensorsSet::open_dir(const std::string& dir) {
   SafetensorsSet set;
   std::string index_path = dir + "/model.safetensors.index.json";
-  std::ifstream in(index_path, std::ios::binary);
-  if (!in) {
+  struct stat st;
+  if (::stat(index_path.c_str(), &st) != 0) {
     set.add_file(dir + "/model.safetensors");
     return set;
   }
-  std::stringstream ss;
-  ss << in.rdbuf();
-  json idx;
-  try {
-    idx = json::parse(ss.str());
-  } catch (const json::parse_error& e) {
-    throw Error(index_path + ": not valid JSON: " + e.what());
-  }
-  auto wm = idx.is_object() ? idx.find("weight_map") : idx.end();
-  if (wm == idx.end() || !wm->is_object() || wm->empty())
+  const json::Document idx = json::Document::read_file(index_path);
+  std::optional<json::Value> wm = idx.root().get("weight_map");
+  if (!wm || !wm->is_object() || wm->size() == 0)
     throw Error(index_path + ": needs a non-empty object 'weight_map' (tensor name -> shard file)");
   std::set<std::string> shards;
-  for (auto& [name, file] : wm->items()) {
-    if (!file.is_string() || file.get<std::string>().empty() || file.get<std::string>().find('/') != std::string::npos)
+  for (const auto& [key, file] : wm->members()) {
+    const std::string name(key);
+    std::optional<std::string_view> f = file.string();
+    if (!f || f->empty() || f->find('/') != std::string_view::npos)
       throw Error(index_path + ": weight_map['" + name + "'] must be a file name in the model directory");
-    set.index_[name] = dir + "/" + file.get<std::string>();
-    shards.insert(dir + "/" + file.get<std::string>());
+    set.index_[name] = dir + "/" + std::string(*f);
+    shards.insert(dir + "/" + std::string(*f));
   }
   for (const std::string& shard : shards) set.add_file(shard);
   for (auto& [name, file] : set.index_)

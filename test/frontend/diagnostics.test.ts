@@ -82,7 +82,7 @@ describe('inline bad specs', () => {
         `export const big = 1;\n`,
     );
     expect(codes(r.diagnostics)).toEqual(['MD1307']);
-    expect(r.diagnostics[0]!.message).toContain("'numKvHeads' must divide 'numHeads'");
+    expect(r.diagnostics[0]!.message).toContain("field 'numKvHeads' (3) must divide numHeads (4)");
     const long = inline(
       `${HEADER}export default deploy({ model: models.tiny, target: { attention: causal, kv: full }, draft: { attention: causal, kv: full }, verify: greedy, gamma: 2, shapes: { batch: [1], maxSeq: 32768, pageSize: 64 }, dtype: 'fp32', arch: 'cpu' });\n`,
     );

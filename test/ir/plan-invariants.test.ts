@@ -41,8 +41,8 @@ describe('planModule refuses', () => {
   });
 
   it.each<[string, Parameters<typeof makeDeployment>[0], RegExp]>([
-    ['an odd head_dim', { model: modelConfig({ numHeads: 2, numKvHeads: 2, headDim: 15 }) }, /head_dim 15 must be even for rotate-half RoPE/],
-    ['heads not a multiple of KV heads', { model: { ...models.tiny, numHeads: 6, numKvHeads: 4 } }, /num_heads 6 is not a multiple of num_kv_heads 4/],
+    ['an odd head_dim', { model: modelConfig({ numHeads: 2, numKvHeads: 2, headDim: 15 }) }, /model .*: field 'headDim' must be even for rotary embeddings, got 15/],
+    ['heads not a multiple of KV heads', { model: { ...models.tiny, numHeads: 6, numKvHeads: 4 } }, /model .*: field 'numKvHeads' \(4\) must divide numHeads \(6\)/],
     ['a batch bucket of 0', { batch: [0, 8] }, /batch bucket 0 is not an integer from 1 to 4096/],
     ['a batch bucket past 4096', { batch: [8, 8192] }, /batch bucket 8192 is not an integer from 1 to 4096/],
     ['unsorted buckets', { batch: [8, 1] }, /batch buckets must be strictly ascending, got 8,1/],
@@ -81,7 +81,8 @@ describe('backends', () => {
     expect(err).toBeInstanceOf(CudaPlanError);
     expect(err).toBeInstanceOf(PlanError);
     expect((err as Error).message).toMatch(/hidden_size 30 must be a multiple of 4/);
+    // A head_dim past 1024 never reaches the backend: the model limits (codegen/limits.ts) refuse it for every target.
     const wide = makeDeployment({ model: modelConfig({ numHeads: 2, numKvHeads: 2, headDim: 2048 }), arch: 'sm_90' });
-    expect(() => cudaBackend.emit(planModule(wide))).toThrow(/head_dim 2048 must be at most 1024/);
+    expect(() => planModule(wide)).toThrow(/field 'headDim' must be an integer from 1 to 1024, got 2048/);
   });
 });

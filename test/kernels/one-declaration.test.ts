@@ -88,7 +88,7 @@ int main(int argc, char** argv) {
   const src = join(REPO, 'runtime/src');
   try {
     // The extended md_abi.h comes first on the include path; the core library supplies everything else.
-    execFileSync('g++', ['-std=c++17', '-O0', '-Wall', '-Wextra', '-Werror', `-I${dir}`, `-I${src}`, join(dir, 'main.cpp'), join(src, 'module.cpp'), join(BUILD, 'libmagicdec_core.a'), '-ldl', '-pthread', '-o', tmp], { stdio: 'pipe' });
+    execFileSync('g++', ['-std=c++17', '-O0', '-Wall', '-Wextra', '-Werror', `-I${dir}`, `-I${src}`, `-I${join(REPO, 'runtime/generated')}`, join(dir, 'main.cpp'), join(src, 'module.cpp'), join(BUILD, 'libmagicdec_core.a'), join(BUILD, 'libmagicdec_simdjson.a'), '-ldl', '-pthread', '-o', tmp], { stdio: 'pipe' });
   } catch (e) {
     rmSync(tmp, { force: true });
     throw new Error(`g++ failed on the test loader:\n${(e as { stderr?: Buffer }).stderr?.toString() ?? String(e)}`);
@@ -98,10 +98,13 @@ int main(int argc, char** argv) {
 }
 
 const runLoader = (library: string) => {
+  const exe = loaderProgram();
   try {
-    return execFileSync(loaderProgram(), [library], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
+    return execFileSync(exe, [library], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
   } catch (e) {
-    return String((e as { stdout?: string }).stdout).trim();
+    const out = (e as { stdout?: string }).stdout;
+    if (typeof out !== 'string') throw e;
+    return out.trim();
   }
 };
 

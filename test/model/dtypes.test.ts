@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { bf16BitsToNumber, decodeToFloat64, f16BitsToNumber, f32ToBf16Bits, f32ToF16Bits } from '../../model/dtypes.ts';
+import { bf16BitsToF32Bits, bf16BitsToNumber, decodeToFloat64, f16BitsToF32Bits, f16BitsToNumber, f32ToBf16Bits, f32ToF16Bits } from '../../model/dtypes.ts';
 
 /** Every finite value of a 16-bit format, ascending, with its bits (the brute-force oracle). */
 function finiteTable(decode: (bits: number) => number): { v: number; bits: number }[] {
@@ -103,5 +103,35 @@ describe('fp32 -> fp16 / bf16 conversion', () => {
     expect([...decodeToFloat64('BF16', new Uint8Array([0x80, 0x3f, 0xa0, 0xc0]), 't')]).toEqual([1, -5]);
     expect([...decodeToFloat64('I16', new Uint8Array([0xff, 0xff, 0x02, 0x00]), 't')]).toEqual([-1, 2]);
     expect(() => decodeToFloat64('F8_E4M3', new Uint8Array([1]), 'file: tensor "x"')).toThrow('file: tensor "x": cannot decode dtype F8_E4M3');
+  });
+});
+
+describe('NaN and the bit-level widening (the rule every copy follows)', () => {
+  const f32 = new Float32Array(1);
+  const u32 = new Uint32Array(f32.buffer);
+  const fromBits = (b: number) => {
+    u32[0] = b;
+    return f32[0];
+  };
+  it('narrowing keeps the sign, sets the quiet bit and keeps the top payload bits', () => {
+    expect(f32ToF16Bits(fromBits(0x7fc00000))).toBe(0x7e00); // the default quiet NaN
+    expect(f32ToF16Bits(fromBits(0xffc00000))).toBe(0xfe00);
+    expect(f32ToF16Bits(fromBits(0x7f802000))).toBe(0x7e01); // signalling, payload bit 13: quieted, kept
+    expect(f32ToF16Bits(fromBits(0x7f800001))).toBe(0x7e00); // payload below fp16's bits: a quiet NaN still
+    expect(f32ToF16Bits(fromBits(0x7fffe000))).toBe(0x7fff);
+    expect(f32ToBf16Bits(fromBits(0x7f810000))).toBe(0x7fc1);
+    expect(f32ToBf16Bits(fromBits(0xff800001))).toBe(0xffc0);
+  });
+  it('widening is exact, payloads moved to the top of the fp32 mantissa', () => {
+    expect(f16BitsToF32Bits(0x7e01)).toBe(0x7fc02000);
+    expect(f16BitsToF32Bits(0x7c01)).toBe(0x7f802000); // a signalling NaN stays one
+    expect(f16BitsToF32Bits(0x0001)).toBe(0x33800000); // 2^-24
+    expect(f16BitsToF32Bits(0x83ff)).toBe(0xb87fc000); // the largest negative subnormal
+    expect(bf16BitsToF32Bits(0xffc1)).toBe(0xffc10000);
+    // Every quiet NaN survives widen -> narrow.
+    for (let h = 0; h < 0x10000; h++) {
+      if ((h & 0x7e00) === 0x7e00) expect(f32ToF16Bits(fromBits(f16BitsToF32Bits(h)))).toBe(h);
+      if ((h & 0x7fc0) === 0x7fc0) expect(f32ToBf16Bits(fromBits(bf16BitsToF32Bits(h)))).toBe(h);
+    }
   });
 });

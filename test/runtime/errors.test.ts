@@ -59,7 +59,7 @@ describe('a broken model at Engine.create: a clear error, and a running engine g
           delete c.model_type;
           c.architectures = ['GPT2LMHeadModel'];
         }),
-      (d) => `${d}/config.json: field 'architectures' names unsupported architecture 'GPT2LMHeadModel' (supported: Llama, Mistral, Qwen2)`,
+      (d) => `${d}/config.json: field 'architectures' names 'GPT2LMHeadModel'; supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM`,
     ],
     ['no config.json', (d) => rmSync(join(d, 'config.json')), (d) => `${d}/config.json: cannot open`],
   ];

@@ -1,10 +1,13 @@
 // Model loading: config.json + safetensors (single or sharded) checked tensor by tensor, with errors that
 // name the file, the tensor and what is wrong. Bad files are crafted from a valid random model.
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { FloatDtype } from '../../model/dtypes.ts';
 import { writeRandomModel } from '../../model/random.ts';
+import { readSafetensors, writeSafetensors } from '../../model/safetensors.ts';
 import { buildRuntime, runProgram, type RuntimeBuild } from './build-runtime.ts';
 
 let b: RuntimeBuild;
@@ -41,6 +44,14 @@ function editSafetensors(file: string, edit: (h: Header) => void, data?: (d: Buf
   writeFileSync(file, Buffer.concat([lenBuf, hb, body]));
 }
 
+/** Rewrites a safetensors file without one tensor (header entry and bytes). */
+function dropTensor(file: string, name: string): void {
+  const f = readSafetensors(file);
+  const keep = f.names().filter((n) => n !== name);
+  const data = (n: string) => ({ name: n, dtype: f.info(n).dtype as FloatDtype, shape: f.info(n).shape, data: Float32Array.from(f.toFloat64(n)) });
+  writeSafetensors(file, keep.map(data), f.metadata);
+}
+
 function editConfig(dir: string, edit: (c: Record<string, unknown>) => void): void {
   const c = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
   edit(c);
@@ -74,6 +85,37 @@ describe('model loading', () => {
     await expect(checkModel(dir, 'bf16')).rejects.toThrow(`${dir}/config.json: cannot open`);
   });
 
+  it('refuses hostile JSON in config.json, the index and a safetensors header, naming the file', async () => {
+    const dir = model();
+    const cfgFile = join(dir, 'config.json');
+    const cfg = readFileSync(cfgFile, 'utf8');
+    const cases: [string, string][] = [
+      [cfg.replace('{', '{"vocab_size": 1,'), `${cfgFile}: duplicate key 'vocab_size' in the top-level object`],
+      [cfg.replace(/"rope_theta": ?[^,]+/, '"rope_theta": 1e400'), `${cfgFile}: not valid JSON: a number is malformed or out of range`],
+      [cfg.replace(/"vocab_size": ?\d+/, '"vocab_size": 4294967808'), `${cfgFile}: field 'vocab_size' must be an integer from 1 to`],
+      [cfg.replace(/"hidden_size": ?\d+/, '"hidden_size": 128.0'), `${cfgFile}: field 'hidden_size' must be an integer, got 128.0`],
+      [cfg.replace('{', `{"deep": ${'['.repeat(5000)}${']'.repeat(5000)},`), `${cfgFile}: not valid JSON: nesting deeper than 64`],
+      [`${cfg} x`, `${cfgFile}: not valid JSON: bad structure`],
+    ];
+    for (const [text, message] of cases) {
+      writeFileSync(cfgFile, text);
+      await expect(checkModel(dir, 'bf16'), message).rejects.toThrow(message);
+    }
+    writeFileSync(cfgFile, cfg);
+    // A tensor listed twice in one header is a duplicate key, not a silent choice of one entry.
+    const f = st(dir);
+    const buf = readFileSync(f);
+    const len = Number(buf.readBigUInt64LE(0));
+    const header = buf.subarray(8, 8 + len).toString('utf8');
+    const first = header.match(/^\{("[^"]+":\{[^}]*\})/)![1];
+    const doubled = Buffer.from(`{${first},${header.slice(1)}`, 'utf8');
+    const lenBuf = Buffer.alloc(8);
+    lenBuf.writeBigUInt64LE(BigInt(doubled.length));
+    writeFileSync(f, Buffer.concat([lenBuf, doubled, buf.subarray(8 + len)]));
+    const name = Object.keys(JSON.parse(`{${first}}`))[0];
+    await expect(checkModel(dir, 'bf16')).rejects.toThrow(`${f} (header): duplicate key '${name}' in the top-level object`);
+  });
+
   it('reports a missing file, a truncated file and a bad header', async () => {
     const dir = model();
     const f = st(dir);
@@ -87,7 +129,7 @@ describe('model loading', () => {
     const notJson = Buffer.from(good);
     notJson.write('#', 8);
     writeFileSync(f, notJson);
-    await expect(checkModel(dir, 'bf16')).rejects.toThrow(`${f}: header is not valid JSON`);
+    await expect(checkModel(dir, 'bf16')).rejects.toThrow(`${f} (header): not valid JSON`);
   });
 
   it('names the tensor and the problem: missing, shape, dtype, offsets', async () => {
@@ -95,7 +137,6 @@ describe('model loading', () => {
     const f = st(dir);
     const good = readFileSync(f);
     const cases: [(h: Header) => void, string][] = [
-      [(h) => delete h[T('mlp.down_proj.weight')], `${dir}: tensor '${T('mlp.down_proj.weight')}' is missing (expected shape [128, 384])`],
       [
         (h) => {
           const t = h[T('self_attn.k_proj.weight')] as { shape: number[] };
@@ -143,6 +184,38 @@ describe('model loading', () => {
     expect(r.stdout).toContain("tensor 'lm_head.weight': data_offsets");
     writeFileSync(f, good);
     expect(runProgram(b.capi, ['check', dir, 'bf16'])).toEqual({ status: 0, stdout: 'ok\n' });
+    // A tensor the model needs, absent (its bytes too, so that the file is otherwise valid).
+    dropTensor(f, T('mlp.down_proj.weight'));
+    await expect(checkModel(dir, 'bf16')).rejects.toThrow(`${dir}: tensor '${T('mlp.down_proj.weight')}' is missing (expected shape [128, 384])`);
+  });
+
+  it('refuses a FIFO as config.json, the index or a safetensors file, at once (nothing blocks on it)', async () => {
+    for (const name of ['config.json', 'model.safetensors', 'model.safetensors.index.json']) {
+      const dir = model();
+      rmSync(join(dir, name), { force: true });
+      execFileSync('mkfifo', [join(dir, name)]);
+      const t0 = Date.now();
+      await expect(checkModel(dir, 'bf16'), name).rejects.toThrow(`${dir}/${name}: not a regular file`);
+      expect(Date.now() - t0).toBeLessThan(5000);
+      expect(() => readSafetensors(join(dir, name)), name).toThrow(`${dir}/${name}: not a regular file`);
+    }
+  });
+
+  it('refuses tensors that overlap, bytes that belong to no tensor, and a name given twice (the format requires a tiling)', async () => {
+    const dir = model();
+    const f = st(dir);
+    const good = readFileSync(f);
+    const [a, b] = ['model.layers.0.input_layernorm.weight', 'model.layers.1.input_layernorm.weight'];
+    const offsetsOf = (h: Header, n: string) => (h[n] as { data_offsets: [number, number] }).data_offsets;
+    // b read from a's bytes: same size, so every per-tensor check passes; two tensors would share memory.
+    editSafetensors(f, (h) => ((h[b] as { data_offsets: number[] }).data_offsets = [...offsetsOf(h, a)]));
+    await expect(checkModel(dir, 'bf16')).rejects.toThrow(new RegExp(`^${f}: tensors '(${a}|${b})' \\[\\d+, \\d+\\] and '(${a}|${b})' \\[\\d+, \\d+\\] overlap$`));
+    writeFileSync(f, good);
+    editSafetensors(f, (h) => delete h[T('mlp.down_proj.weight')]);
+    await expect(checkModel(dir, 'bf16')).rejects.toThrow(/model\.safetensors: data bytes \[\d+, \d+\) before tensor '[^']+' belong to no tensor$/);
+    writeFileSync(f, good);
+    editSafetensors(f, () => {}, (d) => Buffer.concat([d, Buffer.alloc(16)]));
+    await expect(checkModel(dir, 'bf16')).rejects.toThrow(new RegExp(`^${f}: data bytes \\[\\d+, \\d+\\) at the end belong to no tensor$`));
   });
 
   it('refuses a tensor whose byte size overflows 64 bits, even one the model does not use', async () => {
@@ -167,7 +240,7 @@ describe('model loading', () => {
 
   it('requires the Qwen2 q/k/v biases', async () => {
     const dir = model({ config: { architecture: 'qwen2', qkvBias: true } });
-    editSafetensors(st(dir), (h) => delete h[T('self_attn.v_proj.bias')]);
+    dropTensor(st(dir), T('self_attn.v_proj.bias'));
     await expect(checkModel(dir, 'bf16')).rejects.toThrow(`tensor '${T('self_attn.v_proj.bias')}' is missing (expected shape [64])`);
   });
 

@@ -6,8 +6,12 @@
 #include <functional>
 #include <string>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "dtype.h"
 #include "error.h"
+#include "json.h"
 #include "kv_cache.h"
 #include "model_config.h"
 #include "module.h"
@@ -115,6 +119,73 @@ static void test_dtype() {
   CHECK(std::memcmp(src, back, sizeof src) == 0);
 }
 
+// The JSON layer under every file the runtime reads: strict where simdjson alone is lenient.
+static void test_json() {
+  using md::json::Document;
+  auto err = [](const std::string& text) { return error_of([&] { Document::parse(text, "f.json"); }); };
+  auto ok = [](const std::string& text) { return error_of([&] { Document::parse(text, "f.json"); }).empty(); };
+  CHECK(ok(R"({"a":{"b":[1,2,{"c":null}]},"d":"x"})"));
+  // Duplicate keys, at the top and nested, name the key and where it is.
+  CHECK(err(R"({"a":1,"a":1})") == "f.json: duplicate key 'a' in the top-level object");
+  CHECK(err(R"({"rope_scaling":{"factor":8,"factor":2}})") == "f.json: duplicate key 'factor' in 'rope_scaling'");
+  CHECK(err(R"({"x":[{"k":1},{"k":2,"k":3}]})") == "f.json: duplicate key 'k' in 'x[1]'");
+  CHECK(ok(R"({"a":{"k":1},"b":{"k":1}})"));  // the same key in two objects is fine
+  // Nesting: kMaxDepth levels pass, one more is refused (and 100000 levels do not overflow the stack).
+  const size_t D = md::json::kMaxDepth;
+  CHECK(ok(std::string(D, '[') + std::string(D, ']')));
+  CHECK(err(std::string(D + 1, '[') + std::string(D + 1, ']')) == "f.json: not valid JSON: nesting deeper than 64 arrays/objects");
+  CHECK(contains(err(std::string(100000, '[') + std::string(100000, ']')), "nesting deeper than 64"));
+  // Numbers a double or a 64-bit integer cannot hold make the document invalid: never inf, null or wrapped.
+  for (const char* n : {"1e400", "-1e400", "18446744073709551616", "-9223372036854775809", "01", "1.", "-"})
+    CHECK(contains(err(std::string("{\"n\":") + n + "}"), "f.json: not valid JSON: a number is malformed or out of range"));
+  {
+    Document d = Document::parse(R"({"i":4294967491,"u":18446744073709551615,"f":128.0,"neg":-3,"tiny":1e-400})", "f.json");
+    md::json::Value r = d.root();
+    CHECK(r.get("i")->int64() == int64_t(4294967491));
+    CHECK(!r.get("u")->int64() && r.get("u")->uint64() == UINT64_MAX);
+    CHECK(!r.get("f")->is_integer() && !r.get("f")->int64() && r.get("f")->number() == 128.0);  // 128.0 is a float
+    CHECK(r.get("f")->dump() == "128.0");
+    CHECK(r.get("neg")->int64() == -3 && !r.get("neg")->uint64());
+    CHECK(r.get("tiny")->number() == 0.0);  // underflow rounds to zero, as in every JSON reader
+    CHECK(r.get("f")->path() == "f" && !r.get("missing"));
+  }
+  // Trailing garbage, empty text, bad UTF-8, lone surrogates, unescaped control characters.
+  CHECK(contains(err("{} x"), "f.json: not valid JSON: bad structure"));
+  CHECK(contains(err("{\"a\":1,}"), "f.json: not valid JSON: bad structure"));
+  CHECK(err("") == "f.json: not valid JSON: the text is empty");
+  CHECK(err("   ") == "f.json: not valid JSON: the text is empty");
+  CHECK(err("\"\xff\"") == "f.json: not valid JSON: the text is not valid UTF-8");
+  CHECK(contains(err(R"(["\ud800"])"), "f.json: not valid JSON: a string has a bad escape"));
+  CHECK(contains(err("[\"a\tb\"]"), "f.json: not valid JSON: a string has an unescaped control character"));
+  CHECK(err("\xef\xbb\xbf{}") == "f.json: not valid JSON: starts with a byte-order mark");
+  // Paths of nested values, for field errors.
+  {
+    Document d = Document::parse(R"({"a":{"b":[0,{"c":true}]}})", "f.json");
+    md::json::Value c = d.root().get("a")->get("b")->items()[1].get("c").value();
+    CHECK(c.path() == "a.b[1].c" && c.boolean() == true);
+    CHECK(error_of([&] { c.fail("is wrong"); }) == "f.json: field 'a.b[1].c' is wrong");
+  }
+  // The writer escapes what JSON requires and writes doubles so that they read back as doubles.
+  md::json::Writer w;
+  w.begin_object().key("s").value("q\"b\\n\n\x01").key("d").begin_array().value(10000.0).value(1e-5).value(0.1f).value(NAN).end_array();
+  w.key("i").value(-3).key("b").value(true).end_object();
+  CHECK(w.str() == R"({"s":"q\"b\\n\u000a\u0001","d":[10000.0,1e-05,0.10000000149011612,null],"i":-3,"b":true})");
+  CHECK(Document::parse(w.str(), "w").root().get("s")->string() == std::string_view("q\"b\\n\n\x01"));
+  // Files: a FIFO (or any non-regular file) is refused without blocking on open.
+  CHECK(contains(error_of([] { md::json::read_regular_file("/dev/null"); }), "/dev/null: not a regular file"));
+  {
+    char dir[] = "/tmp/md-unit-XXXXXX";
+    CHECK(::mkdtemp(dir) != nullptr);
+    const std::string fifo = std::string(dir) + "/config.json";
+    CHECK(::mkfifo(fifo.c_str(), 0600) == 0);  // no writer: a blocking open would wait forever
+    CHECK(error_of([&] { md::load_model_config(dir); }) == fifo + ": not a regular file (is '" + dir + "' a Hugging Face model directory?)");
+    ::unlink(fifo.c_str());
+    ::rmdir(dir);
+  }
+  CHECK(contains(error_of([] { md::json::read_regular_file("/"); }), "/: not a regular file"));
+  CHECK(contains(error_of([] { md::json::read_regular_file("/nonexistent/x.json"); }), "/nonexistent/x.json: cannot open"));
+}
+
 static const char* kLlama =
     R"({"model_type":"llama","hidden_size":64,"intermediate_size":128,"num_hidden_layers":2,
         "num_attention_heads":4,"num_key_value_heads":2,"vocab_size":100,"max_position_embeddings":2048,
@@ -143,7 +214,7 @@ static void test_config() {
   };
   CHECK(contains(err("{"), "cfg.json: not valid JSON"));
   CHECK(contains(err(with("\"hidden_size\":64,", "")), "cfg.json: field 'hidden_size' is missing"));
-  CHECK(contains(err(with("\"hidden_size\":64", "\"hidden_size\":-3")), "field 'hidden_size' must be a positive integer"));
+  CHECK(contains(err(with("\"hidden_size\":64", "\"hidden_size\":-3")), "field 'hidden_size' must be an integer from 1 to 65536, got -3"));
   CHECK(contains(err(with("\"hidden_size\":64", "\"hidden_size\":\"64\"")), "field 'hidden_size' must be an integer"));
   CHECK(contains(err(with("\"num_key_value_heads\":2", "\"num_key_value_heads\":3")), "field 'num_key_value_heads' (3) must divide"));
   CHECK(contains(err(with("\"llama\"", "\"gpt2\"")), "field 'model_type' is 'gpt2'"));
@@ -152,6 +223,87 @@ static void test_config() {
   CHECK(contains(err(with("\"rms_norm_eps\":1e-5,", "\"attention_bias\":true,\"rms_norm_eps\":1e-5,")), "field 'attention_bias'"));
   CHECK(contains(err(with("\"rms_norm_eps\":1e-5,", "\"hidden_act\":\"gelu\",\"rms_norm_eps\":1e-5,")), "field 'hidden_act'"));
   CHECK(contains(error_of([] { md::load_model_config("/nonexistent-dir"); }), "/nonexistent-dir/config.json: cannot open"));
+}
+
+// test/fixtures/config-cases.json, which test/frontend/model-config.test.ts runs through the TypeScript
+// reader: both readers must accept and refuse the same configs, with the same field in the error.
+static void test_config_cases() {
+  using md::json::Value;
+  const md::json::Document doc = md::json::Document::read_file(MD_FIXTURES_DIR "/config-cases.json");
+  const std::string base(*doc.root().get("base")->string());
+  int n = 0;
+  for (const Value& c : doc.root().get("cases")->items()) {
+    ++n;
+    const std::string name(*c.get("name")->string());
+    std::string text = c.get("text") ? std::string(*c.get("text")->string()) : base;
+    if (auto rs = c.get("replace"))
+      for (const Value& r : rs->items()) {
+        const std::string from(*r.items()[0].string()), to(*r.items()[1].string());
+        const size_t at = text.find(from);
+        if (at == std::string::npos) {
+          std::printf("FAIL config case '%s': '%s' is not in the text\n", name.c_str(), from.c_str());
+          ++failures;
+          continue;
+        }
+        text.replace(at, from.size(), to);
+      }
+    md::ModelConfig m;
+    const std::string error = error_of([&] { m = md::parse_model_config(text, "config.json"); });
+    if (!*c.get("accept")->boolean()) {
+      const Value e = *c.get("error");
+      const std::string want = "config.json: " + (e.get("field") ? "field '" + std::string(*e.get("field")->string()) + "' " : std::string()) +
+                               std::string(*e.get("message")->string());
+      if (!contains(error, want)) {
+        std::printf("FAIL config case '%s': expected an error containing \"%s\", got \"%s\"\n", name.c_str(), want.c_str(), error.c_str());
+        ++failures;
+      }
+      continue;
+    }
+    if (!error.empty()) {
+      std::printf("FAIL config case '%s': refused: %s\n", name.c_str(), error.c_str());
+      ++failures;
+      continue;
+    }
+    auto expect = c.get("expect");
+    if (!expect) continue;
+    for (const auto& [key, want] : expect->members()) {
+      bool same;
+      const auto num = [&](double got) { return want.number() == got; };
+      const auto str = [&](const std::string& got) { return want.string() == std::string_view(got); };
+      if (key == "architecture") same = str(m.architecture);
+      else if (key == "hidden_size") same = num(m.hidden_size);
+      else if (key == "intermediate_size") same = num(m.intermediate_size);
+      else if (key == "num_hidden_layers") same = num(m.num_layers);
+      else if (key == "num_attention_heads") same = num(m.num_heads);
+      else if (key == "num_key_value_heads") same = num(m.num_kv_heads);
+      else if (key == "head_dim") same = num(m.head_dim);
+      else if (key == "vocab_size") same = num(m.vocab_size);
+      else if (key == "max_position_embeddings") same = num(m.max_position_embeddings);
+      else if (key == "rope_theta") same = num(m.rope_theta);
+      else if (key == "rms_norm_eps") same = num(m.rms_norm_eps);
+      else if (key == "tie_word_embeddings") same = want.boolean() == m.tie_word_embeddings;
+      else if (key == "qkv_bias") same = want.boolean() == m.qkv_bias;
+      else if (key == "sliding_window") same = num(m.sliding_window);
+      else if (key == "rope_scaling.type") same = str(m.rope_scaling.type);
+      else if (key == "rope_scaling.factor") same = num(m.rope_scaling.factor);
+      else if (key == "rope_scaling.original_max_position_embeddings") same = num(m.rope_scaling.original_max_position_embeddings);
+      else if (key == "bos_token_id") same = num(m.bos_token_id);
+      else if (key == "eos_token_id") {
+        std::vector<Value> ids = want.items();
+        same = ids.size() <= 4;
+        for (size_t i = 0; same && i < 4; ++i) same = (i < ids.size() ? *ids[i].number() : -1.0) == m.eos_token_ids[i];
+      } else {
+        std::printf("FAIL config case '%s': no reader for expected field '%s'\n", name.c_str(), std::string(key).c_str());
+        ++failures;
+        continue;
+      }
+      if (!same) {
+        std::printf("FAIL config case '%s': %s is not %s\n", name.c_str(), std::string(key).c_str(), want.dump().c_str());
+        ++failures;
+      }
+    }
+  }
+  CHECK(n > 60);
 }
 
 // Storage dtypes (manifest, APIs) and safetensors dtypes are separate vocabularies: neither parser takes
@@ -203,7 +355,9 @@ int main() {
   test_kv_cache();
   test_dtype();
   test_dtype_names();
+  test_json();
   test_config();
+  test_config_cases();
   test_manifest();
   if (failures) {
     std::printf("%d check(s) failed\n", failures);
