@@ -19,7 +19,11 @@ import { useModules, type ModuleUnderTest } from '../harness/kernels/module.ts';
 const NAMES = Object.keys(KERNEL_DEPLOYMENTS) as KernelDeploymentName[];
 const modules = useModules(KERNEL_DEPLOYMENTS);
 
-const tolerance = (m: ModuleUnderTest) => (m.plan.deployment.dtype === 'fp32' ? 1e-5 : 1e-2);
+/**
+ * The reference reads the stored (decoded) K/V values and models bf16's rounding of q for the dot
+ * (test/reference/kernels.ts), so what is left is f32 arithmetic, whatever the storage (~3e-7 measured).
+ */
+const ATTENTION_TOLERANCE = 1e-5;
 
 async function runAttention(m: ModuleUnderTest, pass: PassPlan, d: AttentionDraw) {
   const c = buildAttention(m.plan, pass, d);
@@ -40,7 +44,7 @@ describe.each(NAMES)('attention, module %s', (name) => {
           expect(status).toBe(0);
           expect(out.every(Number.isFinite), 'every output written and finite').toBe(true);
           const want = attentionRef(m.plan, pass, c.ref);
-          expect(relError(out, want)).toBeLessThan(tolerance(m));
+          expect(relError(out, want)).toBeLessThan(ATTENTION_TOLERANCE);
           // Row invariance, bitwise: each row alone, smallest bucket, one thread.
           const small = Math.min(...m.plan.buckets);
           const D = m.plan.dims.qDim;
@@ -72,7 +76,7 @@ describe('tile skipping', () => {
         expect(status).toBe(0);
         expect(c.poisoned).toBeGreaterThan(0.5);
         expect(out.every(Number.isFinite)).toBe(true);
-        expect(relError(out, attentionRef(m.plan, pass, c.ref))).toBeLessThan(1e-5);
+        expect(relError(out, attentionRef(m.plan, pass, c.ref))).toBeLessThan(ATTENTION_TOLERANCE);
         checked++;
       }),
       { numRuns: 15 },
