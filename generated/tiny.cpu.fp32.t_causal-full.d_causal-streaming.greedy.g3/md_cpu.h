@@ -124,10 +124,11 @@ inline void dot_rows(const float* const* x, const store_t* w, float* out) {
 
 // ==== 16-lane float vectors, for attention =================================================================
 // One kernel source over a small vector type: AVX-512 intrinsics where the build has them (-march=native
-// decides at build time; MD_PORTABLE forces the plain path), plain lane loops otherwise. Every operation is
-// lane-wise IEEE arithmetic or an exact data movement, so the two implementations give the same bits: fmadd
-// is fused on both whenever the target has FMA (always with AVX-512), a multiply then an add otherwise;
-// reductions run reduce_lanes' tree.
+// decides at build time), plain lane loops otherwise; MD_PORTABLE forces the plain path and
+// MD_NO_AVX512BF16 the emulation of VDPBF16PS (the tests compare both with the native build). Every
+// operation is lane-wise IEEE arithmetic or an exact data movement, so the implementations give the same
+// bits: fmadd is fused on all whenever the target has FMA (always with AVX-512), a multiply then an add
+// otherwise; reductions run reduce_lanes' tree.
 
 namespace vec {
 
@@ -220,7 +221,7 @@ inline f32x16 reduce16(const f32x16* x) {
 /** Lane j: dot_bf16_pair(acc[j], a32[j], b32[j]) over 32 bf16 each, i.e. VDPBF16PS. */
 inline f32x16 dot_bf16(f32x16 acc, const uint16_t* a, const uint16_t* b) {
   const __m512i x = _mm512_loadu_si512(a), y = _mm512_loadu_si512(b);
-#if defined(__AVX512BF16__)
+#if defined(__AVX512BF16__) && !defined(MD_NO_AVX512BF16)
   return {_mm512_dpbf16_ps(acc.v, (__m512bh)x, (__m512bh)y)};
 #else
   const __m512i exponent = _mm512_set1_epi32(0x7f800000), sign = _mm512_set1_epi32((int)0x80000000u);
