@@ -82,8 +82,10 @@ async function main() {
     .option('--contexts <list>', 'context lengths', '1024,16384,32768')
     .option('--reps <n>', 'timed calls per mode (best reported)', '5')
     .option('--modes <list>', 'ar, verify, draft, prefill', 'ar,verify,draft,prefill')
+    .option('--batch <n>', `sequences (at most ${BATCH})`, String(BATCH))
     .parse()
-    .opts<{ shapes: string; contexts: string; reps: string; modes: string }>();
+    .opts<{ shapes: string; contexts: string; reps: string; modes: string; batch: string }>();
+  const batch = Number(opts.batch);
   const contexts = opts.contexts.split(',').map(Number);
   const maxSeq = Math.ceil((Math.max(...contexts) + GAMMA + 1) / 64) * 64;
   const triad = runTriad(buildTriad());
@@ -96,15 +98,15 @@ async function main() {
     for (const context of contexts) {
       const out = execFileSync(
         driver,
-        [library, '2', String(plan.dims.kvHeads), String(plan.dims.heads), String(plan.dims.headDim), String(plan.pageSize), String(BATCH), String(GAMMA), String(context), draftParams.join(',') || '0', String(PREFILL_ROWS), opts.reps, opts.modes, plan.buckets.join(',')],
+        [library, '2', String(plan.dims.kvHeads), String(plan.dims.heads), String(plan.dims.headDim), String(plan.pageSize), String(batch), String(GAMMA), String(context), draftParams.join(',') || '0', String(PREFILL_ROWS), opts.reps, opts.modes, plan.buckets.join(',')],
         { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] },
       );
       const t = Object.fromEntries(out.trim().split('\n').map((l) => JSON.parse(l) as Timing).map((x) => [x.mode, x]));
       const draftPositions = positionsRead(plan, 'draft', context - 1);
       const bytes: Record<string, number> = {
-        ar: BATCH * context * perPosition,
-        verify: BATCH * context * perPosition,
-        draft: BATCH * draftPositions * perPosition,
+        ar: batch * context * perPosition,
+        verify: batch * context * perPosition,
+        draft: batch * draftPositions * perPosition,
       };
       // A prefill chunk is compute-bound: 2 flops per multiply-add of q.k and p.v, over visible positions.
       const prefillFlops = Array.from({ length: PREFILL_ROWS }, (_, i) => context - PREFILL_ROWS + i + 1).reduce((a, n) => a + n, 0) * plan.dims.heads * plan.dims.headDim * 4;

@@ -384,8 +384,9 @@ inline f32x16 exp(f32x16 x) {
 // position groups, the dot in 16 lanes (lane j takes elements j mod 16 in ascending order; bf16 storage:
 // lane j takes bf16 pairs (2j, 2j+1) of each 32, as VDPBF16PS, with q rounded to bf16) then reduce_lanes'
 // tree; masked positions become -inf; m' = max(m, max_t s[t]); w[t] = exp(s[t] - m'); l' = fmadd(l,
-// exp(m - m'), reduce_lanes(sum over groups of w)); acc' = acc * exp(m - m') + sum_t w[t] v[t] (fmadd, t
-// ascending over visible positions). A tile whose visible scores are all -inf leaves the state untouched.
+// exp(m - m'), reduce_lanes(sum over groups of w)); acc' = E + O with E = acc * exp(m - m') and then
+// E = fmadd(w[t], v[t], E) over the visible even positions ascending, O the same from 0 over the odd ones.
+// A tile whose visible scores are all -inf leaves the state untouched.
 //
 // A Pass provides, as static members (its functions rendered from the pass's IR):
 //   bool visible(int32_t q, int32_t kv, const float* params)             per element
@@ -447,11 +448,11 @@ void live_pages(const int32_t* q, int nr, int32_t len, int32_t lo, int32_t hi, c
   out[n - 1].pages |= 1u << (lo % CHUNK_PAGES);
 }
 
-/** What a worker thread stages: one KV head's tile, the block's queries, its online-softmax states. */
+/** What a worker thread stages: a tile of its KV heads, the block's queries, its online-softmax states. */
 struct Scratch {
-  alignas(64) float k[TILE][BF16_DOT ? 1 : HD_F32];
-  alignas(64) uint16_t kb[TILE][BF16_DOT ? HD_BF16 : 1];
-  alignas(64) float v[TILE][HD_F32];
+  alignas(64) float k[KV_HEADS][TILE][BF16_DOT ? 1 : HD_F32];
+  alignas(64) uint16_t kb[KV_HEADS][TILE][BF16_DOT ? HD_BF16 : 1];
+  alignas(64) float v[KV_HEADS][TILE][HD_F32];
   alignas(64) float q[ROW_BLOCK][HEADS][BF16_DOT ? 1 : HD_F32];
   alignas(64) uint16_t qb[ROW_BLOCK][HEADS][BF16_DOT ? HD_BF16 : 1];
   alignas(64) float acc[ROW_BLOCK][HEADS][HD_F32];
@@ -460,10 +461,14 @@ struct Scratch {
   float m[ROW_BLOCK][HEADS], l[ROW_BLOCK][HEADS];
 };
 
-/** Per thread, zero-initialised: padding lanes (past HEAD_DIM) are never written, so they stay zero. */
-inline Scratch& scratch() {
-  static thread_local Scratch s;
-  return s;
+/**
+ * The calling thread's scratch, allocated on its first call and kept for the thread's life (null without
+ * memory). Zero-initialised: padding lanes (past HEAD_DIM) are never written, so they stay zero.
+ */
+inline Scratch* scratch() {
+  static thread_local std::unique_ptr<Scratch> s;
+  if (!s) s.reset(new (std::nothrow) Scratch());
+  return s.get();
 }
 
 /** Row q's visible positions of the tile [p0, p0 + n) as GROUPS 16-bit masks; false when there are none. */
@@ -485,22 +490,31 @@ inline bool classify(int32_t q, int32_t p0, int n, const float* params, uint16_t
   return any != 0;
 }
 
-/** K and V rows [0, n) of one KV head's tile into the scratch; rows nobody needs are not read. */
-inline void stage(Scratch& sc, const store_t* k, const store_t* v, const uint16_t* need, int n) {
+/** One head's K and V row (HEAD_DIM elements each) into the scratch, or a zero K row when not needed. */
+inline void stage_row(Scratch& sc, int kvh, int t, const store_t* kr, const store_t* vr, bool needed) {
+  if constexpr (BF16_DOT) {
+    if (needed) memcpy(sc.kb[kvh][t], kr, HEAD_DIM * sizeof(uint16_t));
+    else memset(sc.kb[kvh][t], 0, HEAD_DIM * sizeof(uint16_t));
+  } else {
+    for (int c = 0; c < HEAD_DIM / W; ++c) vec::store(sc.k[kvh][t] + c * W, needed ? vec::widen(kr + c * W) : vec::zero());
+    for (int d = HEAD_DIM / W * W; d < HEAD_DIM; ++d) sc.k[kvh][t][d] = needed ? widen(kr[d]) : 0.0f;
+  }
+  if (!needed) return;
+  for (int c = 0; c < HEAD_DIM / W; ++c) vec::store(sc.v[kvh][t] + c * W, vec::widen(vr + c * W));
+  for (int d = HEAD_DIM / W * W; d < HEAD_DIM; ++d) sc.v[kvh][t][d] = widen(vr[d]);
+}
+
+/**
+ * Rows [0, n) of a tile (K and V pages at k, v) for KV heads [kvh0, kvh1) into the scratch, in memory
+ * order so that the page streams; positions nobody needs are not read.
+ */
+inline void stage(Scratch& sc, const store_t* k, const store_t* v, const uint16_t* need, int n, int kvh0, int kvh1) {
   for (int t = 0; t < n; ++t) {
     const bool needed = need[t / W] >> (t % W) & 1;
-    const store_t* kr = k + (size_t)t * KV_DIM;
-    const store_t* vr = v + (size_t)t * KV_DIM;
-    if constexpr (BF16_DOT) {
-      if (needed) memcpy(sc.kb[t], kr, HEAD_DIM * sizeof(uint16_t));
-      else memset(sc.kb[t], 0, HEAD_DIM * sizeof(uint16_t));
-    } else {
-      for (int c = 0; c < HEAD_DIM / W; ++c) vec::store(sc.k[t] + c * W, needed ? vec::widen(kr + c * W) : vec::zero());
-      for (int d = HEAD_DIM / W * W; d < HEAD_DIM; ++d) sc.k[t][d] = needed ? widen(kr[d]) : 0.0f;
+    for (int kvh = kvh0; kvh < kvh1; ++kvh) {
+      const size_t at = (size_t)t * KV_DIM + (size_t)kvh * HEAD_DIM;
+      stage_row(sc, kvh, t, k + at, v + at, needed);
     }
-    if (!needed) continue;
-    for (int c = 0; c < HEAD_DIM / W; ++c) vec::store(sc.v[t] + c * W, vec::widen(vr + c * W));
-    for (int d = HEAD_DIM / W * W; d < HEAD_DIM; ++d) sc.v[t][d] = widen(vr[d]);
   }
 }
 
@@ -512,13 +526,14 @@ inline void stage_query(Scratch& sc, int i, int head, const float* q) {
   }
 }
 
-/** The 16 dot-product lanes of (row i, head) against staged position t. */
+/** The 16 dot-product lanes of (row i, head) against staged position t of its KV head. */
 inline f32x16 dot_lanes(const Scratch& sc, int i, int head, int t) {
+  const int kvh = head / GROUP;
   f32x16 acc = vec::zero();
   if constexpr (BF16_DOT) {
-    for (int c = 0; c < HD_BF16; c += 2 * W) acc = vec::dot_bf16(acc, sc.qb[i][head] + c, sc.kb[t] + c);
+    for (int c = 0; c < HD_BF16; c += 2 * W) acc = vec::dot_bf16(acc, sc.qb[i][head] + c, sc.kb[kvh][t] + c);
   } else {
-    for (int c = 0; c < HD_F32; c += W) acc = vec::fmadd(vec::load(sc.q[i][head] + c), vec::load(sc.k[t] + c), acc);
+    for (int c = 0; c < HD_F32; c += W) acc = vec::fmadd(vec::load(sc.q[i][head] + c), vec::load(sc.k[kvh][t] + c), acc);
   }
   return acc;
 }
@@ -551,30 +566,38 @@ inline void tile_update(Scratch& sc, int i, int head, int32_t qp, int32_t p0, co
   }
   sc.l[i][head] = vec::fmadd(sc.l[i][head], corr, vec::reduce_add(sum));
   m = m_new;
+  // Even positions accumulate onto the rescaled state, odd ones into a second sum (two dependency chains
+  // instead of one), added at the end of the tile.
   float* acc = sc.acc[i][head];
-  f32x16 o[DV];
-  for (int c = 0; c < DV; ++c) o[c] = vec::mul(vec::load(acc + c * W), vec::set1(corr));
+  f32x16 even[DV], odd[DV];
+  for (int c = 0; c < DV; ++c) {
+    even[c] = vec::mul(vec::load(acc + c * W), vec::set1(corr));
+    odd[c] = vec::zero();
+  }
   for (int g = 0; g < GROUPS; ++g) {
     const float* w = sc.w + g * W;
-    const float (*v)[HD_F32] = sc.v + g * W;
+    const float (*v)[HD_F32] = sc.v[head / GROUP] + g * W;
     if (vis[g] == 0xffff) {  // the common case: every position, no branches
-      for (int j = 0; j < W; ++j)
-        for (int c = 0; c < DV; ++c) o[c] = vec::fmadd(vec::set1(w[j]), vec::load(v[j] + c * W), o[c]);
+      for (int j = 0; j < W; j += 2)
+        for (int c = 0; c < DV; ++c) {
+          even[c] = vec::fmadd(vec::set1(w[j]), vec::load(v[j] + c * W), even[c]);
+          odd[c] = vec::fmadd(vec::set1(w[j + 1]), vec::load(v[j + 1] + c * W), odd[c]);
+        }
       continue;
     }
     for (unsigned bits = vis[g]; bits; bits &= bits - 1) {
       const int j = __builtin_ctz(bits);
+      f32x16* o = j % 2 ? odd : even;
       for (int c = 0; c < DV; ++c) o[c] = vec::fmadd(vec::set1(w[j]), vec::load(v[j] + c * W), o[c]);
     }
   }
-  for (int c = 0; c < DV; ++c) vec::store(acc + c * W, o[c]);
+  for (int c = 0; c < DV; ++c) vec::store(acc + c * W, vec::add(even[c], odd[c]));
 }
 
 // One work item: chunk c of a block of nr rows (rows[], all of one slot), its live pages `live`, KV heads
 // [kvh0, kvh1) and their GROUP query heads each. Writes those (row, head, c) partials.
 template <class Pass>
-void chunk_partials(const md_attn_args& a, const int32_t* rows, int nr, int32_t c, uint32_t live, int kvh0, int kvh1) {
-  Scratch& sc = scratch();
+void chunk_partials(Scratch& sc, const md_attn_args& a, const int32_t* rows, int nr, int32_t c, uint32_t live, int kvh0, int kvh1) {
   const int32_t slot = a.row_seq[rows[0]];
   const int32_t len = a.seq_len[slot];
   const int32_t* pages = a.page_table + (size_t)slot * a.pages_per_seq;
@@ -607,8 +630,8 @@ void chunk_partials(const md_attn_args& a, const int32_t* rows, int nr, int32_t 
     }
     if (!any) continue;
     const size_t base = (size_t)pages[page] * PAGE_SIZE * KV_DIM;
+    stage(sc, (const store_t*)a.k_cache + base, (const store_t*)a.v_cache + base, need, n, kvh0, kvh1);
     for (int kvh = kvh0; kvh < kvh1; ++kvh) {
-      stage(sc, (const store_t*)a.k_cache + base + (size_t)kvh * HEAD_DIM, (const store_t*)a.v_cache + base + (size_t)kvh * HEAD_DIM, need, n);
       for (int i = 0; i < nr; ++i) {
         if (!sees[i]) continue;
         for (int h = kvh * GROUP; h < (kvh + 1) * GROUP; ++h) tile_update<Pass>(sc, i, h, qpos[i], p0, vis[i], params);
@@ -625,20 +648,11 @@ void chunk_partials(const md_attn_args& a, const int32_t* rows, int nr, int32_t 
     }
 }
 
-/** An empty partial for every head of row r in chunk c (the allocation-free path's chunks nobody sees). */
-inline void empty_partials(const md_attn_args& a, int32_t r, int32_t c) {
-  for (int h = 0; h < HEADS; ++h) {
-    float* part = partial(a.workspace, r, h, c);
-    part[HEAD_DIM] = -INFINITY;
-    part[HEAD_DIM + 1] = 0.0f;
-  }
-}
-
-// Merge (row, query head)'s partials of the chunks listed (all nc chunks when `list` is null) in
-// ascending chunk order; empty chunks (l == 0) are skipped, so chunks the row does not see change nothing.
+// Merge (row, query head)'s partials of the nc chunks listed in ascending chunk order; empty chunks
+// (l == 0) are skipped, so a chunk the row does not see changes nothing.
 inline void merge(const md_attn_args& a, int32_t r, int h, const LiveChunk* list, int32_t nc) {
   float* out = a.out + ((size_t)r * HEADS + h) * HEAD_DIM;
-  const auto part_of = [&](int32_t k) { return partial(a.workspace, r, h, list ? list[k].chunk : k); };
+  const auto part_of = [&](int32_t k) { return partial(a.workspace, r, h, list[k].chunk); };
   float mx = -INFINITY;
   bool any = false;
   for (int32_t k = 0; k < nc; ++k) {
@@ -752,7 +766,10 @@ bool plan_work(const md_attn_args& a, Work& w) {
 }  // namespace
 }  // namespace attn
 
-/** The attention kernel of a pass, after the entry point's argument checks: checks the rows, then fills args->out. */
+/**
+ * The attention kernel of a pass, after the entry point's argument checks: checks the rows, then fills
+ * args->out; MD_ERR_LAUNCH when it cannot get its working memory (out is then not written).
+ */
 template <class Pass>
 int attend(const md_attn_args* args) {
   const int status = attn::check_rows(args);
@@ -760,48 +777,35 @@ int attend(const md_attn_args* args) {
   const md_attn_args& a = *args;
   const int32_t rows = a.rows;
   attn::Work w;
-  if (!attn::plan_work<Pass>(a, w)) {
-    // Without memory for the plan: every row alone, every chunk visited (empty ones written empty); the
-    // same bits, slower.
-#pragma omp parallel
-    {
-#pragma omp for collapse(2) schedule(dynamic, 1)
-      for (int32_t r = 0; r < rows; ++r)
-        for (int c = 0; c < MAX_CHUNKS; ++c) {
-          const int32_t len = a.seq_len[a.row_seq[r]];
-          if (c >= attn::num_chunks(len)) continue;
-          attn::LiveChunk found[attn::CHUNK_PAGES];
-          int32_t n = 0;
-          const int32_t lo = c * attn::CHUNK_PAGES, hi = std::min(lo + attn::CHUNK_PAGES, (len + PAGE_SIZE - 1) / PAGE_SIZE);
-          attn::live_pages<Pass>(&a.row_pos[r], 1, len, lo, hi, a.params, 0, found, n);
-          if (n) attn::chunk_partials<Pass>(a, &r, 1, c, found[0].pages, 0, KV_HEADS);
-          else attn::empty_partials(a, r, c);
-        }
-#pragma omp for collapse(2) schedule(static)
-      for (int32_t r = 0; r < rows; ++r)
-        for (int h = 0; h < HEADS; ++h) attn::merge(a, r, h, nullptr, attn::num_chunks(a.seq_len[a.row_seq[r]]));
-    }
-    return MD_OK;
-  }
+  if (!attn::plan_work<Pass>(a, w)) return MD_ERR_LAUNCH;
   const int split = w.head_split;
   const int64_t items = (int64_t)w.live * split;
+  bool failed = false;
 #pragma omp parallel
   {
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t it = 0; it < items; ++it) {
-      const attn::LiveChunk& lc = w.chunks[it / split];
-      const int part = (int)(it % split);
-      const int32_t* rs = w.order.get() + w.first[lc.block];
-      attn::chunk_partials<Pass>(a, rs, w.first[lc.block + 1] - w.first[lc.block], lc.chunk, lc.pages, part * KV_HEADS / split, (part + 1) * KV_HEADS / split);
+    attn::Scratch* sc = attn::scratch();
+    if (!sc) {
+#pragma omp atomic write
+      failed = true;
     }
-#pragma omp for collapse(2) schedule(static)
-    for (int32_t r = 0; r < rows; ++r)
-      for (int h = 0; h < HEADS; ++h) {
-        const int32_t b = w.block_of[r];
-        attn::merge(a, r, h, w.chunks.get() + w.chunk_first[b], w.chunk_first[b + 1] - w.chunk_first[b]);
+#pragma omp barrier
+    if (!failed) {
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t it = 0; it < items; ++it) {
+        const attn::LiveChunk& lc = w.chunks[it / split];
+        const int part = (int)(it % split);
+        const int32_t* rs = w.order.get() + w.first[lc.block];
+        attn::chunk_partials<Pass>(*sc, a, rs, w.first[lc.block + 1] - w.first[lc.block], lc.chunk, lc.pages, part * KV_HEADS / split, (part + 1) * KV_HEADS / split);
       }
+#pragma omp for collapse(2) schedule(static)
+      for (int32_t r = 0; r < rows; ++r)
+        for (int h = 0; h < HEADS; ++h) {
+          const int32_t b = w.block_of[r];
+          attn::merge(a, r, h, w.chunks.get() + w.chunk_first[b], w.chunk_first[b + 1] - w.chunk_first[b]);
+        }
+    }
   }
-  return MD_OK;
+  return failed ? MD_ERR_LAUNCH : MD_OK;
 }
 
 }  // namespace md
