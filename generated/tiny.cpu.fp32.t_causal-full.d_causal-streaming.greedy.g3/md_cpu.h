@@ -376,9 +376,10 @@ inline f32x16 exp(f32x16 x) {
 //
 // Rows of one sequence (verification's gamma + 1, a prefill chunk) share what they read: a work item is
 // (row block, chunk, range of KV heads), a row block being up to ROW_BLOCK rows of one slot; each live
-// tile is staged once per KV head for every row and every query head of the group (GQA) that sees any of
-// it, and only the positions some row sees are read. Every row still runs exactly its own tile-by-tile
-// update over its own visible positions, so blocking changes only the speed, never a bit of a row.
+// tile is staged once (in memory order, all the item's KV heads) for every row and every query head of the
+// group (GQA) that sees any of it, and only the positions some row sees are read. Every row still runs
+// exactly its own tile-by-tile update over its own visible positions, so blocking changes only the speed,
+// never a bit of a row.
 //
 // Within a tile, for each (row, query head): s[t] = score(dot(q, k[t]) * ATTN_SCALE) over the tile's 16-
 // position groups, the dot in 16 lanes (lane j takes elements j mod 16 in ascending order; bf16 storage:
