@@ -52,8 +52,10 @@
 // Attention reduction order (what makes it row-invariant): KV positions are split into chunks of
 // ATTN_CHUNK positions starting at absolute multiples of ATTN_CHUNK; a chunk is a run of pages (tiles).
 // For each (row, query head, chunk): tiles in ascending order, each classified skip/partial/full for the
-// row by the pass's interval analysis; within a tile, positions ascending; online softmax (running max m,
-// sum l, accumulator acc[head_dim]). Masked positions and skipped tiles never touch the state. Chunk
+// row by the pass's interval analysis; within a tile, a fixed order of its positions (each backend's own,
+// never dependent on the rows or threads; the CPU's is in README.md, "CPU numerics"); online softmax
+// (running max m, sum l, accumulator acc[head_dim]). Masked positions and skipped
+// tiles never touch the state, and a tile or chunk no row of a call may see need not be visited. Chunk
 // partials merge in ascending chunk order, skipping empty chunks: M = max m_c,
 // L = sum l_c * exp(m_c - M), out = (sum acc_c * exp(m_c - M)) / L. A row with nothing visible outputs 0.
 // A row at position q sees kv positions t < seq_len[slot] with mask(q, t) && keep(t, q + 1): `len` in a

@@ -12,6 +12,9 @@
 #include <new>
 
 #include <omp.h>
+#if defined(__AVX512F__) && !defined(MD_PORTABLE)
+#include <immintrin.h>
+#endif
 
 #include "md_argmax.h"
 #include "md_expr.h"
@@ -100,30 +103,6 @@ inline float dot(const float* a, const float* b) {
   return reduce_lanes(acc);
 }
 
-/** out[t] = dot<N>(a, b[t]) for t < n <= M, bit for bit: each row gets dot's lane accumulators, then
- *  reduce_lanes' tree runs one level at a time across all rows (level w adds lane j + w into lane j, as
- *  reduce_lanes does), so the compiler vectorises the tree across rows instead of within one. */
-template <int N, int M>
-inline void dot_rows_of(const float* a, const float (*b)[N], int n, float* out) {
-  static_assert(LANES == 16, "the tree below is reduce_lanes' for 16 lanes");
-  float l16[M][16], l8[M][8], l4[M][4], l2[M][2];
-  constexpr int FULL = N / LANES * LANES;
-  for (int t = 0; t < n; ++t) {
-    float acc[LANES] = {};
-    for (int k = 0; k < FULL; k += LANES)
-      for (int j = 0; j < LANES; ++j) acc[j] += a[k + j] * b[t][k + j];
-    for (int j = 0; j < N - FULL; ++j) acc[j] += a[FULL + j] * b[t][FULL + j];
-    for (int j = 0; j < LANES; ++j) l16[t][j] = acc[j];
-  }
-  for (int t = 0; t < n; ++t)
-    for (int j = 0; j < 8; ++j) l8[t][j] = l16[t][j] + l16[t][j + 8];
-  for (int t = 0; t < n; ++t)
-    for (int j = 0; j < 4; ++j) l4[t][j] = l8[t][j] + l8[t][j + 4];
-  for (int t = 0; t < n; ++t)
-    for (int j = 0; j < 2; ++j) l2[t][j] = l4[t][j] + l4[t][j + 2];
-  for (int t = 0; t < n; ++t) out[t] = l2[t][0] + l2[t][1];
-}
-
 /** R rows against one weight row [K], each row with exactly the lane order of dot<K>: every weight is
  *  widened once and used R times. */
 template <int K, int R>
@@ -143,17 +122,272 @@ inline void dot_rows(const float* const* x, const store_t* w, float* out) {
   for (int r = 0; r < R; ++r) out[r] = reduce_lanes(acc[r]);
 }
 
+// ==== 16-lane float vectors, for attention =================================================================
+// One kernel source over a small vector type: AVX-512 intrinsics where the build has them (-march=native
+// decides at build time), plain lane loops otherwise; MD_PORTABLE forces the plain path and
+// MD_NO_AVX512BF16 the emulation of VDPBF16PS (the tests compare both with the native build). Every
+// operation is lane-wise IEEE arithmetic or an exact data movement, so the implementations give the same
+// bits: fmadd is fused on all whenever the target has FMA (always with AVX-512), a multiply then an add
+// otherwise; reductions run reduce_lanes' tree.
+
+namespace vec {
+
+constexpr int W = 16;
+static_assert(W == LANES, "a vector is one set of reduce_lanes accumulators");
+
+enum class Storage { fp32, bf16, fp16 };
+constexpr Storage STORAGE = Storage::fp32;
+
+/** a * b + c, rounded once where the target has FMA. */
+inline float fmadd(float a, float b, float c) {
+#if defined(__FMA__)
+  return fmaf(a, b, c);
+#else
+  return a * b + c;
+#endif
+}
+
+/** VDPBF16PS's arithmetic on one lane: a subnormal input, accumulator or result counts as a zero of its sign. */
+inline float flush_subnormal(float x) {
+  const uint32_t u = md_f32_bits(x);
+  return (u & 0x7f800000u) ? x : md_bits_f32(u & 0x80000000u);
+}
+inline float dot_bf16_pair(float acc, uint32_t a, uint32_t b) {
+  acc = flush_subnormal(acc);
+  acc = flush_subnormal(fmadd(flush_subnormal(md_bits_f32(a & 0xffff0000u)), flush_subnormal(md_bits_f32(b & 0xffff0000u)), acc));
+  return flush_subnormal(fmadd(flush_subnormal(md_bits_f32(a << 16)), flush_subnormal(md_bits_f32(b << 16)), acc));
+}
+
+#if defined(__AVX512F__) && !defined(MD_PORTABLE)
+#define MD_VEC_AVX512 1
+
+struct f32x16 {
+  __m512 v;
+};
+inline __mmask16 lanes_below(int n) { return (__mmask16)((1u << n) - 1u); }
+inline f32x16 zero() { return {_mm512_setzero_ps()}; }
+inline f32x16 set1(float x) { return {_mm512_set1_ps(x)}; }
+inline f32x16 load(const float* p) { return {_mm512_loadu_ps(p)}; }
+/** p[0 .. n), zeros after; nothing past n is read. */
+inline f32x16 load_n(const float* p, int n) { return {_mm512_maskz_loadu_ps(lanes_below(n), p)}; }
+inline void store(float* p, f32x16 a) { _mm512_storeu_ps(p, a.v); }
+inline void store_n(float* p, f32x16 a, int n) { _mm512_mask_storeu_ps(p, lanes_below(n), a.v); }
+inline f32x16 add(f32x16 a, f32x16 b) { return {_mm512_add_ps(a.v, b.v)}; }
+inline f32x16 sub(f32x16 a, f32x16 b) { return {_mm512_sub_ps(a.v, b.v)}; }
+inline f32x16 mul(f32x16 a, f32x16 b) { return {_mm512_mul_ps(a.v, b.v)}; }
+inline f32x16 div(f32x16 a, f32x16 b) { return {_mm512_div_ps(a.v, b.v)}; }
+/** Lane-wise a > b ? a : b (MAXPS's rule for NaN and signed zeros). */
+inline f32x16 max(f32x16 a, f32x16 b) { return {_mm512_max_ps(a.v, b.v)}; }
+inline f32x16 fmadd(f32x16 a, f32x16 b, f32x16 c) { return {_mm512_fmadd_ps(a.v, b.v, c.v)}; }
+/** Lane j: bit j of m ? a : b. */
+inline f32x16 select(uint16_t m, f32x16 a, f32x16 b) { return {_mm512_mask_blend_ps(m, b.v, a.v)}; }
+
+/** The storage dtype's p[0 .. 16) as floats (exact). */
+inline f32x16 widen(const float* p) {
+  if constexpr (STORAGE == Storage::fp32) return {_mm512_loadu_ps((const float*)p)};
+  const __m256i h = _mm256_loadu_si256((const __m256i*)p);
+  if constexpr (STORAGE == Storage::bf16) return {_mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16))};
+  return {_mm512_cvtph_ps(h)};
+}
+
+inline float reduce_add(f32x16 a) {  // reduce_lanes' tree: lane j += lane j + w for w = 8, 4, 2, 1
+  const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(a.v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a.v), 1)));
+  __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+  q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+  return _mm_cvtss_f32(_mm_add_ss(q, _mm_movehdup_ps(q)));
+}
+inline float reduce_max(f32x16 a) {  // the same tree with a > b ? a : b
+  const __m256 h = _mm256_max_ps(_mm512_castps512_ps256(a.v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a.v), 1)));
+  __m128 q = _mm_max_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+  q = _mm_max_ps(q, _mm_movehl_ps(q, q));
+  return _mm_cvtss_f32(_mm_max_ss(q, _mm_movehdup_ps(q)));
+}
+
+/**
+ * Lane t of the result: reduce_add(x[t]), for 16 vectors at once. Each level pairs lane j with lane j + w
+ * of the same input, as reduce_lanes does, two inputs to a vector; the levels leave input t in lane
+ * (t % 4) * 4 + t / 4, which one permute puts back.
+ */
+inline f32x16 reduce16(const f32x16* x) {
+  __m512 b[8], c[4], d[2];
+  for (int i = 0; i < 8; ++i)
+    b[i] = _mm512_add_ps(_mm512_shuffle_f32x4(x[2 * i].v, x[2 * i + 1].v, 0x44), _mm512_shuffle_f32x4(x[2 * i].v, x[2 * i + 1].v, 0xee));
+  for (int i = 0; i < 4; ++i) c[i] = _mm512_add_ps(_mm512_shuffle_f32x4(b[2 * i], b[2 * i + 1], 0x88), _mm512_shuffle_f32x4(b[2 * i], b[2 * i + 1], 0xdd));
+  for (int i = 0; i < 2; ++i) d[i] = _mm512_add_ps(_mm512_shuffle_ps(c[2 * i], c[2 * i + 1], 0x44), _mm512_shuffle_ps(c[2 * i], c[2 * i + 1], 0xee));
+  const __m512 e = _mm512_add_ps(_mm512_shuffle_ps(d[0], d[1], 0x88), _mm512_shuffle_ps(d[0], d[1], 0xdd));
+  return {_mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), e)};
+}
+
+/** Lane j: dot_bf16_pair(acc[j], a32[j], b32[j]) over 32 bf16 each, i.e. VDPBF16PS. */
+inline f32x16 dot_bf16(f32x16 acc, const uint16_t* a, const uint16_t* b) {
+  const __m512i x = _mm512_loadu_si512(a), y = _mm512_loadu_si512(b);
+#if defined(__AVX512BF16__) && !defined(MD_NO_AVX512BF16)
+  return {_mm512_dpbf16_ps(acc.v, (__m512bh)x, (__m512bh)y)};
+#else
+  const __m512i exponent = _mm512_set1_epi32(0x7f800000), sign = _mm512_set1_epi32((int)0x80000000u);
+  auto flush = [&](__m512i u) { return _mm512_mask_and_epi32(u, _mm512_testn_epi32_mask(u, exponent), u, sign); };
+  auto fl = [&](__m512 f) { return _mm512_castsi512_ps(flush(_mm512_castps_si512(f))); };
+  const __m512i hi = _mm512_set1_epi32((int)0xffff0000u);
+  __m512 s = fl(acc.v);
+  s = fl(_mm512_fmadd_ps(_mm512_castsi512_ps(flush(_mm512_and_si512(x, hi))), _mm512_castsi512_ps(flush(_mm512_and_si512(y, hi))), s));
+  return {fl(_mm512_fmadd_ps(_mm512_castsi512_ps(flush(_mm512_slli_epi32(x, 16))), _mm512_castsi512_ps(flush(_mm512_slli_epi32(y, 16))), s))};
+#endif
+}
+
+#else  // portable: the same operations, lane by lane
+
+struct f32x16 {
+  float v[W];
+};
+inline f32x16 zero() { return f32x16{}; }
+inline f32x16 set1(float x) {
+  f32x16 r;
+  for (int j = 0; j < W; ++j) r.v[j] = x;
+  return r;
+}
+inline f32x16 load(const float* p) {
+  f32x16 r;
+  for (int j = 0; j < W; ++j) r.v[j] = p[j];
+  return r;
+}
+inline f32x16 load_n(const float* p, int n) {
+  f32x16 r{};
+  for (int j = 0; j < n; ++j) r.v[j] = p[j];
+  return r;
+}
+inline void store(float* p, f32x16 a) {
+  for (int j = 0; j < W; ++j) p[j] = a.v[j];
+}
+inline void store_n(float* p, f32x16 a, int n) {
+  for (int j = 0; j < n; ++j) p[j] = a.v[j];
+}
+#define MD_VEC_LANEWISE(name, expr)               \
+  inline f32x16 name(f32x16 a, f32x16 b) {        \
+    f32x16 r;                                     \
+    for (int j = 0; j < W; ++j) {                 \
+      const float x = a.v[j], y = b.v[j];         \
+      r.v[j] = (expr);                            \
+    }                                             \
+    return r;                                     \
+  }
+MD_VEC_LANEWISE(add, x + y)
+MD_VEC_LANEWISE(sub, x - y)
+MD_VEC_LANEWISE(mul, x * y)
+MD_VEC_LANEWISE(div, x / y)
+MD_VEC_LANEWISE(max, x > y ? x : y)
+#undef MD_VEC_LANEWISE
+inline f32x16 fmadd(f32x16 a, f32x16 b, f32x16 c) {
+  f32x16 r;
+  for (int j = 0; j < W; ++j) r.v[j] = fmadd(a.v[j], b.v[j], c.v[j]);
+  return r;
+}
+inline f32x16 select(uint16_t m, f32x16 a, f32x16 b) {
+  f32x16 r;
+  for (int j = 0; j < W; ++j) r.v[j] = (m >> j & 1) ? a.v[j] : b.v[j];
+  return r;
+}
+inline f32x16 widen(const float* p) {
+  f32x16 r;
+  for (int j = 0; j < W; ++j) r.v[j] = md::widen(p[j]);
+  return r;
+}
+inline float reduce_add(f32x16 a) { return reduce_lanes(a.v); }
+inline float reduce_max(f32x16 a) {
+  for (int w = W / 2; w > 0; w /= 2)
+    for (int j = 0; j < w; ++j) a.v[j] = a.v[j] > a.v[j + w] ? a.v[j] : a.v[j + w];
+  return a.v[0];
+}
+inline f32x16 reduce16(const f32x16* x) {
+  f32x16 r;
+  for (int t = 0; t < W; ++t) r.v[t] = reduce_add(x[t]);
+  return r;
+}
+inline f32x16 dot_bf16(f32x16 acc, const uint16_t* a, const uint16_t* b) {
+  for (int j = 0; j < W; ++j)
+    acc.v[j] = dot_bf16_pair(acc.v[j], (uint32_t)a[2 * j] | (uint32_t)a[2 * j + 1] << 16, (uint32_t)b[2 * j] | (uint32_t)b[2 * j + 1] << 16);
+  return acc;
+}
+
+#endif
+
+// ---- exp: one implementation for every exponential of the attention kernels (scores, rescales, chunk
+// merges), vector lanes and scalars alike. Cody-Waite reduction x = n ln2 + r with |r| <= ln2 / 2, Cephes'
+// degree-7 polynomial for e^r, and 2^n applied as two exact power-of-two factors so that results down to
+// the smallest subnormal round once. Within 2 ulp of e^x over the finite range (test/kernels tests it);
+// exp(-inf) = 0, exp(x > 88.72284) = +inf, exp(x < -103.97208) = 0, NaN stays NaN.
+
+constexpr float EXP_HI = 88.72283935546875f, EXP_LO = -103.972084045410f;
+constexpr float LOG2E = 1.44269502162933349609375f, LN2_HI = 0.693359375f, LN2_LO = -2.12194440e-4f;
+constexpr float ROUNDER = 12582912.0f;  // 1.5 * 2^23: (t + ROUNDER) - ROUNDER rounds t to an integer, ties to even
+constexpr float EXP_P[6] = {1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073e-3f, 4.1665795894e-2f, 1.6666665459e-1f, 5.0000001201e-1f};
+
+inline float exp1(float x) {
+  if (x != x) return x;
+  if (x > EXP_HI) return INFINITY;
+  if (x < EXP_LO) return 0.0f;
+  const float n = (x * LOG2E + ROUNDER) - ROUNDER;
+  float r = fmadd(n, -LN2_HI, x);
+  r = fmadd(n, -LN2_LO, r);
+  float p = EXP_P[0];
+  for (int i = 1; i < 6; ++i) p = fmadd(p, r, EXP_P[i]);
+  const float y = fmadd(p, r * r, r) + 1.0f;
+  const int32_t ni = (int32_t)n, lo = ni >> 1, hi = ni - lo;  // n in [-150, 128]: both halves are normal
+  return y * md_bits_f32((uint32_t)(lo + 127) << 23) * md_bits_f32((uint32_t)(hi + 127) << 23);
+}
+
+#if defined(MD_VEC_AVX512)
+inline f32x16 exp(f32x16 x) {
+  const __m512 n = _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(x.v, _mm512_set1_ps(LOG2E)), _mm512_set1_ps(ROUNDER)), _mm512_set1_ps(ROUNDER));
+  __m512 r = _mm512_fmadd_ps(n, _mm512_set1_ps(-LN2_HI), x.v);
+  r = _mm512_fmadd_ps(n, _mm512_set1_ps(-LN2_LO), r);
+  __m512 p = _mm512_set1_ps(EXP_P[0]);
+  for (int i = 1; i < 6; ++i) p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_P[i]));
+  const __m512 y = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), _mm512_set1_ps(1.0f));
+  // Out-of-range lanes get n = 0 so the scale is finite; their results are replaced below.
+  const __mmask16 finite = _mm512_cmp_ps_mask(x.v, _mm512_set1_ps(EXP_LO), _CMP_GE_OQ) & _mm512_cmp_ps_mask(x.v, _mm512_set1_ps(EXP_HI), _CMP_LE_OQ);
+  const __m512i ni = _mm512_maskz_cvtps_epi32(finite, n), lo = _mm512_srai_epi32(ni, 1), hi = _mm512_sub_epi32(ni, lo);
+  const __m512i bias = _mm512_set1_epi32(127);
+  __m512 e = _mm512_mul_ps(_mm512_mul_ps(y, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(lo, bias), 23))), _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(hi, bias), 23)));
+  e = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x.v, _mm512_set1_ps(EXP_HI), _CMP_GT_OQ), e, _mm512_set1_ps(INFINITY));
+  e = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x.v, _mm512_set1_ps(EXP_LO), _CMP_LT_OQ), e, _mm512_setzero_ps());
+  return {_mm512_mask_blend_ps(_mm512_cmp_ps_mask(x.v, x.v, _CMP_UNORD_Q), e, x.v)};
+}
+#else
+inline f32x16 exp(f32x16 x) {
+  for (int j = 0; j < W; ++j) x.v[j] = exp1(x.v[j]);
+  return x;
+}
+#endif
+
+}  // namespace vec
+
 // ---- paged split-KV attention, the skeleton every pass shares (each attn_<pass>.cpp instantiates attend
 // with its Pass), in the reduction order codegen/abi.ts specifies: chunks of CHUNK positions at absolute
-// multiples; per (row, kv head, chunk) the GQA group's query heads walk the chunk's pages (tiles) in
-// ascending order, each classified by the pass's interval analysis (skip: never read; full: no per-element
-// mask; partial: per-element mask), with an online softmax whose state is touched only by visible
-// positions; chunk partials then merge in ascending chunk order.
+// multiples; per (row, query head, chunk) the chunk's pages (tiles) in ascending order, each classified by
+// the pass's interval analysis (skip: never read; full: no per-element mask; partial: per-element mask),
+// with an online softmax whose state is touched only by visible positions; chunk partials then merge in
+// ascending chunk order.
 //
-// Rows of one sequence (verification's gamma + 1 positions, a prefill chunk) share the K/V they read: a
-// work item is (row block, kv head, chunk), a row block being up to ROW_BLOCK rows with the same slot, and
-// each tile is widened once for the rows that see any of it. Every row still runs exactly its own
-// tile-by-tile update, so how rows are blocked changes only the speed, never a bit of any row's result.
+// Work is proportional to what the pass reads, not to the context: a row block's live pages are found by
+// bisection with the pass's own tile predicate (tile_may over a range of pages is sound for the range, so
+// a range no row may see is dropped whole: a sink + window policy costs O(log context) predicate
+// evaluations per row, and any other policy at worst one per page, as a page-by-page walk would), and
+// only chunks holding a live page get a work item, a partial and a merge term.
+//
+// Rows of one sequence (verification's gamma + 1, a prefill chunk) share what they read: a work item is
+// (row block, chunk, range of KV heads), a row block being up to ROW_BLOCK rows of one slot; each live
+// tile is staged once (in memory order, all the item's KV heads) for every row and every query head of the
+// group (GQA) that sees any of it, and only the positions some row sees are read. Every row still runs
+// exactly its own tile-by-tile update over its own visible positions, so blocking changes only the speed,
+// never a bit of a row.
+//
+// Within a tile, for each (row, query head): s[t] = score(dot(q, k[t]) * ATTN_SCALE) over the tile's 16-
+// position groups, the dot in 16 lanes (lane j takes elements j mod 16 in ascending order; bf16 storage:
+// lane j takes bf16 pairs (2j, 2j+1) of each 32, as VDPBF16PS, with q rounded to bf16) then reduce_lanes'
+// tree; masked positions become -inf; m' = max(m, max_t s[t]); w[t] = exp(s[t] - m'); l' = fmadd(l,
+// exp(m - m'), reduce_lanes(sum over groups of w)); acc' = E + O with E = acc * exp(m - m') and then
+// E = fmadd(w[t], v[t], E) over the visible even positions ascending, O the same from 0 over the odd ones.
+// A tile whose visible scores are all -inf leaves the state untouched.
 //
 // A Pass provides, as static members (its functions rendered from the pass's IR):
 //   bool visible(int32_t q, int32_t kv, const float* params)             per element
@@ -164,9 +398,22 @@ inline void dot_rows(const float* const* x, const store_t* w, float* out) {
 namespace attn {
 namespace {
 
+using vec::f32x16;
+using vec::W;
+
 constexpr int PART = HEAD_DIM + 2;  // a chunk partial: acc[HEAD_DIM], m, l
 /** Most rows of one sequence that walk a chunk together (a verification step has gamma + 1). */
 constexpr int ROW_BLOCK = 8;
+constexpr int CHUNK_PAGES = CHUNK / PAGE_SIZE;
+static_assert(CHUNK_PAGES <= 32, "a chunk's live pages are a 32-bit mask");
+/** A tile as 16-position groups (a page shorter than 16 is one group with unused lanes). */
+constexpr int GROUPS = (PAGE_SIZE + W - 1) / W;
+constexpr int TILE = GROUPS * W;
+/** A head row as f32 vectors, and (bf16 dot) as vectors of 32 bf16; zero padding past HEAD_DIM. */
+constexpr int DV = (HEAD_DIM + W - 1) / W;
+constexpr int HD_F32 = DV * W;
+constexpr int HD_BF16 = (HEAD_DIM + 2 * W - 1) / (2 * W) * (2 * W);
+constexpr bool BF16_DOT = vec::STORAGE == vec::Storage::bf16;
 
 inline float* partial(float* ws, int32_t r, int h, int c) {
   return ws + (((size_t)r * HEADS + h) * MAX_CHUNKS + c) * PART;
@@ -174,134 +421,243 @@ inline float* partial(float* ws, int32_t r, int h, int c) {
 
 inline int num_chunks(int32_t len) { return (len + CHUNK - 1) / CHUNK; }
 
-// One (row block, kv head, chunk): the online softmax state of each row's GROUP query heads sharing this
-// KV head. `rows` holds nr <= ROW_BLOCK row indices, all of one slot.
+/** A chunk some row of a block may see, with its live pages (bit i: page chunk * CHUNK_PAGES + i). */
+struct LiveChunk {
+  int32_t block;
+  int32_t chunk;
+  uint32_t pages;
+};
+
+/**
+ * Appends the live pages of [lo, hi) for rows at positions q[0 .. nr) of a sequence of len positions to
+ * out[0 .. n), grouped by chunk, ascending: a range is dropped when no row's tile_may holds over it.
+ */
 template <class Pass>
-inline void chunk_partials(const md_attn_args& a, const int32_t* rows, int nr, int kvh, int c) {
+void live_pages(const int32_t* q, int nr, int32_t len, int32_t lo, int32_t hi, const float* params, int32_t block, LiveChunk* out, int32_t& n) {
+  const int32_t p0 = lo * PAGE_SIZE, p1 = std::min(hi * PAGE_SIZE, len) - 1;
+  bool may = false;
+  for (int i = 0; i < nr && !may; ++i) may = Pass::tile_may(q[i], p0, p1, params);
+  if (!may) return;
+  if (hi - lo > 1) {
+    const int32_t mid = lo + (hi - lo) / 2;
+    live_pages<Pass>(q, nr, len, lo, mid, params, block, out, n);
+    live_pages<Pass>(q, nr, len, mid, hi, params, block, out, n);
+    return;
+  }
+  const int32_t chunk = lo / CHUNK_PAGES;
+  if (n == 0 || out[n - 1].chunk != chunk) out[n++] = LiveChunk{block, chunk, 0};
+  out[n - 1].pages |= 1u << (lo % CHUNK_PAGES);
+}
+
+/** What a worker thread stages: a tile of its KV heads, the block's queries, its online-softmax states. */
+struct Scratch {
+  alignas(64) float k[KV_HEADS][TILE][BF16_DOT ? 1 : HD_F32];
+  alignas(64) uint16_t kb[KV_HEADS][TILE][BF16_DOT ? HD_BF16 : 1];
+  alignas(64) float v[KV_HEADS][TILE][HD_F32];
+  alignas(64) float q[ROW_BLOCK][HEADS][BF16_DOT ? 1 : HD_F32];
+  alignas(64) uint16_t qb[ROW_BLOCK][HEADS][BF16_DOT ? HD_BF16 : 1];
+  alignas(64) float acc[ROW_BLOCK][HEADS][HD_F32];
+  alignas(64) float s[TILE];
+  alignas(64) float w[TILE];
+  float m[ROW_BLOCK][HEADS], l[ROW_BLOCK][HEADS];
+};
+
+/**
+ * The calling thread's scratch, allocated on its first call and kept for the thread's life (null without
+ * memory). Zero-initialised: padding lanes (past HEAD_DIM) are never written, so they stay zero.
+ */
+inline Scratch* scratch() {
+  static thread_local std::unique_ptr<Scratch> s;
+  if (!s) s.reset(new (std::nothrow) Scratch());
+  return s.get();
+}
+
+/** Row q's visible positions of the tile [p0, p0 + n) as GROUPS 16-bit masks; false when there are none. */
+template <class Pass>
+inline bool classify(int32_t q, int32_t p0, int n, const float* params, uint16_t* vis) {
+  const int32_t p1 = p0 + n - 1;
+  if (!Pass::tile_may(q, p0, p1, params)) return false;
+  const bool full = Pass::tile_must(q, p0, p1, params);
+  uint16_t any = 0;
+  for (int g = 0; g < GROUPS; ++g) {
+    uint16_t bits = 0;
+    for (int j = 0; j < W; ++j) {
+      const int t = g * W + j;
+      if (t < n && (full || Pass::visible(q, p0 + t, params))) bits |= (uint16_t)(1u << j);
+    }
+    vis[g] = bits;
+    any |= bits;
+  }
+  return any != 0;
+}
+
+/** One head's K and V row (HEAD_DIM elements each) into the scratch, or a zero K row when not needed. */
+inline void stage_row(Scratch& sc, int kvh, int t, const store_t* kr, const store_t* vr, bool needed) {
+  if constexpr (BF16_DOT) {
+    if (needed) memcpy(sc.kb[kvh][t], kr, HEAD_DIM * sizeof(uint16_t));
+    else memset(sc.kb[kvh][t], 0, HEAD_DIM * sizeof(uint16_t));
+  } else {
+    for (int c = 0; c < HEAD_DIM / W; ++c) vec::store(sc.k[kvh][t] + c * W, needed ? vec::widen(kr + c * W) : vec::zero());
+    for (int d = HEAD_DIM / W * W; d < HEAD_DIM; ++d) sc.k[kvh][t][d] = needed ? widen(kr[d]) : 0.0f;
+  }
+  if (!needed) return;
+  for (int c = 0; c < HEAD_DIM / W; ++c) vec::store(sc.v[kvh][t] + c * W, vec::widen(vr + c * W));
+  for (int d = HEAD_DIM / W * W; d < HEAD_DIM; ++d) sc.v[kvh][t][d] = widen(vr[d]);
+}
+
+/**
+ * Rows [0, n) of a tile (K and V pages at k, v) for KV heads [kvh0, kvh1) into the scratch, in memory
+ * order so that the page streams; positions nobody needs are not read.
+ */
+inline void stage(Scratch& sc, const store_t* k, const store_t* v, const uint16_t* need, int n, int kvh0, int kvh1) {
+  for (int t = 0; t < n; ++t) {
+    const bool needed = need[t / W] >> (t % W) & 1;
+    for (int kvh = kvh0; kvh < kvh1; ++kvh) {
+      const size_t at = (size_t)t * KV_DIM + (size_t)kvh * HEAD_DIM;
+      stage_row(sc, kvh, t, k + at, v + at, needed);
+    }
+  }
+}
+
+/** Row i's query for `head`, in the form the dot takes (f32, or rounded to bf16). */
+inline void stage_query(Scratch& sc, int i, int head, const float* q) {
+  for (int d = 0; d < HEAD_DIM; ++d) {
+    if constexpr (BF16_DOT) sc.qb[i][head][d] = md_bf16_from_f32(q[d]);
+    else sc.q[i][head][d] = q[d];
+  }
+}
+
+/** The 16 dot-product lanes of (row i, head) against staged position t of its KV head. */
+inline f32x16 dot_lanes(const Scratch& sc, int i, int head, int t) {
+  const int kvh = head / GROUP;
+  f32x16 acc = vec::zero();
+  if constexpr (BF16_DOT) {
+    for (int c = 0; c < HD_BF16; c += 2 * W) acc = vec::dot_bf16(acc, sc.qb[i][head] + c, sc.kb[kvh][t] + c);
+  } else {
+    for (int c = 0; c < HD_F32; c += W) acc = vec::fmadd(vec::load(sc.q[i][head] + c), vec::load(sc.k[kvh][t] + c), acc);
+  }
+  return acc;
+}
+
+/** One tile's online-softmax update of (row i, head) at position qp over its visible positions `vis`. */
+template <class Pass>
+inline void tile_update(Scratch& sc, int i, int head, int32_t qp, int32_t p0, const uint16_t* vis, const float* params) {
+  float* s = sc.s;
+  for (int g = 0; g < GROUPS; ++g) {
+    if (!vis[g]) continue;
+    f32x16 lanes[W];
+    for (int j = 0; j < W; ++j) lanes[j] = dot_lanes(sc, i, head, g * W + j);
+    vec::store(s + g * W, vec::reduce16(lanes));
+  }
+  for (int t = 0; t < TILE; ++t) s[t] = Pass::score(s[t] * ATTN_SCALE, qp, p0 + t, head, params);
+  const f32x16 none = vec::set1(-INFINITY);
+  f32x16 top = none;
+  for (int g = 0; g < GROUPS; ++g) top = vec::max(top, vec::select(vis[g], vec::load(s + g * W), none));
+  const float tmax = vec::reduce_max(top);
+  if (tmax == -INFINITY) return;  // every visible score is -inf: zero weight, state unchanged
+  float& m = sc.m[i][head];
+  const float m_new = m > tmax ? m : tmax;
+  const float corr = vec::exp1(m - m_new);
+  f32x16 sum = vec::zero();
+  for (int g = 0; g < GROUPS; ++g) {
+    if (!vis[g]) continue;
+    const f32x16 w = vec::exp(vec::sub(vec::select(vis[g], vec::load(s + g * W), none), vec::set1(m_new)));
+    vec::store(sc.w + g * W, w);
+    sum = vec::add(sum, w);
+  }
+  sc.l[i][head] = vec::fmadd(sc.l[i][head], corr, vec::reduce_add(sum));
+  m = m_new;
+  // Even positions accumulate onto the rescaled state, odd ones into a second sum (two dependency chains
+  // instead of one), added at the end of the tile.
+  float* acc = sc.acc[i][head];
+  f32x16 even[DV], odd[DV];
+  for (int c = 0; c < DV; ++c) {
+    even[c] = vec::mul(vec::load(acc + c * W), vec::set1(corr));
+    odd[c] = vec::zero();
+  }
+  for (int g = 0; g < GROUPS; ++g) {
+    const float* w = sc.w + g * W;
+    const float (*v)[HD_F32] = sc.v[head / GROUP] + g * W;
+    if (vis[g] == 0xffff) {  // the common case: every position, no branches
+      for (int j = 0; j < W; j += 2)
+        for (int c = 0; c < DV; ++c) {
+          even[c] = vec::fmadd(vec::set1(w[j]), vec::load(v[j] + c * W), even[c]);
+          odd[c] = vec::fmadd(vec::set1(w[j + 1]), vec::load(v[j + 1] + c * W), odd[c]);
+        }
+      continue;
+    }
+    for (unsigned bits = vis[g]; bits; bits &= bits - 1) {
+      const int j = __builtin_ctz(bits);
+      f32x16* o = j % 2 ? odd : even;
+      for (int c = 0; c < DV; ++c) o[c] = vec::fmadd(vec::set1(w[j]), vec::load(v[j] + c * W), o[c]);
+    }
+  }
+  for (int c = 0; c < DV; ++c) vec::store(acc + c * W, vec::add(even[c], odd[c]));
+}
+
+// One work item: chunk c of a block of nr rows (rows[], all of one slot), its live pages `live`, KV heads
+// [kvh0, kvh1) and their GROUP query heads each. Writes those (row, head, c) partials.
+template <class Pass>
+void chunk_partials(Scratch& sc, const md_attn_args& a, const int32_t* rows, int nr, int32_t c, uint32_t live, int kvh0, int kvh1) {
   const int32_t slot = a.row_seq[rows[0]];
   const int32_t len = a.seq_len[slot];
   const int32_t* pages = a.page_table + (size_t)slot * a.pages_per_seq;
   const float* params = a.params;
-  const store_t* kc = (const store_t*)a.k_cache;
-  const store_t* vc = (const store_t*)a.v_cache;
-
+  const int h0 = kvh0 * GROUP, h1 = kvh1 * GROUP;
   int32_t qpos[ROW_BLOCK];
-  float m[ROW_BLOCK][GROUP], l[ROW_BLOCK][GROUP];
-  alignas(64) float acc[ROW_BLOCK][GROUP][HEAD_DIM];
   for (int i = 0; i < nr; ++i) {
     qpos[i] = a.row_pos[rows[i]];
-    for (int g = 0; g < GROUP; ++g) {
-      m[i][g] = -INFINITY;
-      l[i][g] = 0.0f;
-      for (int d = 0; d < HEAD_DIM; ++d) acc[i][g][d] = 0.0f;
+    for (int h = h0; h < h1; ++h) {
+      stage_query(sc, i, h, a.q + ((size_t)rows[i] * HEADS + h) * HEAD_DIM);
+      sc.m[i][h] = -INFINITY;
+      sc.l[i][h] = 0.0f;
+      for (int d = 0; d < HD_F32; ++d) sc.acc[i][h][d] = 0.0f;
     }
   }
 
-  alignas(64) float kt[PAGE_SIZE][HEAD_DIM];
-  alignas(64) float vt[PAGE_SIZE][HEAD_DIM];
-  const int32_t t_begin = c * CHUNK;
-  const int32_t t_end = len < t_begin + CHUNK ? len : t_begin + CHUNK;
-  for (int32_t p0 = t_begin; p0 < t_end; p0 += PAGE_SIZE) {
-    const int32_t p1 = (p0 + PAGE_SIZE < t_end ? p0 + PAGE_SIZE : t_end) - 1;
-    const int n = p1 - p0 + 1;
-    // Classify the tile for each row; `need` is the union of what the rows see.
-    bool vis[ROW_BLOCK][PAGE_SIZE];
-    bool active[ROW_BLOCK];
-    bool need[PAGE_SIZE] = {};
-    bool any_row = false;
+  for (uint32_t bits = live; bits; bits &= bits - 1) {
+    const int32_t page = c * CHUNK_PAGES + __builtin_ctz(bits);
+    const int32_t p0 = page * PAGE_SIZE;
+    const int n = std::min(PAGE_SIZE, len - p0);
+    uint16_t vis[ROW_BLOCK][GROUPS];
+    bool sees[ROW_BLOCK];
+    uint16_t need[GROUPS] = {};
+    bool any = false;
     for (int i = 0; i < nr; ++i) {
-      active[i] = false;
-      if (!Pass::tile_may(qpos[i], p0, p1, params)) continue;  // skipped tiles are never read
-      const bool full = Pass::tile_must(qpos[i], p0, p1, params);
-      for (int t = 0; t < n; ++t) {
-        vis[i][t] = full || Pass::visible(qpos[i], p0 + t, params);
-        active[i] = active[i] || vis[i][t];
-        need[t] = need[t] || vis[i][t];
-      }
-      any_row = any_row || active[i];
+      sees[i] = classify<Pass>(qpos[i], p0, n, params, vis[i]);
+      if (!sees[i]) continue;
+      any = true;
+      for (int g = 0; g < GROUPS; ++g) need[g] |= vis[i][g];
     }
-    if (!any_row) continue;
-
-    // Widen the tile's K and V rows that some row sees, once for every row and head of the block. K rows
-    // nobody sees are zeroed: their scores are computed alongside (dot_rows_of runs over the whole tile)
-    // and never used, and nobody's masked positions are read from the cache.
-    const size_t base = (size_t)pages[p0 / PAGE_SIZE] * PAGE_SIZE * KV_DIM + (size_t)kvh * HEAD_DIM;
-    for (int t = 0; t < n; ++t) {
-      if (!need[t]) {
-        for (int d = 0; d < HEAD_DIM; ++d) kt[t][d] = 0.0f;
-        continue;
-      }
-      const store_t* kr = kc + base + (size_t)t * KV_DIM;
-      const store_t* vr = vc + base + (size_t)t * KV_DIM;
-      for (int d = 0; d < HEAD_DIM; ++d) kt[t][d] = widen(kr[d]);
-      for (int d = 0; d < HEAD_DIM; ++d) vt[t][d] = widen(vr[d]);
-    }
-
-    for (int i = 0; i < nr; ++i) {
-      if (!active[i]) continue;
-      const int32_t qp = qpos[i];
-      int seen[PAGE_SIZE];  // the row's visible offsets, ascending
-      int ns = 0;
-      for (int t = 0; t < n; ++t)
-        if (vis[i][t]) seen[ns++] = t;
-      for (int g = 0; g < GROUP; ++g) {
-        const int head = kvh * GROUP + g;
-        const float* qh = a.q + ((size_t)rows[i] * HEADS + head) * HEAD_DIM;
-        float s[PAGE_SIZE];
-        dot_rows_of<HEAD_DIM, PAGE_SIZE>(qh, kt, n, s);  // each s[t] is dot<HEAD_DIM>(qh, kt[t]), bitwise
-        float tmax = -INFINITY;
-        for (int k = 0; k < ns; ++k) {
-          const int t = seen[k];
-          s[t] = Pass::score(s[t] * ATTN_SCALE, qp, p0 + t, head, params);
-          tmax = s[t] > tmax ? s[t] : tmax;
-        }
-        if (tmax == -INFINITY) continue;  // every visible score is -inf: zero weight, state unchanged
-        // The online-softmax update, its sums in ascending position order. The exponentials come first
-        // and a row that sees the whole tile takes a branch-free loop, so that the accumulator stays in
-        // registers across positions.
-        const float m_new = m[i][g] > tmax ? m[i][g] : tmax;
-        const float corr = expf(m[i][g] - m_new);
-        float w[PAGE_SIZE];
-        for (int k = 0; k < ns; ++k) w[seen[k]] = expf(s[seen[k]] - m_new);
-        float sum = l[i][g] * corr;
-        float o[HEAD_DIM];
-        for (int d = 0; d < HEAD_DIM; ++d) o[d] = acc[i][g][d] * corr;
-        if (ns == n) {
-          for (int t = 0; t < n; ++t) {
-            sum += w[t];
-            for (int d = 0; d < HEAD_DIM; ++d) o[d] += w[t] * vt[t][d];
-          }
-        } else {
-          for (int t = 0; t < n; ++t) {
-            if (!vis[i][t]) continue;
-            sum += w[t];
-            for (int d = 0; d < HEAD_DIM; ++d) o[d] += w[t] * vt[t][d];
-          }
-        }
-        for (int d = 0; d < HEAD_DIM; ++d) acc[i][g][d] = o[d];
-        l[i][g] = sum;
-        m[i][g] = m_new;
+    if (!any) continue;
+    const size_t base = (size_t)pages[page] * PAGE_SIZE * KV_DIM;
+    stage(sc, (const store_t*)a.k_cache + base, (const store_t*)a.v_cache + base, need, n, kvh0, kvh1);
+    for (int kvh = kvh0; kvh < kvh1; ++kvh) {
+      for (int i = 0; i < nr; ++i) {
+        if (!sees[i]) continue;
+        for (int h = kvh * GROUP; h < (kvh + 1) * GROUP; ++h) tile_update<Pass>(sc, i, h, qpos[i], p0, vis[i], params);
       }
     }
   }
 
   for (int i = 0; i < nr; ++i)
-    for (int g = 0; g < GROUP; ++g) {
-      float* part = partial(a.workspace, rows[i], kvh * GROUP + g, c);
-      for (int d = 0; d < HEAD_DIM; ++d) part[d] = acc[i][g][d];
-      part[HEAD_DIM] = m[i][g];
-      part[HEAD_DIM + 1] = l[i][g];
+    for (int h = h0; h < h1; ++h) {
+      float* part = partial(a.workspace, rows[i], h, c);
+      memcpy(part, sc.acc[i][h], HEAD_DIM * sizeof(float));
+      part[HEAD_DIM] = sc.m[i][h];
+      part[HEAD_DIM + 1] = sc.l[i][h];
     }
 }
 
-// Merge the chunk partials of (row, query head) in ascending chunk order; empty chunks (l == 0) are skipped.
-inline void merge(const md_attn_args& a, int32_t r, int h) {
-  const int nc = num_chunks(a.seq_len[a.row_seq[r]]);
+// Merge (row, query head)'s partials of the nc chunks listed in ascending chunk order; empty chunks
+// (l == 0) are skipped, so a chunk the row does not see changes nothing.
+inline void merge(const md_attn_args& a, int32_t r, int h, const LiveChunk* list, int32_t nc) {
   float* out = a.out + ((size_t)r * HEADS + h) * HEAD_DIM;
+  const auto part_of = [&](int32_t k) { return partial(a.workspace, r, h, list[k].chunk); };
   float mx = -INFINITY;
   bool any = false;
-  for (int c = 0; c < nc; ++c) {
-    const float* part = partial(a.workspace, r, h, c);
+  for (int32_t k = 0; k < nc; ++k) {
+    const float* part = part_of(k);
     if (part[HEAD_DIM + 1] == 0.0f) continue;
     mx = any && !(part[HEAD_DIM] > mx) ? mx : part[HEAD_DIM];
     any = true;
@@ -311,15 +667,16 @@ inline void merge(const md_attn_args& a, int32_t r, int h) {
     return;
   }
   float sum = 0.0f;
-  float o[HEAD_DIM] = {};
-  for (int c = 0; c < nc; ++c) {
-    const float* part = partial(a.workspace, r, h, c);
+  f32x16 o[DV];
+  for (int c = 0; c < DV; ++c) o[c] = vec::zero();
+  for (int32_t k = 0; k < nc; ++k) {
+    const float* part = part_of(k);
     if (part[HEAD_DIM + 1] == 0.0f) continue;
-    const float w = expf(part[HEAD_DIM] - mx);
-    sum += part[HEAD_DIM + 1] * w;
-    for (int d = 0; d < HEAD_DIM; ++d) o[d] += part[d] * w;
+    const float w = vec::exp1(part[HEAD_DIM] - mx);
+    sum = vec::fmadd(part[HEAD_DIM + 1], w, sum);
+    for (int c = 0; c < DV; ++c) o[c] = vec::fmadd(vec::load_n(part + c * W, std::min(W, HEAD_DIM - c * W)), vec::set1(w), o[c]);
   }
-  for (int d = 0; d < HEAD_DIM; ++d) out[d] = o[d] / sum;
+  for (int c = 0; c < DV; ++c) vec::store_n(out + c * W, vec::div(o[c], vec::set1(sum)), std::min(W, HEAD_DIM - c * W));
 }
 
 // The rows' slots, lengths and pages, read after the entry point's checks of the host values (rows > 0,
@@ -339,11 +696,16 @@ inline int check_rows(const md_attn_args* a) {
   return MD_OK;
 }
 
-// The row blocks of a call: `order` lists the rows grouped by slot (stable: ascending row index within a
-// slot) and block b is order[first[b] .. first[b + 1]). Blocks are cut at slot changes and every `cap` rows.
-struct RowBlocks {
-  std::unique_ptr<int32_t[]> order, first;
-  int32_t count = 0;
+/**
+ * The work of a call: rows grouped by slot (stable: ascending row index within a slot) into blocks,
+ * block b = order[first[b] .. first[b + 1]); its live chunks chunks[chunk_first[b] .. chunk_first[b + 1]);
+ * each live chunk is head_split work items of KV_HEADS / head_split KV heads.
+ */
+struct Work {
+  std::unique_ptr<int32_t[]> order, first, chunk_first, block_of;
+  std::unique_ptr<LiveChunk[]> chunks;
+  int32_t blocks = 0, live = 0;
+  int head_split = 1;
 };
 
 inline int32_t cut_blocks(const md_attn_args& a, const int32_t* order, int cap, int32_t* first) {
@@ -358,60 +720,93 @@ inline int32_t cut_blocks(const md_attn_args& a, const int32_t* order, int cap, 
   return nb;
 }
 
-inline int64_t work_items(const md_attn_args& a, const RowBlocks& b) {
-  int64_t items = 0;
-  for (int32_t k = 0; k < b.count; ++k) items += (int64_t)KV_HEADS * num_chunks(a.seq_len[a.row_seq[b.order[b.first[k]]]]);
-  return items;
-}
-
 /**
- * Groups the rows by slot into blocks of at most ROW_BLOCK, smaller when that leaves too few work items
- * for the threads (verification at batch 1 over a short context). Without memory for the grouping, each
- * row is its own block: slower, the same bits.
+ * Blocks of at most ROW_BLOCK rows and their live chunks; when that leaves too few work items for the
+ * threads, KV heads are split first (that costs no sharing), then blocks halved. False without memory.
  */
-inline RowBlocks row_blocks(const md_attn_args& a) {
-  RowBlocks b;
-  b.order.reset(new (std::nothrow) int32_t[a.rows]);
-  b.first.reset(new (std::nothrow) int32_t[a.rows + 1]);
+template <class Pass>
+bool plan_work(const md_attn_args& a, Work& w) {
+  int64_t bound = 0;  // live chunks, at most: every chunk of every row
+  for (int32_t r = 0; r < a.rows; ++r) bound += num_chunks(a.seq_len[a.row_seq[r]]);
+  w.order.reset(new (std::nothrow) int32_t[a.rows]);
+  w.first.reset(new (std::nothrow) int32_t[a.rows + 1]);
+  w.chunk_first.reset(new (std::nothrow) int32_t[a.rows + 1]);
+  w.block_of.reset(new (std::nothrow) int32_t[a.rows]);
+  w.chunks.reset(new (std::nothrow) LiveChunk[bound > 0 ? bound : 1]);
   std::unique_ptr<uint64_t[]> keys(new (std::nothrow) uint64_t[a.rows]);
-  if (!b.order || !b.first || !keys) return RowBlocks{};
+  if (!w.order || !w.first || !w.chunk_first || !w.block_of || !w.chunks || !keys) return false;
   for (int32_t r = 0; r < a.rows; ++r) keys[r] = (uint64_t)(uint32_t)a.row_seq[r] << 32 | (uint32_t)r;
   std::sort(keys.get(), keys.get() + a.rows);
-  for (int32_t i = 0; i < a.rows; ++i) b.order[i] = (int32_t)(keys[i] & 0xffffffffu);
+  for (int32_t i = 0; i < a.rows; ++i) w.order[i] = (int32_t)(keys[i] & 0xffffffffu);
   const int64_t enough = 4 * (int64_t)omp_get_max_threads();
   for (int cap = ROW_BLOCK;; cap = (cap + 1) / 2) {
-    b.count = cut_blocks(a, b.order.get(), cap, b.first.get());
-    if (cap == 1 || work_items(a, b) >= enough) return b;
+    w.blocks = cut_blocks(a, w.order.get(), cap, w.first.get());
+    w.live = 0;
+    for (int32_t b = 0; b < w.blocks; ++b) {
+      const int32_t* rows = w.order.get() + w.first[b];
+      const int nr = w.first[b + 1] - w.first[b];
+      int32_t q[ROW_BLOCK];
+      for (int i = 0; i < nr; ++i) q[i] = a.row_pos[rows[i]];
+      const int32_t len = a.seq_len[a.row_seq[rows[0]]];
+      w.chunk_first[b] = w.live;
+      int32_t n = 0;
+      if (len > 0) live_pages<Pass>(q, nr, len, 0, (len + PAGE_SIZE - 1) / PAGE_SIZE, a.params, b, w.chunks.get() + w.live, n);
+      w.live += n;
+    }
+    w.chunk_first[w.blocks] = w.live;
+    w.head_split = 1;
+    while (w.head_split < KV_HEADS && (int64_t)w.live * w.head_split < enough)
+      do ++w.head_split; while (KV_HEADS % w.head_split);
+    if (cap == 1 || (int64_t)w.live * w.head_split >= enough) break;
   }
+  for (int32_t b = 0; b < w.blocks; ++b)
+    for (int32_t i = w.first[b]; i < w.first[b + 1]; ++i) w.block_of[w.order[i]] = b;
+  return true;
 }
 
 }  // namespace
 }  // namespace attn
 
-/** The attention kernel of a pass, after the entry point's argument checks: checks the rows, then fills args->out. */
+/**
+ * The attention kernel of a pass, after the entry point's argument checks: checks the rows, then fills
+ * args->out; MD_ERR_LAUNCH when it cannot get its working memory (out is then not written).
+ */
 template <class Pass>
 int attend(const md_attn_args* args) {
   const int status = attn::check_rows(args);
   if (status != MD_OK) return status;
   const md_attn_args& a = *args;
   const int32_t rows = a.rows;
-  const attn::RowBlocks blocks = attn::row_blocks(a);
-  const int32_t nb = blocks.count ? blocks.count : rows;
+  attn::Work w;
+  if (!attn::plan_work<Pass>(a, w)) return MD_ERR_LAUNCH;
+  const int split = w.head_split;
+  const int64_t items = (int64_t)w.live * split;
+  bool failed = false;
 #pragma omp parallel
   {
-#pragma omp for collapse(3) schedule(dynamic, 1)
-    for (int32_t b = 0; b < nb; ++b)
-      for (int kvh = 0; kvh < KV_HEADS; ++kvh)
-        for (int c = 0; c < MAX_CHUNKS; ++c) {
-          const int32_t* rs = blocks.count ? blocks.order.get() + blocks.first[b] : &b;
-          const int nr = blocks.count ? blocks.first[b + 1] - blocks.first[b] : 1;
-          if (c < attn::num_chunks(a.seq_len[a.row_seq[rs[0]]])) attn::chunk_partials<Pass>(a, rs, nr, kvh, c);
-        }
+    attn::Scratch* sc = attn::scratch();
+    if (!sc) {
+#pragma omp atomic write
+      failed = true;
+    }
+#pragma omp barrier
+    if (!failed) {
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t it = 0; it < items; ++it) {
+        const attn::LiveChunk& lc = w.chunks[it / split];
+        const int part = (int)(it % split);
+        const int32_t* rs = w.order.get() + w.first[lc.block];
+        attn::chunk_partials<Pass>(*sc, a, rs, w.first[lc.block + 1] - w.first[lc.block], lc.chunk, lc.pages, part * KV_HEADS / split, (part + 1) * KV_HEADS / split);
+      }
 #pragma omp for collapse(2) schedule(static)
-    for (int32_t r = 0; r < rows; ++r)
-      for (int h = 0; h < HEADS; ++h) attn::merge(a, r, h);
+      for (int32_t r = 0; r < rows; ++r)
+        for (int h = 0; h < HEADS; ++h) {
+          const int32_t b = w.block_of[r];
+          attn::merge(a, r, h, w.chunks.get() + w.chunk_first[b], w.chunk_first[b + 1] - w.chunk_first[b]);
+        }
+    }
   }
-  return MD_OK;
+  return failed ? MD_ERR_LAUNCH : MD_OK;
 }
 
 }  // namespace md

@@ -2,9 +2,12 @@
 // at most 8 to a block, fewer when the threads would otherwise idle). Grouping must never change a bit:
 // here rows of a sequence are interleaved with other sequences' rows in a random order, a sequence gets
 // more rows than one block holds (repeated positions with fresh queries, as a prefill chunk's rows share
-// a slot), and the call runs at 1 and 3 threads; every row must equal the same row computed alone.
+// a slot), and the call runs at 1 and 3 threads; every row must equal the same row computed alone — for a
+// causal pass alone in a sequence that ends at the row (seq_len = position + 1, an AR step), where the call
+// has later positions after it.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { isCausal } from '../../codegen/passes/causal.ts';
 import { attentionDrawArb, buildAttention, mulberry32 } from '../harness/kernels/attention-case.ts';
 import { KERNEL_DEPLOYMENTS, type KernelDeploymentName } from '../harness/kernels/deployments.ts';
 import { f32, type Arg } from '../harness/kernels/driver.ts';
@@ -18,6 +21,13 @@ interface Row {
   readonly slot: number;
   readonly pos: number;
   readonly q: Float32Array;
+}
+
+/** A row alone, in a sequence that ends at its position. */
+function ownLength(base: Record<string, Arg>, row: Row): Record<string, Arg> {
+  const seqLen = Int32Array.from(base.seq_len as Int32Array);
+  seqLen[row.slot] = row.pos + 1;
+  return { ...base, seq_len: seqLen };
 }
 
 function rowArgs(base: Record<string, Arg>, rows: readonly Row[], qDim: number): Record<string, Arg> {
@@ -69,8 +79,10 @@ describe.each(NAMES)('attention row blocks, module %s', (name) => {
           expect(all.status).toBe(0);
           const out = f32(all.out.out);
           const ws1 = await m.driver.workspaceFloats(1);
+          const causal = isCausal(pass.visible);
           for (const [r, row] of rows.entries()) {
-            const alone = await m.driver.call(`md_attn_${pass.pass}_b${small}`, { ...rowArgs(c.args, [row], D), out: { out: D * 4 }, workspace: { out: ws1 * 4 } }, 1);
+            const base = causal ? ownLength(c.args, row) : c.args;
+            const alone = await m.driver.call(`md_attn_${pass.pass}_b${small}`, { ...rowArgs(base, [row], D), out: { out: D * 4 }, workspace: { out: ws1 * 4 } }, 1);
             expect(alone.status).toBe(0);
             expect(new Uint32Array(out.slice(r * D, (r + 1) * D).buffer), `row ${r} (slot ${row.slot}, position ${row.pos}) in the call vs alone`).toEqual(
               new Uint32Array(f32(alone.out.out).buffer),

@@ -3,9 +3,12 @@
 // row may see is NaN, so reading a skipped tile or a masked position would show; every output starts as
 // NaN, so an unwritten element would show. Row invariance is checked bitwise: each row computed alone, in
 // the smallest bucket instance on one thread, equals the same row inside the batch (other sequences'
-// rows, gamma + 1 verification rows) in the largest bucket instance on two threads.
+// rows, gamma + 1 verification rows) in the largest bucket instance on two threads; for a causal pass the
+// row alone also ends its sequence at itself (an AR step's partial last tile), where in the batch later
+// positions follow it (a verification row's).
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { isCausal } from '../../codegen/passes/causal.ts';
 import type { PassPlan } from '../../codegen/plan.ts';
 import { attentionRef, relError } from '../reference/kernels.ts';
 import { attentionDrawArb, buildAttention, type AttentionDraw } from '../harness/kernels/attention-case.ts';
@@ -16,7 +19,11 @@ import { useModules, type ModuleUnderTest } from '../harness/kernels/module.ts';
 const NAMES = Object.keys(KERNEL_DEPLOYMENTS) as KernelDeploymentName[];
 const modules = useModules(KERNEL_DEPLOYMENTS);
 
-const tolerance = (m: ModuleUnderTest) => (m.plan.deployment.dtype === 'fp32' ? 1e-5 : 1e-2);
+/**
+ * The reference reads the stored (decoded) K/V values and models bf16's rounding of q for the dot
+ * (test/reference/kernels.ts), so what is left is f32 arithmetic, whatever the storage (~3e-7 measured).
+ */
+const ATTENTION_TOLERANCE = 1e-5;
 
 async function runAttention(m: ModuleUnderTest, pass: PassPlan, d: AttentionDraw) {
   const c = buildAttention(m.plan, pass, d);
@@ -31,24 +38,25 @@ describe.each(NAMES)('attention, module %s', (name) => {
     it(`${which} pass matches the float64 reference and is row-invariant`, async () => {
       const m = modules.get(name)!;
       const pass = m.plan.passes[which];
-      const maxSeqs = Math.min(...m.plan.buckets);
       await fc.assert(
         fc.asyncProperty(attentionDrawArb(m.plan, Math.max(...m.plan.buckets), Math.min(m.plan.maxSeq, 3 * m.plan.chunk + 5)), async (d) => {
           const { c, status, out } = await runAttention(m, pass, d);
           expect(status).toBe(0);
           expect(out.every(Number.isFinite), 'every output written and finite').toBe(true);
           const want = attentionRef(m.plan, pass, c.ref);
-          expect(relError(out, want)).toBeLessThan(tolerance(m));
+          expect(relError(out, want)).toBeLessThan(ATTENTION_TOLERANCE);
           // Row invariance, bitwise: each row alone, smallest bucket, one thread.
           const small = Math.min(...m.plan.buckets);
           const D = m.plan.dims.qDim;
+          const ownLength = isCausal(pass.visible);
           for (let r = 0; r < c.rows; r++) {
             const ws = await m.driver.workspaceFloats(1);
-            const alone = await m.driver.call(`md_attn_${pass.pass}_b${small}`, { ...c.rowArgs(r), out: { out: D * 4 }, workspace: { out: ws * 4 } }, 1);
+            const alone = await m.driver.call(`md_attn_${pass.pass}_b${small}`, { ...c.rowArgs(r, { ownLength }), out: { out: D * 4 }, workspace: { out: ws * 4 } }, 1);
             expect(alone.status).toBe(0);
-            expect(new Uint32Array(f32(alone.out.out).buffer), `row ${r} alone vs in the batch`).toEqual(new Uint32Array(out.slice(r * D, (r + 1) * D).buffer));
+            expect(new Uint32Array(f32(alone.out.out).buffer), `row ${r} alone${ownLength ? ' (its own length)' : ''} vs in the batch`).toEqual(
+              new Uint32Array(out.slice(r * D, (r + 1) * D).buffer),
+            );
           }
-          void maxSeqs;
         }),
         { numRuns: 25 },
       );
@@ -68,7 +76,7 @@ describe('tile skipping', () => {
         expect(status).toBe(0);
         expect(c.poisoned).toBeGreaterThan(0.5);
         expect(out.every(Number.isFinite)).toBe(true);
-        expect(relError(out, attentionRef(m.plan, pass, c.ref))).toBeLessThan(1e-5);
+        expect(relError(out, attentionRef(m.plan, pass, c.ref))).toBeLessThan(ATTENTION_TOLERANCE);
         checked++;
       }),
       { numRuns: 15 },

@@ -1,9 +1,12 @@
 // Float64 reference of every kernel of codegen/abi.ts, written for clarity, not speed. Inputs are the
 // values the kernels read (storage already decoded, see test/harness/kernels/storage.ts). Attention is the
 // naive definition: for each row and head, every visible position (the pass's `visible` and `score`
-// evaluated by the IR interpreter, the oracle), then a plain softmax.
+// evaluated by the IR interpreter, the oracle), then a plain softmax. Where the CPU kernels make a
+// documented numerics choice, the reference makes it too (README, "CPU numerics"): with bf16 storage the
+// q.k products take q rounded to bf16, and bf16 subnormals in q and k count as zero (VDPBF16PS).
 import { evaluate } from '../../codegen/interp.ts';
 import type { ModulePlan, PassPlan } from '../../codegen/plan.ts';
+import { bf16FromF32, f32FromBf16 } from '../harness/kernels/storage.ts';
 
 type Vec = ArrayLike<number>;
 
@@ -117,6 +120,10 @@ export function attentionRef(plan: ModulePlan, pass: PassPlan, c: AttentionCase)
   const params = paramRecord(pass, c.params);
   const at = (slot: number, t: number, kvh: number) =>
     ((c.pageTable[slot * c.pagesPerSeq + Math.floor(t / plan.pageSize)] * plan.pageSize + (t % plan.pageSize)) * kvHeads + kvh) * D;
+  const bf16 = plan.deployment.dtype === 'bf16';
+  const flush = (x: number) => (Math.abs(x) < 2 ** -126 ? 0 : x);
+  const dotQ = bf16 ? Float64Array.from(c.q, (x) => flush(f32FromBf16(bf16FromF32(x)))) : c.q;
+  const dotK = (x: number) => (bf16 ? flush(x) : x);
   for (let r = 0; r < rows; r++) {
     const slot = c.rowSeq[r];
     const q = c.rowPos[r];
@@ -127,7 +134,7 @@ export function attentionRef(plan: ModulePlan, pass: PassPlan, c: AttentionCase)
       const qo = (r * heads + h) * D;
       const scores = seen.map((t) => {
         let s = 0;
-        for (let d = 0; d < D; d++) s += c.q[qo + d] * c.kCache[at(slot, t, kvh) + d];
+        for (let d = 0; d < D; d++) s += dotQ[qo + d] * dotK(c.kCache[at(slot, t, kvh) + d]);
         s *= plan.scale;
         return pass.score ? (evaluate(pass.score, { vars: { s, q, kv: t, head: h }, params }) as number) : s;
       });

@@ -50,8 +50,12 @@ export interface BuiltAttention {
   readonly args: Record<string, Arg>;
   /** Fraction of cached positions (of used pages) that are poisoned. */
   readonly poisoned: number;
-  /** Rebuild the driver arguments for row r alone. */
-  rowArgs(r: number): Record<string, Arg>;
+  /**
+   * Rebuild the driver arguments for row r alone; with `ownLength`, its sequence ends at the row (seq_len =
+   * position + 1), as when the row is decoded autoregressively rather than verified or prefilled among
+   * later positions (only the same for a causal pass).
+   */
+  rowArgs(r: number, opts?: { ownLength?: boolean }): Record<string, Arg>;
 }
 
 export function buildAttention(plan: ModulePlan, pass: PassPlan, d: AttentionDraw): BuiltAttention {
@@ -127,7 +131,13 @@ export function buildAttention(plan: ModulePlan, pass: PassPlan, d: AttentionDra
     ref: { q, kCache: k.values, vCache: v.values, pageTable, pagesPerSeq, rowSeq, rowPos, seqLen, params },
     args: argsFor(Array.from({ length: rows }, (_, r) => r)),
     poisoned: (poisoned - 2 * PS) / used, // the two spare pages are all poison
-    rowArgs: (r) => argsFor([r]),
+    rowArgs: (r, opts) => {
+      const args = argsFor([r]);
+      if (!opts?.ownLength) return args;
+      const own = Int32Array.from(seqLen);
+      own[rowSeq[r]] = rowPos[r] + 1;
+      return { ...args, seq_len: own };
+    },
   };
 }
 

@@ -41,8 +41,22 @@ export function driverExecutable(kernels: readonly KernelSpec[] = KERNELS): stri
   return exe;
 }
 
-/** A pointer argument: data to send, `{ out: bytes }` for a poisoned output, or null for NULL. */
-export type Arg = ArrayBufferView | { out: number } | null | number;
+/**
+ * Input bytes of which some byte ranges (whole OS pages, `pageBytes()`) are mapped PROT_NONE in the driver,
+ * so that a kernel reading them faults: the driver dies of SIGSEGV and the call rejects.
+ */
+export interface Guarded {
+  readonly data: ArrayBufferView;
+  readonly noAccess: readonly (readonly [offset: number, length: number])[];
+}
+
+/** A pointer argument: data to send, `{ out: bytes }` for a poisoned output, guarded input, or null for NULL. */
+export type Arg = ArrayBufferView | { out: number } | Guarded | null | number;
+
+/** The OS page size, the granule of Guarded ranges. */
+export function pageBytes(): number {
+  return Number(execFileSync('getconf', ['PAGESIZE'], { encoding: 'utf8' }).trim());
+}
 
 export interface CallResult {
   status: number;
@@ -100,10 +114,18 @@ export class KernelDriver {
       }
     });
     proc.stderr.on('data', (c: Buffer) => (this.stderr += c.toString()));
+    // A driver that died (a guarded read faulted) fails its calls through 'exit'; a write racing the death
+    // must not become an uncaught EPIPE.
+    proc.stdin.on('error', () => {});
     proc.on('exit', (code, signal) => {
       this.exited = `kernel driver exited (code ${code}, signal ${signal}): ${this.stderr}`;
       for (const p of this.pending.splice(0)) p.reject(new Error(this.exited));
     });
+  }
+
+  /** False once the process has exited (a fault in a kernel kills it). */
+  get alive(): boolean {
+    return this.exited === undefined;
   }
 
   /** One driver process serving `library`, a module of the kernel list `kernels`. */
@@ -141,6 +163,15 @@ export class KernelDriver {
       else if ('out' in v) {
         e.u8(2);
         e.u64(v.out);
+      } else if ('noAccess' in v) {
+        e.u8(3);
+        e.u64(v.data.byteLength);
+        e.bytes(bytesOf(v.data));
+        e.i32(v.noAccess.length);
+        for (const [at, length] of v.noAccess) {
+          e.u64(at);
+          e.u64(length);
+        }
       } else {
         e.u8(1);
         e.u64(v.byteLength);

@@ -1,0 +1,53 @@
+// The CPU attention kernels' fallbacks compute exactly what the native build does: the same modules built
+// with MD_PORTABLE (plain lane loops for every vector helper) and, for bf16 storage, MD_NO_AVX512BF16 (the
+// VDPBF16PS emulation), called with the same draws, give the native build's bits. So the reduction order
+// is one thing, whichever instructions carry it out on the machine at hand.
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cpuBackend } from '../../codegen/backends/cpu.ts';
+import { buildModule } from '../../codegen/build.ts';
+import { planModule } from '../../codegen/plan.ts';
+import { attentionDrawArb, buildAttention } from '../harness/kernels/attention-case.ts';
+import { KERNEL_DEPLOYMENTS } from '../harness/kernels/deployments.ts';
+import { KernelDriver } from '../harness/kernels/driver.ts';
+import { useModules } from '../harness/kernels/module.ts';
+
+const native = useModules({ gqaBf16: KERNEL_DEPLOYMENTS.gqaBf16, tailF16: KERNEL_DEPLOYMENTS.tailF16 });
+const VARIANTS = [
+  { module: 'gqaBf16', define: 'MD_PORTABLE' },
+  { module: 'gqaBf16', define: 'MD_NO_AVX512BF16' },
+  { module: 'tailF16', define: 'MD_PORTABLE' },
+] as const;
+
+const variants = new Map<string, KernelDriver>();
+beforeAll(async () => {
+  for (const v of VARIANTS) {
+    const plan = planModule(KERNEL_DEPLOYMENTS[v.module]);
+    const files = cpuBackend.emit(plan).map((f) => (f.path === 'md_cpu.h' ? { ...f, contents: `#define ${v.define} 1\n${f.contents}` } : f));
+    const { library } = await buildModule({ name: `${plan.name}.${v.define}`, files, target: 'cpu' });
+    variants.set(`${v.module}/${v.define}`, KernelDriver.open(library));
+  }
+}, 600_000);
+afterAll(() => variants.forEach((d) => d.close()));
+
+describe.each(VARIANTS)('attention of $module built with $define', ({ module, define }) => {
+  for (const which of ['target', 'draft'] as const) {
+    it(`${which} pass: the native build's bits`, async () => {
+      const m = native.get(module)!;
+      const other = variants.get(`${module}/${define}`)!;
+      const pass = m.plan.passes[which];
+      const bucket = Math.max(...m.plan.buckets);
+      await fc.assert(
+        fc.asyncProperty(attentionDrawArb(m.plan, bucket, m.plan.maxSeq), async (d) => {
+          const c = buildAttention(m.plan, pass, d);
+          const ws = await m.driver.workspaceFloats(c.rows);
+          const args = { ...c.args, out: { out: c.rows * m.plan.dims.qDim * 4 }, workspace: { out: ws * 4 } };
+          const [a, b] = await Promise.all([m.driver.call(`md_attn_${which}_b${bucket}`, args, 2), other.call(`md_attn_${which}_b${bucket}`, args, 2)]);
+          expect([a.status, b.status]).toEqual([0, 0]);
+          expect(Buffer.from(b.out.out).equals(Buffer.from(a.out.out)), 'the same bits').toBe(true);
+        }),
+        { numRuns: 10 },
+      );
+    }, 300_000);
+  }
+});
