@@ -123,12 +123,12 @@ inline void dot_rows(const float* const* x, const store_t* w, float* out) {
 }
 
 // ==== 16-lane float vectors, for attention =================================================================
-// One kernel source over a small vector type: AVX-512 intrinsics where the build has them (-march=native
-// decides at build time), plain lane loops otherwise; MD_PORTABLE forces the plain path and
-// MD_NO_AVX512BF16 the emulation of VDPBF16PS (the tests compare both with the native build). Every
-// operation is lane-wise IEEE arithmetic or an exact data movement, so the implementations give the same
-// bits: fmadd is fused on all whenever the target has FMA (always with AVX-512), a multiply then an add
-// otherwise; reductions run reduce_lanes' tree.
+// One kernel source over a small vector type: AVX-512 intrinsics where the build has them (the build's
+// target flags decide, through the compiler's ISA macros), plain lane loops otherwise; MD_PORTABLE forces
+// the plain path and MD_NO_AVX512BF16 the emulation of VDPBF16PS (the tests compare both with the native
+// build). Every operation is lane-wise IEEE arithmetic or an exact data movement, so the implementations
+// give the same bits: fmadd is fused on all whenever the target has FMA (always with AVX-512), a multiply
+// then an add otherwise; reductions run reduce_lanes' tree.
 
 namespace vec {
 
