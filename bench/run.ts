@@ -202,7 +202,9 @@ async function main(): Promise<number> {
   const svgPath = join(flags.out, `${date}.svg`);
   const machine = { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, memoryBytes: totalmem(), node: process.version };
   const elapsedS = (performance.now() - t0) / 1000;
-  writeFileSync(jsonPath, `${JSON.stringify({ date, machine, flags, deployment: 'default passes (dsl/default.ts) on the cpu, bf16', buckets: BUCKETS, gamma, triad, results, elapsedS }, null, 2)}\n`);
+  // Paths relative to the checkout: the results say nothing of the machine's directory layout.
+  const recorded = { ...flags, out: relative(ROOT, resolve(flags.out)) || '.' };
+  writeFileSync(jsonPath, `${JSON.stringify({ date, machine, flags: recorded, deployment: 'default passes (dsl/default.ts) on the cpu, bf16', buckets: BUCKETS, gamma, triad, results, elapsedS }, null, 2)}\n`);
   const points: PlotPoint[] = results.flatMap((r) =>
     r.spec.map((s) => ({
       series: `${r.model}, ${windowLabel(s.draftWindow)}`,

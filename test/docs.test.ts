@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 const ROOT = resolve(import.meta.dirname, '..');
 const files = execFileSync('git', ['ls-files'], { cwd: ROOT, encoding: 'utf8' })
   .split('\n')
-  .filter((f) => f && /\.(ts|js|cpp|h|c|cu|cuh|hbs|md|sh|txt)$/.test(f) && existsSync(join(ROOT, f)));
+  .filter((f) => f && /\.(ts|js|cpp|h|c|cu|cuh|hbs|md|sh|txt|json)$/.test(f) && existsSync(join(ROOT, f)));
 const text = new Map(files.map((f) => [f, readFileSync(join(ROOT, f), 'utf8')]));
 
 describe('documentation citations', () => {
@@ -26,5 +26,13 @@ describe('documentation citations', () => {
     const cited = [...text].flatMap(([f, t]) => [...t.matchAll(/ARCHITECTURE\.md, invariant (\d+)/g)].map((m) => ({ f, n: Number(m[1]) })));
     expect(cited.length).toBeGreaterThan(5);
     expect(cited.filter(({ n }) => !stated.has(n))).toEqual([]);
+  });
+});
+
+describe('committed benchmark results', () => {
+  it('record no absolute path of the machine they ran on', () => {
+    const results = files.filter((f) => /^bench\/results\/.*\.json$/.test(f));
+    expect(results.length).toBeGreaterThan(0);
+    for (const f of results) expect(readFileSync(join(ROOT, f), 'utf8'), f).not.toMatch(/"\/(work|home|tmp|root|usr)\//);
   });
 });
