@@ -54,6 +54,8 @@ export const cpuBackend: Backend = {
         path: 'gemm.cpp',
         contents: renderTemplate('cpu/gemm.cpp.hbs', {
           ...base,
+          dtype: plan.deployment.dtype,
+          f32: plan.deployment.dtype === 'fp32',
           gemms: plan.gemms.map((g) => ({ ...g, instances: entryPoints(plan, `gemm_${g.role}`) })),
           lmHead: lmHeadShape(plan),
           lmHeadArgmax: entryPoints(plan, 'lm_head_argmax'),

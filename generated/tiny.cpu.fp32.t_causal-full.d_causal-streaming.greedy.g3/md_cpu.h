@@ -103,25 +103,6 @@ inline float dot(const float* a, const float* b) {
   return reduce_lanes(acc);
 }
 
-/** R rows against one weight row [K], each row with exactly the lane order of dot<K>: every weight is
- *  widened once and used R times. */
-template <int K, int R>
-inline void dot_rows(const float* const* x, const store_t* w, float* out) {
-  float acc[R][LANES] = {};
-  constexpr int FULL = K / LANES * LANES;
-  for (int k = 0; k < FULL; k += LANES) {
-    float wv[LANES];
-    for (int j = 0; j < LANES; ++j) wv[j] = widen(w[k + j]);
-    for (int r = 0; r < R; ++r)
-      for (int j = 0; j < LANES; ++j) acc[r][j] += x[r][k + j] * wv[j];
-  }
-  for (int j = 0; j < K - FULL; ++j) {
-    const float wj = widen(w[FULL + j]);
-    for (int r = 0; r < R; ++r) acc[r][j] += x[r][FULL + j] * wj;
-  }
-  for (int r = 0; r < R; ++r) out[r] = reduce_lanes(acc[r]);
-}
-
 // ==== 16-lane float vectors, for attention =================================================================
 // One kernel source over a small vector type: AVX-512 intrinsics where the build has them (the build's
 // target flags decide, through the compiler's ISA macros), plain lane loops otherwise; MD_PORTABLE forces

@@ -1,0 +1,53 @@
+// The CPU GEMM computes every output in one documented order (test/reference/gemm-order.ts) whichever of
+// its blocking paths runs: up to 6 rows straight from the stored weights, more rows in several row blocks,
+// more than 12 rows through widened weight panels, several panels per thread, several row groups, and K
+// in chunks whose accumulators wait in a state buffer (K > 512). The module's shapes reach all of them:
+// gate_up is [2300, 96] (several panels), down [96, 2300] (K chunks, a lane tail, and row groups of at
+// most 108 rows), rows up to 128. Each call is compared bit for bit with the emulated order, and one row
+// of it with that row computed alone (smallest bucket, one thread).
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { gemmOrderRef } from '../reference/gemm-order.ts';
+import { mulberry32 } from '../harness/kernels/attention-case.ts';
+import { f32 } from '../harness/kernels/driver.ts';
+import { useModules } from '../harness/kernels/module.ts';
+import { store } from '../harness/kernels/storage.ts';
+import { makeDeployment, modelConfig } from '../support/deployments.ts';
+
+const model = modelConfig({ numHeads: 2, numKvHeads: 1, headDim: 48, hiddenSize: 96, intermediateSize: 2300, vocabSize: 700, name: 'gemm-blocking' });
+const shapes = { model, batch: [1, 32], gamma: 3, maxSeq: 64, pageSize: 16 };
+const DEPLOYMENTS = {
+  bf16: makeDeployment({ ...shapes, dtype: 'bf16' }),
+  fp32: makeDeployment({ ...shapes, dtype: 'fp32' }),
+};
+type Name = keyof typeof DEPLOYMENTS;
+const modules = useModules(DEPLOYMENTS);
+
+const bits = (a: Float32Array) => new Uint32Array(a.slice().buffer);
+const rand = (rnd: () => number, n: number, scale: number) => Float32Array.from({ length: n }, () => (2 * rnd() - 1) * scale);
+/** Row counts at and around every blocking boundary, and anything up to the largest bucket's 128. */
+const rowsArb = fc.oneof(fc.constantFrom(1, 5, 6, 7, 12, 13, 18, 19, 108, 109, 127, 128), fc.integer({ min: 1, max: 128 }));
+
+describe.each(Object.keys(DEPLOYMENTS) as Name[])('gemm blocking paths, %s weights', (name) => {
+  it('every row count, role and thread count gives the documented order bit for bit', async () => {
+    const m = modules.get(name)!;
+    const roles = m.plan.gemms.filter((g) => ['q', 'gate_up', 'down', 'lm_head'].includes(g.role));
+    await fc.assert(
+      fc.asyncProperty(fc.integer({ min: 1, max: 0x7fffffff }), fc.constantFrom(...roles), rowsArb, fc.constantFrom(1, 2, 3), fc.boolean(), async (seed, g, rows, threads, withBias) => {
+        const rnd = mulberry32(seed);
+        const x = rand(rnd, rows * g.k, 2);
+        const w = store(m.plan.deployment.dtype, rand(rnd, g.n * g.k, 0.5));
+        const bias = withBias && g.role !== 'lm_head' ? store(m.plan.deployment.dtype, rand(rnd, g.n, 1)) : undefined;
+        const res = await m.driver.call(`md_gemm_${g.role}_b32`, { x, w: w.bytes, bias: bias?.bytes ?? null, y: { out: rows * g.n * 4 }, rows }, threads);
+        expect(res.status).toBe(0);
+        const y = f32(res.out.y);
+        const want = gemmOrderRef(x, w.values, bias?.values, rows, g.n, g.k);
+        expect(bits(y), `${g.role}, ${rows} rows, ${threads} threads`).toEqual(bits(want));
+        const r = Math.floor(rnd() * rows);
+        const alone = await m.driver.call(`md_gemm_${g.role}_b1`, { x: x.slice(r * g.k, (r + 1) * g.k), w: w.bytes, bias: bias?.bytes ?? null, y: { out: g.n * 4 }, rows: 1 }, 1);
+        expect(bits(f32(alone.out.y)), `${g.role} row ${r} alone`).toEqual(bits(y.slice(r * g.n, (r + 1) * g.n)));
+      }),
+      { numRuns: 16 },
+    );
+  }, 600_000);
+});

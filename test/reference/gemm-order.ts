@@ -1,0 +1,48 @@
+// The CPU GEMM's reduction order (templates/cpu/gemm.cpp.hbs), emulated bit for bit in float32: for each
+// output, 16 lane accumulators start at +0, lane j takes acc = fma(x[k], w[k], acc) for k = j mod 16 in
+// ascending k, and the lanes reduce by the fixed tree (j + 8, j + 4, j + 2, j + 1); the bias is added last.
+// Finite inputs only (NaN payloads are not part of the order).
+
+const f32 = new Float32Array(1);
+const u32 = new Uint32Array(f32.buffer);
+
+/** The float32 next to x (a float32, finite, nonzero direction) toward +inf (up) or -inf. */
+function nextF32(x: number, up: boolean): number {
+  if (x === 0) return up ? 2 ** -149 : -(2 ** -149);
+  f32[0] = x;
+  u32[0] += x > 0 === up ? 1 : -1;
+  return f32[0];
+}
+
+/**
+ * fmaf(a, b, c) for float32 a, b, c: a * b is exact in float64 and TwoSum gives p + c = s + e exactly, so
+ * rounding s to float32 is right except when s lies exactly halfway between two float32s, where the sign
+ * of e decides (a float64 add of floats has no such double-rounding case, but p + c does).
+ */
+export function fmaf(a: number, b: number, c: number): number {
+  const p = a * b;
+  const s = p + c;
+  const bv = s - p;
+  const e = p - (s - bv) + (c - bv);
+  const r = Math.fround(s);
+  if (e === 0 || r === s) return r;
+  const other = nextF32(r, s > r);
+  if ((r + other) / 2 !== s) return r;
+  return e > 0 === other > r ? other : r;
+}
+
+const add = (a: number, b: number) => Math.fround(a + b);
+
+/** y [rows, n] = x [rows, k] W^T [n, k] (+ bias) in the kernel's order; inputs are float32 values. */
+export function gemmOrderRef(x: ArrayLike<number>, w: ArrayLike<number>, bias: ArrayLike<number> | undefined, rows: number, n: number, k: number): Float32Array {
+  const y = new Float32Array(rows * n);
+  const acc = new Float64Array(16);
+  for (let r = 0; r < rows; r++)
+    for (let o = 0; o < n; o++) {
+      acc.fill(0);
+      for (let i = 0; i < k; i++) acc[i % 16] = fmaf(x[r * k + i], w[o * k + i], acc[i % 16]);
+      for (let half = 8; half > 0; half >>= 1) for (let j = 0; j < half; j++) acc[j] = add(acc[j], acc[j + half]);
+      y[r * n + o] = bias ? add(acc[0], bias[o]) : acc[0];
+    }
+  return y;
+}
