@@ -33,6 +33,17 @@ inline void rmsnorm_row(const float* x, const store_t* w, float* y) {
   for (int i = 0; i < HIDDEN; ++i) y[i] = (x[i] * inv) * widen(w[i]);
 }
 
+/** silu(g) * u = g / (1 + e^-g) * u with md_cpu.h's one exp (vec::exp / vec::exp1: the same bits). */
+inline void swiglu_row(const float* gate, const float* up, float* out) {
+  constexpr int FULL = INTERMEDIATE / vec::W * vec::W;
+  const vec::f32x16 one = vec::set1(1.0f);
+  for (int i = 0; i < FULL; i += vec::W) {
+    const vec::f32x16 g = vec::load(gate + i);
+    vec::store(out + i, vec::mul(vec::div(g, vec::add(one, vec::exp(vec::sub(vec::zero(), g)))), vec::load(up + i)));
+  }
+  for (int i = FULL; i < INTERMEDIATE; ++i) out[i] = gate[i] / (1.0f + vec::exp1(0.0f - gate[i])) * up[i];
+}
+
 // Llama rotate-half: (x1, x2) -> (x1 cos - x2 sin, x2 cos + x1 sin) on the two halves.
 inline void rotate_half(float* x, const float* c, const float* s) {
   constexpr int HALF = HEAD_DIM / 2;
@@ -104,10 +115,7 @@ extern "C" int md_swiglu(const float* gate, const float* up, float* out, int32_t
 #pragma omp parallel for schedule(static)
   for (int32_t r = 0; r < rows; ++r) {
     const size_t o = (size_t)r * INTERMEDIATE;
-    for (int i = 0; i < INTERMEDIATE; ++i) {
-      const float g = gate[o + i];
-      out[o + i] = g / (1.0f + expf(-g)) * up[o + i];
-    }
+    swiglu_row(gate + o, up + o, out + o);
   }
   return MD_OK;
 }

@@ -3,10 +3,12 @@
 //
 // The reduction order, the same for every output whatever the row count, bucket, blocking or threads:
 //   acc[j] for lane j < 16 starts at +0 and takes acc[j] = fma(x[r][k], w[n][k], acc[j]) for k = j mod 16
-//   in ascending k (one rounding per step); y[r][n] = reduce_lanes' tree over acc (j + 8, j + 4, j + 2,
-//   j + 1), then + bias[n].
-// An AVX-512 lane is one accumulator, so the vector kernel below and the portable one compute the same
-// bits; how rows, outputs and K are blocked (project) changes only which of them share a load.
+//   in ascending k (one rounding per step; vec::fmadd's multiply then add on a target without FMA);
+//   y[r][n] = reduce_lanes' tree over acc (j + 8, j + 4, j + 2, j + 1), then + bias[n].
+// An AVX-512 lane is one accumulator, so the vector kernel below and the portable one (plain lane loops,
+// also forced by MD_PORTABLE) compute the same bits; how rows, outputs and K are blocked (project) changes
+// only which of them share a load. Weights are widened exactly and x stays f32: rounding x to bf16 for
+// VDPBF16PS would cost accuracy and, measured on Sapphire Rapids, run no faster than widened FMAs.
 //
 // Speed: an RB x NB register tile of accumulators (x and weights each loaded once per 16 k, used NB and
 // RB times), K in chunks that keep a row block's x in L1, panels of weights and groups of rows sized for
@@ -20,7 +22,7 @@
 
 #include "md_cpu.h"
 
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && !defined(MD_PORTABLE)
 #include <immintrin.h>
 #define MD_GEMM_AVX512 1
 #endif
@@ -111,7 +113,7 @@ inline void reduce_tile(const fvec (&acc)[C], float* out) {
   });
 }
 #else
-// ---- portable 16-lane vectors: plain arrays, fmaf per lane; the same bits as the vector path.
+// ---- portable 16-lane vectors: plain arrays, vec::fmadd per lane; the same bits as the vector path.
 
 struct fvec {
   float v[LANES];
@@ -151,10 +153,10 @@ inline void vstore(float* p, const fvec& v, lane_mask n) {
   for (int j = 0; j < n; ++j) p[j] = v.v[j];
 }
 inline void vfma(fvec& c, const fvec& a, const fvec& b) {
-  for (int j = 0; j < LANES; ++j) c.v[j] = fmaf(a.v[j], b.v[j], c.v[j]);
+  for (int j = 0; j < LANES; ++j) c.v[j] = vec::fmadd(a.v[j], b.v[j], c.v[j]);
 }
 inline void vfma(fvec& c, const fvec& a, const fvec& b, lane_mask n) {
-  for (int j = 0; j < n; ++j) c.v[j] = fmaf(a.v[j], b.v[j], c.v[j]);
+  for (int j = 0; j < n; ++j) c.v[j] = vec::fmadd(a.v[j], b.v[j], c.v[j]);
 }
 template <int C>
 inline void reduce_tile(const fvec (&acc)[C], float* out) {

@@ -4,12 +4,16 @@
 // in chunks whose accumulators wait in a state buffer (K > 512). The module's shapes reach all of them:
 // gate_up is [2300, 96] (several panels), down [96, 2300] (K chunks, a lane tail, and row groups of at
 // most 108 rows), rows up to 128. Each call is compared bit for bit with the emulated order, and one row
-// of it with that row computed alone (smallest bucket, one thread).
+// of it with that row computed alone (smallest bucket, one thread). The bf16 module is also built with
+// MD_PORTABLE (plain lane loops instead of AVX-512), which must give the same bits.
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cpuBackend } from '../../codegen/backends/cpu.ts';
+import { buildModule } from '../../codegen/build.ts';
+import { planModule } from '../../codegen/plan.ts';
 import { gemmOrderRef } from '../reference/gemm-order.ts';
 import { mulberry32 } from '../harness/kernels/attention-case.ts';
-import { f32 } from '../harness/kernels/driver.ts';
+import { f32, KernelDriver } from '../harness/kernels/driver.ts';
 import { useModules } from '../harness/kernels/module.ts';
 import { store } from '../harness/kernels/storage.ts';
 import { makeDeployment, modelConfig } from '../support/deployments.ts';
@@ -22,6 +26,13 @@ const DEPLOYMENTS = {
 };
 type Name = keyof typeof DEPLOYMENTS;
 const modules = useModules(DEPLOYMENTS);
+let portable: KernelDriver | undefined;
+beforeAll(async () => {
+  const plan = planModule(DEPLOYMENTS.bf16);
+  const files = cpuBackend.emit(plan).map((f) => (f.path === 'md_cpu.h' ? { ...f, contents: `#define MD_PORTABLE 1\n${f.contents}` } : f));
+  portable = KernelDriver.open((await buildModule({ name: `${plan.name}.MD_PORTABLE`, files, target: 'cpu' })).library);
+}, 600_000);
+afterAll(() => portable?.close());
 
 const bits = (a: Float32Array) => new Uint32Array(a.slice().buffer);
 const rand = (rnd: () => number, n: number, scale: number) => Float32Array.from({ length: n }, () => (2 * rnd() - 1) * scale);
@@ -43,6 +54,10 @@ describe.each(Object.keys(DEPLOYMENTS) as Name[])('gemm blocking paths, %s weigh
         const y = f32(res.out.y);
         const want = gemmOrderRef(x, w.values, bias?.values, rows, g.n, g.k);
         expect(bits(y), `${g.role}, ${rows} rows, ${threads} threads`).toEqual(bits(want));
+        if (name === 'bf16') {
+          const other = await portable!.call(`md_gemm_${g.role}_b32`, { x, w: w.bytes, bias: bias?.bytes ?? null, y: { out: rows * g.n * 4 }, rows }, threads);
+          expect(bits(f32(other.out.y)), `${g.role}, ${rows} rows, MD_PORTABLE`).toEqual(bits(y));
+        }
         const r = Math.floor(rnd() * rows);
         const alone = await m.driver.call(`md_gemm_${g.role}_b1`, { x: x.slice(r * g.k, (r + 1) * g.k), w: w.bytes, bias: bias?.bytes ?? null, y: { out: g.n * 4 }, rows: 1 }, 1);
         expect(bits(f32(alone.out.y)), `${g.role} row ${r} alone`).toEqual(bits(y.slice(r * g.n, (r + 1) * g.n)));
