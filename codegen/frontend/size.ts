@@ -31,9 +31,20 @@ export function checkSpecText(text: string): SizeProblem | undefined {
   // open a type-argument list it tries first). An expression ends at ; , { or } for this count.
   let conditionals = 0;
   let angles = 0;
+  // Prefix operators in a row (`!!!x`, `- - -x`): the parser recurses on each one too.
+  let prefixRun = 0;
+  let prev = '';  // the last character that is not white space, outside comments and strings
   for (let i = 0; i < text.length; i++) {
     const c = text[i];
     if (c === ';' || c === ',' || c === '{' || c === '}') conditionals = angles = 0;
+    if (/\s/.test(c)) continue;
+    const unary = c === '!' || c === '~' || ((c === '-' || c === '+') && (prev === '' || /[-+*/%!~<>=&|^?:(,[{]/.test(prev)));
+    if (unary && text[i + 1] !== '=') {
+      if (++prefixRun > MAX_NESTING) return { code: 'MD1005', message: `more prefix operators in a row than the limit of ${MAX_NESTING}`, pos: i, length: 1 };
+    } else if (c !== '/') {
+      prefixRun = 0;
+    }
+    prev = c;
     if (c === '/' && text[i + 1] === '/') {
       i = text.indexOf('\n', i);
       if (i < 0) break;

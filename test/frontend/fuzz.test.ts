@@ -196,6 +196,8 @@ const SHAPES: ((n: number) => string)[] = [
   (n) => `${'q > 1 ? false : '.repeat(n)}true`,
   (n) => `${'Math.max(q, '.repeat(n)}kv${')'.repeat(n)} >= 0`,
   (n) => `${'!'.repeat(n)}(kv <= q)`,
+  (n) => `${'- '.repeat(n)}q <= kv`,
+  (n) => `${'!~'.repeat(n)}q`,
 ];
 
 describe('deep and long expressions', () => {
