@@ -399,6 +399,13 @@ void Engine::spec_round(std::vector<Request*>& batch) {
   std::vector<int32_t> drafted(size_t(n) * G, -1), target(size_t(n) * (G + 1), 0);
   std::vector<int32_t> accepted(size_t(n), 0), next(size_t(n), 0);
 
+  // A round writes positions cache_len .. cache_len + g: all inside the pages reserved at admission, since
+  // overshoot_ covers any gamma. Checked, because a write past them would land in another request's pages.
+  for (Request* r : batch)
+    if (r->cache_len + g >= int64_t(cache_->slot_pages(r->slot)) * cache_->shape().page_size)
+      throw Error("internal: a gamma-" + std::to_string(g) + " round would write past the KV pages request " +
+                  std::to_string(r->id) + " reserved");
+
   double t0 = now_s();
   std::vector<int> all;
   for (int i = 0; i < n; ++i) all.push_back(i);

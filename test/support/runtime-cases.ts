@@ -37,8 +37,8 @@ interface CaseFeatures {
   readonly gamma: number;
   /** Built with gamma 'auto' (compiled for `gamma`): engines choose per round unless told a gamma. */
   readonly adaptiveGamma?: true;
-  /** Fewest layers: with one, a draft's K/V equals the target's (both come from the embeddings alone). */
-  readonly minLayers: number;
+  /** Layers drawn from: with one, a draft's K/V equals the target's (both come from the embeddings alone). */
+  readonly layers: readonly [min: number, max: number];
   readonly maxSeq: number;
 }
 
@@ -54,19 +54,19 @@ export interface ModuleCase extends CaseFeatures {
  * draft's K/V in layers after the first differs from the target's, so a rejection must overwrite it.
  */
 const FEATURES: Readonly<Record<string, CaseFeatures>> = {
-  mhaLinear: { label: 'mha-linear-fp32', architecture: 'llama', attention: 'mha', rope: 'linear', tied: false, storage: 'fp32', draft: 'streaming', target: 'full', gamma: 6, minLayers: 1, maxSeq: 512 },
-  long: { label: 'gqa-llama3-bf16-long', architecture: 'llama', attention: 'gqa', rope: 'llama3', tied: false, storage: 'bf16', draft: 'window', target: 'full', gamma: 6, minLayers: 2, maxSeq: 2304 },
-  qwen2: { label: 'qwen2-gqa-fp32-sliding', architecture: 'qwen2', attention: 'gqa', rope: 'none', tied: false, storage: 'fp32', draft: 'streaming', target: 'sliding', gamma: 4, adaptiveGamma: true, minLayers: 1, maxSeq: 512 },
-  tiedBf16: { label: 'mha-tied-bf16', architecture: 'llama', attention: 'mha', rope: 'none', tied: true, storage: 'bf16', draft: 'streaming', target: 'full', gamma: 6, minLayers: 1, maxSeq: 512 },
+  mhaLinear: { label: 'mha-linear-fp32', architecture: 'llama', attention: 'mha', rope: 'linear', tied: false, storage: 'fp32', draft: 'streaming', target: 'full', gamma: 6, layers: [1, 3], maxSeq: 512 },
+  long: { label: 'gqa-llama3-bf16-long', architecture: 'llama', attention: 'gqa', rope: 'llama3', tied: false, storage: 'bf16', draft: 'window', target: 'full', gamma: 6, layers: [2, 2], maxSeq: 2304 },
+  qwen2: { label: 'qwen2-gqa-fp32-sliding', architecture: 'qwen2', attention: 'gqa', rope: 'none', tied: false, storage: 'fp32', draft: 'streaming', target: 'sliding', gamma: 4, adaptiveGamma: true, layers: [1, 3], maxSeq: 512 },
+  tiedBf16: { label: 'mha-tied-bf16', architecture: 'llama', attention: 'mha', rope: 'none', tied: true, storage: 'bf16', draft: 'streaming', target: 'full', gamma: 6, layers: [1, 3], maxSeq: 512 },
   // Mistral's model-level sliding window, narrower than the prompts, so it shapes every pass.
-  mistral: { label: 'mistral-gqa-fp32-window', architecture: 'mistral', attention: 'gqa', rope: 'none', tied: false, storage: 'fp32', draft: 'streaming', target: 'full', gamma: 4, minLayers: 1, maxSeq: 512 },
+  mistral: { label: 'mistral-gqa-fp32-window', architecture: 'mistral', attention: 'gqa', rope: 'none', tied: false, storage: 'fp32', draft: 'streaming', target: 'full', gamma: 4, layers: [1, 3], maxSeq: 512 },
 };
 export type CaseName = keyof typeof FEATURES;
 
 // noBias: fast-check's small-value bias would make every vocab and width the minimum.
 const sizesArb = (f: CaseFeatures) =>
   fc.noBias(fc.record({
-    layers: fc.integer({ min: f.minLayers, max: 3 }),
+    layers: fc.integer({ min: f.layers[0], max: f.layers[1] }),
     kvHeads: f.attention === 'mha' ? fc.integer({ min: 1, max: 4 }) : fc.integer({ min: 1, max: 2 }),
     group: f.attention === 'mha' ? fc.constant(1) : fc.integer({ min: 2, max: 4 }),
     headDim: fc.constantFrom(16, 24, 32, 40, 48, 64),
