@@ -335,6 +335,11 @@ static void test_manifest() {
   md::ModuleManifest m = md::parse_manifest(kManifest, "m.so (manifest)");
   CHECK(m.arch == "cpu" && m.dtype == md::DType::BF16 && m.gamma == 3 && m.buckets.size() == 2 && m.max_seq == 4096);
   CHECK(m.draft_params.size() == 1 && m.draft_params[0].i32 && m.draft_params[0].value == 32);
+  // adaptiveGamma: absent for a fixed gamma, true for a module built with gamma 'auto'.
+  CHECK(!m.adaptive_gamma);
+  std::string adaptive = kManifest;
+  adaptive.replace(adaptive.find("\"gamma\":3"), 9, "\"gamma\":3,\"adaptiveGamma\":true");
+  CHECK(md::parse_manifest(adaptive, "m.so (manifest)").adaptive_gamma);
   auto err = [](const std::string& from, const std::string& to) {
     std::string s = kManifest;
     s.replace(s.find(from), from.size(), to);
@@ -344,6 +349,7 @@ static void test_manifest() {
   CHECK(contains(err("\"gamma\":3", "\"gamma\":4294967299"), "m.so (manifest): field 'gamma' must be an integer in the int32 range, got 4294967299"));
   CHECK(contains(err("\"maxSeq\":4096", "\"maxSeq\":-4294963200"), "field 'maxSeq' must be an integer in the int32 range"));
   CHECK(contains(err("\"gamma\":3", "\"gamma\":3.5"), "field 'gamma' must be an integer in the int32 range, got 3.5"));
+  CHECK(contains(err("\"gamma\":3", "\"gamma\":3,\"adaptiveGamma\":1"), "m.so (manifest): field 'adaptiveGamma' must be true or false, got 1"));
   CHECK(contains(err("[1,8]", "[1,4294967304]"), "field 'buckets' must hold positive int32 integers, got [1,4294967304]"));
   CHECK(contains(err("[1,8]", "[1,1073741824]"), "bucket 1073741824 * (gamma + 1) rows exceeds the int32 range"));
   // pagesPerSeq * pageSize is computed without overflow: 65537 * 65536 wraps to 65536 in int32.
