@@ -36,6 +36,9 @@ export interface DecodeSummary {
   readonly acceptance: number;
   /** Tokens per sequence per round, (accepted + rounds) / rounds, as in the cost model of docs/ARCHITECTURE.md (1 in AR). */
   readonly tokensPerRound: number;
+  /** Speculative rounds per gamma drafted, and their mean gamma (gamma 'auto' chooses per round). */
+  readonly gammaRounds: Readonly<Record<string, number>>;
+  readonly meanGamma: number;
 }
 
 /** The engine's statistics over `gens` (all the requests it ran) in the form every command reports. */
@@ -61,6 +64,8 @@ export function summarize(mode: 'ar' | 'spec', stats: EngineStats, gens: readonl
     steps: mode === 'spec' ? stats.rounds : stats.arSteps,
     acceptance: drafted ? accepted / drafted : 0,
     tokensPerRound: mode === 'spec' ? (seqRounds ? (accepted + seqRounds) / seqRounds : 0) : 1,
+    gammaRounds: stats.gammaRounds,
+    meanGamma: stats.meanGamma,
   };
 }
 

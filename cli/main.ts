@@ -9,7 +9,7 @@ import { generate, summary } from './generate.ts';
 import { GENERATED_DIR, regenerate } from './generated-modules.ts';
 import { demoCommand, type DemoFlags } from './demo.ts';
 import { processIo, type Io } from './io.ts';
-import { DTYPES, TARGETS, applyOverrides, parseBatch, parseGamma, parseMaxSeq } from './overrides.ts';
+import { DTYPES, TARGETS, applyOverrides, parseBatch, parseGamma, parseMaxSeq, type Gamma } from './overrides.ts';
 import { addModelRandomCommand } from './model-random.ts';
 import { addRunCommand } from './run.ts';
 import { loadDeployment } from './spec.ts';
@@ -20,7 +20,7 @@ interface GenFlags {
   build?: boolean;
   batch?: number[];
   maxSeq?: number;
-  gamma?: number;
+  gamma?: Gamma;
   dtype?: DType;
   cache?: string;
 }
@@ -44,7 +44,7 @@ export function program(io: Io = processIo): Command {
     .option('--build', 'also compile the module into a shared library (g++ for cpu, nvcc for sm_80/sm_90)')
     .option('--batch <list>', "comma-separated batch buckets, ascending, e.g. 1,8,32 (default: the spec's shapes.batch)", parseBatch)
     .option('--max-seq <n>', "longest sequence the module serves (default: the spec's shapes.maxSeq)", parseMaxSeq)
-    .option('--gamma <n>', "tokens drafted per round (default: the spec's gamma)", parseGamma)
+    .option('--gamma <n|auto>', "tokens drafted per round, or auto: chosen per round by the runtime, compiled for the spec's gammaMax (default 8) (default: the spec's gamma)", parseGamma)
     .addOption(new Option('--dtype <dtype>', "weight and KV-cache storage dtype (default: the spec's dtype)").choices(DTYPES))
     .option('--cache <dir>', 'build cache directory (default: .cache/modules in the magicdec checkout)')
     .action(async (spec: string | undefined, flags: GenFlags) => {

@@ -2,7 +2,7 @@
 // override (page size, model) and applied to its DeploymentIR.
 import { InvalidArgumentError } from 'commander';
 import type { DType, Target } from '../dsl/deploy.ts';
-import { isBatchBucket, isGamma, isMaxSeq, MAX_BATCH, MAX_GAMMA, MAX_SEQ } from '../codegen/limits.ts';
+import { DEFAULT_GAMMA_MAX, isBatchBucket, isGamma, isMaxSeq, MAX_BATCH, MAX_GAMMA, MAX_SEQ } from '../codegen/limits.ts';
 import type { DeploymentIR } from '../codegen/spec.ts';
 import { UserError } from './errors.ts';
 
@@ -16,9 +16,12 @@ export interface Overrides {
   target?: Target;
   batch?: number[];
   maxSeq?: number;
-  gamma?: number;
+  gamma?: Gamma;
   dtype?: DType;
 }
+
+/** A gamma flag: tokens drafted per round, or 'auto' (chosen per round by the runtime). */
+export type Gamma = number | 'auto';
 
 function integer(text: string, what: string): number {
   if (!/^\s*\d+\s*$/.test(text)) throw new InvalidArgumentError(`${what} must be a whole number, got '${text}'.`);
@@ -38,9 +41,12 @@ export function parseBatch(text: string): number[] {
   return sizes;
 }
 
-export function parseGamma(text: string): number {
-  const g = integer(text, 'gamma');
-  if (!isGamma(g)) throw new InvalidArgumentError(`gamma must be in 1..${MAX_GAMMA}, got ${g}.`);
+/** `--gamma N` (1..MAX_GAMMA) or `--gamma auto`. */
+export function parseGamma(text: string): Gamma {
+  if (text.trim() === 'auto') return 'auto';
+  if (!/^\s*\d+\s*$/.test(text)) throw new InvalidArgumentError(`gamma must be a whole number or 'auto', got '${text}'.`);
+  const g = Number(text);
+  if (!isGamma(g)) throw new InvalidArgumentError(`gamma must be in 1..${MAX_GAMMA} or 'auto', got ${g}.`);
   return g;
 }
 
@@ -48,6 +54,12 @@ export function parseMaxSeq(text: string): number {
   const n = integer(text, 'max-seq');
   if (!isMaxSeq(n)) throw new InvalidArgumentError(`max-seq must be in 1..${MAX_SEQ}, got ${n}.`);
   return n;
+}
+
+/** `--gamma N`: that fixed gamma; `--gamma auto`: adaptive, compiled for an adaptive spec's gammaMax or DEFAULT_GAMMA_MAX. */
+function withGamma(dep: DeploymentIR, g: Gamma): DeploymentIR {
+  const { adaptiveGamma: _adaptive, ...fixed } = dep;
+  return g === 'auto' ? { ...fixed, gamma: dep.adaptiveGamma ? dep.gamma : DEFAULT_GAMMA_MAX, adaptiveGamma: true } : { ...fixed, gamma: g };
 }
 
 /** The spec's deployment with the flags applied; errors name the flag and the spec value it conflicts with. */
@@ -64,10 +76,9 @@ export function applyOverrides(dep: DeploymentIR, o: Overrides): DeploymentIR {
     }
   }
   return {
-    ...dep,
+    ...(o.gamma === undefined ? dep : withGamma(dep, o.gamma)),
     arch: o.target ?? dep.arch,
     dtype: o.dtype ?? dep.dtype,
-    gamma: o.gamma ?? dep.gamma,
     shapes: { ...dep.shapes, batch: o.batch ?? dep.shapes.batch, maxSeq },
   };
 }

@@ -1,5 +1,5 @@
 // `magicdec run --model DIR [--spec spec.ts] (--prompt TEXT | --prompt-tokens 1,2,3)... [--mode ar|spec]
-// [--batch N] [--max-tokens N] [--gamma N] [--ignore-eos] [--cache DIR]`: compile (cached) the CPU module
+// [--batch N] [--max-tokens N] [--gamma N|auto] [--ignore-eos] [--cache DIR]`: compile (cached) the CPU module
 // for the model, decode, print each output and the decode statistics.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -9,7 +9,7 @@ import { buildCpuModule, cpuDeploymentFor, readModelDir } from './cpu-module.ts'
 import { decodeBatch, fmt, kvPagesFor, type DecodeSummary } from './decode.ts';
 import { UserError } from './errors.ts';
 import type { Io } from './io.ts';
-import { MAX_GAMMA } from './overrides.ts';
+import { parseGamma, type Gamma } from './overrides.ts';
 import { loadDeployment } from './spec.ts';
 
 export interface RunFlags {
@@ -20,7 +20,7 @@ export interface RunFlags {
   mode: 'ar' | 'spec';
   batch?: number;
   maxTokens: number;
-  gamma?: number;
+  gamma?: Gamma;
   ignoreEos?: boolean;
   cache?: string;
 }
@@ -93,9 +93,11 @@ export async function runCommand(flags: RunFlags, io: Io): Promise<RunResult> {
   const batch = flags.batch ?? (prompts.length === 1 ? 1 : Math.min(prompts.length, largest));
   if (batch > largest) throw new UserError(`--batch ${batch} exceeds the module's largest batch bucket ${largest} (spec shapes.batch)`);
   const requests = prompts.length === 1 ? Array.from({ length: batch }, () => prompts[0]) : prompts;
-  const gamma = flags.gamma ?? dep.gamma;
-  if (gamma > dep.gamma) throw new UserError(`--gamma ${gamma} exceeds the spec's gamma ${dep.gamma} (the module verifies at most gamma + 1 rows)`);
-  const overshoot = flags.mode === 'spec' ? gamma : 0;
+  const gamma: Gamma = flags.gamma ?? (dep.adaptiveGamma ? 'auto' : dep.gamma);
+  const most = dep.adaptiveGamma ? `gammaMax ${dep.gamma}` : `gamma ${dep.gamma}`;
+  if (gamma !== 'auto' && gamma > dep.gamma) throw new UserError(`--gamma ${gamma} exceeds the spec's ${most} (the module verifies at most gamma + 1 rows)`);
+  // A speculative engine reserves the module's gamma past max tokens, whatever gamma it runs.
+  const overshoot = flags.mode === 'spec' ? dep.gamma : 0;
   const longest = Math.max(...requests.map((p) => p.tokens.length));
   const positions = longest + flags.maxTokens + overshoot;
   if (positions > dep.shapes.maxSeq) {
@@ -127,7 +129,7 @@ export async function runCommand(flags: RunFlags, io: Io): Promise<RunResult> {
     if (o.text !== undefined) io.stdout.write(`    text: ${JSON.stringify(o.text)}\n`);
     io.stdout.write(`    tokens: ${o.tokens.join(' ')}\n`);
   });
-  io.stdout.write(formatSummary(summary, gamma));
+  io.stdout.write(formatSummary(summary, gamma, dep.gamma));
   return { outputs, summary, module: built.plan.name };
 }
 
@@ -139,12 +141,15 @@ async function loadTokenizerOrFail(dir: string): Promise<LoadedTokenizer> {
   }
 }
 
-/** The statistics lines `run` prints. */
-export function formatSummary(s: DecodeSummary, gamma: number): string {
+/** The statistics lines `run` prints; `gammaMax` is the module's gamma (what 'auto' may choose up to). */
+export function formatSummary(s: DecodeSummary, gamma: Gamma, gammaMax: number): string {
+  const mode = gamma === 'auto' ? `gamma auto 1..${gammaMax}, mean ${fmt(s.meanGamma)}` : `gamma ${gamma}`;
   const head =
-    `${s.mode === 'spec' ? `speculative (gamma ${gamma})` : 'autoregressive'}, ${s.requests} request${s.requests === 1 ? '' : 's'}: ` +
+    `${s.mode === 'spec' ? `speculative (${mode})` : 'autoregressive'}, ${s.requests} request${s.requests === 1 ? '' : 's'}: ` +
     `${s.generated} tokens generated, ${s.decodeTokens} by decode in ${fmt(s.decodeS)} s = ${fmt(s.tokensPerS)} tokens/s\n`;
-  const spec = s.mode === 'spec' ? `acceptance ${fmt(s.acceptance)}, ${fmt(s.tokensPerRound)} tokens/round, ${s.steps} rounds; ` : `${s.steps} steps; `;
+  const byGamma = Object.entries(s.gammaRounds).map(([g, n]) => `${n} at gamma ${g}`).join(', ');
+  const rounds = gamma === 'auto' && byGamma ? `${s.steps} rounds (${byGamma})` : `${s.steps} rounds`;
+  const spec = s.mode === 'spec' ? `acceptance ${fmt(s.acceptance)}, ${fmt(s.tokensPerRound)} tokens/round, ${rounds}; ` : `${s.steps} steps; `;
   const times =
     s.mode === 'spec'
       ? `time: prefill ${fmt(s.prefillS)} s, draft ${fmt(s.draftS)} s, verify ${fmt(s.verifyS)} s\n`
@@ -164,7 +169,7 @@ export function addRunCommand(cli: Command, io: Io): Command {
     .addOption(new Option('--mode <mode>', 'ar (autoregressive) or spec (self-speculative)').choices(RUN_MODES).default('spec'))
     .option('--batch <n>', 'sequences decoded together; with one prompt, that many copies of it (default: 1, or the number of prompts)', positive('batch', MAX_RUN_BATCH))
     .option('--max-tokens <n>', 'tokens to generate per request', positive('max-tokens', MAX_RUN_TOKENS), 32)
-    .option('--gamma <n>', "tokens drafted per round, at most the spec's (default: the spec's gamma)", positive('gamma', MAX_GAMMA))
+    .option('--gamma <n|auto>', "tokens drafted per round, at most the spec's gamma; auto: chosen per round from measured draft/verify times and acceptance (default: the spec's gamma)", parseGamma)
     .option('--ignore-eos', "do not stop at the model's EOS token")
     .option('--cache <dir>', 'build cache directory (default: .cache/modules in the magicdec checkout)')
     .action(async (flags: RunFlags) => {

@@ -12,7 +12,10 @@ export interface Manifest {
   source: string;
   arch: string;
   dtype: string;
+  /** The most tokens a round drafts (kernels take up to bucket * (gamma + 1) rows). */
   gamma: number;
+  /** Present (true) when built with gamma 'auto': engines then choose 1..gamma per round by default. */
+  adaptiveGamma?: true;
   buckets: number[];
   maxSeq: number;
   pageSize: number;
@@ -60,6 +63,7 @@ export function buildManifest(plan: ModulePlan): Manifest {
     arch: d.arch,
     dtype: d.dtype,
     gamma: plan.gamma,
+    ...(d.adaptiveGamma ? { adaptiveGamma: true as const } : {}),
     buckets: [...plan.buckets],
     maxSeq: plan.maxSeq,
     pageSize: plan.pageSize,

@@ -199,7 +199,7 @@ export function substitute(root: Node, bindings: Readonly<Record<string, Node>>)
 
 export function moduleName(dep: DeploymentIR): string {
   const pass = (p: PassIR) => `${p.attention.name}-${p.kv.name}`;
-  return [dep.model.name, dep.arch, dep.dtype, `t_${pass(dep.target)}`, `d_${pass(dep.draft)}`, dep.verify.name, `g${dep.gamma}`]
+  return [dep.model.name, dep.arch, dep.dtype, `t_${pass(dep.target)}`, `d_${pass(dep.draft)}`, dep.verify.name, `g${dep.adaptiveGamma ? 'auto' : ''}${dep.gamma}`]
     .join('.')
     .replace(/[^A-Za-z0-9_.-]/g, '_');
 }

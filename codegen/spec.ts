@@ -49,7 +49,10 @@ export interface DeploymentIR {
   readonly target: PassIR;
   readonly draft: PassIR;
   readonly verify: VerifierIR;
+  /** The most tokens a round drafts: the fixed gamma, or with adaptiveGamma the spec's gammaMax. */
   readonly gamma: number;
+  /** gamma 'auto': the runtime picks 1..gamma per round. Absent for a fixed gamma. */
+  readonly adaptiveGamma?: true;
   readonly shapes: { readonly batch: readonly number[]; readonly maxSeq: number; readonly pageSize: number };
   readonly dtype: DType;
   readonly arch: Target;

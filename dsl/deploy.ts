@@ -25,8 +25,13 @@ export interface DeployDef {
   target: Pass;
   draft: Pass;
   verify: Verifier;
-  /** Tokens drafted per round. */
-  gamma: number;
+  /**
+   * Tokens drafted per round, or 'auto': the runtime picks 1..gammaMax each round from measured draft and
+   * verification times and its acceptance estimate (MagicDec: the best gamma grows with batch and context).
+   */
+  gamma: number | 'auto';
+  /** With gamma 'auto': the most tokens a round may draft, which the module is compiled for (default 8). */
+  gammaMax?: number;
   shapes: Shapes;
   dtype: DType;
   arch: Target;

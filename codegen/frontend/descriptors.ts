@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import type { CallExpression, Node as TsNode } from 'ts-morph';
 import { modelPresets, type ModelConfig } from '../../dsl/models.ts';
 import { isI32 } from '../ir.ts';
-import { isBatchBucket, isGamma, isMaxSeq, isPageSize, MAX_BATCH, MAX_GAMMA, MAX_PAGE_SIZE, MAX_SEQ, maxSeqProblems, MIN_PAGE_SIZE, paramProblem } from '../limits.ts';
+import { DEFAULT_GAMMA_MAX, isBatchBucket, isGamma, isMaxSeq, isPageSize, MAX_BATCH, MAX_GAMMA, MAX_PAGE_SIZE, MAX_SEQ, maxSeqProblems, MIN_PAGE_SIZE, paramProblem } from '../limits.ts';
 import { modelConfigProblem, readHfConfigFile } from '../model-config.ts';
 import { isCausal } from '../passes/causal.ts';
 import { NON_CAUSAL_TARGET, passVisibility } from '../plan.ts';
@@ -316,6 +316,32 @@ function oneOf<T extends string>(cx: DescriptorContext, f: Fields, key: string, 
   return undefined;
 }
 
+/** `gamma: n`, or `gamma: 'auto'` with an optional `gammaMax` (the compiled maximum). */
+function gammaOf(cx: DescriptorContext, f: Fields): Pick<DeploymentIR, 'gamma' | 'adaptiveGamma'> | undefined {
+  const range = `an integer from 1 to ${MAX_GAMMA}`;
+  const s = f.slot('gamma');
+  const max = f.slot('gammaMax');
+  if (!s) return f.missing('gamma', `tokens drafted per round: ${range}, or 'auto'`);
+  if (s.value === POISON || max?.value === POISON) return undefined;
+  if (s.value !== 'auto') {
+    if (typeof s.value !== 'number' || !isGamma(s.value)) {
+      cx.report('MD1301', `gamma (tokens drafted per round) must be ${range} or 'auto', not ${kindOf(s.value)}`, s.node);
+      return undefined;
+    }
+    if (max) {
+      cx.report('MD1301', `gammaMax only applies with gamma: 'auto' (the module is compiled for gamma ${s.value}); remove it or use gamma: 'auto'`, max.node);
+      return undefined;
+    }
+    return { gamma: s.value };
+  }
+  if (!max) return { gamma: DEFAULT_GAMMA_MAX, adaptiveGamma: true };
+  if (typeof max.value !== 'number' || !isGamma(max.value)) {
+    cx.report('MD1301', `gammaMax (the most tokens a round may draft) must be ${range}, not ${kindOf(max.value)}`, max.node);
+    return undefined;
+  }
+  return { gamma: max.value, adaptiveGamma: true };
+}
+
 export function deployCall(cx: DescriptorContext, args: readonly Slot[], call: CallExpression): Value {
   const before = cx.errorCount();
   const f = defArg(cx, 'deploy', args, call);
@@ -327,19 +353,14 @@ export function deployCall(cx: DescriptorContext, args: readonly Slot[], call: C
   if (target && !isCausal(passVisibility(target, { slidingWindow: model?.slidingWindow }))) cx.report('MD1308', NON_CAUSAL_TARGET, f.slot('target')!.node);
   const draft = passOf(f, 'draft');
   const vd = f.descriptor('verify', 'verifier', 'a verifier(...) descriptor, e.g. greedy or rejection');
-  const g = f.number('gamma');
-  let gamma: number | undefined;
-  if (g) {
-    if (isGamma(g.value)) gamma = g.value;
-    else cx.report('MD1301', `gamma (tokens drafted per round) must be an integer from 1 to ${MAX_GAMMA}, not ${g.value}`, g.node);
-  }
+  const gamma = gammaOf(cx, f);
   const shapes = validateShapes(cx, f, model);
   const dtype = oneOf(cx, f, 'dtype', DTYPES, 'MD1305');
   const arch = oneOf(cx, f, 'arch', ARCHES, 'MD1306');
   const verify = vd?.ir as VerifierIR | undefined;
   const irv: Omit<DeploymentIR, 'source'> | undefined =
-    cx.errorCount() === before && model && target && draft && verify && gamma !== undefined && shapes && dtype && arch
-      ? { model, target, draft, verify, gamma, shapes, dtype, arch }
+    cx.errorCount() === before && model && target && draft && verify && gamma && shapes && dtype && arch
+      ? { model, target, draft, verify, ...gamma, shapes, dtype, arch }
       : undefined;
   return new DescriptorVal('deploy', new ObjVal(f.props), irv);
 }

@@ -25,11 +25,16 @@ typedef struct md_engine md_engine;
 
 enum md_mode { MD_MODE_AR = 0, MD_MODE_SPEC = 1 };
 
+/** md_engine_options.gamma / md_engine_set_gamma: the engine picks 1..module gamma per round, from measured
+ *  draft and verification times and its running estimate of the per-token acceptance. */
+#define MD_GAMMA_AUTO (-1)
+
 typedef struct md_engine_options {
   int32_t max_batch;     /* live sequences at once; 0 = the module's largest batch bucket */
   int32_t kv_pages;      /* KV-cache pages in the pool; 0 = enough for max_batch sequences of maxSeq */
   int32_t mode;          /* MD_MODE_AR or MD_MODE_SPEC */
-  int32_t gamma;         /* drafted tokens per round, 1..module gamma; 0 = the module's */
+  int32_t gamma;         /* drafted tokens per round, 1..module gamma, or MD_GAMMA_AUTO; 0 = the module's
+                            (its gamma, or MD_GAMMA_AUTO for a module built with gamma 'auto') */
   int32_t prefill_chunk; /* rows per prefill step; 0 = the largest bucket's row limit */
   int32_t keep_logits;   /* non-zero: keep the logits of every emitted token (md_request_logits) */
 } md_engine_options;
@@ -64,6 +69,8 @@ typedef struct md_engine_stats {
   double prefill_s, draft_s, verify_s, decode_s;
   int32_t free_pages;
   int32_t live_requests;
+  int32_t gamma;      /* gamma of later rounds: 1..module gamma, or MD_GAMMA_AUTO */
+  double mean_gamma;  /* mean tokens drafted per speculative round so far (0 before the first) */
 } md_engine_stats;
 
 /** The message of the latest failed call on this thread ("" if none). Valid until the next failing call. */
@@ -81,6 +88,13 @@ MD_API const char* md_engine_info(md_engine* engine);
 
 /** Sets a pass's runtime param ("target"/"draft", manifest key such as "kv_window"). 0 or -1. */
 MD_API int md_engine_set_param(md_engine* engine, const char* pass, const char* key, float value);
+
+/** Sets the gamma of later rounds: 1..module gamma, or MD_GAMMA_AUTO. 0 or -1. */
+MD_API int md_engine_set_gamma(md_engine* engine, int32_t gamma);
+
+/** Rounds per gamma so far: out[g] = speculative rounds that drafted g tokens, for g < cap. Returns the
+ *  module's gamma + 1 (the length of the whole histogram; out[0] is always 0), or -1. */
+MD_API int32_t md_engine_gamma_rounds(md_engine* engine, int64_t* out, int32_t cap);
 
 /** Queues a request; returns its id (> 0) or -1. opts may be NULL (defaults). */
 MD_API int64_t md_engine_add_request(md_engine* engine, const int32_t* prompt, int32_t prompt_len, const md_request_options* opts);

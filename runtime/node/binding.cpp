@@ -53,6 +53,16 @@ int32_t int_option(const Napi::Object& o, const char* key, int32_t dflt) {
   return int32_t(d);
 }
 
+// gamma: a number (1..module gamma) or 'auto'.
+int32_t gamma_value(const Napi::Value& v, const char* what) {
+  if (v.IsString() && v.As<Napi::String>().Utf8Value() == "auto") return md::kGammaAuto;
+  const double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : NAN;
+  // kGammaAuto is the engine's spelling of 'auto', not a number JS may pass.
+  if (!is_int32(d) || d == md::kGammaAuto)
+    throw md::Error(std::string(what) + " must be 'auto' or an integer from 1 to the module's gamma, got " + v.ToString().Utf8Value());
+  return int32_t(d);
+}
+
 std::vector<int32_t> int_array(const Napi::Value& v, const char* what) {
   std::vector<int32_t> out;
   if (v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == napi_int32_array) {
@@ -80,6 +90,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
                        {InstanceMethod<&EngineWrap::AddRequest>("addRequest"), InstanceMethod<&EngineWrap::Step>("step"),
                         InstanceMethod<&EngineWrap::Live>("live"), InstanceMethod<&EngineWrap::Stats>("stats"),
                         InstanceMethod<&EngineWrap::Info>("info"), InstanceMethod<&EngineWrap::SetParam>("setParam"),
+                        InstanceMethod<&EngineWrap::SetGamma>("setGamma"),
                         InstanceMethod<&EngineWrap::Close>("close")});
   }
 
@@ -205,6 +216,13 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     Napi::Object buckets = Napi::Object::New(env);
     for (auto& [b, n] : s.bucket_rounds) buckets.Set(std::to_string(b), double(n));
     o.Set("bucketRounds", buckets);
+    Napi::Object gammas = Napi::Object::New(env);
+    for (auto& [g, n] : s.gamma_rounds) gammas.Set(std::to_string(g), double(n));
+    o.Set("gammaRounds", gammas);
+    o.Set("meanGamma", s.mean_gamma());
+    const int gamma = sh->engine->gamma();
+    o.Set("gamma", gamma == md::kGammaAuto ? Napi::Value(Napi::String::New(env, "auto")) : Napi::Value(Napi::Number::New(env, gamma)));
+    o.Set("acceptanceEstimate", sh->engine->gamma_tuner().acceptance());
     o.Set("freePages", sh->engine->free_pages());
     return o;
   }
@@ -223,6 +241,18 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     try {
       sh->engine->set_param(info[0].As<Napi::String>(), info[1].As<Napi::String>(),
                             info[2].As<Napi::Number>().FloatValue());
+    } catch (const std::exception& e) {
+      throw Napi::Error::New(info.Env(), e.what());
+    }
+    return info.Env().Undefined();
+  }
+
+  Napi::Value SetGamma(const Napi::CallbackInfo& info) {
+    auto sh = get(info.Env());
+    std::lock_guard<std::mutex> lock(sh->mu);
+    try {
+      if (info.Length() != 1) throw md::Error("setGamma(gamma: number | 'auto')");
+      sh->engine->set_gamma(gamma_value(info[0], "gamma"));
     } catch (const std::exception& e) {
       throw Napi::Error::New(info.Env(), e.what());
     }
@@ -273,7 +303,7 @@ class CreateWorker : public Napi::AsyncWorker {
   std::shared_ptr<Shared> sh_;
 };
 
-// create(modelDir, modulePath, { maxBatch, kvPages, mode: 'ar' | 'spec', gamma, prefillChunk, keepLogits })
+// create(modelDir, modulePath, { maxBatch, kvPages, mode: 'ar' | 'spec', gamma: n | 'auto', prefillChunk, keepLogits })
 Napi::Value Create(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 2 || !info[0].IsString() || !info[1].IsString())
@@ -284,7 +314,7 @@ Napi::Value Create(const Napi::CallbackInfo& info) {
       Napi::Object js = info[2].As<Napi::Object>();
       o.max_batch = int_option(js, "maxBatch", 0);
       o.kv_pages = int_option(js, "kvPages", 0);
-      o.gamma = int_option(js, "gamma", 0);
+      if (js.Has("gamma") && !js.Get("gamma").IsUndefined()) o.gamma = gamma_value(js.Get("gamma"), "option gamma");
       o.prefill_chunk = int_option(js, "prefillChunk", 0);
       if (js.Has("keepLogits")) o.keep_logits = js.Get("keepLogits").ToBoolean().Value();
       if (js.Has("mode") && !js.Get("mode").IsUndefined()) {

@@ -11,8 +11,13 @@ export interface EngineOptions {
   kvPages?: number;
   /** 'spec' (self-speculative, default) or 'ar' (autoregressive). */
   mode?: 'ar' | 'spec';
-  /** Tokens drafted per round, 1..module gamma; default: the module's. */
-  gamma?: number;
+  /**
+   * Tokens drafted per round: 1..the module's gamma, or 'auto' to let the engine pick 1..module gamma each
+   * round from measured draft and verification times and its acceptance estimate (EngineStats.gammaRounds
+   * shows what it chose). Default: the module's (its gamma, or 'auto' for a module built with gamma 'auto').
+   * Whatever the gammas, the output is the autoregressive one, bit for bit.
+   */
+  gamma?: number | 'auto';
   /** Rows per prefill step; default: the largest bucket's row limit. */
   prefillChunk?: number;
   /** Keep the logits of every emitted token (Generation.logits). */
@@ -56,6 +61,14 @@ export interface EngineStats {
   decodeS: number;
   /** Decode rounds per batch bucket. */
   bucketRounds: Record<string, number>;
+  /** Speculative rounds per gamma drafted (with gamma 'auto': what the engine chose). */
+  gammaRounds: Record<string, number>;
+  /** Mean gamma over the speculative rounds (0 before the first). */
+  meanGamma: number;
+  /** The gamma of later rounds. */
+  gamma: number | 'auto';
+  /** The engine's running estimate of the per-token acceptance, the 'auto' choice's input. */
+  acceptanceEstimate: number;
   freePages: number;
 }
 
@@ -87,6 +100,7 @@ export interface NativeEngine {
   stats(): EngineStats;
   info(): string;
   setParam(pass: 'target' | 'draft', key: string, value: number): void;
+  setGamma(gamma: number | 'auto'): void;
   close(): void;
 }
 
@@ -224,6 +238,11 @@ export class Engine {
   /** Changes a pass's runtime param (manifest key, e.g. 'kv_window') for later steps; no recompilation. */
   setParam(pass: 'target' | 'draft', key: string, value: number): void {
     this.native.setParam(pass, key, value);
+  }
+
+  /** Sets the gamma of later rounds (1..module gamma, or 'auto'); requests in flight go on losslessly. */
+  setGamma(gamma: number | 'auto'): void {
+    this.native.setGamma(gamma);
   }
 
   /** Frees the engine once the step in flight (if any) ends; live requests are rejected. */

@@ -98,7 +98,7 @@ md_engine* md_engine_create(const char* model_dir, const char* module_path, cons
         eo.max_batch = o.max_batch;
         eo.kv_pages = o.kv_pages;
         eo.mode = o.mode == MD_MODE_AR ? md::Mode::AR : md::Mode::Spec;
-        eo.gamma = o.gamma;
+        eo.gamma = o.gamma == MD_GAMMA_AUTO ? md::kGammaAuto : o.gamma;
         eo.prefill_chunk = o.prefill_chunk;
         eo.keep_logits = o.keep_logits != 0;
         auto h = std::make_unique<md_engine>();
@@ -125,6 +125,30 @@ int md_engine_set_param(md_engine* e, const char* pass, const char* key, float v
         if (!pass || !key) throw md::Error("set_param: pass and key must not be NULL");
         engine_of(e).set_param(pass, key, value);
         return 0;
+      },
+      -1);
+}
+
+int md_engine_set_gamma(md_engine* e, int32_t gamma) {
+  return guarded(
+      [&]() {
+        engine_of(e).set_gamma(gamma == MD_GAMMA_AUTO ? md::kGammaAuto : gamma);
+        return 0;
+      },
+      -1);
+}
+
+int32_t md_engine_gamma_rounds(md_engine* e, int64_t* out, int32_t cap) {
+  return guarded(
+      [&]() -> int32_t {
+        md::Engine& eng = engine_of(e);
+        if (cap > 0 && !out) throw md::Error("md_engine_gamma_rounds: out is NULL");
+        const int32_t n = eng.module().manifest().gamma + 1;
+        for (int32_t g = 0; g < cap; ++g) {
+          auto it = eng.stats().gamma_rounds.find(g);
+          out[g] = it == eng.stats().gamma_rounds.end() ? 0 : it->second;
+        }
+        return n;
       },
       -1);
 }
@@ -248,6 +272,8 @@ int md_engine_stats_get(md_engine* e, md_engine_stats* out) {
         out->decode_s = s.decode_s;
         out->free_pages = eng.free_pages();
         out->live_requests = eng.live();
+        out->gamma = eng.gamma() == md::kGammaAuto ? MD_GAMMA_AUTO : eng.gamma();
+        out->mean_gamma = s.mean_gamma();
         return 0;
       },
       -1);

@@ -56,18 +56,20 @@ Engine::Engine(const std::string& model_dir, const std::string& module_path, con
   if (opts_.max_batch < 1 || opts_.max_batch > largest)
     throw Error("option max_batch: " + std::to_string(opts_.max_batch) + " outside 1.." + std::to_string(largest) +
                 " (the module's largest batch bucket)");
-  if (opts_.gamma == 0) opts_.gamma = m.gamma;
-  if (opts_.gamma < 1 || opts_.gamma > m.gamma)
-    throw Error("option gamma: " + std::to_string(opts_.gamma) + " outside 1.." + std::to_string(m.gamma) +
-                " (the module verifies at most gamma + 1 rows per sequence)");
-  gamma_ = opts_.gamma;
+  if (opts_.gamma == 0) opts_.gamma = m.adaptive_gamma ? kGammaAuto : m.gamma;
+  tuner_ = GammaTuner(m.gamma);
+  try {
+    set_gamma(opts_.gamma);
+  } catch (const Error& e) {
+    throw Error(std::string("option ") + e.what());
+  }
   max_rows_ = module_->largest_bucket().max_rows;
   if (opts_.prefill_chunk == 0) opts_.prefill_chunk = max_rows_;
   if (opts_.prefill_chunk < 1 || opts_.prefill_chunk > max_rows_)
     throw Error("option prefill_chunk: " + std::to_string(opts_.prefill_chunk) + " outside 1.." +
                 std::to_string(max_rows_));
   prefill_chunk_ = opts_.prefill_chunk;
-  overshoot_ = opts_.mode == Mode::Spec ? gamma_ : 0;
+  overshoot_ = opts_.mode == Mode::Spec ? m.gamma : 0;
   if (opts_.kv_pages == 0) {
     const int64_t pages = int64_t(opts_.max_batch) * m.pages_per_seq;
     if (pages > INT_MAX)
@@ -119,7 +121,7 @@ int64_t Engine::add_request(const std::vector<int32_t>& prompt, const RequestOpt
   int64_t need = int64_t(prompt.size()) + opts.max_tokens + overshoot_;
   if (need > m.max_seq)
     throw Error("request: prompt (" + std::to_string(prompt.size()) + ") + max_tokens (" +
-                std::to_string(opts.max_tokens) + ")" + (overshoot_ ? " + gamma (" + std::to_string(overshoot_) + ")" : "") +
+                std::to_string(opts.max_tokens) + ")" + (overshoot_ ? " + the module's gamma (" + std::to_string(overshoot_) + ")" : "") +
                 " = " + std::to_string(need) + " exceeds the module's maxSeq " + std::to_string(m.max_seq));
   if (cache_->pages_for(need) > cache_->shape().num_pages)
     throw Error("request: needs " + std::to_string(cache_->pages_for(need)) + " KV pages, the pool has only " +
@@ -205,6 +207,23 @@ void Engine::set_param(const std::string& pass, const std::string& key, float va
     known += (known.empty() ? "" : ", ") + (*decl)[i].key;
   }
   throw Error("set_param: the " + pass + " pass has no param '" + key + "' (it has: " + (known.empty() ? "none" : known) + ")");
+}
+
+void Engine::set_gamma(int gamma) {
+  const int most = module_->manifest().gamma;
+  if (gamma != kGammaAuto && (gamma < 1 || gamma > most))
+    throw Error("gamma: " + std::to_string(gamma) + " outside 1.." + std::to_string(most) +
+                " and not auto (the module verifies at most gamma + 1 rows per sequence)");
+  gamma_ = gamma;
+}
+
+double EngineStats::mean_gamma() const {
+  double sum = 0, n = 0;
+  for (auto& [g, count] : gamma_rounds) {
+    sum += double(g) * double(count);
+    n += double(count);
+  }
+  return n > 0 ? sum / n : 0;
 }
 
 // Admission reserves every page a request can touch (prompt + max_tokens + the speculative overshoot), so
@@ -374,11 +393,18 @@ void Engine::ar_round(std::vector<Request*>& batch) {
 
 void Engine::spec_round(std::vector<Request*>& batch) {
   const int n = int(batch.size());
-  const int g = gamma_;
+  const int g = gamma_ == kGammaAuto ? tuner_.choose(n) : gamma_;
   const int G = module_->manifest().gamma;  // md_verify_greedy's fixed row stride
   // Unused draft columns (g < G) hold -1, which never matches a target token, so acceptance stops at g.
   std::vector<int32_t> drafted(size_t(n) * G, -1), target(size_t(n) * (G + 1), 0);
   std::vector<int32_t> accepted(size_t(n), 0), next(size_t(n), 0);
+
+  // A round writes positions cache_len .. cache_len + g: all inside the pages reserved at admission, since
+  // overshoot_ covers any gamma. Checked, because a write past them would land in another request's pages.
+  for (Request* r : batch)
+    if (r->cache_len + g >= int64_t(cache_->slot_pages(r->slot)) * cache_->shape().page_size)
+      throw Error("internal: a gamma-" + std::to_string(g) + " round would write past the KV pages request " +
+                  std::to_string(r->id) + " reserved");
 
   double t0 = now_s();
   std::vector<int> all;
@@ -430,8 +456,10 @@ void Engine::spec_round(std::vector<Request*>& batch) {
     r->cache_len += a + 1;
     r->pending = next[size_t(i)];
   }
+  tuner_.record(n, g, accepted.data(), t1 - t0, t2 - t1);
   ++stats_.rounds;
   ++stats_.bucket_rounds[last_bucket_];
+  ++stats_.gamma_rounds[g];
   stats_.draft_s += t1 - t0;
   stats_.verify_s += t2 - t1;
 }
@@ -520,7 +548,7 @@ std::string Engine::info_json() const {
   w.end_object();
   w.key("module").begin_object();
   w.key("path").value(module_->path()).key("name").value(m.name).key("hash").value(m.hash).key("arch").value(m.arch);
-  w.key("dtype").value(dtype_manifest_name(m.dtype)).key("gamma").value(m.gamma);
+  w.key("dtype").value(dtype_manifest_name(m.dtype)).key("gamma").value(m.gamma).key("adaptiveGamma").value(m.adaptive_gamma);
   w.key("buckets").begin_array();
   for (int b : m.buckets) w.value(b);
   w.end_array();
@@ -539,7 +567,10 @@ std::string Engine::info_json() const {
   w.end_object();
   w.key("options").begin_object();
   w.key("maxBatch").value(opts_.max_batch).key("kvPages").value(opts_.kv_pages);
-  w.key("mode").value(opts_.mode == Mode::Spec ? "spec" : "ar").key("gamma").value(gamma_);
+  w.key("mode").value(opts_.mode == Mode::Spec ? "spec" : "ar").key("gamma");
+  if (gamma_ == kGammaAuto) w.value("auto");
+  else w.value(gamma_);
+  w.key("gammaMax").value(m.gamma);
   w.key("prefillChunk").value(prefill_chunk_).key("keepLogits").value(opts_.keep_logits);
   w.end_object();
   w.key("freePages").value(cache_->free_pages());

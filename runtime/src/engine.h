@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "gamma.h"
 #include "kv_cache.h"
 #include "module.h"
 #include "weights.h"
@@ -19,11 +20,15 @@ namespace md {
 
 enum class Mode { AR, Spec };
 
+/** EngineOptions::gamma / set_gamma: pick gamma per round (GammaTuner), at most the module's gamma. */
+constexpr int kGammaAuto = -1;
+
 struct EngineOptions {
   int max_batch = 0;       // live sequences at once; 0 = the module's largest bucket
   int kv_pages = 0;        // pages in the pool; 0 = enough for max_batch sequences of maxSeq
   Mode mode = Mode::Spec;
-  int gamma = 0;           // drafted tokens per round, 1..module gamma; 0 = the module's
+  int gamma = 0;           // drafted tokens per round, 1..module gamma; kGammaAuto: chosen per round;
+                           // 0 = the module's (its gamma, or kGammaAuto for a module built with gamma 'auto')
   int prefill_chunk = 0;   // rows per prefill step; 0 = the largest bucket's row limit
   bool keep_logits = false;  // keep the logits of every emitted token (vocab floats each)
 };
@@ -57,6 +62,10 @@ struct EngineStats {
   double prefill_s = 0, draft_s = 0, verify_s = 0, decode_s = 0;
   /** Histogram of the bucket used by decode rounds: bucket -> rounds. */
   std::map<int, int64_t> bucket_rounds;
+  /** Histogram of the gamma drafted by speculative rounds: gamma -> rounds. */
+  std::map<int, int64_t> gamma_rounds;
+  /** Mean gamma over the speculative rounds (0 before the first). */
+  double mean_gamma() const;
 };
 
 /** What one step produced for one request. */
@@ -117,11 +126,15 @@ class Engine {
 
   /** Sets a pass's runtime param (by manifest key, e.g. kv_window) for later steps. */
   void set_param(const std::string& pass, const std::string& key, float value);
+  /** Sets the gamma of later rounds: 1..the module's gamma, or kGammaAuto. */
+  void set_gamma(int gamma);
 
   const ModelConfig& config() const { return weights_->config(); }
   const Module& module() const { return *module_; }
   const EngineOptions& options() const { return opts_; }
+  /** The gamma of later rounds (kGammaAuto when the engine chooses per round). */
   int gamma() const { return gamma_; }
+  const GammaTuner& gamma_tuner() const { return tuner_; }
   const EngineStats& stats() const { return stats_; }
   int free_pages() const { return cache_->free_pages(); }
   /** JSON summary of the model, module and options. */
@@ -152,10 +165,13 @@ class Engine {
   std::unique_ptr<Module> module_;
   std::unique_ptr<ModelWeights> weights_;
   std::unique_ptr<KvCache> cache_;
-  int gamma_ = 0;
+  int gamma_ = 0;  // 1..module gamma, or kGammaAuto
+  GammaTuner tuner_{1};  // fed by every speculative round, consulted when gamma_ is kGammaAuto
   int max_rows_ = 0;
   int prefill_chunk_ = 0;
-  int64_t overshoot_ = 0;  // positions past max_tokens a round may write (gamma in spec mode)
+  // Positions past max_tokens a round may write: the module's gamma in spec mode, so that any gamma set
+  // later (set_gamma, auto) fits the pages a request reserved at admission.
+  int64_t overshoot_ = 0;
   std::vector<float> target_params_, draft_params_;
 
   std::map<int64_t, std::unique_ptr<Request>> requests_;

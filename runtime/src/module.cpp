@@ -91,6 +91,11 @@ ModuleManifest parse_manifest(const std::string& text, const std::string& where)
   if (!parse_storage_dtype(dtype, &m.dtype)) throw Error(where + ": field 'dtype' is '" + dtype + "'; expected bf16, fp16 or fp32");
   m.gamma = int_field(j, "gamma", where);
   if (m.gamma < 1) throw Error(where + ": field 'gamma' must be at least 1");
+  if (std::optional<Value> a = j.get("adaptiveGamma")) {  // absent: a fixed gamma
+    std::optional<bool> on = a->boolean();
+    if (!on) throw Error(where + ": field 'adaptiveGamma' must be true or false, got " + a->dump());
+    m.adaptive_gamma = *on;
+  }
   Value b = field(j, "buckets", where);
   if (!b.is_array() || b.size() == 0) throw Error(where + ": field 'buckets' must be a non-empty list");
   for (const Value& x : b.items()) {

@@ -43,7 +43,8 @@ struct ModuleExtras {
 struct ModuleManifest {
   std::string name, hash, arch, source;
   DType dtype = DType::F32;
-  int gamma = 0;
+  int gamma = 0;               // the most tokens a round may draft
+  bool adaptive_gamma = false;  // built with gamma 'auto': engines choose 1..gamma per round by default
   std::vector<int> buckets;  // ascending
   int max_seq = 0;
   int page_size = 0;

@@ -11,6 +11,7 @@ describe('flag parsers', () => {
     expect(parseBatch('1,8,32')).toEqual([1, 8, 32]);
     expect(parseBatch('4')).toEqual([4]);
     expect(parseGamma('3')).toBe(3);
+    expect(parseGamma('auto')).toBe('auto');
     expect(parseMaxSeq('4096')).toBe(4096);
   });
 
@@ -27,8 +28,9 @@ describe('flag parsers', () => {
     expect(() => parseBatch(text)).toThrow(msg);
   });
 
-  it.each(['0', '17', 'two', '1e2'])('--gamma %j is rejected', (text) => {
+  it.each(['0', '17', 'two', '1e2', 'AUTO', 'auto3'])('--gamma %j is rejected', (text) => {
     expect(() => parseGamma(text)).toThrow(InvalidArgumentError);
+    expect(() => parseGamma(text)).toThrow(/or 'auto'/);
   });
 
   it.each(['0', '99999999', '4k'])('--max-seq %j is rejected', (text) => {
@@ -43,6 +45,16 @@ describe('applyOverrides', () => {
     const out = applyOverrides(dep, { target: 'sm_80', batch: [2, 4], maxSeq: 1024, gamma: 5, dtype: 'bf16' });
     expect(out).toEqual({ ...dep, arch: 'sm_80', dtype: 'bf16', gamma: 5, shapes: { batch: [2, 4], maxSeq: 1024, pageSize: 16 } });
     expect(applyOverrides(dep, {})).toEqual(dep);
+  });
+
+  it("--gamma auto compiles an adaptive module for the spec's gammaMax or DEFAULT_GAMMA_MAX; --gamma N a fixed one", () => {
+    expect(applyOverrides(dep, { gamma: 'auto' })).toEqual({ ...dep, gamma: limits.DEFAULT_GAMMA_MAX, adaptiveGamma: true });
+    const adaptive = { ...dep, gamma: 5, adaptiveGamma: true as const };
+    expect(applyOverrides(adaptive, { gamma: 'auto' })).toEqual(adaptive);
+    const fixed = applyOverrides(adaptive, { gamma: 2 });
+    expect(fixed).toEqual({ ...dep, gamma: 2 });
+    expect(fixed).not.toHaveProperty('adaptiveGamma');
+    expect(applyOverrides(adaptive, {})).toEqual(adaptive);
   });
 
   it('rejects a max-seq that is not whole pages or is past the model', () => {

@@ -61,11 +61,18 @@ describe('run', () => {
     expect(want.map((t) => t.length)).toEqual([40, 40, 40]);
     expect(new Set(want.map((t) => t.join()))).toHaveProperty('size', 3);
     expect(ar.out).toMatch(/^\[2\] 700 prompt tokens -> 40 tokens \(length\)$/m);
-    for (const gamma of ['1', '3']) {
+    for (const gamma of ['1', '3', 'auto']) {
       const spec = await run([...args, '--mode', 'spec', '--gamma', gamma]);
       expect(spec.code, spec.err).toBe(0);
       expect(tokenLines(spec.out), `gamma ${gamma}`).toEqual(want);
     }
+    // auto: the engine picks 1..the spec's gamma per round and reports what it chose.
+    const auto = await run([...args, '--mode', 'spec', '--gamma', 'auto']);
+    expect(auto.out).toMatch(/^speculative \(gamma auto 1\.\.3, mean [\d.]+\), 3 requests: 120 tokens generated/m);
+    const rounds = auto.out.match(/tokens\/round, (\d+) rounds \(((?:\d+ at gamma [123](?:, )?)+)\); time:/);
+    expect(rounds, auto.out).not.toBeNull();
+    const byGamma = [...rounds![2].matchAll(/(\d+) at gamma (\d)/g)].map((m) => Number(m[1]));
+    expect(byGamma.reduce((a, b) => a + b, 0)).toBe(Number(rounds![1]));
   });
 
   it('prints ids the tokenizer lacks as <id N> when the model vocabulary is larger than the tokenizer\'s', async () => {
@@ -126,6 +133,7 @@ describe('run: bad input exits 1 with a clear message', () => {
     ['an unknown mode', () => ['--model', model, '--prompt', 'x', '--mode', 'fast'], /Allowed choices are ar, spec/],
     ['a batch larger than the largest bucket', () => ['--model', model, '--prompt', 'x', '--batch', '257'], /--batch 257 exceeds the module's largest batch bucket 256/],
     ['a gamma larger than the spec allows', () => ['--model', model, '--prompt', 'x', '--gamma', '4'], /--gamma 4 exceeds the spec's gamma 3/],
+    ['a gamma that is neither a number nor auto', () => ['--model', model, '--prompt', 'x', '--gamma', 'fast'], /gamma must be a whole number or 'auto', got 'fast'/],
     ['zero max tokens', () => ['--model', model, '--prompt', 'x', '--max-tokens', '0'], /max-tokens must be in 1\.\./],
     ['a missing spec file', () => ['--model', model, '--prompt', 'x', '--spec', join(tmp, 'none.ts')], /spec file not found/],
     ['a spec with diagnostics', () => ['--model', model, '--prompt', 'x', '--spec', join(REPO, 'test/cli/fixtures/bad-spec.ts')], /MD\d{4}/],

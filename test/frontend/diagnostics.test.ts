@@ -181,6 +181,21 @@ describe('limits (codegen/limits.ts)', () => {
     }
   });
 
+  it("gamma 1..16 or 'auto'; gammaMax 1..16, and only with 'auto'", () => {
+    const withGamma = (fields: string) =>
+      inline(`${HEADER}const name: string = 'fast';\nexport default deploy({ model: models.tiny, target: { attention: causal, kv: full }, draft: { attention: causal, kv: full }, verify: greedy, ${fields}, shapes: { batch: [1], maxSeq: 512, pageSize: 64 }, dtype: 'fp32', arch: 'cpu' });\n`);
+    const problems = (fields: string) => withGamma(fields).diagnostics.map((d) => [d.code, d.message]);
+    for (const ok of ['gamma: 16', "gamma: 'auto'", "gamma: 'auto', gammaMax: 1", "gamma: 'auto', gammaMax: 16"]) expect(problems(ok), ok).toEqual([]);
+    expect(problems('gamma: 17')).toEqual([['MD1301', "gamma (tokens drafted per round) must be an integer from 1 to 16 or 'auto', not the number 17"]]);
+    expect(problems("gamma: name as 'auto'")).toEqual([['MD1301', "gamma (tokens drafted per round) must be an integer from 1 to 16 or 'auto', not the string 'fast'"]]);
+    expect(problems("gamma: 'auto', gammaMax: 0")).toEqual([['MD1301', 'gammaMax (the most tokens a round may draft) must be an integer from 1 to 16, not the number 0']]);
+    expect(problems("gamma: 'auto', gammaMax: 2.5")).toEqual([['MD1301', 'gammaMax (the most tokens a round may draft) must be an integer from 1 to 16, not the number 2.5']]);
+    expect(problems('gamma: 3, gammaMax: 6')).toEqual([
+      ['MD1301', "gammaMax only applies with gamma: 'auto' (the module is compiled for gamma 3); remove it or use gamma: 'auto'"],
+    ]);
+    expect(withGamma("gamma: 'auto', gammaMax: 17").diagnostics[0]!.sourceLine).toContain('gammaMax: 17');
+  });
+
   it('an odd headDim in a model object', () => {
     const r = inline(`${HEADER}export default deploy({ model: { ...models.tiny, headDim: 33 }, target: { attention: causal, kv: full }, draft: { attention: causal, kv: full }, verify: greedy, gamma: 2, shapes: { batch: [1], maxSeq: 512, pageSize: 64 }, dtype: 'fp32', arch: 'cpu' });\n`);
     expect(r.diagnostics.map((d) => d.code)).toEqual(['MD1307']);

@@ -11,6 +11,7 @@ import { formatDiagnostic, loadSpec, loadSpecText } from '../../codegen/frontend
 import { evaluate } from '../../codegen/interp.ts';
 import { show, type Node } from '../../codegen/ir.ts';
 import type { DeploymentIR, ParamDecl } from '../../codegen/spec.ts';
+import { DEFAULT_GAMMA_MAX } from '../../codegen/limits.ts';
 
 const FIXTURES = 'test/fixtures/specs';
 
@@ -186,6 +187,19 @@ describe('good fixture specs', () => {
         expect(evaluate(d.draft.kv.keep, { vars: { kv, len } })).toBe(js);
       }),
     );
+  });
+
+  it("gamma 'auto' lowers to the compiled maximum (gammaMax, default DEFAULT_GAMMA_MAX) and adaptiveGamma", () => {
+    const gammaOf = (fields: string) => {
+      const text = `import * as md from 'magicdec';\nexport default md.deploy({ model: md.models.tiny, target: { attention: md.causal, kv: md.full }, draft: { attention: md.causal, kv: md.full }, verify: md.greedy, ${fields}, shapes: { batch: [1, 2], maxSeq: 1024, pageSize: 64 }, dtype: 'fp32', arch: 'cpu' });\n`;
+      const r = loadSpecText(text, path.join(FIXTURES, '__gamma__.ts'));
+      expect(r.diagnostics.map(formatDiagnostic)).toEqual([]);
+      return { gamma: r.deployment!.gamma, adaptive: r.deployment!.adaptiveGamma, key: 'adaptiveGamma' in r.deployment! };
+    };
+    expect(gammaOf("gamma: 'auto'")).toEqual({ gamma: DEFAULT_GAMMA_MAX, adaptive: true, key: true });
+    expect(gammaOf("gamma: 'auto', gammaMax: 5")).toEqual({ gamma: 5, adaptive: true, key: true });
+    // A fixed gamma carries no adaptiveGamma at all, so its module hash and manifest are what they were.
+    expect(gammaOf('gamma: 5')).toEqual({ gamma: 5, adaptive: undefined, key: false });
   });
 
   it('good-config-json.ts: the model from a Hugging Face config.json next to the spec', () => {

@@ -6,6 +6,7 @@ import { CudaPlanError, cudaBackend } from '../../codegen/backends/cuda.ts';
 import { cpuBackend } from '../../codegen/backends/cpu.ts';
 import * as ir from '../../codegen/ir.ts';
 import { MAX_SEQ } from '../../codegen/limits.ts';
+import { buildManifest } from '../../codegen/manifest.ts';
 import { PlanError, planModule } from '../../codegen/plan.ts';
 import type { DeploymentIR } from '../../codegen/spec.ts';
 import { attentions, makeDeployment, modelConfig, policies } from '../support/deployments.ts';
@@ -84,5 +85,18 @@ describe('backends', () => {
     // A head_dim past 1024 never reaches the backend: the model limits (codegen/limits.ts) refuse it for every target.
     const wide = makeDeployment({ model: modelConfig({ numHeads: 2, numKvHeads: 2, headDim: 2048 }), arch: 'sm_90' });
     expect(() => planModule(wide)).toThrow(/field 'headDim' must be an integer from 1 to 1024, got 2048/);
+  });
+});
+
+describe('adaptive gamma', () => {
+  it("a gamma 'auto' module is its own module: named gauto<max>, hashed apart, and says so in the manifest", () => {
+    const fixed = planModule(makeDeployment({ gamma: 6 }));
+    const auto = planModule({ ...makeDeployment({ gamma: 6 }), adaptiveGamma: true });
+    expect([fixed.name.split('.').pop(), auto.name.split('.').pop()]).toEqual(['g6', 'gauto6']);
+    expect(auto.hash).not.toBe(fixed.hash);
+    // Both verify up to gamma + 1 rows per sequence: the compiled maximum is the same.
+    expect(auto.kernels.map((k) => k.maxRows)).toEqual(fixed.kernels.map((k) => k.maxRows));
+    expect(buildManifest(auto)).toMatchObject({ gamma: 6, adaptiveGamma: true });
+    expect(buildManifest(fixed)).not.toHaveProperty('adaptiveGamma');
   });
 });

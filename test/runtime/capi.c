@@ -2,8 +2,9 @@
  * test/runtime/capi.test.ts and engine.test.ts. Commands:
  *   capi_test errors <not-a-module.so>     error paths: NULLs, bad paths, a library that is not a module
  *   capi_test check <model_dir> <dtype>    md_model_check: prints "ok" or the error, exit 0 / 1
- *   capi_test generate <model_dir> <module.so> <ar|spec> <gamma> <max_tokens> <tok>...
- *                                          one request; prints the tokens, then its stats as JSON
+ *   capi_test generate <model_dir> <module.so> <ar|spec> <gamma|auto> <max_tokens> <tok>...
+ *                                          one request; prints the tokens, then its stats as JSON, then
+ *                                          the engine's gamma statistics as JSON
  *   capi_test isolate <model_dir> <module.so> <bad_tok> <max_tokens> <tok>...
  *                                          request A (the prompt) decodes; once it has tokens, request B
  *                                          (prompt bad_tok, which the module fails on) arrives; md_engine_run
@@ -54,6 +55,9 @@ static int errors(const char* not_a_module) {
   expect(md_request_stats_get(NULL, 1, NULL) == -1, "stats(NULL) fails");
   expect(md_engine_info(NULL) == NULL, "info(NULL) fails");
   expect(md_engine_set_param(NULL, "draft", "kv_window", 1) == -1, "set_param(NULL) fails");
+  expect(md_engine_set_gamma(NULL, MD_GAMMA_AUTO) == -1, "set_gamma(NULL) fails");
+  int64_t rounds[4];
+  expect(md_engine_gamma_rounds(NULL, rounds, 4) == -1, "gamma_rounds(NULL) fails");
   md_engine_destroy(NULL); /* a no-op, like free(NULL) */
 
   expect(md_model_check("/nonexistent", "bf16") == -1, "check of a missing dir fails");
@@ -76,13 +80,13 @@ static int check(const char* dir, const char* dtype) {
 
 static int generate(int argc, char** argv) {
   if (argc < 8) {
-    fprintf(stderr, "usage: capi_test generate <model_dir> <module.so> <ar|spec> <gamma> <max_tokens> <tok>...\n");
+    fprintf(stderr, "usage: capi_test generate <model_dir> <module.so> <ar|spec> <gamma|auto> <max_tokens> <tok>...\n");
     return 2;
   }
   md_engine_options o;
   md_engine_options_default(&o);
   o.mode = strcmp(argv[4], "ar") == 0 ? MD_MODE_AR : MD_MODE_SPEC;
-  o.gamma = atoi(argv[5]);
+  o.gamma = strcmp(argv[5], "auto") == 0 ? MD_GAMMA_AUTO : atoi(argv[5]);
   o.keep_logits = 1;
   md_engine* e = md_engine_create(argv[2], argv[3], &o);
   if (!e) {
@@ -111,6 +115,14 @@ static int generate(int argc, char** argv) {
   md_request_stats_get(e, id, &s);
   printf("{\"generated\":%d,\"rounds\":%d,\"drafted\":%d,\"accepted\":%d,\"finish\":%d,\"state\":%d}\n", s.generated,
          s.rounds, s.drafted, s.accepted, s.finish_reason, s.state);
+  md_engine_stats es;
+  md_engine_stats_get(e, &es);
+  int64_t by_gamma[17] = {0};
+  int32_t slots = md_engine_gamma_rounds(e, by_gamma, 17);
+  expect(slots >= 2 && slots <= 17, "gamma_rounds returns the module's gamma + 1");
+  printf("{\"gamma\":%d,\"meanGamma\":%.17g,\"gammaRounds\":[", es.gamma, es.mean_gamma);
+  for (int32_t g = 0; g < slots; ++g) printf(g ? ",%lld" : "%lld", (long long)by_gamma[g]);
+  printf("]}\n");
   expect(md_request_release(e, id) == 0, "release a finished request");
   expect(md_request_tokens(e, id, out, 1) == -1, "a released request is gone");
   md_engine_destroy(e);

@@ -174,14 +174,38 @@ describe('engine: speculative == autoregressive, bitwise', () => {
     });
   });
 
-  it('the C API generates the same tokens, autoregressive and speculative', () => {
-    for (const mode of ['ar', 'spec']) {
-      const r = runProgram(rt.capi, ['generate', bf16Model, library, mode, '2', String(MAX_TOKENS), ...prompts[2].map(String)]);
+  it('the C API generates the same tokens, autoregressive and speculative (gamma 2 and auto)', () => {
+    for (const [mode, gamma] of [['ar', '2'], ['spec', '2'], ['spec', 'auto']]) {
+      const r = runProgram(rt.capi, ['generate', bf16Model, library, mode, gamma, String(MAX_TOKENS), ...prompts[2].map(String)]);
       expect(r.status, r.stdout).toBe(0);
-      const [tokens, stats] = r.stdout.trim().split('\n');
+      const [tokens, stats, gammas] = r.stdout.trim().split('\n');
       expect(tokens.split(' ').map(Number)).toEqual(ref[2].tokens);
-      expect(JSON.parse(stats)).toMatchObject({ generated: MAX_TOKENS, finish: 2, state: 3 });
+      const s = JSON.parse(stats);
+      expect(s).toMatchObject({ generated: MAX_TOKENS, finish: 2, state: 3 });
+      const g = JSON.parse(gammas) as { gamma: number; meanGamma: number; gammaRounds: number[] };
+      expect(g.gamma).toBe(gamma === 'auto' ? -1 : 2); // MD_GAMMA_AUTO
+      expect(g.gammaRounds).toHaveLength(4); // the module's gamma 3, plus gamma 0
+      expect(g.gammaRounds.reduce((a, b) => a + b, 0)).toBe(s.rounds);
+      expect(g.gammaRounds.reduce((a, n, k) => a + k * n, 0)).toBe(s.drafted);
+      if (mode === 'spec' && gamma === '2') expect(g.gammaRounds).toEqual([0, 0, s.rounds, 0]);
+      expect(g.meanGamma).toBeCloseTo(s.rounds ? s.drafted / s.rounds : 0, 12);
     }
+  });
+
+  it("gamma 'auto': the engine picks 1..module gamma per round, says what it chose, and matches the reference", async () => {
+    await withEngine(bf16Model, { mode: 'spec', gamma: 'auto', maxBatch: 4 }, async (e) => {
+      expect((e.info().options as { gamma: unknown; gammaMax: number })).toMatchObject({ gamma: 'auto', gammaMax: 3 });
+      const got = await Promise.all(prompts.map((p) => e.generate(p, { maxTokens: MAX_TOKENS, ignoreEos: true })));
+      got.forEach((g, i) => expectSameOutput(g, ref[i], `spec gamma auto, prompt ${i}`));
+      const s = e.stats();
+      const chosen = Object.entries(s.gammaRounds).map(([g, n]) => [Number(g), n]);
+      expect(chosen.reduce((a, [, n]) => a + n, 0)).toBe(s.rounds);
+      for (const [g] of chosen) expect(g >= 1 && g <= 3).toBe(true);
+      expect(s.meanGamma).toBeCloseTo(chosen.reduce((a, [g, n]) => a + g * n, 0) / s.rounds, 12);
+      expect(s.gamma).toBe('auto');
+      expect(s.acceptanceEstimate).toBeGreaterThan(0);
+      expect(s.acceptanceEstimate).toBeLessThan(1);
+    });
   });
 
   it('an fp32 sharded model is converted to the module dtype at load and decodes consistently', async () => {

@@ -132,12 +132,14 @@ describe('requests against the module limits', () => {
   const maxSeq = () => p.case.maxSeq;
 
   it("a prompt longer than the module's maxSeq is refused; one that exactly fills it decodes to the end", async () => {
-    await withEngine(Engine, p, { mode: 'spec' }, async (e) => {
+    // Whatever gamma the engine runs, it reserves the module's past max_tokens: a later setGamma or 'auto' may use it all.
+    await withEngine(Engine, p, { mode: 'spec', gamma: 1 }, async (e) => {
       const gamma = p.case.gamma;
       const long = Array.from({ length: maxSeq() + 1 }, (_, i) => (i * 7) % p.case.model.vocabSize);
       expect(() => e.generate(long, { maxTokens: 1 })).toThrow(
-        `request: prompt (${maxSeq() + 1}) + max_tokens (1) + gamma (${gamma}) = ${maxSeq() + 2 + gamma} exceeds the module's maxSeq ${maxSeq()}`,
+        `request: prompt (${maxSeq() + 1}) + max_tokens (1) + the module's gamma (${gamma}) = ${maxSeq() + 2 + gamma} exceeds the module's maxSeq ${maxSeq()}`,
       );
+      e.setGamma(gamma);
       // prompt + max_tokens + the speculative overshoot: exactly maxSeq is allowed, one more is not.
       const fits = long.slice(0, maxSeq() - gamma - 4);
       expect(() => e.generate([...fits, 1], { maxTokens: 4 })).toThrow(`exceeds the module's maxSeq ${maxSeq()}`);
@@ -161,6 +163,15 @@ describe('requests against the module limits', () => {
     await expect(Engine.create(p.modelDir, p.library, { kvPages: -1 })).rejects.toThrow('option kv_pages: must be positive, got -1');
     await expect(Engine.create(p.modelDir, p.library, { prefillChunk: rows + 1 })).rejects.toThrow(`option prefill_chunk: ${rows + 1} outside 1..${rows}`);
     await expect(Engine.create(p.modelDir, p.library, { gamma: p.case.gamma + 1 })).rejects.toThrow(`option gamma: ${p.case.gamma + 1} outside 1..${p.case.gamma}`);
+    for (const bad of ['fast', -1, 1.5, Number.NaN])
+      await expect(Engine.create(p.modelDir, p.library, { gamma: bad as number })).rejects.toThrow("option gamma must be 'auto' or an integer from 1 to the module's gamma, got");
+    await withEngine(Engine, p, { mode: 'spec' }, async (e) => {
+      for (const bad of [0, p.case.gamma + 1]) expect(() => e.setGamma(bad)).toThrow(`gamma: ${bad} outside 1..${p.case.gamma} and not auto`);
+      expect(() => e.setGamma('often' as 'auto')).toThrow("gamma must be 'auto' or an integer");
+      e.setGamma('auto');
+      expect(e.stats().gamma).toBe('auto');
+      expect((e.info().options as { gamma: unknown }).gamma).toBe('auto');
+    });
     await expect(Engine.create(p.modelDir, p.library, { maxBatch: 2.5 })).rejects.toThrow('option maxBatch must be an integer in the int32 range, got 2.5');
     await expect(Engine.create(p.modelDir, p.library, { mode: 'fast' as 'ar' })).rejects.toThrow("option mode must be 'ar' or 'spec', got 'fast'");
   });

@@ -2,15 +2,17 @@
 // EOS handling, arriving at different steps, finish in different rounds; in a round, sequences accept
 // different numbers of drafted tokens. Whatever the schedule, each request's tokens, logits (bitwise) and
 // finish reason are those of the request decoded alone, cut at its first stop token or at max tokens, even
-// when the draft window changes between steps.
+// when the draft window and gamma (a number or 'auto') change between steps. Two requests that decode side
+// by side from the first round put every case in a bucket above 1, where the references (alone) run.
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Engine as EngineT, Generation } from '../../runtime/node/index.ts';
-import { bitwiseMismatch, prepareCase, PROPERTY_SEED, type CaseName, type PreparedCase } from '../support/runtime-cases.ts';
+import { bitwiseMismatch, gammaBound, leftBucketOne, prepareCase, type CaseName, type PreparedCase } from '../support/runtime-cases.ts';
 import { Stepper, type Arrival } from '../support/runtime-stepper.ts';
+import { forEachSeed } from '../support/seeds.ts';
 import { buildRuntime } from './build-runtime.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'md-prop-stop-'));
@@ -24,6 +26,7 @@ afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 const MAX_TOKENS = 40;
 const RUNS = 25;
+const FRESH_RUNS = 7;
 
 interface RequestCase {
   prompt: number[];
@@ -37,8 +40,19 @@ interface RequestCase {
 
 function caseArb(p: PreparedCase) {
   const V = p.case.model.vocabSize;
+  const prompt = fc.array(fc.integer({ min: 0, max: V - 1 }), { minLength: 1, maxLength: 120 });
+  // Arrives first, never stops early and has tokens left after its prefill.
+  const companion: fc.Arbitrary<RequestCase> = fc.record({
+    prompt,
+    maxTokens: fc.integer({ min: 2, max: MAX_TOKENS }),
+    stopAt: fc.constant([]),
+    stopRandom: fc.constant([]),
+    ignoreEos: fc.constant(true),
+    at: fc.constant(0),
+  });
+  const gamma = fc.oneof(fc.integer({ min: 1, max: p.case.gamma }), fc.constant<'auto'>('auto'));
   const request: fc.Arbitrary<RequestCase> = fc.record({
-    prompt: fc.array(fc.integer({ min: 0, max: V - 1 }), { minLength: 1, maxLength: 120 }),
+    prompt,
     maxTokens: fc.integer({ min: 1, max: MAX_TOKENS }),
     stopAt: fc.array(fc.nat({ max: MAX_TOKENS - 1 }), { maxLength: 2 }),
     stopRandom: fc.array(fc.integer({ min: 0, max: V - 1 }), { maxLength: 2 }),
@@ -46,8 +60,10 @@ function caseArb(p: PreparedCase) {
     at: fc.oneof(fc.constant(0), fc.nat({ max: 30 })),
   });
   return fc.record({
-    requests: fc.array(request, { minLength: 2, maxLength: 8 }),
-    gamma: fc.integer({ min: 2, max: p.case.gamma }),
+    requests: fc.tuple(companion, companion, fc.array(request, { maxLength: 6 })).map(([a, b, more]) => [a, b, ...more]),
+    gamma: fc.oneof(fc.integer({ min: 2, max: p.case.gamma }), fc.constant<'auto'>('auto')),
+    // Gammas set before every step in turn (none: the engine's gamma throughout).
+    schedule: fc.option(fc.array(gamma, { minLength: 2, maxLength: 5 }), { nil: undefined }),
     maxBatch: fc.integer({ min: 2, max: 8 }),
     // Short draft windows: the draft is often wrong, so acceptance differs between sequences. The window
     // also changes between steps: the draft only steers acceptance, so the output must not notice.
@@ -77,55 +93,60 @@ describe.each(CASES)('stopping and raggedness in a speculative batch: %s', (name
     let splitFinishes = 0;
     let stoppedByToken = 0;
     let stoppedByEos = 0;
+    let mixed = 0;
     try {
-      await fc.assert(
-        fc.asyncProperty(caseArb(p), async (k) => {
-          // Unstopped, alone, autoregressive: the output every request is a prefix of.
-          const full: Generation[] = [];
-          for (const r of k.requests) full.push(await reference.generate(r.prompt, { maxTokens: MAX_TOKENS, ignoreEos: true }));
-          // Taken from within the max tokens of a request that honours EOS, where there is one.
-          const honours = k.requests.findIndex((r) => !r.ignoreEos);
-          const from = honours >= 0 ? honours : k.eosFrom.request % k.requests.length;
-          const eosId = full[from].tokens[k.eosFrom.index % k.requests[from].maxTokens];
-          writeFileSync(configFile, JSON.stringify({ ...config, eos_token_id: eosId })); // read by Stepper.create
-          const stops = k.requests.map((r, i) => [...r.stopAt.map((j) => full[i].tokens[j]), ...r.stopRandom]);
-          const arrivals: Arrival[] = k.requests.map((r, i) => ({
-            prompt: r.prompt,
-            opts: { maxTokens: r.maxTokens, stopTokens: stops[i], ignoreEos: r.ignoreEos },
-            at: r.at,
-          }));
-          const s = await Stepper.create(p.modelDir, p.library, p.case.model.vocabSize, { mode: 'spec', gamma: k.gamma, maxBatch: k.maxBatch });
-          try {
-            s.setParam('draft', 'kv_window', k.window);
-            const run = await s.run(arrivals, (step) => {
-              for (const w of k.windowChanges) if (w.at === step) s.setParam('draft', 'kv_window', w.window);
-            });
-            k.requests.forEach((r, i) => {
-              const got = run.requests[i];
-              const want = expected(full[i], r, stops[i], eosId);
-              expect(got.reason, `request ${i}`).toBe(want.reason);
-              const why = bitwiseMismatch(got, full[i], 0, want.n);
-              if (why) throw new Error(`request ${i} (maxTokens ${r.maxTokens}, stops [${stops[i]}], ignoreEos ${r.ignoreEos}): ${why}`);
-              expect(got.stats!.generated).toBe(want.n);
-              for (const n of got.roundTokens.values()) expect(n).toBeLessThanOrEqual(k.gamma + 1);
-              if (want.reason === 'stop') {
-                if (stops[i].includes(got.tokens[want.n - 1])) stoppedByToken++;
-                else stoppedByEos++;
-              }
-            });
-            // A round where two sequences still running accepted different numbers of drafted tokens.
-            for (const step of run.decodeSteps) {
-              const counts = new Set(run.requests.map((r) => r.roundTokens.get(step)).filter((n) => n !== undefined));
-              if (counts.size > 1) raggedRounds++;
+      const property = fc.asyncProperty(caseArb(p), async (k) => {
+        // Unstopped, alone, autoregressive: the output every request is a prefix of.
+        const full: Generation[] = [];
+        for (const r of k.requests) full.push(await reference.generate(r.prompt, { maxTokens: MAX_TOKENS, ignoreEos: true }));
+        // Taken from within the max tokens of a request that honours EOS, where there is one.
+        const honours = k.requests.findIndex((r) => !r.ignoreEos);
+        const from = honours >= 0 ? honours : k.eosFrom.request % k.requests.length;
+        const eosId = full[from].tokens[k.eosFrom.index % k.requests[from].maxTokens];
+        writeFileSync(configFile, JSON.stringify({ ...config, eos_token_id: eosId })); // read by Stepper.create
+        const stops = k.requests.map((r, i) => [...r.stopAt.map((j) => full[i].tokens[j]), ...r.stopRandom]);
+        const arrivals: Arrival[] = k.requests.map((r, i) => ({
+          prompt: r.prompt,
+          opts: { maxTokens: r.maxTokens, stopTokens: stops[i], ignoreEos: r.ignoreEos },
+          at: r.at,
+        }));
+        const s = await Stepper.create(p.modelDir, p.library, p.case.model.vocabSize, { mode: 'spec', gamma: k.gamma, maxBatch: k.maxBatch });
+        try {
+          s.setParam('draft', 'kv_window', k.window);
+          const schedule = k.schedule;
+          const gammaAt = (step: number) => (schedule ? schedule[step % schedule.length] : k.gamma);
+          const run = await s.run(arrivals, (step) => {
+            for (const w of k.windowChanges) if (w.at === step) s.setParam('draft', 'kv_window', w.window);
+            if (schedule) s.setGamma(gammaAt(step));
+          });
+          k.requests.forEach((r, i) => {
+            const got = run.requests[i];
+            const want = expected(full[i], r, stops[i], eosId);
+            expect(got.reason, `request ${i}`).toBe(want.reason);
+            const why = bitwiseMismatch(got, full[i], 0, want.n);
+            if (why) throw new Error(`request ${i} (maxTokens ${r.maxTokens}, stops [${stops[i]}], ignoreEos ${r.ignoreEos}): ${why}`);
+            expect(got.stats!.generated).toBe(want.n);
+            for (const [step, n] of got.roundTokens) expect(n, `step ${step}`).toBeLessThanOrEqual(gammaBound(p.case, gammaAt(step)) + 1);
+            if (want.reason === 'stop') {
+              if (stops[i].includes(got.tokens[want.n - 1])) stoppedByToken++;
+              else stoppedByEos++;
             }
-            if (new Set(run.requests.map((r) => r.finishedAt)).size > 1) splitFinishes++;
-            expect(run.stats.freePages).toBe(k.maxBatch * p.plan.pagesPerSeq);
-          } finally {
-            s.close();
+          });
+          // A round where two sequences still running accepted different numbers of drafted tokens.
+          for (const step of run.decodeSteps) {
+            const counts = new Set(run.requests.map((r) => r.roundTokens.get(step)).filter((n) => n !== undefined));
+            if (counts.size > 1) raggedRounds++;
           }
-        }),
-        { numRuns: RUNS, seed: PROPERTY_SEED + 100 + CASES.indexOf(name) },
-      );
+          if (new Set(run.requests.map((r) => r.finishedAt)).size > 1) splitFinishes++;
+          if (run.stats.accepted > 0 && run.stats.accepted < run.stats.drafted) mixed++;
+          expect(run.stats.freePages).toBe(k.maxBatch * p.plan.pagesPerSeq);
+          expect(leftBucketOne(run.stats), `buckets ${JSON.stringify(run.stats.bucketRounds)}`).toBe(true);
+        } finally {
+          s.close();
+        }
+      });
+      await forEachSeed(100 + CASES.indexOf(name), { regression: RUNS, fresh: FRESH_RUNS }, (seed, numRuns) => fc.assert(property, { numRuns, seed }));
+      expect(Object.keys(reference.stats().bucketRounds)).toEqual(['1']);
     } finally {
       reference.close();
     }
@@ -133,5 +154,6 @@ describe.each(CASES)('stopping and raggedness in a speculative batch: %s', (name
     expect(splitFinishes).toBeGreaterThan(0);
     expect(stoppedByToken).toBeGreaterThan(0);
     expect(stoppedByEos).toBeGreaterThan(0);
+    expect(mixed).toBeGreaterThan(0);
   });
 });

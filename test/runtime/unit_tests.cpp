@@ -1,16 +1,19 @@
 // C++ unit tests of runtime pieces that need no module: the KV page allocator, dtype conversions and
-// spellings, config.json parsing and manifest parsing. Run by test/runtime/unit.test.ts; prints one line per failure and exits non-zero.
+// spellings, config.json parsing, manifest parsing and the adaptive-gamma tuner. Run by test/runtime/unit.test.ts; prints one line per failure and exits non-zero.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "dtype.h"
 #include "error.h"
+#include "gamma.h"
 #include "json.h"
 #include "kv_cache.h"
 #include "model_config.h"
@@ -332,6 +335,11 @@ static void test_manifest() {
   md::ModuleManifest m = md::parse_manifest(kManifest, "m.so (manifest)");
   CHECK(m.arch == "cpu" && m.dtype == md::DType::BF16 && m.gamma == 3 && m.buckets.size() == 2 && m.max_seq == 4096);
   CHECK(m.draft_params.size() == 1 && m.draft_params[0].i32 && m.draft_params[0].value == 32);
+  // adaptiveGamma: absent for a fixed gamma, true for a module built with gamma 'auto'.
+  CHECK(!m.adaptive_gamma);
+  std::string adaptive = kManifest;
+  adaptive.replace(adaptive.find("\"gamma\":3"), 9, "\"gamma\":3,\"adaptiveGamma\":true");
+  CHECK(md::parse_manifest(adaptive, "m.so (manifest)").adaptive_gamma);
   auto err = [](const std::string& from, const std::string& to) {
     std::string s = kManifest;
     s.replace(s.find(from), from.size(), to);
@@ -341,6 +349,7 @@ static void test_manifest() {
   CHECK(contains(err("\"gamma\":3", "\"gamma\":4294967299"), "m.so (manifest): field 'gamma' must be an integer in the int32 range, got 4294967299"));
   CHECK(contains(err("\"maxSeq\":4096", "\"maxSeq\":-4294963200"), "field 'maxSeq' must be an integer in the int32 range"));
   CHECK(contains(err("\"gamma\":3", "\"gamma\":3.5"), "field 'gamma' must be an integer in the int32 range, got 3.5"));
+  CHECK(contains(err("\"gamma\":3", "\"gamma\":3,\"adaptiveGamma\":1"), "m.so (manifest): field 'adaptiveGamma' must be true or false, got 1"));
   CHECK(contains(err("[1,8]", "[1,4294967304]"), "field 'buckets' must hold positive int32 integers, got [1,4294967304]"));
   CHECK(contains(err("[1,8]", "[1,1073741824]"), "bucket 1073741824 * (gamma + 1) rows exceeds the int32 range"));
   // pagesPerSeq * pageSize is computed without overflow: 65537 * 65536 wraps to 65536 in int32.
@@ -351,7 +360,93 @@ static void test_manifest() {
   CHECK(contains(err("\"dtype\":\"bf16\"", "\"dtype\":\"BF16\""), "field 'dtype' is 'BF16'; expected bf16, fp16 or fp32"));
 }
 
+// Feeds `t` rounds of `seqs` sequences at every gamma, timed by a cost model: a draft step costs `draft`,
+// a verification of gamma g costs verify0 + verify_row * (g + 1); every sequence accepts `accepted` (capped at g).
+static void feed(md::GammaTuner& t, int seqs, double draft, double verify0, double verify_row, int accepted, int rounds = 3) {
+  std::vector<int32_t> acc(static_cast<size_t>(seqs));
+  for (int r = 0; r < rounds; ++r)
+    for (int g = 1; g <= t.gamma_max(); ++g) {
+      for (int32_t& a : acc) a = std::min(accepted, g);
+      t.record(seqs, g, acc.data(), g * draft, verify0 + verify_row * (g + 1));
+    }
+}
+
+// The gamma with the most expected tokens per second under the same cost model, by the closed form.
+static int best_gamma(int gamma_max, double a, double draft, double verify0, double verify_row) {
+  int best = 1;
+  double best_rate = 0;
+  for (int g = 1; g <= gamma_max; ++g) {
+    double rate = (1 - std::pow(a, g + 1)) / (1 - a) / (g * draft + verify0 + verify_row * (g + 1));
+    if (rate > best_rate) best_rate = rate, best = g;
+  }
+  return best;
+}
+
+static void test_gamma_tuner() {
+  for (double a : {0.0, 0.3, 0.8, 0.99})
+    for (int g = 1; g <= 16; ++g)
+      CHECK(std::fabs(md::GammaTuner::expected_tokens(a, g) - (1 - std::pow(a, g + 1)) / (1 - a)) < 1e-12);
+  CHECK(md::GammaTuner::expected_tokens(1.0, 5) == 6.0);
+
+  md::GammaTuner fresh(6);
+  CHECK(fresh.choose(4) == 1 && fresh.round_seconds(4, 3) < 0 && fresh.acceptance() == 0.5);
+  CHECK(error_of([] { md::GammaTuner(0); }).find("gamma_max must be at least 1") != std::string::npos);
+
+  // Acceptance: a round that accepts k of g tested k + 1 drafts (k accepted, then the first rejected), or g
+  // if it accepted all. Seqs accepting 4 of 4 and 1 of 4: 5 accepted of 6 tested, plus the 1-of-2 prior.
+  md::GammaTuner t(6);
+  const int32_t acc[2] = {4, 1};
+  t.record(2, 4, acc, 0.4, 1.0);
+  CHECK(std::fabs(t.acceptance() - 6.0 / 8.0) < 1e-12);
+  // One measured gamma: its time holds for every gamma, so more drafts look free of verification cost.
+  CHECK(std::fabs(t.round_seconds(2, 4) - (4 * 0.1 + 1.0)) < 1e-12);
+  CHECK(std::fabs(t.round_seconds(2, 6) - (6 * 0.1 + 1.0)) < 1e-12 && std::fabs(t.round_seconds(2, 1) - (0.1 + 1.0)) < 1e-12);
+  CHECK(t.round_seconds(2, 0) < 0 && t.round_seconds(2, 7) < 0);
+  // Between two measured gammas, verification time is interpolated linearly.
+  const int32_t acc1[2] = {0, 0};
+  t.record(2, 2, acc1, 0.2, 0.6);  // draft step average: 0.1 again
+  CHECK(std::fabs(t.round_seconds(2, 3) - (3 * 0.1 + 0.8)) < 1e-12);
+  // A batch size not run yet borrows the nearest one's times (ties: the smaller).
+  t.record(8, 1, acc1, 0.5, 2.0);
+  CHECK(t.round_seconds(3, 3) == t.round_seconds(2, 3) && t.round_seconds(5, 3) == t.round_seconds(2, 3));
+  CHECK(t.round_seconds(6, 3) == t.round_seconds(8, 3) && t.round_seconds(100, 3) == t.round_seconds(8, 3));
+  // Times are exponentially weighted: a new measurement moves the average by kTimeWeight of the difference.
+  t.record(8, 1, acc1, 0.5, 3.0);
+  CHECK(std::fabs(t.round_seconds(8, 1) - (0.5 + 2.0 + md::GammaTuner::kTimeWeight * 1.0)) < 1e-12);
+
+  // With every gamma measured, the choice is the closed form's argmax at the tuner's acceptance estimate.
+  struct Regime {
+    double draft, verify0, verify_row;
+    int accepted;
+  };
+  for (Regime r : {Regime{0.05, 1.0, 0.01, 16}, Regime{0.05, 1.0, 0.01, 2}, Regime{0.9, 1.0, 0.05, 16},
+                   Regime{0.2, 0.2, 0.2, 3}, Regime{0.1, 1.0, 0.0, 0}, Regime{0.01, 1.0, 0.3, 16}}) {
+    md::GammaTuner u(8);
+    feed(u, 4, r.draft, r.verify0, r.verify_row, r.accepted);
+    const int want = best_gamma(8, u.acceptance(), r.draft, r.verify0, r.verify_row);
+    if (u.choose(4) != want) std::printf("  regime draft %g verify %g + %g/row, accepted %d: chose %d, want %d\n",
+                                          r.draft, r.verify0, r.verify_row, r.accepted, u.choose(4), want);
+    CHECK(u.choose(4) == want);
+    CHECK(u.choose(4) >= 1 && u.choose(4) <= 8);
+  }
+  // MagicDec's trend: as the context grows the draft step (fixed KV budget) gets cheap next to the
+  // verification (the whole cache), and the chosen gamma grows; a worse draft (lower acceptance) shrinks it.
+  int last = 0;
+  for (double draft : {0.8, 0.4, 0.2, 0.1, 0.05}) {
+    md::GammaTuner u(8);
+    feed(u, 16, draft, 1.0, 0.02, 5);
+    CHECK(u.choose(16) >= last);
+    last = u.choose(16);
+  }
+  CHECK(last > 1);
+  md::GammaTuner good(8), bad(8);
+  feed(good, 16, 0.1, 1.0, 0.02, 8);
+  feed(bad, 16, 0.1, 1.0, 0.02, 1);
+  CHECK(good.choose(16) > bad.choose(16));
+}
+
 int main() {
+  test_gamma_tuner();
   test_kv_cache();
   test_dtype();
   test_dtype_names();

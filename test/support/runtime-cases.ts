@@ -2,9 +2,10 @@
 //
 // Compiling a module costs seconds of g++, so the structural features every run must cover (MHA / GQA,
 // rope scaling llama3 / linear / none, Qwen2 biases, tied embeddings, fp32 / bf16 storage, streaming /
-// window drafts, a target with a runtime param) are fixed per case, and the sizes inside each case (layers,
-// heads, head dim, vocab, MLP width, page size, buckets) are drawn by fast-check from MODULE_SEED. The
-// default seed keeps the module cache warm between runs; MD_RUNTIME_MODULE_SEED draws another set.
+// window drafts, a target with a runtime param, a module built with gamma 'auto') are fixed per case, and the
+// sizes inside each case (layers, heads, head dim, vocab, MLP width, page size, buckets) are drawn by
+// fast-check from MODULE_SEED. The default seed keeps the module cache warm between runs;
+// MD_RUNTIME_MODULE_SEED draws another set. The properties' own seeds are in seeds.ts.
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -15,12 +16,10 @@ import { planModule, type ModulePlan } from '../../codegen/plan.ts';
 import type { DeploymentIR } from '../../codegen/spec.ts';
 import type { ModelConfig, RopeScaling } from '../../dsl/models.ts';
 import { resolveRandomConfig, writeRandomModel } from '../../model/random.ts';
-import type { Engine, EngineOptions, Generation } from '../../runtime/node/index.ts';
+import type { Engine, EngineOptions, EngineStats, Generation } from '../../runtime/node/index.ts';
 import { attentions, makeDeployment, policies } from './deployments.ts';
 
 export const MODULE_SEED = Number(process.env.MD_RUNTIME_MODULE_SEED ?? 20240611);
-/** Seed of the per-case properties (prompts, batches, gammas, params); MD_RUNTIME_PROPERTY_SEED overrides. */
-export const PROPERTY_SEED = Number(process.env.MD_RUNTIME_PROPERTY_SEED ?? 7177);
 
 export type Storage = 'fp32' | 'bf16';
 
@@ -36,6 +35,10 @@ interface CaseFeatures {
   /** 'sliding': the target attends through a sliding window whose width is a runtime param. */
   readonly target: 'full' | 'sliding';
   readonly gamma: number;
+  /** Built with gamma 'auto' (compiled for `gamma`): engines choose per round unless told a gamma. */
+  readonly adaptiveGamma?: true;
+  /** Layers drawn from: with one, a draft's K/V equals the target's (both come from the embeddings alone). */
+  readonly layers: readonly [min: number, max: number];
   readonly maxSeq: number;
 }
 
@@ -46,29 +49,33 @@ export interface ModuleCase extends CaseFeatures {
   readonly deployment: DeploymentIR;
 }
 
-/** The cases every property run covers. `long` has room for prompts of up to ~2K tokens. */
+/**
+ * The cases every property run covers. `long` is multi-layer with room for prompts past 2K tokens: there a
+ * draft's K/V in layers after the first differs from the target's, so a rejection must overwrite it.
+ */
 const FEATURES: Readonly<Record<string, CaseFeatures>> = {
-  mhaLinear: { label: 'mha-linear-fp32', architecture: 'llama', attention: 'mha', rope: 'linear', tied: false, storage: 'fp32', draft: 'streaming', target: 'full', gamma: 6, maxSeq: 512 },
-  long: { label: 'gqa-llama3-bf16-long', architecture: 'llama', attention: 'gqa', rope: 'llama3', tied: false, storage: 'bf16', draft: 'window', target: 'full', gamma: 6, maxSeq: 2048 },
-  qwen2: { label: 'qwen2-gqa-fp32-sliding', architecture: 'qwen2', attention: 'gqa', rope: 'none', tied: false, storage: 'fp32', draft: 'streaming', target: 'sliding', gamma: 4, maxSeq: 512 },
-  tiedBf16: { label: 'mha-tied-bf16', architecture: 'llama', attention: 'mha', rope: 'none', tied: true, storage: 'bf16', draft: 'streaming', target: 'full', gamma: 6, maxSeq: 512 },
+  mhaLinear: { label: 'mha-linear-fp32', architecture: 'llama', attention: 'mha', rope: 'linear', tied: false, storage: 'fp32', draft: 'streaming', target: 'full', gamma: 6, layers: [1, 3], maxSeq: 512 },
+  long: { label: 'gqa-llama3-bf16-long', architecture: 'llama', attention: 'gqa', rope: 'llama3', tied: false, storage: 'bf16', draft: 'window', target: 'full', gamma: 6, layers: [2, 2], maxSeq: 2304 },
+  qwen2: { label: 'qwen2-gqa-fp32-sliding', architecture: 'qwen2', attention: 'gqa', rope: 'none', tied: false, storage: 'fp32', draft: 'streaming', target: 'sliding', gamma: 4, adaptiveGamma: true, layers: [1, 3], maxSeq: 512 },
+  tiedBf16: { label: 'mha-tied-bf16', architecture: 'llama', attention: 'mha', rope: 'none', tied: true, storage: 'bf16', draft: 'streaming', target: 'full', gamma: 6, layers: [1, 3], maxSeq: 512 },
   // Mistral's model-level sliding window, narrower than the prompts, so it shapes every pass.
-  mistral: { label: 'mistral-gqa-fp32-window', architecture: 'mistral', attention: 'gqa', rope: 'none', tied: false, storage: 'fp32', draft: 'streaming', target: 'full', gamma: 4, maxSeq: 512 },
+  mistral: { label: 'mistral-gqa-fp32-window', architecture: 'mistral', attention: 'gqa', rope: 'none', tied: false, storage: 'fp32', draft: 'streaming', target: 'full', gamma: 4, layers: [1, 3], maxSeq: 512 },
 };
 export type CaseName = keyof typeof FEATURES;
 
 // noBias: fast-check's small-value bias would make every vocab and width the minimum.
 const sizesArb = (f: CaseFeatures) =>
   fc.noBias(fc.record({
-    layers: fc.integer({ min: 1, max: 3 }),
+    layers: fc.integer({ min: f.layers[0], max: f.layers[1] }),
     kvHeads: f.attention === 'mha' ? fc.integer({ min: 1, max: 4 }) : fc.integer({ min: 1, max: 2 }),
     group: f.attention === 'mha' ? fc.constant(1) : fc.integer({ min: 2, max: 4 }),
     headDim: fc.constantFrom(16, 24, 32, 40, 48, 64),
     vocab: fc.integer({ min: 64, max: 512 }),
     mlp: fc.integer({ min: 1, max: 3 }),
     pageSize: fc.constantFrom(8, 16),
-    // The largest bucket is 8 (batches of up to 8); the smaller ones vary which bucket a round lands in.
-    buckets: fc.subarray([1, 2, 3, 4, 6], { minLength: 0, maxLength: 2 }).map((b) => [...b.sort((x, y) => x - y), 8]),
+    // Buckets 1 (where a lone sequence runs: the AR references) and 8 (batches of up to 8) always; the ones
+    // between vary which bucket a batched round lands in.
+    buckets: fc.subarray([2, 3, 4, 6], { minLength: 0, maxLength: 2 }).map((b) => [1, ...b.sort((x, y) => x - y), 8]),
     ropeFactor: fc.constantFrom(2, 4, 8),
     ropeTheta: fc.constantFrom(10000, 500000),
     slidingWindow: fc.integer({ min: 9, max: 70 }),
@@ -105,16 +112,19 @@ export function moduleCase(name: CaseName): ModuleCase {
     ...(f.architecture === 'mistral' ? { slidingWindow: s.slidingWindow } : {}),
   });
   const draftKv = f.draft === 'streaming' ? policies.streaming(4, 32) : policies.window(32);
-  const deployment = makeDeployment({
-    model,
-    target: { attention: f.target === 'sliding' ? attentions.slidingWindow(f.maxSeq) : attentions.causal(), kv: policies.full() },
-    draft: { attention: attentions.causal(), kv: draftKv },
-    gamma: f.gamma,
-    batch: [...s.buckets],
-    maxSeq: f.maxSeq,
-    pageSize: s.pageSize,
-    dtype: f.storage,
-  });
+  const deployment: DeploymentIR = {
+    ...makeDeployment({
+      model,
+      target: { attention: f.target === 'sliding' ? attentions.slidingWindow(f.maxSeq) : attentions.causal(), kv: policies.full() },
+      draft: { attention: attentions.causal(), kv: draftKv },
+      gamma: f.gamma,
+      batch: [...s.buckets],
+      maxSeq: f.maxSeq,
+      pageSize: s.pageSize,
+      dtype: f.storage,
+    }),
+    ...(f.adaptiveGamma ? { adaptiveGamma: true } : {}),
+  };
   return { ...f, model, pageSize: s.pageSize, buckets: s.buckets, deployment };
 }
 
@@ -216,7 +226,20 @@ export function bitwiseMismatch(got: Decoded, want: Decoded, wantFrom = 0, wantL
   return undefined;
 }
 
-/** The rows of a request (prompt + generation + overshoot) in KV pages. */
-export function pagesFor(c: ModuleCase, promptLength: number, maxTokens: number, gamma: number): number {
-  return Math.ceil((promptLength + maxTokens + gamma) / c.pageSize);
+/** The positions a request reserves (prompt + generation + the module's gamma when speculative), in KV pages. */
+export function pagesFor(c: ModuleCase, promptLength: number, maxTokens: number, mode: 'ar' | 'spec'): number {
+  return Math.ceil((promptLength + maxTokens + (mode === 'spec' ? c.gamma : 0)) / c.pageSize);
+}
+
+/** A gamma as the engine takes it: 1..module gamma, 'auto', or undefined for the module's default. */
+export type GammaChoice = number | 'auto' | undefined;
+
+/** The most tokens a round may draft under `g` on case `c`. */
+export function gammaBound(c: ModuleCase, g: GammaChoice): number {
+  return typeof g === 'number' ? g : c.gamma;
+}
+
+/** Whether a run decoded in a bucket other than 1, where the AR references (one sequence) ran. */
+export function leftBucketOne(stats: EngineStats): boolean {
+  return Object.keys(stats.bucketRounds).some((b) => b !== '1');
 }

@@ -45,6 +45,10 @@ export class Stepper {
     this.native.setParam(pass, key, value);
   }
 
+  setGamma(gamma: number | 'auto'): void {
+    this.native.setGamma(gamma);
+  }
+
   close(): void {
     this.native.close();
   }
