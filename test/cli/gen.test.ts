@@ -92,7 +92,7 @@ describe('gen rejects bad input with exit 1, a clear message and no stack', () =
   it.each([
     [['--batch', '8,1'], /strictly ascending, got 8,1/],
     [['--batch', '1,x'], /whole number, got 'x'/],
-    [['--gamma', '0'], /gamma must be in 1\.\.16, got 0/],
+    [['--gamma', '0'], /gamma must be in 1\.\.16 or 'auto', got 0/],
     [['--max-seq', 'lots'], /max-seq must be a whole number/],
     [['--target', 'sm_70'], /Allowed choices are cpu, sm_80, sm_90/],
     [['--dtype', 'fp8'], /Allowed choices are bf16, fp16, fp32/],
