@@ -65,8 +65,11 @@ size_t safetensors_dtype_size(const std::string& d) {
 
 void SafetensorsSet::add_file(const std::string& path) {
   auto file = std::make_unique<MappedFile>(path);
-  const uint8_t* base = file->data();
-  size_t size = file->size();
+  add_bytes(file->data(), file->size(), path);
+  files_.push_back(std::move(file));
+}
+
+void SafetensorsSet::add_bytes(const uint8_t* base, size_t size, const std::string& path) {
   if (size < 8) throw Error(path + ": too short for a safetensors file (" + std::to_string(size) + " bytes)");
   uint64_t header_len = 0;
   for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | base[i];  // little-endian u64
@@ -150,7 +153,23 @@ void SafetensorsSet::add_file(const std::string& path) {
   }
   if (cursor != data_size)
     throw Error(path + ": data bytes " + range(cursor, data_size) + ") at the end belong to no tensor");
-  files_.push_back(std::move(file));
+}
+
+std::map<std::string, std::string> parse_safetensors_index(std::string_view text, const std::string& index_path,
+                                                           const std::string& dir) {
+  const json::Document idx = json::Document::parse(text, index_path);
+  std::optional<json::Value> wm = idx.root().get("weight_map");
+  if (!wm || !wm->is_object() || wm->size() == 0)
+    throw Error(index_path + ": needs a non-empty object 'weight_map' (tensor name -> shard file)");
+  std::map<std::string, std::string> index;
+  for (const auto& [key, file] : wm->members()) {
+    const std::string name(key);
+    std::optional<std::string_view> f = file.string();
+    if (!f || f->empty() || f->find('/') != std::string_view::npos)
+      throw Error(index_path + ": weight_map['" + name + "'] must be a file name in the model directory");
+    index[name] = dir + "/" + std::string(*f);
+  }
+  return index;
 }
 
 SafetensorsSet SafetensorsSet::open_dir(const std::string& dir) {
@@ -161,19 +180,9 @@ SafetensorsSet SafetensorsSet::open_dir(const std::string& dir) {
     set.add_file(dir + "/model.safetensors");
     return set;
   }
-  const json::Document idx = json::Document::read_file(index_path);
-  std::optional<json::Value> wm = idx.root().get("weight_map");
-  if (!wm || !wm->is_object() || wm->size() == 0)
-    throw Error(index_path + ": needs a non-empty object 'weight_map' (tensor name -> shard file)");
+  set.index_ = parse_safetensors_index(json::read_regular_file(index_path), index_path, dir);
   std::set<std::string> shards;
-  for (const auto& [key, file] : wm->members()) {
-    const std::string name(key);
-    std::optional<std::string_view> f = file.string();
-    if (!f || f->empty() || f->find('/') != std::string_view::npos)
-      throw Error(index_path + ": weight_map['" + name + "'] must be a file name in the model directory");
-    set.index_[name] = dir + "/" + std::string(*f);
-    shards.insert(dir + "/" + std::string(*f));
-  }
+  for (const auto& [name, file] : set.index_) shards.insert(file);
   for (const std::string& shard : shards) set.add_file(shard);
   for (auto& [name, file] : set.index_)
     if (!set.tensors_.count(name)) throw Error(index_path + ": maps tensor '" + name + "' to " + file + ", which does not contain it");

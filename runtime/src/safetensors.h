@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace md {
@@ -44,6 +45,12 @@ class SafetensorsSet {
   static SafetensorsSet open_dir(const std::string& dir);
   /** Maps one file, validates its header and adds its tensors (with an index: only those it maps to this file). */
   void add_file(const std::string& path);
+  /**
+   * Validates a safetensors image held in memory (`path` names it in errors) and adds its tensors as views
+   * into it: the bytes must outlive the set. add_file maps a file and calls this; the fuzz targets call it
+   * directly (runtime/fuzz/).
+   */
+  void add_bytes(const uint8_t* data, size_t size, const std::string& path);
 
   const TensorView* find(const std::string& name) const;
   const std::map<std::string, TensorView>& tensors() const { return tensors_; }
@@ -55,6 +62,13 @@ class SafetensorsSet {
   std::map<std::string, TensorView> tensors_;
   std::map<std::string, std::string> index_;
 };
+
+/**
+ * The weight_map of a model.safetensors.index.json (`text`, read from `index_path`): tensor name -> shard
+ * path under `dir`. Throws md::Error when the map is missing, empty, or names anything but a plain file name.
+ */
+std::map<std::string, std::string> parse_safetensors_index(std::string_view text, const std::string& index_path,
+                                                           const std::string& dir);
 
 /** Bytes per element of a safetensors dtype name, or 0 if unknown. */
 size_t safetensors_dtype_size(const std::string& dtype);

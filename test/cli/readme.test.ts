@@ -39,12 +39,19 @@ describe('README.md', () => {
     expect(README).toContain(`\`npm run test:gpu\` does both steps (\`${scripts['test:gpu']}\`)`);
   });
 
-  it('has CI run the quick start and the test command as the README gives them, installing nothing', () => {
+  it('has CI run the quick start and the test command as the README gives them, installing nothing before them', () => {
     const ci = readFileSync(join(ROOT, '.ci/run'), 'utf8');
     const code = ci.split('\n').filter((l) => !/^\s*#/.test(l)).join('\n');
     expect(code).toContain('npm ci && npm start');
-    expect(code).toMatch(/^npm ci\nnpm test\n$/m);
-    expect(code).not.toMatch(/apt-get|apt |pip |curl |wget /);
+    expect(code).toMatch(/^npm ci\nnpm test\n/m);
+    const [before, after] = code.split(/^npm ci\nnpm test\n/m);
+    expect(before).not.toMatch(/apt-get|apt |pip |curl |wget /);
+    // After the tests, only the fuzz job's clang, in the README's own words.
+    const installs = [...after.matchAll(/apt-get install .*/g)].map((m) => m[0].replace(/ -y| -qq| --no-install-recommends| >\/dev\/null/g, ''));
+    expect(installs).toEqual(['apt-get install clang-14 libclang-rt-14-dev']);
+    expect(README.replace(/\s+/g, ' ')).toContain('`apt-get install clang-14 libclang-rt-14-dev`');
+    expect(after).not.toMatch(/pip |curl |wget /);
+    expect(after.trim().split('\n').pop()).toBe('npm run fuzz');
     // The quick start's commands are the README's first commands.
     expect(README.indexOf('```sh')).toBe(README.indexOf('## Quick start') + README.slice(README.indexOf('## Quick start')).indexOf('```sh'));
     expect(README.indexOf('```')).toBe(README.indexOf('```sh\nnpm ci && npm start'));
