@@ -19,7 +19,7 @@ import { KERNELS } from '../codegen/abi.ts';
 import { renderAbiHeader } from '../codegen/backends/header.ts';
 import { buildModule } from '../codegen/build.ts';
 import { planModule, type ModulePlan } from '../codegen/plan.ts';
-import { loadDeployment } from '../cli/spec.ts';
+import { loadDeployment } from '../lib/deployment.ts';
 import { tiny } from '../dsl/models.ts';
 import { positionsRead } from './traffic.ts';
 import { buildTriad, runTriad } from './triad.ts';

@@ -3,7 +3,7 @@
 // (optionally with other draft windows), each on a fresh engine, and print one JSON line of results.
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { decodeBatch, kvPagesFor, type DecodeSummary } from '../cli/decode.ts';
+import { decodeBatch, kvPagesFor, type DecodeSummary } from '../lib/decode.ts';
 import { Prng } from '../model/prng.ts';
 
 export interface CaseInput {

@@ -8,10 +8,10 @@ import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
-import { buildCpuModule, cpuDeploymentFor } from '../cli/cpu-module.ts';
-import { kvPagesFor, openEngine } from '../cli/decode.ts';
-import { processIo } from '../cli/io.ts';
-import { loadDeployment } from '../cli/spec.ts';
+import { buildCpuModule, cpuDeploymentFor } from '../lib/module.ts';
+import { kvPagesFor, openEngine } from '../lib/decode.ts';
+import { processIo } from '../lib/io.ts';
+import { loadDeployment } from '../lib/deployment.ts';
 import { Prng } from '../model/prng.ts';
 import { resolveRandomConfig, writeRandomModel } from '../model/random.ts';
 

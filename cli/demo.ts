@@ -8,13 +8,14 @@ import { ENGLISH_CORPUS } from '../model/corpus.ts';
 import { writeRandomModel } from '../model/random.ts';
 import { loadTokenizer } from '../model/tokenizer.ts';
 import { applyOverrides } from './overrides.ts';
-import { decodeBatch, fmt, kvPagesFor, type DecodeRun } from './decode.ts';
-import { UserError } from './errors.ts';
+import { decodeBatch, kvPagesFor, type DecodeRun } from '../lib/decode.ts';
+import { fmt } from '../lib/format.ts';
+import { UserError } from '../lib/errors.ts';
 import { generate, summary } from './generate.ts';
 import { tinyCpuDeployment } from './generated-modules.ts';
-import type { Io } from './io.ts';
-import { readModelDir } from './cpu-module.ts';
-import { loadDeployment } from './spec.ts';
+import type { Io } from '../lib/io.ts';
+import { readModelDir } from '../lib/model-dir.ts';
+import { loadDeployment } from '../lib/deployment.ts';
 
 export const DEMO_SEED = 1;
 /** Prompt lengths in tokens: from well inside the draft's 4 + 508 window (acceptance 1) to several times it. */

@@ -7,8 +7,8 @@ import { buildModule, type BuiltModule } from '../codegen/build.ts';
 import { checkReplaceable, isModuleDir, renderModule, writeTree } from '../codegen/module.ts';
 import { planModule, type ModulePlan } from '../codegen/plan.ts';
 import type { DeploymentIR } from '../codegen/spec.ts';
-import type { Io } from './io.ts';
-import { progress } from './progress.ts';
+import type { Io } from '../lib/io.ts';
+import { progress } from '../lib/progress.ts';
 
 export interface GenerateOptions {
   readonly deployment: DeploymentIR;

@@ -15,7 +15,7 @@ import { renderModule, writeTree } from '../codegen/module.ts';
 import { planModule, type ModulePlan } from '../codegen/plan.ts';
 import type { DeploymentIR } from '../codegen/spec.ts';
 import { models } from '../dsl/models.ts';
-import { loadDeployment } from './spec.ts';
+import { loadDeployment } from '../lib/deployment.ts';
 
 export const GENERATED_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../generated');
 /** The contract's headers, under GENERATED_DIR: the runtime's and the test drivers' include directory. */

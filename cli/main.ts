@@ -4,15 +4,15 @@ import { Command, CommanderError, Option } from 'commander';
 import { join } from 'node:path';
 import { COMPILER_VERSION, moduleName } from '../codegen/plan.ts';
 import type { DType, Target } from '../dsl/deploy.ts';
-import { reportError, UserError } from './errors.ts';
+import { reportError, UserError } from '../lib/errors.ts';
 import { generate, summary } from './generate.ts';
 import { GENERATED_DIR, regenerate } from './generated-modules.ts';
 import { demoCommand, type DemoFlags } from './demo.ts';
-import { processIo, type Io } from './io.ts';
+import { processIo, type Io } from '../lib/io.ts';
 import { DTYPES, TARGETS, applyOverrides, parseBatch, parseGamma, parseMaxSeq, type Gamma } from './overrides.ts';
 import { addModelRandomCommand } from './model-random.ts';
 import { addRunCommand } from './run.ts';
-import { loadDeployment } from './spec.ts';
+import { loadDeployment } from '../lib/deployment.ts';
 
 interface GenFlags {
   target?: Target;

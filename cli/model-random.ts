@@ -4,8 +4,8 @@
 
 import type { Command } from 'commander';
 import { writeRandomModel, type RandomModelInfo, type RandomPreset, type WeightDtype } from '../model/random.ts';
-import { UserError } from './errors.ts';
-import { processIo, type Io } from './io.ts';
+import { UserError } from '../lib/errors.ts';
+import { processIo, type Io } from '../lib/io.ts';
 
 export const RANDOM_PRESETS: readonly RandomPreset[] = ['tiny', 'small'];
 export const WEIGHT_DTYPES: readonly WeightDtype[] = ['fp32', 'bf16', 'fp16'];

@@ -4,7 +4,7 @@ import { InvalidArgumentError } from 'commander';
 import type { DType, Target } from '../dsl/deploy.ts';
 import { DEFAULT_GAMMA_MAX, isBatchBucket, isGamma, isMaxSeq, MAX_BATCH, MAX_GAMMA, MAX_SEQ } from '../codegen/limits.ts';
 import type { DeploymentIR } from '../codegen/spec.ts';
-import { UserError } from './errors.ts';
+import { UserError } from '../lib/errors.ts';
 
 /** The limits (codegen/limits.ts) are the front end's too: a flag accepts exactly what a spec may say. */
 export { MAX_BATCH, MAX_GAMMA, MAX_SEQ };

@@ -5,12 +5,14 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { loadTokenizer, type LoadedTokenizer } from '../model/tokenizer.ts';
-import { buildCpuModule, cpuDeploymentFor, readModelDir } from './cpu-module.ts';
-import { decodeBatch, fmt, kvPagesFor, type DecodeSummary } from './decode.ts';
-import { UserError } from './errors.ts';
-import type { Io } from './io.ts';
+import { decodeBatch, kvPagesFor, type DecodeSummary } from '../lib/decode.ts';
+import { fmt } from '../lib/format.ts';
+import { readModelDir } from '../lib/model-dir.ts';
+import { buildCpuModule, cpuDeploymentFor } from '../lib/module.ts';
+import { UserError } from '../lib/errors.ts';
+import type { Io } from '../lib/io.ts';
 import { parseGamma, type Gamma } from './overrides.ts';
-import { loadDeployment } from './spec.ts';
+import { loadDeployment } from '../lib/deployment.ts';
 
 export interface RunFlags {
   model: string;

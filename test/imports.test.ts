@@ -1,5 +1,7 @@
 // The TypeScript import graph (`npm run graph`, madge) has no cycles, and the pipeline flows one way:
-// the DSL and the compiler never import the commands, the benchmark, the scripts or the tests.
+// the DSL and the compiler never import the commands, the benchmark, the scripts or the tests; the
+// library layer (lib/) and the benchmark (bench/) never import the commands (cli/), which hold commands
+// only (docs/ARCHITECTURE.md, "Folder layout").
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -38,7 +40,7 @@ function cycles(graph: Record<string, string[]>): string[][] {
 }
 
 describe('import graph', () => {
-  it('has no cycles, and dsl/ and codegen/ import nothing downstream of them', async () => {
+  it('has no cycles; dsl/ and codegen/ import nothing downstream of them, lib/ and bench/ nothing from cli/', async () => {
     const graph = await importGraph();
     expect(Object.keys(graph).length).toBeGreaterThan(100);
     expect(cycles(graph).map((c) => c.join(' -> '))).toEqual([]);
@@ -46,5 +48,12 @@ describe('import graph', () => {
     const downstream = /^(cli|bench|scripts|test|lib|bin|examples)\//;
     const wrong = Object.entries(graph).flatMap(([f, deps]) => (upstream.test(f) ? deps.filter((d) => downstream.test(d)).map((d) => `${f} -> ${d}`) : []));
     expect(wrong).toEqual([]);
+    // lib/ is what cli/ and bench/ share; neither it nor bench/ may reach back into the commands.
+    expect(Object.keys(graph).filter((f) => f.startsWith('lib/')).length).toBeGreaterThan(5);
+    const intoCli = Object.entries(graph).flatMap(([f, deps]) => (/^(lib|bench)\//.test(f) ? deps.filter((d) => d.startsWith('cli/')).map((d) => `${f} -> ${d}`) : []));
+    expect(intoCli).toEqual([]);
+    // lib/ sits below the benchmark too.
+    const libDown = Object.entries(graph).flatMap(([f, deps]) => (f.startsWith('lib/') ? deps.filter((d) => /^(bench|scripts|test|bin|examples)\//.test(d)).map((d) => `${f} -> ${d}`) : []));
+    expect(libDown).toEqual([]);
   }, 120_000);
 });

@@ -2,7 +2,7 @@
 // the top-level help with exit 0), and every subcommand's --help states each flag's default.
 import type { Command } from 'commander';
 import { describe, expect, it } from 'vitest';
-import { memoryIo } from '../../cli/io.ts';
+import { memoryIo } from '../../lib/io.ts';
 import { main, program } from '../../cli/main.ts';
 
 function commands(c: Command, path: string[] = []): { path: string[]; cmd: Command }[] {

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generatedTree, regenerate } from '../../cli/generated-modules.ts';
 import { firstDifference } from '../../cli/demo.ts';
-import { memoryIo } from '../../cli/io.ts';
+import { memoryIo } from '../../lib/io.ts';
 import { main } from '../../cli/main.ts';
 import { readTree } from '../../codegen/module.ts';
 import { writeRandomModel } from '../../model/random.ts';

@@ -1,7 +1,7 @@
 // How failures are printed: user errors as one line, internal errors with their stack.
 import { describe, expect, it } from 'vitest';
-import { EXIT_INTERNAL, EXIT_USER, reportError, UserError } from '../../cli/errors.ts';
-import { memoryIo } from '../../cli/io.ts';
+import { EXIT_INTERNAL, EXIT_USER, reportError, UserError } from '../../lib/errors.ts';
+import { memoryIo } from '../../lib/io.ts';
 import { BuildError } from '../../codegen/build.ts';
 
 describe('reportError', () => {

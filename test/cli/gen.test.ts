@@ -7,7 +7,7 @@ import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../../cli/main.ts';
-import { memoryIo } from '../../cli/io.ts';
+import { memoryIo } from '../../lib/io.ts';
 import { readTree } from '../../codegen/module.ts';
 import type { Manifest } from '../../codegen/manifest.ts';
 

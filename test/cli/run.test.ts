@@ -5,7 +5,7 @@ import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, truncateSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { memoryIo } from '../../cli/io.ts';
+import { memoryIo } from '../../lib/io.ts';
 import { main } from '../../cli/main.ts';
 import { writeRandomModel } from '../../model/random.ts';
 import { buildTokenizerFiles } from '../../model/tokenizer-build.ts';

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
-import { memoryIo } from '../../cli/io.ts';
+import { memoryIo } from '../../lib/io.ts';
 import { main } from '../../cli/main.ts';
 import { KernelDriver } from '../harness/kernels/driver.ts';
 

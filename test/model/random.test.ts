@@ -2,7 +2,7 @@ import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { modelRandomCommand } from '../../cli/model-random.ts';
-import { memoryIo } from '../../cli/io.ts';
+import { memoryIo } from '../../lib/io.ts';
 import { readHfConfig } from '../../codegen/model-config.ts';
 import { Checkpoint } from '../../model/checkpoint.ts';
 import { writeRandomModel } from '../../model/random.ts';

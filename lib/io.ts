@@ -1,5 +1,5 @@
-// Where the CLI writes. The real process streams in bin/magicdec.js; string sinks in tests, so commands
-// run in-process and their output can be asserted.
+// Where the commands and the library write. The real process streams in bin/magicdec.js; string sinks in
+// tests, so commands run in-process and their output can be asserted.
 export interface OutStream {
   write(s: string): unknown;
   readonly isTTY?: boolean;

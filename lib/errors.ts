@@ -1,4 +1,4 @@
-// The two kinds of failure the CLI reports. A user error (bad flag, missing file, diagnostics, missing
+// The two kinds of failure the commands report (lib/ throws them, cli/main.ts prints them). A user error (bad flag, missing file, diagnostics, missing
 // compiler, a deployment planModule refuses, a shape the CUDA backend cannot launch) is the user's to fix:
 // its message is printed alone. Anything else is a bug in magicdec and is printed with its stack.
 import { CudaPlanError } from '../codegen/backends/cuda.ts';

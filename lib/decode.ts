@@ -1,4 +1,4 @@
-// Decoding a batch of prompts through the Node engine, and the statistics `run`, `demo` and the benchmark
+// Decoding a batch of prompts through the Node engine, and the statistics `run`, `demo` and `bench`
 // print: one definition of "decode tokens/s", acceptance and tokens/round for all three.
 import { Engine, type EngineOptions, type EngineStats, type Generation } from '../runtime/node/index.ts';
 import { UserError } from './errors.ts';
@@ -102,12 +102,4 @@ export async function decodeBatch(
   } finally {
     engine.close();
   }
-}
-
-/** `1234.5` -> `1234.5`, `0.000123` -> `0.000123`: enough digits to read, no exponent. */
-export function fmt(x: number, digits = 3): string {
-  if (!Number.isFinite(x)) return String(x);
-  if (x === 0) return '0';
-  const d = Math.max(0, digits - 1 - Math.floor(Math.log10(Math.abs(x))));
-  return x.toFixed(Math.min(d, 6));
 }

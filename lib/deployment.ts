@@ -1,4 +1,4 @@
-// Loading a deployment for the CLI: the front end's diagnostics become one error that prints all of them.
+// Loading a deployment for the commands and the benchmark: the front end's diagnostics become one error that prints all of them.
 import { existsSync, statSync } from 'node:fs';
 import { formatDiagnostic, loadSpec } from '../codegen/frontend/index.ts';
 import type { DeploymentIR } from '../codegen/spec.ts';

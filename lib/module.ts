@@ -1,11 +1,8 @@
-// The CPU module a model directory needs, shared by `run`, `demo` and the benchmark: a deployment's passes,
+// The CPU module a model directory needs, shared by `run`, `demo` and `bench`: a deployment's passes,
 // verifier and gamma retargeted to the model's config.json and the CPU, compiled through the build cache
 // (an unchanged module is never recompiled).
-import { existsSync, statSync } from 'node:fs';
-import { join } from 'node:path';
 import { backendFor } from '../codegen/backends/index.ts';
 import { buildModule } from '../codegen/build.ts';
-import { readHfConfigFile } from '../codegen/model-config.ts';
 import { renderModule } from '../codegen/module.ts';
 import { planModule, type ModulePlan } from '../codegen/plan.ts';
 import type { DeploymentIR } from '../codegen/spec.ts';
@@ -13,19 +10,6 @@ import type { ModelConfig } from '../dsl/models.ts';
 import { UserError } from './errors.ts';
 import type { Io } from './io.ts';
 import { progress } from './progress.ts';
-
-/** The model of a Hugging Face model directory, read from its config.json; a UserError names what is wrong. */
-export function readModelDir(dir: string): ModelConfig {
-  if (!existsSync(dir)) throw new UserError(`model directory not found: ${dir}`);
-  if (!statSync(dir).isDirectory()) throw new UserError(`model path is not a directory: ${dir}`);
-  const file = join(dir, 'config.json');
-  if (!existsSync(file)) throw new UserError(`${dir}: no config.json (expected a Hugging Face model directory)`);
-  try {
-    return readHfConfigFile(file);
-  } catch (e) {
-    throw new UserError((e as Error).message);
-  }
-}
 
 export interface CpuShapes {
   /** Batch buckets; default: the deployment's. */
