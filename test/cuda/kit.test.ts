@@ -22,7 +22,7 @@ describe('GPU kit', () => {
     expect(readFileSync(join(dir, 'modules.txt'), 'utf8').trim().split('\n')).toEqual(names);
     for (const n of names) {
       const files = readdirSync(join(dir, 'modules', n));
-      for (const f of ['kit_config.h', 'md_attn_draft.cu', 'md_abi.h', 'md_expr.h', 'md_argmax.h']) expect(files).toContain(f);
+      for (const f of ['kit_config.h', 'md_attn_draft.cu', 'md_abi.h', 'md_expr.h', 'md_argmax.h', 'md_philox.h']) expect(files).toContain(f);
     }
     const dtypes = names.map((n) => n.split('_')[1]);
     expect(new Set(dtypes)).toEqual(new Set(['fp32', 'bf16', 'fp16']));

@@ -4,7 +4,8 @@
 // poisoned with NaN before each call, a float64 reference computed here, a relative error bound (row
 // inf-norm), and bitwise row invariance (a row alone == in a batch == among gamma+1 verify rows == in
 // another bucket); the fused LM head + argmax also bitwise against gemm_lm_head + argmax. Prints a
-// summary; exits 1 if any check failed.
+// summary; exits 1 if any check failed. Philox4x32-10 (md_philox.h) on the device gives the Random123
+// known answers and the host's bits.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -16,6 +17,7 @@
 #include <vector>
 
 #include "kit_config.h"
+#include "md_philox.h"
 
 static int g_checks = 0, g_failed = 0;
 
@@ -379,6 +381,59 @@ static void test_embed_argmax_verify() {
   }
 }
 
+// ----------------------------------------------------------------------------------------------- Philox
+
+__global__ void kit_philox_kernel(const md_philox4* ctr, const uint32_t* key, md_philox4* out, const uint32_t* x, uint32_t* u,
+                                  double* g, int n) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  out[i] = md_philox4x32_10(ctr[i], key[2 * i], key[2 * i + 1]);
+  u[2 * i] = md_f32_bits(md_uniform01(x[i]));
+  u[2 * i + 1] = md_f32_bits(md_uniform_open01(x[i]));
+  g[i] = md_gumbel(x[i]);
+}
+
+static void test_philox() {
+  // Random123's kat_vectors for Philox4x32-10, then random counters and keys.
+  static const uint32_t kat[3][10] = {
+      {0, 0, 0, 0, 0, 0, 0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8},
+      {0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff, 0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd},
+      {0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344, 0xa4093822, 0x299f31d0, 0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1},
+  };
+  const int n = 4096;
+  Buf<md_philox4> ctr(n), out(n);
+  Buf<uint32_t> key(2 * n), x(n), u(2 * n);
+  Buf<double> g(n);
+  for (int i = 0; i < n; ++i) {
+    for (int w = 0; w < 4; ++w) ctr.h[i].v[w] = i < 3 ? kat[i][w] : (uint32_t)g_rng();
+    key.h[2 * i] = i < 3 ? kat[i][4] : (uint32_t)g_rng();
+    key.h[2 * i + 1] = i < 3 ? kat[i][5] : (uint32_t)g_rng();
+    x.h[i] = i == 0 ? 0u : i == 1 ? 0xffffffffu : (uint32_t)g_rng();
+  }
+  ctr.up();
+  key.up();
+  x.up();
+  kit_philox_kernel<<<(n + 127) / 128, 128>>>(ctr.d, key.d, out.d, x.d, u.d, g.d, n);
+  CUDA_OK(cudaDeviceSynchronize());
+  out.down();
+  u.down();
+  g.down();
+  for (int i = 0; i < 3; ++i)
+    check(std::memcmp(out.h[i].v, &kat[i][6], 16) == 0, "philox known answer %d: got %08x %08x %08x %08x", i, out.h[i].v[0], out.h[i].v[1],
+          out.h[i].v[2], out.h[i].v[3]);
+  int words = 0, uniforms = 0, gumbels = 0;
+  for (int i = 0; i < n; ++i) {
+    const md_philox4 want = md_philox4x32_10(ctr.h[i], key.h[2 * i], key.h[2 * i + 1]);
+    words += std::memcmp(want.v, out.h[i].v, 16) != 0;
+    uniforms += u.h[2 * i] != md_f32_bits(md_uniform01(x.h[i])) || u.h[2 * i + 1] != md_f32_bits(md_uniform_open01(x.h[i]));
+    const double gw = md_gumbel(x.h[i]);
+    gumbels += !(std::fabs(g.h[i] - gw) <= 4 * 2.220446049250313e-16 * std::max(1.0, std::fabs(gw)));
+  }
+  check(words == 0, "philox: %d of %d device blocks differ from the host's", words, n);
+  check(uniforms == 0, "uniform conversions: %d of %d differ from the host's", uniforms, n);
+  check(gumbels == 0, "gumbel: %d of %d differ from the host's by more than 4 ulp", gumbels, n);
+}
+
 // ----------------------------------------------------------------------------------- KV cache and rope
 
 /** A paged cache of `slots` sequences with a shuffled page table. */
@@ -577,6 +632,7 @@ int main() {
   CUDA_OK(cudaGetDevice(&dev));
   CUDA_OK(cudaGetDeviceProperties(&prop, dev));
   std::printf("%s on %s (sm_%d%d)\n", KIT_NAME, prop.name, prop.major, prop.minor);
+  test_philox();
   for (int role = 0; role < 6; ++role) test_gemm(role);
   test_lm_head_argmax();
   test_norms();

@@ -45,6 +45,7 @@ describe.each(Object.entries(KERNEL_DEPLOYMENTS))('generated C++ of %s', (_name,
       'md_cpu.h',
       'md_expr.h',
       'md_module.h',
+      'md_philox.h',
       'module.cpp',
     ]);
   });
