@@ -12,6 +12,7 @@ import { processIo, type Io } from '../lib/io.ts';
 import { DTYPES, TARGETS, applyOverrides, parseBatch, parseGamma, parseMaxSeq, type Gamma } from './overrides.ts';
 import { addModelRandomCommand } from './model-random.ts';
 import { addRunCommand } from './run.ts';
+import { addServeCommand } from './serve.ts';
 import { loadDeployment } from '../lib/deployment.ts';
 
 interface GenFlags {
@@ -72,6 +73,8 @@ export function program(io: Io = processIo): Command {
     });
 
   addRunCommand(cli, io);
+
+  addServeCommand(cli, io);
 
   addModelRandomCommand(cli.command('model').description('model utilities'), io);
 

@@ -1,7 +1,8 @@
 // The TypeScript import graph (`npm run graph`, madge) has no cycles, and the pipeline flows one way:
 // the DSL and the compiler never import the commands, the benchmark, the scripts or the tests; the
 // library layer (lib/) and the benchmark (bench/) never import the commands (cli/), which hold commands
-// only (docs/ARCHITECTURE.md, "Folder layout").
+// only; the server (server/) sits on lib/ and below, and only cli/ imports it (docs/ARCHITECTURE.md,
+// "Folder layout").
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -45,7 +46,7 @@ describe('import graph', () => {
     expect(Object.keys(graph).length).toBeGreaterThan(100);
     expect(cycles(graph).map((c) => c.join(' -> '))).toEqual([]);
     const upstream = /^(dsl|codegen)\//;
-    const downstream = /^(cli|bench|scripts|test|lib|bin|examples)\//;
+    const downstream = /^(cli|bench|scripts|test|lib|server|bin|examples)\//;
     const wrong = Object.entries(graph).flatMap(([f, deps]) => (upstream.test(f) ? deps.filter((d) => downstream.test(d)).map((d) => `${f} -> ${d}`) : []));
     expect(wrong).toEqual([]);
     // lib/ is what cli/ and bench/ share; neither it nor bench/ may reach back into the commands.
@@ -55,5 +56,11 @@ describe('import graph', () => {
     // lib/ sits below the benchmark too.
     const libDown = Object.entries(graph).flatMap(([f, deps]) => (f.startsWith('lib/') ? deps.filter((d) => /^(bench|scripts|test|bin|examples)\//.test(d)).map((d) => `${f} -> ${d}`) : []));
     expect(libDown).toEqual([]);
+    // server/ is built on lib/; it never reaches the commands, the benchmark or the tests, nor does lib/ reach it.
+    expect(Object.keys(graph).filter((f) => f.startsWith('server/')).length).toBeGreaterThan(5);
+    const serverWrong = Object.entries(graph).flatMap(([f, deps]) =>
+      f.startsWith('server/') ? deps.filter((d) => /^(cli|bench|scripts|test|bin|examples)\//.test(d)).map((d) => `${f} -> ${d}`) : /^(lib|bench)\//.test(f) ? deps.filter((d) => d.startsWith('server/')).map((d) => `${f} -> ${d}`) : [],
+    );
+    expect(serverWrong).toEqual([]);
   }, 120_000);
 });

@@ -24,13 +24,17 @@ describe('README.md', () => {
     expect(documented).toEqual(flags);
   });
 
-  it('documents every run flag, and no other', () => {
-    const run = program().commands.find((c) => c.name() === 'run')!;
-    const flags = run.options.map((o) => o.long!).sort();
-    const section = README.slice(README.indexOf('## `magicdec run`'), README.indexOf('## Benchmark'));
-    const documented = [...new Set([...section.matchAll(/^\| `(--[a-z-]+)/gm)].map((m) => m[1]))].sort();
-    expect(documented).toEqual(flags);
-  });
+  for (const name of ['run', 'serve']) {
+    it(`documents every ${name} flag, and no other`, () => {
+      const cmd = program().commands.find((c) => c.name() === name)!;
+      const flags = cmd.options.map((o) => o.long!).sort();
+      const from = README.indexOf(`## \`magicdec ${name}\``);
+      expect(from).toBeGreaterThanOrEqual(0);
+      const section = README.slice(from, README.indexOf('\n## ', from + 1));
+      const documented = [...new Set([...section.matchAll(/^\| `(--[a-z-]+)/gm)].map((m) => m[1]))].sort();
+      expect(documented).toEqual(flags);
+    });
+  }
 
   it('names the bench and test:gpu scripts as package.json defines them', () => {
     const scripts = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).scripts;
