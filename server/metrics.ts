@@ -41,6 +41,7 @@ export class ServerMetrics {
       labelNames: ['reason'],
       registers,
     });
+    for (const reason of ['stop', 'length', 'cancelled', 'error']) this.finishedBy.inc({ reason }, 0); // every series from the start
     this.promptTokens = new Counter({ name: 'magicdec_prompt_tokens_total', help: 'Prompt tokens of finished requests', registers });
     this.generationTokens = new Counter({ name: 'magicdec_generation_tokens_total', help: 'Completion tokens returned to clients', registers });
     this.drafted = new Counter({ name: 'magicdec_spec_drafted_tokens_total', help: 'Tokens drafted for finished requests (speculative mode)', registers });
