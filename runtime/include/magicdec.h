@@ -3,7 +3,7 @@
  *
  * Errors: functions return NULL or a negative value and set a thread-local message, read with
  * md_last_error(). No C++ exception crosses this interface. One engine is not thread-safe except that
- * md_engine_add_request may be called while another thread runs md_engine_step.
+ * md_engine_add_request and md_engine_cancel may be called while another thread runs md_engine_step.
  */
 #ifndef MAGICDEC_H
 #define MAGICDEC_H
@@ -37,6 +37,9 @@ typedef struct md_engine_options {
                             (its gamma, or MD_GAMMA_AUTO for a module built with gamma 'auto') */
   int32_t prefill_chunk; /* rows per prefill step; 0 = the largest bucket's row limit */
   int32_t keep_logits;   /* non-zero: keep the logits of every emitted token (md_request_logits) */
+  int32_t step_tokens;   /* target rows per step: the decode round's, then prefill rows in the rest (see
+                            md_engine_step); at least max_batch * (gamma + 1) (max_batch in AR mode);
+                            0 = the largest bucket's row limit */
 } md_engine_options;
 
 typedef struct md_request_options {
@@ -47,7 +50,7 @@ typedef struct md_request_options {
 } md_request_options;
 
 enum md_request_state { MD_REQ_QUEUED = 0, MD_REQ_PREFILL = 1, MD_REQ_DECODE = 2, MD_REQ_DONE = 3, MD_REQ_FAILED = 4 };
-enum md_finish_reason { MD_FINISH_NONE = 0, MD_FINISH_STOP = 1, MD_FINISH_LENGTH = 2, MD_FINISH_ERROR = 3 };
+enum md_finish_reason { MD_FINISH_NONE = 0, MD_FINISH_STOP = 1, MD_FINISH_LENGTH = 2, MD_FINISH_ERROR = 3, MD_FINISH_CANCELLED = 4 };
 
 typedef struct md_request_stats {
   int32_t state;          /* md_request_state */
@@ -99,12 +102,22 @@ MD_API int32_t md_engine_gamma_rounds(md_engine* engine, int64_t* out, int32_t c
 /** Queues a request; returns its id (> 0) or -1. opts may be NULL (defaults). */
 MD_API int64_t md_engine_add_request(md_engine* engine, const int32_t* prompt, int32_t prompt_len, const md_request_options* opts);
 
-/** Runs one prefill chunk or decode round (a prefill chunk whenever a prompt is still being fed: decoding
- *  requests wait while prompts keep arriving). Returns the number of live (queued or running) requests, or
- *  -1 if a request failed in this step: a failing kernel fails exactly the requests with rows in that
- *  forward pass (MD_REQ_FAILED, md_request_error); md_last_error names the first. Other requests and the
- *  engine go on: keep stepping while md_engine_stats_get reports live requests. */
+/** Runs one step: applies cancellations, admits queued requests (FIFO, while a slot is free and all the KV
+ *  pages a request can touch, prompt + max_tokens + the module's gamma when speculative, can be reserved;
+ *  otherwise it waits), runs a decode round over every request decoding at the start of the step, then a
+ *  prefill chunk of at most min(prefill_chunk, step_tokens - the round's rows) prompt rows. So a decoding
+ *  request gets tokens in every step however long the prompts beside it, and every prompt in a slot
+ *  advances every step (step_tokens covers a full round). Returns the number of live (queued or running)
+ *  requests, or -1 if a request failed in this step: a failing kernel fails exactly the requests with rows
+ *  in that forward pass (MD_REQ_FAILED, md_request_error); md_last_error names the first. Other requests
+ *  and the engine go on: keep stepping while md_engine_stats_get reports live requests. */
 MD_API int md_engine_step(md_engine* engine);
+
+/** Cancels a request at the next md_engine_step: a queued one leaves the queue, a running one frees its
+ *  sequence slot and KV pages; it ends MD_REQ_DONE with MD_FINISH_CANCELLED, keeping the tokens it has
+ *  (release it with md_request_release). Cancelling a finished or released request does nothing. May be
+ *  called while another thread runs md_engine_step. Returns 0, or -1 for an id this engine never issued. */
+MD_API int md_engine_cancel(md_engine* engine, int64_t id);
 
 /** Steps until no request is live, also past failed requests. Returns 0 if none failed, else -1 with the
  *  first failure (and how many requests failed) in md_last_error. */

@@ -91,6 +91,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
                         InstanceMethod<&EngineWrap::Live>("live"), InstanceMethod<&EngineWrap::Stats>("stats"),
                         InstanceMethod<&EngineWrap::Info>("info"), InstanceMethod<&EngineWrap::SetParam>("setParam"),
                         InstanceMethod<&EngineWrap::SetGamma>("setGamma"),
+                        InstanceMethod<&EngineWrap::Cancel>("cancel"),
                         InstanceMethod<&EngineWrap::Close>("close")});
   }
 
@@ -139,6 +140,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
           sh_->engine->release(ev.id);  // everything about it now travels in the event
         }
         live_ = sh_->engine->live();
+        queued_ = sh_->engine->queued();
       } catch (const std::exception& e) {
         SetError(e.what());
       }
@@ -169,6 +171,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       Napi::Object result = Napi::Object::New(env);
       result.Set("events", arr);
       result.Set("live", live_);
+      result.Set("queued", queued_);
       deferred_.Resolve(result);
     }
     void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
@@ -179,6 +182,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     std::vector<md::StepEvent> events_;
     std::vector<FinishedStats> finished_;
     int live_ = 0;
+    int queued_ = 0;
   };
 
   Napi::Value Step(const Napi::CallbackInfo& info) {
@@ -259,6 +263,16 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     return info.Env().Undefined();
   }
 
+  // cancel(id): applied at the next step; needs no lock (the engine records it thread-safely), so it never
+  // waits for a step in flight. False for an id the engine never issued.
+  Napi::Value Cancel(const Napi::CallbackInfo& info) {
+    auto sh = get(info.Env());
+    if (info.Length() != 1 || !info[0].IsNumber()) throw Napi::TypeError::New(info.Env(), "cancel(id: number)");
+    const double id = info[0].As<Napi::Number>().DoubleValue();
+    if (!(id >= 1 && id <= 9007199254740991.0 && id == std::floor(id))) return Napi::Boolean::New(info.Env(), false);
+    return Napi::Boolean::New(info.Env(), sh->engine->cancel(int64_t(id)));
+  }
+
   // A step in flight keeps its own reference; the engine is freed when the last one lets go.
   Napi::Value Close(const Napi::CallbackInfo& info) {
     shared_.reset();
@@ -303,7 +317,7 @@ class CreateWorker : public Napi::AsyncWorker {
   std::shared_ptr<Shared> sh_;
 };
 
-// create(modelDir, modulePath, { maxBatch, kvPages, mode: 'ar' | 'spec', gamma: n | 'auto', prefillChunk, keepLogits })
+// create(modelDir, modulePath, { maxBatch, kvPages, mode: 'ar' | 'spec', gamma: n | 'auto', prefillChunk, stepTokens, keepLogits })
 Napi::Value Create(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 2 || !info[0].IsString() || !info[1].IsString())
@@ -316,6 +330,7 @@ Napi::Value Create(const Napi::CallbackInfo& info) {
       o.kv_pages = int_option(js, "kvPages", 0);
       if (js.Has("gamma") && !js.Get("gamma").IsUndefined()) o.gamma = gamma_value(js.Get("gamma"), "option gamma");
       o.prefill_chunk = int_option(js, "prefillChunk", 0);
+      o.step_tokens = int_option(js, "stepTokens", 0);
       if (js.Has("keepLogits")) o.keep_logits = js.Get("keepLogits").ToBoolean().Value();
       if (js.Has("mode") && !js.Get("mode").IsUndefined()) {
         std::string mode = js.Get("mode").ToString();

@@ -20,6 +20,12 @@ export interface EngineOptions {
   gamma?: number | 'auto';
   /** Rows per prefill step; default: the largest bucket's row limit. */
   prefillChunk?: number;
+  /**
+   * Target rows per step: each step runs a decode round over the decoding requests, then a prefill chunk in
+   * the rows left (runtime/src/engine.h, Engine::step). At least a full decode round, maxBatch * (gamma + 1)
+   * (maxBatch in AR mode); default: the largest bucket's row limit.
+   */
+  stepTokens?: number;
   /** Keep the logits of every emitted token (Generation.logits). */
   keepLogits?: boolean;
 }
@@ -29,6 +35,8 @@ export interface RequestOptions {
   stopTokens?: readonly number[];
   /** Do not stop at the model's eos_token_id. */
   ignoreEos?: boolean;
+  /** Aborting it cancels the request (Engine.cancel): generate() and the stream then reject with a CancelledError. */
+  signal?: AbortSignal;
 }
 
 export interface RequestStats {
@@ -87,15 +95,41 @@ export interface NativeEvent {
   tokens: Int32Array;
   logits?: Float32Array;
   finished: boolean;
-  reason: 'none' | 'stop' | 'length' | 'error';
+  reason: 'none' | 'stop' | 'length' | 'error' | 'cancelled';
   error?: string;
   stats?: RequestStats;
+}
+
+/** What the addon's step() resolves to: the step's events, then the requests live and queued after it. */
+export interface NativeStep {
+  events: NativeEvent[];
+  live: number;
+  /** Requests waiting for admission (a free slot and their KV pages). */
+  queued: number;
+}
+
+/**
+ * How a cancelled request ends (Engine.cancel, or its AbortSignal): generate() and the stream reject with
+ * it once the engine has let the request go, its slot and KV pages freed. Named AbortError, as fetch's is.
+ */
+export class CancelledError extends Error {
+  override readonly name = 'AbortError';
+  constructor(
+    readonly id: number,
+    /** The tokens it had generated before the cancellation took effect. */
+    readonly tokens: readonly number[],
+    readonly stats?: RequestStats,
+  ) {
+    super(`request ${id}: cancelled`);
+  }
 }
 
 /** The addon's engine, below this wrapper's pump: tests drive it step by step (test/support/runtime-stepper.ts). */
 export interface NativeEngine {
   addRequest(prompt: Int32Array | readonly number[], opts: RequestOptions): number;
-  step(): Promise<{ events: NativeEvent[]; live: number }>;
+  step(): Promise<NativeStep>;
+  /** Cancels at the next step (never waits for one in flight); false for an id never issued. */
+  cancel(id: number): boolean;
   live(): number;
   stats(): EngineStats;
   info(): string;
@@ -155,6 +189,7 @@ class Sink {
     if (ev.logits) for (let i = 0; i < ev.tokens.length; i++) this.logits.push(ev.logits.slice(i * this.vocab, (i + 1) * this.vocab));
     if (ev.finished) {
       if (ev.reason === 'error') this.fail(new Error(`request ${this.id}: ${ev.error ?? 'failed'}`));
+      else if (ev.reason === 'cancelled') this.fail(new CancelledError(this.id, this.tokens, ev.stats));
       else {
         this.done = true;
         this.resolve({
@@ -187,14 +222,25 @@ class Sink {
   }
 }
 
+/** The engine as of the end of the latest step, read without waiting for the step in flight. */
+export interface EngineSnapshot {
+  readonly stats: EngineStats;
+  /** Requests queued or running. */
+  readonly live: number;
+  /** Requests waiting for admission (a free slot and their KV pages). */
+  readonly queued: number;
+}
+
 export class Engine {
   private readonly sinks = new Map<number, Sink>();
   private pumping = false;
   private closed = false;
+  private last: EngineSnapshot;
   readonly vocabSize: number;
 
   private constructor(private readonly native: NativeEngine) {
     this.vocabSize = JSON.parse(native.info()).model.vocabSize;
+    this.last = { stats: native.stats(), live: 0, queued: 0 };
   }
 
   /** Loads the module and the model (off the JS thread) and checks one against the other. */
@@ -207,16 +253,24 @@ export class Engine {
     return this.submit(prompt, opts).result;
   }
 
-  /** Tokens as they are produced. `generation` resolves like generate() once the stream ends. */
-  stream(prompt: readonly number[] | Int32Array, opts: RequestOptions = {}): AsyncIterableIterator<number> & { generation: Promise<Generation> } {
+  /**
+   * Tokens as they are produced. `generation` resolves like generate() once the stream ends; `id` is the
+   * request's (for cancel()). Leaving a `for await` loop early (break, throw) cancels the request.
+   */
+  stream(prompt: readonly number[] | Int32Array, opts: RequestOptions = {}): AsyncIterableIterator<number> & { generation: Promise<Generation>; id: number } {
     const sink = this.submit(prompt, opts);
     let next = 0;
     const it = {
       generation: sink.result,
+      id: sink.id,
       async next(): Promise<IteratorResult<number>> {
         while (next >= sink.tokens.length && !sink.done) await sink.wait();
         if (next < sink.tokens.length) return { value: sink.tokens[next++], done: false };
         if (sink.error) throw sink.error;
+        return { value: undefined, done: true };
+      },
+      return: async (): Promise<IteratorResult<number>> => {
+        if (!sink.done) this.cancel(sink.id);
         return { value: undefined, done: true };
       },
       [Symbol.asyncIterator]() {
@@ -226,8 +280,24 @@ export class Engine {
     return it;
   }
 
+  /**
+   * Cancels a request: at the next step it leaves the queue or frees its slot and KV pages, and its
+   * generate() / stream rejects with a CancelledError (unless it finished first). A no-op for a finished
+   * request; false for an id this engine never issued.
+   */
+  cancel(id: number): boolean {
+    if (this.closed) return false;
+    return this.native.cancel(id);
+  }
+
+  /** Statistics now (waits for the step in flight, if any, to end). */
   stats(): EngineStats {
     return this.native.stats();
+  }
+
+  /** Statistics, live and queued requests as of the end of the latest step; never waits for a step. */
+  snapshot(): EngineSnapshot {
+    return this.last;
   }
 
   /** Model, module, params and options as the runtime sees them. */
@@ -256,9 +326,19 @@ export class Engine {
 
   private submit(prompt: readonly number[] | Int32Array, opts: RequestOptions): Sink {
     if (this.closed) throw new Error('engine is closed');
+    const { signal } = opts;
+    signal?.throwIfAborted();
     const id = this.native.addRequest(prompt, opts); // throws on a bad prompt or options
     const sink = new Sink(id, this.vocabSize);
     this.sinks.set(id, sink);
+    if (signal) {
+      const abort = () => this.cancel(id);
+      signal.addEventListener('abort', abort, { once: true });
+      sink.result.then(
+        () => signal.removeEventListener('abort', abort),
+        () => signal.removeEventListener('abort', abort),
+      );
+    }
     void this.pump();
     return sink;
   }
@@ -268,7 +348,8 @@ export class Engine {
     this.pumping = true;
     try {
       while (!this.closed && this.sinks.size > 0) {
-        const { events } = await this.native.step();
+        const { events, live, queued } = await this.native.step();
+        this.last = { stats: this.native.stats(), live, queued }; // no step in flight here: does not wait
         for (const ev of events) {
           const sink = this.sinks.get(ev.id);
           if (!sink) continue;

@@ -101,6 +101,7 @@ md_engine* md_engine_create(const char* model_dir, const char* module_path, cons
         eo.gamma = o.gamma == MD_GAMMA_AUTO ? md::kGammaAuto : o.gamma;
         eo.prefill_chunk = o.prefill_chunk;
         eo.keep_logits = o.keep_logits != 0;
+        eo.step_tokens = o.step_tokens;
         auto h = std::make_unique<md_engine>();
         h->engine = std::make_unique<md::Engine>(model_dir, module_path, eo);
         return h.release();
@@ -177,6 +178,15 @@ int md_engine_step(md_engine* e) {
         std::string first;
         const int failed = count_failures(eng.step(), &first);
         return failed ? fail(failure_message(failed, first)) : eng.live();
+      },
+      -1);
+}
+
+int md_engine_cancel(md_engine* e, int64_t id) {
+  return guarded(
+      [&]() {
+        if (!engine_of(e).cancel(id)) throw md::Error("cancel: request " + std::to_string(id) + " was never issued by this engine");
+        return 0;
       },
       -1);
 }

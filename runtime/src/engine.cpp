@@ -27,6 +27,7 @@ const char* finish_reason_name(FinishReason r) {
     case FinishReason::Stop: return "stop";
     case FinishReason::Length: return "length";
     case FinishReason::Error: return "error";
+    case FinishReason::Cancelled: return "cancelled";
   }
   return "?";
 }
@@ -70,6 +71,15 @@ Engine::Engine(const std::string& model_dir, const std::string& module_path, con
                 std::to_string(max_rows_));
   prefill_chunk_ = opts_.prefill_chunk;
   overshoot_ = opts_.mode == Mode::Spec ? m.gamma : 0;
+  // A full decode round must leave room for prefill rows in every step (Engine::step).
+  const int64_t round_rows = int64_t(opts_.max_batch) * (opts_.mode == Mode::Spec ? m.gamma + 1 : 1);
+  if (opts_.step_tokens == 0) opts_.step_tokens = max_rows_;
+  if (opts_.step_tokens < round_rows)
+    throw Error("option step_tokens: " + std::to_string(opts_.step_tokens) + " is less than the " +
+                std::to_string(round_rows) + " rows of a full decode round (max_batch " + std::to_string(opts_.max_batch) +
+                (opts_.mode == Mode::Spec ? " x (gamma " + std::to_string(m.gamma) + " + 1)" : std::string()) +
+                "), which would leave no rows to prefill a prompt");
+  step_tokens_ = opts_.step_tokens;
   if (opts_.kv_pages == 0) {
     const int64_t pages = int64_t(opts_.max_batch) * m.pages_per_seq;
     if (pages > INT_MAX)
@@ -151,6 +161,35 @@ void Engine::drain_incoming() {
   }
 }
 
+bool Engine::cancel(int64_t id) {
+  std::lock_guard<std::mutex> lock(incoming_mu_);
+  if (id < 1 || id >= next_id_) return false;
+  cancels_.push_back(id);
+  return true;
+}
+
+void Engine::apply_cancels(std::vector<Request*>& done) {
+  std::vector<int64_t> ids;
+  {
+    std::lock_guard<std::mutex> lock(incoming_mu_);
+    ids.swap(cancels_);
+  }
+  for (int64_t id : ids) {
+    auto it = requests_.find(id);
+    if (it == requests_.end()) continue;  // released already
+    Request* r = it->second.get();
+    if (r->state == RequestState::Done || r->state == RequestState::Failed) continue;
+    if (r->state == RequestState::Queued) queue_.erase(std::find(queue_.begin(), queue_.end(), r));
+    finish(*r, FinishReason::Cancelled);  // frees the slot and its pages
+    done.push_back(r);
+  }
+}
+
+int Engine::queued() const {
+  std::lock_guard<std::mutex> lock(incoming_mu_);
+  return int(incoming_.size() + queue_.size());
+}
+
 int Engine::live() const {
   int n = 0;
   {
@@ -228,7 +267,7 @@ double EngineStats::mean_gamma() const {
 
 // Admission reserves every page a request can touch (prompt + max_tokens + the speculative overshoot), so
 // a running request never runs out of pages; the queue's head waits when the pool is short.
-void Engine::admit() {
+void Engine::admit(std::vector<Request*>& admitted) {
   while (!queue_.empty()) {
     auto free_slot = std::find(slots_.begin(), slots_.end(), nullptr);
     if (free_slot == slots_.end()) return;
@@ -239,6 +278,7 @@ void Engine::admit() {
     r->slot = slot;
     r->state = RequestState::Prefill;
     *free_slot = r;
+    admitted.push_back(r);
   }
 }
 
@@ -249,16 +289,11 @@ std::vector<Request*> Engine::running(RequestState s) {
   return out;
 }
 
-std::vector<StepEvent> Engine::step() {
-  drain_incoming();
-  admit();
-  std::vector<StepEvent> events;
-  std::vector<Request*> involved;
-  for (Request* r : slots_)
-    if (r) involved.push_back(r);
+template <class F>
+void Engine::isolated(F&& pass) {
   in_pass_.clear();
   try {
-    if (!prefill_step(events)) decode_round(events);
+    pass();
   } catch (const std::exception& e) {
     // Only the requests whose rows were in the failed pass fail: a forward pass writes the cache of its own
     // slots only, so the others (waiting to prefill or to decode) and the queue stay usable.
@@ -268,7 +303,27 @@ std::vector<StepEvent> Engine::step() {
       finish(*r, FinishReason::Error);
     }
   }
+  in_pass_.clear();
+}
+
+std::vector<StepEvent> Engine::step() {
+  drain_incoming();
+  std::vector<Request*> involved;
+  apply_cancels(involved);
+  std::vector<Request*> admitted;
+  admit(admitted);
+  for (Request* r : slots_)
+    if (r) involved.push_back(r);
+  // The decode round first, over the requests decoding now; then a prefill chunk in the rest of the budget,
+  // after refilling the slots the round freed (docs in engine.h).
+  int round_rows = 0;
+  isolated([&] { decode_round(&round_rows); });
+  admitted.clear();
+  admit(admitted);
+  involved.insert(involved.end(), admitted.begin(), admitted.end());
+  isolated([&] { prefill_step(std::max(1, step_tokens_ - round_rows)); });
   ++stats_.steps;
+  std::vector<StepEvent> events;
   for (Request* r : involved) {
     if (r->delivered == r->output.size() && r->state != RequestState::Done && r->state != RequestState::Failed) continue;
     StepEvent ev;
@@ -320,18 +375,19 @@ void Engine::check(int status, const char* kernel) const {
   if (status != 0) throw Error(std::string("kernel md_") + kernel + " failed: " + module_->status_string(status));
 }
 
-// Prompts are fed in chunks of up to prefill_chunk rows, several sequences per chunk; a sequence's last
-// prompt row yields its first generated token.
-bool Engine::prefill_step(std::vector<StepEvent>&) {
+// Prompts are fed in chunks of up to min(prefill_chunk, rows) rows, several sequences per chunk; a
+// sequence's last prompt row yields its first generated token.
+bool Engine::prefill_step(int max_rows) {
   std::vector<Request*> pre = running(RequestState::Prefill);
   if (pre.empty()) return false;
+  const int limit = std::min(prefill_chunk_, max_rows);
   double t0 = now_s();
   Rows rows;
   std::vector<int> lm_rows;
   std::vector<Request*> finishing;
   std::vector<Request*> in_chunk;
   for (Request* r : pre) {
-    int budget = prefill_chunk_ - rows.size();
+    int budget = limit - rows.size();
     if (budget <= 0) break;
     int n = std::min<int>(budget, int(r->prompt.size()) - r->prefilled);
     for (int i = 0; i < n; ++i) rows.push(r->prompt[size_t(r->prefilled + i)], r->slot, r->prefilled + i);
@@ -361,12 +417,15 @@ bool Engine::prefill_step(std::vector<StepEvent>&) {
   return true;
 }
 
-void Engine::decode_round(std::vector<StepEvent>&) {
+void Engine::decode_round(int* rows) {
   std::vector<Request*> batch = running(RequestState::Decode);
   if (batch.empty()) return;
   in_pass_ = batch;
-  if (opts_.mode == Mode::Spec) spec_round(batch);
-  else ar_round(batch);
+  if (opts_.mode == Mode::Spec) spec_round(batch, rows);
+  else {
+    *rows = int(batch.size());
+    ar_round(batch);
+  }
 }
 
 void Engine::ar_round(std::vector<Request*>& batch) {
@@ -391,9 +450,10 @@ void Engine::ar_round(std::vector<Request*>& batch) {
   stats_.decode_s += dt;
 }
 
-void Engine::spec_round(std::vector<Request*>& batch) {
+void Engine::spec_round(std::vector<Request*>& batch, int* rows_out) {
   const int n = int(batch.size());
   const int g = gamma_ == kGammaAuto ? tuner_.choose(n) : gamma_;
+  *rows_out = n * (g + 1);
   const int G = module_->manifest().gamma;  // md_verify_greedy's fixed row stride
   // Unused draft columns (g < G) hold -1, which never matches a target token, so acceptance stops at g.
   std::vector<int32_t> drafted(size_t(n) * G, -1), target(size_t(n) * (G + 1), 0);
@@ -571,7 +631,7 @@ std::string Engine::info_json() const {
   if (gamma_ == kGammaAuto) w.value("auto");
   else w.value(gamma_);
   w.key("gammaMax").value(m.gamma);
-  w.key("prefillChunk").value(prefill_chunk_).key("keepLogits").value(opts_.keep_logits);
+  w.key("prefillChunk").value(prefill_chunk_).key("stepTokens").value(step_tokens_).key("keepLogits").value(opts_.keep_logits);
   w.end_object();
   w.key("freePages").value(cache_->free_pages());
   w.end_object();

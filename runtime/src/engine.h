@@ -30,6 +30,9 @@ struct EngineOptions {
   int gamma = 0;           // drafted tokens per round, 1..module gamma; kGammaAuto: chosen per round;
                            // 0 = the module's (its gamma, or kGammaAuto for a module built with gamma 'auto')
   int prefill_chunk = 0;   // rows per prefill step; 0 = the largest bucket's row limit
+  int step_tokens = 0;     // target rows per step, decode round first, prefill in the rest (see Engine::step);
+                           // at least a full decode round (max_batch * (gamma + 1), max_batch in AR);
+                           // 0 = the largest bucket's row limit
   bool keep_logits = false;  // keep the logits of every emitted token (vocab floats each)
 };
 
@@ -40,7 +43,7 @@ struct RequestOptions {
 };
 
 enum class RequestState { Queued, Prefill, Decode, Done, Failed };
-enum class FinishReason { None, Stop, Length, Error };
+enum class FinishReason { None, Stop, Length, Error, Cancelled };
 
 const char* finish_reason_name(FinishReason r);
 
@@ -104,21 +107,35 @@ class Engine {
   /** Validates and queues a request; safe to call while another thread runs step(). Throws md::Error. */
   int64_t add_request(const std::vector<int32_t>& prompt, const RequestOptions& opts);
   /**
-   * Runs one prefill chunk or one decode round (AR or speculative) and returns what each request got.
+   * Runs one step and returns what each request got: a decode round (AR or speculative) over every request
+   * that was decoding when the step began, then a prefill chunk in what is left of the step's token budget.
    *
-   * Scheduling: prefill first. A step runs a prefill chunk whenever any admitted request still has prompt
-   * positions to feed (up to prefill_chunk rows, requests in slot order); only a step with nothing to
-   * prefill runs a decode round, over every decoding request at once. So while prompts keep arriving,
-   * decoding requests wait (time to first token is favoured over inter-token latency); a round never mixes
-   * prefill and decode rows, which keeps each round's bucket and row count predictable for benchmarks.
+   * Scheduling: each step first applies cancellations (cancel()), then admits queued requests in FIFO order
+   * while a slot is free and their KV pages can be reserved. The decode round takes n rows in AR and
+   * n * (gamma + 1) verification rows when speculative; the prefill chunk takes
+   * min(prefill_chunk, step_tokens - those rows) prompt rows, requests in slot order. A decoding request
+   * therefore gets a round in every step however long the prompts next to it (inter-token latency is bounded
+   * by one round plus at most a step_tokens-row chunk), and since step_tokens covers a full decode round
+   * (checked at creation), a prompt in a slot leaves at least gamma + 1 rows (1 in AR) for prefill: every
+   * prompt advances every step. Slots freed by the round are refilled before the chunk. The two never share
+   * a forward pass; a request whose prompt completes in a step decodes from the next one.
    *
    * Failures: a failing kernel fails exactly the requests with rows in that forward pass (the chunk's
    * prefilling requests, or the round's decoding batch); their events carry the error. Requests outside
-   * the pass, queued requests and the engine go on.
+   * the pass, queued requests and the engine go on (the other pass of the step still runs).
    */
   std::vector<StepEvent> step();
+  /**
+   * Cancels a request at the start of the next step: a queued request leaves the queue, a running one frees
+   * its slot and KV pages; its event then reports it finished with FinishReason::Cancelled and the tokens
+   * not yet reported. A request already finished (or released) is left as it is. Safe to call while another
+   * thread runs step(). False only for an id this engine never issued.
+   */
+  bool cancel(int64_t id);
   /** Requests queued or running. */
   int live() const;
+  /** Requests waiting for admission (a free slot and their KV pages). */
+  int queued() const;
 
   const Request* request(int64_t id) const;
   /** Forgets a finished request; false if it is unknown or still live. */
@@ -143,11 +160,18 @@ class Engine {
  private:
   struct Rows;
   void drain_incoming();
-  void admit();
-  bool prefill_step(std::vector<StepEvent>& events);
-  void decode_round(std::vector<StepEvent>& events);
+  /** Applies the cancellations cancel() recorded; appends the requests it finished to `done`. */
+  void apply_cancels(std::vector<Request*>& done);
+  /** Admits queued requests into free slots while their pages can be reserved; appends them to `admitted`. */
+  void admit(std::vector<Request*>& admitted);
+  /** Runs `pass`; if it throws, fails the requests in in_pass_ (and only those). */
+  template <class F> void isolated(F&& pass);
+  /** One prefill chunk of up to `rows` rows; false if no request is prefilling. */
+  bool prefill_step(int rows);
+  /** One decode round over the decoding requests; *rows gets its target rows (0 without one). */
+  void decode_round(int* rows);
   void ar_round(std::vector<Request*>& batch);
-  void spec_round(std::vector<Request*>& batch);
+  void spec_round(std::vector<Request*>& batch, int* rows);
   /**
    * Runs the model on `rows`; for rows[lm_rows[i]] writes the greedy token into argmax_[i] and, when the
    * logits are kept (keep_logits, target pass), the logits into logits_[i] (one fused LM head + argmax).
@@ -169,6 +193,7 @@ class Engine {
   GammaTuner tuner_{1};  // fed by every speculative round, consulted when gamma_ is kGammaAuto
   int max_rows_ = 0;
   int prefill_chunk_ = 0;
+  int step_tokens_ = 0;
   // Positions past max_tokens a round may write: the module's gamma in spec mode, so that any gamma set
   // later (set_gamma, auto) fits the pages a request reserved at admission.
   int64_t overshoot_ = 0;
@@ -180,6 +205,7 @@ class Engine {
   std::vector<Request*> in_pass_;      // requests with rows in this step's forward passes: a failure fails these
   mutable std::mutex incoming_mu_;
   std::vector<std::unique_ptr<Request>> incoming_;
+  std::vector<int64_t> cancels_;       // ids cancel() recorded, applied by the next step (under incoming_mu_)
   int64_t next_id_ = 1;
   int last_bucket_ = 0;  // bucket of the latest forward call
   EngineStats stats_;

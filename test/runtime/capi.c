@@ -9,6 +9,10 @@
  *                                          request A (the prompt) decodes; once it has tokens, request B
  *                                          (prompt bad_tok, which the module fails on) arrives; md_engine_run
  *                                          must finish A, fail B and return -1 naming B. Prints A's tokens
+ *   capi_test cancel <model_dir> <module.so> <max_tokens> <tok>...
+ *                                          requests A and B (the prompt) decode side by side; once B has
+ *                                          tokens it is cancelled: the next step ends it (MD_FINISH_CANCELLED),
+ *                                          A runs on, and at the end every KV page is free. Prints A's tokens
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,6 +55,7 @@ static int errors(const char* not_a_module) {
   expect(md_engine_step(NULL) == -1, "step(NULL) fails");
   expect_error("engine is NULL", "step(NULL)");
   expect(md_engine_add_request(NULL, tok, 1, NULL) == -1, "add_request(NULL) fails");
+  expect(md_engine_cancel(NULL, 1) == -1, "cancel(NULL) fails");
   expect(md_request_tokens(NULL, 1, tok, 4) == -1, "tokens(NULL) fails");
   expect(md_request_stats_get(NULL, 1, NULL) == -1, "stats(NULL) fails");
   expect(md_engine_info(NULL) == NULL, "info(NULL) fails");
@@ -181,11 +186,62 @@ static int isolate(int argc, char** argv) {
   return failures ? 1 : 0;
 }
 
+static int cancel(int argc, char** argv) {
+  if (argc < 6) {
+    fprintf(stderr, "usage: capi_test cancel <model_dir> <module.so> <max_tokens> <tok>...\n");
+    return 2;
+  }
+  md_engine* e = md_engine_create(argv[2], argv[3], NULL);
+  if (!e) {
+    printf("error: %s\n", md_last_error());
+    return 1;
+  }
+  md_engine_stats es;
+  expect(md_engine_stats_get(e, &es) == 0, "stats");
+  const int32_t all_pages = es.free_pages;
+  int n = argc - 5;
+  int32_t* prompt = malloc(sizeof(int32_t) * (size_t)n);
+  for (int i = 0; i < n; ++i) prompt[i] = atoi(argv[5 + i]);
+  md_request_options ro;
+  md_request_options_default(&ro);
+  ro.max_tokens = atoi(argv[4]);
+  ro.ignore_eos = 1;
+  int64_t a = md_engine_add_request(e, prompt, n, &ro);
+  int64_t b = md_engine_add_request(e, prompt, n, &ro);
+  free(prompt);
+  expect(a > 0 && b > 0, "add requests A and B");
+  expect(md_engine_cancel(e, b + 100) == -1, "cancel of an id never issued fails");
+  expect_error("was never issued", "cancel of an unknown id");
+  int32_t out[4096];
+  int steps = 0;
+  while (md_request_tokens(e, b, out, 0) < 2 && steps++ < 100) expect(md_engine_step(e) == 2, "A and B step");
+  int32_t had = md_request_tokens(e, b, out, 0);
+  expect(md_engine_stats_get(e, &es) == 0 && es.free_pages < all_pages, "A and B hold pages");
+  const int32_t held = es.free_pages;
+  expect(md_engine_cancel(e, b) == 0, "cancel B");
+  expect(md_engine_step(e) == 1, "the next step ends B; A is live");
+  md_request_stats s;
+  expect(md_request_stats_get(e, b, &s) == 0 && s.state == MD_REQ_DONE && s.finish_reason == MD_FINISH_CANCELLED, "B cancelled");
+  expect(md_request_tokens(e, b, out, 0) == had, "B keeps the tokens it had");
+  expect(md_engine_stats_get(e, &es) == 0 && es.free_pages > held, "B's pages are free after that step");
+  expect(md_engine_cancel(e, b) == 0, "cancelling a finished request is a no-op");
+  expect(md_engine_run(e) == 0, "A runs to the end");
+  expect(md_request_stats_get(e, a, &s) == 0 && s.state == MD_REQ_DONE && s.finish_reason == MD_FINISH_LENGTH, "A finished normally");
+  expect(md_request_stats_get(e, b, &s) == 0 && s.finish_reason == MD_FINISH_CANCELLED, "B is still cancelled");
+  expect(md_engine_stats_get(e, &es) == 0 && es.free_pages == all_pages && es.live_requests == 0, "every page free");
+  int32_t count = md_request_tokens(e, a, out, 4096);
+  for (int i = 0; i < count; ++i) printf(i ? " %d" : "%d", out[i]);
+  printf("\n");
+  md_engine_destroy(e);
+  return failures ? 1 : 0;
+}
+
 int main(int argc, char** argv) {
   if (argc >= 3 && strcmp(argv[1], "errors") == 0) return errors(argv[2]);
   if (argc == 4 && strcmp(argv[1], "check") == 0) return check(argv[2], argv[3]);
   if (argc >= 2 && strcmp(argv[1], "generate") == 0) return generate(argc, argv);
   if (argc >= 2 && strcmp(argv[1], "isolate") == 0) return isolate(argc, argv);
-  fprintf(stderr, "usage: capi_test errors <lib.so> | check <model_dir> <dtype> | generate ... | isolate ...\n");
+  if (argc >= 2 && strcmp(argv[1], "cancel") == 0) return cancel(argc, argv);
+  fprintf(stderr, "usage: capi_test errors <lib.so> | check <model_dir> <dtype> | generate ... | isolate ... | cancel ...\n");
   return 2;
 }

@@ -81,11 +81,14 @@ function caseArb(p: PreparedCase): fc.Arbitrary<Case> {
     { weight: 13, arbitrary: fc.integer({ min: 41, max: Math.min(300, longest) }) },
     ...(longest >= LONG_PROMPT ? [{ weight: 1, arbitrary: fc.integer({ min: LONG_PROMPT, max: longest }) }] : []),
   );
-  const request = (minTokens: number) =>
+  const request = (minTokens: number, lengths: fc.Arbitrary<number> = length) =>
     fc.record({
-      prompt: length.chain((n) => fc.array(fc.integer({ min: 0, max: V - 1 }), { minLength: n, maxLength: n })),
+      prompt: lengths.chain((n) => fc.array(fc.integer({ min: 0, max: V - 1 }), { minLength: n, maxLength: n })),
       maxTokens: fc.integer({ min: minTokens, max: MAX_TOKENS }),
     });
+  // Prompt rows a step feeds beside a one-sequence decode round: the default step_tokens (the largest
+  // bucket's rows, runtime/src/engine.h) less that round's gamma + 1 rows.
+  const besideRound = maxRows - (G + 1);
   // Window >= the context makes the draft exact (acceptance 1); small windows make it wrong often; 0 and
   // negative ones leave the draft rows nothing to attend to (their attention output is 0).
   const window = fc.oneof(fc.integer({ min: 1, max: 64 }), fc.integer({ min: 65, max: c.maxSeq + 64 }), fc.integer({ min: -2, max: 0 }));
@@ -98,9 +101,6 @@ function caseArb(p: PreparedCase): fc.Arbitrary<Case> {
   const gamma = fc.oneof(fc.integer({ min: 1, max: G }), fc.constant<'auto'>('auto'));
   return fc
     .record({
-      // The first two requests have tokens left after their prefill, and the batch and the pool hold both:
-      // the first decode round runs them side by side, in a bucket above 1, where the reference never runs.
-      pair: fc.tuple(request(2), request(2)),
       more: fc.array(request(1), { maxLength: 6 }),
       extensionSeeds: fc.array(fc.record({ of: fc.nat(), take: fc.nat() }), { maxLength: 3 }),
       mode: fc.constantFrom<'spec' | 'ar'>('spec', 'spec', 'spec', 'ar'),
@@ -114,6 +114,15 @@ function caseArb(p: PreparedCase): fc.Arbitrary<Case> {
       draft,
       target,
     })
+    // The first two requests decode side by side, in a bucket above 1 where the reference never runs: the
+    // batch and the pool hold both; the second's prompt fits in one chunk beside a one-sequence round, so it
+    // completes in the step that completes the first's or in the next; and the first has tokens left after
+    // its prefill token and one round (at most gamma + 1 more).
+    .chain((k) =>
+      fc
+        .tuple(request(G + 3), request(2, fc.integer({ min: 1, max: Math.max(1, Math.min(k.prefillChunk, besideRound)) })))
+        .map((pair) => ({ ...k, pair })),
+    )
     .map(({ pair, more, extensionSeeds, schedule, ...k }) => {
       const requests = [...pair, ...more];
       return {

@@ -3,7 +3,7 @@
 // different numbers of drafted tokens. Whatever the schedule, each request's tokens, logits (bitwise) and
 // finish reason are those of the request decoded alone, cut at its first stop token or at max tokens, even
 // when the draft window and gamma (a number or 'auto') change between steps. Two requests that decode side
-// by side from the first round put every case in a bucket above 1, where the references (alone) run.
+// by side within their first steps put every case in a bucket above 1, where the references (alone) never run.
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -40,16 +40,23 @@ interface RequestCase {
 
 function caseArb(p: PreparedCase) {
   const V = p.case.model.vocabSize;
+  const G = p.case.gamma;
   const prompt = fc.array(fc.integer({ min: 0, max: V - 1 }), { minLength: 1, maxLength: 120 });
-  // Arrives first, never stops early and has tokens left after its prefill.
-  const companion: fc.Arbitrary<RequestCase> = fc.record({
-    prompt,
-    maxTokens: fc.integer({ min: 2, max: MAX_TOKENS }),
-    stopAt: fc.constant([]),
-    stopRandom: fc.constant([]),
-    ignoreEos: fc.constant(true),
-    at: fc.constant(0),
-  });
+  // Arrives first, never stops early and has tokens left after its prefill (the first companion: also
+  // after one more round of at most gamma + 1 tokens).
+  const companion = (minTokens: number, maxLength: number): fc.Arbitrary<RequestCase> =>
+    fc.record({
+      prompt: fc.array(fc.integer({ min: 0, max: V - 1 }), { minLength: 1, maxLength }),
+      maxTokens: fc.integer({ min: minTokens, max: MAX_TOKENS }),
+      stopAt: fc.constant([]),
+      stopRandom: fc.constant([]),
+      ignoreEos: fc.constant(true),
+      at: fc.constant(0),
+    });
+  // The second companion's prompt fits in the rows a step feeds beside a one-sequence round (the default
+  // step_tokens, the largest bucket's rows, less gamma + 1): it completes in the step that completes the
+  // first's or in the next, so the two decode side by side, in a bucket above 1.
+  const besideRound = Math.max(...p.case.buckets) * (G + 1) - (G + 1);
   const gamma = fc.oneof(fc.integer({ min: 1, max: p.case.gamma }), fc.constant<'auto'>('auto'));
   const request: fc.Arbitrary<RequestCase> = fc.record({
     prompt,
@@ -60,7 +67,9 @@ function caseArb(p: PreparedCase) {
     at: fc.oneof(fc.constant(0), fc.nat({ max: 30 })),
   });
   return fc.record({
-    requests: fc.tuple(companion, companion, fc.array(request, { maxLength: 6 })).map(([a, b, more]) => [a, b, ...more]),
+    requests: fc
+      .tuple(companion(G + 3, 120), companion(2, Math.min(120, besideRound)), fc.array(request, { maxLength: 6 }))
+      .map(([a, b, more]) => [a, b, ...more]),
     gamma: fc.oneof(fc.integer({ min: 2, max: p.case.gamma }), fc.constant<'auto'>('auto')),
     // Gammas set before every step in turn (none: the engine's gamma throughout).
     schedule: fc.option(fc.array(gamma, { minLength: 2, maxLength: 5 }), { nil: undefined }),

@@ -14,19 +14,29 @@ export interface Arrival {
 export interface SteppedRequest {
   readonly tokens: number[];
   readonly logits: Float32Array[];
-  reason: 'none' | 'stop' | 'length' | 'error';
+  reason: 'none' | 'stop' | 'length' | 'error' | 'cancelled';
   error?: string;
   stats?: RequestStats;
   /** Step in which it finished. */
   finishedAt: number;
   /** Per decode round it took part in (and did not finish in): tokens it got. */
   readonly roundTokens: Map<number, number>;
+  /** Steps whose events gave it tokens, in order. */
+  readonly tokenSteps: number[];
+  /** Step whose event brought its first token (from its prefill), or -1. */
+  firstTokenAt: number;
+  /** The engine's id. */
+  id: number;
 }
 
 export interface SteppedRun {
   readonly requests: SteppedRequest[];
-  /** Steps that ran a speculative or autoregressive decode round (not a prefill chunk). */
+  /** Steps that ran a speculative or autoregressive decode round (a step may also run a prefill chunk). */
   readonly decodeSteps: number[];
+  /** Steps that ran a prefill chunk. */
+  readonly prefillSteps: number[];
+  /** Free KV pages after each step. */
+  readonly freePages: number[];
   readonly stats: EngineStats;
 }
 
@@ -53,30 +63,61 @@ export class Stepper {
     this.native.close();
   }
 
-  /** Adds each arrival before its step and steps until every request has finished; `beforeStep` runs first. */
-  async run(arrivals: readonly Arrival[], beforeStep?: (step: number) => void, maxSteps = 100_000): Promise<SteppedRun> {
-    const requests: SteppedRequest[] = arrivals.map(() => ({ tokens: [], logits: [], reason: 'none', finishedAt: -1, roundTokens: new Map() }));
+  cancel(id: number): boolean {
+    return this.native.cancel(id);
+  }
+
+  stats(): EngineStats {
+    return this.native.stats();
+  }
+
+  /**
+   * Adds each arrival before its step and steps until every request has finished; `beforeStep` runs first
+   * (with the requests so far: a test may cancel one by its id there).
+   */
+  async run(arrivals: readonly Arrival[], beforeStep?: (step: number, requests: readonly SteppedRequest[]) => void, maxSteps = 100_000): Promise<SteppedRun> {
+    const requests: SteppedRequest[] = arrivals.map(() => ({
+      tokens: [],
+      logits: [],
+      reason: 'none',
+      finishedAt: -1,
+      roundTokens: new Map(),
+      tokenSteps: [],
+      firstTokenAt: -1,
+      id: -1,
+    }));
     const byId = new Map<number, number>();
     const decodeSteps: number[] = [];
+    const prefillSteps: number[] = [];
+    const freePages: number[] = [];
     let finished = 0;
     for (let step = 0; finished < arrivals.length; step++) {
       if (step >= maxSteps) throw new Error(`requests still live after ${maxSteps} steps`);
-      beforeStep?.(step);
       arrivals.forEach((a, i) => {
-        if (a.at === step) byId.set(this.native.addRequest(a.prompt, a.opts), i);
+        if (a.at === step) {
+          requests[i].id = this.native.addRequest(a.prompt, a.opts);
+          byId.set(requests[i].id, i);
+        }
       });
+      beforeStep?.(step, requests);
       const before = this.native.stats();
       const { events } = await this.native.step();
       const after = this.native.stats();
       const decode = after.rounds + after.arSteps > before.rounds + before.arSteps;
       if (decode) decodeSteps.push(step);
+      if (after.prefillSteps > before.prefillSteps) prefillSteps.push(step);
+      freePages.push(after.freePages);
       for (const ev of events) {
         const i = byId.get(ev.id);
         if (i === undefined) throw new Error(`step ${step}: event for unknown request id ${ev.id}`);
         const r = requests[i];
+        // A request's first token comes from its prefill, in a step of its own: it decodes from the next.
+        const fromPrefill = r.tokens.length === 0 && ev.tokens.length > 0;
+        if (fromPrefill) r.firstTokenAt = step;
+        if (ev.tokens.length > 0) r.tokenSteps.push(step);
         r.tokens.push(...ev.tokens);
         for (let t = 0; t < ev.tokens.length; t++) r.logits.push(ev.logits!.slice(t * this.vocab, (t + 1) * this.vocab));
-        if (decode && !ev.finished) r.roundTokens.set(step, ev.tokens.length);
+        if (decode && !ev.finished && !fromPrefill) r.roundTokens.set(step, ev.tokens.length);
         if (ev.finished) {
           r.reason = ev.reason;
           r.error = ev.error;
@@ -86,6 +127,6 @@ export class Stepper {
         }
       }
     }
-    return { requests, decodeSteps, stats: this.native.stats() };
+    return { requests, decodeSteps, prefillSteps, freePages, stats: this.native.stats() };
   }
 }
