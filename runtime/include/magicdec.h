@@ -40,6 +40,8 @@ typedef struct md_engine_options {
   int32_t step_tokens;   /* target rows per step: the decode round's, then prefill rows in the rest (see
                             md_engine_step); at least max_batch * (gamma + 1) (max_batch in AR mode);
                             0 = the largest bucket's row limit */
+  int32_t prefill_first; /* non-zero: no decode round while a prompt is prefilling, so that every round
+                            decodes the whole batch (offline batch jobs, benchmarks); 0: rounds every step */
 } md_engine_options;
 
 typedef struct md_request_options {

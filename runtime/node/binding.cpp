@@ -317,7 +317,7 @@ class CreateWorker : public Napi::AsyncWorker {
   std::shared_ptr<Shared> sh_;
 };
 
-// create(modelDir, modulePath, { maxBatch, kvPages, mode: 'ar' | 'spec', gamma: n | 'auto', prefillChunk, stepTokens, keepLogits })
+// create(modelDir, modulePath, { maxBatch, kvPages, mode: 'ar' | 'spec', gamma: n | 'auto', prefillChunk, stepTokens, keepLogits, prefillFirst })
 Napi::Value Create(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 2 || !info[0].IsString() || !info[1].IsString())
@@ -332,6 +332,7 @@ Napi::Value Create(const Napi::CallbackInfo& info) {
       o.prefill_chunk = int_option(js, "prefillChunk", 0);
       o.step_tokens = int_option(js, "stepTokens", 0);
       if (js.Has("keepLogits")) o.keep_logits = js.Get("keepLogits").ToBoolean().Value();
+      if (js.Has("prefillFirst")) o.prefill_first = js.Get("prefillFirst").ToBoolean().Value();
       if (js.Has("mode") && !js.Get("mode").IsUndefined()) {
         std::string mode = js.Get("mode").ToString();
         if (mode == "ar") o.mode = md::Mode::AR;

@@ -28,6 +28,12 @@ export interface EngineOptions {
   stepTokens?: number;
   /** Keep the logits of every emitted token (Generation.logits). */
   keepLogits?: boolean;
+  /**
+   * Offline batches and benchmarks: run no decode round while any admitted prompt is still prefilling, so
+   * every round decodes the whole batch (runtime/src/engine.h, Engine::step). Default false: a round every
+   * step, as a server wants. Tokens are the same either way.
+   */
+  prefillFirst?: boolean;
 }
 
 export interface RequestOptions {

@@ -102,6 +102,7 @@ md_engine* md_engine_create(const char* model_dir, const char* module_path, cons
         eo.prefill_chunk = o.prefill_chunk;
         eo.keep_logits = o.keep_logits != 0;
         eo.step_tokens = o.step_tokens;
+        eo.prefill_first = o.prefill_first != 0;
         auto h = std::make_unique<md_engine>();
         h->engine = std::make_unique<md::Engine>(model_dir, module_path, eo);
         return h.release();

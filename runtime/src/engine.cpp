@@ -317,7 +317,7 @@ std::vector<StepEvent> Engine::step() {
   // The decode round first, over the requests decoding now; then a prefill chunk in the rest of the budget,
   // after refilling the slots the round freed (docs in engine.h).
   int round_rows = 0;
-  isolated([&] { decode_round(&round_rows); });
+  if (!(opts_.prefill_first && !running(RequestState::Prefill).empty())) isolated([&] { decode_round(&round_rows); });
   admitted.clear();
   admit(admitted);
   involved.insert(involved.end(), admitted.begin(), admitted.end());
@@ -632,6 +632,7 @@ std::string Engine::info_json() const {
   else w.value(gamma_);
   w.key("gammaMax").value(m.gamma);
   w.key("prefillChunk").value(prefill_chunk_).key("stepTokens").value(step_tokens_).key("keepLogits").value(opts_.keep_logits);
+  w.key("prefillFirst").value(opts_.prefill_first);
   w.end_object();
   w.key("freePages").value(cache_->free_pages());
   w.end_object();

@@ -34,6 +34,8 @@ struct EngineOptions {
                            // at least a full decode round (max_batch * (gamma + 1), max_batch in AR);
                            // 0 = the largest bucket's row limit
   bool keep_logits = false;  // keep the logits of every emitted token (vocab floats each)
+  bool prefill_first = false;  // offline batches: no decode round while a prompt is prefilling, so every
+                               // round decodes the whole batch (see Engine::step)
 };
 
 struct RequestOptions {
@@ -119,6 +121,11 @@ class Engine {
    * (checked at creation), a prompt in a slot leaves at least gamma + 1 rows (1 in AR) for prefill: every
    * prompt advances every step. Slots freed by the round are refilled before the chunk. The two never share
    * a forward pass; a request whose prompt completes in a step decodes from the next one.
+   *
+   * With EngineOptions::prefill_first (offline batch jobs and benchmarks, which want every round to decode
+   * the whole batch at its full context), a step with a prompt in a slot runs no decode round: its whole
+   * budget goes to prefill. Decoding requests then wait for every admitted prompt; tokens are the same
+   * either way (row invariance), only the schedule differs.
    *
    * Failures: a failing kernel fails exactly the requests with rows in that forward pass (the chunk's
    * prefilling requests, or the round's decoding batch); their events carry the error. Requests outside
