@@ -101,6 +101,17 @@ MD_API int md_engine_set_gamma(md_engine* engine, int32_t gamma);
  *  module's gamma + 1 (the length of the whole histogram; out[0] is always 0), or -1. */
 MD_API int32_t md_engine_gamma_rounds(md_engine* engine, int64_t* out, int32_t cap);
 
+/** Step kinds and kernel classes of md_engine_kernel_times. */
+enum md_step_kind { MD_STEP_PREFILL = 0, MD_STEP_AR = 1, MD_STEP_DRAFT = 2, MD_STEP_VERIFY = 3, MD_STEP_KINDS = 4 };
+enum md_kernel_class { MD_KERNEL_ATTENTION = 0, MD_KERNEL_GEMM = 1, MD_KERNEL_NORM_ROPE = 2, MD_KERNEL_OTHER = 3, MD_KERNEL_CLASSES = 4 };
+
+/** Seconds spent inside module kernels so far, by step kind and kernel class:
+ *  out[kind * MD_KERNEL_CLASSES + class] for indices < cap. Attention; GEMMs (q/k/v, o, gate/up, down, LM
+ *  head + argmax); RMSNorm (also fused with the residual add) and RoPE + KV append; other (embedding,
+ *  SwiGLU, residual add, greedy verification, LM-row gather). The rest of a step's time is the host's.
+ *  Returns MD_STEP_KINDS * MD_KERNEL_CLASSES, or -1. */
+MD_API int32_t md_engine_kernel_times(md_engine* engine, double* out, int32_t cap);
+
 /** Queues a request; returns its id (> 0) or -1. opts may be NULL (defaults). */
 MD_API int64_t md_engine_add_request(md_engine* engine, const int32_t* prompt, int32_t prompt_len, const md_request_options* opts);
 

@@ -224,6 +224,16 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     for (auto& [g, n] : s.gamma_rounds) gammas.Set(std::to_string(g), double(n));
     o.Set("gammaRounds", gammas);
     o.Set("meanGamma", s.mean_gamma());
+    // Seconds inside module kernels, by step kind and kernel class (md::EngineStats::kernel_s).
+    static const char* const kinds[md::kStepKinds] = {"prefill", "ar", "draft", "verify"};
+    static const char* const classes[md::kKernelClasses] = {"attention", "gemm", "normRope", "other"};
+    Napi::Object kernels = Napi::Object::New(env);
+    for (int k = 0; k < md::kStepKinds; ++k) {
+      Napi::Object byClass = Napi::Object::New(env);
+      for (int c = 0; c < md::kKernelClasses; ++c) byClass.Set(classes[c], s.kernel_s[k][c]);
+      kernels.Set(kinds[k], byClass);
+    }
+    o.Set("kernelS", kernels);
     const int gamma = sh->engine->gamma();
     o.Set("gamma", gamma == md::kGammaAuto ? Napi::Value(Napi::String::New(env, "auto")) : Napi::Value(Napi::Number::New(env, gamma)));
     o.Set("acceptanceEstimate", sh->engine->gamma_tuner().acceptance());

@@ -59,6 +59,23 @@ export interface RequestStats {
   decodeS: number;
 }
 
+/** Kinds of forward pass: prefill chunks, AR steps, draft steps, verification passes. */
+export type StepKind = 'prefill' | 'ar' | 'draft' | 'verify';
+export const STEP_KINDS: readonly StepKind[] = ['prefill', 'ar', 'draft', 'verify'];
+
+/**
+ * Seconds inside one class of module kernel: attention; GEMMs (q/k/v, o, gate/up, down, LM head + argmax);
+ * RMSNorm (also fused with the residual add) and RoPE + KV append; other (embedding, SwiGLU, residual add,
+ * greedy verification, LM-row gather).
+ */
+export interface KernelTimes {
+  attention: number;
+  gemm: number;
+  normRope: number;
+  other: number;
+}
+export const KERNEL_CLASSES: readonly (keyof KernelTimes)[] = ['attention', 'gemm', 'normRope', 'other'];
+
 export interface EngineStats {
   steps: number;
   prefillSteps: number;
@@ -79,6 +96,8 @@ export interface EngineStats {
   gammaRounds: Record<string, number>;
   /** Mean gamma over the speculative rounds (0 before the first). */
   meanGamma: number;
+  /** Seconds inside module kernels by step kind and kernel class (the rest of a step is host time). */
+  kernelS: Record<StepKind, KernelTimes>;
   /** The gamma of later rounds. */
   gamma: number | 'auto';
   /** The engine's running estimate of the per-token acceptance, the 'auto' choice's input. */

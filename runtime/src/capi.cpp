@@ -155,6 +155,19 @@ int32_t md_engine_gamma_rounds(md_engine* e, int64_t* out, int32_t cap) {
       -1);
 }
 
+int32_t md_engine_kernel_times(md_engine* e, double* out, int32_t cap) {
+  static_assert(MD_STEP_KINDS == md::kStepKinds && MD_KERNEL_CLASSES == md::kKernelClasses, "kernel-time layout");
+  return guarded(
+      [&]() -> int32_t {
+        md::Engine& eng = engine_of(e);
+        if (cap > 0 && !out) throw md::Error("md_engine_kernel_times: out is NULL");
+        const int32_t n = md::kStepKinds * md::kKernelClasses;
+        for (int32_t i = 0; i < cap && i < n; ++i) out[i] = eng.stats().kernel_s[i / md::kKernelClasses][i % md::kKernelClasses];
+        return n;
+      },
+      -1);
+}
+
 int64_t md_engine_add_request(md_engine* e, const int32_t* prompt, int32_t prompt_len, const md_request_options* opts) {
   return guarded(
       [&]() -> int64_t {

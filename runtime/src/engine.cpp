@@ -265,6 +265,15 @@ double EngineStats::mean_gamma() const {
   return n > 0 ? sum / n : 0;
 }
 
+// Kernel calls are synchronous (CPU modules), so the wall time around a call is the kernel's.
+template <class F>
+void Engine::timed(StepKind kind, KernelClass cls, const char* kernel, F&& call) {
+  const double t0 = now_s();
+  const int status = call();
+  stats_.kernel_s[int(kind)][int(cls)] += now_s() - t0;
+  check(status, kernel);
+}
+
 // Admission reserves every page a request can touch (prompt + max_tokens + the speculative overshoot), so
 // a running request never runs out of pages; the queue's head waits when the pool is short.
 void Engine::admit(std::vector<Request*>& admitted) {
@@ -399,7 +408,7 @@ bool Engine::prefill_step(int max_rows) {
       finishing.push_back(r);
     }
   }
-  forward(rows, false, lm_rows);
+  forward(rows, StepKind::Prefill, lm_rows);
   double dt = now_s() - t0;
   for (Request* r : in_chunk) {
     r->cache_len = r->prefilled;
@@ -436,7 +445,7 @@ void Engine::ar_round(std::vector<Request*>& batch) {
     lm_rows.push_back(rows.size());
     rows.push(r->pending, r->slot, r->cache_len);
   }
-  forward(rows, false, lm_rows);
+  forward(rows, StepKind::Ar, lm_rows);
   double dt = now_s() - t0;
   for (size_t i = 0; i < batch.size(); ++i) {
     Request* r = batch[i];
@@ -475,7 +484,7 @@ void Engine::spec_round(std::vector<Request*>& batch, int* rows_out) {
       Request* r = batch[size_t(i)];
       rows.push(j == 0 ? r->pending : drafted[size_t(i) * G + j - 1], r->slot, r->cache_len + j);
     }
-    forward(rows, true, all);
+    forward(rows, StepKind::Draft, all);
     for (int i = 0; i < n; ++i) drafted[size_t(i) * G + j] = argmax_[size_t(i)];
   }
   double t1 = now_s();
@@ -490,10 +499,11 @@ void Engine::spec_round(std::vector<Request*>& batch, int* rows_out) {
       rows.push(j == 0 ? r->pending : drafted[size_t(i) * G + j - 1], r->slot, r->cache_len + j);
     }
   }
-  forward(rows, false, lm_rows);
+  forward(rows, StepKind::Verify, lm_rows);
   for (int i = 0; i < n; ++i)
     for (int j = 0; j <= g; ++j) target[size_t(i) * (G + 1) + j] = argmax_[size_t(i) * (g + 1) + j];
-  check(module_->verify_greedy(target.data(), drafted.data(), accepted.data(), next.data(), n, nullptr), "verify_greedy");
+  timed(StepKind::Verify, KernelClass::Other, "verify_greedy",
+        [&] { return module_->verify_greedy(target.data(), drafted.data(), accepted.data(), next.data(), n, nullptr); });
   double t2 = now_s();
 
   for (int i = 0; i < n; ++i) {
@@ -524,7 +534,9 @@ void Engine::spec_round(std::vector<Request*>& batch, int* rows_out) {
   stats_.verify_s += t2 - t1;
 }
 
-void Engine::forward(const Rows& rows, bool draft, const std::vector<int>& lm_rows) {
+void Engine::forward(const Rows& rows, StepKind kind, const std::vector<int>& lm_rows) {
+  const bool draft = kind == StepKind::Draft;
+  using K = KernelClass;
   const int R = rows.size();
   if (R == 0) return;
   int seqs = 0;
@@ -545,17 +557,17 @@ void Engine::forward(const Rows& rows, bool draft, const std::vector<int>& lm_ro
   const ModelConfig& c = weights_->config();
   const std::vector<float>& params = draft ? draft_params_ : target_params_;
   md_attn_fn attn = draft ? bk->attn_draft : bk->attn_target;
-  check(module_->embed(weights_->embed(), tokens_.data(), x_.data(), R, nullptr), "embed");
+  timed(kind, K::Other, "embed", [&] { return module_->embed(weights_->embed(), tokens_.data(), x_.data(), R, nullptr); });
   for (int l = 0; l < c.num_layers; ++l) {
     const LayerWeights& w = weights_->layers()[size_t(l)];
-    check(module_->rmsnorm(x_.data(), w.input_norm, h_.data(), R, nullptr), "rmsnorm");
-    check(bk->gemm_q(h_.data(), w.q, w.q_bias, q_.data(), R, nullptr), "gemm_q");
-    check(bk->gemm_kv(h_.data(), w.k, w.k_bias, k_.data(), R, nullptr), "gemm_kv");
-    check(bk->gemm_kv(h_.data(), w.v, w.v_bias, v_.data(), R, nullptr), "gemm_kv");
-    check(module_->rope_append(q_.data(), k_.data(), v_.data(), cache_->k_layer(l), cache_->v_layer(l),
-                               cache_->page_table(), cache_->shape().pages_per_seq, row_seq_.data(), row_pos_.data(),
-                               R, nullptr),
-          "rope_append");
+    timed(kind, K::NormRope, "rmsnorm", [&] { return module_->rmsnorm(x_.data(), w.input_norm, h_.data(), R, nullptr); });
+    timed(kind, K::Gemm, "gemm_q", [&] { return bk->gemm_q(h_.data(), w.q, w.q_bias, q_.data(), R, nullptr); });
+    timed(kind, K::Gemm, "gemm_kv", [&] { return bk->gemm_kv(h_.data(), w.k, w.k_bias, k_.data(), R, nullptr); });
+    timed(kind, K::Gemm, "gemm_kv", [&] { return bk->gemm_kv(h_.data(), w.v, w.v_bias, v_.data(), R, nullptr); });
+    timed(kind, K::NormRope, "rope_append", [&] {
+      return module_->rope_append(q_.data(), k_.data(), v_.data(), cache_->k_layer(l), cache_->v_layer(l), cache_->page_table(),
+                                  cache_->shape().pages_per_seq, row_seq_.data(), row_pos_.data(), R, nullptr);
+    });
     md_attn_args a;
     a.q = q_.data();
     a.k_cache = cache_->k_layer(l);
@@ -570,26 +582,29 @@ void Engine::forward(const Rows& rows, bool draft, const std::vector<int>& lm_ro
     a.out = attn_.data();
     a.workspace = attn_ws_.data();
     a.stream = nullptr;
-    check(attn(&a), draft ? "attn_draft" : "attn_target");
-    check(bk->gemm_o(attn_.data(), w.o, nullptr, o_.data(), R, nullptr), "gemm_o");
-    check(module_->add_rmsnorm(x_.data(), o_.data(), w.post_norm, h_.data(), R, nullptr), "add_rmsnorm");
-    check(bk->gemm_gate_up(h_.data(), w.gate, nullptr, gate_.data(), R, nullptr), "gemm_gate_up");
-    check(bk->gemm_gate_up(h_.data(), w.up, nullptr, up_.data(), R, nullptr), "gemm_gate_up");
-    check(module_->swiglu(gate_.data(), up_.data(), act_.data(), R, nullptr), "swiglu");
-    check(bk->gemm_down(act_.data(), w.down, nullptr, down_.data(), R, nullptr), "gemm_down");
-    check(module_->add(x_.data(), down_.data(), R, nullptr), "add");
+    timed(kind, K::Attention, draft ? "attn_draft" : "attn_target", [&] { return attn(&a); });
+    timed(kind, K::Gemm, "gemm_o", [&] { return bk->gemm_o(attn_.data(), w.o, nullptr, o_.data(), R, nullptr); });
+    timed(kind, K::NormRope, "add_rmsnorm", [&] { return module_->add_rmsnorm(x_.data(), o_.data(), w.post_norm, h_.data(), R, nullptr); });
+    timed(kind, K::Gemm, "gemm_gate_up", [&] { return bk->gemm_gate_up(h_.data(), w.gate, nullptr, gate_.data(), R, nullptr); });
+    timed(kind, K::Gemm, "gemm_gate_up", [&] { return bk->gemm_gate_up(h_.data(), w.up, nullptr, up_.data(), R, nullptr); });
+    timed(kind, K::Other, "swiglu", [&] { return module_->swiglu(gate_.data(), up_.data(), act_.data(), R, nullptr); });
+    timed(kind, K::Gemm, "gemm_down", [&] { return bk->gemm_down(act_.data(), w.down, nullptr, down_.data(), R, nullptr); });
+    timed(kind, K::Other, "add", [&] { return module_->add(x_.data(), down_.data(), R, nullptr); });
   }
   // Only the rows that need logits go through the final norm and the LM head (row invariance makes the
   // gathered rows' results identical to computing all of them).
   const size_t H = size_t(c.hidden_size);
   const int L = int(lm_rows.size());
   if (L == 0) return;
-  for (int i = 0; i < L; ++i)
-    std::memcpy(lm_in_.data() + size_t(i) * H, x_.data() + size_t(lm_rows[size_t(i)]) * H, H * sizeof(float));
-  check(module_->rmsnorm(lm_in_.data(), weights_->final_norm(), h_.data(), L, nullptr), "rmsnorm");
+  timed(kind, K::Other, "gather", [&] {
+    for (int i = 0; i < L; ++i)
+      std::memcpy(lm_in_.data() + size_t(i) * H, x_.data() + size_t(lm_rows[size_t(i)]) * H, H * sizeof(float));
+    return 0;
+  });
+  timed(kind, K::NormRope, "rmsnorm", [&] { return module_->rmsnorm(lm_in_.data(), weights_->final_norm(), h_.data(), L, nullptr); });
   // The draft's logits are never emitted: its tokens only.
   float* logits = opts_.keep_logits && !draft ? logits_.data() : nullptr;
-  check(bk->lm_head_argmax(h_.data(), weights_->lm_head(), logits, argmax_.data(), L, nullptr), "lm_head_argmax");
+  timed(kind, K::Gemm, "lm_head_argmax", [&] { return bk->lm_head_argmax(h_.data(), weights_->lm_head(), logits, argmax_.data(), L, nullptr); });
 }
 
 const float* Engine::lm_logits(size_t i) const {

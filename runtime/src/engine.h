@@ -61,6 +61,12 @@ struct RequestStats {
   double tokens_per_round() const { return rounds ? double(accepted + rounds) / rounds : 0; }
 };
 
+/** The kinds of forward pass and the kernel classes of EngineStats::kernel_s (the C API's MD_STEP_* / MD_KERNEL_*). */
+enum class StepKind { Prefill = 0, Ar = 1, Draft = 2, Verify = 3 };
+enum class KernelClass { Attention = 0, Gemm = 1, NormRope = 2, Other = 3 };
+constexpr int kStepKinds = 4;
+constexpr int kKernelClasses = 4;
+
 struct EngineStats {
   int64_t steps = 0, prefill_steps = 0, rounds = 0, ar_steps = 0;
   int64_t prefill_tokens = 0, generated = 0, drafted = 0, accepted = 0;
@@ -71,6 +77,13 @@ struct EngineStats {
   std::map<int, int64_t> gamma_rounds;
   /** Mean gamma over the speculative rounds (0 before the first). */
   double mean_gamma() const;
+  /**
+   * Wall time inside module kernels by step kind and kernel class, seconds: attention; the GEMMs (q/k/v,
+   * o, gate/up, down, the LM head with its argmax); RMSNorm (also fused with the residual add) and RoPE
+   * with the KV append; everything else (embedding, SwiGLU, residual add, greedy verification, gathering
+   * the LM rows). Read from steady_clock around each call; the rest of a step is the host's scheduling.
+   */
+  double kernel_s[kStepKinds][kKernelClasses] = {};
 };
 
 /** What one step produced for one request. */
@@ -183,7 +196,10 @@ class Engine {
    * Runs the model on `rows`; for rows[lm_rows[i]] writes the greedy token into argmax_[i] and, when the
    * logits are kept (keep_logits, target pass), the logits into logits_[i] (one fused LM head + argmax).
    */
-  void forward(const Rows& rows, bool draft, const std::vector<int>& lm_rows);
+  void forward(const Rows& rows, StepKind kind, const std::vector<int>& lm_rows);
+  /** Runs one kernel call (a status-returning callable), adding its wall time to stats_.kernel_s[kind][cls]. */
+  template <class F>
+  void timed(StepKind kind, KernelClass cls, const char* kernel, F&& call);
   /** Logits of forward's i-th LM row (keep_logits only; null otherwise, emit ignores it then). */
   const float* lm_logits(size_t i) const;
   void check(int status, const char* kernel) const;

@@ -63,6 +63,8 @@ static int errors(const char* not_a_module) {
   expect(md_engine_set_gamma(NULL, MD_GAMMA_AUTO) == -1, "set_gamma(NULL) fails");
   int64_t rounds[4];
   expect(md_engine_gamma_rounds(NULL, rounds, 4) == -1, "gamma_rounds(NULL) fails");
+  double times[MD_STEP_KINDS * MD_KERNEL_CLASSES];
+  expect(md_engine_kernel_times(NULL, times, MD_STEP_KINDS * MD_KERNEL_CLASSES) == -1, "kernel_times(NULL) fails");
   md_engine_destroy(NULL); /* a no-op, like free(NULL) */
 
   expect(md_model_check("/nonexistent", "bf16") == -1, "check of a missing dir fails");
@@ -127,6 +129,13 @@ static int generate(int argc, char** argv) {
   expect(slots >= 2 && slots <= 17, "gamma_rounds returns the module's gamma + 1");
   printf("{\"gamma\":%d,\"meanGamma\":%.17g,\"gammaRounds\":[", es.gamma, es.mean_gamma);
   for (int32_t g = 0; g < slots; ++g) printf(g ? ",%lld" : "%lld", (long long)by_gamma[g]);
+  printf("]}\n");
+  double kt[MD_STEP_KINDS * MD_KERNEL_CLASSES];
+  expect(md_engine_kernel_times(e, kt, 0) == MD_STEP_KINDS * MD_KERNEL_CLASSES, "kernel_times returns its length");
+  expect(md_engine_kernel_times(e, kt, MD_STEP_KINDS * MD_KERNEL_CLASSES) == MD_STEP_KINDS * MD_KERNEL_CLASSES, "kernel_times");
+  printf("{\"prefillS\":%.17g,\"decodeS\":%.17g,\"draftS\":%.17g,\"verifyS\":%.17g,\"kernelS\":[", es.prefill_s, es.decode_s,
+         es.draft_s, es.verify_s);
+  for (int i = 0; i < MD_STEP_KINDS * MD_KERNEL_CLASSES; ++i) printf(i ? ",%.17g" : "%.17g", kt[i]);
   printf("]}\n");
   expect(md_request_release(e, id) == 0, "release a finished request");
   expect(md_request_tokens(e, id, out, 1) == -1, "a released request is gone");
