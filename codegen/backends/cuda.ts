@@ -211,6 +211,7 @@ export function emitCuda(plan: ModulePlan): EmittedFile[] {
     { path: 'md_module.cu', contents: renderModuleExports(plan, 'cuda') },
     { path: 'md_elementwise.cu', contents: renderElementwise(plan) },
     { path: 'md_gemm.cu', contents: renderGemms(plan) },
+    { path: 'md_sample.cu', contents: renderTemplate('cuda/sample.cu.hbs', { ...common(plan), vocab: plan.dims.vocab }) },
     { path: 'md_attn_target.cu', contents: renderAttention(plan, plan.passes.target) },
     { path: 'md_attn_draft.cu', contents: renderAttention(plan, plan.passes.draft) },
   ];

@@ -43,6 +43,37 @@ export interface RequestOptions {
   ignoreEos?: boolean;
   /** Aborting it cancels the request (Engine.cancel): generate() and the stream then reject with a CancelledError. */
   signal?: AbortSignal;
+  /**
+   * Sampling (docs/ABI.md, "Sampling"): 0 (default) is greedy; otherwise a finite number > 0 that divides
+   * the logits before top-k, top-p and min-p, and the token is a Gumbel-max draw with noise keyed by
+   * (seed, position). A speculative engine samples only with a module whose verifier samples.
+   */
+  temperature?: number;
+  /** Keep the topK most likely tokens; 0 (default) keeps all. */
+  topK?: number;
+  /** In (0, 1]: keep the most likely tokens holding topP of the probability; 1 (default) keeps all. */
+  topP?: number;
+  /** In [0, 1]: keep tokens at least minP times as likely as the most likely; 0 (default) keeps all. */
+  minP?: number;
+  /** The request's seed, an integer in [0, 2^53); without one the engine draws one (Generation.seed). */
+  seed?: number;
+}
+
+/**
+ * The first problem with a request's sampling options, as the engine words it, or undefined. Engine
+ * methods throw it before any work; `magicdec run` checks its flags with it.
+ */
+export function samplingProblem(o: Pick<RequestOptions, 'temperature' | 'topK' | 'topP' | 'minP' | 'seed'>): string | undefined {
+  const { temperature, topK, topP, minP, seed } = o;
+  const shown = (x: unknown) => (typeof x === 'number' ? String(x) : JSON.stringify(x) ?? String(x));
+  if (temperature !== undefined && !(typeof temperature === 'number' && Number.isFinite(temperature) && temperature >= 0))
+    return `request: temperature must be a finite number >= 0 (0 is greedy), got ${shown(temperature)}`;
+  if (topK !== undefined && !(Number.isInteger(topK) && topK >= 0 && topK <= 2 ** 31 - 1))
+    return `request: top_k must be an integer >= 0 (0 keeps every token), got ${shown(topK)}`;
+  if (topP !== undefined && !(typeof topP === 'number' && topP > 0 && topP <= 1)) return `request: top_p must be in (0, 1] (1 keeps every token), got ${shown(topP)}`;
+  if (minP !== undefined && !(typeof minP === 'number' && minP >= 0 && minP <= 1)) return `request: min_p must be in [0, 1] (0 keeps every token), got ${shown(minP)}`;
+  if (seed !== undefined && !(Number.isSafeInteger(seed) && seed >= 0)) return `request: seed must be an integer in [0, 2^53), got ${shown(seed)}`;
+  return undefined;
 }
 
 export interface RequestStats {
@@ -108,6 +139,8 @@ export interface EngineStats {
 export interface Generation {
   id: number;
   tokens: number[];
+  /** The seed its noise was keyed by: the one given, or the one the engine drew. */
+  seed: number;
   /** One vocab-long row per token, when the engine keeps logits. */
   logits?: Float32Array[];
   reason: 'stop' | 'length';
@@ -122,6 +155,8 @@ export interface NativeEvent {
   finished: boolean;
   reason: 'none' | 'stop' | 'length' | 'error' | 'cancelled';
   error?: string;
+  /** With `finished`: the request's seed. */
+  seed?: number;
   stats?: RequestStats;
 }
 
@@ -220,6 +255,7 @@ class Sink {
         this.resolve({
           id: this.id,
           tokens: this.tokens,
+          seed: ev.seed!,
           ...(this.logits.length ? { logits: this.logits } : {}),
           reason: ev.reason as 'stop' | 'length',
           stats: ev.stats!,
@@ -353,6 +389,8 @@ export class Engine {
     if (this.closed) throw new Error('engine is closed');
     const { signal } = opts;
     signal?.throwIfAborted();
+    const problem = samplingProblem(opts);
+    if (problem) throw new Error(problem);
     const id = this.native.addRequest(prompt, opts); // throws on a bad prompt or options
     const sink = new Sink(id, this.vocabSize);
     this.sinks.set(id, sink);

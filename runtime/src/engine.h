@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -38,10 +39,23 @@ struct EngineOptions {
                                // round decodes the whole batch (see Engine::step)
 };
 
+/** How a request's tokens are drawn (md_sample, docs/ABI.md "Sampling"); the defaults are greedy. */
+struct SamplingParams {
+  float temperature = 0;  // finite, >= 0; 0: greedy (the argmax)
+  int32_t top_k = 0;      // >= 0; 0 keeps every token
+  float top_p = 1;        // (0, 1]; 1 keeps every token
+  float min_p = 0;        // [0, 1]; 0 keeps every token
+  bool greedy() const { return temperature == 0; }
+};
+
 struct RequestOptions {
   int max_tokens = 16;
   std::vector<int32_t> stop_tokens;
   bool ignore_eos = false;
+  SamplingParams sampling;
+  /** The seed of the request's noise (Philox key); without one the engine draws one (Request::seed). */
+  bool has_seed = false;
+  uint64_t seed = 0;
 };
 
 enum class RequestState { Queued, Prefill, Decode, Done, Failed };
@@ -100,6 +114,7 @@ struct Request {
   int64_t id = 0;
   std::vector<int32_t> prompt;
   RequestOptions opts;
+  uint64_t seed = 0;       // opts.seed, or the one the engine drew (below 2^53, so JavaScript holds it exactly)
   RequestState state = RequestState::Queued;
   FinishReason reason = FinishReason::None;
   std::string error;
@@ -119,7 +134,11 @@ class Engine {
   Engine(const std::string& model_dir, const std::string& module_path, const EngineOptions& opts);
   ~Engine();
 
-  /** Validates and queues a request; safe to call while another thread runs step(). Throws md::Error. */
+  /**
+   * Validates and queues a request; safe to call while another thread runs step(). Throws md::Error, before
+   * any work, for a bad prompt, length, stop token or sampling parameter, and for a sampling request
+   * (temperature > 0) on a speculative engine whose module verifies greedily.
+   */
   int64_t add_request(const std::vector<int32_t>& prompt, const RequestOptions& opts);
   /**
    * Runs one step and returns what each request got: a decode round (AR or speculative) over every request
@@ -195,11 +214,14 @@ class Engine {
   /**
    * Runs the model on `rows`; for rows[lm_rows[i]] writes the greedy token into argmax_[i] and, when the
    * logits are kept (keep_logits, target pass), the logits into logits_[i] (one fused LM head + argmax).
+   * lm_reqs[i] is the request of LM row i: where one samples, argmax_[i] is its sample instead (sample()).
    */
-  void forward(const Rows& rows, StepKind kind, const std::vector<int>& lm_rows);
+  void forward(const Rows& rows, StepKind kind, const std::vector<int>& lm_rows, const std::vector<Request*>& lm_reqs);
   /** Runs one kernel call (a status-returning callable), adding its wall time to stats_.kernel_s[kind][cls]. */
   template <class F>
   void timed(StepKind kind, KernelClass cls, const char* kernel, F&& call);
+  /** Replaces argmax_[i] by md_sample's token for the LM rows (logits in logits_) when any of them samples. */
+  void sample(StepKind kind, const Rows& rows, const std::vector<int>& lm_rows, const std::vector<Request*>& lm_reqs);
   /** Logits of forward's i-th LM row (keep_logits only; null otherwise, emit ignores it then). */
   const float* lm_logits(size_t i) const;
   void check(int status, const char* kernel) const;
@@ -230,13 +252,18 @@ class Engine {
   std::vector<std::unique_ptr<Request>> incoming_;
   std::vector<int64_t> cancels_;       // ids cancel() recorded, applied by the next step (under incoming_mu_)
   int64_t next_id_ = 1;
+  std::mt19937_64 seed_rng_{std::random_device{}()};  // draws the seeds of requests without one
   int last_bucket_ = 0;  // bucket of the latest forward call
   EngineStats stats_;
 
   // Activation buffers sized for max_rows_.
   std::vector<float> x_, h_, q_, k_, v_, attn_, o_, gate_, up_, act_, down_, lm_in_, attn_ws_;
-  std::vector<float> logits_;  // [max_rows_, vocab] with keep_logits; empty otherwise (never computed)
+  std::vector<float> logits_;  // [max_rows_, vocab] with keep_logits or once a request samples; empty otherwise
   std::vector<int32_t> tokens_, row_seq_, row_pos_, seq_len_, argmax_;
+  // md_sample's per-row arguments, for the LM rows of a forward call.
+  std::vector<float> s_temperature_, s_top_p_, s_min_p_;
+  std::vector<int32_t> s_top_k_, s_pos_;
+  std::vector<uint32_t> s_seed_;
 };
 
 }  // namespace md
