@@ -1,13 +1,12 @@
-// `magicdec model random --preset tiny|small --seed N --out DIR [--dtype bf16] [--shards K]`: write a random
+// `magicdec model random --preset tiny|small|mha|gqa|local --seed N --out DIR [--dtype bf16] [--shards K]`: write a random
 // Llama-family model (config.json, safetensors, tokenizer.json) for tests and demos. Mounted by main.ts via
 // addModelRandomCommand; modelRandomCommand is the same thing callable in-process.
 
 import type { Command } from 'commander';
-import { writeRandomModel, type RandomModelInfo, type RandomPreset, type WeightDtype } from '../model/random.ts';
+import { RANDOM_PRESETS, writeRandomModel, type RandomModelInfo, type WeightDtype } from '../model/random.ts';
 import { UserError } from '../lib/errors.ts';
 import { processIo, type Io } from '../lib/io.ts';
 
-export const RANDOM_PRESETS: readonly RandomPreset[] = ['tiny', 'small'];
 export const WEIGHT_DTYPES: readonly WeightDtype[] = ['fp32', 'bf16', 'fp16'];
 const MAX_SHARDS = 64;
 
@@ -66,7 +65,7 @@ export function addModelRandomCommand(model: Command, io: Io = processIo): Comma
   return model
     .command('random')
     .description('write a random Llama-family model (config.json, safetensors, tokenizer.json) for tests and demos')
-    .option('--preset <name>', `model shape: ${RANDOM_PRESETS.join(' or ')}`, 'tiny')
+    .option('--preset <name>', `model shape: ${RANDOM_PRESETS.join(', ')} (mha, gqa: the benchmark's 4-layer dim-512 models with 8 or 2 KV heads; local: mha's shape with synthetic sink + recent-position attention, docs/BENCH.md)`, 'tiny')
     .requiredOption('--seed <n>', 'PRNG seed: the same seed writes the same bytes; required')
     .requiredOption('--out <dir>', 'output directory (created; earlier model files in it are replaced); required')
     .option('--dtype <dtype>', `weight dtype: ${WEIGHT_DTYPES.join(', ')}`, 'bf16')

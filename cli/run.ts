@@ -1,10 +1,12 @@
 // `magicdec run --model DIR [--spec spec.ts] (--prompt TEXT | --prompt-tokens 1,2,3)... [--mode ar|spec]
-// [--batch N] [--max-tokens N] [--gamma N|auto] [--ignore-eos] [--cache DIR]`: compile (cached) the CPU module
-// for the model, decode, print each output and the decode statistics.
+// [--batch N] [--max-tokens N] [--gamma N|auto] [--temperature T] [--top-k K] [--top-p P] [--min-p P]
+// [--seed S] [--ignore-eos] [--cache DIR]`: compile (cached) the CPU module for the model, decode, print each
+// output and the decode statistics.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { loadTokenizer, type LoadedTokenizer } from '../model/tokenizer.ts';
+import { samplingProblem } from '../runtime/node/index.ts';
 import { decodeBatch, kvPagesFor, type DecodeSummary } from '../lib/decode.ts';
 import { fmt } from '../lib/format.ts';
 import { readModelDir } from '../lib/model-dir.ts';
@@ -23,6 +25,11 @@ export interface RunFlags {
   batch?: number;
   maxTokens: number;
   gamma?: Gamma;
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  minP?: number;
+  seed?: number;
   ignoreEos?: boolean;
   cache?: string;
 }
@@ -37,6 +44,21 @@ function positive(what: string, max: number): (text: string) => number {
     const n = Number(text);
     if (n < 1 || n > max) throw new InvalidArgumentError(`${what} must be in 1..${max}, got ${n}.`);
     return n;
+  };
+}
+
+/**
+ * A sampling flag's value: a decimal number (`temperature`, `top-p`, `min-p`) or whole number (`top-k`,
+ * `seed`) that the runtime's own check (samplingProblem) accepts for `key`.
+ */
+function samplingFlag(flag: string, key: 'temperature' | 'topK' | 'topP' | 'minP' | 'seed'): (text: string) => number {
+  const whole = key === 'topK' || key === 'seed';
+  return (text) => {
+    const ok = whole ? /^\s*\d+\s*$/ : /^\s*[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?\s*$/i;
+    if (!ok.test(text)) throw new InvalidArgumentError(`${flag} must be ${whole ? 'a whole number' : 'a number'}, got '${text}'.`);
+    const problem = samplingProblem({ [key]: Number(text) });
+    if (problem) throw new InvalidArgumentError(`${problem.replace(/^request: \S+/, flag)}.`);
+    return Number(text);
   };
 }
 
@@ -78,7 +100,7 @@ function promptsOf(flags: RunFlags, tok: LoadedTokenizer | undefined, modelDir: 
 }
 
 export interface RunResult {
-  readonly outputs: { readonly prompt: readonly number[]; readonly tokens: readonly number[]; readonly text?: string; readonly reason: string }[];
+  readonly outputs: { readonly prompt: readonly number[]; readonly tokens: readonly number[]; readonly text?: string; readonly reason: string; readonly seed: number }[];
   readonly summary: DecodeSummary;
   readonly module: string;
 }
@@ -109,6 +131,14 @@ export async function runCommand(flags: RunFlags, io: Io): Promise<RunResult> {
     );
   }
 
+  const temperature = flags.temperature ?? 0;
+  const sampling = { temperature, topK: flags.topK ?? 0, topP: flags.topP ?? 1, minP: flags.minP ?? 0 };
+  if (temperature > 0 && flags.mode === 'spec' && dep.verify.mode === 'greedy') {
+    throw new UserError(
+      `--temperature ${temperature} samples, but the spec's verifier '${dep.verify.name}' accepts only the target's argmax; add --mode ar`,
+    );
+  }
+
   const built = await buildCpuModule(dep, io, flags.cache);
   io.stderr.write(`module ${built.plan.name} (${built.cached ? 'cached' : 'compiled'}): ${built.library}\n`);
   const { generations, summary } = await decodeBatch(
@@ -116,7 +146,8 @@ export async function runCommand(flags: RunFlags, io: Io): Promise<RunResult> {
     built.library,
     { mode: flags.mode, gamma, maxBatch: batch, kvPages: kvPagesFor(batch, positions, dep.shapes.pageSize) },
     requests.map((p) => p.tokens),
-    { maxTokens: flags.maxTokens, ignoreEos: flags.ignoreEos },
+    // --seed S: request i is seeded S + i (copies of one prompt differ, and each replays alone with its seed).
+    { maxTokens: flags.maxTokens, ignoreEos: flags.ignoreEos, sampling, ...(flags.seed === undefined ? {} : { seeds: requests.map((_, i) => flags.seed! + i) }) },
   );
 
   const outputs = generations.map((g, i) => ({
@@ -125,9 +156,10 @@ export async function runCommand(flags: RunFlags, io: Io): Promise<RunResult> {
     // Tokens past the tokenizer's vocabulary (a padded model vocabulary) show as <id N>, never an error.
     ...(tok ? { text: tok.decode(g.tokens, { unknownAsId: true }) } : {}),
     reason: g.reason,
+    seed: g.seed,
   }));
   outputs.forEach((o, i) => {
-    io.stdout.write(`[${i}] ${o.prompt.length} prompt tokens -> ${o.tokens.length} tokens (${o.reason})\n`);
+    io.stdout.write(`[${i}] ${o.prompt.length} prompt tokens -> ${o.tokens.length} tokens (${o.reason})${temperature > 0 ? `, seed ${o.seed}` : ''}\n`);
     if (o.text !== undefined) io.stdout.write(`    text: ${JSON.stringify(o.text)}\n`);
     io.stdout.write(`    tokens: ${o.tokens.join(' ')}\n`);
   });
@@ -172,6 +204,11 @@ export function addRunCommand(cli: Command, io: Io): Command {
     .option('--batch <n>', 'sequences decoded together; with one prompt, that many copies of it (default: 1, or the number of prompts)', positive('batch', MAX_RUN_BATCH))
     .option('--max-tokens <n>', 'tokens to generate per request', positive('max-tokens', MAX_RUN_TOKENS), 32)
     .option('--gamma <n|auto>', "tokens drafted per round, at most the spec's gamma; auto: chosen per round from measured draft/verify times and acceptance (default: the spec's gamma)", parseGamma)
+    .option('--temperature <t>', 'sample at this temperature (a finite number >= 0); 0 is greedy (default: 0)', samplingFlag('--temperature', 'temperature'))
+    .option('--top-k <k>', 'sample among the k most likely tokens; 0 keeps all (default: 0)', samplingFlag('--top-k', 'topK'))
+    .option('--top-p <p>', 'sample among the most likely tokens holding p of the probability, p in (0, 1] (default: 1)', samplingFlag('--top-p', 'topP'))
+    .option('--min-p <p>', 'sample among tokens at least p times as likely as the most likely, p in [0, 1] (default: 0)', samplingFlag('--min-p', 'minP'))
+    .option('--seed <n>', 'seed of request 0, an integer in [0, 2^53); request i gets seed + i (default: one drawn per request, printed)', samplingFlag('--seed', 'seed'))
     .option('--ignore-eos', "do not stop at the model's EOS token")
     .option('--cache <dir>', 'build cache directory (default: .cache/modules in the magicdec checkout)')
     .action(async (flags: RunFlags) => {

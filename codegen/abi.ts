@@ -29,12 +29,15 @@
 // - Values read through pointers (tokens, slots, positions, lengths, page-table entries). The CPU reads
 //   host memory, checks every row before writing anything and returns MD_ERR_ARG for:
 //     embed:       a token outside [0, vocab);
+//     sample:      a row's temperature negative, infinite or NaN, top_k < 0, top_p outside (0, 1] or min_p
+//                  outside [0, 1] (md_sampling_params_ok); working memory it cannot get is MD_ERR_LAUNCH;
 //     rope_append: slot < 0, pos < 0, pos >= maxSeq, pos / page_size >= pages_per_seq, or a negative
 //                  page-table entry for the row's page;
 //     attn_*:      slot < 0, row_pos < 0, seq_len[slot] < 0 or > min(pages_per_seq * page_size, maxSeq),
 //                  or a negative page-table entry among the slot's first ceil(seq_len / page_size) pages.
 //   CUDA reads device memory. embed still returns MD_ERR_ARG (its kernel raises a flag the host reads back:
 //   one stream synchronisation per call). The others return MD_OK and:
+//     sample:      a row whose parameters md_sampling_params_ok refuses gets token -1;
 //     rope_append: a row with slot < 0, pos < 0, pos >= pages_per_seq * page_size or a negative page-table
 //                  entry has q and k rotated but its K/V not stored; a pos in [maxSeq, pages_per_seq *
 //                  page_size) is stored like any other;
@@ -66,7 +69,18 @@
 
 export const ATTN_CHUNK_PAGES = 8;
 
-export type CType = 'int32_t' | 'size_t' | 'float' | 'void*' | 'const void*' | 'const float*' | 'float*' | 'const int32_t*' | 'int32_t*' | 'const md_attn_args*';
+export type CType =
+  | 'int32_t'
+  | 'size_t'
+  | 'float'
+  | 'void*'
+  | 'const void*'
+  | 'const float*'
+  | 'float*'
+  | 'const int32_t*'
+  | 'int32_t*'
+  | 'const uint32_t*'
+  | 'const md_attn_args*';
 
 export interface ArgSpec {
   readonly name: string;
@@ -250,6 +264,23 @@ export const KERNELS: readonly KernelSpec[] = [
       { name: 'w', type: 'const void*', doc: '[vocab, hidden] storage dtype' },
       { name: 'logits', type: 'float*', doc: '[rows, vocab], or NULL when only the tokens are wanted', nullable: true },
       { name: 'tokens', type: 'int32_t*', doc: '[rows] greedy token of each row (lowest index wins ties; NaN never wins; a row of NaNs gives 0)' },
+      rows,
+      stream,
+    ],
+  },
+  {
+    name: 'sample',
+    doc: "tokens[r] = the sample of logits[r] under row r's temperature, top_k, top_p and min_p, with Gumbel noise keyed by (seed, row_pos[r]); temperature 0 is md_argmax's token (docs/ABI.md, \"Sampling\"). Each row is computed from its own inputs in a fixed order",
+    perBucket: false,
+    args: [
+      { name: 'logits', type: 'const float*', doc: '[rows, vocab]' },
+      { name: 'temperature', type: 'const float*', doc: '[rows] finite, >= 0; 0: greedy' },
+      { name: 'top_k', type: 'const int32_t*', doc: '[rows] >= 0: keep the top_k highest-ranked tokens; 0 keeps all' },
+      { name: 'top_p', type: 'const float*', doc: '[rows] in (0, 1]: keep the shortest top-ranked run holding top_p of the weight; 1 keeps all' },
+      { name: 'min_p', type: 'const float*', doc: "[rows] in [0, 1]: keep tokens of weight >= min_p times the top token's; 0 keeps all" },
+      { name: 'seed', type: 'const uint32_t*', doc: "[rows, 2] the request's 64-bit seed: low word, high word" },
+      { name: 'row_pos', type: 'const int32_t*', doc: "[rows] absolute position of the row (the noise counter; its token goes to position + 1)" },
+      { name: 'tokens', type: 'int32_t*', doc: '[rows]' },
       rows,
       stream,
     ],

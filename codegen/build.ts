@@ -24,6 +24,11 @@ export interface BuildOptions {
   readonly name: string;
   readonly files: readonly EmittedFile[];
   readonly target: Target;
+  /**
+   * Build a CUDA module's sources as host C++ for the SIMT emulator (templates/cuda/md_simt_emu.h) instead
+   * of with nvcc: the same kernel bodies, run on the CPU (docs/ARCHITECTURE.md, "The SIMT emulator").
+   */
+  readonly emulate?: boolean;
   readonly cacheDir?: string;
   /** Called after each translation unit compiles (done, total, file). */
   readonly onProgress?: (done: number, total: number, file: string) => void;
@@ -43,7 +48,13 @@ export class BuildError extends Error {}
  * Host flags: -march=native is chosen here at build time, never written into generated sources. No
  * include path: a module directory holds every header its units include.
  */
-function compilerFor(target: Target): { cc: string; compile: string[]; link: string[]; units: RegExp } {
+function compilerFor(target: Target, emulate = false): { cc: string; compile: string[]; link: string[]; units: RegExp } {
+  if (emulate) {
+    if (target === 'cpu') throw new BuildError('only a CUDA module (sm_80, sm_90) builds for the SIMT emulator');
+    // -O1: these builds are for tests, where compile time dominates; no -march: nothing is tuned here.
+    const flags = ['-std=c++17', '-O1', '-x', 'c++', '-DMD_SIMT_EMU', '-ffp-contract=off', '-fPIC', '-Wno-unknown-pragmas'];
+    return { cc: 'g++', compile: flags, link: ['-shared', '-ldl'], units: /\.cu$/ };
+  }
   if (target === 'cpu') {
     const flags = ['-std=c++17', '-O3', '-march=native', '-fopenmp', '-ffp-contract=off', '-fPIC'];
     return { cc: 'g++', compile: flags, link: ['-shared', '-fopenmp'], units: /\.cpp$/ };
@@ -80,8 +91,8 @@ export function nativeTargetHash(): Promise<string> {
 }
 
 /** Everything about the toolchain a build depends on: compiler version, flags, and the resolved native target. */
-export async function toolchainKey(target: Target): Promise<string> {
-  const tc = compilerFor(target);
+export async function toolchainKey(target: Target, emulate = false): Promise<string> {
+  const tc = compilerFor(target, emulate);
   const version = await compilerVersion(tc.cc);
   const native = target === 'cpu' ? [`native-target:${await nativeTargetHash()}`] : [];
   return [version, ...tc.compile, ...native].join(' ');
@@ -136,11 +147,11 @@ export function removeStaleTemps(cache: string): string[] {
 }
 
 async function buildModuleIn(opts: BuildOptions): Promise<BuiltModule> {
-  const tc = compilerFor(opts.target);
-  const toolchain = await toolchainKey(opts.target);
+  const tc = compilerFor(opts.target, opts.emulate);
+  const toolchain = await toolchainKey(opts.target, opts.emulate);
   const hash = sourcesHash(opts.files, [toolchain, ...tc.link].join(' '));
   const cache = opts.cacheDir ?? DEFAULT_CACHE;
-  const dir = join(cache, `${opts.name}-${hash}`);
+  const dir = join(cache, `${opts.name}${opts.emulate ? '.emu' : ''}-${hash}`);
   const library = join(dir, 'libmodule.so');
   if (existsSync(library)) return { dir, library, cached: true, compiled: [] };
   const objectsDir = join(cache, 'objects');

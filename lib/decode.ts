@@ -1,6 +1,6 @@
 // Decoding a batch of prompts through the Node engine, and the statistics `run`, `demo` and `bench`
 // print: one definition of "decode tokens/s", acceptance and tokens/round for all three.
-import { Engine, type EngineOptions, type EngineStats, type Generation } from '../runtime/node/index.ts';
+import { Engine, type EngineOptions, type EngineStats, type Generation, type RequestOptions } from '../runtime/node/index.ts';
 import { UserError } from './errors.ts';
 
 /** Opens an engine; the runtime's refusal (missing or corrupt model, model the module was not built for) is a UserError. */
@@ -77,22 +77,24 @@ export interface DecodeRun {
 /**
  * Runs every prompt on a fresh engine (all submitted at once; the engine batches up to maxBatch of them)
  * and closes it. A prompt the runtime refuses (too long, token outside the vocabulary) is a UserError.
+ * An offline batch: the engine runs prefillFirst (unless opts says otherwise), so each decode round decodes
+ * every admitted sequence and decode tokens/s means "at this batch", as run, demo and the benchmark report.
  */
 export async function decodeBatch(
   modelDir: string,
   library: string,
   opts: EngineOptions & { mode: 'ar' | 'spec' },
   prompts: readonly (readonly number[])[],
-  request: { maxTokens: number; ignoreEos?: boolean },
+  request: { maxTokens: number; ignoreEos?: boolean; sampling?: Pick<RequestOptions, 'temperature' | 'topK' | 'topP' | 'minP'>; seeds?: readonly number[] },
   /** Called on the new engine before any request (e.g. to set a runtime param). */
   configure?: (engine: Engine) => void,
 ): Promise<DecodeRun> {
-  const engine = await openEngine(modelDir, library, opts);
+  const engine = await openEngine(modelDir, library, { prefillFirst: true, ...opts });
   try {
     configure?.(engine);
     const pending = prompts.map((p, i) => {
       try {
-        return engine.generate(p, { maxTokens: request.maxTokens, ignoreEos: request.ignoreEos ?? false });
+        return engine.generate(p, { maxTokens: request.maxTokens, ignoreEos: request.ignoreEos ?? false, ...request.sampling, ...(request.seeds ? { seed: request.seeds[i] } : {}) });
       } catch (e) {
         throw new UserError(`prompt ${i}: ${(e as Error).message}`);
       }

@@ -77,13 +77,9 @@ export function uniform01(bits: number): number {
 
 /**
  * A uint32 as a float in the open interval (0, 1): (2 * (top 23 bits) + 1) * 2^-24, exact in float32, never
- * 0 or 1 (2^-24 .. 1 - 2^-24), so log(u) and log(-log(u)) are finite: the form Gumbel noise takes.
+ * 0 or 1 (2^-24 .. 1 - 2^-24), so log(u) and log(-log(u)) are finite: the form Gumbel noise takes
+ * (model/sampling.ts).
  */
 export function uniformOpen01(bits: number): number {
   return ((bits >>> 9) * 2 + 1) * TWO_M24;
-}
-
-/** Standard Gumbel noise of a uint32, -log(-log(u)) of its open uniform, in float64. */
-export function gumbel(bits: number): number {
-  return -Math.log(-Math.log(uniformOpen01(bits)));
 }

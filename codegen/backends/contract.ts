@@ -10,7 +10,7 @@ import { cStringLiteral, renderTemplate, TEMPLATES_DIR } from './common.ts';
 import { kernelKind, kernelSpecs, renderAbiHeader, renderModuleHeader } from './header.ts';
 
 /** Hand-written headers every generated module includes, copied into its directory (templates/common). */
-export const COMMON_HEADERS = ['md_expr.h', 'md_argmax.h', 'md_philox.h'] as const;
+export const COMMON_HEADERS = ['md_expr.h', 'md_argmax.h', 'md_philox.h', 'md_sampling.h'] as const;
 
 export interface SignatureOptions {
   /** CPU modules ignore `stream`: its parameter is left unnamed there (-Wextra would flag it unused). */

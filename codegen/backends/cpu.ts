@@ -61,6 +61,7 @@ export const cpuBackend: Backend = {
           lmHeadArgmax: entryPoints(plan, 'lm_head_argmax'),
         }),
       },
+      { path: 'sample.cpp', contents: renderTemplate('cpu/sample.cpp.hbs', base) },
       attentionUnit(plan, plan.passes.target),
       attentionUnit(plan, plan.passes.draft),
       { path: 'module.cpp', contents: renderModuleExports(plan, 'cpu') },

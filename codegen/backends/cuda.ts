@@ -208,9 +208,12 @@ export function emitCuda(plan: ModulePlan): EmittedFile[] {
   return [
     ...moduleHeaders(plan, 'cuda'),
     { path: 'md_cuda.cuh', contents: readFileSync(new URL('cuda/md_cuda.cuh', TEMPLATES_DIR), 'utf8') },
+    // The host emulation md_cuda.cuh includes under MD_SIMT_EMU: a module directory holds every header.
+    { path: 'md_simt_emu.h', contents: readFileSync(new URL('cuda/md_simt_emu.h', TEMPLATES_DIR), 'utf8') },
     { path: 'md_module.cu', contents: renderModuleExports(plan, 'cuda') },
     { path: 'md_elementwise.cu', contents: renderElementwise(plan) },
     { path: 'md_gemm.cu', contents: renderGemms(plan) },
+    { path: 'md_sample.cu', contents: renderTemplate('cuda/sample.cu.hbs', { ...common(plan), vocab: plan.dims.vocab }) },
     { path: 'md_attn_target.cu', contents: renderAttention(plan, plan.passes.target) },
     { path: 'md_attn_draft.cu', contents: renderAttention(plan, plan.passes.draft) },
   ];

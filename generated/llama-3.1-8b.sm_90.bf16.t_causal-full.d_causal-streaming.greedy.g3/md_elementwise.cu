@@ -92,7 +92,7 @@ extern "C" int md_embed(const void* table, const int32_t* tokens, float* x, int3
   int* bad = nullptr;
   if (cudaGetSymbolAddress((void**)&bad, md_embed_bad) != cudaSuccess) return MD_ERR_LAUNCH;
   if (cudaMemsetAsync(bad, 0, sizeof(int), s) != cudaSuccess) return MD_ERR_LAUNCH;
-  md_embed_kernel<md_store_t, 4096, 128256, 8><<<rows, 128, 0, s>>>((const md_store_t*)table, tokens, x, bad);
+  MD_LAUNCH(rows, 128, 0, s, md_embed_kernel<md_store_t, 4096, 128256, 8>)((const md_store_t*)table, tokens, x, bad);
   if (md_launched() != MD_OK) return MD_ERR_LAUNCH;
   int flag = 0;
   if (cudaMemcpyAsync(&flag, bad, sizeof flag, cudaMemcpyDeviceToHost, s) != cudaSuccess) return MD_ERR_LAUNCH;
@@ -104,7 +104,7 @@ extern "C" int md_rmsnorm(const float* x, const void* w, float* y, int32_t rows,
   if (rows < 0) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
   if (!x || !w || !y) return MD_ERR_ARG;
-  md_rmsnorm_kernel<md_store_t, 4096, 256, false><<<rows, 256, 0, (cudaStream_t)stream>>>(
+  MD_LAUNCH(rows, 256, 0, (cudaStream_t)stream, md_rmsnorm_kernel<md_store_t, 4096, 256, false>)(
       const_cast<float*>(x), nullptr, (const md_store_t*)w, y, 0x1.4f8b58p-17f);
   return md_launched();
 }
@@ -113,7 +113,7 @@ extern "C" int md_add_rmsnorm(float* resid, const float* delta, const void* w, f
   if (rows < 0) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
   if (!resid || !delta || !w || !y) return MD_ERR_ARG;
-  md_rmsnorm_kernel<md_store_t, 4096, 256, true><<<rows, 256, 0, (cudaStream_t)stream>>>(
+  MD_LAUNCH(rows, 256, 0, (cudaStream_t)stream, md_rmsnorm_kernel<md_store_t, 4096, 256, true>)(
       resid, delta, (const md_store_t*)w, y, 0x1.4f8b58p-17f);
   return md_launched();
 }
@@ -129,7 +129,7 @@ extern "C" int md_add(float* resid, const float* delta, int32_t rows, void* stre
   if (rows == 0) return MD_OK;
   if (!resid || !delta) return MD_ERR_ARG;
   const size_t n = (size_t)rows * 4096;
-  md_add_kernel<<<md_elementwise_blocks(n), 256, 0, (cudaStream_t)stream>>>(resid, delta, n);
+  MD_LAUNCH(md_elementwise_blocks(n), 256, 0, (cudaStream_t)stream, md_add_kernel)(resid, delta, n);
   return md_launched();
 }
 
@@ -138,7 +138,7 @@ extern "C" int md_swiglu(const float* gate, const float* up, float* out, int32_t
   if (rows == 0) return MD_OK;
   if (!gate || !up || !out) return MD_ERR_ARG;
   const size_t n = (size_t)rows * 14336;
-  md_swiglu_kernel<<<md_elementwise_blocks(n), 256, 0, (cudaStream_t)stream>>>(gate, up, out, n);
+  MD_LAUNCH(md_elementwise_blocks(n), 256, 0, (cudaStream_t)stream, md_swiglu_kernel)(gate, up, out, n);
   return md_launched();
 }
 
@@ -149,7 +149,7 @@ extern "C" int md_rope_append(float* q, float* k, const float* v, void* k_cache,
     return MD_ERR_ARG;
   // Rows' slots and positions are in device memory, so unlike the CPU this does not refuse a row outside
   // the cache: md_rope_append_kernel rotates it and skips its store (codegen/abi.ts, rope_append).
-  md_rope_append_kernel<md_store_t, 32, 8, 128, 64, md_rope><<<rows, 64, 0, (cudaStream_t)stream>>>(
+  MD_LAUNCH(rows, 64, 0, (cudaStream_t)stream, md_rope_append_kernel<md_store_t, 32, 8, 128, 64, md_rope>)(
       q, k, v, (md_store_t*)k_cache, (md_store_t*)v_cache, page_table, pages_per_seq, row_seq, row_pos);
   return md_launched();
 }
@@ -158,7 +158,7 @@ extern "C" int md_argmax(const float* logits, int32_t* tokens, int32_t rows, voi
   if (rows < 0) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
   if (!logits || !tokens) return MD_ERR_ARG;
-  md_argmax_kernel<128256, 256><<<rows, 256, 0, (cudaStream_t)stream>>>(logits, tokens);
+  MD_LAUNCH(rows, 256, 0, (cudaStream_t)stream, md_argmax_kernel<128256, 256>)(logits, tokens);
   return md_launched();
 }
 
@@ -166,6 +166,6 @@ extern "C" int md_verify_greedy(const int32_t* target_tokens, const int32_t* dra
   if (batch < 0) return MD_ERR_ARG;
   if (batch == 0) return MD_OK;
   if (!target_tokens || !draft_tokens || !accepted || !next) return MD_ERR_ARG;
-  md_verify_greedy_kernel<3><<<(batch + 127) / 128, 128, 0, (cudaStream_t)stream>>>(target_tokens, draft_tokens, accepted, next, batch);
+  MD_LAUNCH((batch + 127) / 128, 128, 0, (cudaStream_t)stream, md_verify_greedy_kernel<3>)(target_tokens, draft_tokens, accepted, next, batch);
   return md_launched();
 }

@@ -12,7 +12,7 @@ extern "C" int md_gemm_q_b1(const float* x, const void* w, const void* bias, flo
   if (rows < 0 || rows > 4) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
   if (!x || !w || !y) return MD_ERR_ARG;
-  md_gemm_kernel<md_store_t, 4096, 4096, 8, 4, 2, 4><<<512, 128, 0, (cudaStream_t)stream>>>(
+  MD_LAUNCH(512, 128, 0, (cudaStream_t)stream, md_gemm_kernel<md_store_t, 4096, 4096, 8, 4, 2, 4>)(
       x, (const md_store_t*)w, (const md_store_t*)bias, y, rows);
   return md_launched();
 }
@@ -22,7 +22,7 @@ extern "C" int md_gemm_q_b8(const float* x, const void* w, const void* bias, flo
   if (rows < 0 || rows > 32) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
   if (!x || !w || !y) return MD_ERR_ARG;
-  md_gemm_kernel<md_store_t, 4096, 4096, 8, 4, 2, 8><<<512, 128, 0, (cudaStream_t)stream>>>(
+  MD_LAUNCH(512, 128, 0, (cudaStream_t)stream, md_gemm_kernel<md_store_t, 4096, 4096, 8, 4, 2, 8>)(
       x, (const md_store_t*)w, (const md_store_t*)bias, y, rows);
   return md_launched();
 }
@@ -32,7 +32,7 @@ extern "C" int md_gemm_q_b32(const float* x, const void* w, const void* bias, fl
   if (rows < 0 || rows > 128) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
   if (!x || !w || !y) return MD_ERR_ARG;
-  md_gemm_kernel<md_store_t, 4096, 4096, 8, 4, 2, 8><<<512, 128, 0, (cudaStream_t)stream>>>(
+  MD_LAUNCH(512, 128, 0, (cudaStream_t)stream, md_gemm_kernel<md_store_t, 4096, 4096, 8, 4, 2, 8>)(
       x, (const md_store_t*)w, (const md_store_t*)bias, y, rows);
   return md_launched();
 }
@@ -42,7 +42,7 @@ extern "C" int md_gemm_q_b64(const float* x, const void* w, const void* bias, fl
   if (rows < 0 || rows > 256) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
   if (!x || !w || !y) return MD_ERR_ARG;
-  md_gemm_kernel<md_store_t, 4096, 4096, 8, 4, 2, 8><<<512, 128, 0, (cudaStream_t)stream>>>(
+  MD_LAUNCH(512, 128, 0, (cudaStream_t)stream, md_gemm_kernel<md_store_t, 4096, 4096, 8, 4, 2, 8>)(
       x, (const md_store_t*)w, (const md_store_t*)bias, y, rows);
   return md_launched();
 }
@@ -52,7 +52,7 @@ extern "C" int md_gemm_q_b128(const float* x, const void* w, const void* bias, f
   if (rows < 0 || rows > 512) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
   if (!x || !w || !y) return MD_ERR_ARG;
-  md_gemm_kernel<md_store_t, 4096, 4096, 8, 4, 2, 8><<<512, 128, 0, (cudaStream_t)stream>>>(
+  MD_LAUNCH(512, 128, 0, (cudaStream_t)stream, md_gemm_kernel<md_store_t, 4096, 4096, 8, 4, 2, 8>)(
       x, (const md_store_t*)w, (const md_store_t*)bias, y, rows);
   return md_launched();
 }
@@ -62,7 +62,7 @@ extern "C" int md_gemm_q_b256(const float* x, const void* w, const void* bias, f
   if (rows < 0 || rows > 1024) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
   if (!x || !w || !y) return MD_ERR_ARG;
-  md_gemm_kernel<md_store_t, 4096, 4096, 8, 4, 2, 8><<<512, 128, 0, (cudaStream_t)stream>>>(
+  MD_LAUNCH(512, 128, 0, (cudaStream_t)stream, md_gemm_kernel<md_store_t, 4096, 4096, 8, 4, 2, 8>)(
       x, (const md_store_t*)w, (const md_store_t*)bias, y, rows);
   return md_launched();
 }
@@ -74,7 +74,7 @@ extern "C" int md_gemm_kv_b1(const float* x, const void* w, const void* bias, fl
   if (rows < 0 || rows > 4) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
   if (!x || !w || !y) return MD_ERR_ARG;
-  md_gemm_kernel<md_store_t, 1024, 4096, 8, 4, 1, 4><<<256, 128, 0, (cudaStream_t)stream>>>(
+  MD_LAUNCH(256, 128, 0, (cudaStream_t)stream, md_gemm_kernel<md_store_t, 1024, 4096, 8, 4, 1, 4>)(
       x, (const md_store_t*)w, (const md_store_t*)bias, y, rows);
   return md_launched();
 }
@@ -84,7 +84,7 @@ extern "C" int md_gemm_kv_b8(const float* x, const void* w, const void* bias, fl
   if (rows < 0 || rows > 32) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
   if (!x || !w || !y) return MD_ERR_ARG;
-  md_gemm_kernel<md_store_t, 1024, 4096, 8, 4, 1, 8><<<256, 128, 0, (cudaStream_t)stream>>>(
+  MD_LAUNCH(256, 128, 0, (cudaStream_t)stream, md_gemm_kernel<md_store_t, 1024, 4096, 8, 4, 1, 8>)(
       x, (const md_store_t*)w, (const md_store_t*)bias, y, rows);
   return md_launched();
 }
@@ -94,7 +94,7 @@ extern "C" int md_gemm_kv_b32(const float* x, const void* w, const void* bias, f
   if (rows < 0 || rows > 128) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
   if (!x || !w || !y) return MD_ERR_ARG;
-  md_gemm_kernel<md_store_t, 1024, 4096, 8, 4, 1, 8><<<256, 128, 0, (cudaStream_t)stream>>>(
+  MD_LAUNCH(256, 128, 0, (cudaStream_t)stream, md_gemm_kernel<md_store_t, 1024, 4096, 8, 4, 1, 8>)(
       x, (const md_store_t*)w, (const md_store_t*)bias, y, rows);
   return md_launched();
 }
@@ -104,7 +104,7 @@ extern "C" int md_gemm_kv_b64(const float* x, const void* w, const void* bias, f
   if (rows < 0 || rows > 256) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
   if (!x || !w || !y) return MD_ERR_ARG;
-  md_gemm_kernel<md_store_t, 1024, 4096, 8, 4, 1, 8><<<256, 128, 0, (cudaStream_t)stream>>>(
+  MD_LAUNCH(256, 128, 0, (cudaStream_t)stream, md_gemm_kernel<md_store_t, 1024, 4096, 8, 4, 1, 8>)(
       x, (const md_store_t*)w, (const md_store_t*)bias, y, rows);
   return md_launched();
 }
@@ -114,7 +114,7 @@ extern "C" int md_gemm_kv_b128(const float* x, const void* w, const void* bias, 
   if (rows < 0 || rows > 512) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
   if (!x || !w || !y) return MD_ERR_ARG;
-  md_gemm_kernel<md_store_t, 1024, 4096, 8, 4, 1, 8><<<256, 128, 0, (cudaStream_t)stream>>>(
+  MD_LAUNCH(256, 128, 0, (cudaStream_t)stream, md_gemm_kernel<md_store_t, 1024, 4096, 8, 4, 1, 8>)(
       x, (const md_store_t*)w, (const md_store_t*)bias, y, rows);
   return md_launched();
 }
@@ -124,7 +124,7 @@ extern "C" int md_gemm_kv_b256(const float* x, const void* w, const void* bias, 
   if (rows < 0 || rows > 1024) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
   if (!x || !w || !y) return MD_ERR_ARG;
-  md_gemm_kernel<md_store_t, 1024, 4096, 8, 4, 1, 8><<<256, 128, 0, (cudaStream_t)stream>>>(
+  MD_LAUNCH(256, 128, 0, (cudaStream_t)stream, md_gemm_kernel<md_store_t, 1024, 4096, 8, 4, 1, 8>)(
       x, (const md_store_t*)w, (const md_store_t*)bias, y, rows);
   return md_launched();
 }
@@ -136,7 +136,7 @@ extern "C" int md_gemm_o_b1(const float* x, const void* w, const void* bias, flo
   if (rows < 0 || rows > 4) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
   if (!x || !w || !y) return MD_ERR_ARG;
-  md_gemm_kernel<md_store_t, 4096, 4096, 8, 4, 2, 4><<<512, 128, 0, (cudaStream_t)stream>>>(
+  MD_LAUNCH(512, 128, 0, (cudaStream_t)stream, md_gemm_kernel<md_store_t, 4096, 4096, 8, 4, 2, 4>)(
       x, (const md_store_t*)w, (const md_store_t*)bias, y, rows);
   return md_launched();
 }
@@ -146,7 +146,7 @@ extern "C" int md_gemm_o_b8(const float* x, const void* w, const void* bias, flo
   if (rows < 0 || rows > 32) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
   if (!x || !w || !y) return MD_ERR_ARG;
-  md_gemm_kernel<md_store_t, 4096, 4096, 8, 4, 2, 8><<<512, 128, 0, (cudaStream_t)stream>>>(
+  MD_LAUNCH(512, 128, 0, (cudaStream_t)stream, md_gemm_kernel<md_store_t, 4096, 4096, 8, 4, 2, 8>)(
       x, (const md_store_t*)w, (const md_store_t*)bias, y, rows);
   return md_launched();
 }
@@ -156,7 +156,7 @@ extern "C" int md_gemm_o_b32(const float* x, const void* w, const void* bias, fl
   if (rows < 0 || rows > 128) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
   if (!x || !w || !y) return MD_ERR_ARG;
-  md_gemm_kernel<md_store_t, 4096, 4096, 8, 4, 2, 8><<<512, 128, 0, (cudaStream_t)stream>>>(
+  MD_LAUNCH(512, 128, 0, (cudaStream_t)stream, md_gemm_kernel<md_store_t, 4096, 4096, 8, 4, 2, 8>)(
       x, (const md_store_t*)w, (const md_store_t*)bias, y, rows);
   return md_launched();
 }
@@ -166,7 +166,7 @@ extern "C" int md_gemm_o_b64(const float* x, const void* w, const void* bias, fl
   if (rows < 0 || rows > 256) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
   if (!x || !w || !y) return MD_ERR_ARG;
-  md_gemm_kernel<md_store_t, 4096, 4096, 8, 4, 2, 8><<<512, 128, 0, (cudaStream_t)stream>>>(
+  MD_LAUNCH(512, 128, 0, (cudaStream_t)stream, md_gemm_kernel<md_store_t, 4096, 4096, 8, 4, 2, 8>)(
       x, (const md_store_t*)w, (const md_store_t*)bias, y, rows);
   return md_launched();
 }
@@ -176,7 +176,7 @@ extern "C" int md_gemm_o_b128(const float* x, const void* w, const void* bias, f
   if (rows < 0 || rows > 512) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
   if (!x || !w || !y) return MD_ERR_ARG;
-  md_gemm_kernel<md_store_t, 4096, 4096, 8, 4, 2, 8><<<512, 128, 0, (cudaStream_t)stream>>>(
+  MD_LAUNCH(512, 128, 0, (cudaStream_t)stream, md_gemm_kernel<md_store_t, 4096, 4096, 8, 4, 2, 8>)(
       x, (const md_store_t*)w, (const md_store_t*)bias, y, rows);
   return md_launched();
 }
@@ -186,7 +186,7 @@ extern "C" int md_gemm_o_b256(const float* x, const void* w, const void* bias, f
   if (rows < 0 || rows > 1024) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
   if (!x || !w || !y) return MD_ERR_ARG;
-  md_gemm_kernel<md_store_t, 4096, 4096, 8, 4, 2, 8><<<512, 128, 0, (cudaStream_t)stream>>>(
+  MD_LAUNCH(512, 128, 0, (cudaStream_t)stream, md_gemm_kernel<md_store_t, 4096, 4096, 8, 4, 2, 8>)(
       x, (const md_store_t*)w, (const md_store_t*)bias, y, rows);
   return md_launched();
 }
@@ -198,7 +198,7 @@ extern "C" int md_gemm_gate_up_b1(const float* x, const void* w, const void* bia
   if (rows < 0 || rows > 4) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
   if (!x || !w || !y) return MD_ERR_ARG;
-  md_gemm_kernel<md_store_t, 14336, 4096, 8, 4, 4, 4><<<896, 128, 0, (cudaStream_t)stream>>>(
+  MD_LAUNCH(896, 128, 0, (cudaStream_t)stream, md_gemm_kernel<md_store_t, 14336, 4096, 8, 4, 4, 4>)(
       x, (const md_store_t*)w, (const md_store_t*)bias, y, rows);
   return md_launched();
 }
@@ -208,7 +208,7 @@ extern "C" int md_gemm_gate_up_b8(const float* x, const void* w, const void* bia
   if (rows < 0 || rows > 32) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
   if (!x || !w || !y) return MD_ERR_ARG;
-  md_gemm_kernel<md_store_t, 14336, 4096, 8, 4, 4, 8><<<896, 128, 0, (cudaStream_t)stream>>>(
+  MD_LAUNCH(896, 128, 0, (cudaStream_t)stream, md_gemm_kernel<md_store_t, 14336, 4096, 8, 4, 4, 8>)(
       x, (const md_store_t*)w, (const md_store_t*)bias, y, rows);
   return md_launched();
 }
@@ -218,7 +218,7 @@ extern "C" int md_gemm_gate_up_b32(const float* x, const void* w, const void* bi
   if (rows < 0 || rows > 128) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
   if (!x || !w || !y) return MD_ERR_ARG;
-  md_gemm_kernel<md_store_t, 14336, 4096, 8, 4, 4, 8><<<896, 128, 0, (cudaStream_t)stream>>>(
+  MD_LAUNCH(896, 128, 0, (cudaStream_t)stream, md_gemm_kernel<md_store_t, 14336, 4096, 8, 4, 4, 8>)(
       x, (const md_store_t*)w, (const md_store_t*)bias, y, rows);
   return md_launched();
 }
@@ -228,7 +228,7 @@ extern "C" int md_gemm_gate_up_b64(const float* x, const void* w, const void* bi
   if (rows < 0 || rows > 256) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
   if (!x || !w || !y) return MD_ERR_ARG;
-  md_gemm_kernel<md_store_t, 14336, 4096, 8, 4, 4, 8><<<896, 128, 0, (cudaStream_t)stream>>>(
+  MD_LAUNCH(896, 128, 0, (cudaStream_t)stream, md_gemm_kernel<md_store_t, 14336, 4096, 8, 4, 4, 8>)(
       x, (const md_store_t*)w, (const md_store_t*)bias, y, rows);
   return md_launched();
 }
@@ -238,7 +238,7 @@ extern "C" int md_gemm_gate_up_b128(const float* x, const void* w, const void* b
   if (rows < 0 || rows > 512) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
   if (!x || !w || !y) return MD_ERR_ARG;
-  md_gemm_kernel<md_store_t, 14336, 4096, 8, 4, 4, 8><<<896, 128, 0, (cudaStream_t)stream>>>(
+  MD_LAUNCH(896, 128, 0, (cudaStream_t)stream, md_gemm_kernel<md_store_t, 14336, 4096, 8, 4, 4, 8>)(
       x, (const md_store_t*)w, (const md_store_t*)bias, y, rows);
   return md_launched();
 }
@@ -248,7 +248,7 @@ extern "C" int md_gemm_gate_up_b256(const float* x, const void* w, const void* b
   if (rows < 0 || rows > 1024) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
   if (!x || !w || !y) return MD_ERR_ARG;
-  md_gemm_kernel<md_store_t, 14336, 4096, 8, 4, 4, 8><<<896, 128, 0, (cudaStream_t)stream>>>(
+  MD_LAUNCH(896, 128, 0, (cudaStream_t)stream, md_gemm_kernel<md_store_t, 14336, 4096, 8, 4, 4, 8>)(
       x, (const md_store_t*)w, (const md_store_t*)bias, y, rows);
   return md_launched();
 }
@@ -260,7 +260,7 @@ extern "C" int md_gemm_down_b1(const float* x, const void* w, const void* bias, 
   if (rows < 0 || rows > 4) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
   if (!x || !w || !y) return MD_ERR_ARG;
-  md_gemm_kernel<md_store_t, 4096, 14336, 8, 4, 2, 4><<<512, 128, 0, (cudaStream_t)stream>>>(
+  MD_LAUNCH(512, 128, 0, (cudaStream_t)stream, md_gemm_kernel<md_store_t, 4096, 14336, 8, 4, 2, 4>)(
       x, (const md_store_t*)w, (const md_store_t*)bias, y, rows);
   return md_launched();
 }
@@ -270,7 +270,7 @@ extern "C" int md_gemm_down_b8(const float* x, const void* w, const void* bias, 
   if (rows < 0 || rows > 32) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
   if (!x || !w || !y) return MD_ERR_ARG;
-  md_gemm_kernel<md_store_t, 4096, 14336, 8, 4, 2, 8><<<512, 128, 0, (cudaStream_t)stream>>>(
+  MD_LAUNCH(512, 128, 0, (cudaStream_t)stream, md_gemm_kernel<md_store_t, 4096, 14336, 8, 4, 2, 8>)(
       x, (const md_store_t*)w, (const md_store_t*)bias, y, rows);
   return md_launched();
 }
@@ -280,7 +280,7 @@ extern "C" int md_gemm_down_b32(const float* x, const void* w, const void* bias,
   if (rows < 0 || rows > 128) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
   if (!x || !w || !y) return MD_ERR_ARG;
-  md_gemm_kernel<md_store_t, 4096, 14336, 8, 4, 2, 8><<<512, 128, 0, (cudaStream_t)stream>>>(
+  MD_LAUNCH(512, 128, 0, (cudaStream_t)stream, md_gemm_kernel<md_store_t, 4096, 14336, 8, 4, 2, 8>)(
       x, (const md_store_t*)w, (const md_store_t*)bias, y, rows);
   return md_launched();
 }
@@ -290,7 +290,7 @@ extern "C" int md_gemm_down_b64(const float* x, const void* w, const void* bias,
   if (rows < 0 || rows > 256) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
   if (!x || !w || !y) return MD_ERR_ARG;
-  md_gemm_kernel<md_store_t, 4096, 14336, 8, 4, 2, 8><<<512, 128, 0, (cudaStream_t)stream>>>(
+  MD_LAUNCH(512, 128, 0, (cudaStream_t)stream, md_gemm_kernel<md_store_t, 4096, 14336, 8, 4, 2, 8>)(
       x, (const md_store_t*)w, (const md_store_t*)bias, y, rows);
   return md_launched();
 }
@@ -300,7 +300,7 @@ extern "C" int md_gemm_down_b128(const float* x, const void* w, const void* bias
   if (rows < 0 || rows > 512) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
   if (!x || !w || !y) return MD_ERR_ARG;
-  md_gemm_kernel<md_store_t, 4096, 14336, 8, 4, 2, 8><<<512, 128, 0, (cudaStream_t)stream>>>(
+  MD_LAUNCH(512, 128, 0, (cudaStream_t)stream, md_gemm_kernel<md_store_t, 4096, 14336, 8, 4, 2, 8>)(
       x, (const md_store_t*)w, (const md_store_t*)bias, y, rows);
   return md_launched();
 }
@@ -310,7 +310,7 @@ extern "C" int md_gemm_down_b256(const float* x, const void* w, const void* bias
   if (rows < 0 || rows > 1024) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
   if (!x || !w || !y) return MD_ERR_ARG;
-  md_gemm_kernel<md_store_t, 4096, 14336, 8, 4, 2, 8><<<512, 128, 0, (cudaStream_t)stream>>>(
+  MD_LAUNCH(512, 128, 0, (cudaStream_t)stream, md_gemm_kernel<md_store_t, 4096, 14336, 8, 4, 2, 8>)(
       x, (const md_store_t*)w, (const md_store_t*)bias, y, rows);
   return md_launched();
 }
@@ -322,7 +322,7 @@ extern "C" int md_gemm_lm_head_b1(const float* x, const void* w, const void* bia
   if (rows < 0 || rows > 4) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
   if (!x || !w || !y) return MD_ERR_ARG;
-  md_gemm_kernel<md_store_t, 128256, 4096, 8, 4, 4, 4><<<8016, 128, 0, (cudaStream_t)stream>>>(
+  MD_LAUNCH(8016, 128, 0, (cudaStream_t)stream, md_gemm_kernel<md_store_t, 128256, 4096, 8, 4, 4, 4>)(
       x, (const md_store_t*)w, (const md_store_t*)bias, y, rows);
   return md_launched();
 }
@@ -332,7 +332,7 @@ extern "C" int md_gemm_lm_head_b8(const float* x, const void* w, const void* bia
   if (rows < 0 || rows > 32) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
   if (!x || !w || !y) return MD_ERR_ARG;
-  md_gemm_kernel<md_store_t, 128256, 4096, 8, 4, 4, 8><<<8016, 128, 0, (cudaStream_t)stream>>>(
+  MD_LAUNCH(8016, 128, 0, (cudaStream_t)stream, md_gemm_kernel<md_store_t, 128256, 4096, 8, 4, 4, 8>)(
       x, (const md_store_t*)w, (const md_store_t*)bias, y, rows);
   return md_launched();
 }
@@ -342,7 +342,7 @@ extern "C" int md_gemm_lm_head_b32(const float* x, const void* w, const void* bi
   if (rows < 0 || rows > 128) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
   if (!x || !w || !y) return MD_ERR_ARG;
-  md_gemm_kernel<md_store_t, 128256, 4096, 8, 4, 4, 8><<<8016, 128, 0, (cudaStream_t)stream>>>(
+  MD_LAUNCH(8016, 128, 0, (cudaStream_t)stream, md_gemm_kernel<md_store_t, 128256, 4096, 8, 4, 4, 8>)(
       x, (const md_store_t*)w, (const md_store_t*)bias, y, rows);
   return md_launched();
 }
@@ -352,7 +352,7 @@ extern "C" int md_gemm_lm_head_b64(const float* x, const void* w, const void* bi
   if (rows < 0 || rows > 256) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
   if (!x || !w || !y) return MD_ERR_ARG;
-  md_gemm_kernel<md_store_t, 128256, 4096, 8, 4, 4, 8><<<8016, 128, 0, (cudaStream_t)stream>>>(
+  MD_LAUNCH(8016, 128, 0, (cudaStream_t)stream, md_gemm_kernel<md_store_t, 128256, 4096, 8, 4, 4, 8>)(
       x, (const md_store_t*)w, (const md_store_t*)bias, y, rows);
   return md_launched();
 }
@@ -362,7 +362,7 @@ extern "C" int md_gemm_lm_head_b128(const float* x, const void* w, const void* b
   if (rows < 0 || rows > 512) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
   if (!x || !w || !y) return MD_ERR_ARG;
-  md_gemm_kernel<md_store_t, 128256, 4096, 8, 4, 4, 8><<<8016, 128, 0, (cudaStream_t)stream>>>(
+  MD_LAUNCH(8016, 128, 0, (cudaStream_t)stream, md_gemm_kernel<md_store_t, 128256, 4096, 8, 4, 4, 8>)(
       x, (const md_store_t*)w, (const md_store_t*)bias, y, rows);
   return md_launched();
 }
@@ -372,7 +372,7 @@ extern "C" int md_gemm_lm_head_b256(const float* x, const void* w, const void* b
   if (rows < 0 || rows > 1024) return MD_ERR_ARG;
   if (rows == 0) return MD_OK;
   if (!x || !w || !y) return MD_ERR_ARG;
-  md_gemm_kernel<md_store_t, 128256, 4096, 8, 4, 4, 8><<<8016, 128, 0, (cudaStream_t)stream>>>(
+  MD_LAUNCH(8016, 128, 0, (cudaStream_t)stream, md_gemm_kernel<md_store_t, 128256, 4096, 8, 4, 4, 8>)(
       x, (const md_store_t*)w, (const md_store_t*)bias, y, rows);
   return md_launched();
 }

@@ -116,6 +116,19 @@ typedef int (*md_argmax_fn)(const float* logits, int32_t* tokens, int32_t rows, 
 //   stream  cudaStream_t on CUDA; ignored on CPU
 typedef int (*md_lm_head_argmax_fn)(const float* x, const void* w, float* logits, int32_t* tokens, int32_t rows, void* stream);
 
+// md_sample: tokens[r] = the sample of logits[r] under row r's temperature, top_k, top_p and min_p, with Gumbel noise keyed by (seed, row_pos[r]); temperature 0 is md_argmax's token (docs/ABI.md, "Sampling"). Each row is computed from its own inputs in a fixed order
+//   logits       [rows, vocab]
+//   temperature  [rows] finite, >= 0; 0: greedy
+//   top_k        [rows] >= 0: keep the top_k highest-ranked tokens; 0 keeps all
+//   top_p        [rows] in (0, 1]: keep the shortest top-ranked run holding top_p of the weight; 1 keeps all
+//   min_p        [rows] in [0, 1]: keep tokens of weight >= min_p times the top token's; 0 keeps all
+//   seed         [rows, 2] the request's 64-bit seed: low word, high word
+//   row_pos      [rows] absolute position of the row (the noise counter; its token goes to position + 1)
+//   tokens       [rows]
+//   rows         number of rows
+//   stream       cudaStream_t on CUDA; ignored on CPU
+typedef int (*md_sample_fn)(const float* logits, const float* temperature, const int32_t* top_k, const float* top_p, const float* min_p, const uint32_t* seed, const int32_t* row_pos, int32_t* tokens, int32_t rows, void* stream);
+
 // md_verify_greedy: per sequence b: accepted[b] = number of leading drafted tokens equal to the target argmax before them; next[b] = target argmax after the accepted prefix
 //   target_tokens  [batch, gamma + 1] target argmax at each verified row
 //   draft_tokens   [batch, gamma] drafted tokens
@@ -145,6 +158,7 @@ typedef const char* (*md_status_string_fn)(int32_t status);
   X(swiglu, swiglu)               \
   X(rope_append, rope_append)     \
   X(argmax, argmax)               \
+  X(sample, sample)               \
   X(verify_greedy, verify_greedy)
 #define MD_BUCKET_KERNELS(X)        \
   X(gemm_q, gemm)                   \

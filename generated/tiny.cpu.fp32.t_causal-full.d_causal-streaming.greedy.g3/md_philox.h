@@ -60,9 +60,6 @@ MD_FN float md_uniform01(uint32_t x) { return (float)(x >> 8) * 5.96046447753906
 
 /**
  * A uint32 as a float in the open interval (0, 1): (2 * (top 23 bits) + 1) * 2^-24, exact, from 2^-24 to
- * 1 - 2^-24, so log(u) and log(-log(u)) are finite: the form Gumbel noise takes.
+ * 1 - 2^-24, so log(u) and log(-log(u)) are finite: the form Gumbel noise takes (md_sampling.h).
  */
 MD_FN float md_uniform_open01(uint32_t x) { return (float)((x >> 9) * 2u + 1u) * 5.9604644775390625e-8f; }
-
-/** Standard Gumbel noise of a uint32: -log(-log(u)) of its open uniform, in double. */
-MD_FN double md_gumbel(uint32_t x) { return -log(-log((double)md_uniform_open01(x))); }

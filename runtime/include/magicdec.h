@@ -40,13 +40,25 @@ typedef struct md_engine_options {
   int32_t step_tokens;   /* target rows per step: the decode round's, then prefill rows in the rest (see
                             md_engine_step); at least max_batch * (gamma + 1) (max_batch in AR mode);
                             0 = the largest bucket's row limit */
+  int32_t prefill_first; /* non-zero: no decode round while a prompt is prefilling, so that every round
+                            decodes the whole batch (offline batch jobs, benchmarks); 0: rounds every step */
 } md_engine_options;
 
+/* Sampling (md_request_options): a token is the Gumbel-max draw from the row's logits divided by the
+ * temperature, after top-k, then top-p, then min-p, with Philox noise keyed by (seed, position): the same
+ * request with the same seed gives the same tokens in any batch, autoregressive or speculative. A speculative
+ * engine samples only with a module whose verifier samples; greedy modules refuse temperature > 0 there. */
 typedef struct md_request_options {
   int32_t max_tokens;          /* >= 1 */
   const int32_t* stop_tokens;  /* may be NULL */
   int32_t num_stop_tokens;
   int32_t ignore_eos;          /* non-zero: do not stop at the model's eos_token_id */
+  float temperature;           /* finite, >= 0; 0 (default): greedy */
+  int32_t top_k;               /* >= 0: keep the top_k most likely tokens; 0 (default): all */
+  float top_p;                 /* (0, 1]: keep the most likely tokens holding top_p of the mass; 1 (default): all */
+  float min_p;                 /* [0, 1]: keep tokens at least min_p times as likely as the top one; 0 (default): all */
+  int32_t has_seed;            /* non-zero: `seed` is the request's seed; 0 (default): the engine draws one */
+  uint64_t seed;               /* any 64-bit value; read back with md_request_seed */
 } md_request_options;
 
 enum md_request_state { MD_REQ_QUEUED = 0, MD_REQ_PREFILL = 1, MD_REQ_DECODE = 2, MD_REQ_DONE = 3, MD_REQ_FAILED = 4 };
@@ -99,7 +111,19 @@ MD_API int md_engine_set_gamma(md_engine* engine, int32_t gamma);
  *  module's gamma + 1 (the length of the whole histogram; out[0] is always 0), or -1. */
 MD_API int32_t md_engine_gamma_rounds(md_engine* engine, int64_t* out, int32_t cap);
 
-/** Queues a request; returns its id (> 0) or -1. opts may be NULL (defaults). */
+/** Step kinds and kernel classes of md_engine_kernel_times. */
+enum md_step_kind { MD_STEP_PREFILL = 0, MD_STEP_AR = 1, MD_STEP_DRAFT = 2, MD_STEP_VERIFY = 3, MD_STEP_KINDS = 4 };
+enum md_kernel_class { MD_KERNEL_ATTENTION = 0, MD_KERNEL_GEMM = 1, MD_KERNEL_NORM_ROPE = 2, MD_KERNEL_OTHER = 3, MD_KERNEL_CLASSES = 4 };
+
+/** Seconds spent inside module kernels so far, by step kind and kernel class:
+ *  out[kind * MD_KERNEL_CLASSES + class] for indices < cap. Attention; GEMMs (q/k/v, o, gate/up, down, LM
+ *  head + argmax); RMSNorm (also fused with the residual add) and RoPE + KV append; other (embedding,
+ *  SwiGLU, residual add, greedy verification, LM-row gather). The rest of a step's time is the host's.
+ *  Returns MD_STEP_KINDS * MD_KERNEL_CLASSES, or -1. */
+MD_API int32_t md_engine_kernel_times(md_engine* engine, double* out, int32_t cap);
+
+/** Queues a request; returns its id (> 0) or -1 (a bad prompt or option: nothing queued). opts may be NULL
+ *  (defaults); options not from md_request_options_default must set top_p (0 is invalid). */
 MD_API int64_t md_engine_add_request(md_engine* engine, const int32_t* prompt, int32_t prompt_len, const md_request_options* opts);
 
 /** Runs one step: applies cancellations, admits queued requests (FIFO, while a slot is free and all the KV
@@ -128,6 +152,9 @@ MD_API int32_t md_request_tokens(md_engine* engine, int64_t id, int32_t* out, in
 
 /** Copies the logits (vocab floats) of generated token `index` into out (cap >= vocab); returns vocab or -1. */
 MD_API int32_t md_request_logits(md_engine* engine, int64_t id, int32_t index, float* out, int32_t cap);
+
+/** The request's seed (given, or drawn by the engine: then below 2^53) into *out; 0 or -1. */
+MD_API int md_request_seed(md_engine* engine, int64_t id, uint64_t* out);
 
 /** The request's error message ("" unless MD_REQ_FAILED), or NULL for an unknown id. */
 MD_API const char* md_request_error(md_engine* engine, int64_t id);

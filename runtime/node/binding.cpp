@@ -22,6 +22,7 @@ struct Shared {
 struct FinishedStats {
   int64_t id;
   md::RequestStats stats;
+  uint64_t seed;
 };
 
 Napi::Object stats_object(Napi::Env env, const md::RequestStats& s) {
@@ -51,6 +52,14 @@ int32_t int_option(const Napi::Object& o, const char* key, int32_t dflt) {
   double d = v.As<Napi::Number>().DoubleValue();
   if (!is_int32(d)) throw md::Error(std::string("option ") + key + " must be an integer in the int32 range, got " + Napi::Number::New(o.Env(), d).ToString().Utf8Value());
   return int32_t(d);
+}
+
+// A float option: any number (NaN and out-of-range values reach the engine's own checks, which name them).
+float float_option(const Napi::Object& o, const char* key, float dflt) {
+  if (!o.Has(key) || o.Get(key).IsUndefined()) return dflt;
+  Napi::Value v = o.Get(key);
+  if (!v.IsNumber()) throw md::Error(std::string("option ") + key + " must be a number");
+  return v.As<Napi::Number>().FloatValue();
 }
 
 // gamma: a number (1..module gamma) or 'auto'.
@@ -117,6 +126,19 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
         ro.max_tokens = int_option(o, "maxTokens", ro.max_tokens);
         if (o.Has("stopTokens") && !o.Get("stopTokens").IsUndefined()) ro.stop_tokens = int_array(o.Get("stopTokens"), "stopTokens");
         if (o.Has("ignoreEos")) ro.ignore_eos = o.Get("ignoreEos").ToBoolean().Value();
+        ro.sampling.temperature = float_option(o, "temperature", ro.sampling.temperature);
+        ro.sampling.top_k = int_option(o, "topK", ro.sampling.top_k);
+        ro.sampling.top_p = float_option(o, "topP", ro.sampling.top_p);
+        ro.sampling.min_p = float_option(o, "minP", ro.sampling.min_p);
+        if (o.Has("seed") && !o.Get("seed").IsUndefined()) {
+          Napi::Value v = o.Get("seed");
+          const double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : NAN;
+          // Seeds JavaScript holds exactly: integers in [0, 2^53).
+          if (!(d >= 0 && d < 9007199254740992.0 && d == std::floor(d)))
+            throw md::Error("option seed must be an integer in [0, 2^53), got " + v.ToString().Utf8Value());
+          ro.has_seed = true;
+          ro.seed = uint64_t(d);
+        }
       }
       return Napi::Number::New(info.Env(), double(sh->engine->add_request(prompt, ro)));
     } catch (const std::exception& e) {
@@ -136,7 +158,8 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
         events_ = sh_->engine->step();
         for (const md::StepEvent& ev : events_) {
           if (!ev.finished) continue;
-          finished_.push_back({ev.id, sh_->engine->request(ev.id)->stats});
+          const md::Request* r = sh_->engine->request(ev.id);
+          finished_.push_back({ev.id, r->stats, r->seed});
           sh_->engine->release(ev.id);  // everything about it now travels in the event
         }
         live_ = sh_->engine->live();
@@ -165,7 +188,10 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
         o.Set("finished", ev.finished);
         o.Set("reason", md::finish_reason_name(ev.reason));
         if (!ev.error.empty()) o.Set("error", ev.error);
-        if (ev.finished && f < finished_.size() && finished_[f].id == ev.id) o.Set("stats", stats_object(env, finished_[f++].stats));
+        if (ev.finished && f < finished_.size() && finished_[f].id == ev.id) {
+          o.Set("seed", double(finished_[f].seed));
+          o.Set("stats", stats_object(env, finished_[f++].stats));
+        }
         arr.Set(uint32_t(i), o);
       }
       Napi::Object result = Napi::Object::New(env);
@@ -224,6 +250,16 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     for (auto& [g, n] : s.gamma_rounds) gammas.Set(std::to_string(g), double(n));
     o.Set("gammaRounds", gammas);
     o.Set("meanGamma", s.mean_gamma());
+    // Seconds inside module kernels, by step kind and kernel class (md::EngineStats::kernel_s).
+    static const char* const kinds[md::kStepKinds] = {"prefill", "ar", "draft", "verify"};
+    static const char* const classes[md::kKernelClasses] = {"attention", "gemm", "normRope", "other"};
+    Napi::Object kernels = Napi::Object::New(env);
+    for (int k = 0; k < md::kStepKinds; ++k) {
+      Napi::Object byClass = Napi::Object::New(env);
+      for (int c = 0; c < md::kKernelClasses; ++c) byClass.Set(classes[c], s.kernel_s[k][c]);
+      kernels.Set(kinds[k], byClass);
+    }
+    o.Set("kernelS", kernels);
     const int gamma = sh->engine->gamma();
     o.Set("gamma", gamma == md::kGammaAuto ? Napi::Value(Napi::String::New(env, "auto")) : Napi::Value(Napi::Number::New(env, gamma)));
     o.Set("acceptanceEstimate", sh->engine->gamma_tuner().acceptance());
@@ -317,7 +353,7 @@ class CreateWorker : public Napi::AsyncWorker {
   std::shared_ptr<Shared> sh_;
 };
 
-// create(modelDir, modulePath, { maxBatch, kvPages, mode: 'ar' | 'spec', gamma: n | 'auto', prefillChunk, stepTokens, keepLogits })
+// create(modelDir, modulePath, { maxBatch, kvPages, mode: 'ar' | 'spec', gamma: n | 'auto', prefillChunk, stepTokens, keepLogits, prefillFirst })
 Napi::Value Create(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 2 || !info[0].IsString() || !info[1].IsString())
@@ -332,6 +368,7 @@ Napi::Value Create(const Napi::CallbackInfo& info) {
       o.prefill_chunk = int_option(js, "prefillChunk", 0);
       o.step_tokens = int_option(js, "stepTokens", 0);
       if (js.Has("keepLogits")) o.keep_logits = js.Get("keepLogits").ToBoolean().Value();
+      if (js.Has("prefillFirst")) o.prefill_first = js.Get("prefillFirst").ToBoolean().Value();
       if (js.Has("mode") && !js.Get("mode").IsUndefined()) {
         std::string mode = js.Get("mode").ToString();
         if (mode == "ar") o.mode = md::Mode::AR;

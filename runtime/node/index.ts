@@ -28,6 +28,12 @@ export interface EngineOptions {
   stepTokens?: number;
   /** Keep the logits of every emitted token (Generation.logits). */
   keepLogits?: boolean;
+  /**
+   * Offline batches and benchmarks: run no decode round while any admitted prompt is still prefilling, so
+   * every round decodes the whole batch (runtime/src/engine.h, Engine::step). Default false: a round every
+   * step, as a server wants. Tokens are the same either way.
+   */
+  prefillFirst?: boolean;
 }
 
 export interface RequestOptions {
@@ -37,6 +43,37 @@ export interface RequestOptions {
   ignoreEos?: boolean;
   /** Aborting it cancels the request (Engine.cancel): generate() and the stream then reject with a CancelledError. */
   signal?: AbortSignal;
+  /**
+   * Sampling (docs/ABI.md, "Sampling"): 0 (default) is greedy; otherwise a finite number > 0 that divides
+   * the logits before top-k, top-p and min-p, and the token is a Gumbel-max draw with noise keyed by
+   * (seed, position). A speculative engine samples only with a module whose verifier samples.
+   */
+  temperature?: number;
+  /** Keep the topK most likely tokens; 0 (default) keeps all. */
+  topK?: number;
+  /** In (0, 1]: keep the most likely tokens holding topP of the probability; 1 (default) keeps all. */
+  topP?: number;
+  /** In [0, 1]: keep tokens at least minP times as likely as the most likely; 0 (default) keeps all. */
+  minP?: number;
+  /** The request's seed, an integer in [0, 2^53); without one the engine draws one (Generation.seed). */
+  seed?: number;
+}
+
+/**
+ * The first problem with a request's sampling options, as the engine words it, or undefined. Engine
+ * methods throw it before any work; `magicdec run` checks its flags with it.
+ */
+export function samplingProblem(o: Pick<RequestOptions, 'temperature' | 'topK' | 'topP' | 'minP' | 'seed'>): string | undefined {
+  const { temperature, topK, topP, minP, seed } = o;
+  const shown = (x: unknown) => (typeof x === 'number' ? String(x) : JSON.stringify(x) ?? String(x));
+  if (temperature !== undefined && !(typeof temperature === 'number' && Number.isFinite(temperature) && temperature >= 0))
+    return `request: temperature must be a finite number >= 0 (0 is greedy), got ${shown(temperature)}`;
+  if (topK !== undefined && !(Number.isInteger(topK) && topK >= 0 && topK <= 2 ** 31 - 1))
+    return `request: top_k must be an integer >= 0 (0 keeps every token), got ${shown(topK)}`;
+  if (topP !== undefined && !(typeof topP === 'number' && topP > 0 && topP <= 1)) return `request: top_p must be in (0, 1] (1 keeps every token), got ${shown(topP)}`;
+  if (minP !== undefined && !(typeof minP === 'number' && minP >= 0 && minP <= 1)) return `request: min_p must be in [0, 1] (0 keeps every token), got ${shown(minP)}`;
+  if (seed !== undefined && !(Number.isSafeInteger(seed) && seed >= 0)) return `request: seed must be an integer in [0, 2^53), got ${shown(seed)}`;
+  return undefined;
 }
 
 export interface RequestStats {
@@ -52,6 +89,23 @@ export interface RequestStats {
   verifyS: number;
   decodeS: number;
 }
+
+/** Kinds of forward pass: prefill chunks, AR steps, draft steps, verification passes. */
+export type StepKind = 'prefill' | 'ar' | 'draft' | 'verify';
+export const STEP_KINDS: readonly StepKind[] = ['prefill', 'ar', 'draft', 'verify'];
+
+/**
+ * Seconds inside one class of module kernel: attention; GEMMs (q/k/v, o, gate/up, down, LM head + argmax);
+ * RMSNorm (also fused with the residual add) and RoPE + KV append; other (embedding, SwiGLU, residual add,
+ * greedy verification, LM-row gather).
+ */
+export interface KernelTimes {
+  attention: number;
+  gemm: number;
+  normRope: number;
+  other: number;
+}
+export const KERNEL_CLASSES: readonly (keyof KernelTimes)[] = ['attention', 'gemm', 'normRope', 'other'];
 
 export interface EngineStats {
   steps: number;
@@ -73,6 +127,8 @@ export interface EngineStats {
   gammaRounds: Record<string, number>;
   /** Mean gamma over the speculative rounds (0 before the first). */
   meanGamma: number;
+  /** Seconds inside module kernels by step kind and kernel class (the rest of a step is host time). */
+  kernelS: Record<StepKind, KernelTimes>;
   /** The gamma of later rounds. */
   gamma: number | 'auto';
   /** The engine's running estimate of the per-token acceptance, the 'auto' choice's input. */
@@ -83,6 +139,8 @@ export interface EngineStats {
 export interface Generation {
   id: number;
   tokens: number[];
+  /** The seed its noise was keyed by: the one given, or the one the engine drew. */
+  seed: number;
   /** One vocab-long row per token, when the engine keeps logits. */
   logits?: Float32Array[];
   reason: 'stop' | 'length';
@@ -97,6 +155,8 @@ export interface NativeEvent {
   finished: boolean;
   reason: 'none' | 'stop' | 'length' | 'error' | 'cancelled';
   error?: string;
+  /** With `finished`: the request's seed. */
+  seed?: number;
   stats?: RequestStats;
 }
 
@@ -195,6 +255,7 @@ class Sink {
         this.resolve({
           id: this.id,
           tokens: this.tokens,
+          seed: ev.seed!,
           ...(this.logits.length ? { logits: this.logits } : {}),
           reason: ev.reason as 'stop' | 'length',
           stats: ev.stats!,
@@ -328,6 +389,8 @@ export class Engine {
     if (this.closed) throw new Error('engine is closed');
     const { signal } = opts;
     signal?.throwIfAborted();
+    const problem = samplingProblem(opts);
+    if (problem) throw new Error(problem);
     const id = this.native.addRequest(prompt, opts); // throws on a bad prompt or options
     const sink = new Sink(id, this.vocabSize);
     this.sinks.set(id, sink);

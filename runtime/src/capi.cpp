@@ -82,6 +82,7 @@ void md_request_options_default(md_request_options* o) {
   if (!o) return;
   std::memset(o, 0, sizeof *o);
   o->max_tokens = 16;
+  o->top_p = 1.0f;
 }
 
 md_engine* md_engine_create(const char* model_dir, const char* module_path, const md_engine_options* opts) {
@@ -102,6 +103,7 @@ md_engine* md_engine_create(const char* model_dir, const char* module_path, cons
         eo.prefill_chunk = o.prefill_chunk;
         eo.keep_logits = o.keep_logits != 0;
         eo.step_tokens = o.step_tokens;
+        eo.prefill_first = o.prefill_first != 0;
         auto h = std::make_unique<md_engine>();
         h->engine = std::make_unique<md::Engine>(model_dir, module_path, eo);
         return h.release();
@@ -154,6 +156,19 @@ int32_t md_engine_gamma_rounds(md_engine* e, int64_t* out, int32_t cap) {
       -1);
 }
 
+int32_t md_engine_kernel_times(md_engine* e, double* out, int32_t cap) {
+  static_assert(MD_STEP_KINDS == md::kStepKinds && MD_KERNEL_CLASSES == md::kKernelClasses, "kernel-time layout");
+  return guarded(
+      [&]() -> int32_t {
+        md::Engine& eng = engine_of(e);
+        if (cap > 0 && !out) throw md::Error("md_engine_kernel_times: out is NULL");
+        const int32_t n = md::kStepKinds * md::kKernelClasses;
+        for (int32_t i = 0; i < cap && i < n; ++i) out[i] = eng.stats().kernel_s[i / md::kKernelClasses][i % md::kKernelClasses];
+        return n;
+      },
+      -1);
+}
+
 int64_t md_engine_add_request(md_engine* e, const int32_t* prompt, int32_t prompt_len, const md_request_options* opts) {
   return guarded(
       [&]() -> int64_t {
@@ -165,6 +180,12 @@ int64_t md_engine_add_request(md_engine* e, const int32_t* prompt, int32_t promp
             throw md::Error("request: stop_tokens is NULL or num_stop_tokens negative");
           ro.stop_tokens.assign(opts->stop_tokens, opts->stop_tokens + opts->num_stop_tokens);
           ro.ignore_eos = opts->ignore_eos != 0;
+          ro.sampling.temperature = opts->temperature;
+          ro.sampling.top_k = opts->top_k;
+          ro.sampling.top_p = opts->top_p;
+          ro.sampling.min_p = opts->min_p;
+          ro.has_seed = opts->has_seed != 0;
+          ro.seed = opts->seed;
         }
         return engine_of(e).add_request(std::vector<int32_t>(prompt, prompt + prompt_len), ro);
       },
@@ -229,6 +250,17 @@ int32_t md_request_logits(md_engine* e, int64_t id, int32_t index, float* out, i
         if (!out || cap < V) throw md::Error("md_request_logits: out needs room for " + std::to_string(V) + " floats");
         std::memcpy(out, r.logits.data() + size_t(index) * size_t(V), size_t(V) * sizeof(float));
         return V;
+      },
+      -1);
+}
+
+int md_request_seed(md_engine* e, int64_t id, uint64_t* out) {
+  return guarded(
+      [&]() {
+        const md::Request& r = request_of(e, id);
+        if (!out) throw md::Error("md_request_seed: out is NULL");
+        *out = r.seed;
+        return 0;
       },
       -1);
 }

@@ -19,6 +19,18 @@ double now_s() {
   return duration<double>(steady_clock::now().time_since_epoch()).count();
 }
 
+/** A float parameter as JavaScript shows it: the shortest digits that read back (0.7, -1), NaN, Infinity. */
+std::string num(float x) {
+  if (std::isnan(x)) return "NaN";
+  if (std::isinf(x)) return x > 0 ? "Infinity" : "-Infinity";
+  char buf[32];
+  for (int digits = 1; digits <= 9; ++digits) {
+    std::snprintf(buf, sizeof buf, "%.*g", digits, double(x));
+    if (std::strtof(buf, nullptr) == x) break;
+  }
+  return buf;
+}
+
 }  // namespace
 
 const char* finish_reason_name(FinishReason r) {
@@ -113,7 +125,9 @@ Engine::Engine(const std::string& model_dir, const std::string& module_path, con
   for (auto* b : {&gate_, &up_, &act_}) b->assign(R * I, 0.f);
   if (opts_.keep_logits) logits_.assign(R * size_t(c.vocab_size), 0.f);
   attn_ws_.assign(std::max<size_t>(1, module_->extras().attn_workspace_floats(int32_t(R))), 0.f);
-  for (auto* b : {&tokens_, &row_seq_, &row_pos_, &argmax_}) b->assign(R, 0);
+  for (auto* b : {&tokens_, &row_seq_, &row_pos_, &argmax_, &s_top_k_, &s_pos_}) b->assign(R, 0);
+  for (auto* b : {&s_temperature_, &s_top_p_, &s_min_p_}) b->assign(R, 0.f);
+  s_seed_.assign(2 * R, 0);
   seq_len_.assign(size_t(opts_.max_batch), 0);
 }
 
@@ -138,12 +152,23 @@ int64_t Engine::add_request(const std::vector<int32_t>& prompt, const RequestOpt
                 std::to_string(cache_->shape().num_pages) + " (raise kv_pages)");
   for (int32_t s : opts.stop_tokens)
     if (s < 0 || s >= c.vocab_size) throw Error("request: stop token " + std::to_string(s) + " is outside the vocabulary");
+  const SamplingParams& sp = opts.sampling;
+  // The checks of md_sampling_params_ok (templates/common/md_sampling.h), with what each value means.
+  if (!(sp.temperature >= 0 && std::isfinite(sp.temperature)))
+    throw Error("request: temperature must be a finite number >= 0 (0 is greedy), got " + num(sp.temperature));
+  if (sp.top_k < 0) throw Error("request: top_k must be an integer >= 0 (0 keeps every token), got " + std::to_string(sp.top_k));
+  if (!(sp.top_p > 0 && sp.top_p <= 1)) throw Error("request: top_p must be in (0, 1] (1 keeps every token), got " + num(sp.top_p));
+  if (!(sp.min_p >= 0 && sp.min_p <= 1)) throw Error("request: min_p must be in [0, 1] (0 keeps every token), got " + num(sp.min_p));
+  if (!sp.greedy() && opts_.mode == Mode::Spec && m.verify_mode == "greedy")
+    throw Error("request: temperature " + num(sp.temperature) + " samples, but this module's verifier '" + m.verify_name +
+                "' accepts only the target's argmax; decode sampled requests in ar mode");
   auto r = std::make_unique<Request>();
   r->prompt = prompt;
   r->opts = opts;
   r->stats.prompt_tokens = int(prompt.size());
   std::lock_guard<std::mutex> lock(incoming_mu_);
   r->id = next_id_++;
+  r->seed = opts.has_seed ? opts.seed : seed_rng_() >> 11;
   int64_t id = r->id;
   incoming_.push_back(std::move(r));
   return id;
@@ -156,6 +181,8 @@ void Engine::drain_incoming() {
     in.swap(incoming_);
   }
   for (auto& r : in) {
+    // Sampling reads every LM row's logits: the buffer keep_logits would have, made on first need.
+    if (!r->opts.sampling.greedy() && logits_.empty()) logits_.assign(size_t(max_rows_) * size_t(weights_->config().vocab_size), 0.f);
     queue_.push_back(r.get());
     requests_.emplace(r->id, std::move(r));
   }
@@ -265,6 +292,15 @@ double EngineStats::mean_gamma() const {
   return n > 0 ? sum / n : 0;
 }
 
+// Kernel calls are synchronous (CPU modules), so the wall time around a call is the kernel's.
+template <class F>
+void Engine::timed(StepKind kind, KernelClass cls, const char* kernel, F&& call) {
+  const double t0 = now_s();
+  const int status = call();
+  stats_.kernel_s[int(kind)][int(cls)] += now_s() - t0;
+  check(status, kernel);
+}
+
 // Admission reserves every page a request can touch (prompt + max_tokens + the speculative overshoot), so
 // a running request never runs out of pages; the queue's head waits when the pool is short.
 void Engine::admit(std::vector<Request*>& admitted) {
@@ -317,7 +353,7 @@ std::vector<StepEvent> Engine::step() {
   // The decode round first, over the requests decoding now; then a prefill chunk in the rest of the budget,
   // after refilling the slots the round freed (docs in engine.h).
   int round_rows = 0;
-  isolated([&] { decode_round(&round_rows); });
+  if (!(opts_.prefill_first && !running(RequestState::Prefill).empty())) isolated([&] { decode_round(&round_rows); });
   admitted.clear();
   admit(admitted);
   involved.insert(involved.end(), admitted.begin(), admitted.end());
@@ -384,7 +420,7 @@ bool Engine::prefill_step(int max_rows) {
   double t0 = now_s();
   Rows rows;
   std::vector<int> lm_rows;
-  std::vector<Request*> finishing;
+  std::vector<Request*> finishing;  // the request of each LM row
   std::vector<Request*> in_chunk;
   for (Request* r : pre) {
     int budget = limit - rows.size();
@@ -399,7 +435,7 @@ bool Engine::prefill_step(int max_rows) {
       finishing.push_back(r);
     }
   }
-  forward(rows, false, lm_rows);
+  forward(rows, StepKind::Prefill, lm_rows, finishing);
   double dt = now_s() - t0;
   for (Request* r : in_chunk) {
     r->cache_len = r->prefilled;
@@ -436,7 +472,7 @@ void Engine::ar_round(std::vector<Request*>& batch) {
     lm_rows.push_back(rows.size());
     rows.push(r->pending, r->slot, r->cache_len);
   }
-  forward(rows, false, lm_rows);
+  forward(rows, StepKind::Ar, lm_rows, batch);
   double dt = now_s() - t0;
   for (size_t i = 0; i < batch.size(); ++i) {
     Request* r = batch[i];
@@ -475,7 +511,7 @@ void Engine::spec_round(std::vector<Request*>& batch, int* rows_out) {
       Request* r = batch[size_t(i)];
       rows.push(j == 0 ? r->pending : drafted[size_t(i) * G + j - 1], r->slot, r->cache_len + j);
     }
-    forward(rows, true, all);
+    forward(rows, StepKind::Draft, all, batch);
     for (int i = 0; i < n; ++i) drafted[size_t(i) * G + j] = argmax_[size_t(i)];
   }
   double t1 = now_s();
@@ -483,17 +519,20 @@ void Engine::spec_round(std::vector<Request*>& batch, int* rows_out) {
   // Verification rewrites positions cache_len .. cache_len + g with the target's K/V.
   Rows rows;
   std::vector<int> lm_rows;
+  std::vector<Request*> lm_reqs;
   for (int i = 0; i < n; ++i) {
     Request* r = batch[size_t(i)];
     for (int j = 0; j <= g; ++j) {
       lm_rows.push_back(rows.size());
+      lm_reqs.push_back(r);
       rows.push(j == 0 ? r->pending : drafted[size_t(i) * G + j - 1], r->slot, r->cache_len + j);
     }
   }
-  forward(rows, false, lm_rows);
+  forward(rows, StepKind::Verify, lm_rows, lm_reqs);
   for (int i = 0; i < n; ++i)
     for (int j = 0; j <= g; ++j) target[size_t(i) * (G + 1) + j] = argmax_[size_t(i) * (g + 1) + j];
-  check(module_->verify_greedy(target.data(), drafted.data(), accepted.data(), next.data(), n, nullptr), "verify_greedy");
+  timed(StepKind::Verify, KernelClass::Other, "verify_greedy",
+        [&] { return module_->verify_greedy(target.data(), drafted.data(), accepted.data(), next.data(), n, nullptr); });
   double t2 = now_s();
 
   for (int i = 0; i < n; ++i) {
@@ -524,7 +563,9 @@ void Engine::spec_round(std::vector<Request*>& batch, int* rows_out) {
   stats_.verify_s += t2 - t1;
 }
 
-void Engine::forward(const Rows& rows, bool draft, const std::vector<int>& lm_rows) {
+void Engine::forward(const Rows& rows, StepKind kind, const std::vector<int>& lm_rows, const std::vector<Request*>& lm_reqs) {
+  const bool draft = kind == StepKind::Draft;
+  using K = KernelClass;
   const int R = rows.size();
   if (R == 0) return;
   int seqs = 0;
@@ -545,17 +586,17 @@ void Engine::forward(const Rows& rows, bool draft, const std::vector<int>& lm_ro
   const ModelConfig& c = weights_->config();
   const std::vector<float>& params = draft ? draft_params_ : target_params_;
   md_attn_fn attn = draft ? bk->attn_draft : bk->attn_target;
-  check(module_->embed(weights_->embed(), tokens_.data(), x_.data(), R, nullptr), "embed");
+  timed(kind, K::Other, "embed", [&] { return module_->embed(weights_->embed(), tokens_.data(), x_.data(), R, nullptr); });
   for (int l = 0; l < c.num_layers; ++l) {
     const LayerWeights& w = weights_->layers()[size_t(l)];
-    check(module_->rmsnorm(x_.data(), w.input_norm, h_.data(), R, nullptr), "rmsnorm");
-    check(bk->gemm_q(h_.data(), w.q, w.q_bias, q_.data(), R, nullptr), "gemm_q");
-    check(bk->gemm_kv(h_.data(), w.k, w.k_bias, k_.data(), R, nullptr), "gemm_kv");
-    check(bk->gemm_kv(h_.data(), w.v, w.v_bias, v_.data(), R, nullptr), "gemm_kv");
-    check(module_->rope_append(q_.data(), k_.data(), v_.data(), cache_->k_layer(l), cache_->v_layer(l),
-                               cache_->page_table(), cache_->shape().pages_per_seq, row_seq_.data(), row_pos_.data(),
-                               R, nullptr),
-          "rope_append");
+    timed(kind, K::NormRope, "rmsnorm", [&] { return module_->rmsnorm(x_.data(), w.input_norm, h_.data(), R, nullptr); });
+    timed(kind, K::Gemm, "gemm_q", [&] { return bk->gemm_q(h_.data(), w.q, w.q_bias, q_.data(), R, nullptr); });
+    timed(kind, K::Gemm, "gemm_kv", [&] { return bk->gemm_kv(h_.data(), w.k, w.k_bias, k_.data(), R, nullptr); });
+    timed(kind, K::Gemm, "gemm_kv", [&] { return bk->gemm_kv(h_.data(), w.v, w.v_bias, v_.data(), R, nullptr); });
+    timed(kind, K::NormRope, "rope_append", [&] {
+      return module_->rope_append(q_.data(), k_.data(), v_.data(), cache_->k_layer(l), cache_->v_layer(l), cache_->page_table(),
+                                  cache_->shape().pages_per_seq, row_seq_.data(), row_pos_.data(), R, nullptr);
+    });
     md_attn_args a;
     a.q = q_.data();
     a.k_cache = cache_->k_layer(l);
@@ -570,26 +611,53 @@ void Engine::forward(const Rows& rows, bool draft, const std::vector<int>& lm_ro
     a.out = attn_.data();
     a.workspace = attn_ws_.data();
     a.stream = nullptr;
-    check(attn(&a), draft ? "attn_draft" : "attn_target");
-    check(bk->gemm_o(attn_.data(), w.o, nullptr, o_.data(), R, nullptr), "gemm_o");
-    check(module_->add_rmsnorm(x_.data(), o_.data(), w.post_norm, h_.data(), R, nullptr), "add_rmsnorm");
-    check(bk->gemm_gate_up(h_.data(), w.gate, nullptr, gate_.data(), R, nullptr), "gemm_gate_up");
-    check(bk->gemm_gate_up(h_.data(), w.up, nullptr, up_.data(), R, nullptr), "gemm_gate_up");
-    check(module_->swiglu(gate_.data(), up_.data(), act_.data(), R, nullptr), "swiglu");
-    check(bk->gemm_down(act_.data(), w.down, nullptr, down_.data(), R, nullptr), "gemm_down");
-    check(module_->add(x_.data(), down_.data(), R, nullptr), "add");
+    timed(kind, K::Attention, draft ? "attn_draft" : "attn_target", [&] { return attn(&a); });
+    timed(kind, K::Gemm, "gemm_o", [&] { return bk->gemm_o(attn_.data(), w.o, nullptr, o_.data(), R, nullptr); });
+    timed(kind, K::NormRope, "add_rmsnorm", [&] { return module_->add_rmsnorm(x_.data(), o_.data(), w.post_norm, h_.data(), R, nullptr); });
+    timed(kind, K::Gemm, "gemm_gate_up", [&] { return bk->gemm_gate_up(h_.data(), w.gate, nullptr, gate_.data(), R, nullptr); });
+    timed(kind, K::Gemm, "gemm_gate_up", [&] { return bk->gemm_gate_up(h_.data(), w.up, nullptr, up_.data(), R, nullptr); });
+    timed(kind, K::Other, "swiglu", [&] { return module_->swiglu(gate_.data(), up_.data(), act_.data(), R, nullptr); });
+    timed(kind, K::Gemm, "gemm_down", [&] { return bk->gemm_down(act_.data(), w.down, nullptr, down_.data(), R, nullptr); });
+    timed(kind, K::Other, "add", [&] { return module_->add(x_.data(), down_.data(), R, nullptr); });
   }
   // Only the rows that need logits go through the final norm and the LM head (row invariance makes the
   // gathered rows' results identical to computing all of them).
   const size_t H = size_t(c.hidden_size);
   const int L = int(lm_rows.size());
   if (L == 0) return;
-  for (int i = 0; i < L; ++i)
-    std::memcpy(lm_in_.data() + size_t(i) * H, x_.data() + size_t(lm_rows[size_t(i)]) * H, H * sizeof(float));
-  check(module_->rmsnorm(lm_in_.data(), weights_->final_norm(), h_.data(), L, nullptr), "rmsnorm");
-  // The draft's logits are never emitted: its tokens only.
-  float* logits = opts_.keep_logits && !draft ? logits_.data() : nullptr;
-  check(bk->lm_head_argmax(h_.data(), weights_->lm_head(), logits, argmax_.data(), L, nullptr), "lm_head_argmax");
+  timed(kind, K::Other, "gather", [&] {
+    for (int i = 0; i < L; ++i)
+      std::memcpy(lm_in_.data() + size_t(i) * H, x_.data() + size_t(lm_rows[size_t(i)]) * H, H * sizeof(float));
+    return 0;
+  });
+  timed(kind, K::NormRope, "rmsnorm", [&] { return module_->rmsnorm(lm_in_.data(), weights_->final_norm(), h_.data(), L, nullptr); });
+  // The draft's logits are never emitted: its tokens only. Sampled rows need them whichever the pass.
+  bool sampling = false;
+  for (const Request* r : lm_reqs) sampling = sampling || !r->opts.sampling.greedy();
+  float* logits = (opts_.keep_logits && !draft) || sampling ? logits_.data() : nullptr;
+  timed(kind, K::Gemm, "lm_head_argmax", [&] { return bk->lm_head_argmax(h_.data(), weights_->lm_head(), logits, argmax_.data(), L, nullptr); });
+  if (sampling) sample(kind, rows, lm_rows, lm_reqs);
+}
+
+// Every LM row goes through md_sample once one samples: a greedy row's token is md_argmax's there, the
+// token lm_head_argmax gave it (the kernel tests hold md_sample at temperature 0 to md_argmax).
+void Engine::sample(StepKind kind, const Rows& rows, const std::vector<int>& lm_rows, const std::vector<Request*>& lm_reqs) {
+  const int L = int(lm_rows.size());
+  for (int i = 0; i < L; ++i) {
+    const Request* r = lm_reqs[size_t(i)];
+    const SamplingParams& sp = r->opts.sampling;
+    s_temperature_[size_t(i)] = sp.temperature;
+    s_top_k_[size_t(i)] = sp.top_k;
+    s_top_p_[size_t(i)] = sp.top_p;
+    s_min_p_[size_t(i)] = sp.min_p;
+    s_seed_[2 * size_t(i)] = uint32_t(r->seed);
+    s_seed_[2 * size_t(i) + 1] = uint32_t(r->seed >> 32);
+    s_pos_[size_t(i)] = rows.pos[size_t(lm_rows[size_t(i)])];
+  }
+  timed(kind, KernelClass::Other, "sample", [&] {
+    return module_->sample(logits_.data(), s_temperature_.data(), s_top_k_.data(), s_top_p_.data(), s_min_p_.data(), s_seed_.data(),
+                           s_pos_.data(), argmax_.data(), L, nullptr);
+  });
 }
 
 const float* Engine::lm_logits(size_t i) const {
@@ -632,6 +700,7 @@ std::string Engine::info_json() const {
   else w.value(gamma_);
   w.key("gammaMax").value(m.gamma);
   w.key("prefillChunk").value(prefill_chunk_).key("stepTokens").value(step_tokens_).key("keepLogits").value(opts_.keep_logits);
+  w.key("prefillFirst").value(opts_.prefill_first);
   w.end_object();
   w.key("freePages").value(cache_->free_pages());
   w.end_object();

@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -34,12 +35,27 @@ struct EngineOptions {
                            // at least a full decode round (max_batch * (gamma + 1), max_batch in AR);
                            // 0 = the largest bucket's row limit
   bool keep_logits = false;  // keep the logits of every emitted token (vocab floats each)
+  bool prefill_first = false;  // offline batches: no decode round while a prompt is prefilling, so every
+                               // round decodes the whole batch (see Engine::step)
+};
+
+/** How a request's tokens are drawn (md_sample, docs/ABI.md "Sampling"); the defaults are greedy. */
+struct SamplingParams {
+  float temperature = 0;  // finite, >= 0; 0: greedy (the argmax)
+  int32_t top_k = 0;      // >= 0; 0 keeps every token
+  float top_p = 1;        // (0, 1]; 1 keeps every token
+  float min_p = 0;        // [0, 1]; 0 keeps every token
+  bool greedy() const { return temperature == 0; }
 };
 
 struct RequestOptions {
   int max_tokens = 16;
   std::vector<int32_t> stop_tokens;
   bool ignore_eos = false;
+  SamplingParams sampling;
+  /** The seed of the request's noise (Philox key); without one the engine draws one (Request::seed). */
+  bool has_seed = false;
+  uint64_t seed = 0;
 };
 
 enum class RequestState { Queued, Prefill, Decode, Done, Failed };
@@ -59,6 +75,12 @@ struct RequestStats {
   double tokens_per_round() const { return rounds ? double(accepted + rounds) / rounds : 0; }
 };
 
+/** The kinds of forward pass and the kernel classes of EngineStats::kernel_s (the C API's MD_STEP_* / MD_KERNEL_*). */
+enum class StepKind { Prefill = 0, Ar = 1, Draft = 2, Verify = 3 };
+enum class KernelClass { Attention = 0, Gemm = 1, NormRope = 2, Other = 3 };
+constexpr int kStepKinds = 4;
+constexpr int kKernelClasses = 4;
+
 struct EngineStats {
   int64_t steps = 0, prefill_steps = 0, rounds = 0, ar_steps = 0;
   int64_t prefill_tokens = 0, generated = 0, drafted = 0, accepted = 0;
@@ -69,6 +91,13 @@ struct EngineStats {
   std::map<int, int64_t> gamma_rounds;
   /** Mean gamma over the speculative rounds (0 before the first). */
   double mean_gamma() const;
+  /**
+   * Wall time inside module kernels by step kind and kernel class, seconds: attention; the GEMMs (q/k/v,
+   * o, gate/up, down, the LM head with its argmax); RMSNorm (also fused with the residual add) and RoPE
+   * with the KV append; everything else (embedding, SwiGLU, residual add, greedy verification, gathering
+   * the LM rows). Read from steady_clock around each call; the rest of a step is the host's scheduling.
+   */
+  double kernel_s[kStepKinds][kKernelClasses] = {};
 };
 
 /** What one step produced for one request. */
@@ -85,6 +114,7 @@ struct Request {
   int64_t id = 0;
   std::vector<int32_t> prompt;
   RequestOptions opts;
+  uint64_t seed = 0;       // opts.seed, or the one the engine drew (below 2^53, so JavaScript holds it exactly)
   RequestState state = RequestState::Queued;
   FinishReason reason = FinishReason::None;
   std::string error;
@@ -104,7 +134,11 @@ class Engine {
   Engine(const std::string& model_dir, const std::string& module_path, const EngineOptions& opts);
   ~Engine();
 
-  /** Validates and queues a request; safe to call while another thread runs step(). Throws md::Error. */
+  /**
+   * Validates and queues a request; safe to call while another thread runs step(). Throws md::Error, before
+   * any work, for a bad prompt, length, stop token or sampling parameter, and for a sampling request
+   * (temperature > 0) on a speculative engine whose module verifies greedily.
+   */
   int64_t add_request(const std::vector<int32_t>& prompt, const RequestOptions& opts);
   /**
    * Runs one step and returns what each request got: a decode round (AR or speculative) over every request
@@ -119,6 +153,11 @@ class Engine {
    * (checked at creation), a prompt in a slot leaves at least gamma + 1 rows (1 in AR) for prefill: every
    * prompt advances every step. Slots freed by the round are refilled before the chunk. The two never share
    * a forward pass; a request whose prompt completes in a step decodes from the next one.
+   *
+   * With EngineOptions::prefill_first (offline batch jobs and benchmarks, which want every round to decode
+   * the whole batch at its full context), a step with a prompt in a slot runs no decode round: its whole
+   * budget goes to prefill. Decoding requests then wait for every admitted prompt; tokens are the same
+   * either way (row invariance), only the schedule differs.
    *
    * Failures: a failing kernel fails exactly the requests with rows in that forward pass (the chunk's
    * prefilling requests, or the round's decoding batch); their events carry the error. Requests outside
@@ -175,8 +214,14 @@ class Engine {
   /**
    * Runs the model on `rows`; for rows[lm_rows[i]] writes the greedy token into argmax_[i] and, when the
    * logits are kept (keep_logits, target pass), the logits into logits_[i] (one fused LM head + argmax).
+   * lm_reqs[i] is the request of LM row i: where one samples, argmax_[i] is its sample instead (sample()).
    */
-  void forward(const Rows& rows, bool draft, const std::vector<int>& lm_rows);
+  void forward(const Rows& rows, StepKind kind, const std::vector<int>& lm_rows, const std::vector<Request*>& lm_reqs);
+  /** Runs one kernel call (a status-returning callable), adding its wall time to stats_.kernel_s[kind][cls]. */
+  template <class F>
+  void timed(StepKind kind, KernelClass cls, const char* kernel, F&& call);
+  /** Replaces argmax_[i] by md_sample's token for the LM rows (logits in logits_) when any of them samples. */
+  void sample(StepKind kind, const Rows& rows, const std::vector<int>& lm_rows, const std::vector<Request*>& lm_reqs);
   /** Logits of forward's i-th LM row (keep_logits only; null otherwise, emit ignores it then). */
   const float* lm_logits(size_t i) const;
   void check(int status, const char* kernel) const;
@@ -207,13 +252,18 @@ class Engine {
   std::vector<std::unique_ptr<Request>> incoming_;
   std::vector<int64_t> cancels_;       // ids cancel() recorded, applied by the next step (under incoming_mu_)
   int64_t next_id_ = 1;
+  std::mt19937_64 seed_rng_{std::random_device{}()};  // draws the seeds of requests without one
   int last_bucket_ = 0;  // bucket of the latest forward call
   EngineStats stats_;
 
   // Activation buffers sized for max_rows_.
   std::vector<float> x_, h_, q_, k_, v_, attn_, o_, gate_, up_, act_, down_, lm_in_, attn_ws_;
-  std::vector<float> logits_;  // [max_rows_, vocab] with keep_logits; empty otherwise (never computed)
+  std::vector<float> logits_;  // [max_rows_, vocab] with keep_logits or once a request samples; empty otherwise
   std::vector<int32_t> tokens_, row_seq_, row_pos_, seq_len_, argmax_;
+  // md_sample's per-row arguments, for the LM rows of a forward call.
+  std::vector<float> s_temperature_, s_top_p_, s_min_p_;
+  std::vector<int32_t> s_top_k_, s_pos_;
+  std::vector<uint32_t> s_seed_;
 };
 
 }  // namespace md

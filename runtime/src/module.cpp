@@ -123,6 +123,7 @@ ModuleManifest parse_manifest(const std::string& text, const std::string& where)
   m.target_params = read_params(field(passes, "target", where + ".passes"), where + ".passes.target");
   m.draft_params = read_params(field(passes, "draft", where + ".passes"), where + ".passes.draft");
   m.verify_mode = str_field(field(j, "verify", where), "mode", where + ".verify");
+  m.verify_name = str_field(field(j, "verify", where), "name", where + ".verify");
   return m;
 }
 

@@ -50,6 +50,7 @@ struct ModuleManifest {
   int page_size = 0;
   int pages_per_seq = 0;
   std::vector<PassParam> target_params, draft_params;
+  std::string verify_name;  // the verifier's name in the spec
   std::string verify_mode;  // greedy | sample
   std::string json;         // the full text
 };

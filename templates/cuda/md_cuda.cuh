@@ -7,10 +7,19 @@
 // reduction uses a lane partition and a shuffle tree fixed by compile-time shapes; and row tiles, grid
 // sizes and chunk-to-CTA assignment (the only things that vary with rows or buckets) never change which
 // operations a row's outputs go through.
+//
+// The same sources build as host C++ for the SIMT emulator (g++ -x c++ -DMD_SIMT_EMU; md_simt_emu.h,
+// docs/ARCHITECTURE.md "The SIMT emulator"): the kernels' GPU-only constructs sit behind the few functions
+// below that have an emulated twin (kernel launches, scratch memory, dynamic shared memory, cp.async), so
+// the emulated build runs these very kernel bodies.
 #pragma once
+#ifdef MD_SIMT_EMU
+#include "md_simt_emu.h"
+#else
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
+#endif
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -23,8 +32,60 @@
 
 #define MD_NEG_INF (-__int_as_float(0x7f800000))
 
+/**
+ * kernel<<<grid, block, smem, stream>>>(args...), written MD_LAUNCH(grid, block, smem, stream, kernel)(args...)
+ * so that the emulated build can launch it too (a grid or block with commas goes in a dim3 variable first).
+ */
+#ifdef MD_SIMT_EMU
+#define MD_LAUNCH(grid, block, smem, stream, ...) ::md_emu::launcher<__VA_ARGS__>((grid), (block), (smem), (stream))
+#else
+#define MD_LAUNCH(grid, block, smem, stream, ...) __VA_ARGS__<<<(grid), (block), (smem), (stream)>>>
+#endif
+
 /** What a host launcher returns once its kernels are enqueued: MD_ERR_LAUNCH if any launch failed. */
 static inline int md_launched(void) { return cudaGetLastError() == cudaSuccess ? MD_OK : MD_ERR_LAUNCH; }
+
+/** The launch's dynamic shared memory (its `smem` bytes), 16-byte aligned. */
+template <typename T>
+__device__ __forceinline__ T* md_dynamic_smem() {
+#ifdef MD_SIMT_EMU
+  return reinterpret_cast<T*>(md_emu::dynamic_smem());
+#else
+  extern __shared__ __align__(16) unsigned char md_smem_dynamic[];
+  return reinterpret_cast<T*>(md_smem_dynamic);
+#endif
+}
+
+/**
+ * 16 bytes global -> shared without a register round trip (cp.async.cg, sm_80+): both addresses 16-byte
+ * aligned. The copy is complete only once md_cp_async_wait covers its commit group (and, for other
+ * threads to read it, after a barrier); the emulator lands it exactly then.
+ */
+__device__ __forceinline__ void md_cp_async16(void* smem, const void* gmem) {
+#ifdef MD_SIMT_EMU
+  md_emu::cp_async(smem, gmem, 16);
+#else
+  const unsigned s = (unsigned)__cvta_generic_to_shared(smem);
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(gmem) : "memory");
+#endif
+}
+/** Closes the group of this thread's cp.async copies issued since the last commit. */
+__device__ __forceinline__ void md_cp_async_commit() {
+#ifdef MD_SIMT_EMU
+  md_emu::cp_async_commit();
+#else
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+#endif
+}
+/** Waits until at most N of this thread's committed groups are still in flight. */
+template <int N>
+__device__ __forceinline__ void md_cp_async_wait() {
+#ifdef MD_SIMT_EMU
+  md_emu::cp_async_wait(N);
+#else
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+#endif
+}
 
 // ------------------------------------------------------------------------------------ storage dtypes
 
@@ -387,6 +448,9 @@ static __global__ void md_argmax_key_tokens_kernel(const unsigned long long* __r
  * long as the process (modules are never unmapped: see runtime/src/module.cpp).
  */
 static inline int md_scratch_alloc(void** p, size_t bytes, cudaStream_t s) {
+#ifdef MD_SIMT_EMU
+  return cudaMallocAsync(p, bytes, s) == cudaSuccess ? MD_OK : MD_ERR_LAUNCH;  // poisoned host memory
+#else
   constexpr int MAX_DEVICES = 64;
   static std::mutex lock;
   static cudaMemPool_t pools[MAX_DEVICES] = {};
@@ -413,6 +477,7 @@ static inline int md_scratch_alloc(void** p, size_t bytes, cudaStream_t s) {
     pool = pools[dev];
   }
   return cudaMallocFromPoolAsync(p, bytes, pool, s) == cudaSuccess ? MD_OK : MD_ERR_LAUNCH;
+#endif
 }
 
 /** Host side of md_lm_head_argmax_b<B>: scratch keys zeroed, the fused kernel, keys to tokens, scratch freed. */
@@ -423,8 +488,8 @@ static int md_lm_head_argmax_launch(const float* x, const T* w, float* logits, i
   if (md_scratch_alloc((void**)&best, (size_t)rows * sizeof *best, s) != MD_OK) return MD_ERR_LAUNCH;
   int status = cudaMemsetAsync(best, 0, (size_t)rows * sizeof *best, s) == cudaSuccess ? MD_OK : MD_ERR_LAUNCH;
   if (status == MD_OK) {
-    md_lm_head_argmax_kernel<T, N, K, VEC, WARPS, COLS, RT><<<CTAS, WARPS * 32, 0, s>>>(x, w, logits, best, rows);
-    md_argmax_key_tokens_kernel<<<(rows + 127) / 128, 128, 0, s>>>(best, tokens, rows);
+    MD_LAUNCH(CTAS, WARPS * 32, 0, s, md_lm_head_argmax_kernel<T, N, K, VEC, WARPS, COLS, RT>)(x, w, logits, best, rows);
+    MD_LAUNCH((rows + 127) / 128, 128, 0, s, md_argmax_key_tokens_kernel)(best, tokens, rows);
     status = md_launched();
   }
   if (cudaFreeAsync(best, s) != cudaSuccess) status = MD_ERR_LAUNCH;
@@ -636,7 +701,8 @@ static int md_attn_launch(const md_attn_args* args) {
   const long long slots = (TARGET_CTAS + pairs - 1) / pairs;
   const unsigned chunk_slots = (unsigned)(slots < 1 ? 1 : slots > S::MAX_CHUNKS ? S::MAX_CHUNKS : slots);
   cudaStream_t s = (cudaStream_t)a.stream;
-  md_attn_chunk_kernel<T, S, Pass><<<dim3(chunk_slots, S::KV_HEADS, a.rows), S::THREADS, 0, s>>>(a);
-  md_attn_merge_kernel<S><<<dim3(S::HEADS, a.rows), S::HEAD_DIM, 0, s>>>(a);
+  const dim3 chunk_grid(chunk_slots, S::KV_HEADS, a.rows), merge_grid(S::HEADS, a.rows);
+  MD_LAUNCH(chunk_grid, S::THREADS, 0, s, md_attn_chunk_kernel<T, S, Pass>)(a);
+  MD_LAUNCH(merge_grid, S::HEAD_DIM, 0, s, md_attn_merge_kernel<S>)(a);
   return md_launched();
 }

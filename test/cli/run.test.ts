@@ -98,6 +98,27 @@ describe('run', () => {
   });
 });
 
+describe('run: sampling', () => {
+  it('--seed S seeds request i with S + i, prints it, and replays; --temperature 0 is greedy', async () => {
+    const base = ['--model', model, '--prompt-tokens', '5,6,7,8,9', '--max-tokens', '20', '--ignore-eos', '--mode', 'ar'];
+    const sampling = ['--temperature', '0.9', '--top-k', '50', '--top-p', '0.95', '--min-p', '0.01'];
+    const two = await run([...base, ...sampling, '--batch', '2', '--seed', '7']);
+    expect(two.code, two.err).toBe(0);
+    expect(two.out).toMatch(/^\[0\] 5 prompt tokens -> 20 tokens \(length\), seed 7$/m);
+    expect(two.out).toMatch(/^\[1\] 5 prompt tokens -> 20 tokens \(length\), seed 8$/m);
+    const [a, b] = tokenLines(two.out);
+    expect(a).not.toEqual(b);
+    const again = await run([...base, ...sampling, '--seed', '8']);
+    expect(tokenLines(again.out)).toEqual([b]);
+    const unseeded = await run([...base, ...sampling]);
+    const drawn = Number(/^\[0\] .*, seed (\d+)$/m.exec(unseeded.out)![1]);
+    expect(tokenLines((await run([...base, ...sampling, '--seed', String(drawn)])).out)).toEqual(tokenLines(unseeded.out));
+    const greedy = await run(base);
+    expect(tokenLines((await run([...base, '--temperature', '0', '--seed', '3'])).out)).toEqual(tokenLines(greedy.out));
+    expect(greedy.out).not.toMatch(/seed/);
+  });
+});
+
 describe('run: bad input exits 1 with a clear message', () => {
   let broken: string;
   let mismatched: string;
@@ -135,6 +156,16 @@ describe('run: bad input exits 1 with a clear message', () => {
     ['a gamma larger than the spec allows', () => ['--model', model, '--prompt', 'x', '--gamma', '4'], /--gamma 4 exceeds the spec's gamma 3/],
     ['a gamma that is neither a number nor auto', () => ['--model', model, '--prompt', 'x', '--gamma', 'fast'], /gamma must be a whole number or 'auto', got 'fast'/],
     ['zero max tokens', () => ['--model', model, '--prompt', 'x', '--max-tokens', '0'], /max-tokens must be in 1\.\./],
+    ['a negative temperature', () => ['--model', model, '--prompt', 'x', '--temperature', '-1'], /--temperature must be a finite number >= 0 \(0 is greedy\), got -1/],
+    ['a temperature that is not a number', () => ['--model', model, '--prompt', 'x', '--temperature', 'hot'], /--temperature must be a number, got 'hot'/],
+    ['a NaN temperature', () => ['--model', model, '--prompt', 'x', '--temperature', 'NaN'], /--temperature must be a number, got 'NaN'/],
+    ['a negative top-k', () => ['--model', model, '--prompt', 'x', '--top-k', '-3'], /--top-k must be a whole number, got '-3'/],
+    ['a top-p of 0', () => ['--model', model, '--prompt', 'x', '--top-p', '0'], /--top-p must be in \(0, 1\] \(1 keeps every token\), got 0/],
+    ['a top-p above 1', () => ['--model', model, '--prompt', 'x', '--top-p', '1.5'], /--top-p must be in \(0, 1\] \(1 keeps every token\), got 1\.5/],
+    ['a min-p above 1', () => ['--model', model, '--prompt', 'x', '--min-p', '2'], /--min-p must be in \[0, 1\] \(0 keeps every token\), got 2/],
+    ['a negative min-p', () => ['--model', model, '--prompt', 'x', '--min-p', '-0.5'], /--min-p must be in \[0, 1\] \(0 keeps every token\), got -0\.5/],
+    ['a seed past 2^53', () => ['--model', model, '--prompt', 'x', '--seed', String(2 ** 53)], /--seed must be an integer in \[0, 2\^53\), got 9007199254740992/],
+    ['sampling with a greedy verifier in spec mode', () => ['--model', model, '--prompt', 'x', '--temperature', '0.7'], /--temperature 0\.7 samples, but the spec's verifier 'greedy' accepts only the target's argmax; add --mode ar/],
     ['a missing spec file', () => ['--model', model, '--prompt', 'x', '--spec', join(tmp, 'none.ts')], /spec file not found/],
     ['a spec with diagnostics', () => ['--model', model, '--prompt', 'x', '--spec', join(REPO, 'test/cli/fixtures/bad-spec.ts')], /MD\d{4}/],
     ['no --model', () => ['--prompt', 'x'], /required option '--model <dir>'/],

@@ -46,7 +46,9 @@ describe.each(Object.entries(KERNEL_DEPLOYMENTS))('generated C++ of %s', (_name,
       'md_expr.h',
       'md_module.h',
       'md_philox.h',
+      'md_sampling.h',
       'module.cpp',
+      'sample.cpp',
     ]);
   });
 

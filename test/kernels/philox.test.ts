@@ -1,11 +1,14 @@
 // Philox4x32-10 and the noise drawn from it: the TypeScript reference (model/philox.ts) and the header every
 // module carries (templates/common/md_philox.h, compiled by g++ here; nvcc in test/cuda/philox.test.ts) give
 // the Random123 known-answer vectors and the same bits as each other on random counters, keys, seeds and
-// positions; the uniform conversions are exact, in range and the same in both.
+// positions; the uniform conversions are exact, in range and the same in both. The double exp and log of
+// md_sampling.h (fdlibm) and their TypeScript ports (model/sampling.ts) agree bit for bit, and so does the
+// Gumbel noise built on them.
 import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { gumbel, NOISE_STREAM, philox4x32_10, philoxBlock, philoxDraw, uniform01, uniformOpen01 } from '../../model/philox.ts';
+import { NOISE_STREAM, philox4x32_10, philoxBlock, philoxDraw, uniform01, uniformOpen01 } from '../../model/philox.ts';
+import { expF64, gumbel, logF64 } from '../../model/sampling.ts';
 import { compileProgram, runProgram } from '../harness/expr/compile.ts';
 
 /** Philox4x32-10 known-answer vectors of the Random123 distribution (kat_vectors): counter, key, output. */
@@ -27,6 +30,16 @@ function cpp(lines: readonly string[]): string[] {
 const hex = (words: readonly number[]) => words.map((w) => (w >>> 0).toString(16).padStart(8, '0')).join(' ');
 const u32 = fc.integer({ min: 0, max: 0xffffffff });
 const f32bits = (x: number) => new Uint32Array(new Float32Array([x]).buffer)[0];
+const f64hex = (x: number) => new BigUint64Array(new Float64Array([x]).buffer)[0].toString(16).padStart(16, '0');
+const fromHex = (h: string) => new Float64Array(new BigUint64Array([BigInt(`0x${h}`)]).buffer)[0];
+
+/** Doubles over the whole range: random bit patterns (subnormals, NaNs, infinities among them) and special values. */
+const anyDouble = fc.oneof(
+  fc.double(),
+  fc.double({ min: -800, max: 800 }),
+  fc.double({ min: 0, max: 30 }),
+  fc.constantFrom(0, -0, 1, -1, Infinity, -Infinity, NaN, 5e-324, 2.2250738585072014e-308, 709.782712893384, -745.1332191019411, 0.5 * Math.LN2, 1.5 * Math.LN2, 2 ** -28, 1 + 2 ** -20),
+);
 
 describe('Philox4x32-10', () => {
   it('the TypeScript reference gives the known answers', () => {
@@ -106,17 +119,61 @@ describe('uniform conversions', () => {
     );
   });
 
-  it('md_uniform01 / md_uniform_open01 are the reference bits; md_gumbel is -log(-log(u)) to an ulp of the reference', () => {
+  it('md_uniform01 / md_uniform_open01 / md_gumbel are the reference bits', () => {
     const xs = [0, 1, 0xff, 0x100, 0x1ff, 0x200, 0x7fffffff, 0x80000000, 0xfffffeff, 0xffffff00, 0xffffffff, ...fc.sample(u32, { numRuns: 3000, seed: 93 })];
     const got = cpp(xs.map((x) => `U ${x}`)).map((l) => l.split(' '));
     xs.forEach((x, i) => {
       const [a, b, g] = got[i];
       expect(a, `uniform01(${x})`).toBe(f32bits(uniform01(x)).toString(16).padStart(8, '0'));
       expect(b, `uniformOpen01(${x})`).toBe(f32bits(uniformOpen01(x)).toString(16).padStart(8, '0'));
-      // glibc's log and V8's are each within an ulp of log; they may round differently.
-      const want = gumbel(x);
-      const have = new Float64Array(new BigUint64Array([BigInt(`0x${g}`)]).buffer)[0];
-      expect(Math.abs(have - want), `gumbel(${x}): ${have} vs ${want}`).toBeLessThanOrEqual(4 * Number.EPSILON * Math.max(1, Math.abs(want)));
+      expect(g, `gumbel(${x})`).toBe(f64hex(gumbel(x)));
     });
+  });
+});
+
+describe('double exp and log (fdlibm) and Gumbel noise', () => {
+  it('md_exp_f64 and md_log_f64 equal the TypeScript ports bit for bit', () => {
+    const xs = fc.sample(anyDouble, { numRuns: 6000, seed: 94 });
+    const got = cpp(xs.flatMap((x) => [`E ${f64hex(x)}`, `L ${f64hex(x)}`]));
+    xs.forEach((x, i) => {
+      const [e, l] = [fromHex(got[2 * i]), fromHex(got[2 * i + 1])];
+      expect(Object.is(e, expF64(x)) || (Number.isNaN(e) && Number.isNaN(expF64(x))), `exp(${x}): ${e} vs ${expF64(x)}`).toBe(true);
+      expect(Object.is(l, logF64(x)) || (Number.isNaN(l) && Number.isNaN(logF64(x))), `log(${x}): ${l} vs ${logF64(x)}`).toBe(true);
+    });
+  });
+
+  it('the ports are within an ulp of Math.exp and Math.log, special values right', () => {
+    const ulp = (y: number) => (y === 0 ? 5e-324 : 2 ** (Math.floor(Math.log2(Math.abs(y))) - 52));
+    fc.assert(
+      fc.property(anyDouble, (x) => {
+        for (const [f, g] of [[expF64, Math.exp], [logF64, Math.log]] as const) {
+          const a = f(x);
+          const b = g(x);
+          if (Number.isNaN(b)) expect(Number.isNaN(a)).toBe(true);
+          else if (!Number.isFinite(b)) expect(a).toBe(b);
+          else expect(Math.abs(a - b), `${f.name}(${x})`).toBeLessThanOrEqual(ulp(b));
+        }
+      }),
+      { numRuns: 20000 },
+    );
+    expect([expF64(0), expF64(-Infinity), expF64(Infinity), expF64(800), expF64(-800)]).toEqual([1, 0, Infinity, Infinity, 0]);
+    expect([logF64(1), logF64(0), logF64(-0), logF64(Infinity)]).toEqual([0, -Infinity, -Infinity, Infinity]);
+    expect(Number.isNaN(logF64(-1))).toBe(true);
+  });
+
+  it('Gumbel noise is finite and has the standard Gumbel mean (Euler-Mascheroni) and variance (pi^2 / 6)', () => {
+    let sum = 0;
+    let sq = 0;
+    const n = 200_000;
+    for (let d = 0; d < n; d++) {
+      const g = gumbel(philoxDraw(5n, 17, NOISE_STREAM.gumbel, d));
+      sum += g;
+      sq += g * g;
+    }
+    const mean = sum / n;
+    const variance = sq / n - mean * mean;
+    // Standard errors: sqrt(pi^2/6 / n) ~ 0.0029 for the mean, ~0.012 for the variance; 6 sigma each.
+    expect(Math.abs(mean - 0.5772156649)).toBeLessThan(0.018);
+    expect(Math.abs(variance - Math.PI ** 2 / 6)).toBeLessThan(0.07);
   });
 });

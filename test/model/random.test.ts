@@ -5,7 +5,8 @@ import { modelRandomCommand } from '../../cli/model-random.ts';
 import { memoryIo } from '../../lib/io.ts';
 import { readHfConfig } from '../../codegen/model-config.ts';
 import { Checkpoint } from '../../model/checkpoint.ts';
-import { writeRandomModel } from '../../model/random.ts';
+import { LOCAL_ATTENTION, RANDOM_PRESETS, resolveRandomConfig, writeRandomModel } from '../../model/random.ts';
+import { ropeInvFreq } from '../../codegen/rope.ts';
 import { loadTokenizer } from '../../model/tokenizer.ts';
 import { tempDirs } from './tmp.ts';
 
@@ -113,6 +114,83 @@ describe('writeRandomModel', () => {
   });
 });
 
+describe('benchmark presets', () => {
+  it('mha and gqa are the miniature LLaMA-2-7B-32K of issue 8, local is mha with q/k/v biases', () => {
+    expect(RANDOM_PRESETS).toEqual(['tiny', 'small', 'mha', 'gqa', 'local']);
+    const shape = { numLayers: 4, hiddenSize: 512, numHeads: 8, headDim: 64, intermediateSize: 1536, vocabSize: 4096, tieWordEmbeddings: false };
+    expect(resolveRandomConfig('mha')).toMatchObject({ ...shape, name: 'mha', architecture: 'llama', numKvHeads: 8, qkvBias: false });
+    expect(resolveRandomConfig('gqa')).toMatchObject({ ...shape, name: 'gqa', architecture: 'llama', numKvHeads: 2, qkvBias: false });
+    expect(resolveRandomConfig('local')).toMatchObject({ ...shape, name: 'local', architecture: 'qwen2', numKvHeads: 8, qkvBias: true });
+    // 32K prompts plus decode tokens fit the positions.
+    for (const p of ['mha', 'gqa', 'local'] as const) expect(resolveRandomConfig(p).maxPositionEmbeddings).toBeGreaterThan(32768 + 1024);
+  });
+
+  it('writes each preset deterministically per seed, with the shapes its config names', () => {
+    // Fewer layers and a smaller vocabulary keep the files small; the construction is per layer.
+    const config = { numLayers: 1, vocabSize: 256 };
+    for (const preset of ['mha', 'gqa', 'local'] as const) {
+      const [a, b, c] = [tmp(), tmp(), tmp()];
+      writeRandomModel({ preset, config, dtype: 'bf16', seed: 7, out: a });
+      writeRandomModel({ preset, config, dtype: 'bf16', seed: 7, out: b });
+      const info = writeRandomModel({ preset, config, dtype: 'bf16', seed: 8, out: c });
+      expect(sameFiles(a, b), preset).toBe(true);
+      expect(sameFiles(a, c), preset).toBe(false);
+      const ck = Checkpoint.open(a);
+      const { numHeads, numKvHeads, headDim: D, hiddenSize: H } = info.config;
+      expect(ck.info('model.layers.0.self_attn.q_proj.weight').shape).toEqual([numHeads * D, H]);
+      expect(ck.info('model.layers.0.self_attn.k_proj.weight').shape).toEqual([numKvHeads * D, H]);
+      expect(ck.has('model.layers.0.self_attn.k_proj.bias')).toBe(preset === 'local');
+      expect(ck.has('lm_head.weight')).toBe(true);
+    }
+    expect(() => writeRandomModel({ preset: 'mha', seed: 1, dtype: 'bf16', out: tmp(), local: { locality: 1 } })).toThrow('options.local applies to the local preset only');
+  });
+
+  it('local: positional and sink logits make sink + recent positions take the attention (docs/BENCH.md)', () => {
+    const dir = tmp();
+    const info = writeRandomModel({ preset: 'local', config: { numLayers: 2, vocabSize: 256 }, dtype: 'fp32', seed: 3, out: dir });
+    const c = info.config;
+    const ck = Checkpoint.open(dir);
+    const H = c.hiddenSize;
+    const D = c.headDim;
+    const P = D / 2;
+    const inv = ropeInvFreq(c);
+    const p = LOCAL_ATTENTION;
+    const nPos = P - p.sinkPairs - p.contentPairs;
+    const embed = ck.float64('model.embed_tokens.weight');
+    // Dimension 0 marks BOS alone, and nothing writes it.
+    for (let v = 0; v < c.vocabSize; v++) expect(embed[v * H] !== 0, `token ${v}`).toBe(v === info.bosId);
+    for (let l = 0; l < c.numLayers; l++) {
+      for (const w of ['self_attn.o_proj', 'mlp.down_proj']) expect(ck.float64(`model.layers.${l}.${w}.weight`).slice(0, w.startsWith('mlp') ? c.intermediateSize : H).every((x) => x === 0)).toBe(true);
+      const qb = ck.float64(`model.layers.${l}.self_attn.q_proj.bias`);
+      const kb = ck.float64(`model.layers.${l}.self_attn.k_proj.bias`);
+      const kw = ck.float64(`model.layers.${l}.self_attn.k_proj.weight`);
+      const bosNorm = ck.float64(`model.layers.${l}.input_layernorm.weight`)[0];
+      // BOS's dimension 0 after the norm (its content about unit scale): what the sink key weights read.
+      const bosRead = (bosNorm * embed[info.bosId * H]) / Math.sqrt(p.bos * p.bos + 1);
+      for (let h = 0; h < c.numHeads; h++) {
+        const g = Math.floor(h / (c.numHeads / c.numKvHeads));
+        const positional = (d: number) => Array.from({ length: nPos }, (_, j) => qb[h * D + j] * kb[g * D + j] * Math.cos(inv[j] * d)).reduce((a, b) => a + b) / Math.sqrt(D);
+        let sinkLogit = 0;
+        for (let j = P - p.sinkPairs; j < P; j++) sinkLogit += (qb[h * D + j] * kw[(g * D + j) * H] * bosRead) / Math.sqrt(D);
+        expect(sinkLogit).toBeCloseTo(positional(0) + p.sink, 4);
+        // BOS's key carries no positional part, so its logit does not fall with distance.
+        for (let j = 0; j < nPos; j++) expect(Math.abs(kb[g * D + j] + kw[(g * D + j) * H] * bosRead)).toBeLessThan(1e-5 * kb[g * D + j]);
+        // A query at 16K, content aside: BOS, and the last 508 positions, take nearly all the weight.
+        const m = 16384;
+        const top = positional(0) + Math.abs(p.sink) + 1;
+        const w = Array.from({ length: m + 1 }, (_, n) => Math.exp((n === 0 ? sinkLogit : positional(m - n)) - top));
+        const total = w.reduce((a, b) => a + b);
+        const kept = w.slice(0, 4).reduce((a, b) => a + b) + w.slice(m + 1 - 508).reduce((a, b) => a + b);
+        expect(kept / total, `layer ${l} head ${h}`).toBeGreaterThan(0.9);
+        expect(kept / total, `layer ${l} head ${h}`).toBeLessThan(0.9999);
+        expect(w[0] / total).toBeGreaterThan(0.05);
+      }
+    }
+    // BOS is never generated.
+    expect(ck.float64('lm_head.weight').slice(info.bosId * H, (info.bosId + 1) * H).every((x) => x === 0)).toBe(true);
+  });
+});
+
 describe('magicdec model random', () => {
   it('writes the model and prints a summary', async () => {
     const out = tmp();
@@ -125,7 +203,7 @@ describe('magicdec model random', () => {
 
   it('rejects bad flags with a user error', async () => {
     const out = tmp();
-    await expect(modelRandomCommand({ preset: 'huge', seed: 1, out })).rejects.toThrow("--preset must be one of tiny, small, got 'huge'");
+    await expect(modelRandomCommand({ preset: 'huge', seed: 1, out })).rejects.toThrow("--preset must be one of tiny, small, mha, gqa, local, got 'huge'");
     await expect(modelRandomCommand({ seed: 'x', out })).rejects.toThrow("--seed must be a whole number, got 'x'");
     await expect(modelRandomCommand({ seed: 1, out, dtype: 'fp8' })).rejects.toThrow('--dtype must be one of fp32, bf16, fp16');
     await expect(modelRandomCommand({ seed: 1, out, shards: '0' })).rejects.toThrow('--shards 0 is out of range 1..64');

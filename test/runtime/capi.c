@@ -13,7 +13,12 @@
  *                                          requests A and B (the prompt) decode side by side; once B has
  *                                          tokens it is cancelled: the next step ends it (MD_FINISH_CANCELLED),
  *                                          A runs on, and at the end every KV page is free. Prints A's tokens
+ *   capi_test sampling <model_dir> <module.so> <tok>...
+ *                                          invalid sampling options are refused with their message and nothing
+ *                                          queued; a seeded request (a seed past 2^53) replays, and reports its
+ *                                          seed; an unseeded one gets a seed below 2^53 that replays it
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,6 +68,8 @@ static int errors(const char* not_a_module) {
   expect(md_engine_set_gamma(NULL, MD_GAMMA_AUTO) == -1, "set_gamma(NULL) fails");
   int64_t rounds[4];
   expect(md_engine_gamma_rounds(NULL, rounds, 4) == -1, "gamma_rounds(NULL) fails");
+  double times[MD_STEP_KINDS * MD_KERNEL_CLASSES];
+  expect(md_engine_kernel_times(NULL, times, MD_STEP_KINDS * MD_KERNEL_CLASSES) == -1, "kernel_times(NULL) fails");
   md_engine_destroy(NULL); /* a no-op, like free(NULL) */
 
   expect(md_model_check("/nonexistent", "bf16") == -1, "check of a missing dir fails");
@@ -127,6 +134,13 @@ static int generate(int argc, char** argv) {
   expect(slots >= 2 && slots <= 17, "gamma_rounds returns the module's gamma + 1");
   printf("{\"gamma\":%d,\"meanGamma\":%.17g,\"gammaRounds\":[", es.gamma, es.mean_gamma);
   for (int32_t g = 0; g < slots; ++g) printf(g ? ",%lld" : "%lld", (long long)by_gamma[g]);
+  printf("]}\n");
+  double kt[MD_STEP_KINDS * MD_KERNEL_CLASSES];
+  expect(md_engine_kernel_times(e, kt, 0) == MD_STEP_KINDS * MD_KERNEL_CLASSES, "kernel_times returns its length");
+  expect(md_engine_kernel_times(e, kt, MD_STEP_KINDS * MD_KERNEL_CLASSES) == MD_STEP_KINDS * MD_KERNEL_CLASSES, "kernel_times");
+  printf("{\"prefillS\":%.17g,\"decodeS\":%.17g,\"draftS\":%.17g,\"verifyS\":%.17g,\"kernelS\":[", es.prefill_s, es.decode_s,
+         es.draft_s, es.verify_s);
+  for (int i = 0; i < MD_STEP_KINDS * MD_KERNEL_CLASSES; ++i) printf(i ? ",%.17g" : "%.17g", kt[i]);
   printf("]}\n");
   expect(md_request_release(e, id) == 0, "release a finished request");
   expect(md_request_tokens(e, id, out, 1) == -1, "a released request is gone");
@@ -236,12 +250,98 @@ static int cancel(int argc, char** argv) {
   return failures ? 1 : 0;
 }
 
+/* Decodes one request to the end; its tokens into out (count returned), -1 on failure. */
+static int32_t decode_one(md_engine* e, const int32_t* prompt, int n, const md_request_options* ro, int32_t* out, uint64_t* seed) {
+  int64_t id = md_engine_add_request(e, prompt, n, ro);
+  if (id < 0 || md_engine_run(e) != 0) return -1;
+  int32_t count = md_request_tokens(e, id, out, 256);
+  expect(md_request_seed(e, id, seed) == 0, "md_request_seed");
+  expect(md_request_release(e, id) == 0, "release");
+  return count;
+}
+
+static int sampling(int argc, char** argv) {
+  if (argc < 5) {
+    fprintf(stderr, "usage: capi_test sampling <model_dir> <module.so> <tok>...\n");
+    return 2;
+  }
+  md_engine_options o;
+  md_engine_options_default(&o);
+  o.mode = MD_MODE_AR;
+  md_engine* e = md_engine_create(argv[2], argv[3], &o);
+  if (!e) {
+    printf("error: %s\n", md_last_error());
+    return 1;
+  }
+  int n = argc - 4;
+  int32_t prompt[256];
+  for (int i = 0; i < n && i < 256; ++i) prompt[i] = atoi(argv[4 + i]);
+  md_request_options def;
+  md_request_options_default(&def);
+  expect(def.temperature == 0.0f && def.top_k == 0 && def.top_p == 1.0f && def.min_p == 0.0f && def.has_seed == 0, "default sampling options are greedy");
+  def.max_tokens = 12;
+  def.ignore_eos = 1;
+  struct {
+    float temperature, top_p, min_p;
+    int32_t top_k;
+    const char* message;
+  } bad[] = {
+      {-1.0f, 1.0f, 0.0f, 0, "request: temperature must be a finite number >= 0 (0 is greedy), got -1"},
+      {NAN, 1.0f, 0.0f, 0, "request: temperature must be a finite number >= 0 (0 is greedy), got NaN"},
+      {INFINITY, 1.0f, 0.0f, 0, "request: temperature must be a finite number >= 0 (0 is greedy), got Infinity"},
+      {1.0f, 1.0f, 0.0f, -2, "request: top_k must be an integer >= 0 (0 keeps every token), got -2"},
+      {1.0f, 0.0f, 0.0f, 0, "request: top_p must be in (0, 1] (1 keeps every token), got 0"},
+      {1.0f, 1.25f, 0.0f, 0, "request: top_p must be in (0, 1] (1 keeps every token), got 1.25"},
+      {1.0f, NAN, 0.0f, 0, "request: top_p must be in (0, 1] (1 keeps every token), got NaN"},
+      {1.0f, 1.0f, -0.5f, 0, "request: min_p must be in [0, 1] (0 keeps every token), got -0.5"},
+      {1.0f, 1.0f, 1.5f, 0, "request: min_p must be in [0, 1] (0 keeps every token), got 1.5"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; ++i) {
+    md_request_options ro = def;
+    ro.temperature = bad[i].temperature;
+    ro.top_p = bad[i].top_p;
+    ro.min_p = bad[i].min_p;
+    ro.top_k = bad[i].top_k;
+    expect(md_engine_add_request(e, prompt, n, &ro) == -1, bad[i].message);
+    expect_error(bad[i].message, bad[i].message);
+  }
+  md_engine_stats es;
+  expect(md_engine_stats_get(e, &es) == 0 && es.live_requests == 0, "nothing queued");
+
+  md_request_options ro = def;
+  ro.temperature = 0.8f;
+  ro.top_k = 40;
+  ro.top_p = 0.95f;
+  ro.has_seed = 1;
+  ro.seed = 0xfedcba9876543210ull;
+  int32_t a[256], b[256], c[256], d[256];
+  uint64_t sa = 0, sb = 0, sc = 0, sd = 0;
+  int32_t na = decode_one(e, prompt, n, &ro, a, &sa);
+  int32_t nb = decode_one(e, prompt, n, &ro, b, &sb);
+  expect(na == 12 && nb == 12 && memcmp(a, b, sizeof(int32_t) * 12) == 0, "a seeded request replays");
+  expect(sa == 0xfedcba9876543210ull && sb == sa, "the seed is reported");
+  ro.has_seed = 0;
+  int32_t nc = decode_one(e, prompt, n, &ro, c, &sc);
+  expect(nc == 12 && sc < (1ull << 53), "an unseeded request gets a seed below 2^53");
+  ro.has_seed = 1;
+  ro.seed = sc;
+  int32_t nd = decode_one(e, prompt, n, &ro, d, &sd);
+  expect(nd == 12 && memcmp(c, d, sizeof(int32_t) * 12) == 0 && sd == sc, "its seed replays it");
+  uint64_t dummy;
+  expect(md_request_seed(e, 999, &dummy) == -1, "seed of an unknown request fails");
+  md_engine_destroy(e);
+  if (failures) return 1;
+  printf("capi sampling ok\n");
+  return 0;
+}
+
 int main(int argc, char** argv) {
   if (argc >= 3 && strcmp(argv[1], "errors") == 0) return errors(argv[2]);
   if (argc == 4 && strcmp(argv[1], "check") == 0) return check(argv[2], argv[3]);
   if (argc >= 2 && strcmp(argv[1], "generate") == 0) return generate(argc, argv);
   if (argc >= 2 && strcmp(argv[1], "isolate") == 0) return isolate(argc, argv);
   if (argc >= 2 && strcmp(argv[1], "cancel") == 0) return cancel(argc, argv);
-  fprintf(stderr, "usage: capi_test errors <lib.so> | check <model_dir> <dtype> | generate ... | isolate ... | cancel ...\n");
+  if (argc >= 2 && strcmp(argv[1], "sampling") == 0) return sampling(argc, argv);
+  fprintf(stderr, "usage: capi_test errors <lib.so> | check <model_dir> <dtype> | generate ... | isolate ... | cancel ... | sampling ...\n");
   return 2;
 }

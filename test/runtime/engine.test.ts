@@ -133,6 +133,14 @@ describe('engine: speculative == autoregressive, bitwise', () => {
         // The short draft window makes the draft wrong sometimes, so rollbacks were exercised.
         expect(s.accepted).toBeLessThan(s.drafted);
         expect(s.accepted).toBeGreaterThan(0);
+        // The Node API's kernel times: draft and verify steps ran every class, no AR step ran, within the steps.
+        const k = s.kernelS;
+        expect(Object.keys(k)).toEqual(['prefill', 'ar', 'draft', 'verify']);
+        expect(k.ar).toEqual({ attention: 0, gemm: 0, normRope: 0, other: 0 });
+        for (const kind of ['prefill', 'draft', 'verify'] as const) for (const t of Object.values(k[kind])) expect(t, kind).toBeGreaterThan(0);
+        const total = (t: object) => Object.values(t).reduce((a: number, b: number) => a + b, 0);
+        expect(total(k.draft)).toBeLessThanOrEqual(s.draftS);
+        expect(total(k.verify)).toBeLessThanOrEqual(s.verifyS);
         for (const g of got) {
           expect(g.stats.drafted).toBe(g.stats.rounds * gamma);
           expect(g.stats.tokensPerRound).toBeGreaterThanOrEqual(1);
@@ -178,7 +186,7 @@ describe('engine: speculative == autoregressive, bitwise', () => {
     for (const [mode, gamma] of [['ar', '2'], ['spec', '2'], ['spec', 'auto']]) {
       const r = runProgram(rt.capi, ['generate', bf16Model, library, mode, gamma, String(MAX_TOKENS), ...prompts[2].map(String)]);
       expect(r.status, r.stdout).toBe(0);
-      const [tokens, stats, gammas] = r.stdout.trim().split('\n');
+      const [tokens, stats, gammas, kernels] = r.stdout.trim().split('\n');
       expect(tokens.split(' ').map(Number)).toEqual(ref[2].tokens);
       const s = JSON.parse(stats);
       expect(s).toMatchObject({ generated: MAX_TOKENS, finish: 2, state: 3 });
@@ -189,6 +197,22 @@ describe('engine: speculative == autoregressive, bitwise', () => {
       expect(g.gammaRounds.reduce((a, n, k) => a + k * n, 0)).toBe(s.drafted);
       if (mode === 'spec' && gamma === '2') expect(g.gammaRounds).toEqual([0, 0, s.rounds, 0]);
       expect(g.meanGamma).toBeCloseTo(s.rounds ? s.drafted / s.rounds : 0, 12);
+      // Kernel time by step kind (prefill, AR, draft, verify) x class (attention, GEMM, norm+RoPE, other):
+      // every class ran in the kinds this mode runs, none in the others, and all of it inside the steps.
+      const k = JSON.parse(kernels) as { prefillS: number; decodeS: number; draftS: number; verifyS: number; kernelS: number[] };
+      expect(k.kernelS).toHaveLength(16);
+      const kind = (i: number) => k.kernelS.slice(4 * i, 4 * i + 4);
+      const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+      const ran = mode === 'ar' ? [0, 1] : [0, 2, 3];
+      for (let i = 0; i < 4; ++i) {
+        if (ran.includes(i)) for (const t of kind(i)) expect(t, `${mode} kind ${i}`).toBeGreaterThan(0);
+        else expect(kind(i)).toEqual([0, 0, 0, 0]);
+      }
+      expect(sum(kind(0))).toBeLessThanOrEqual(k.prefillS);
+      expect(sum(kind(1))).toBeLessThanOrEqual(k.decodeS);
+      expect(sum(kind(2))).toBeLessThanOrEqual(k.draftS);
+      expect(sum(kind(3))).toBeLessThanOrEqual(k.verifyS);
+      if (mode === 'ar') expect(sum(kind(1))).toBeGreaterThan(0.5 * k.decodeS);
     }
   });
 

@@ -90,6 +90,34 @@ describe('schedule: decode rounds and prefill chunks share every step', () => {
       got.forEach((g, i) => expect(g.tokens, `prompt ${i}`).toEqual(want[i].tokens));
     });
   });
+
+  it('prefillFirst: no decode round while a prompt prefills, so rounds decode the whole batch; the same tokens', async () => {
+    const G = p.case.gamma;
+    const stepTokens = 2 * (G + 1) + 10;
+    const short = prompt(6, 11);
+    const long = prompt(300, 12);
+    const opts = { maxTokens: 40, ignoreEos: true };
+    const [refShort, refLong] = await alone([short, long], opts.maxTokens);
+    const s = await Stepper.create(p.modelDir, p.library, V, { mode: 'spec', maxBatch: 2, stepTokens, prefillFirst: true });
+    try {
+      expect(s.info().options).toMatchObject({ prefillFirst: true });
+      const run = await s.run([
+        { prompt: short, opts, at: 0 },
+        { prompt: long, opts, at: 2 },
+      ]);
+      const [a, b] = run.requests;
+      // The long prompt gets the whole budget each step: stepTokens rows, not stepTokens - (G + 1).
+      expect(b.firstTokenAt).toBeLessThanOrEqual(2 + Math.ceil(long.length / stepTokens) - 1);
+      // While it prefills, the short request (decoding since step 1) gets nothing; afterwards both decode.
+      for (let step = 3; step <= b.firstTokenAt; step++) expect(a.tokenSteps, `step ${step}`).not.toContain(step);
+      expect(a.tokenSteps).toContain(b.firstTokenAt + 1);
+      expect(b.tokenSteps).toContain(b.firstTokenAt + 1);
+      expect(bitwiseMismatch(a, refShort)).toBeUndefined();
+      expect(bitwiseMismatch(b, refLong)).toBeUndefined();
+    } finally {
+      s.close();
+    }
+  });
 });
 
 describe('cancellation', () => {

@@ -329,7 +329,7 @@ static const char* kManifest =
         "maxSeq":4096,"pageSize":64,"pagesPerSeq":64,
         "passes":{"target":{"params":[]},
                   "draft":{"params":[{"key":"kv_window","name":"window","ty":"i32","value":32,"index":0}]}},
-        "verify":{"mode":"greedy"}})";
+        "verify":{"name":"greedy","mode":"greedy"}})";
 
 static void test_manifest() {
   md::ModuleManifest m = md::parse_manifest(kManifest, "m.so (manifest)");

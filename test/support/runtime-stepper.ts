@@ -55,6 +55,10 @@ export class Stepper {
     this.native.setParam(pass, key, value);
   }
 
+  info(): Record<string, unknown> {
+    return JSON.parse(this.native.info()) as Record<string, unknown>;
+  }
+
   setGamma(gamma: number | 'auto'): void {
     this.native.setGamma(gamma);
   }
