@@ -10,7 +10,7 @@ import { CancelledError, type Engine, type RequestStats } from '../runtime/node/
 import { ApiError, badRequest, queueFull, shuttingDown } from './errors.ts';
 import type { ServerMetrics } from './metrics.ts';
 import type { GenerationRequest, ModelContext } from './requests.ts';
-import { engineSampling } from './sampling.ts';
+import { engineSampling, samples, type SamplingSupport } from './sampling.ts';
 import { Detokenizer, StopMatcher } from './text.ts';
 
 /** Text that became final, with the tokens it came from (the last delta may carry tokens and no text). */
@@ -23,8 +23,12 @@ export interface Usage {
   prompt_tokens: number;
   completion_tokens: number;
   total_tokens: number;
-  /** magicdec's own: how speculation went for this request (null acceptance in AR mode). */
-  magicdec: { mode: 'ar' | 'spec'; acceptance: number | null; tokens_per_round: number; rounds: number; drafted: number; accepted: number };
+  /**
+   * magicdec's own: how speculation went for this request (null acceptance in AR mode), and, for a sampled
+   * request, the seed its noise was keyed by (the one given, or the one the engine drew): sending it back
+   * replays the same tokens.
+   */
+  magicdec: { mode: 'ar' | 'spec'; acceptance: number | null; tokens_per_round: number; rounds: number; drafted: number; accepted: number; seed?: number };
 }
 
 export interface Outcome {
@@ -51,6 +55,7 @@ export class Generations {
     private readonly mode: 'ar' | 'spec',
     /** Requests held at once (running or waiting for admission). */
     readonly limit: number,
+    private readonly sampling: SamplingSupport,
   ) {}
 
   get inFlight(): number {
@@ -77,7 +82,7 @@ export class Generations {
    */
   admit(req: GenerationRequest, signal: AbortSignal): { run(onDelta?: (d: Delta) => void): Promise<Outcome> } {
     if (this.active.size >= this.limit) throw queueFull(this.limit);
-    const sampling = engineSampling(req.sampling);
+    const sampling = engineSampling(req.sampling, this.sampling);
     if (signal.aborted) throw new ClientGone();
     const ac = new AbortController();
     let stream: ReturnType<Engine['stream']>;
@@ -145,14 +150,17 @@ export class Generations {
     }
     // Settle with the engine: once this resolves or rejects, the request's slot and pages are free.
     let stats: RequestStats | undefined;
+    let seed: number | undefined;
     let reason: 'stop' | 'length' | 'cancelled' | 'error';
     try {
       const g = await stream.generation;
       stats = g.stats;
+      seed = g.seed;
       reason = g.reason;
     } catch (e) {
       if (e instanceof CancelledError) {
         stats = e.stats;
+        seed = e.seed;
         reason = 'cancelled';
       } else {
         failure ??= e;
@@ -165,10 +173,10 @@ export class Generations {
     if (reason === 'error') throw new ApiError(500, `the engine failed this request: ${(failure as Error)?.message ?? 'unknown error'}`, 'server_error', null, 'engine_error');
     if (!stopper.stopped) give(stopper.feed(detok.flush()) + stopper.flush(), true);
     else give('', true);
-    return { finishReason: reason === 'length' ? 'length' : 'stop', text, tokens, usage: this.usage(req, tokens.length, stats) };
+    return { finishReason: reason === 'length' ? 'length' : 'stop', text, tokens, usage: this.usage(req, tokens.length, stats, seed) };
   }
 
-  private usage(req: GenerationRequest, completion: number, s: RequestStats | undefined): Usage {
+  private usage(req: GenerationRequest, completion: number, s: RequestStats | undefined, seed: number | undefined): Usage {
     const spec = this.mode === 'spec';
     return {
       prompt_tokens: req.prompt.length,
@@ -181,6 +189,7 @@ export class Generations {
         rounds: s?.rounds ?? 0,
         drafted: s?.drafted ?? 0,
         accepted: s?.accepted ?? 0,
+        ...(samples(req.sampling) && seed !== undefined ? { seed } : {}),
       },
     };
   }

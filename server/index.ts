@@ -92,7 +92,10 @@ export async function startServer(opts: ServeOptions, io: Io): Promise<RunningSe
   };
   let generations: Generations | undefined;
   const metrics = new ServerMetrics({ snapshot: () => engine.snapshot(), kvPages: ctx.kvPages, inFlight: () => generations?.inFlight ?? 0 });
-  generations = new Generations(engine, ctx, metrics, opts.mode, info.options.maxBatch + opts.maxQueue);
+  // The runtime samples autoregressively; a speculative engine only with a module whose verifier samples.
+  const canSample = opts.mode === 'ar' || dep.verify.mode !== 'greedy';
+  const why = `this server decodes speculatively and the module's verifier '${dep.verify.name}' accepts only the target's argmax: start the server with --mode ar to sample`;
+  generations = new Generations(engine, ctx, metrics, opts.mode, info.options.maxBatch + opts.maxQueue, { canSample, ...(canSample ? {} : { why }) });
   let draining = false;
   const responses = new Responses();
   const app = buildApp({ model: ctx, generations, metrics, maxBodyBytes: opts.maxBodyBytes, started: Math.floor(Date.now() / 1000), responses, draining: () => draining });

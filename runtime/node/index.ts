@@ -179,6 +179,8 @@ export class CancelledError extends Error {
     /** The tokens it had generated before the cancellation took effect. */
     readonly tokens: readonly number[],
     readonly stats?: RequestStats,
+    /** The seed its noise was keyed by (the one given, or the one the engine drew). */
+    readonly seed?: number,
   ) {
     super(`request ${id}: cancelled`);
   }
@@ -249,7 +251,7 @@ class Sink {
     if (ev.logits) for (let i = 0; i < ev.tokens.length; i++) this.logits.push(ev.logits.slice(i * this.vocab, (i + 1) * this.vocab));
     if (ev.finished) {
       if (ev.reason === 'error') this.fail(new Error(`request ${this.id}: ${ev.error ?? 'failed'}`));
-      else if (ev.reason === 'cancelled') this.fail(new CancelledError(this.id, this.tokens, ev.stats));
+      else if (ev.reason === 'cancelled') this.fail(new CancelledError(this.id, this.tokens, ev.stats, ev.seed));
       else {
         this.done = true;
         this.resolve({

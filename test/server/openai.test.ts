@@ -183,6 +183,30 @@ describe('magicdec serve with the openai client', () => {
     expect(m).toMatch(/^magicdec_requests_finished_total\{reason="stop"\} [1-9]/m);
   });
 
+  it('an autoregressive server samples: seeded requests replay, equal `magicdec run --temperature --seed`, and report their seed', async () => {
+    const body = { model: 'tiny', prompt: PROMPT, max_tokens: 24, ignore_eos: true, return_token_ids: true, temperature: 0.9, top_p: 0.95, seed: 7 };
+    const want = await runTokens(model, { text: PROMPT }, 24, 'ar', ['--temperature', '0.9', '--top-p', '0.95', '--seed', '7']);
+    const a = await arClient.completions.create(body as OpenAI.CompletionCreateParamsNonStreaming);
+    expect((a.choices[0] as Extra).token_ids).toEqual(want);
+    expect((a.usage as unknown as MagicdecUsage).magicdec).toMatchObject({ mode: 'ar', seed: 7 });
+    let streamed: number[] = [];
+    for await (const chunk of await arClient.completions.create({ ...body, stream: true } as OpenAI.CompletionCreateParamsStreaming)) {
+      streamed = [...streamed, ...((chunk.choices[0] as Extra | undefined)?.token_ids ?? [])];
+    }
+    expect(streamed).toEqual(want);
+    const greedy = await runTokens(model, { text: PROMPT }, 24, 'ar');
+    expect(want).not.toEqual(greedy);
+    const other = await arClient.completions.create({ ...body, seed: 8 } as OpenAI.CompletionCreateParamsNonStreaming);
+    expect((other.choices[0] as Extra).token_ids).not.toEqual(want);
+    // Without a seed the engine draws one, and says which: sending it back replays the tokens.
+    const { seed: _, ...unseeded } = body;
+    const drawn = await arClient.completions.create(unseeded as OpenAI.CompletionCreateParamsNonStreaming);
+    const seed = (drawn.usage as unknown as MagicdecUsage & { magicdec: { seed?: number } }).magicdec.seed;
+    expect(Number.isSafeInteger(seed)).toBe(true);
+    const again = await arClient.completions.create({ ...unseeded, seed } as OpenAI.CompletionCreateParamsNonStreaming);
+    expect((again.choices[0] as Extra).token_ids).toEqual((drawn.choices[0] as Extra).token_ids);
+  });
+
   it('max_tokens defaults to 16 for completions; bad input surfaces as the client\'s typed errors', async () => {
     const got = await client.completions.create({ model: 'tiny', prompt: [1, 2, 3], ignore_eos: true } as OpenAI.CompletionCreateParamsNonStreaming);
     expect(got.usage!.completion_tokens).toBe(16);

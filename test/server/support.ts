@@ -23,10 +23,16 @@ export async function serve(modelDir: string, opts: Partial<ServeOptions> = {}):
 }
 
 /** The tokens `magicdec run` generates for one prompt (text or token ids) with the test spec. */
-export async function runTokens(modelDir: string, prompt: { text: string } | { tokens: readonly number[] }, maxTokens: number, mode: 'ar' | 'spec' = 'ar'): Promise<number[]> {
+export async function runTokens(
+  modelDir: string,
+  prompt: { text: string } | { tokens: readonly number[] },
+  maxTokens: number,
+  mode: 'ar' | 'spec' = 'ar',
+  extra: readonly string[] = [],
+): Promise<number[]> {
   const io = memoryIo();
   const p = 'text' in prompt ? ['--prompt', prompt.text] : ['--prompt-tokens', prompt.tokens.join(',')];
-  const code = await main(['run', '--model', modelDir, '--spec', SPEC, ...p, '--max-tokens', String(maxTokens), '--ignore-eos', '--mode', mode], io);
+  const code = await main(['run', '--model', modelDir, '--spec', SPEC, ...p, '--max-tokens', String(maxTokens), '--ignore-eos', '--mode', mode, ...extra], io);
   if (code !== 0) throw new Error(`magicdec run failed (${code}): ${io.err()}`);
   const line = /^ {4}tokens: (.*)$/m.exec(io.out());
   if (!line) throw new Error(`no tokens line in: ${io.out()}`);
