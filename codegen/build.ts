@@ -116,6 +116,13 @@ export async function buildModule(opts: BuildOptions): Promise<BuiltModule> {
   }
 }
 
+/**
+ * Sequence number of this process's temporaries: builds running at once in one process (a server and a
+ * test, two engines) each write their own `<name>.tmp-<pid>-<n>`, never each other's.
+ */
+let tempSeq = 0;
+const tempSuffix = () => `.tmp-${process.pid}-${++tempSeq}`;
+
 /** Matches a build's temporary names: `<module dir>.tmp-<pid>-<n>` and `<object>.o.tmp-<pid>-<n>`. */
 const TEMP_NAME = /\.tmp-(\d+)-\d+$/;
 
@@ -160,7 +167,7 @@ async function buildModuleIn(opts: BuildOptions): Promise<BuiltModule> {
   // An object depends on its unit, every header it may include (all in the module), and the toolchain.
   const headers = opts.files.filter((f) => /\.(h|hpp|cuh)$/.test(f.path));
 
-  const tmp = `${dir}.tmp-${process.pid}-${Date.now()}`;
+  const tmp = `${dir}${tempSuffix()}`;
   mkdirSync(tmp, { recursive: true });
   try {
     for (const f of opts.files) {
@@ -174,7 +181,7 @@ async function buildModuleIn(opts: BuildOptions): Promise<BuiltModule> {
       const source = opts.files.find((f) => f.path === unit)!;
       const obj = join(objectsDir, `${sourcesHash([source, ...headers], `${unit}\0${toolchain}`)}.o`);
       if (!existsSync(obj)) {
-        const part = `${obj}.tmp-${process.pid}-${compiled.length}`;
+        const part = `${obj}${tempSuffix()}`;
         try {
           await sh(tmp)`${tc.cc} ${tc.compile} -c ${unit} -o ${part}`;
           renameSync(part, obj);

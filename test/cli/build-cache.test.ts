@@ -1,5 +1,6 @@
 // codegen/build.ts's cache on a hostile file system: what a killed build left behind is cleaned by the
-// next build, a live build's temporaries are not touched, and a cache path the OS refuses is one line.
+// next build, a live build's temporaries are not touched, builds of one module running at once in one
+// process do not collide, and a cache path the OS refuses is one line.
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -52,6 +53,28 @@ describe('build cache', () => {
     expect(existsSync(built.library)).toBe(true);
     expect(existsSync(stale)).toBe(false);
   }, 60_000);
+
+  it('lets one process build the same module several times at once', async () => {
+    // A g++ that lingers after writing its object, so that the builds' compiles overlap for certain: with
+    // shared temporary names, the first build's rename takes the others' objects away (ENOENT).
+    const bin = join(root, 'bin');
+    mkdirSync(bin);
+    const real = spawnSync('sh', ['-c', 'command -v g++'], { encoding: 'utf8' }).stdout.trim();
+    writeFileSync(join(bin, 'g++'), `#!/bin/sh\n"${real}" "$@" || exit $?\ncase " $* " in *" -c "*) sleep 0.5 ;; esac\n`, { mode: 0o755 });
+    const path = process.env.PATH;
+    process.env.PATH = `${bin}:${path}`;
+    try {
+      const cache = join(root, 'concurrent');
+      const files = [{ path: 'a.cpp', contents: 'extern "C" int md_a() { return 1; }\n' }];
+      const builds = await Promise.all([0, 1, 2].map(() => buildModule({ name: 'm', target: 'cpu', files, cacheDir: cache })));
+      for (const b of builds) expect(existsSync(b.library)).toBe(true);
+      expect(new Set(builds.map((b) => b.library)).size).toBe(1);
+      expect(readdirSync(cache).filter((f) => f.includes('.tmp-'))).toEqual([]);
+      expect(readdirSync(join(cache, 'objects')).filter((f) => f.includes('.tmp-'))).toEqual([]);
+    } finally {
+      process.env.PATH = path;
+    }
+  }, 120_000);
 
   it('refuses a cache path below a regular file with one line naming it', async () => {
     writeFileSync(join(root, 'file'), 'x');
