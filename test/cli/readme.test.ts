@@ -27,14 +27,22 @@ describe('README.md', () => {
   it('documents every run flag, and no other', () => {
     const run = program().commands.find((c) => c.name() === 'run')!;
     const flags = run.options.map((o) => o.long!).sort();
-    const section = README.slice(README.indexOf('## `magicdec run`'), README.indexOf('## Benchmark'));
+    const section = README.slice(README.indexOf('## `magicdec run`'), README.indexOf('## `magicdec bench`'));
+    const documented = [...new Set([...section.matchAll(/^\| `(--[a-z-]+)/gm)].map((m) => m[1]))].sort();
+    expect(documented).toEqual(flags);
+  });
+
+  it('documents every bench flag, and no other', () => {
+    const bench = program().commands.find((c) => c.name() === 'bench')!;
+    const flags = bench.options.map((o) => o.long!).sort();
+    const section = README.slice(README.indexOf('## `magicdec bench`'), README.indexOf('## Repository layout'));
     const documented = [...new Set([...section.matchAll(/^\| `(--[a-z-]+)/gm)].map((m) => m[1]))].sort();
     expect(documented).toEqual(flags);
   });
 
   it('names the bench and test:gpu scripts as package.json defines them', () => {
     const scripts = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).scripts;
-    expect(scripts.bench).toBe('tsx bench/run.ts');
+    expect(scripts.bench).toBe('node bin/magicdec.js bench');
     expect(README).toContain('npm run bench');
     expect(README).toContain(`\`npm run test:gpu\` does both steps (\`${scripts['test:gpu']}\`)`);
   });
