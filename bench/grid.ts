@@ -75,10 +75,15 @@ export interface Skipped {
 }
 
 /** A preset's model under out/bench/models/<preset>, rewritten when its recipe (marker file) changed. */
+/** What a preset's benchmark model is made from: the writer's options (the JSON records it). */
+function presetRecipe(p: RandomPreset): Record<string, unknown> {
+  return { preset: p, seed: SEED, dtype: 'bf16', ...(p === 'local' ? { local: LOCAL_ATTENTION } : {}) };
+}
+
 function presetModel(p: RandomPreset, io: Io): string {
   const dir = join(ROOT, 'out/bench/models', p);
   const marker = join(dir, 'bench-model.json');
-  const recipe = JSON.stringify({ preset: p, seed: SEED, dtype: 'bf16', ...(p === 'local' ? { local: LOCAL_ATTENTION } : {}) });
+  const recipe = JSON.stringify(presetRecipe(p));
   if (!existsSync(marker) || readFileSync(marker, 'utf8') !== recipe) {
     io.stderr.write(`writing the random ${p} model (seed ${SEED}, bf16${p === 'local' ? ', synthetic attention: docs/BENCH.md' : ''}) to ${relative(process.cwd(), dir)}\n`);
     writeRandomModel({ preset: p, seed: SEED, dtype: 'bf16', out: dir });
@@ -348,7 +353,7 @@ export async function runBench(o: BenchOptions, io: Io): Promise<BenchReport> {
     moduleGamma,
     buckets,
     triad,
-    models: models.map((m) => ({ name: m.name, label: modelLabel({ model: m.name, synthetic: m.synthetic }), synthetic: m.synthetic, source: m.preset ? `preset ${m.preset}, seed ${SEED}, bf16 (${rel(m.dir)})` : rel(m.dir), config: m.config })),
+    models: models.map((m) => ({ name: m.name, label: modelLabel({ model: m.name, synthetic: m.synthetic }), synthetic: m.synthetic, source: m.preset ? `preset ${m.preset}, seed ${SEED}, bf16 (${rel(m.dir)})` : rel(m.dir), ...(m.preset ? { recipe: presetRecipe(m.preset) } : {}), config: m.config })),
     points,
     cases,
     skipped,
