@@ -148,7 +148,7 @@ function alignedTable(head: string[], rows: string[][], leftColumns: number): st
 const pct = (x: number) => `${(100 * x).toFixed(0)}%`;
 
 function throughputTable(points: readonly PointMetrics[]): string {
-  const head = ['model', 'context', 'batch', 'budget', 'gamma', 'AR tok/s', 'spec tok/s', 'speedup', 'accept', 'tok/round', 'mean gamma', 'Td/Tar', 'Tv/Tar', 'model speedup', 'at a=0.8', 'same tokens'];
+  const head = ['model', 'context', 'batch', 'budget', 'gamma', 'AR tok/s', 'spec tok/s', 'speedup', 'accept', 'a', 'tok/round', 'mean gamma', 'Td/Tar', 'Tv/Tar', 'model speedup', 'at a=0.8', 'same tokens'];
   const rows = points.map((p) => [
     modelLabel(p),
     String(p.context),
@@ -159,6 +159,7 @@ function throughputTable(points: readonly PointMetrics[]): string {
     fmt(p.spec.tokensPerS),
     `${p.spec.speedup.toFixed(2)}x`,
     p.spec.acceptance.toFixed(3),
+    p.spec.perTokenAcceptance.toFixed(3),
     p.spec.tokensPerRound.toFixed(2),
     p.spec.meanGamma.toFixed(2),
     p.spec.draftOverAr.toFixed(3),
@@ -365,8 +366,9 @@ export async function runBench(o: BenchOptions, io: Io): Promise<BenchReport> {
 
   io.stdout.write(throughputTable(points));
   io.stdout.write(
-    `\nTd/Tar, Tv/Tar: one draft step / one verification pass over one AR step; model speedup = tok/round / (mean gamma * Td/Tar + Tv/Tar),\n` +
-      `'at a=0.8' the same with the tokens per round acceptance 0.8 would give. Acceptance as measured${models.some((m) => m.synthetic) ? '; local is a synthetic model (docs/BENCH.md)' : ''}.\n` +
+    `\nTd/Tar, Tv/Tar: one draft step / one verification pass over one AR step. model speedup: the cost model's, (1 - a^(gamma+1)) / (1 - a)\n` +
+      `/ (mean gamma * Td/Tar + Tv/Tar), with the per-token acceptance a that gives the measured acceptance (accepted / drafted); 'at a=0.8'\n` +
+      `the same with a = 0.8. Acceptance as measured${models.some((m) => m.synthetic) ? '; local is a synthetic model (docs/BENCH.md)' : ''}.\n` +
       `Each (budget, gamma) point decodes ${o.decodeTokens} tokens per sequence after the ones before it, on the same prefilled batch.\n\n`,
   );
   io.stdout.write(`Achieved bandwidth as a share of the STREAM triad (${fmt(triad.gbPerS)} GB/s, ${triad.threads} thread(s), this run): whole steps (weights + KV read, bench/traffic.ts),\nattention kernels (KV bytes over their time) and GEMMs (weight bytes over their time):\n`);

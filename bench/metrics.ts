@@ -48,7 +48,13 @@ export interface SpecMetrics {
   readonly verifyStepS: number;
   readonly draftOverAr: number;
   readonly verifyOverAr: number;
-  /** tokensPerRound / (meanGamma * draftOverAr + verifyOverAr). */
+  /** The per-token acceptance that gives the measured acceptance under the cost model (perTokenAcceptance). */
+  readonly perTokenAcceptance: number;
+  /**
+   * The cost model's speedup from the measured ratios and that per-token acceptance:
+   * expectedTokensPerRound(perTokenAcceptance) / (meanGamma * draftOverAr + verifyOverAr). (With the measured
+   * tokens per round instead it would be the measured speedup exactly, by construction.)
+   */
   readonly predictedSpeedup: number;
   /** The same with the tokens per round acceptance 0.8 gives at this point's gammas. */
   readonly predictedSpeedupAt08: number;
@@ -91,12 +97,47 @@ function traffic(bytes: StepBytes, steps: number, totalS: number, kernels: Kerne
   };
 }
 
-/** Tokens per round at per-token acceptance a, over the rounds' gammas: (1 - a^(g+1)) / (1 - a). */
+/** sum_{k=from..g} a^k */
+function powers(a: number, from: number, g: number): number {
+  let s = 0;
+  for (let k = from; k <= g; k++) s += a ** k;
+  return s;
+}
+
+function rounds(gammaRounds: Readonly<Record<string, number>>): [number, number][] {
+  return Object.entries(gammaRounds)
+    .map(([g, n]) => [Number(g), n] as [number, number])
+    .filter(([, n]) => n > 0);
+}
+
+/**
+ * Tokens per round per sequence when each drafted token is accepted with probability a independently
+ * (the cost model's assumption), over the rounds' gammas: (1 - a^(g+1)) / (1 - a) = sum_{k=0..g} a^k.
+ */
 export function expectedTokensPerRound(a: number, gammaRounds: Readonly<Record<string, number>>): number {
-  const entries = Object.entries(gammaRounds).filter(([, n]) => n > 0);
-  const rounds = entries.reduce((s, [, n]) => s + n, 0);
-  if (rounds === 0) return 0;
-  return entries.reduce((s, [g, n]) => s + n * ((1 - a ** (Number(g) + 1)) / (1 - a)), 0) / rounds;
+  const r = rounds(gammaRounds);
+  const n = r.reduce((s, [, c]) => s + c, 0);
+  return n ? r.reduce((s, [g, c]) => s + c * powers(a, 0, g), 0) / n : 0;
+}
+
+/**
+ * The per-token acceptance a under which the cost model expects the measured accepted / drafted ratio:
+ * drafted tokens past the first rejection are never accepted, so accepted / drafted = sum_g n_g
+ * sum_{k=1..g} a^k / sum_g n_g g, which grows with a; solved by bisection.
+ */
+export function perTokenAcceptance(acceptance: number, gammaRounds: Readonly<Record<string, number>>): number {
+  const r = rounds(gammaRounds);
+  const drafted = r.reduce((s, [g, c]) => s + g * c, 0);
+  if (drafted === 0) return 0;
+  const ratio = (a: number) => r.reduce((s, [g, c]) => s + c * powers(a, 1, g), 0) / drafted;
+  let lo = 0;
+  let hi = 1;
+  for (let i = 0; i < 60; i++) {
+    const mid = (lo + hi) / 2;
+    if (ratio(mid) < acceptance) lo = mid;
+    else hi = mid;
+  }
+  return (lo + hi) / 2;
 }
 
 function arMetrics(plan: ModulePlan, context: number, batch: number, ar: DecodeSummary, arTokens: number, triad: number): ArMetrics {
@@ -114,6 +155,8 @@ function specMetrics(plan: ModulePlan, context: number, batch: number, s: Segmen
   const verifyOverAr = verifyStepS / ar.stepS;
   const cost = s.meanGamma * draftOverAr + verifyOverAr;
   const tokensPerS = s.tokens / (s.draftS + s.verifyS);
+  const acceptance = s.drafted ? s.accepted / s.drafted : 0;
+  const a = perTokenAcceptance(acceptance, s.gammaRounds);
   // The segment's draft rows sit at positions firstPos .. firstPos + span - 1 of each sequence; a
   // verification pass reads each sequence's cache once (its rows share every tile load) up to its last row.
   const firstPos = context + Math.round(s.startTokensPerSeq) - 1;
@@ -124,7 +167,7 @@ function specMetrics(plan: ModulePlan, context: number, batch: number, s: Segmen
   const verifyBytes = { weights: verifyWeights, kv: verifyKv, total: verifyWeights + verifyKv };
   return {
     tokensPerS,
-    acceptance: s.drafted ? s.accepted / s.drafted : 0,
+    acceptance,
     tokensPerRound,
     rounds: s.rounds,
     meanGamma: s.meanGamma,
@@ -133,7 +176,8 @@ function specMetrics(plan: ModulePlan, context: number, batch: number, s: Segmen
     verifyStepS,
     draftOverAr,
     verifyOverAr,
-    predictedSpeedup: tokensPerRound / cost,
+    perTokenAcceptance: a,
+    predictedSpeedup: expectedTokensPerRound(a, s.gammaRounds) / cost,
     predictedSpeedupAt08: expectedTokensPerRound(0.8, s.gammaRounds) / cost,
     speedup: tokensPerS / ar.tokensPerS,
     draft: traffic(draftBytes, draftSteps, s.draftS, s.kernelS.draft, triad),

@@ -1,7 +1,7 @@
 // `magicdec bench`'s chart as SVG: a Vega-Lite spec compiled to Vega and rendered headless by vega's SVG
 // renderer (no browser, no canvas; text widths are estimated, which is fine for axis labels). Top row:
 // speculative over autoregressive tokens/s against batch, one panel per context, measured and as the cost
-// model predicts from the measured step ratios. Bottom row: achieved bandwidth per kernel class (attention:
+// model predicts from the measured step ratios and acceptance. Bottom row: achieved bandwidth per kernel class (attention:
 // KV bytes over attention time; GEMM: weight bytes over GEMM time) as a fraction of the run's triad.
 import * as vega from 'vega';
 import { compile, type TopLevelSpec } from 'vega-lite';
@@ -30,7 +30,7 @@ export function chartSpec(points: readonly PointMetrics[], title: string): TopLe
   const legend = { orient: 'bottom', direction: 'vertical', labelLimit: 400 } as const;
   const speedup = points.flatMap((p) => [
     { context: p.context, batch: p.batch, series: seriesLabel(p, budgets), how: 'measured', speedup: p.spec.speedup, acceptance: p.spec.acceptance },
-    { context: p.context, batch: p.batch, series: seriesLabel(p, budgets), how: 'cost model, measured ratios', speedup: p.spec.predictedSpeedup, acceptance: p.spec.acceptance },
+    { context: p.context, batch: p.batch, series: seriesLabel(p, budgets), how: 'cost model (measured ratios, acceptance)', speedup: p.spec.predictedSpeedup, acceptance: p.spec.acceptance },
   ]);
   // Bandwidth per kernel at the first fixed gamma and the first budget (AR is the same for every gamma).
   const firstGamma = points.find((p) => p.gamma !== 'auto')?.gamma ?? points[0]?.gamma;
