@@ -1,107 +1,135 @@
-// One benchmark case, run in its own process (bench/run.ts spawns it) so that its peak RSS belongs to this
-// model and context alone: prefill a batch of prompts, then decode autoregressively and speculatively
-// (optionally with other draft windows), each on a fresh engine, and print one JSON line of results.
+// One (model, context) case of `magicdec bench`, run in its own process (bench/grid.ts spawns it) so that its
+// peak RSS belongs to this model and context alone. For each batch size: one speculative engine prefills the
+// batch once and decodes one segment per (draft budget, gamma) point (lib/decode.ts, decodeSegments); then an
+// autoregressive engine decodes the same prompts as far as the furthest speculative sequence got, and the
+// speculative tokens must equal its tokens (docs/ARCHITECTURE.md, invariant 1). Progress goes to stdout as
+// `progress <text>` lines, the result as one `result <json>` line.
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { decodeBatch, kvPagesFor, type DecodeSummary } from '../lib/decode.ts';
+import { decodeBatch, decodeSegments, kvPagesFor, type DecodeSummary, type Segment, type SegmentStats } from '../lib/decode.ts';
 import { Prng } from '../model/prng.ts';
 
 export interface CaseInput {
+  /** The model's label (a preset name or the directory's name). */
   readonly model: string;
   readonly modelDir: string;
   readonly library: string;
   readonly context: number;
-  readonly batch: number;
+  readonly batches: readonly number[];
+  /** Speculative segments, in the order they run: every (budget, gamma) point. */
+  readonly segments: readonly (Segment & { readonly budget: number })[];
+  /** Tokens per sequence each segment decodes. */
   readonly decodeTokens: number;
+  /** The module's gamma (the most a round drafts, 'auto' included). */
+  readonly moduleGamma: number;
   readonly prefillChunk: number;
-  readonly gamma: number;
   readonly pageSize: number;
   readonly vocab: number;
+  /** Prompts start with BOS (when the model has one) and never contain BOS or EOS after it. */
+  readonly bos?: number;
+  readonly eos?: number;
   /** Bytes of one cached position across layers, K and V (layers * 2 * kvHeads * headDim * dtype bytes). */
   readonly kvBytesPerPosition: number;
-  /** Draft windows (draft param kv_window) to run speculatively; null = the module's default. */
-  readonly draftWindows: readonly (number | null)[];
 }
 
-export interface SpecResult {
-  readonly draftWindow?: number;
-  readonly summary: DecodeSummary;
-  /** Speculative tokens equal the autoregressive ones for every request (docs/ARCHITECTURE.md, invariant 1). */
+export interface BatchResult {
+  readonly batch: number;
+  /** Prefill of the speculative engine (the AR engine prefills the same prompts again). */
+  readonly prefillS: number;
+  readonly segments: (SegmentStats & { readonly budget: number })[];
+  /** The AR run: every sequence decodes arTokens tokens, as many as the furthest speculative sequence. */
+  readonly ar: DecodeSummary;
+  readonly arTokens: number;
+  /** Speculative tokens equal the AR tokens for every sequence, as far as each got. */
   readonly identical: boolean;
-  /** Rounds summed over sequences (a round's draft steps carry one row per live sequence). */
-  readonly sequenceRounds: number;
-  /** Time of one draft step of the batch over one AR step (gamma draft steps per round). */
-  readonly draftOverAr: number;
-  /** Time of one verification pass (gamma + 1 rows per sequence) over one AR step. */
-  readonly verifyOverAr: number;
-  /** the cost model (docs/ARCHITECTURE.md): tokens/round / (gamma * T_draft/T_ar + T_verify/T_ar). */
-  readonly predictedSpeedup: number;
-  readonly speedup: number;
+  readonly firstDifference?: string;
+  /** KV pool of the speculative engine (the larger of the two). */
+  readonly kvBytes: number;
 }
 
 export interface CaseResult {
   readonly model: string;
   readonly context: number;
-  readonly batch: number;
-  readonly gamma: number;
-  readonly ar: DecodeSummary;
-  readonly spec: SpecResult[];
+  readonly batches: BatchResult[];
   readonly memory: { readonly peakRss: number; readonly startRss: number; readonly weightBytes: number; readonly kvBytes: number };
 }
 
-function weightBytes(dir: string): number {
+export function weightBytes(dir: string): number {
   return readdirSync(dir)
     .filter((f) => f.endsWith('.safetensors'))
     .reduce((s, f) => s + statSync(join(dir, f)).size, 0);
 }
 
-export async function runCase(c: CaseInput): Promise<CaseResult> {
-  const startRss = process.memoryUsage().rss;
-  const rng = new Prng(c.context, 7);
-  const prompts = Array.from({ length: c.batch }, () => Array.from({ length: c.context }, () => rng.nextU32() % c.vocab));
-  const positions = c.context + c.decodeTokens + c.gamma;
-  const kvPages = kvPagesFor(c.batch, positions, c.pageSize);
-  const opts = { maxBatch: c.batch, kvPages, prefillChunk: c.prefillChunk, gamma: c.gamma };
-  const request = { maxTokens: c.decodeTokens, ignoreEos: true };
+/** Tokens per sequence a segmented run may need: the fastest sequence emits at most gamma + 1 per round. */
+export function specMaxTokens(segments: number, decodeTokens: number, moduleGamma: number): number {
+  return segments * decodeTokens * (moduleGamma + 1) + 1;
+}
 
-  const ar = await decodeBatch(c.modelDir, c.library, { ...opts, mode: 'ar' }, prompts, request);
-  const tAr = ar.summary.decodeS / ar.summary.steps;
-  const spec: SpecResult[] = [];
-  for (const w of c.draftWindows) {
-    const run = await decodeBatch(c.modelDir, c.library, { ...opts, mode: 'spec' }, prompts, request, (e) => {
-      if (w !== null) e.setParam('draft', 'kv_window', w);
+/** Positions a speculative request reserves: the prompt, maxTokens and the module's gamma past them. */
+export function specPositions(context: number, segments: number, decodeTokens: number, moduleGamma: number): number {
+  return context + specMaxTokens(segments, decodeTokens, moduleGamma) + moduleGamma;
+}
+
+/** `batch` prompts of `context` tokens: BOS (if any), then seeded random tokens other than BOS and EOS. */
+export function benchPrompts(c: Pick<CaseInput, 'context' | 'vocab' | 'bos' | 'eos'>, batch: number): number[][] {
+  const special = new Set([c.bos, c.eos].filter((t): t is number => t !== undefined));
+  const allowed = Array.from({ length: c.vocab }, (_, t) => t).filter((t) => !special.has(t));
+  return Array.from({ length: batch }, (_, b) => {
+    const rng = new Prng(c.context * 4099 + b, 7);
+    const body = Array.from({ length: c.context - (c.bos !== undefined ? 1 : 0) }, () => allowed[rng.below(allowed.length)]);
+    return c.bos !== undefined ? [c.bos, ...body] : body;
+  });
+}
+
+function firstDifference(spec: readonly (readonly number[])[], ar: readonly (readonly number[])[]): string | undefined {
+  for (let i = 0; i < spec.length; i++) {
+    const j = spec[i].findIndex((t, k) => t !== ar[i][k]);
+    if (j >= 0) return `sequence ${i}, token ${j}: autoregressive ${ar[i][j] ?? '(none)'}, speculative ${spec[i][j]}`;
+  }
+  return undefined;
+}
+
+export async function runCase(c: CaseInput, progress: (text: string) => void = () => {}): Promise<CaseResult> {
+  const startRss = process.memoryUsage().rss;
+  const batches: BatchResult[] = [];
+  let kvMax = 0;
+  for (const batch of c.batches) {
+    const prompts = benchPrompts(c, batch);
+    const maxTokens = specMaxTokens(c.segments.length, c.decodeTokens, c.moduleGamma);
+    const specPages = kvPagesFor(batch, specPositions(c.context, c.segments.length, c.decodeTokens, c.moduleGamma), c.pageSize);
+    const base = { maxBatch: batch, prefillChunk: c.prefillChunk };
+    const where = `${c.model}, context ${c.context}, batch ${batch}`;
+    progress(`${where}: prefill`);
+    const spec = await decodeSegments(c.modelDir, c.library, { ...base, kvPages: specPages }, prompts, maxTokens, c.segments, c.decodeTokens, (k) => {
+      if (k < c.segments.length) progress(`${where}: gamma ${c.segments[k].gamma}, budget ${c.segments[k].budget}`);
     });
-    const s = run.summary;
-    const draftOverAr = s.draftS / (s.steps * c.gamma) / tAr;
-    const verifyOverAr = s.verifyS / s.steps / tAr;
-    spec.push({
-      ...(w !== null ? { draftWindow: w } : {}),
-      summary: s,
-      identical: run.generations.every((g, i) => g.tokens.join() === ar.generations[i].tokens.join()),
-      sequenceRounds: run.generations.reduce((n, g) => n + g.stats.rounds, 0),
-      draftOverAr,
-      verifyOverAr,
-      predictedSpeedup: s.tokensPerRound / (c.gamma * draftOverAr + verifyOverAr),
-      speedup: s.tokensPerS / ar.summary.tokensPerS,
+    const arTokens = Math.max(...spec.tokens.map((t) => t.length));
+    progress(`${where}: autoregressive`);
+    const arPages = kvPagesFor(batch, c.context + arTokens, c.pageSize);
+    const ar = await decodeBatch(c.modelDir, c.library, { ...base, kvPages: arPages, mode: 'ar' }, prompts, { maxTokens: arTokens, ignoreEos: true });
+    const diff = firstDifference(spec.tokens, ar.generations.map((g) => g.tokens));
+    const kvBytes = specPages * c.pageSize * c.kvBytesPerPosition;
+    kvMax = Math.max(kvMax, kvBytes);
+    batches.push({
+      batch,
+      prefillS: spec.prefillS,
+      segments: spec.segments.map((s, k) => ({ ...s, budget: c.segments[k].budget })),
+      ar: ar.summary,
+      arTokens,
+      identical: diff === undefined,
+      ...(diff ? { firstDifference: diff } : {}),
+      kvBytes,
     });
   }
   return {
     model: c.model,
     context: c.context,
-    batch: c.batch,
-    gamma: c.gamma,
-    ar: ar.summary,
-    spec,
-    memory: {
-      peakRss: process.resourceUsage().maxRSS * 1024,
-      startRss,
-      weightBytes: weightBytes(c.modelDir),
-      kvBytes: kvPages * c.pageSize * c.kvBytesPerPosition,
-    },
+    batches,
+    memory: { peakRss: process.resourceUsage().maxRSS * 1024, startRss, weightBytes: weightBytes(c.modelDir), kvBytes: kvMax },
   };
 }
 
 if (process.argv[1] && import.meta.filename === process.argv[1]) {
-  const result = await runCase(JSON.parse(process.argv[2]) as CaseInput);
-  process.stdout.write(`${JSON.stringify(result)}\n`);
+  const result = await runCase(JSON.parse(process.argv[2]) as CaseInput, (text) => process.stdout.write(`progress ${text}\n`));
+  process.stdout.write(`result ${JSON.stringify(result)}\n`);
 }

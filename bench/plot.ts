@@ -1,86 +1,94 @@
-// The benchmark's chart as SVG: a Vega-Lite spec compiled to Vega and rendered headless by vega's SVG
-// renderer (no browser, no canvas; text widths are estimated, which is fine for axis labels).
+// `magicdec bench`'s chart as SVG: a Vega-Lite spec compiled to Vega and rendered headless by vega's SVG
+// renderer (no browser, no canvas; text widths are estimated, which is fine for axis labels). Top row:
+// speculative over autoregressive tokens/s against batch, one panel per context, measured and as the cost
+// model predicts from the measured step ratios and acceptance. Bottom row: achieved bandwidth per kernel class (attention:
+// KV bytes over attention time; GEMM: weight bytes over GEMM time) as a fraction of the run's triad.
 import * as vega from 'vega';
 import { compile, type TopLevelSpec } from 'vega-lite';
+import type { PointMetrics } from './metrics.ts';
 
-export interface PlotPoint {
-  /** Series label, e.g. "tiny, sink 4 + window 508". */
-  readonly series: string;
-  readonly context: number;
-  readonly arTokensPerS: number;
-  readonly specTokensPerS: number;
-  readonly speedup: number;
-  readonly acceptance: number;
-  /** Achieved bandwidth of an AR step / a draft step as a fraction of the run's triad. */
-  readonly arOfTriad: number;
-  readonly draftOfTriad: number;
+/** The model's name as every table and chart shows it: synthetic models say so. */
+export function modelLabel(p: Pick<PointMetrics, 'model' | 'synthetic'>): string {
+  return p.synthetic ? `${p.model} (synthetic)` : p.model;
 }
 
-export function chartSpec(points: readonly PlotPoint[], title: string): TopLevelSpec {
-  const throughput = points.flatMap((p) => [
-    { series: p.series, context: p.context, mode: 'autoregressive', tokensPerS: p.arTokensPerS },
-    { series: p.series, context: p.context, mode: 'speculative', tokensPerS: p.specTokensPerS },
-  ]);
-  const traffic = points.flatMap((p) => [
-    { series: p.series, context: p.context, step: 'AR step', ofTriad: p.arOfTriad },
-    { series: p.series, context: p.context, step: 'draft step', ofTriad: p.draftOfTriad },
-  ]);
+function seriesLabel(p: PointMetrics, budgets: number): string {
+  return `${modelLabel(p)}, gamma ${p.gamma}${budgets > 1 ? `, budget ${p.budget}` : ''}`;
+}
+
+export function chartSpec(points: readonly PointMetrics[], title: string): TopLevelSpec {
   const contexts = [...new Set(points.map((p) => p.context))].sort((a, b) => a - b);
-  const context = {
-    field: 'context',
+  const batches = [...new Set(points.map((p) => p.batch))].sort((a, b) => a - b);
+  const budgets = new Set(points.map((p) => p.budget)).size;
+  const batchAxis = {
+    field: 'batch',
     type: 'quantitative',
     scale: { type: 'log', base: 2 },
-    axis: { values: contexts, format: 'd' },
-    title: 'context (tokens per sequence)',
+    axis: { values: batches, format: 'd' },
+    title: 'batch (sequences)',
   } as const;
   const legend = { orient: 'bottom', direction: 'vertical', labelLimit: 400 } as const;
+  const speedup = points.flatMap((p) => [
+    { context: p.context, batch: p.batch, series: seriesLabel(p, budgets), how: 'measured', speedup: p.spec.speedup, acceptance: p.spec.acceptance },
+    { context: p.context, batch: p.batch, series: seriesLabel(p, budgets), how: 'cost model (measured ratios, acceptance)', speedup: p.spec.predictedSpeedup, acceptance: p.spec.acceptance },
+  ]);
+  // Bandwidth per kernel at the first fixed gamma and the first budget (AR is the same for every gamma).
+  const firstGamma = points.find((p) => p.gamma !== 'auto')?.gamma ?? points[0]?.gamma;
+  const firstBudget = points[0]?.budget;
+  const kernels = points
+    .filter((p) => p.gamma === firstGamma && p.budget === firstBudget)
+    .flatMap((p) =>
+      (
+        [
+          ['AR attention', p.ar.traffic.attention.ofTriad],
+          ['AR GEMM', p.ar.traffic.gemm.ofTriad],
+          ['draft attention', p.spec.draft.attention.ofTriad],
+          ['draft GEMM', p.spec.draft.gemm.ofTriad],
+          [`verify attention (gamma ${p.gamma})`, p.spec.verify.attention.ofTriad],
+          [`verify GEMM (gamma ${p.gamma})`, p.spec.verify.gemm.ofTriad],
+        ] as const
+      ).map(([kernel, ofTriad]) => ({ context: p.context, batch: p.batch, model: modelLabel(p), kernel, ofTriad })),
+    );
+  const panel = (context: number) => `context ${context}`;
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
     title,
-    hconcat: [
+    vconcat: [
       {
-        title: 'speculative / autoregressive decode tokens/s',
-        data: { values: points.map((p) => ({ ...p })) },
-        width: 320,
-        height: 240,
-        layer: [
-          { mark: { type: 'rule', strokeDash: [4, 4], color: 'gray' }, encoding: { y: { datum: 1 } } },
-          {
-            mark: { type: 'line', point: true },
-            encoding: {
-              x: context,
-              y: { field: 'speedup', type: 'quantitative', title: 'speedup', scale: { zero: false } },
-              color: { field: 'series', type: 'nominal', title: null, legend },
-              tooltip: [{ field: 'acceptance', type: 'quantitative' }],
+        hconcat: contexts.map((context) => ({
+          title: `speculative / autoregressive tokens/s, ${panel(context)}`,
+          data: { values: speedup.filter((d) => d.context === context) },
+          width: 300,
+          height: 220,
+          layer: [
+            { mark: { type: 'rule', strokeDash: [2, 2], color: 'gray' }, encoding: { y: { datum: 1 } } },
+            {
+              mark: { type: 'line', point: true },
+              encoding: {
+                x: batchAxis,
+                y: { field: 'speedup', type: 'quantitative', title: 'speedup', scale: { zero: false } },
+                color: { field: 'series', type: 'nominal', title: null, legend },
+                strokeDash: { field: 'how', type: 'nominal', title: null, legend: { orient: 'bottom' } },
+                tooltip: [{ field: 'acceptance', type: 'quantitative' }],
+              },
             },
+          ],
+        })),
+      },
+      {
+        hconcat: contexts.map((context) => ({
+          title: `achieved bandwidth / STREAM triad, ${panel(context)}`,
+          data: { values: kernels.filter((d) => d.context === context) },
+          width: 300,
+          height: 220,
+          mark: { type: 'line', point: true },
+          encoding: {
+            x: batchAxis,
+            y: { field: 'ofTriad', type: 'quantitative', title: 'fraction of triad', axis: { format: '.0%' } },
+            color: { field: 'kernel', type: 'nominal', title: null, legend },
+            strokeDash: { field: 'model', type: 'nominal', title: null, legend: { orient: 'bottom', labelLimit: 400 } },
           },
-        ],
-      },
-      {
-        title: 'decode tokens/s (batch, prefill excluded)',
-        data: { values: throughput },
-        width: 320,
-        height: 240,
-        mark: { type: 'line', point: true },
-        encoding: {
-          x: context,
-          y: { field: 'tokensPerS', type: 'quantitative', title: 'tokens/s', scale: { type: 'log' } },
-          color: { field: 'series', type: 'nominal', title: null, legend },
-          strokeDash: { field: 'mode', type: 'nominal', title: null, legend: { orient: 'bottom' } },
-        },
-      },
-      {
-        title: 'achieved memory bandwidth / STREAM triad',
-        data: { values: traffic },
-        width: 320,
-        height: 240,
-        mark: { type: 'line', point: true },
-        encoding: {
-          x: context,
-          y: { field: 'ofTriad', type: 'quantitative', title: 'fraction of triad', axis: { format: '.0%' } },
-          color: { field: 'series', type: 'nominal', title: null, legend },
-          strokeDash: { field: 'step', type: 'nominal', title: null, legend: { orient: 'bottom' } },
-        },
+        })),
       },
     ],
   };

@@ -11,6 +11,7 @@ import { demoCommand, type DemoFlags } from './demo.ts';
 import { processIo, type Io } from '../lib/io.ts';
 import { DTYPES, TARGETS, applyOverrides, parseBatch, parseGamma, parseMaxSeq, type Gamma } from './overrides.ts';
 import { addModelRandomCommand } from './model-random.ts';
+import { addBenchCommand } from './bench.ts';
 import { addRunCommand } from './run.ts';
 import { addServeCommand } from './serve.ts';
 import { loadDeployment } from '../lib/deployment.ts';
@@ -75,6 +76,7 @@ export function program(io: Io = processIo): Command {
   addRunCommand(cli, io);
 
   addServeCommand(cli, io);
+  addBenchCommand(cli, io);
 
   addModelRandomCommand(cli.command('model').description('model utilities'), io);
 

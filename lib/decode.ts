@@ -1,6 +1,6 @@
 // Decoding a batch of prompts through the Node engine, and the statistics `run`, `demo` and `bench`
 // print: one definition of "decode tokens/s", acceptance and tokens/round for all three.
-import { Engine, type EngineOptions, type EngineStats, type Generation, type RequestOptions } from '../runtime/node/index.ts';
+import { createNativeEngine, Engine, KERNEL_CLASSES, type EngineOptions, type EngineStats, type Generation, type KernelTimes, type NativeEngine, type RequestOptions } from '../runtime/node/index.ts';
 import { UserError } from './errors.ts';
 
 /** Opens an engine; the runtime's refusal (missing or corrupt model, model the module was not built for) is a UserError. */
@@ -39,6 +39,8 @@ export interface DecodeSummary {
   /** Speculative rounds per gamma drafted, and their mean gamma (gamma 'auto' chooses per round). */
   readonly gammaRounds: Readonly<Record<string, number>>;
   readonly meanGamma: number;
+  /** Seconds inside module kernels by step kind and kernel class (EngineStats.kernelS). */
+  readonly kernelS: EngineStats['kernelS'];
 }
 
 /** The engine's statistics over `gens` (all the requests it ran) in the form every command reports. */
@@ -66,6 +68,7 @@ export function summarize(mode: 'ar' | 'spec', stats: EngineStats, gens: readonl
     tokensPerRound: mode === 'spec' ? (seqRounds ? (accepted + seqRounds) / seqRounds : 0) : 1,
     gammaRounds: stats.gammaRounds,
     meanGamma: stats.meanGamma,
+    kernelS: stats.kernelS,
   };
 }
 
@@ -103,5 +106,122 @@ export async function decodeBatch(
     return { generations, summary: summarize(opts.mode, engine.stats(), generations) };
   } finally {
     engine.close();
+  }
+}
+
+/** One stretch of a segmented speculative run: the gamma and draft params it runs with. */
+export interface Segment {
+  readonly gamma: number | 'auto';
+  /** Draft-pass runtime params set when the segment starts (e.g. kv_window). */
+  readonly draftParams?: Readonly<Record<string, number>>;
+}
+
+/** What the engine did during one segment (differences of its statistics at the segment's two ends). */
+export interface SegmentStats extends Segment {
+  /** Mean tokens a sequence had emitted when the segment began (its first decode row sits one before). */
+  readonly startTokensPerSeq: number;
+  /** Tokens emitted in the segment, all sequences together. */
+  readonly tokens: number;
+  readonly rounds: number;
+  readonly drafted: number;
+  readonly accepted: number;
+  readonly draftS: number;
+  readonly verifyS: number;
+  readonly gammaRounds: Readonly<Record<string, number>>;
+  /** Drafted tokens per round per sequence: the segment's draft steps are rounds * meanGamma. */
+  readonly meanGamma: number;
+  readonly kernelS: { readonly draft: KernelTimes; readonly verify: KernelTimes };
+}
+
+export interface SegmentedRun {
+  /** Every token each prompt got, in prompt order (also past the last segment's end: the step that ended it). */
+  readonly tokens: number[][];
+  readonly prefillS: number;
+  readonly segments: SegmentStats[];
+}
+
+function minusKernels(a: KernelTimes, b: KernelTimes): KernelTimes {
+  return Object.fromEntries(KERNEL_CLASSES.map((k) => [k, a[k] - b[k]])) as unknown as KernelTimes;
+}
+
+/**
+ * One speculative engine, one prefill: all prompts are prefilled together (prefillFirst: no round runs
+ * before the last prompt is in, so the first segment starts with every sequence at its prompt's end), then the batch decodes the
+ * segments one after another, each until the batch has emitted `tokensPerSegment` tokens per sequence, with
+ * the segment's gamma and draft params set between two steps. So every configuration decodes the same
+ * sequences on the same cache, each a little further along (segment k starts about k * tokensPerSegment
+ * positions after the prompt). No sequence may finish before the last segment ends (maxTokens must cover
+ * the fastest one); the engine is closed after it.
+ */
+export async function decodeSegments(
+  modelDir: string,
+  library: string,
+  opts: EngineOptions,
+  prompts: readonly (readonly number[])[],
+  maxTokens: number,
+  segments: readonly Segment[],
+  tokensPerSegment: number,
+  /** Called after the prefill and after each segment. */
+  onProgress?: (done: number) => void,
+): Promise<SegmentedRun> {
+  let native: NativeEngine;
+  try {
+    native = await createNativeEngine(modelDir, library, { prefillFirst: true, ...opts, mode: 'spec' });
+  } catch (e) {
+    throw new UserError(`cannot run model ${modelDir}: ${(e as Error).message}`);
+  }
+  try {
+    const ids = prompts.map((p, i) => {
+      try {
+        return native.addRequest(p, { maxTokens, ignoreEos: true });
+      } catch (e) {
+        throw new UserError(`prompt ${i}: ${(e as Error).message}`);
+      }
+    });
+    const tokens = new Map<number, number[]>(ids.map((id) => [id, []]));
+    const step = async (): Promise<void> => {
+      const { events } = await native.step();
+      for (const ev of events) {
+        if (ev.reason === 'error') throw new Error(`request ${ev.id}: ${ev.error ?? 'failed'}`);
+        tokens.get(ev.id)!.push(...ev.tokens);
+        if (ev.finished) throw new Error(`request ${ev.id} finished (${ev.reason}) before the last segment ended: maxTokens ${maxTokens} is too small`);
+      }
+    };
+    const promptTokens = prompts.reduce((s, p) => s + p.length, 0);
+    while (native.stats().prefillTokens < promptTokens) await step();
+    const prefillS = native.stats().prefillS;
+    onProgress?.(0);
+    const out: SegmentStats[] = [];
+    for (const [k, seg] of segments.entries()) {
+      native.setGamma(seg.gamma);
+      for (const [key, value] of Object.entries(seg.draftParams ?? {})) native.setParam('draft', key, value);
+      const a = native.stats();
+      const startTokens = [...tokens.values()].reduce((s, t) => s + t.length, 0);
+      while ([...tokens.values()].reduce((s, t) => s + t.length, 0) < startTokens + tokensPerSegment * prompts.length) await step();
+      const b = native.stats();
+      const gammaRounds = Object.fromEntries(
+        Object.keys(b.gammaRounds)
+          .map((g) => [g, b.gammaRounds[g] - (a.gammaRounds[g] ?? 0)] as const)
+          .filter(([, n]) => n > 0),
+      );
+      const rounds = b.rounds - a.rounds;
+      out.push({
+        ...seg,
+        startTokensPerSeq: startTokens / prompts.length,
+        tokens: [...tokens.values()].reduce((s, t) => s + t.length, 0) - startTokens,
+        rounds,
+        drafted: b.drafted - a.drafted,
+        accepted: b.accepted - a.accepted,
+        draftS: b.draftS - a.draftS,
+        verifyS: b.verifyS - a.verifyS,
+        gammaRounds,
+        meanGamma: rounds ? Object.entries(gammaRounds).reduce((s, [g, n]) => s + Number(g) * n, 0) / rounds : 0,
+        kernelS: { draft: minusKernels(b.kernelS.draft, a.kernelS.draft), verify: minusKernels(b.kernelS.verify, a.kernelS.verify) },
+      });
+      onProgress?.(k + 1);
+    }
+    return { tokens: ids.map((id) => tokens.get(id)!), prefillS, segments: out };
+  } finally {
+    native.close();
   }
 }

@@ -180,7 +180,7 @@ export interface LocalAttention {
 }
 
 /** Calibrated so that sink 4 + window 508 at 16K context, gamma 3, accepts 0.75-0.85 (docs/BENCH.md). */
-export const LOCAL_ATTENTION: LocalAttention = { locality: 0.62, jitter: 0.25, content: 2, sink: 2, bos: 4, sinkPairs: 4, contentPairs: 4 };
+export const LOCAL_ATTENTION: LocalAttention = { locality: 0.65, jitter: 0.25, content: 2, sink: 2, bos: 4, sinkPairs: 4, contentPairs: 4 };
 
 /** The residual-stream dimension that marks BOS (no layer writes it). */
 const BOS_DIM = 0;

@@ -219,6 +219,14 @@ function load(): Addon {
   return addon;
 }
 
+/**
+ * The addon's engine itself, below Engine's pump: the caller steps it (one prefill chunk or decode round
+ * per step()) and may change gamma or params between steps at exactly the boundaries it chooses.
+ */
+export function createNativeEngine(modelDir: string, modulePath: string, opts: EngineOptions = {}): Promise<NativeEngine> {
+  return load().create(modelDir, modulePath, opts);
+}
+
 /** Validates a model directory (config.json + every tensor); resolves to a one-line summary. */
 export function checkModel(modelDir: string, dtype: 'bf16' | 'fp16' | 'fp32'): Promise<string> {
   return load().checkModel(modelDir, dtype);

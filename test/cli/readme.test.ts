@@ -24,7 +24,7 @@ describe('README.md', () => {
     expect(documented).toEqual(flags);
   });
 
-  for (const name of ['run', 'serve']) {
+  for (const name of ['run', 'serve', 'bench']) {
     it(`documents every ${name} flag, and no other`, () => {
       const cmd = program().commands.find((c) => c.name() === name)!;
       const flags = cmd.options.map((o) => o.long!).sort();
@@ -38,7 +38,7 @@ describe('README.md', () => {
 
   it('names the bench and test:gpu scripts as package.json defines them', () => {
     const scripts = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).scripts;
-    expect(scripts.bench).toBe('tsx bench/run.ts');
+    expect(scripts.bench).toBe('node bin/magicdec.js bench');
     expect(README).toContain('npm run bench');
     expect(README).toContain(`\`npm run test:gpu\` does both steps (\`${scripts['test:gpu']}\`)`);
   });

@@ -1,14 +1,25 @@
-// `npm run bench` end to end at toy sizes: every case runs in its own process, speculative tokens equal the
-// autoregressive ones, the STREAM triad runs in the same run, AR and draft steps get their bytes read
-// (hand-counted below for tiny) and achieved bandwidth, and the JSON, the SVG chart and the tables are written.
-import { execFileSync } from 'node:child_process';
+// `magicdec bench` end to end on a toy grid (tiny model, one batch size, one context, gamma 3 and auto, a few
+// tokens): every point's numbers follow from the raw measurements the JSON also holds (the cost model, the
+// draft steps of gamma 'auto' counted as rounds x mean gamma, bytes hand-counted for tiny), speculative
+// tokens equal the autoregressive ones, the triad runs in the same run, the JSON holds relative paths only,
+// the SVG and the tables are written; bad flags exit 1 with one line.
+import { execFile } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { CaseWithBandwidth } from '../../bench/bandwidth.ts';
+import type { CaseResult } from '../../bench/case.ts';
+import type { PointMetrics } from '../../bench/metrics.ts';
+import { chartSpec, renderSvg } from '../../bench/plot.ts';
 import type { TriadResult } from '../../bench/triad.ts';
 import { buildRuntime, REPO } from '../runtime/build-runtime.ts';
+
+const run = promisify(execFile);
+const BIN = join(REPO, 'bin/magicdec.js');
+const BATCH = 2;
+const CONTEXT = 640;
+const TOKENS = 6;
 
 let tmp: string;
 beforeAll(() => {
@@ -17,74 +28,167 @@ beforeAll(() => {
 });
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
-describe('bench', () => {
-  it('measures AR and speculative decoding per case and writes JSON, SVG and a table', () => {
-    const args = ['--import', 'tsx', join(REPO, 'bench/run.ts'), '--models', 'tiny', '--context', '600', '--sweep', '200', '--wide-window', '1020', '--decode-tokens', '12', '--out', tmp];
-    const stdout = execFileSync(process.execPath, args, { cwd: REPO, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-    const files = readdirSync(tmp).sort();
+interface Report {
+  flags: { out: string };
+  moduleGamma: number;
+  triad: TriadResult;
+  models: { name: string; synthetic: boolean; source: string }[];
+  points: PointMetrics[];
+  cases: CaseResult[];
+}
+
+describe('magicdec bench', () => {
+  let report: Report;
+  let stdout: string;
+  let svg: string;
+
+  beforeAll(async () => {
+    const out = join(tmp, 'results');
+    const args = [BIN, 'bench', '--models', 'tiny', '--batch', String(BATCH), '--context', String(CONTEXT), '--gamma', '3,auto', '--decode-tokens', String(TOKENS), '--out', out];
+    ({ stdout } = await run(process.execPath, args, { cwd: REPO, maxBuffer: 16 << 20 }));
+    const files = readdirSync(out).sort();
     expect(files).toHaveLength(2);
     expect(files[0]).toMatch(/^\d{4}-\d\d-\d\d\.json$/);
     expect(files[1]).toBe(files[0].replace('.json', '.svg'));
+    const text = readFileSync(join(out, files[0]), 'utf8');
+    // No absolute path: the output directory is recorded relative to the checkout.
+    expect(text).not.toMatch(/"\/(work|home|tmp|root|usr)\//);
+    expect(text).not.toContain(REPO);
+    report = JSON.parse(text);
+    svg = readFileSync(join(out, files[1]), 'utf8');
+  }, 600_000);
 
-    const report = JSON.parse(readFileSync(join(tmp, files[0]), 'utf8')) as { results: CaseWithBandwidth[]; gamma: number; triad: TriadResult };
-    expect(report.results.map((r) => [r.model, r.context, r.batch])).toEqual([['tiny', 200, 8], ['tiny', 600, 8]]);
+  it('measures one point per gamma, each from its own segment of the same batch, exactly', () => {
+    expect(report.points.map((p) => [p.model, p.context, p.batch, p.gamma, p.budget])).toEqual([
+      ['tiny', CONTEXT, BATCH, 3, 512],
+      ['tiny', CONTEXT, BATCH, 'auto', 512],
+    ]);
+    expect(report.moduleGamma).toBe(8); // gamma 'auto' chooses in 1..8
+    const [c] = report.cases;
+    const [b] = c.batches;
+    expect(b.identical).toBe(true);
+    expect(b.segments).toHaveLength(2);
+    for (const [k, p] of report.points.entries()) {
+      const s = b.segments[k];
+      expect(p.identical).toBe(true);
+      expect(s.tokens).toBeGreaterThanOrEqual(BATCH * TOKENS);
+      // Every sequence stays in the batch: each round drafts its gamma for each of them.
+      expect(s.drafted).toBe(s.rounds * s.meanGamma * BATCH);
+      const spec = p.spec;
+      expect(spec.acceptance).toBeCloseTo(s.accepted / s.drafted, 12);
+      expect(spec.tokensPerRound).toBeCloseTo(1 + s.accepted / (s.rounds * BATCH), 12);
+      expect(spec.tokensPerS).toBeCloseTo(s.tokens / (s.draftS + s.verifyS), 9);
+      // Draft steps are rounds x the gamma each round drafted, not rounds x the module's gamma.
+      expect(spec.draftStepS).toBeCloseTo(s.draftS / (s.drafted / BATCH), 12);
+      expect(spec.verifyStepS).toBeCloseTo(s.verifyS / s.rounds, 12);
+      expect(spec.draftOverAr).toBeCloseTo(spec.draftStepS / p.ar.stepS, 9);
+      expect(spec.verifyOverAr).toBeCloseTo(spec.verifyStepS / p.ar.stepS, 9);
+      const cost = spec.meanGamma * spec.draftOverAr + spec.verifyOverAr;
+      // The cost model's prediction: tokens per round from the per-token acceptance the measured one implies.
+      const rounds = Object.entries(spec.gammaRounds).map(([g, n]) => [Number(g), n]);
+      const a = spec.perTokenAcceptance;
+      const ratio = rounds.reduce((x, [g, n]) => x + n * Array.from({ length: g }, (_, k) => a ** (k + 1)).reduce((u, v) => u + v), 0) / rounds.reduce((x, [g, n]) => x + n * g, 0);
+      expect(ratio).toBeCloseTo(spec.acceptance, 9);
+      const tpr = rounds.reduce((x, [g, n]) => x + n * Array.from({ length: g + 1 }, (_, k) => a ** k).reduce((u, v) => u + v), 0) / s.rounds;
+      expect(spec.predictedSpeedup).toBeCloseTo(tpr / cost, 9);
+      // Tokens per round are 1 + gamma x accepted / drafted whatever the rejections' distribution, so with
+      // consistent accounting the model's speedup is the measured one.
+      expect(spec.tokensPerRound / cost).toBeCloseTo(spec.speedup, 9);
+      expect(spec.predictedSpeedup).toBeCloseTo(spec.speedup, 9);
+      expect(spec.speedup).toBeCloseTo(spec.tokensPerS / p.ar.tokensPerS, 9);
+      if (p.gamma === 3) {
+        expect(spec.meanGamma).toBe(3);
+        expect(spec.gammaRounds).toEqual({ 3: s.rounds });
+        expect(spec.predictedSpeedupAt08).toBeCloseTo((1 - 0.8 ** 4) / 0.2 / cost, 9);
+      } else {
+        expect(Object.keys(spec.gammaRounds).every((g) => Number(g) >= 1 && Number(g) <= 8)).toBe(true);
+        expect(spec.meanGamma).toBeCloseTo(Object.entries(spec.gammaRounds).reduce((a, [g, n]) => a + Number(g) * n, 0) / s.rounds, 12);
+      }
+      // Segments follow one another: the second starts where the first ended.
+      expect(p.firstPosition).toBe(CONTEXT + Math.round(s.startTokensPerSeq) - 1);
+    }
+    expect(b.segments[1].startTokensPerSeq).toBeCloseTo(1 + b.segments[0].tokens / BATCH, 12);
+    // The AR run decodes as far as the furthest speculative sequence.
+    expect(b.ar.decodeTokens).toBe(BATCH * (b.arTokens - 1));
+    expect(b.arTokens).toBeGreaterThanOrEqual(1 + (b.segments[0].tokens + b.segments[1].tokens) / BATCH);
+  });
+
+  it('counts bytes per step and bandwidth against the triad of the same run', () => {
     const { triad } = report;
     expect(triad.threads).toBeGreaterThanOrEqual(1);
-    expect(triad.arrayBytes).toBeGreaterThanOrEqual(128 * 2 ** 20);
     expect(triad.bytesPerRep).toBe(3 * triad.arrayBytes);
     expect(triad.gbPerS).toBeGreaterThan(0);
-
     // tiny in bf16: every weight but the embedding is 918784 bytes, an embedding row 256, a cached position
-    // 2 layers x K, V x 2 KV heads x 32 x 2 bytes = 512. Decode steps run at q = context .. context + 10.
+    // 2 layers x K, V x 2 KV heads x 32 x 2 bytes = 512.
     const WEIGHTS = 918784;
     const ROW = 256;
     const POSITION = 512;
-    const meanRead = (context: number, budget: number) => Array.from({ length: 11 }, (_, i) => Math.min(context + i + 1, budget)).reduce((a, b) => a + b) / 11;
-    for (const r of report.results) {
-      expect(r.ar.decodeTokens).toBe(8 * 11);
-      expect(r.ar.tokensPerS).toBeGreaterThan(0);
-      expect(r.spec.map((s) => s.draftWindow)).toEqual([undefined, 1020]);
-      for (const s of r.spec) {
-        expect(s.identical).toBe(true);
-        expect(s.summary.decodeTokens).toBe(8 * 11);
-        expect(s.summary.tokensPerRound).toBeGreaterThanOrEqual(1);
-        expect(s.summary.tokensPerRound).toBeLessThanOrEqual(report.gamma + 1);
-        expect(s.draftOverAr).toBeGreaterThan(0);
-        expect(s.verifyOverAr).toBeGreaterThan(0);
-        expect(s.speedup).toBeCloseTo(s.summary.tokensPerS / r.ar.tokensPerS, 10);
-        // Draft steps: one row per live sequence; sink 4 + window reads at most 4 + window positions.
-        const rows = s.sequenceRounds / s.summary.steps;
-        expect(rows).toBeGreaterThan(0);
-        expect(rows).toBeLessThanOrEqual(8);
-        const d = s.draftBandwidth;
-        expect(d.bytesPerStep.weights).toBeCloseTo(WEIGHTS + rows * ROW, 6);
-        expect(d.bytesPerStep.kv).toBeCloseTo(rows * meanRead(r.context, 4 + (s.draftWindow ?? 508)) * POSITION, 6);
-        expect(d.stepS).toBeCloseTo(s.summary.draftS / (s.summary.steps * report.gamma), 12);
-        expect(d.gbPerS).toBeCloseTo(d.bytesPerStep.total / d.stepS / 1e9, 9);
-        expect(d.ofTriad).toBeCloseTo(d.gbPerS / triad.gbPerS, 9);
+    const b = report.cases[0].batches[0];
+    for (const p of report.points) {
+      const a = p.ar.traffic;
+      const arKv = BATCH * POSITION * (Array.from({ length: b.arTokens - 1 }, (_, i) => CONTEXT + i + 1).reduce((x, y) => x + y) / (b.arTokens - 1));
+      expect(a.step.bytesPerStep.weights).toBe(WEIGHTS + BATCH * ROW);
+      expect(a.step.bytesPerStep.kv).toBeCloseTo(arKv, 6);
+      expect(a.step.stepS).toBeCloseTo(b.ar.decodeS / b.ar.steps, 12);
+      expect(a.step.ofTriad).toBeCloseTo(a.step.gbPerS / triad.gbPerS, 9);
+      expect(a.attention.gbPerS).toBeCloseTo(arKv / (b.ar.kernelS.ar.attention / b.ar.steps) / 1e9, 6);
+      expect(a.gemm.gbPerS).toBeCloseTo((WEIGHTS + BATCH * ROW) / (b.ar.kernelS.ar.gemm / b.ar.steps) / 1e9, 6);
+      // The draft reads sink 4 + window 508 positions per row once the context is past them.
+      const d = p.spec.draft;
+      expect(d.step.bytesPerStep).toEqual({ weights: WEIGHTS + BATCH * ROW, kv: BATCH * 512 * POSITION, total: WEIGHTS + BATCH * ROW + BATCH * 512 * POSITION });
+      // Verification reads each sequence's cache once for its gamma + 1 rows.
+      const v = p.spec.verify;
+      expect(v.step.bytesPerStep.weights).toBeCloseTo(WEIGHTS + BATCH * (p.spec.meanGamma + 1) * ROW, 6);
+      expect(v.step.bytesPerStep.kv).toBeGreaterThan(BATCH * p.firstPosition * POSITION);
+      for (const t of [a.time, d.time, v.time]) {
+        const parts = [t.attention, t.gemm, t.normRope, t.other];
+        for (const x of parts) expect(x).toBeGreaterThan(0);
+        expect(t.host).toBeGreaterThanOrEqual(0);
+        expect(parts.reduce((x, y) => x + y) + t.host).toBeCloseTo(1, 9);
       }
-      // AR steps: all 8 sequences each step, the whole cache of each.
-      const a = r.arBandwidth;
-      expect(a.bytesPerStep).toEqual({ weights: WEIGHTS + 8 * ROW, kv: 8 * (r.context + 6) * POSITION, total: WEIGHTS + 8 * ROW + 8 * (r.context + 6) * POSITION });
-      expect(a.stepS).toBeCloseTo(r.ar.decodeS / r.ar.steps, 12);
-      expect(a.gbPerS).toBeCloseTo(a.bytesPerStep.total / a.stepS / 1e9, 9);
-      expect(a.ofTriad).toBeCloseTo(a.gbPerS / triad.gbPerS, 9);
-      // The draft reads everything up to 4 + 1020 positions: it is the target there, so it is never wrong.
-      expect(r.spec[1].summary.acceptance).toBe(1);
-      expect(r.memory.peakRss).toBeGreaterThan(r.memory.startRss);
-      expect(r.memory.kvBytes).toBe(8 * Math.ceil((r.context + 12 + report.gamma) / 64) * 64 * 2 * 2 * 2 * 32 * 2);
     }
-    // Past the default draft budget (4 + 508 positions) the sparse draft does miss.
-    expect(report.results[1].spec[0].summary.acceptance).toBeLessThan(1);
-
-    const svg = readFileSync(join(tmp, files[1]), 'utf8');
-    expect(svg).toMatch(/^<svg[^>]*xmlns="http:\/\/www\.w3\.org\/2000\/svg"/);
-    expect(svg).toContain('tiny, sink 4 + window 1020 (wider draft)');
-    expect(stdout).toMatch(/^model +context +draft +AR tok\/s +spec tok\/s +speedup/m);
-    expect(stdout).toMatch(/^tiny +600 +sink 4 \+ window 1020\* .* yes /m);
-    expect(svg).toContain('achieved memory bandwidth / STREAM triad');
-    expect(stdout).toMatch(/^model +context +draft +AR MB\/step +AR KV share +AR GB\/s +AR\/triad +draft MB\/step/m);
-    // At 600 the default draft reads 512 positions per row, the wider one all 606 (as AR does).
-    expect(stdout).toMatch(/^tiny +600 +sink 4 \+ window 1020\* +3\.40 +72\.9% .* 3\.40 +72\.9% /m);
+    const m = report.cases[0].memory;
+    expect(m.peakRss).toBeGreaterThan(m.startRss);
+    // The speculative pool: 2 points x 6 tokens x (8 + 1) + 1 tokens and gamma 8 past the prompt, whole pages.
+    expect(m.kvBytes).toBe(BATCH * Math.ceil((CONTEXT + 2 * TOKENS * 9 + 1 + 8) / 64) * 64 * POSITION);
   });
+
+  it('records relative paths, and writes the chart and the tables', async () => {
+    expect(report.flags.out).not.toMatch(/^\//);
+    expect(report.models).toEqual([expect.objectContaining({ name: 'tiny', synthetic: false, source: 'preset tiny, seed 1, bf16 (out/bench/models/tiny)' })]);
+    expect(svg).toMatch(/^<svg[^>]*xmlns="http:\/\/www\.w3\.org\/2000\/svg"/);
+    expect(svg).toContain(`speculative / autoregressive tokens/s, context ${CONTEXT}`);
+    expect(svg).toContain(`achieved bandwidth / STREAM triad, context ${CONTEXT}`);
+    expect(svg).toContain('tiny, gamma auto');
+    expect(svg).toContain('verify attention (gamma 3)');
+    expect(stdout).toMatch(/^model +context +batch +budget +gamma +AR tok\/s +spec tok\/s +speedup +accept +a +tok\/round +mean gamma +Td\/Tar +Tv\/Tar +model speedup +at a=0\.8 +same tokens$/m);
+    expect(stdout).toMatch(new RegExp(`^tiny +${CONTEXT} +${BATCH} +512 +auto .* yes$`, 'm'));
+    expect(stdout).toMatch(/^model +context +batch +budget +gamma +AR step +AR attn +AR GEMM +draft step/m);
+    expect(stdout).toMatch(/^model +context +batch +budget +gamma +step +ms\/step +attention +GEMM +norm\+rope +other +host$/m);
+    expect(stdout).toMatch(/^ +512 +3 +verify /m);
+    // A synthetic model is labelled so in the chart.
+    const synthetic = await renderSvg(chartSpec(report.points.map((p) => ({ ...p, model: 'local', synthetic: true })), 't'));
+    expect(synthetic).toContain('local (synthetic), gamma 3');
+  });
+});
+
+describe('magicdec bench: bad flags', () => {
+  const cases: [string[], string][] = [
+    [['--batch', '0'], '--batch: 0 is outside 1..4096'],
+    [['--batch', '1,,2'], "--batch takes a comma-separated list, got '1,,2'"],
+    [['--gamma', '3,x'], "--gamma: expected a whole number, got 'x'"],
+    [['--gamma', '17'], '--gamma: 17 is outside 1..16'],
+    [['--context', '4M'], "--context: expected a whole number (or NK, N * 1024), got '4M'"],
+    [['--context', '1K,1K'], "--context lists a value twice: '1K,1K'"],
+    [['--decode-tokens', '1'], '--decode-tokens: 1 is outside 2..65536'],
+    [['--models', 'nosuch'], "--models: 'nosuch' is neither a preset (tiny, small, mha, gqa, local) nor a model directory"],
+  ];
+  for (const [flags, message] of cases) {
+    it(`${flags.join(' ')}: exit 1, one line`, async () => {
+      const e = await run(process.execPath, [BIN, 'bench', ...flags, '--out', join(tmp, 'never')], { cwd: REPO }).catch((x) => x);
+      expect(e.code).toBe(1);
+      expect(e.stderr).toBe(`magicdec: error: ${message}\n`);
+      expect(readdirSync(tmp)).not.toContain('never');
+    });
+  }
 });
