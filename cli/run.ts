@@ -135,7 +135,8 @@ export async function runCommand(flags: RunFlags, io: Io): Promise<RunResult> {
   const sampling = { temperature, topK: flags.topK ?? 0, topP: flags.topP ?? 1, minP: flags.minP ?? 0 };
   if (temperature > 0 && flags.mode === 'spec' && dep.verify.mode === 'greedy') {
     throw new UserError(
-      `--temperature ${temperature} samples, but the spec's verifier '${dep.verify.name}' accepts only the target's argmax; add --mode ar`,
+      `--temperature ${temperature} samples, but the spec's verifier '${dep.verify.name}' accepts only the target's argmax; ` +
+        'give a spec with verify: sampleAndMatch (e.g. examples/sample-and-match.ts), or --mode ar',
     );
   }
 

@@ -13,7 +13,7 @@ import { isCausal } from './passes/causal.ts';
 import { classifyTile, type TileClass } from './passes/interval.ts';
 import { fold } from './passes/fold.ts';
 import { ropeInvFreq } from './rope.ts';
-import type { DeploymentIR, ParamDecl, PassIR } from './spec.ts';
+import type { DeploymentIR, ParamDecl, PassIR, VerifierIR } from './spec.ts';
 
 export const COMPILER_VERSION: string = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version;
 
@@ -93,6 +93,17 @@ export class PlanError extends Error {}
 export const NON_CAUSAL_TARGET =
   'the target pass must be causal: its mask lets a query see later positions, which verification and chunked prefill would read; use it as the draft, or add kv <= q';
 
+/** Verifier modes the runtime runs (runtime/src/engine.cpp): a module of any other is refused at compile time. */
+export const RUNNABLE_VERIFIERS: readonly VerifierIR['mode'][] = ['greedy', 'match'];
+
+/** Why the runtime cannot run `v` (the front end's MD1309). */
+export function unrunnableVerifier(v: Pick<VerifierIR, 'name' | 'mode'>): string {
+  return (
+    `verifier '${v.name}' has mode '${v.mode}': the runtime does not run accept/residual (rejection) sampling yet, so a module ` +
+    `with it could not be loaded; use sampleAndMatch (exact for a seed) or greedy`
+  );
+}
+
 /**
  * Everything a backend renders, decided once. Throws a PlanError for a deployment that breaks a limit
  * (codegen/limits.ts) or a model/plan invariant, all problems in one message: the front end reports the
@@ -121,6 +132,7 @@ export function planModule(dep: DeploymentIR, kernels: readonly KernelSpec[] = K
   const passes = { target: planPass('target', dep.target, m), draft: planPass('draft', dep.draft, m) };
   // The draft may see later positions: it only ever runs with seq_len = q + 1 (docs/ARCHITECTURE.md, invariant 1).
   if (!isCausal(passes.target.visible)) problems.push(`${NON_CAUSAL_TARGET} (target ${passes.target.ir.attention.name} + ${passes.target.ir.kv.name})`);
+  if (!RUNNABLE_VERIFIERS.includes(dep.verify.mode)) problems.push(unrunnableVerifier(dep.verify));
   if (problems.length) throw new PlanError(`cannot plan ${moduleName(dep)}: ${problems.join('; ')}`);
   const { batch, maxSeq, pageSize } = dep.shapes;
   const chunk = pageSize * ATTN_CHUNK_PAGES;

@@ -31,10 +31,10 @@ export interface PolicyIR {
   readonly keep: Node;
 }
 
-/** accept: bool over p, q, u (f32); residual: f32 over p, q. */
+/** mode 'sample': accept, bool over p, q, u (f32); residual, f32 over p, q. */
 export interface VerifierIR {
   readonly name: string;
-  readonly mode: 'greedy' | 'sample';
+  readonly mode: 'greedy' | 'match' | 'sample';
   readonly accept?: Node;
   readonly residual?: Node;
 }

@@ -36,8 +36,12 @@ export interface KvPolicy<P extends Params = Params> {
 export interface Verifier {
   readonly kind: 'verifier';
   readonly name: string;
-  /** greedy: accept while the drafted token is the target's argmax; sample: the accept/residual rule. */
-  readonly mode: 'greedy' | 'sample';
+  /**
+   * greedy: accept while the drafted token is the target's argmax. match: the target and the draft each
+   * sample their token with the position's shared noise, accept while they agree (exact for a seed).
+   * sample: the accept/residual rule (rejection sampling; not yet run by the runtime: MD1309).
+   */
+  readonly mode: 'greedy' | 'match' | 'sample';
   readonly accept?: AcceptFn;
   readonly residual?: ResidualFn;
 }
@@ -60,6 +64,7 @@ export interface KvPolicyDef<P extends Params> {
 
 export type VerifierDef =
   | { name: string; mode: 'greedy' }
+  | { name: string; mode: 'match' }
   | { name: string; mode: 'sample'; accept: AcceptFn; residual: ResidualFn };
 
 const NAME = /^[a-z][a-z0-9_]*$/;
@@ -80,7 +85,7 @@ export function kvPolicy<P extends Params = {}>(def: KvPolicyDef<P>): KvPolicy<P
 
 export function verifier(def: VerifierDef): Verifier {
   checkName('verifier', def.name);
-  return def.mode === 'greedy'
-    ? { kind: 'verifier', name: def.name, mode: 'greedy' }
-    : { kind: 'verifier', name: def.name, mode: 'sample', accept: def.accept, residual: def.residual };
+  return def.mode === 'sample'
+    ? { kind: 'verifier', name: def.name, mode: 'sample', accept: def.accept, residual: def.residual }
+    : { kind: 'verifier', name: def.name, mode: def.mode };
 }

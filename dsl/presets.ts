@@ -39,7 +39,18 @@ export const window = (w: number) => kvPolicy({ name: 'window', params: { window
 /** Accept a drafted token iff it is the target's argmax; the correction is the argmax. */
 export const greedy = verifier({ name: 'greedy', mode: 'greedy' });
 
-/** Speculative (rejection) sampling: accept with probability min(1, p/q), resample from max(0, p - q). */
+/**
+ * Sample-and-match: at each position the target's token is its own sample (the request's temperature,
+ * top-k, top-p and min-p, Gumbel-max with the noise of (seed, position)), the draft samples with the same
+ * noise, and drafted tokens are accepted while they equal the target's. Exact: a seeded speculative run
+ * emits the seeded autoregressive run's tokens. At temperature 0 it is greedy.
+ */
+export const sampleAndMatch = verifier({ name: 'sample_and_match', mode: 'match' });
+
+/**
+ * Speculative (rejection) sampling: accept with probability min(1, p/q), resample from max(0, p - q).
+ * The runtime does not run it yet: a deployment with it is refused at compile time (MD1309).
+ */
 export const rejection = verifier({
   name: 'rejection',
   mode: 'sample',

@@ -9,7 +9,7 @@ import { isI32 } from '../ir.ts';
 import { DEFAULT_GAMMA_MAX, isBatchBucket, isGamma, isMaxSeq, isPageSize, MAX_BATCH, MAX_GAMMA, MAX_PAGE_SIZE, MAX_SEQ, maxSeqProblems, MIN_PAGE_SIZE, paramProblem } from '../limits.ts';
 import { modelConfigProblem, readHfConfigFile } from '../model-config.ts';
 import { isCausal } from '../passes/causal.ts';
-import { NON_CAUSAL_TARGET, passVisibility } from '../plan.ts';
+import { NON_CAUSAL_TARGET, passVisibility, RUNNABLE_VERIFIERS, unrunnableVerifier } from '../plan.ts';
 import type { AttentionIR, DeploymentIR, FnKind, ParamDecl, PassIR, PolicyIR, VerifierIR } from '../spec.ts';
 import type { Code } from './diagnostics.ts';
 import type { Evaluator } from './evaluate.ts';
@@ -194,8 +194,8 @@ export function verifierCall(cx: DescriptorContext, args: readonly Slot[], call:
   const name = checkName(cx, f, 'verifier');
   const mode = f.string('mode');
   let irv: VerifierIR | undefined;
-  if (mode === 'greedy') {
-    if (cx.errorCount() === before && name !== undefined) irv = { name, mode: 'greedy' };
+  if (mode === 'greedy' || mode === 'match') {
+    if (cx.errorCount() === before && name !== undefined) irv = { name, mode };
   } else if (mode === 'sample') {
     const af = f.fn('accept', false);
     const rf = f.fn('residual', false);
@@ -207,7 +207,7 @@ export function verifierCall(cx: DescriptorContext, args: readonly Slot[], call:
     const residual = lowerField(cx, rf, 'residual', [], false);
     if (cx.errorCount() === before && name !== undefined && accept && accept !== POISON && residual && residual !== POISON) irv = { name, mode: 'sample', accept, residual };
   } else if (mode !== undefined) {
-    cx.report('MD1203', `'mode' must be 'greedy' or 'sample', not '${mode}'`, f.slot('mode')!.node);
+    cx.report('MD1203', `'mode' must be 'greedy', 'match' or 'sample', not '${mode}'`, f.slot('mode')!.node);
   }
   return new DescriptorVal('verifier', new ObjVal(f.props), irv);
 }
@@ -352,7 +352,9 @@ export function deployCall(cx: DescriptorContext, args: readonly Slot[], call: C
   // The model's window never makes a mask causal (it keeps every kv > q), so an invalid model is no reason to skip.
   if (target && !isCausal(passVisibility(target, { slidingWindow: model?.slidingWindow }))) cx.report('MD1308', NON_CAUSAL_TARGET, f.slot('target')!.node);
   const draft = passOf(f, 'draft');
-  const vd = f.descriptor('verify', 'verifier', 'a verifier(...) descriptor, e.g. greedy or rejection');
+  const vd = f.descriptor('verify', 'verifier', 'a verifier(...) descriptor, e.g. greedy or sampleAndMatch');
+  const vir = vd?.ir as VerifierIR | undefined;
+  if (vir && !RUNNABLE_VERIFIERS.includes(vir.mode)) cx.report('MD1309', unrunnableVerifier(vir), f.slot('verify')!.node);
   const gamma = gammaOf(cx, f);
   const shapes = validateShapes(cx, f, model);
   const dtype = oneOf(cx, f, 'dtype', DTYPES, 'MD1305');

@@ -61,8 +61,9 @@ Engine::Engine(const std::string& model_dir, const std::string& module_path, con
   const ModuleManifest& m = module_->manifest();
   weights_ = ModelWeights::load(model_dir, m.dtype);
   check_manifest_model(m.json, module_path + " (manifest)", weights_->config(), model_dir + "/config.json");
-  if (m.verify_mode != "greedy")
-    throw Error(module_path + ": verify mode '" + m.verify_mode + "' is not implemented by this runtime (greedy only)");
+  // The compiler refuses any other verifier (MD1309); a module from elsewhere is refused here.
+  if (m.verify_mode != "greedy" && m.verify_mode != "match")
+    throw Error(module_path + ": verify mode '" + m.verify_mode + "' is not implemented by this runtime (greedy and match only)");
 
   const int largest = module_->largest_bucket().bucket;
   if (opts_.max_batch == 0) opts_.max_batch = largest;
@@ -161,7 +162,7 @@ int64_t Engine::add_request(const std::vector<int32_t>& prompt, const RequestOpt
   if (!(sp.min_p >= 0 && sp.min_p <= 1)) throw Error("request: min_p must be in [0, 1] (0 keeps every token), got " + num(sp.min_p));
   if (!sp.greedy() && opts_.mode == Mode::Spec && m.verify_mode == "greedy")
     throw Error("request: temperature " + num(sp.temperature) + " samples, but this module's verifier '" + m.verify_name +
-                "' accepts only the target's argmax; decode sampled requests in ar mode");
+                "' accepts only the target's argmax; decode sampled requests in ar mode, or build the module with verify: sampleAndMatch");
   auto r = std::make_unique<Request>();
   r->prompt = prompt;
   r->opts = opts;
@@ -503,6 +504,9 @@ void Engine::spec_round(std::vector<Request*>& batch, int* rows_out) {
                   std::to_string(r->id) + " reserved");
 
   double t0 = now_s();
+  // With a 'match' verifier a sampling request's drafts are the draft's samples under the noise of their
+  // positions, and its target tokens the target's samples (forward -> sample): verify_greedy then accepts
+  // while they agree, and the emitted tokens are the autoregressive samples (docs/DSL.md, "Verifiers").
   std::vector<int> all;
   for (int i = 0; i < n; ++i) all.push_back(i);
   for (int j = 0; j < g; ++j) {

@@ -1,6 +1,8 @@
 // The decoding engine: requests in slots, chunked prefill, autoregressive decode and self-speculative decode
 // (draft gamma tokens through the draft pass's sparse KV policy, verify gamma+1 rows per sequence with the
-// target pass, accept greedily, advance each sequence by its own count, roll back by moving a length).
+// target pass, accept while the drafted token equals the target's — its argmax, or with a 'match' verifier
+// its sample under the request's seeded noise — advance each sequence by its own count, roll back by moving
+// a length).
 // The Llama forward is a fixed sequence of module kernels, so a row's logits depend only on its position
 // and its prefix (docs/ARCHITECTURE.md, invariant 1): speculative output equals autoregressive output bit for bit.
 #pragma once

@@ -113,6 +113,16 @@ describe('run: sampling', () => {
     const unseeded = await run([...base, ...sampling]);
     const drawn = Number(/^\[0\] .*, seed (\d+)$/m.exec(unseeded.out)![1]);
     expect(tokenLines((await run([...base, ...sampling, '--seed', String(drawn)])).out)).toEqual(tokenLines(unseeded.out));
+    // A sampleAndMatch spec samples speculatively, with the autoregressive tokens.
+    const spec = ['--spec', join(REPO, 'examples/sample-and-match.ts')];
+    const sar = await run([...base, ...spec, ...sampling, '--batch', '2', '--seed', '7']);
+    const sspec = await run([...base, ...spec, ...sampling, '--batch', '2', '--seed', '7', '--mode', 'spec']);
+    expect(sspec.code, sspec.err).toBe(0);
+    expect(sspec.err).toMatch(/^module tiny\.cpu\.bf16\.t_causal-full\.d_causal-streaming\.sample_and_match\.g4 /m);
+    expect(sspec.out).toMatch(/^speculative \(gamma 4\), 2 requests: 40 tokens generated/m);
+    expect(tokenLines(sspec.out)).toEqual(tokenLines(sar.out));
+    // The same target pass in another module (other draft, buckets): the same logits, so the same samples.
+    expect(tokenLines(sar.out)).toEqual([a, b]);
     const greedy = await run(base);
     expect(tokenLines((await run([...base, '--temperature', '0', '--seed', '3'])).out)).toEqual(tokenLines(greedy.out));
     expect(greedy.out).not.toMatch(/seed/);
@@ -165,7 +175,7 @@ describe('run: bad input exits 1 with a clear message', () => {
     ['a min-p above 1', () => ['--model', model, '--prompt', 'x', '--min-p', '2'], /--min-p must be in \[0, 1\] \(0 keeps every token\), got 2/],
     ['a negative min-p', () => ['--model', model, '--prompt', 'x', '--min-p', '-0.5'], /--min-p must be in \[0, 1\] \(0 keeps every token\), got -0\.5/],
     ['a seed past 2^53', () => ['--model', model, '--prompt', 'x', '--seed', String(2 ** 53)], /--seed must be an integer in \[0, 2\^53\), got 9007199254740992/],
-    ['sampling with a greedy verifier in spec mode', () => ['--model', model, '--prompt', 'x', '--temperature', '0.7'], /--temperature 0\.7 samples, but the spec's verifier 'greedy' accepts only the target's argmax; add --mode ar/],
+    ['sampling with a greedy verifier in spec mode', () => ['--model', model, '--prompt', 'x', '--temperature', '0.7'], /--temperature 0\.7 samples, but the spec's verifier 'greedy' accepts only the target's argmax; give a spec with verify: sampleAndMatch \(e\.g\. examples\/sample-and-match\.ts\), or --mode ar/],
     ['a missing spec file', () => ['--model', model, '--prompt', 'x', '--spec', join(tmp, 'none.ts')], /spec file not found/],
     ['a spec with diagnostics', () => ['--model', model, '--prompt', 'x', '--spec', join(REPO, 'test/cli/fixtures/bad-spec.ts')], /MD\d{4}/],
     ['no --model', () => ['--prompt', 'x'], /required option '--model <dir>'/],

@@ -156,7 +156,7 @@ describe('invalid sampling parameters are refused before any work', () => {
   it('a speculative engine on a greedy module refuses temperature > 0, naming the verifier; temperature 0 is fine', async () => {
     await withEngine(Engine, p, { mode: 'spec' }, async (e) => {
       expect(() => e.generate(prompts[0], { maxTokens: 4, temperature: 0.7 })).toThrow(
-        "request: temperature 0.7 samples, but this module's verifier 'greedy' accepts only the target's argmax; decode sampled requests in ar mode",
+        "request: temperature 0.7 samples, but this module's verifier 'greedy' accepts only the target's argmax; decode sampled requests in ar mode, or build the module with verify: sampleAndMatch",
       );
       expect((await e.generate(prompts[0], { maxTokens: 4, temperature: 0, topK: 5 })).tokens).toHaveLength(4);
     });

@@ -1,0 +1,55 @@
+// `npx tsx bench/sampling.ts`: what sampling costs and how well the MagicDec draft's samples match. On a
+// random `tiny` model (bf16) and the examples/sample-and-match.ts deployment, decodes the same prompts
+// (long enough that the sink + window draft reads a strict subset of the cache) greedily and with
+// sample-and-match at several temperatures, the same seeds for every temperature, and prints per setting:
+// acceptance, tokens per round, decode tokens/s, verification and draft time, and that the speculative
+// tokens equal the autoregressive ones. Flags: --context, --batch, --tokens, --temperatures.
+import { join, resolve } from 'node:path';
+import { mkdirSync } from 'node:fs';
+import { Command } from 'commander';
+import { buildCpuModule, cpuDeploymentFor, readModelDir } from '../cli/cpu-module.ts';
+import { decodeBatch, fmt, kvPagesFor } from '../cli/decode.ts';
+import { processIo } from '../cli/io.ts';
+import { loadDeployment } from '../cli/spec.ts';
+import { writeRandomModel } from '../model/random.ts';
+
+const ROOT = resolve(import.meta.dirname, '..');
+
+const cli = new Command('bench/sampling.ts')
+  .option('--context <n>', 'prompt tokens per request', (v) => Number(v), 1500)
+  .option('--batch <n>', 'requests decoded together', (v) => Number(v), 4)
+  .option('--tokens <n>', 'tokens generated per request', (v) => Number(v), 128)
+  .option('--temperatures <list>', 'comma-separated temperatures (0 is greedy)', (v) => v.split(',').map(Number), [0, 0.3, 0.7, 1])
+  .option('--out <dir>', 'where the random model goes', join(ROOT, 'out/bench-sampling'));
+cli.parse();
+const o = cli.opts<{ context: number; batch: number; tokens: number; temperatures: number[]; out: string }>();
+
+const io = processIo;
+const modelDir = join(o.out, 'tiny-bf16');
+mkdirSync(o.out, { recursive: true });
+writeRandomModel({ preset: 'tiny', seed: 1, dtype: 'bf16', out: modelDir });
+const model = readModelDir(modelDir);
+const dep = cpuDeploymentFor(await loadDeployment(join(ROOT, 'examples/sample-and-match.ts')), model);
+const built = await buildCpuModule(dep, io);
+let state = 12345;
+const rnd = () => ((state = (Math.imul(state, 1103515245) + 12345) >>> 0) / 2 ** 32);
+const prompts = Array.from({ length: o.batch }, () => Array.from({ length: o.context }, () => Math.floor(rnd() * model.vocabSize)));
+const positions = o.context + o.tokens + dep.gamma;
+const engine = { maxBatch: o.batch, kvPages: kvPagesFor(o.batch, positions, dep.shapes.pageSize) };
+const seeds = prompts.map((_, i) => 1000 + i);
+
+console.log(`${built.plan.name}: ${o.batch} requests of ${o.context} prompt tokens, ${o.tokens} new tokens each, gamma ${dep.gamma}`);
+console.log('temperature  acceptance  tokens/round  decode tok/s  draft s  verify s  spec == AR');
+for (const t of o.temperatures) {
+  const request = { maxTokens: o.tokens, ignoreEos: true, sampling: { temperature: t }, seeds };
+  const ar = await decodeBatch(modelDir, built.library, { ...engine, mode: 'ar' }, prompts, request);
+  const spec = await decodeBatch(modelDir, built.library, { ...engine, mode: 'spec' }, prompts, request);
+  const same = spec.generations.every((g, i) => g.tokens.join() === ar.generations[i].tokens.join());
+  const s = spec.summary;
+  console.log(
+    [t === 0 ? 'greedy' : String(t), fmt(s.acceptance), fmt(s.tokensPerRound), fmt(s.tokensPerS), fmt(s.draftS), fmt(s.verifyS), same ? 'yes' : 'NO']
+      .map((c, i) => c.padStart([11, 10, 12, 12, 8, 9, 10][i]))
+      .join('  '),
+  );
+  if (!same) process.exitCode = 1;
+}
