@@ -18,7 +18,7 @@ import { mulberry32 } from '../harness/kernels/attention-case.ts';
 import { f32, i32, type KernelDriver } from '../harness/kernels/driver.ts';
 import { useEmulatedModules, type EmulatedModule } from '../harness/emu/module.ts';
 import { load, store, storageBytes } from '../harness/kernels/storage.ts';
-import { EMU_DEPLOYMENTS, type EmuDeploymentName } from './deployments.ts';
+import { EMU_DEPLOYMENTS, heavy, type EmuDeploymentName } from './deployments.ts';
 
 const NAMES = Object.keys(EMU_DEPLOYMENTS) as EmuDeploymentName[];
 const modules = useEmulatedModules(EMU_DEPLOYMENTS);
@@ -39,6 +39,8 @@ const seedArb = fc.integer({ min: 1, max: 0x7fffffff });
 const maxRows = (m: EmulatedModule, b: number) => b * (m.plan.gamma + 1);
 const small = (m: EmulatedModule) => Math.min(...m.plan.buckets);
 const large = (m: EmulatedModule) => Math.max(...m.plan.buckets);
+/** Cases to draw: fewer on the Llama slice. */
+const runs = (m: EmulatedModule, n: number) => (heavy(m.plan) ? 1 : n);
 const drawArb = (m: EmulatedModule) => fc.record({ seed: seedArb, rows: fc.integer({ min: 1, max: maxRows(m, large(m)) }) });
 /** A few rows of `rows` to recompute alone: first, last and some between (each alone call runs the whole kernel). */
 const someRows = (rows: number) => [...new Set([0, rows - 1, Math.floor(rows / 2), Math.floor(rows / 3)])].filter((r) => r < rows);
@@ -66,7 +68,7 @@ describe.each(NAMES)('emulated CUDA dense kernels, module %s', (name) => {
         const want = embedRef(table.values, tokens.map((t) => (t < 0 || t >= V ? 0 : t)), H).fill(0, bad * H, (bad + 1) * H);
         expect(Array.from(x)).toEqual(Array.from(want));
       }),
-      { numRuns: 3 },
+      { numRuns: runs(m, 3) },
     );
   });
 
@@ -106,7 +108,7 @@ describe.each(NAMES)('emulated CUDA dense kernels, module %s', (name) => {
         expect(finite(f32(sw.out.out))).toBe(true);
         expect(measured('swiglu', relError(f32(sw.out.out), swigluRef(gate, up)))).toBeLessThan(TOL);
       }),
-      { numRuns: 4 },
+      { numRuns: runs(m, 4) },
     );
   });
 
@@ -135,7 +137,7 @@ describe.each(NAMES)('emulated CUDA dense kernels, module %s', (name) => {
             expect(bits(f32(alone.out.y)), `${role} row ${r} of ${rows} alone`).toEqual(bits(y.slice(r * N, (r + 1) * N)));
           }
         }),
-        { numRuns: 2 },
+        { numRuns: runs(m, 2) },
       );
     }
   });
@@ -194,7 +196,7 @@ describe.each(NAMES)('emulated CUDA dense kernels, module %s', (name) => {
           expect(i32(alone.out.tokens)[0], `row ${r} alone`).toBe(tokens[r]);
         }
       }),
-      { numRuns: 3 },
+      { numRuns: runs(m, 3) },
     );
   });
 
@@ -211,7 +213,7 @@ describe.each(NAMES)('emulated CUDA dense kernels, module %s', (name) => {
         expect(res.status).toBe(0);
         expect(Array.from(i32(res.out.tokens))).toEqual(Array.from(argmaxRef(logits, rows, V)));
       }),
-      { numRuns: 4 },
+      { numRuns: runs(m, 4) },
     );
   });
 
@@ -229,7 +231,7 @@ describe.each(NAMES)('emulated CUDA dense kernels, module %s', (name) => {
         expect(Array.from(i32(res.out.accepted))).toEqual(Array.from(want.accepted));
         expect(Array.from(i32(res.out.next))).toEqual(Array.from(want.next));
       }),
-      { numRuns: 4 },
+      { numRuns: runs(m, 4) },
     );
   });
 
@@ -298,7 +300,7 @@ describe.each(NAMES)('emulated CUDA dense kernels, module %s', (name) => {
           expect(bits(f32(one.out.k))).toEqual(bits(ko.slice(r * kvDim, (r + 1) * kvDim)));
         }
       }),
-      { numRuns: 3 },
+      { numRuns: runs(m, 3) },
     );
   });
 
