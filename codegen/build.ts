@@ -29,6 +29,12 @@ export interface BuildOptions {
    * of with nvcc: the same kernel bodies, run on the CPU (docs/ARCHITECTURE.md, "The SIMT emulator").
    */
   readonly emulate?: boolean;
+  /**
+   * With `emulate`: build with AddressSanitizer and UndefinedBehaviorSanitizer (every error fatal), so an
+   * out-of-bounds access of a kernel, shared-memory arrays included, stops it. The process that loads
+   * the library must preload the ASan runtime (LD_PRELOAD=`g++ -print-file-name=libasan.so`).
+   */
+  readonly sanitize?: boolean;
   readonly cacheDir?: string;
   /** Called after each translation unit compiles (done, total, file). */
   readonly onProgress?: (done: number, total: number, file: string) => void;
@@ -48,12 +54,16 @@ export class BuildError extends Error {}
  * Host flags: -march=native is chosen here at build time, never written into generated sources. No
  * include path: a module directory holds every header its units include.
  */
-function compilerFor(target: Target, emulate = false): { cc: string; compile: string[]; link: string[]; units: RegExp } {
+const SANITIZERS = ['-fsanitize=address,undefined', '-fno-sanitize-recover=all', '-fno-omit-frame-pointer'];
+
+function compilerFor(target: Target, emulate = false, sanitize = false): { cc: string; compile: string[]; link: string[]; units: RegExp } {
+  if (sanitize && !emulate) throw new BuildError('sanitize is for builds for the SIMT emulator');
   if (emulate) {
     if (target === 'cpu') throw new BuildError('only a CUDA module (sm_80, sm_90) builds for the SIMT emulator');
     // -O1: these builds are for tests, where compile time dominates; no -march: nothing is tuned here.
-    const flags = ['-std=c++17', '-O1', '-x', 'c++', '-DMD_SIMT_EMU', '-ffp-contract=off', '-fPIC', '-Wno-unknown-pragmas'];
-    return { cc: 'g++', compile: flags, link: ['-shared', '-ldl'], units: /\.cu$/ };
+    const san = sanitize ? SANITIZERS : [];
+    const flags = ['-std=c++17', '-O1', '-x', 'c++', '-DMD_SIMT_EMU', '-ffp-contract=off', '-fPIC', '-Wno-unknown-pragmas', ...san];
+    return { cc: 'g++', compile: flags, link: ['-shared', ...san, '-ldl'], units: /\.cu$/ };
   }
   if (target === 'cpu') {
     const flags = ['-std=c++17', '-O3', '-march=native', '-fopenmp', '-ffp-contract=off', '-fPIC'];
@@ -91,8 +101,8 @@ export function nativeTargetHash(): Promise<string> {
 }
 
 /** Everything about the toolchain a build depends on: compiler version, flags, and the resolved native target. */
-export async function toolchainKey(target: Target, emulate = false): Promise<string> {
-  const tc = compilerFor(target, emulate);
+export async function toolchainKey(target: Target, emulate = false, sanitize = false): Promise<string> {
+  const tc = compilerFor(target, emulate, sanitize);
   const version = await compilerVersion(tc.cc);
   const native = target === 'cpu' ? [`native-target:${await nativeTargetHash()}`] : [];
   return [version, ...tc.compile, ...native].join(' ');
@@ -154,11 +164,11 @@ export function removeStaleTemps(cache: string): string[] {
 }
 
 async function buildModuleIn(opts: BuildOptions): Promise<BuiltModule> {
-  const tc = compilerFor(opts.target, opts.emulate);
-  const toolchain = await toolchainKey(opts.target, opts.emulate);
+  const tc = compilerFor(opts.target, opts.emulate, opts.sanitize);
+  const toolchain = await toolchainKey(opts.target, opts.emulate, opts.sanitize);
   const hash = sourcesHash(opts.files, [toolchain, ...tc.link].join(' '));
   const cache = opts.cacheDir ?? DEFAULT_CACHE;
-  const dir = join(cache, `${opts.name}${opts.emulate ? '.emu' : ''}-${hash}`);
+  const dir = join(cache, `${opts.name}${opts.emulate ? (opts.sanitize ? '.emu-san' : '.emu') : ''}-${hash}`);
   const library = join(dir, 'libmodule.so');
   if (existsSync(library)) return { dir, library, cached: true, compiled: [] };
   const objectsDir = join(cache, 'objects');

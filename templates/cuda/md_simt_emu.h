@@ -72,6 +72,7 @@
 #define MD_EMU_ASAN 1
 extern "C" void __sanitizer_start_switch_fiber(void** fake_stack_save, const void* bottom, size_t size);
 extern "C" void __sanitizer_finish_switch_fiber(void* fake_stack_save, const void** bottom_old, size_t* size_old);
+extern "C" void __asan_unpoison_memory_region(void const volatile* addr, size_t size);
 #endif
 
 // ------------------------------------------------------------------------------------ CUDA qualifiers
@@ -147,6 +148,7 @@ struct Thread {
   ucontext_t uc;
 #endif
   char* stack = nullptr;
+  bool abandoned = false;  // left mid-kernel by a failed launch
   uint3 idx{0, 0, 0};
   int linear = 0;
   State state = S_DONE;
@@ -193,6 +195,8 @@ struct Emu {
   void (*body)(void*) = nullptr;
   void* body_ctx = nullptr;
   int exited = 0;
+  std::vector<uint32_t> warp_waiting;  // per warp: lanes waiting at a warp collective
+  std::vector<uint32_t> warp_exited;   // per warp: lanes that have exited
 
   bool failed = false;
   std::string message;
@@ -328,6 +332,14 @@ inline char* stack_for(Thread& t) {
 
 inline void start_fiber(Thread& t) {
   char* base = stack_for(t);
+#ifdef MD_EMU_ASAN
+  // ASan's stack redzones of frames never unwound: fiber_main's (it never returns), and every frame of a
+  // fiber a failed launch abandoned.
+  const size_t top = 16 * 1024;
+  if (t.abandoned) __asan_unpoison_memory_region(base, STACK_BYTES);
+  else __asan_unpoison_memory_region(base + STACK_BYTES - top, top);
+  t.abandoned = false;
+#endif
 #ifdef MD_EMU_X86_64
   uint64_t* sp = (uint64_t*)(((uintptr_t)(base + STACK_BYTES)) & ~(uintptr_t)15);
   *--sp = 0;                          // fiber_main's return address: it never returns
@@ -464,7 +476,9 @@ inline int barrier(Kind k, int pred, const char* file, int line) {
   return (int)t.result;
 }
 
-inline bool same_site(const Thread& a, const Thread& b) { return a.kind == b.kind && a.line == b.line && !strcmp(a.file, b.file); }
+inline bool same_site(const Thread& a, const Thread& b) {
+  return a.kind == b.kind && a.line == b.line && (a.file == b.file || !strcmp(a.file, b.file));
+}
 /** Two lanes wait at the same warp collective: same intrinsic, call site, mask, width and value size. */
 inline bool same_collective(const Thread& a, const Thread& b) {
   return same_site(a, b) && a.mask == b.mask && a.width == b.width && a.vsize == b.vsize;
@@ -578,6 +592,7 @@ inline void complete_warp(Thread** lanes, unsigned mask) {
   }
   for (int l = 0; l < 32; ++l)
     if (mask >> l & 1) lanes[l]->state = S_RUN;
+  emu().warp_waiting[any.linear >> 5] &= ~mask;
 }
 
 /**
@@ -600,19 +615,20 @@ inline uint64_t warp_op(Kind k, const char* file, int line, unsigned mask, uint6
   t.val = val;
   t.vsize = vsize;
   if (!lanes_valid(t, mask, width)) return 0;
-  const int base = t.linear & ~31, lane = t.linear & 31;
-  Thread* warp[32] = {};
-  bool complete = true;
-  for (int l = 0; l < 32; ++l) {
-    if (!(mask >> l & 1)) continue;
-    Thread& o = e.threads[base + l];
-    warp[l] = &o;
-    if (l == lane) continue;
-    if (o.state == S_DONE) fail("%s: %s names lane %d, which has exited", where(t).c_str(), site(t).c_str(), l);
-    if (o.state != S_WAIT || !same_collective(o, t)) complete = false;
-  }
+  const int base = t.linear & ~31, lane = t.linear & 31, w = t.linear >> 5;
+  if (const uint32_t gone = e.warp_exited[w] & mask)
+    fail("%s: %s names lane %d, which has exited", where(t).c_str(), site(t).c_str(), __builtin_ctz(gone));
+  e.warp_waiting[w] |= 1u << lane;
+  // Complete once every lane of the mask waits, each at this very collective.
+  bool complete = (e.warp_waiting[w] & mask) == mask;
+  for (uint32_t m = mask & ~(1u << lane); m && complete; m &= m - 1)
+    if (!same_collective(e.threads[base + __builtin_ctz(m)], t)) complete = false;
   t.state = S_WAIT;
-  if (complete) complete_warp(warp, mask);
+  if (complete) {
+    Thread* warp[32];
+    for (uint32_t m = mask; m; m &= m - 1) warp[__builtin_ctz(m)] = &e.threads[base + __builtin_ctz(m)];
+    complete_warp(warp, mask);
+  }
   if (e.failed) return 0;
   if (t.state == S_WAIT) yield();
   return t.result;
@@ -681,10 +697,11 @@ inline void cp_async_wait(int n) {
   t.state = S_DONE;
   ++e.exited;
   const int base = t.linear & ~31, lane = t.linear & 31;
-  for (int l = 0; l < 32 && base + l < e.nthreads; ++l) {
+  e.warp_exited[t.linear >> 5] |= 1u << lane;
+  for (uint32_t waiting = e.warp_waiting[t.linear >> 5]; waiting; waiting &= waiting - 1) {
+    const int l = __builtin_ctz(waiting);
     const Thread& o = e.threads[base + l];
-    if (o.state == S_WAIT && !is_barrier(o.kind) && (o.mask >> lane & 1))
-      fail("%s exited while lane %d waits for it at %s", where(t).c_str(), l, site(o).c_str());
+    if (o.mask >> lane & 1) fail("%s exited while lane %d waits for it at %s", where(t).c_str(), l, site(o).c_str());
   }
   for (;;) yield();
 }
@@ -735,6 +752,8 @@ inline void run_cta(uint3 b, uint64_t salt) {
   e.block = b;
   blockIdx = b;
   e.exited = 0;
+  e.warp_waiting.assign((e.nthreads + 31) / 32, 0u);
+  e.warp_exited.assign((e.nthreads + 31) / 32, 0u);
   ++e.ctas;
   for (int i = 0; i < e.nthreads; ++i) {
     Thread& t = e.threads[i];
@@ -819,6 +838,8 @@ inline void run_grid(const char* name, const void* fn, dim3 grid, dim3 block, si
   }
   e.in_kernel = false;
   e.cur = nullptr;
+  if (e.failed)
+    for (Thread& t : e.threads) t.abandoned = true;
   blockDim = saved_dim;
   gridDim = saved_grid;
   blockIdx = saved_block;

@@ -113,14 +113,19 @@ export function paramRecord(pass: PassPlan, params: readonly number[]): Record<s
   return Object.fromEntries(pass.params.map((p) => [p.key, params[p.index]]));
 }
 
-export function attentionRef(plan: ModulePlan, pass: PassPlan, c: AttentionCase): Float64Array {
+/**
+ * `numerics`: whose documented rounding the reference models. 'cpu' (README, "CPU numerics"): with bf16
+ * storage, q rounded to bf16 and bf16 subnormals of q and k flushed for the dot. 'cuda': none (the CUDA
+ * kernels multiply fp32 q by the decoded k).
+ */
+export function attentionRef(plan: ModulePlan, pass: PassPlan, c: AttentionCase, numerics: 'cpu' | 'cuda' = 'cpu'): Float64Array {
   const { heads, kvHeads, headDim: D, group } = plan.dims;
   const rows = c.rowSeq.length;
   const out = new Float64Array(rows * heads * D);
   const params = paramRecord(pass, c.params);
   const at = (slot: number, t: number, kvh: number) =>
     ((c.pageTable[slot * c.pagesPerSeq + Math.floor(t / plan.pageSize)] * plan.pageSize + (t % plan.pageSize)) * kvHeads + kvh) * D;
-  const bf16 = plan.deployment.dtype === 'bf16';
+  const bf16 = plan.deployment.dtype === 'bf16' && numerics === 'cpu';
   const flush = (x: number) => (Math.abs(x) < 2 ** -126 ? 0 : x);
   const dotQ = bf16 ? Float64Array.from(c.q, (x) => flush(f32FromBf16(bf16FromF32(x)))) : c.q;
   const dotK = (x: number) => (bf16 ? flush(x) : x);

@@ -31,18 +31,35 @@ export interface EmulatedModule {
   close(): void;
 }
 
+let asanRuntime: string | undefined;
+
+/**
+ * What a process that loads a sanitized emulated module needs: g++'s ASan runtime preloaded (the driver
+ * itself is not instrumented), leak checking off (the driver's buffers live until exit), every report fatal.
+ */
+export function sanitizerEnv(): Record<string, string> {
+  asanRuntime ??= execFileSync('g++', ['-print-file-name=libasan.so'], { encoding: 'utf8' }).trim();
+  if (!asanRuntime.startsWith('/')) throw new Error(`g++ has no ASan runtime (g++ -print-file-name=libasan.so gave '${asanRuntime}')`);
+  return { LD_PRELOAD: asanRuntime, ASAN_OPTIONS: 'detect_leaks=0:abort_on_error=0', UBSAN_OPTIONS: 'print_stacktrace=1' };
+}
+
+/**
+ * The module of `dep` built for the emulator with ASan and UBSan (codegen/build.ts `sanitize`), so that an
+ * out-of-bounds read or write of a kernel fails its call with the sanitizer's report.
+ */
 export async function openEmulatedModule(dep: DeploymentIR): Promise<EmulatedModule> {
   if (dep.arch === 'cpu') throw new Error('openEmulatedModule takes a CUDA deployment (onGpu)');
   const plan = planModule(dep);
-  const { library } = await buildModule({ name: plan.name, files: emitCuda(plan), target: dep.arch, emulate: true });
-  const drivers = new Map<string, KernelDriver>([['forward', KernelDriver.open(library)]]);
+  const { library } = await buildModule({ name: plan.name, files: emitCuda(plan), target: dep.arch, emulate: true, sanitize: true });
+  const env = sanitizerEnv();
+  const drivers = new Map<string, KernelDriver>([['forward', KernelDriver.open(library, env)]]);
   return {
     plan,
     library,
     driver: drivers.get('forward')!,
     withSchedule(schedule: string) {
       let d = drivers.get(schedule);
-      if (!d) drivers.set(schedule, (d = KernelDriver.open(library, { MD_SIMT_EMU_SCHEDULE: schedule })));
+      if (!d) drivers.set(schedule, (d = KernelDriver.open(library, { ...env, MD_SIMT_EMU_SCHEDULE: schedule })));
       return d;
     },
     close: () => drivers.forEach((d) => d.close()),
