@@ -7,10 +7,12 @@
 import { join, resolve } from 'node:path';
 import { mkdirSync } from 'node:fs';
 import { Command } from 'commander';
-import { buildCpuModule, cpuDeploymentFor, readModelDir } from '../cli/cpu-module.ts';
-import { decodeBatch, fmt, kvPagesFor } from '../cli/decode.ts';
-import { processIo } from '../cli/io.ts';
-import { loadDeployment } from '../cli/spec.ts';
+import { decodeBatch, kvPagesFor } from '../lib/decode.ts';
+import { loadDeployment } from '../lib/deployment.ts';
+import { fmt } from '../lib/format.ts';
+import { processIo } from '../lib/io.ts';
+import { readModelDir } from '../lib/model-dir.ts';
+import { buildCpuModule, cpuDeploymentFor } from '../lib/module.ts';
 import { writeRandomModel } from '../model/random.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
