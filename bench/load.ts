@@ -38,6 +38,8 @@ export interface RequestRecord {
   readonly drafted: number;
   readonly accepted: number;
   readonly rounds: number;
+  /** The generated token ids (compared across modes; left out of the JSON). */
+  readonly tokenIds: readonly number[];
 }
 
 /** Percentiles, mean and count of a sample. */
@@ -160,7 +162,7 @@ interface Chunk {
 export async function streamCompletion(url: string, model: string, req: LoadRequest, levelStart: number): Promise<RequestRecord> {
   const t0 = performance.now();
   const startS = (t0 - levelStart) / 1000;
-  const base = { promptTokens: req.prompt.length, startS, ttftS: NaN, itlS: [] as number[], tokens: 0, drafted: 0, accepted: 0, rounds: 0 };
+  const base = { promptTokens: req.prompt.length, startS, ttftS: NaN, itlS: [] as number[], tokenIds: [] as number[], tokens: 0, drafted: 0, accepted: 0, rounds: 0 };
   const fail = (status: number, error: string): RequestRecord => ({ ...base, ok: false, status, error, e2eS: (performance.now() - t0) / 1000 });
   let res: Response;
   try {
@@ -177,6 +179,7 @@ export async function streamCompletion(url: string, model: string, req: LoadRequ
   let first = NaN;
   let last = t0;
   let tokens = 0;
+  const tokenIds: number[] = [];
   let usage: Chunk['usage'];
   let error: string | undefined;
   const decoder = new TextDecoder();
@@ -194,8 +197,10 @@ export async function streamCompletion(url: string, model: string, req: LoadRequ
       const chunk = JSON.parse(data) as Chunk;
       if (chunk.error) error = chunk.error.message ?? 'error event';
       if (chunk.usage) usage = chunk.usage;
-      const k = (chunk.choices ?? []).reduce((s, c) => s + (c.token_ids?.length ?? 0), 0);
+      const ids = (chunk.choices ?? []).flatMap((c) => c.token_ids ?? []);
+      const k = ids.length;
       if (k === 0) continue;
+      tokenIds.push(...ids);
       if (tokens === 0) {
         first = now;
         for (let i = 1; i < k; i++) itl.push(0);
@@ -218,6 +223,7 @@ export async function streamCompletion(url: string, model: string, req: LoadRequ
     itlS: itl,
     e2eS,
     tokens,
+    tokenIds,
     drafted: m.drafted ?? 0,
     accepted: m.accepted ?? 0,
     rounds: m.rounds ?? 0,
