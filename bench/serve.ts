@@ -1,10 +1,11 @@
 // `magicdec bench-serve`: throughput and latency of `magicdec serve` against offered load, autoregressive
-// vs self-speculative, in one run on this machine. For each mode it starts the server in-process on a
-// loopback port (port 0), sends one warm-up request, then runs every load level (bench/load.ts: closed-loop
+// vs self-speculative, in one run on this machine. For each mode it starts `magicdec serve` as a child
+// process on a loopback port (--port 0; bench/ stays below server/, test/imports.test.ts), sends one warm-up request, then runs every load level (bench/load.ts: closed-loop
 // clients and/or open-loop Poisson rates) with the same requests: prompts of random token ids whose lengths
 // cycle through --context, each generating --max-tokens tokens (ignore_eos). Writes
 // <out>/serve-<date>.json and .svg (bench/plot.ts's renderer) and prints a table. Speculative and
 // autoregressive responses to the same request must carry the same tokens (greedy, lossless).
+import { spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join, relative, resolve } from 'node:path';
@@ -16,7 +17,6 @@ import type { Io } from '../lib/io.ts';
 import { progress } from '../lib/progress.ts';
 import { readModelDir } from '../lib/model-dir.ts';
 import { RANDOM_PRESETS, type RandomPreset } from '../model/random.ts';
-import { startServer } from '../server/index.ts';
 import { presetModel, ROOT } from './grid.ts';
 import { loadLabel, rng, runLevel, summarizeLevel, type LevelSummary, type Load, type LoadRequest, type RequestRecord } from './load.ts';
 import { renderSvg } from './plot.ts';
@@ -145,6 +145,36 @@ function modelDir(name: string, io: Io): { dir: string; preset?: RandomPreset } 
   return { dir: resolve(name) };
 }
 
+interface Child {
+  readonly url: string;
+  readonly modelId: string;
+  readonly module: string;
+  stop(): Promise<void>;
+}
+
+/** `magicdec serve` in a child process; resolves once it says where it listens. */
+function startServe(args: readonly string[]): Promise<Child> {
+  return new Promise((res, rej) => {
+    const child = spawn(process.execPath, [join(ROOT, 'bin/magicdec.js'), 'serve', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    let up = false;
+    const exited = new Promise<void>((r) => child.once('exit', () => r()));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      out += d;
+      const m = /listening on (\S+) \(model '([^']*)', module (\S+),/.exec(out);
+      if (m && !up) {
+        up = true;
+        res({ url: m[1], modelId: m[2], module: m[3], stop: () => (child.kill('SIGTERM'), exited) });
+      }
+    });
+    child.once('exit', (code) => {
+      if (!up) rej(new UserError(`bench-serve: magicdec serve exited (${code}) before listening: ${err.trim().split('\n').pop() ?? ''}`));
+    });
+  });
+}
+
 export async function runServeBench(o: ServeBenchOptions, io: Io): Promise<ServeBenchReport> {
   const t0 = performance.now();
   const { dir, preset } = modelDir(o.model, io);
@@ -161,14 +191,16 @@ export async function runServeBench(o: ServeBenchOptions, io: Io): Promise<Serve
   try {
     for (const mode of o.modes) {
       // Pages for max-batch sequences of the longest request; more requests queue for admission.
-      const { pageSize } = (await loadDeployment(o.spec)).shapes;
+      const dep = await loadDeployment(o.spec);
+      const { pageSize } = dep.shapes;
+      gamma = dep.gamma;
       const perSeq = Math.ceil((longest + o.maxTokens + 16) / pageSize) + 1;
-      const server = await startServer(
-        { modelDir: dir, spec: o.spec, host: '127.0.0.1', port: 0, mode, maxBatch: o.maxBatch, kvPages: o.maxBatch * perSeq, maxQueue: Math.max(256, o.requests), maxBodyBytes: 64 << 20, cacheDir: o.cache },
-        io,
-      );
+      const server = await startServe([
+        '--model', dir, ...(o.spec ? ['--spec', resolve(o.spec)] : []), '--host', '127.0.0.1', '--port', '0', '--mode', mode,
+        '--max-batch', String(o.maxBatch), '--kv-pages', String(o.maxBatch * perSeq), '--max-queue', String(Math.max(256, o.requests)),
+        '--max-body-bytes', String(64 << 20), '--shutdown-grace', '5', ...(o.cache ? ['--cache', resolve(o.cache)] : []),
+      ]);
       moduleName = server.module;
-      gamma = (server.engine.info() as { module: { gamma: number } }).module.gamma;
       try {
         const warm = await runLevel(server.url, server.modelId, { kind: 'closed', clients: 1 }, [{ prompt: requests[0].prompt.slice(0, 16), maxTokens: 4 }], o.seed);
         if (!warm[0].ok) throw new UserError(`bench-serve: the ${mode} server's warm-up request failed (${warm[0].status}): ${warm[0].error}`);
@@ -181,7 +213,7 @@ export async function runServeBench(o: ServeBenchOptions, io: Io): Promise<Serve
           levels.push({ mode, load, label, ...summarizeLevel(records), identical: null, records: records.map(({ itlS: _i, tokenIds: _t, ...r }) => r) });
         }
       } finally {
-        await server.shutdown(5000);
+        await server.stop();
       }
     }
   } finally {
