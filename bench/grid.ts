@@ -80,7 +80,7 @@ function presetRecipe(p: RandomPreset): Record<string, unknown> {
   return { preset: p, seed: SEED, dtype: 'bf16', ...(p === 'local' ? { local: LOCAL_ATTENTION } : {}) };
 }
 
-function presetModel(p: RandomPreset, io: Io): string {
+export function presetModel(p: RandomPreset, io: Io): string {
   const dir = join(ROOT, 'out/bench/models', p);
   const marker = join(dir, 'bench-model.json');
   const recipe = JSON.stringify(presetRecipe(p));

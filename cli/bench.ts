@@ -21,14 +21,14 @@ export interface BenchFlags {
 const MAX_CONTEXT = 1 << 20;
 const MAX_DECODE_TOKENS = 1 << 16;
 
-function items(flag: string, text: string): string[] {
+export function items(flag: string, text: string): string[] {
   const parts = text.split(',').map((s) => s.trim());
   if (parts.some((p) => p === '')) throw new UserError(`${flag} takes a comma-separated list, got '${text}'`);
   if (new Set(parts).size !== parts.length) throw new UserError(`${flag} lists a value twice: '${text}'`);
   return parts;
 }
 
-function whole(flag: string, s: string, min: number, max: number, suffixK = false): number {
+export function whole(flag: string, s: string, min: number, max: number, suffixK = false): number {
   const m = /^(\d+)([kK]?)$/.exec(s);
   if (!m || (m[2] && !suffixK)) throw new UserError(`${flag}: expected a whole number${suffixK ? ' (or NK, N * 1024)' : ''}, got '${s}'`);
   const n = Number(m[1]) * (m[2] ? 1024 : 1);

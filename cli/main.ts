@@ -12,6 +12,7 @@ import { processIo, type Io } from '../lib/io.ts';
 import { DTYPES, TARGETS, applyOverrides, parseBatch, parseGamma, parseMaxSeq, type Gamma } from './overrides.ts';
 import { addModelRandomCommand } from './model-random.ts';
 import { addBenchCommand } from './bench.ts';
+import { addBenchServeCommand } from './bench-serve.ts';
 import { addRunCommand } from './run.ts';
 import { addServeCommand } from './serve.ts';
 import { loadDeployment } from '../lib/deployment.ts';
@@ -77,6 +78,7 @@ export function program(io: Io = processIo): Command {
 
   addServeCommand(cli, io);
   addBenchCommand(cli, io);
+  addBenchServeCommand(cli, io);
 
   addModelRandomCommand(cli.command('model').description('model utilities'), io);
 
