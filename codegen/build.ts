@@ -167,7 +167,8 @@ async function buildModuleIn(opts: BuildOptions): Promise<BuiltModule> {
   const tc = compilerFor(opts.target, opts.emulate, opts.sanitize);
   const toolchain = await toolchainKey(opts.target, opts.emulate, opts.sanitize);
   const hash = sourcesHash(opts.files, [toolchain, ...tc.link].join(' '));
-  const cache = opts.cacheDir ?? DEFAULT_CACHE;
+  // Absolute: compilers run in the build's temporary directory, where a relative cache path means something else.
+  const cache = resolve(opts.cacheDir ?? DEFAULT_CACHE);
   const dir = join(cache, `${opts.name}${opts.emulate ? (opts.sanitize ? '.emu-san' : '.emu') : ''}-${hash}`);
   const library = join(dir, 'libmodule.so');
   if (existsSync(library)) return { dir, library, cached: true, compiled: [] };

@@ -4,7 +4,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { BuildError, buildModule, removeStaleTemps } from '../../codegen/build.ts';
 
@@ -75,6 +75,13 @@ describe('build cache', () => {
       process.env.PATH = path;
     }
   }, 120_000);
+
+  it('takes a cache path relative to the working directory', async () => {
+    const cacheDir = relative(process.cwd(), join(root, 'relative-cache'));
+    const built = await buildModule({ name: 'm', target: 'cpu', files: [{ path: 'a.cpp', contents: 'extern "C" int md_r() { return 3; }\n' }], cacheDir });
+    expect(existsSync(built.library)).toBe(true);
+    expect(built.library.startsWith(join(root, 'relative-cache'))).toBe(true);
+  }, 60_000);
 
   it('refuses a cache path below a regular file with one line naming it', async () => {
     writeFileSync(join(root, 'file'), 'x');
