@@ -175,6 +175,6 @@ extern "C" int md_sample(const float* logits, const float* temperature, const in
   if (!logits || !temperature || !top_k || !top_p || !min_p || !seed || !row_pos || !tokens)
     return MD_ERR_ARG;
   // Parameters are in device memory: a row md_sampling_params_ok refuses gets token -1 (codegen/abi.ts).
-  md_sample_kernel<<<rows, MD_SAMPLE_THREADS, 0, (cudaStream_t)stream>>>(logits, temperature, top_k, top_p, min_p, seed, row_pos, tokens);
+  MD_LAUNCH(rows, MD_SAMPLE_THREADS, 0, (cudaStream_t)stream, md_sample_kernel)(logits, temperature, top_k, top_p, min_p, seed, row_pos, tokens);
   return md_launched();
 }
