@@ -21,7 +21,7 @@
 // is a host value (the arguments themselves), and differs only where it would have to read device memory.
 // The host-value checks are data here (ArgSpec.check / nullable), rendered once for both backends:
 // - rows < 0, or more than a bucketed kernel's B * (gamma + 1): MD_ERR_ARG. rows == 0 (batch == 0 for
-//   verify_greedy): MD_OK with nothing read or written, pointers may be NULL. Otherwise every pointer is
+//   verify_greedy, verify_sample): MD_OK with nothing read or written, pointers may be NULL. Otherwise every pointer is
 //   required (MD_ERR_ARG if NULL) except gemm's bias, lm_head_argmax's logits and, for a pass without
 //   runtime params, md_attn_args.params. pages_per_seq <= 0: MD_ERR_ARG. md_attn_args itself is required.
 // - gemm_*: the bias is optional for every projection whatever the model: NULL adds nothing, otherwise
@@ -31,6 +31,8 @@
 //     embed:       a token outside [0, vocab);
 //     sample:      a row's temperature negative, infinite or NaN, top_k < 0, top_p outside (0, 1] or min_p
 //                  outside [0, 1] (md_sampling_params_ok); working memory it cannot get is MD_ERR_LAUNCH;
+//     verify_sample: gamma above the module's, a sequence's parameters as sample's, or a drafted token
+//                  outside [0, vocab); working memory it cannot get is MD_ERR_LAUNCH;
 //     rope_append: slot < 0, pos < 0, pos >= maxSeq, pos / page_size >= pages_per_seq, or a negative
 //                  page-table entry for the row's page;
 //     attn_*:      slot < 0, row_pos < 0, seq_len[slot] < 0 or > min(pages_per_seq * page_size, maxSeq),
@@ -38,6 +40,9 @@
 //   CUDA reads device memory. embed still returns MD_ERR_ARG (its kernel raises a flag the host reads back:
 //   one stream synchronisation per call). The others return MD_OK and:
 //     sample:      a row whose parameters md_sampling_params_ok refuses gets token -1;
+//     verify_sample: gamma above the module's is MD_ERR_ARG (a host value); a sequence whose parameters
+//                  md_sampling_params_ok refuses, or with a drafted token outside [0, vocab), gets accepted 0
+//                  and next -1;
 //     rope_append: a row with slot < 0, pos < 0, pos >= pages_per_seq * page_size or a negative page-table
 //                  entry has q and k rotated but its K/V not stored; a pos in [maxSeq, pages_per_seq *
 //                  page_size) is stored like any other;
@@ -282,6 +287,27 @@ export const KERNELS: readonly KernelSpec[] = [
       { name: 'row_pos', type: 'const int32_t*', doc: "[rows] absolute position of the row (the noise counter; its token goes to position + 1)" },
       { name: 'tokens', type: 'int32_t*', doc: '[rows]' },
       rows,
+      stream,
+    ],
+  },
+  {
+    name: 'verify_sample',
+    doc: "speculative sampling per sequence b (docs/ABI.md, \"Speculative sampling\"): drafted token j (a sample of draft row j) is accepted while md_verify_accept(p, q, u) holds for its target and draft probabilities and the uniform of (seed, row_pos + j); at the first rejection next[b] is drawn from md_verify_residual over the vocabulary (from the target's distribution if that is all zero); after gamma acceptances next[b] is the target's sample at the last row. The rule is the module's 'sample' verifier's, or the standard one",
+    perBucket: false,
+    args: [
+      { name: 'target_logits', type: 'const float*', doc: '[batch, gamma + 1, vocab] the verified rows\' logits' },
+      { name: 'draft_logits', type: 'const float*', doc: '[batch, gamma, vocab] the drafted rows\' logits' },
+      { name: 'draft_tokens', type: 'const int32_t*', doc: '[batch, gamma] drafted tokens, each in [0, vocab)' },
+      { name: 'temperature', type: 'const float*', doc: '[batch] as md_sample' },
+      { name: 'top_k', type: 'const int32_t*', doc: '[batch] as md_sample' },
+      { name: 'top_p', type: 'const float*', doc: '[batch] as md_sample' },
+      { name: 'min_p', type: 'const float*', doc: '[batch] as md_sample' },
+      { name: 'seed', type: 'const uint32_t*', doc: '[batch, 2] as md_sample' },
+      { name: 'row_pos', type: 'const int32_t*', doc: "[batch] absolute position of each sequence's first verified row" },
+      { name: 'accepted', type: 'int32_t*', doc: '[batch] in 0..gamma' },
+      { name: 'next', type: 'int32_t*', doc: '[batch] the token after the accepted ones' },
+      { name: 'gamma', type: 'int32_t', doc: 'drafted tokens per sequence, 1..the module gamma', check: 'positive' },
+      { name: 'batch', type: 'int32_t', doc: 'number of sequences', check: 'count' },
       stream,
     ],
   },

@@ -13,7 +13,7 @@ import { isCausal } from './passes/causal.ts';
 import { classifyTile, type TileClass } from './passes/interval.ts';
 import { fold } from './passes/fold.ts';
 import { ropeInvFreq } from './rope.ts';
-import type { DeploymentIR, ParamDecl, PassIR, VerifierIR } from './spec.ts';
+import type { DeploymentIR, ParamDecl, PassIR } from './spec.ts';
 
 export const COMPILER_VERSION: string = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version;
 
@@ -84,7 +84,18 @@ export interface ModulePlan {
   readonly passes: { readonly target: PassPlan; readonly draft: PassPlan };
   readonly gemms: readonly { readonly role: GemmRole; readonly n: number; readonly k: number }[];
   readonly kernels: readonly KernelInstance[];
+  /**
+   * The rule md_verify_sample applies: accept, bool over p, q, u (f32); residual, f32 over p, q. A 'sample'
+   * verifier's own (folded); for the other modes, which never call it, STANDARD_REJECTION's.
+   */
+  readonly verifierRule: { readonly accept: Node; readonly residual: Node; readonly from: string };
 }
+
+/** Speculative sampling's rule, the rejection preset's: accept when u * q < p (u in (0, 1)), resample from max(0, p - q). */
+export const STANDARD_REJECTION = {
+  accept: ir.lt(ir.mul(ir.variable('u', 'f32'), ir.variable('q', 'f32')), ir.variable('p', 'f32')),
+  residual: ir.max(ir.constant(0, 'f32'), ir.sub(ir.variable('p', 'f32'), ir.variable('q', 'f32'))),
+} as const;
 
 /** A deployment no backend can implement (a model or plan invariant broken), named with what is wrong. */
 export class PlanError extends Error {}
@@ -93,16 +104,6 @@ export class PlanError extends Error {}
 export const NON_CAUSAL_TARGET =
   'the target pass must be causal: its mask lets a query see later positions, which verification and chunked prefill would read; use it as the draft, or add kv <= q';
 
-/** Verifier modes the runtime runs (runtime/src/engine.cpp): a module of any other is refused at compile time. */
-export const RUNNABLE_VERIFIERS: readonly VerifierIR['mode'][] = ['greedy', 'match'];
-
-/** Why the runtime cannot run `v` (the front end's MD1309). */
-export function unrunnableVerifier(v: Pick<VerifierIR, 'name' | 'mode'>): string {
-  return (
-    `verifier '${v.name}' has mode '${v.mode}': the runtime does not run accept/residual (rejection) sampling yet, so a module ` +
-    `with it could not be loaded; use sampleAndMatch (exact for a seed) or greedy`
-  );
-}
 
 /**
  * Everything a backend renders, decided once. Throws a PlanError for a deployment that breaks a limit
@@ -132,7 +133,6 @@ export function planModule(dep: DeploymentIR, kernels: readonly KernelSpec[] = K
   const passes = { target: planPass('target', dep.target, m), draft: planPass('draft', dep.draft, m) };
   // The draft may see later positions: it only ever runs with seq_len = q + 1 (docs/ARCHITECTURE.md, invariant 1).
   if (!isCausal(passes.target.visible)) problems.push(`${NON_CAUSAL_TARGET} (target ${passes.target.ir.attention.name} + ${passes.target.ir.kv.name})`);
-  if (!RUNNABLE_VERIFIERS.includes(dep.verify.mode)) problems.push(unrunnableVerifier(dep.verify));
   if (problems.length) throw new PlanError(`cannot plan ${moduleName(dep)}: ${problems.join('; ')}`);
   const { batch, maxSeq, pageSize } = dep.shapes;
   const chunk = pageSize * ATTN_CHUNK_PAGES;
@@ -160,6 +160,10 @@ export function planModule(dep: DeploymentIR, kernels: readonly KernelSpec[] = K
     passes,
     gemms: GEMM_ROLES.map((role) => ({ role, ...gemmShape(role, m) })),
     kernels: instances,
+    verifierRule:
+      dep.verify.mode === 'sample' && dep.verify.accept && dep.verify.residual
+        ? { accept: fold(dep.verify.accept), residual: fold(dep.verify.residual), from: `verifier '${dep.verify.name}'` }
+        : { ...STANDARD_REJECTION, from: 'the standard rule (this module\'s verifier has none)' },
   };
 }
 

@@ -39,7 +39,7 @@ export interface Verifier {
   /**
    * greedy: accept while the drafted token is the target's argmax. match: the target and the draft each
    * sample their token with the position's shared noise, accept while they agree (exact for a seed).
-   * sample: the accept/residual rule (rejection sampling; not yet run by the runtime: MD1309).
+   * sample: the accept/residual rule (speculative rejection sampling; exact in distribution).
    */
   readonly mode: 'greedy' | 'match' | 'sample';
   readonly accept?: AcceptFn;

@@ -48,12 +48,13 @@ export const greedy = verifier({ name: 'greedy', mode: 'greedy' });
 export const sampleAndMatch = verifier({ name: 'sample_and_match', mode: 'match' });
 
 /**
- * Speculative (rejection) sampling: accept with probability min(1, p/q), resample from max(0, p - q).
- * The runtime does not run it yet: a deployment with it is refused at compile time (MD1309).
+ * Speculative (rejection) sampling: accept with probability min(1, p/q) (u is uniform in (0, 1), so
+ * u * q < p; a token with p = q = 0 is never accepted), resample from max(0, p - q) normalised. Exact in
+ * distribution: each emitted token is distributed as the target's own sample (docs/DSL.md, "Verifiers").
  */
 export const rejection = verifier({
   name: 'rejection',
   mode: 'sample',
-  accept: (p, q, u) => u * q <= p,
+  accept: (p, q, u) => u * q < p,
   residual: (p, q) => Math.max(0, p - q),
 });

@@ -3,7 +3,7 @@
 // log ported operation for operation, so the reference, the CPU kernel and the CUDA kernel's per-element
 // steps compute the same bits — and the same filters and Gumbel-max draw, so a test can demand the kernel's
 // exact tokens.
-import { NOISE_STREAM, philoxBlock, uniformOpen01 } from './philox.ts';
+import { NOISE_STREAM, philoxBlock, philoxDraw, uniformOpen01 } from './philox.ts';
 
 const f64 = new Float64Array(1);
 const w32 = new Uint32Array(f64.buffer); // little-endian: w32[0] low word, w32[1] high word
@@ -229,4 +229,78 @@ export function sampleRow(l: ArrayLike<number>, params: SamplingParams, seed: nu
     }
   }
   return best;
+}
+
+/**
+ * The distribution md_sample draws a row from, dense: e_i over the kept tokens' sum (summed in index order),
+ * 0 elsewhere; one-hot on the argmax for a greedy row. As md_verify_sample's p and q.
+ */
+export function rowDistribution(l: ArrayLike<number>, params: SamplingParams): Float64Array {
+  const prob = new Float64Array(l.length);
+  const b = argmaxRow(l);
+  if (Math.fround(params.temperature) === 0 || !Number.isFinite(l[b])) {
+    prob[b] = 1;
+    return prob;
+  }
+  const { kept, e } = filterRow(l, params);
+  for (const i of kept) prob[i] = e[i];
+  let total = 0;
+  for (let i = 0; i < l.length; i++) total += prob[i];
+  for (let i = 0; i < l.length; i++) prob[i] /= total;
+  return prob;
+}
+
+/** A Gumbel-max draw proportional to positive finite weights, from the residual stream at `position`; -1 if none. */
+function drawWeighted(V: number, seed: number | bigint, position: number, w: (i: number) => number): number {
+  let best = -1;
+  let bestScore = 0;
+  for (let block = 0; block * 4 < V; block++) {
+    const words = philoxBlock(seed, position, NOISE_STREAM.residual, block);
+    for (let j = 0; j < 4 && block * 4 + j < V; j++) {
+      const i = block * 4 + j;
+      const x = w(i);
+      if (!(x > 0 && Number.isFinite(x))) continue;
+      const s = logF64(x) + gumbel(words[j]);
+      if (best < 0 || s > bestScore) {
+        best = i;
+        bestScore = s;
+      }
+    }
+  }
+  return best;
+}
+
+/** A verifier's rule in f32, as md_verify_sample calls it (e.g. the IR interpreter over plan.verifierRule). */
+export interface VerifierRule {
+  accept(p: number, q: number, u: number): boolean;
+  residual(p: number, q: number): number;
+}
+
+/**
+ * md_verify_sample for one sequence: the target's gamma + 1 rows, the draft's gamma rows and its drafted
+ * tokens, the request's parameters and seed, and the position of the first verified row.
+ */
+export function verifySample(
+  target: readonly ArrayLike<number>[],
+  draft: readonly ArrayLike<number>[],
+  tokens: readonly number[],
+  params: SamplingParams,
+  seed: number | bigint,
+  position: number,
+  rule: VerifierRule,
+): { accepted: number; next: number } {
+  const gamma = tokens.length;
+  const V = target[0].length;
+  for (let a = 0; a < gamma; a++) {
+    const pos = position + a;
+    const p = rowDistribution(target[a], params);
+    const q = rowDistribution(draft[a], params);
+    const x = tokens[a];
+    const u = uniformOpen01(philoxDraw(seed, pos, NOISE_STREAM.accept, 0));
+    if (rule.accept(Math.fround(p[x]), Math.fround(q[x]), u)) continue;
+    let next = drawWeighted(V, seed, pos, (i) => rule.residual(Math.fround(p[i]), Math.fround(q[i])));
+    if (next < 0) next = drawWeighted(V, seed, pos, (i) => p[i]);
+    return { accepted: a, next };
+  }
+  return { accepted: gamma, next: sampleRow(target[gamma], params, seed, position + gamma) };
 }

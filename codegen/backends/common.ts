@@ -142,3 +142,30 @@ export function lmHeadShape(plan: ModulePlan): ModulePlan['gemms'][number] {
   if (!g) throw new Error(`module ${plan.name}: the plan has no lm_head projection`);
   return g;
 }
+
+/**
+ * md_verify_sample's rule as C functions (bodies from the IR, plan.verifierRule):
+ *   bool md_verify_accept(float p, float q, float u)    accept a drafted token
+ *   float md_verify_residual(float p, float q)          unnormalised weight to resample from
+ */
+export function renderVerifierFunctions(plan: ModulePlan, qualifier: string): string {
+  const f32 = (name: string): FnArg => ({ name, ty: 'f32' });
+  const fn = (name: string, args: readonly FnArg[], root: Node) => {
+    const body = renderBody(root, {
+      vars: Object.fromEntries(args.map((a) => [a.name, a.name])),
+      prefix: 'e',
+      param(key) {
+        throw new Error(`verifier rule reads param '${key}'; verifier functions have no params`);
+      },
+    });
+    const sig = args.map((a) => `${C_TYPE[a.ty]} ${a.name}`).join(', ');
+    const unused = args.map((a) => `(void)${a.name};`).join(' ');
+    return [`${qualifier} ${C_TYPE[root.ty]} ${name}(${sig}) {`, `  ${unused}`, ...body.lines.map((l) => `  ${l}`), `  return ${body.result};`, '}'].join('\n');
+  };
+  const r = plan.verifierRule;
+  return [
+    `// md_verify_sample's rule: ${r.from}.`,
+    fn('md_verify_accept', [f32('p'), f32('q'), f32('u')], r.accept),
+    fn('md_verify_residual', [f32('p'), f32('q')], r.residual),
+  ].join('\n\n');
+}

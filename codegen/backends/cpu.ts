@@ -4,7 +4,7 @@
 import type { Backend, EmittedFile } from '../backend.ts';
 import type { ModulePlan, PassPlan } from '../plan.ts';
 import { renderF32 } from '../render.ts';
-import { cDouble, lmHeadShape, passStructName, renderPassFunctions, renderPassStruct, renderTemplate, STORAGE } from './common.ts';
+import { cDouble, lmHeadShape, passStructName, renderPassFunctions, renderPassStruct, renderTemplate, renderVerifierFunctions, STORAGE } from './common.ts';
 import { entryPoints, moduleHeaders, renderModuleExports, sharedChecks, signatures } from './contract.ts';
 import { kernelSpecs } from './header.ts';
 
@@ -61,7 +61,7 @@ export const cpuBackend: Backend = {
           lmHeadArgmax: entryPoints(plan, 'lm_head_argmax'),
         }),
       },
-      { path: 'sample.cpp', contents: renderTemplate('cpu/sample.cpp.hbs', base) },
+      { path: 'sample.cpp', contents: renderTemplate('cpu/sample.cpp.hbs', { ...base, verifierFunctions: renderVerifierFunctions(plan, 'inline') }) },
       attentionUnit(plan, plan.passes.target),
       attentionUnit(plan, plan.passes.draft),
       { path: 'module.cpp', contents: renderModuleExports(plan, 'cpu') },

@@ -10,7 +10,7 @@ import type { DType } from '../../dsl/deploy.ts';
 import type { Backend, EmittedFile } from '../backend.ts';
 import { PlanError, type ModulePlan, type PassPlan } from '../plan.ts';
 import { renderF32 } from '../render.ts';
-import { TEMPLATES_DIR, cDouble, lmHeadShape, passStructName, renderPassFunctions, renderPassStruct, renderTemplate } from './common.ts';
+import { TEMPLATES_DIR, cDouble, lmHeadShape, passStructName, renderPassFunctions, renderPassStruct, renderTemplate, renderVerifierFunctions } from './common.ts';
 import { entryPoints, moduleHeaders, renderModuleExports, sharedChecks, signatures } from './contract.ts';
 import { kernelSpecs } from './header.ts';
 
@@ -213,7 +213,15 @@ export function emitCuda(plan: ModulePlan): EmittedFile[] {
     { path: 'md_module.cu', contents: renderModuleExports(plan, 'cuda') },
     { path: 'md_elementwise.cu', contents: renderElementwise(plan) },
     { path: 'md_gemm.cu', contents: renderGemms(plan) },
-    { path: 'md_sample.cu', contents: renderTemplate('cuda/sample.cu.hbs', { ...common(plan), vocab: plan.dims.vocab }) },
+    {
+      path: 'md_sample.cu',
+      contents: renderTemplate('cuda/sample.cu.hbs', {
+        ...common(plan),
+        vocab: plan.dims.vocab,
+        gamma: plan.gamma,
+        verifierFunctions: renderVerifierFunctions(plan, 'static __device__ __forceinline__'),
+      }),
+    },
     { path: 'md_attn_target.cu', contents: renderAttention(plan, plan.passes.target) },
     { path: 'md_attn_draft.cu', contents: renderAttention(plan, plan.passes.draft) },
   ];

@@ -9,7 +9,7 @@ import { isI32 } from '../ir.ts';
 import { DEFAULT_GAMMA_MAX, isBatchBucket, isGamma, isMaxSeq, isPageSize, MAX_BATCH, MAX_GAMMA, MAX_PAGE_SIZE, MAX_SEQ, maxSeqProblems, MIN_PAGE_SIZE, paramProblem } from '../limits.ts';
 import { modelConfigProblem, readHfConfigFile } from '../model-config.ts';
 import { isCausal } from '../passes/causal.ts';
-import { NON_CAUSAL_TARGET, passVisibility, RUNNABLE_VERIFIERS, unrunnableVerifier } from '../plan.ts';
+import { NON_CAUSAL_TARGET, passVisibility } from '../plan.ts';
 import type { AttentionIR, DeploymentIR, FnKind, ParamDecl, PassIR, PolicyIR, VerifierIR } from '../spec.ts';
 import type { Code } from './diagnostics.ts';
 import type { Evaluator } from './evaluate.ts';
@@ -353,8 +353,6 @@ export function deployCall(cx: DescriptorContext, args: readonly Slot[], call: C
   if (target && !isCausal(passVisibility(target, { slidingWindow: model?.slidingWindow }))) cx.report('MD1308', NON_CAUSAL_TARGET, f.slot('target')!.node);
   const draft = passOf(f, 'draft');
   const vd = f.descriptor('verify', 'verifier', 'a verifier(...) descriptor, e.g. greedy or sampleAndMatch');
-  const vir = vd?.ir as VerifierIR | undefined;
-  if (vir && !RUNNABLE_VERIFIERS.includes(vir.mode)) cx.report('MD1309', unrunnableVerifier(vir), f.slot('verify')!.node);
   const gamma = gammaOf(cx, f);
   const shapes = validateShapes(cx, f, model);
   const dtype = oneOf(cx, f, 'dtype', DTYPES, 'MD1305');

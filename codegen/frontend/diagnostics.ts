@@ -50,7 +50,6 @@ export const CODES = {
   MD1306: 'invalid arch',
   MD1307: 'invalid model',
   MD1308: 'target pass is not causal',
-  MD1309: 'verifier the runtime cannot run',
   // lowering of mask / score / keep / accept / residual to IR
   MD1401: 'syntax not accepted in a kernel function',
   MD1402: 'too many parameters',

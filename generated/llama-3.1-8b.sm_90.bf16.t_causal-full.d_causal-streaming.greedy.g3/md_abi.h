@@ -129,6 +129,23 @@ typedef int (*md_lm_head_argmax_fn)(const float* x, const void* w, float* logits
 //   stream       cudaStream_t on CUDA; ignored on CPU
 typedef int (*md_sample_fn)(const float* logits, const float* temperature, const int32_t* top_k, const float* top_p, const float* min_p, const uint32_t* seed, const int32_t* row_pos, int32_t* tokens, int32_t rows, void* stream);
 
+// md_verify_sample: speculative sampling per sequence b (docs/ABI.md, "Speculative sampling"): drafted token j (a sample of draft row j) is accepted while md_verify_accept(p, q, u) holds for its target and draft probabilities and the uniform of (seed, row_pos + j); at the first rejection next[b] is drawn from md_verify_residual over the vocabulary (from the target's distribution if that is all zero); after gamma acceptances next[b] is the target's sample at the last row. The rule is the module's 'sample' verifier's, or the standard one
+//   target_logits  [batch, gamma + 1, vocab] the verified rows' logits
+//   draft_logits   [batch, gamma, vocab] the drafted rows' logits
+//   draft_tokens   [batch, gamma] drafted tokens, each in [0, vocab)
+//   temperature    [batch] as md_sample
+//   top_k          [batch] as md_sample
+//   top_p          [batch] as md_sample
+//   min_p          [batch] as md_sample
+//   seed           [batch, 2] as md_sample
+//   row_pos        [batch] absolute position of each sequence's first verified row
+//   accepted       [batch] in 0..gamma
+//   next           [batch] the token after the accepted ones
+//   gamma          drafted tokens per sequence, 1..the module gamma
+//   batch          number of sequences
+//   stream         cudaStream_t on CUDA; ignored on CPU
+typedef int (*md_verify_sample_fn)(const float* target_logits, const float* draft_logits, const int32_t* draft_tokens, const float* temperature, const int32_t* top_k, const float* top_p, const float* min_p, const uint32_t* seed, const int32_t* row_pos, int32_t* accepted, int32_t* next, int32_t gamma, int32_t batch, void* stream);
+
 // md_verify_greedy: per sequence b: accepted[b] = number of leading drafted tokens equal to the target argmax before them; next[b] = target argmax after the accepted prefix
 //   target_tokens  [batch, gamma + 1] target argmax at each verified row
 //   draft_tokens   [batch, gamma] drafted tokens
@@ -159,6 +176,7 @@ typedef const char* (*md_status_string_fn)(int32_t status);
   X(rope_append, rope_append)     \
   X(argmax, argmax)               \
   X(sample, sample)               \
+  X(verify_sample, verify_sample) \
   X(verify_greedy, verify_greedy)
 #define MD_BUCKET_KERNELS(X)        \
   X(gemm_q, gemm)                   \

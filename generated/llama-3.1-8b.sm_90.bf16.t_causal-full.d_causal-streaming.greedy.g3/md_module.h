@@ -68,6 +68,7 @@ int md_lm_head_argmax_b64(const float* x, const void* w, float* logits, int32_t*
 int md_lm_head_argmax_b128(const float* x, const void* w, float* logits, int32_t* tokens, int32_t rows, void* stream);  // md_lm_head_argmax_fn (rows <= 512)
 int md_lm_head_argmax_b256(const float* x, const void* w, float* logits, int32_t* tokens, int32_t rows, void* stream);  // md_lm_head_argmax_fn (rows <= 1024)
 int md_sample(const float* logits, const float* temperature, const int32_t* top_k, const float* top_p, const float* min_p, const uint32_t* seed, const int32_t* row_pos, int32_t* tokens, int32_t rows, void* stream);  // md_sample_fn
+int md_verify_sample(const float* target_logits, const float* draft_logits, const int32_t* draft_tokens, const float* temperature, const int32_t* top_k, const float* top_p, const float* min_p, const uint32_t* seed, const int32_t* row_pos, int32_t* accepted, int32_t* next, int32_t gamma, int32_t batch, void* stream);  // md_verify_sample_fn
 int md_verify_greedy(const int32_t* target_tokens, const int32_t* draft_tokens, int32_t* accepted, int32_t* next, int32_t batch, void* stream);  // md_verify_greedy_fn
 size_t md_attn_workspace_floats(int32_t rows);
 const char* md_module_manifest(void);

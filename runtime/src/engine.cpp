@@ -61,9 +61,8 @@ Engine::Engine(const std::string& model_dir, const std::string& module_path, con
   const ModuleManifest& m = module_->manifest();
   weights_ = ModelWeights::load(model_dir, m.dtype);
   check_manifest_model(m.json, module_path + " (manifest)", weights_->config(), model_dir + "/config.json");
-  // The compiler refuses any other verifier (MD1309); a module from elsewhere is refused here.
-  if (m.verify_mode != "greedy" && m.verify_mode != "match")
-    throw Error(module_path + ": verify mode '" + m.verify_mode + "' is not implemented by this runtime (greedy and match only)");
+  if (m.verify_mode != "greedy" && m.verify_mode != "match" && m.verify_mode != "sample")
+    throw Error(module_path + ": verify mode '" + m.verify_mode + "' is not implemented by this runtime (greedy, match and sample)");
 
   const int largest = module_->largest_bucket().bucket;
   if (opts_.max_batch == 0) opts_.max_batch = largest;
@@ -182,8 +181,12 @@ void Engine::drain_incoming() {
     in.swap(incoming_);
   }
   for (auto& r : in) {
-    // Sampling reads every LM row's logits: the buffer keep_logits would have, made on first need.
-    if (!r->opts.sampling.greedy() && logits_.empty()) logits_.assign(size_t(max_rows_) * size_t(weights_->config().vocab_size), 0.f);
+    // Sampling reads every LM row's logits: the buffer keep_logits would have, made on first need; with a
+    // 'sample' verifier, md_verify_sample also reads each round's draft rows.
+    const size_t V = size_t(weights_->config().vocab_size);
+    if (!r->opts.sampling.greedy() && logits_.empty()) logits_.assign(size_t(max_rows_) * V, 0.f);
+    if (!r->opts.sampling.greedy() && draft_logits_.empty() && opts_.mode == Mode::Spec && module_->manifest().verify_mode == "sample")
+      draft_logits_.assign(size_t(opts_.max_batch) * size_t(module_->manifest().gamma) * V, 0.f);
     queue_.push_back(r.get());
     requests_.emplace(r->id, std::move(r));
   }
@@ -493,6 +496,8 @@ void Engine::spec_round(std::vector<Request*>& batch, int* rows_out) {
   *rows_out = n * (g + 1);
   const int G = module_->manifest().gamma;  // md_verify_greedy's fixed row stride
   // Unused draft columns (g < G) hold -1, which never matches a target token, so acceptance stops at g.
+  const bool rejection = module_->manifest().verify_mode == "sample" && !draft_logits_.empty();
+  const size_t V = size_t(weights_->config().vocab_size);
   std::vector<int32_t> drafted(size_t(n) * G, -1), target(size_t(n) * (G + 1), 0);
   std::vector<int32_t> accepted(size_t(n), 0), next(size_t(n), 0);
 
@@ -517,6 +522,10 @@ void Engine::spec_round(std::vector<Request*>& batch, int* rows_out) {
     }
     forward(rows, StepKind::Draft, all, batch);
     for (int i = 0; i < n; ++i) drafted[size_t(i) * G + j] = argmax_[size_t(i)];
+    if (rejection)
+      for (int i = 0; i < n; ++i)
+        if (!batch[size_t(i)]->opts.sampling.greedy())
+          std::memcpy(draft_logits_.data() + (size_t(i) * G + j) * V, logits_.data() + size_t(i) * V, V * sizeof(float));
   }
   double t1 = now_s();
 
@@ -537,12 +546,31 @@ void Engine::spec_round(std::vector<Request*>& batch, int* rows_out) {
     for (int j = 0; j <= g; ++j) target[size_t(i) * (G + 1) + j] = argmax_[size_t(i) * (g + 1) + j];
   timed(StepKind::Verify, KernelClass::Other, "verify_greedy",
         [&] { return module_->verify_greedy(target.data(), drafted.data(), accepted.data(), next.data(), n, nullptr); });
+  // A 'sample' verifier: each sampling request's drafts, sampled from the draft's distribution q, are
+  // accepted or resampled by the module's rule against the target's p (greedy requests keep the argmax
+  // verification above). One sequence a call: its verified rows are contiguous in logits_.
+  if (rejection) {
+    for (int i = 0; i < n; ++i) {
+      const Request* r = batch[size_t(i)];
+      const SamplingParams& sp = r->opts.sampling;
+      if (sp.greedy()) continue;
+      const uint32_t seed[2] = {uint32_t(r->seed), uint32_t(r->seed >> 32)};
+      const int32_t pos = int32_t(r->cache_len);
+      timed(StepKind::Verify, KernelClass::Other, "verify_sample", [&] {
+        return module_->verify_sample(logits_.data() + size_t(i) * (g + 1) * V, draft_logits_.data() + size_t(i) * G * V,
+                                      drafted.data() + size_t(i) * G, &sp.temperature, &sp.top_k, &sp.top_p, &sp.min_p, seed, &pos,
+                                      &accepted[size_t(i)], &next[size_t(i)], g, 1, nullptr);
+      });
+    }
+  }
   double t2 = now_s();
 
   for (int i = 0; i < n; ++i) {
     Request* r = batch[size_t(i)];
     int a = accepted[size_t(i)];
     if (a < 0 || a > g) throw Error("kernel md_verify_greedy returned accepted " + std::to_string(a) + " outside 0.." + std::to_string(g));
+    if (next[size_t(i)] < 0 || size_t(next[size_t(i)]) >= V)
+      throw Error("verification returned next token " + std::to_string(next[size_t(i)]) + ", outside the vocabulary");
     r->stats.rounds += 1;
     r->stats.drafted += g;
     r->stats.accepted += a;

@@ -1,8 +1,9 @@
 // The decoding engine: requests in slots, chunked prefill, autoregressive decode and self-speculative decode
 // (draft gamma tokens through the draft pass's sparse KV policy, verify gamma+1 rows per sequence with the
 // target pass, accept while the drafted token equals the target's — its argmax, or with a 'match' verifier
-// its sample under the request's seeded noise — advance each sequence by its own count, roll back by moving
-// a length).
+// its sample under the request's seeded noise; with a 'sample' verifier, sampling requests go through the
+// module's rejection rule (md_verify_sample) instead — advance each sequence by its own count, roll back by
+// moving a length).
 // The Llama forward is a fixed sequence of module kernels, so a row's logits depend only on its position
 // and its prefix (docs/ARCHITECTURE.md, invariant 1): speculative output equals autoregressive output bit for bit.
 #pragma once
@@ -261,6 +262,7 @@ class Engine {
   // Activation buffers sized for max_rows_.
   std::vector<float> x_, h_, q_, k_, v_, attn_, o_, gate_, up_, act_, down_, lm_in_, attn_ws_;
   std::vector<float> logits_;  // [max_rows_, vocab] with keep_logits or once a request samples; empty otherwise
+  std::vector<float> draft_logits_;  // [max_batch, gamma, vocab]: a round's draft rows ('sample' verifier, once a request samples)
   std::vector<int32_t> tokens_, row_seq_, row_pos_, seq_len_, argmax_;
   // md_sample's per-row arguments, for the LM rows of a forward call.
   std::vector<float> s_temperature_, s_top_p_, s_min_p_;

@@ -7,12 +7,12 @@ import * as presets from '../../dsl/presets.ts';
 import { defaultDeployment } from '../../dsl/default.ts';
 import { models } from '../../dsl/models.ts';
 import type { Attention, KvPolicy, Verifier } from '../../dsl/core.ts';
-import { formatDiagnostic, loadSpec, loadSpecText, lowerFunctionSource } from '../../codegen/frontend/index.ts';
+import { formatDiagnostic, loadSpec, loadSpecText } from '../../codegen/frontend/index.ts';
 import { evaluate } from '../../codegen/interp.ts';
 import { show, type Node } from '../../codegen/ir.ts';
 import type { DeploymentIR, ParamDecl } from '../../codegen/spec.ts';
 import { DEFAULT_GAMMA_MAX } from '../../codegen/limits.ts';
-import { planModule } from '../../codegen/plan.ts';
+import { planModule, STANDARD_REJECTION } from '../../codegen/plan.ts';
 
 const FIXTURES = 'test/fixtures/specs';
 
@@ -141,37 +141,24 @@ describe('every preset', () => {
     expect(d.verify).toEqual({ name: v.name, mode: v.mode });
   });
 
-  it('verifier rejection: accept and residual lower to what the JS computes; a deployment with it is refused (MD1309)', () => {
+  it('verifier rejection: accept and residual lower to what the JS computes, and to planModule\'s md_verify_sample rule', () => {
     const v = presets.rejection;
-    const accept = lowerFunctionSource('accept', v.accept!.toString());
-    const residual = lowerFunctionSource('residual', v.residual!.toString());
-    expect([...accept.diagnostics, ...residual.diagnostics]).toEqual([]);
-    expect(show(accept.node!)).toBe('(le (mul u q) p)');
-    expect(show(residual.node!)).toBe('(max 0f (sub p q))');
+    const d = loadDraft('md.causal', 'md.full', 'md.rejection');
+    expect(d.verify.mode).toBe('sample');
+    expect(show(d.verify.accept!)).toBe('(lt (mul u q) p)');
+    expect(show(d.verify.residual!)).toBe('(max 0f (sub p q))');
+    // The preset is the standard rule, which modules of other verifiers carry for md_verify_sample.
+    expect(d.verify.accept).toBe(STANDARD_REJECTION.accept);
+    expect(d.verify.residual).toBe(STANDARD_REJECTION.residual);
+    expect(planModule(d).verifierRule.from).toBe("verifier 'rejection'");
     // Multiples of 1/16 below 4: products are exact in f32, so JS and the interpreter agree exactly.
     const prob = fc.integer({ min: 0, max: 63 }).map((x) => x / 16);
     fc.assert(
       fc.property(prob, prob, prob, (p, q, u) => {
-        expect(evaluate(accept.node!, { vars: { p, q, u } })).toBe(v.accept!(p, q, u));
-        expect(evaluate(residual.node!, { vars: { p, q } })).toBe(v.residual!(p, q));
+        expect(evaluate(d.verify.accept!, { vars: { p, q, u } })).toBe(v.accept!(p, q, u));
+        expect(evaluate(d.verify.residual!, { vars: { p, q } })).toBe(v.residual!(p, q));
       }),
     );
-    const text =
-      `import * as md from 'magicdec';\n` +
-      `export default md.deploy({ model: md.models.tiny, target: { attention: md.causal, kv: md.full }, draft: { attention: md.causal, kv: md.full }, verify: md.rejection, gamma: 2, shapes: { batch: [1, 2], maxSeq: 1024, pageSize: 64 }, dtype: 'fp32', arch: 'cpu' });\n`;
-    const r = loadSpecText(text, path.join(FIXTURES, '__presets__.ts'));
-    expect(r.deployment).toBeUndefined();
-    expect(r.diagnostics.map((x) => [x.code, x.message])).toEqual([
-      [
-        'MD1309',
-        "verifier 'rejection' has mode 'sample': the runtime does not run accept/residual (rejection) sampling yet, so a module with it could not be loaded; use sampleAndMatch (exact for a seed) or greedy",
-      ],
-    ]);
-    const d = r.diagnostics[0]!;
-    expect(d.sourceLine.slice(d.col - 1, d.col - 1 + d.length)).toBe('md.rejection');
-    // A deployment built in code, past the front end, is refused by planModule with the same words.
-    const built: DeploymentIR = { ...loadDraft('md.causal', 'md.full'), verify: { name: 'rejection', mode: 'sample', accept: accept.node!, residual: residual.node! } };
-    expect(() => planModule(built)).toThrow(/verifier 'rejection' has mode 'sample': the runtime does not run accept\/residual \(rejection\) sampling yet/);
   });
 });
 

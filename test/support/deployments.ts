@@ -4,7 +4,8 @@
 import type { DType, Target } from '../../dsl/deploy.ts';
 import { models, type ModelConfig } from '../../dsl/models.ts';
 import * as ir from '../../codegen/ir.ts';
-import type { AttentionIR, DeploymentIR, PolicyIR } from '../../codegen/spec.ts';
+import { STANDARD_REJECTION } from '../../codegen/plan.ts';
+import type { AttentionIR, DeploymentIR, PolicyIR, VerifierIR } from '../../codegen/spec.ts';
 
 const q = ir.variable('q', 'i32');
 const kv = ir.variable('kv', 'i32');
@@ -42,6 +43,13 @@ export const attentions = {
     const: false,
     mask: ir.or(ir.lt(kv, i32('prefix')), ir.le(kv, q)),
   }),
+};
+
+/** The verifier presets: greedy, sampleAndMatch, and rejection (its rule is planModule's STANDARD_REJECTION). */
+export const verifiers = {
+  greedy: (): VerifierIR => ({ name: 'greedy', mode: 'greedy' }),
+  sampleAndMatch: (): VerifierIR => ({ name: 'sample_and_match', mode: 'match' }),
+  rejection: (): VerifierIR => ({ name: 'rejection', mode: 'sample', accept: STANDARD_REJECTION.accept, residual: STANDARD_REJECTION.residual }),
 };
 
 export const policies = {

@@ -2,8 +2,8 @@
 //
 // Compiling a module costs seconds of g++, so the structural features every run must cover (MHA / GQA,
 // rope scaling llama3 / linear / none, Qwen2 biases, tied embeddings, fp32 / bf16 storage, streaming /
-// window drafts, a target with a runtime param, a module built with gamma 'auto', greedy and sample-and-match
-// verifiers) are fixed per case, and the
+// window drafts, a target with a runtime param, a module built with gamma 'auto', greedy, sample-and-match
+// and rejection verifiers) are fixed per case, and the
 // sizes inside each case (layers, heads, head dim, vocab, MLP width, page size, buckets) are drawn by
 // fast-check from MODULE_SEED. The default seed keeps the module cache warm between runs;
 // MD_RUNTIME_MODULE_SEED draws another set. The properties' own seeds are in seeds.ts.
@@ -18,7 +18,7 @@ import type { DeploymentIR } from '../../codegen/spec.ts';
 import type { ModelConfig, RopeScaling } from '../../dsl/models.ts';
 import { resolveRandomConfig, writeRandomModel } from '../../model/random.ts';
 import type { Engine, EngineOptions, EngineStats, Generation } from '../../runtime/node/index.ts';
-import { attentions, makeDeployment, policies } from './deployments.ts';
+import { attentions, makeDeployment, policies, verifiers } from './deployments.ts';
 
 export const MODULE_SEED = Number(process.env.MD_RUNTIME_MODULE_SEED ?? 20240611);
 
@@ -36,8 +36,8 @@ interface CaseFeatures {
   /** 'sliding': the target attends through a sliding window whose width is a runtime param. */
   readonly target: 'full' | 'sliding';
   readonly gamma: number;
-  /** The verifier: 'match' (sampleAndMatch) modules also serve sampling requests speculatively. */
-  readonly verify: 'greedy' | 'match';
+  /** The verifier: 'match' (sampleAndMatch) and 'sample' (rejection) modules also serve sampling requests speculatively. */
+  readonly verify: keyof typeof verifiers;
   /** Built with gamma 'auto' (compiled for `gamma`): engines choose per round unless told a gamma. */
   readonly adaptiveGamma?: true;
   /** Layers drawn from: with one, a draft's K/V equals the target's (both come from the embeddings alone). */
@@ -57,12 +57,12 @@ export interface ModuleCase extends CaseFeatures {
  * draft's K/V in layers after the first differs from the target's, so a rejection must overwrite it.
  */
 const FEATURES: Readonly<Record<string, CaseFeatures>> = {
-  mhaLinear: { label: 'mha-linear-fp32', architecture: 'llama', attention: 'mha', rope: 'linear', tied: false, storage: 'fp32', draft: 'streaming', target: 'full', gamma: 6, verify: 'match', layers: [1, 3], maxSeq: 512 },
+  mhaLinear: { label: 'mha-linear-fp32', architecture: 'llama', attention: 'mha', rope: 'linear', tied: false, storage: 'fp32', draft: 'streaming', target: 'full', gamma: 6, verify: 'sampleAndMatch', layers: [1, 3], maxSeq: 512 },
   long: { label: 'gqa-llama3-bf16-long', architecture: 'llama', attention: 'gqa', rope: 'llama3', tied: false, storage: 'bf16', draft: 'window', target: 'full', gamma: 6, verify: 'greedy', layers: [2, 2], maxSeq: 2304 },
-  qwen2: { label: 'qwen2-gqa-fp32-sliding', architecture: 'qwen2', attention: 'gqa', rope: 'none', tied: false, storage: 'fp32', draft: 'streaming', target: 'sliding', gamma: 4, verify: 'match', adaptiveGamma: true, layers: [1, 3], maxSeq: 512 },
+  qwen2: { label: 'qwen2-gqa-fp32-sliding', architecture: 'qwen2', attention: 'gqa', rope: 'none', tied: false, storage: 'fp32', draft: 'streaming', target: 'sliding', gamma: 4, verify: 'sampleAndMatch', adaptiveGamma: true, layers: [1, 3], maxSeq: 512 },
   tiedBf16: { label: 'mha-tied-bf16', architecture: 'llama', attention: 'mha', rope: 'none', tied: true, storage: 'bf16', draft: 'streaming', target: 'full', gamma: 6, verify: 'greedy', layers: [1, 3], maxSeq: 512 },
   // Mistral's model-level sliding window, narrower than the prompts, so it shapes every pass.
-  mistral: { label: 'mistral-gqa-fp32-window', architecture: 'mistral', attention: 'gqa', rope: 'none', tied: false, storage: 'fp32', draft: 'streaming', target: 'full', gamma: 4, verify: 'greedy', layers: [1, 3], maxSeq: 512 },
+  mistral: { label: 'mistral-gqa-fp32-window', architecture: 'mistral', attention: 'gqa', rope: 'none', tied: false, storage: 'fp32', draft: 'streaming', target: 'full', gamma: 4, verify: 'rejection', layers: [1, 3], maxSeq: 512 },
 };
 export type CaseName = keyof typeof FEATURES;
 
@@ -126,7 +126,7 @@ export function moduleCase(name: CaseName): ModuleCase {
       pageSize: s.pageSize,
       dtype: f.storage,
     }),
-    ...(f.verify === 'match' ? { verify: { name: 'sample_and_match', mode: 'match' as const } } : {}),
+    verify: verifiers[f.verify](),
     ...(f.adaptiveGamma ? { adaptiveGamma: true } : {}),
   };
   return { ...f, model, pageSize: s.pageSize, buckets: s.buckets, deployment };

@@ -1,0 +1,327 @@
+// md_verify_sample on the CPU backend: speculative (rejection) sampling with the module's accept/residual
+// rule (the standard rule u * q < p, max(0, p - q) on modules of other verifiers, which is the rejection
+// preset's), and with a deliberately degenerate rule (never accept, residual 0) that forces the fallback:
+// - accepted and next are model/sampling.ts's verifySample exactly, over random logits, parameters, gammas,
+//   seeds and positions, with the rule evaluated by the IR interpreter;
+// - temperature 0 is greedy verification (md_verify_greedy on the argmaxes);
+// - over 64K trials on small vocabularies with known p and q: each emitted token (the accepted draft or the
+//   resample) is drawn as often as p says (6 sigma + 5), tokens with p = 0 never; the accepted-length
+//   histogram matches [1 - a0, a0 (1 - a1), ...] with a_i = sum min(p_i, q_i); a drafted token with q = 0
+//   is rejected when p = 0 too; an all-zero residual falls back to p and never gives an id >= vocab;
+// - bad gamma, parameters or drafted tokens are MD_ERR_ARG with nothing written.
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { evaluate } from '../../codegen/interp.ts';
+import * as ir from '../../codegen/ir.ts';
+import type { ModulePlan } from '../../codegen/plan.ts';
+import { rowDistribution, sampleRow, verifySample, type SamplingParams, type VerifierRule } from '../../model/sampling.ts';
+import { mulberry32 } from '../harness/kernels/attention-case.ts';
+import { KERNEL_DEPLOYMENTS } from '../harness/kernels/deployments.ts';
+import { i32 } from '../harness/kernels/driver.ts';
+import { useModules, type ModuleUnderTest } from '../harness/kernels/module.ts';
+import { makeDeployment, modelConfig } from '../support/deployments.ts';
+
+const modules = useModules({
+  /** gamma 3, vocab 512, the standard rule (its verifier is greedy). */
+  mhaF32: KERNEL_DEPLOYMENTS.mhaF32,
+  /** vocab 97 (not a multiple of a Philox block or a lane tile), gamma 3, the standard rule: the 64K-trial tests. */
+  small: makeDeployment({ model: modelConfig({ numHeads: 1, numKvHeads: 1, headDim: 16, vocabSize: 97, name: 'small-vocab' }), batch: [1], gamma: 3, maxSeq: 64, pageSize: 8, dtype: 'fp32' }),
+  /** A rule that never accepts and whose residual is 0: every rejection falls back to p. */
+  degenerate: {
+    ...makeDeployment({ model: modelConfig({ numHeads: 1, numKvHeads: 1, headDim: 16, vocabSize: 77, name: 'degenerate-rule' }), batch: [1], gamma: 2, maxSeq: 64, pageSize: 8, dtype: 'fp32' }),
+    verify: { name: 'never', mode: 'sample' as const, accept: ir.constant(false), residual: ir.constant(0, 'f32') },
+  },
+});
+
+/** The module's rule through the IR interpreter, in f32 as the kernel computes it. */
+function ruleOf(plan: ModulePlan): VerifierRule {
+  return {
+    accept: (p, q, u) => evaluate(plan.verifierRule.accept, { vars: { p, q, u } }) as boolean,
+    residual: (p, q) => evaluate(plan.verifierRule.residual, { vars: { p, q } }) as number,
+  };
+}
+
+interface Seq {
+  target: Float32Array[];
+  draft: Float32Array[];
+  tokens: number[];
+  params: SamplingParams;
+  seed: bigint;
+  pos: number;
+}
+
+function args(m: ModuleUnderTest, seqs: readonly Seq[], gamma: number) {
+  const V = m.plan.dims.vocab;
+  // Room for every row given, even where a bad gamma says otherwise (the kernel must refuse it unread).
+  const g = Math.max(gamma, ...seqs.map((s) => s.draft.length));
+  const target = new Float32Array(seqs.length * (g + 1) * V);
+  const draft = new Float32Array(seqs.length * g * V);
+  seqs.forEach((s, b) => {
+    s.target.forEach((row, j) => target.set(row, (b * (gamma + 1) + j) * V));
+    s.draft.forEach((row, j) => draft.set(row, (b * gamma + j) * V));
+  });
+  const seed = new Uint32Array(seqs.length * 2);
+  seqs.forEach((s, b) => {
+    seed[2 * b] = Number(s.seed & 0xffffffffn);
+    seed[2 * b + 1] = Number(s.seed >> 32n);
+  });
+  return {
+    target_logits: target,
+    draft_logits: draft,
+    draft_tokens: Int32Array.from(seqs.flatMap((s) => s.tokens)),
+    temperature: Float32Array.from(seqs, (s) => s.params.temperature),
+    top_k: Int32Array.from(seqs, (s) => s.params.topK),
+    top_p: Float32Array.from(seqs, (s) => s.params.topP),
+    min_p: Float32Array.from(seqs, (s) => s.params.minP),
+    seed,
+    row_pos: Int32Array.from(seqs, (s) => s.pos),
+    accepted: { out: seqs.length * 4 },
+    next: { out: seqs.length * 4 },
+    gamma,
+    batch: seqs.length,
+  };
+}
+
+async function verify(m: ModuleUnderTest, seqs: readonly Seq[], gamma: number, threads = 2): Promise<{ accepted: number[]; next: number[] }> {
+  const res = await m.driver.call('md_verify_sample', args(m, seqs, gamma), threads);
+  expect(res.status).toBe(0);
+  return { accepted: Array.from(i32(res.out.accepted)), next: Array.from(i32(res.out.next)) };
+}
+
+/** A row: random logits; the draft's rows are the target's plus noise of scale `gap` (how far q is from p). */
+function row(V: number, rnd: () => number, scale: number): Float32Array {
+  return Float32Array.from({ length: V }, () => (rnd() * 2 - 1) * scale);
+}
+
+const seqArb = (V: number, gamma: number): fc.Arbitrary<Seq> =>
+  fc
+    .record({
+      s: fc.integer({ min: 1, max: 0x7fffffff }),
+      params: fc.record({
+        temperature: fc.oneof(fc.constantFrom(0, 1e-6, 0.3, 0.7, 1, 2), fc.float({ min: Math.fround(0.05), max: 3, noNaN: true })),
+        topK: fc.oneof(fc.constant(0), fc.constant(1), fc.integer({ min: 2, max: V + 2 })),
+        topP: fc.oneof(fc.constant(1), fc.float({ min: Math.fround(0.05), max: 1, noNaN: true })),
+        minP: fc.oneof(fc.constant(0), fc.float({ min: 0, max: Math.fround(0.3), noNaN: true })),
+      }),
+      seed: fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }),
+      pos: fc.integer({ min: 0, max: 1 << 20 }),
+      gap: fc.constantFrom(0, 0.3, 1, 4),
+      scale: fc.constantFrom(1, 3, 8),
+    })
+    .map(({ s, params, seed, pos, gap, scale }) => {
+      const rnd = mulberry32(s);
+      const target = Array.from({ length: gamma + 1 }, () => row(V, rnd, scale));
+      const draft = target.slice(0, gamma).map((t) => Float32Array.from(t, (x) => x + (rnd() * 2 - 1) * gap));
+      // Drafted tokens are the draft's own samples, as the engine's are (md_sample of each draft row).
+      const tokens = draft.map((d, j) => sampleRow(d, params, seed, pos + j));
+      return { target, draft, tokens, params, seed, pos };
+    });
+
+describe('md_verify_sample, the standard rule', () => {
+  const mod = () => modules.get('mhaF32')!;
+
+  it("gives the reference's accepted counts and next tokens on random logits, parameters, gammas, seeds and positions", async () => {
+    const m = mod();
+    const V = m.plan.dims.vocab;
+    const rule = ruleOf(m.plan);
+    let rejected = 0;
+    let accepted = 0;
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 1, max: m.plan.gamma }).chain((g) => fc.tuple(fc.constant(g), fc.array(seqArb(V, g), { minLength: 1, maxLength: 12 }))),
+        async ([gamma, seqs]) => {
+          const got = await verify(m, seqs, gamma);
+          seqs.forEach((s, b) => {
+            const want = verifySample(s.target, s.draft, s.tokens, s.params, s.seed, s.pos, rule);
+            expect([got.accepted[b], got.next[b]], `sequence ${b}: ${JSON.stringify(s.params)}`).toEqual([want.accepted, want.next]);
+            expect(want.next >= 0 && want.next < V).toBe(true);
+            accepted += want.accepted;
+            rejected += want.accepted < gamma ? 1 : 0;
+          });
+          // Row invariance: alone, or at another thread count, a sequence's result is the same.
+          const single = await verify(m, [seqs[seqs.length - 1]], gamma, 1);
+          expect([single.accepted[0], single.next[0]]).toEqual([got.accepted[seqs.length - 1], got.next[seqs.length - 1]]);
+        },
+      ),
+      { numRuns: 40 },
+    );
+    expect(accepted).toBeGreaterThan(0);
+    expect(rejected).toBeGreaterThan(0);
+  });
+
+  it('at temperature 0 is greedy verification: accept while the draft is the target argmax, then the argmax', async () => {
+    const m = mod();
+    const V = m.plan.dims.vocab;
+    const G = m.plan.gamma;
+    await fc.assert(
+      fc.asyncProperty(fc.array(seqArb(V, G), { minLength: 1, maxLength: 8 }), async (raw) => {
+        const seqs = raw.map((s) => {
+          const params = { ...s.params, temperature: 0 };
+          // Drafted tokens: the target's argmax or, now and then, another token.
+          const tokens = s.target.slice(0, G).map((t, j) => (s.seed % 3n === BigInt(j % 3) ? (sampleRow(t, params, s.seed, 0) + 1) % V : sampleRow(t, params, s.seed, 0)));
+          return { ...s, params, tokens };
+        });
+        const got = await verify(m, seqs, G);
+        const targetTokens = Int32Array.from(seqs.flatMap((s) => s.target.map((t) => sampleRow(t, s.params, 0n, 0))));
+        const greedy = await m.driver.call('md_verify_greedy', {
+          target_tokens: targetTokens,
+          draft_tokens: Int32Array.from(seqs.flatMap((s) => s.tokens)),
+          accepted: { out: seqs.length * 4 },
+          next: { out: seqs.length * 4 },
+          batch: seqs.length,
+        });
+        expect(got.accepted).toEqual(Array.from(i32(greedy.out.accepted)));
+        expect(got.next).toEqual(Array.from(i32(greedy.out.next)));
+      }),
+      { numRuns: 15 },
+    );
+  });
+
+  it('refuses gamma past the module, bad parameters and drafted tokens outside the vocabulary, writing nothing', async () => {
+    const m = mod();
+    const V = m.plan.dims.vocab;
+    const [s] = fc.sample(seqArb(V, m.plan.gamma), { numRuns: 1, seed: 3 });
+    const call = (seqs: Seq[], gamma: number) => m.driver.call('md_verify_sample', args(m, seqs, gamma));
+    const tooLong = { ...s, target: [...s.target, s.target[0]], draft: [...s.draft, s.draft[0]], tokens: [...s.tokens, 0] };
+    const cases: [string, Seq[], number][] = [
+      ['gamma past the module', [tooLong], m.plan.gamma + 1],
+      ['gamma 0', [s], 0],
+      ['a negative temperature', [s, { ...s, params: { ...s.params, temperature: -1 } }], m.plan.gamma],
+      ['top_p 0', [{ ...s, params: { ...s.params, topP: 0 } }], m.plan.gamma],
+      ['a drafted token = vocab', [s, { ...s, tokens: [...s.tokens.slice(1), V] }], m.plan.gamma],
+      ['a negative drafted token', [{ ...s, tokens: [-1, ...s.tokens.slice(1)] }], m.plan.gamma],
+    ];
+    for (const [what, seqs, gamma] of cases) {
+      const res = await call(seqs, gamma);
+      expect(res.status, what).toBe(1);
+      expect([...i32(res.out.accepted), ...i32(res.out.next)].every((x) => x === -1), what).toBe(true);
+    }
+  });
+});
+
+/** Logits giving exactly the probabilities `probs` over tokens `at` (the rest -inf: probability 0). */
+function logitsFor(V: number, at: readonly number[], probs: readonly number[]): Float32Array {
+  const l = new Float32Array(V).fill(-Infinity);
+  at.forEach((t, i) => (l[t] = probs[i] > 0 ? Math.log(probs[i]) : -Infinity));
+  return l;
+}
+
+const T1: SamplingParams = { temperature: 1, topK: 0, topP: 1, minP: 0 };
+const TRIALS = 1 << 16;
+const BATCH = 2048;
+
+/** A token drawn from `dist` (dense probabilities) by `rnd`, independently of the kernel's noise. */
+function draw(dist: Float64Array, rnd: () => number): number {
+  let u = rnd();
+  let last = -1;
+  for (let i = 0; i < dist.length; i++) {
+    if (!(dist[i] > 0)) continue;
+    last = i;
+    if ((u -= dist[i]) < 0) return i;
+  }
+  return last;
+}
+
+/** Runs `make(trial)` sequences through md_verify_sample TRIALS times; the results. */
+async function trials(m: ModuleUnderTest, gamma: number, make: (trial: number) => Seq): Promise<{ accepted: number[]; next: number[]; first: number[] }> {
+  const out = { accepted: [] as number[], next: [] as number[], first: [] as number[] };
+  for (let start = 0; start < TRIALS; start += BATCH) {
+    const seqs = Array.from({ length: BATCH }, (_, i) => make(start + i));
+    const r = await verify(m, seqs, gamma);
+    seqs.forEach((s, b) => {
+      out.accepted.push(r.accepted[b]);
+      out.next.push(r.next[b]);
+      out.first.push(r.accepted[b] > 0 ? s.tokens[0] : r.next[b]);
+    });
+  }
+  return out;
+}
+
+/** Every count within 6 sigma + 5 of TRIALS * p, and nothing drawn outside p's support. */
+function expectCounts(drawn: readonly number[], p: ReadonlyMap<number, number>, what: string): void {
+  const counts = new Map<number, number>();
+  for (const t of drawn) counts.set(t, (counts.get(t) ?? 0) + 1);
+  for (const [t, n] of counts) expect((p.get(t) ?? 0) > 0, `${what}: token ${t} (probability 0) drawn ${n} times`).toBe(true);
+  for (const [t, pt] of p) {
+    const sigma = Math.sqrt(drawn.length * pt * (1 - pt));
+    expect(Math.abs((counts.get(t) ?? 0) - drawn.length * pt), `${what}: token ${t}, p ${pt}`).toBeLessThanOrEqual(6 * sigma + 5);
+  }
+}
+
+const sparse = (d: Float64Array) => new Map([...d.entries()].filter(([, x]) => x > 0));
+
+describe('md_verify_sample draws from the target distribution', () => {
+  // Tokens 3, 10, 11, 40, 41, 90 carry probability; p and q differ in shape and support (q puts mass on 90,
+  // where p has none; p on 3, where q has none).
+  const AT = [3, 10, 11, 40, 41, 90];
+  const P = [0.3, 0.25, 0.2, 0.15, 0.1, 0];
+  const Q = [0, 0.1, 0.4, 0.2, 0.05, 0.25];
+
+  it('gamma 1: the emitted token follows p over 64K trials; acceptance is sum min(p, q)', async () => {
+    const m = modules.get('small')!;
+    const V = m.plan.dims.vocab;
+    const target = [logitsFor(V, AT, P), logitsFor(V, AT, P)];
+    const draft = [logitsFor(V, AT, Q)];
+    const q = rowDistribution(draft[0], T1);
+    const rnd = mulberry32(41);
+    const res = await trials(m, 1, (t) => ({ target, draft, tokens: [draw(q, rnd)], params: T1, seed: 77n, pos: t }));
+    const pd = rowDistribution(target[0], T1);
+    const p = sparse(pd);
+    expectCounts(res.first, p, 'emitted token');
+    const a = pd.reduce((s, x, i) => s + Math.min(x, q[i]), 0);
+    const acc = res.accepted.filter((x) => x === 1).length;
+    expect(Math.abs(acc - TRIALS * a)).toBeLessThanOrEqual(6 * Math.sqrt(TRIALS * a * (1 - a)) + 5);
+    // Every next token is a vocabulary id (the drafted token 90, with p = 0, is rejected whenever drafted).
+    expect(res.next.every((x) => x >= 0 && x < V)).toBe(true);
+  }, 120_000);
+
+  it('gamma 3, a different p and q per row: accepted-length histogram [1 - a0, a0 (1 - a1), a0 a1 (1 - a2), a0 a1 a2]', async () => {
+    const m = modules.get('small')!;
+    const V = m.plan.dims.vocab;
+    const rowsP = [P, [0.1, 0.1, 0.5, 0.1, 0.1, 0.1], [0, 0.5, 0, 0.5, 0, 0], P];
+    const rowsQ = [Q, [0.2, 0.2, 0.2, 0.2, 0.1, 0.1], [0.5, 0, 0, 0.5, 0, 0]];
+    const target = rowsP.map((p) => logitsFor(V, AT, p));
+    const draft = rowsQ.map((q) => logitsFor(V, AT, q));
+    const qs = draft.map((d) => rowDistribution(d, T1));
+    const rnd = mulberry32(42);
+    const res = await trials(m, 3, (t) => ({ target, draft, tokens: qs.map((q) => draw(q, rnd)), params: T1, seed: 5n, pos: 4 * t }));
+    const a = rowsP.slice(0, 3).map((_, j) => {
+      const p = rowDistribution(target[j], T1);
+      const q = rowDistribution(draft[j], T1);
+      return p.reduce((s, x, i) => s + Math.min(x, q[i]), 0);
+    });
+    const want = [1 - a[0], a[0] * (1 - a[1]), a[0] * a[1] * (1 - a[2]), a[0] * a[1] * a[2]];
+    want.forEach((pk, k) => {
+      const n = res.accepted.filter((x) => x === k).length;
+      expect(Math.abs(n - TRIALS * pk), `accepted ${k}: want p ${pk}`).toBeLessThanOrEqual(6 * Math.sqrt(TRIALS * pk * (1 - pk)) + 5);
+    });
+    // The first emitted token follows row 0's p whatever happens after it.
+    expectCounts(res.first, sparse(rowDistribution(target[0], T1)), 'first emitted token');
+  }, 120_000);
+
+  it('a drafted token with q = 0: rejected when p = 0, accepted when p > 0', async () => {
+    const m = modules.get('small')!;
+    const V = m.plan.dims.vocab;
+    const target = [logitsFor(V, AT, P), logitsFor(V, AT, P)];
+    const draft = [logitsFor(V, AT, Q)];
+    const zeroBoth = await verify(m, Array.from({ length: 64 }, (_, t) => ({ target, draft, tokens: [60], params: T1, seed: 9n, pos: t })), 1);
+    expect(zeroBoth.accepted.every((a) => a === 0)).toBe(true);
+    expect(zeroBoth.next.every((x) => AT.slice(0, 5).includes(x))).toBe(true);
+    const zeroQ = await verify(m, Array.from({ length: 64 }, (_, t) => ({ target, draft, tokens: [3], params: T1, seed: 9n, pos: t })), 1);
+    expect(zeroQ.accepted.every((a) => a === 1)).toBe(true);
+  });
+
+  it('an all-zero residual (the degenerate rule) falls back to p: the right distribution, never an id >= vocab', async () => {
+    const m = modules.get('degenerate')!;
+    const V = m.plan.dims.vocab;
+    expect(m.plan.verifierRule.from).toBe("verifier 'never'");
+    const at = [0, 7, 30, 76];
+    const p = [0.4, 0.3, 0.2, 0.1];
+    const target = [logitsFor(V, at, p), logitsFor(V, at, p), logitsFor(V, at, p)];
+    const draft = [logitsFor(V, at, [0.25, 0.25, 0.25, 0.25]), logitsFor(V, at, p)];
+    const res = await trials(m, 2, (t) => ({ target, draft, tokens: [at[t % 4], at[(t >> 2) % 4]], params: T1, seed: 123n, pos: 3 * t }));
+    expect(res.accepted.every((a) => a === 0)).toBe(true);
+    expect(res.next.every((x) => x >= 0 && x < V)).toBe(true);
+    expectCounts(res.next, sparse(rowDistribution(target[0], T1)), 'fallback draw');
+  }, 120_000);
+});
