@@ -70,6 +70,7 @@ export function program(io: Io = processIo): Command {
     .description('emit the default sm_90 kernels, build the tiny CPU module and model, decode a batch both ways and check the tokens match')
     .option('--out <dir>', 'parent of the output directories', 'out')
     .option('--cache <dir>', 'build cache directory (default: .cache/modules in the magicdec checkout)')
+    .addOption(new Option('--long-context <tokens>', "the long case's prompt length (tests: a shorter, quicker run)").hideHelp())
     .action(async (flags: DemoFlags) => {
       await demoCommand(flags, io);
     });

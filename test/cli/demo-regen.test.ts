@@ -20,7 +20,8 @@ afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 describe('demo', () => {
   it('writes the default sm_90 module and builds the tiny CPU one, then reuses the cache', async () => {
-    const args = ['demo', '--out', join(tmp, 'out'), '--cache', join(tmp, 'cache')];
+    // --long-context (hidden) shortens case 2's prompts; the module it compiles is the one `npm start` runs.
+    const args = ['demo', '--out', join(tmp, 'out'), '--cache', join(tmp, 'cache'), '--long-context', '1024'];
     const io = memoryIo();
     expect(await main(args, io)).toBe(0);
     const sm90 = JSON.parse(readFileSync(join(tmp, 'out/default-sm_90/manifest.json'), 'utf8'));
@@ -31,11 +32,13 @@ describe('demo', () => {
     expect(io.err()).toMatch(/^compiling tiny\.cpu\.fp32\S* \[\d+\/\d+\] /m);
     // The tiny model is written once, then a batch is decoded both ways with identical tokens.
     expect(io.err()).toMatch(/^writing the random tiny model \(seed 1\) to .*tiny-model$/m);
-    expect(io.err()).toMatch(/^decoding 8 prompts \(12, 40, 110, 260, 500, 900, 1500, 2400 tokens\) autoregressively$/m);
-    expect(io.out()).toMatch(/^8 prompts of .* tokens, 64 new tokens each: speculative tokens == autoregressive tokens$/m);
-    expect(io.out()).toMatch(/^mode +decode tokens\/s +acceptance +tokens\/round +speedup$/m);
-    expect(io.out()).toMatch(/^autoregressive +\d[\d.]* +- +1 +1\.00x$/m);
-    const spec = /^speculative +\d[\d.]* +([\d.]+) +([\d.]+) +\d+\.\d\dx$/m.exec(io.out());
+    expect(io.err()).toMatch(/^case 1: decoding 8 prompts \(12, 40, 110, 260, 500, 900, 1500, 2400 tokens\) autoregressively$/m);
+    expect(io.out()).toMatch(/^case 1, short context: random tiny model, 8 prompts of .* tokens, 64 new tokens each: speculative tokens == autoregressive tokens$/m);
+    const [short, long] = io.out().split(/^case 2, /m);
+    expect(long, io.out()).toBeDefined();
+    expect(short).toMatch(/^mode +decode tokens\/s +acceptance +tokens\/round +speedup$/m);
+    expect(short).toMatch(/^autoregressive +\d[\d.]* +- +1 +1\.00x$/m);
+    const spec = /^speculative +\d[\d.]* +([\d.]+) +([\d.]+) +\d+\.\d\dx$/m.exec(short);
     expect(spec, io.out()).not.toBeNull();
     // Prompts longer than the draft's 512-token budget make it miss sometimes; short ones never do.
     const [acceptance, perRound] = [Number(spec![1]), Number(spec![2])];
@@ -44,11 +47,31 @@ describe('demo', () => {
     expect(perRound).toBeGreaterThan(1);
     expect(perRound).toBeLessThanOrEqual(4);
 
+    // Case 2: the SYNTHETIC local model, labelled so, at long context, with its own module; tokens identical.
+    expect(io.err()).toMatch(/^writing the SYNTHETIC random local model \(seed 1, bf16; how it is built: docs\/BENCH\.md\) to .*local-model$/m);
+    expect(io.out()).toMatch(/^local\.cpu\.bf16\S*: the default passes on the local model for the cpu \(bf16, batch buckets 2, 64\)$/m);
+    expect(long).toMatch(/^long context: SYNTHETIC local model \(.*not a trained model\), 2 prompts of 1024 tokens, 64 new tokens each: speculative tokens == autoregressive tokens$/m);
+    expect(long).toMatch(/^autoregressive +\d[\d.]* +- +1 +1\.00x$/m);
+    const longSpec = /^speculative +\d[\d.]* +([\d.]+) +([\d.]+) +\d+\.\d\dx$/m.exec(long);
+    expect(longSpec, io.out()).not.toBeNull();
+    expect(Number(longSpec![1])).toBeGreaterThan(0.3);
+    expect(Number(longSpec![1])).toBeLessThanOrEqual(1);
+    expect(Number(longSpec![2])).toBeGreaterThan(1);
+    expect(long).toMatch(/^Why: speculation pays where a decode step is bound by reading memory.*Case 1's AR step reads .*Case 2's AR step reads [\d.]+ MB, \d+% of it KV cache.*synthetic model/m);
+
     const again = memoryIo();
     expect(await main(args, again)).toBe(0);
     expect(again.out()).toMatch(/^library: .+libmodule\.so \(cached, not recompiled\)$/m);
     expect(again.err()).not.toMatch(/writing the random tiny model/);
-    expect(again.out()).toContain('speculative tokens == autoregressive tokens');
+    expect(again.err()).not.toMatch(/writing the SYNTHETIC random local model/);
+    expect(again.out()).not.toMatch(/\(compiled\)$/m);
+    expect(again.out().match(/speculative tokens == autoregressive tokens/g)).toHaveLength(2);
+  });
+
+  it('refuses a bad --long-context before doing anything', async () => {
+    const io = memoryIo();
+    expect(await main(['demo', '--out', join(tmp, 'bad'), '--long-context', '5000'], io)).toBe(1);
+    expect(io.err()).toBe("magicdec: error: --long-context: expected a whole number of tokens from 2 to 4096, got '5000'\n");
   });
 
   it('refuses to reuse a model directory that holds another model', async () => {
@@ -57,6 +80,13 @@ describe('demo', () => {
     const io = memoryIo();
     expect(await main(['demo', '--out', out, '--cache', join(tmp, 'cache')], io)).toBe(1);
     expect(io.err()).toMatch(/tiny-model holds a model that is not the tiny preset \('small'\)/);
+
+    // The local model's directory likewise (after case 1, which now runs on a fresh tiny model).
+    const out2 = join(tmp, 'other2');
+    writeRandomModel({ preset: 'tiny', seed: 2, dtype: 'fp32', out: join(out2, 'local-model') });
+    const io2 = memoryIo();
+    expect(await main(['demo', '--out', out2, '--cache', join(tmp, 'cache'), '--long-context', '1024'], io2)).toBe(1);
+    expect(io2.err()).toMatch(/local-model holds a model that is not the local preset \('tiny'\)/);
   });
 });
 
