@@ -71,7 +71,7 @@ export function addBenchServeCommand(cli: Command, io: Io): Command {
     .option('--context <list>', `prompt lengths in tokens, cycled through by the requests, e.g. 4K,16K (default: ${d.contexts.join(',')})`)
     .option('--max-tokens <n>', `tokens each request generates (default: ${d.maxTokens})`)
     .option('--clients <list>', 'closed-loop levels: concurrent clients, each sending its next request when the last ends, e.g. 1,4,16 (default: 1,4 when --rate is absent)')
-    .option('--rate <list>', 'open-loop levels: Poisson arrival rates in requests/s, e.g. 0.1,0.5')
+    .option('--rate <list>', 'open-loop levels: Poisson arrival rates in requests/s, e.g. 0.1,0.5 (default: none)')
     .option('--requests <n>', `requests per load level (default: ${d.requests})`)
     .option('--modes <list>', 'server modes to measure: ar, spec or both (default: ar,spec)')
     .option('--max-batch <n>', `the server's --max-batch (default: ${d.maxBatch})`)

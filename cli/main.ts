@@ -7,7 +7,7 @@ import type { DType, Target } from '../dsl/deploy.ts';
 import { reportError, UserError } from '../lib/errors.ts';
 import { generate, summary } from './generate.ts';
 import { GENERATED_DIR, regenerate } from './generated-modules.ts';
-import { demoCommand, type DemoFlags } from './demo.ts';
+import { demoCommand, LONG_CONTEXT, type DemoFlags } from './demo.ts';
 import { processIo, type Io } from '../lib/io.ts';
 import { DTYPES, TARGETS, applyOverrides, parseBatch, parseGamma, parseMaxSeq, type Gamma } from './overrides.ts';
 import { addModelRandomCommand } from './model-random.ts';
@@ -70,7 +70,7 @@ export function program(io: Io = processIo): Command {
     .description('emit the default sm_90 kernels, build the tiny CPU module and model, decode a batch both ways and check the tokens match')
     .option('--out <dir>', 'parent of the output directories', 'out')
     .option('--cache <dir>', 'build cache directory (default: .cache/modules in the magicdec checkout)')
-    .addOption(new Option('--long-context <tokens>', "the long case's prompt length (tests: a shorter, quicker run)").hideHelp())
+    .option('--long-context <tokens>', `prompt tokens of each sequence of the long-context case, 2..${LONG_CONTEXT} (default: ${LONG_CONTEXT})`)
     .action(async (flags: DemoFlags) => {
       await demoCommand(flags, io);
     });

@@ -20,7 +20,7 @@ afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 describe('demo', () => {
   it('writes the default sm_90 module and builds the tiny CPU one, then reuses the cache', async () => {
-    // --long-context (hidden) shortens case 2's prompts; the module it compiles is the one `npm start` runs.
+    // --long-context shortens case 2's prompts; the module it compiles is the one `npm start` runs.
     const args = ['demo', '--out', join(tmp, 'out'), '--cache', join(tmp, 'cache'), '--long-context', '1024'];
     const io = memoryIo();
     expect(await main(args, io)).toBe(0);
