@@ -56,6 +56,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <tuple>
@@ -191,6 +192,7 @@ struct Emu {
   size_t sched_stack_size = 0;
 #endif
   bool in_kernel = false;
+  std::thread::id launch_thread;  // the host thread running the current launch
   const char* kernel = "";
   uint3 block{0, 0, 0};
   void (*body)(void*) = nullptr;
@@ -858,11 +860,14 @@ constexpr size_t SMEM_DEFAULT = 48 * 1024, SMEM_MAX = 227 * 1024;
 
 inline void run_grid(const char* name, const void* fn, dim3 grid, dim3 block, size_t smem, void (*body)(void*), void* ctx) {
   Emu& e = emu();
-  configure();
-  if (e.in_kernel) {
+  if (e.in_kernel && e.launch_thread == std::this_thread::get_id()) {
     fprintf(stderr, "md-simt-emu: kernel %s launched from a kernel (dynamic parallelism is not emulated)\n", name);
     abort();
   }
+  static std::mutex one_launch_at_a_time;  // the emulator's state is one launch's: host threads take turns
+  std::lock_guard<std::mutex> guard(one_launch_at_a_time);
+  configure();
+  e.launch_thread = std::this_thread::get_id();
   if (e.sticky_error) {
     e.last_error = e.sticky_error;
     return;

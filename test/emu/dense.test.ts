@@ -46,7 +46,7 @@ const drawArb = (m: EmulatedModule) => fc.record({ seed: seedArb, rows: fc.integ
 /** The case fast-check runs first: every row a bucket holds (all of the GEMMs' row tiles full). */
 const fullBucket = (m: EmulatedModule): [{ seed: number; rows: number }][] => [[{ seed: 1, rows: maxRows(m, large(m)) }]];
 /** A few rows of `rows` to recompute alone: first, last and some between (each alone call runs the whole kernel). */
-const someRows = (rows: number) => [...new Set([0, rows - 1, Math.floor(rows / 2), Math.floor(rows / 3)])].filter((r) => r < rows);
+const someRows = (rows: number) => [...new Set([0, rows - 1, Math.floor(rows / 2)])].filter((r) => r < rows);
 
 describe.each(NAMES)('emulated CUDA dense kernels, module %s', (name) => {
   const mod = () => modules.get(name)!;
@@ -318,7 +318,7 @@ describe.each(NAMES)('emulated CUDA dense kernels, module %s', (name) => {
 
 describe('emulated CUDA dense kernels: no result depends on the order threads and blocks run in', () => {
   it.each(['reverse', 'shuffle:7'])('schedule %s gives the forward schedule bits for every kernel', async (schedule) => {
-    for (const name of ['gqaBf16', 'oddVocabBf16', 'tailF16'] as const) {
+    for (const name of ['gqaBf16', 'tailF16'] as const) {
       const m = modules.get(name)!;
       const other = m.withSchedule(schedule);
       const { hidden: H, vocab: V, intermediate: I } = m.plan.dims;
