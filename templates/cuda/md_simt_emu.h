@@ -16,7 +16,8 @@
 // Between two collectives threads run in a configurable order (MD_SIMT_EMU_SCHEDULE: `forward`, the
 // default, `reverse` or `shuffle[:seed]`, which also permutes the order of CTAs), so a result that
 // depends on the order of unsynchronised threads (a race) shows as a difference between schedules.
-// Atomics are plain read-modify-writes: nothing interleaves a fiber between two collectives.
+// Atomics are plain read-modify-writes: nothing interleaves a fiber between two collectives. Host threads
+// take turns: one launch runs at a time in a process.
 //
 // Memory. Device memory is host memory (cudaMalloc poisons new memory with 0xff bytes: NaN as float).
 // `__shared__` variables are `static thread_local`: one instance per OS thread, and the emulator fills
@@ -25,7 +26,9 @@
 // thread_local. Dynamic shared memory (md_dynamic_smem in md_cuda.cuh) is a per-launch buffer, poisoned
 // the same way before every CTA. cp.async copies (md_cp_async16) land only at the md_cp_async_wait that
 // covers their commit group, as the PTX ISA allows at the latest, so a read before the wait sees poison.
-// `__ldg` and the vector types check alignment.
+// `__ldg` checks alignment (UBSan, in sanitized builds, every misaligned vector access). mma.sync
+// (md_mma_16816_bf16) is a warp collective that computes the tile from the lanes' fragments in the PTX
+// ISA's documented layouts.
 //
 // Numerics. f32 arithmetic is IEEE single precision as on the GPU (build with -ffp-contract=off: the
 // __f*_rn intrinsics round each op, and nothing may fuse them); __fmaf_rn is fmaf. libm's expf, logf,
