@@ -5,7 +5,7 @@
 // too, per translation unit, so a module that differs only in its manifest (a new runtime param value)
 // relinks without recompiling a single kernel.
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, linkSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { $, ProcessOutput } from 'zx';
@@ -146,6 +146,42 @@ function processAlive(pid: number): boolean {
 }
 
 /**
+ * Takes `<module dir>.lock` (its content: the holder's pid) for building a module, so that concurrent
+ * builds of one module (test files running in parallel, two commands) compile it once: a second builder
+ * waits, and returns 'built' once the first one's library exists; a lock whose process is gone is taken
+ * over. Returns the release function otherwise.
+ */
+async function buildLock(dir: string, library: string): Promise<(() => void) | 'built'> {
+  const lock = `${dir}.lock`;
+  const mine = `${lock}.tmp-${process.pid}-${Date.now()}`; // written whole, then linked: never a half lock
+  writeFileSync(mine, String(process.pid));
+  try {
+    for (;;) {
+      try {
+        linkSync(mine, lock);
+        return () => rmSync(lock, { force: true });
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      }
+      let owner: number;
+      try {
+        owner = Number(readFileSync(lock, 'utf8'));
+      } catch {
+        continue; // released in between
+      }
+      if (!processAlive(owner)) {
+        rmSync(lock, { force: true });
+        continue;
+      }
+      await new Promise((r) => setTimeout(r, 200));
+      if (existsSync(library)) return 'built';
+    }
+  } finally {
+    rmSync(mine, { force: true });
+  }
+}
+
+/**
  * Removes what builds killed mid-way (SIGTERM, SIGKILL) left in `cache`: temporary module directories and
  * partial objects whose process is gone. A live process's temporaries are its own and are kept.
  */
@@ -175,6 +211,25 @@ async function buildModuleIn(opts: BuildOptions): Promise<BuiltModule> {
   const objectsDir = join(cache, 'objects');
   mkdirSync(objectsDir, { recursive: true });
   removeStaleTemps(cache);
+  const release = await buildLock(dir, library);
+  if (release === 'built') return { dir, library, cached: true, compiled: [] };
+  try {
+    return await buildLocked(opts, tc, toolchain, cache, dir, library, objectsDir);
+  } finally {
+    release();
+  }
+}
+
+async function buildLocked(
+  opts: BuildOptions,
+  tc: ReturnType<typeof compilerFor>,
+  toolchain: string,
+  cache: string,
+  dir: string,
+  library: string,
+  objectsDir: string,
+): Promise<BuiltModule> {
+  if (existsSync(library)) return { dir, library, cached: true, compiled: [] }; // built while we waited for the lock
   // An object depends on its unit, every header it may include (all in the module), and the toolchain.
   const headers = opts.files.filter((f) => /\.(h|hpp|cuh)$/.test(f.path));
 

@@ -10,8 +10,8 @@
 //
 // The same sources build as host C++ for the SIMT emulator (g++ -x c++ -DMD_SIMT_EMU; md_simt_emu.h,
 // docs/ARCHITECTURE.md "The SIMT emulator"): the kernels' GPU-only constructs sit behind the few functions
-// below that have an emulated twin (kernel launches, scratch memory, dynamic shared memory, cp.async), so
-// the emulated build runs these very kernel bodies.
+// below that have an emulated twin (kernel launches, scratch memory, dynamic shared memory, cp.async,
+// mma.sync), so the emulated build runs these very kernel bodies.
 #pragma once
 #ifdef MD_SIMT_EMU
 #include "md_simt_emu.h"
@@ -84,6 +84,26 @@ __device__ __forceinline__ void md_cp_async_wait() {
   md_emu::cp_async_wait(N);
 #else
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+#endif
+}
+
+/**
+ * One warp's tensor-core tile D = A . B + C (mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32, sm_80+):
+ * A 16x16 and B 16x8 bf16, C and D 16x8 f32, in the PTX ISA's fragment layouts, with g = lane / 4 and
+ * t = lane % 4 (element i of a lane; a register holds elements 2j in its low and 2j + 1 in its high half):
+ *   a[0..3] (8 elements): row g + 8 * ((i / 2) % 2), column 2t + i % 2 + 8 * (i / 4);
+ *   b[0..1] (4 elements): row (k) 2t + i % 2 + 8 * (i / 2), column (n) g;
+ *   c, d (4 elements): row g + 8 * (i / 2), column 2t + i % 2.
+ * Every lane of the warp calls it together. The emulator computes each output as an fp32 fma chain over k
+ * from C (the tensor cores' accumulation order is their own: a GPU agrees to a few ulp, not bitwise).
+ */
+__device__ __forceinline__ void md_mma_16816_bf16(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2], const float (&c)[4]) {
+#ifdef MD_SIMT_EMU
+  md_emu::mma_m16n8k16_bf16(d, a, b, c, __FILE__, __LINE__);
+#else
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%10, %11, %12, %13};\n"
+               : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "f"(c[0]), "f"(c[1]), "f"(c[2]), "f"(c[3]));
 #endif
 }
 

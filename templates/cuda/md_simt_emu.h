@@ -16,7 +16,8 @@
 // Between two collectives threads run in a configurable order (MD_SIMT_EMU_SCHEDULE: `forward`, the
 // default, `reverse` or `shuffle[:seed]`, which also permutes the order of CTAs), so a result that
 // depends on the order of unsynchronised threads (a race) shows as a difference between schedules.
-// Atomics are plain read-modify-writes: nothing interleaves a fiber between two collectives.
+// Atomics are plain read-modify-writes: nothing interleaves a fiber between two collectives. Host threads
+// take turns: one launch runs at a time in a process.
 //
 // Memory. Device memory is host memory (cudaMalloc poisons new memory with 0xff bytes: NaN as float).
 // `__shared__` variables are `static thread_local`: one instance per OS thread, and the emulator fills
@@ -25,7 +26,9 @@
 // thread_local. Dynamic shared memory (md_dynamic_smem in md_cuda.cuh) is a per-launch buffer, poisoned
 // the same way before every CTA. cp.async copies (md_cp_async16) land only at the md_cp_async_wait that
 // covers their commit group, as the PTX ISA allows at the latest, so a read before the wait sees poison.
-// `__ldg` and the vector types check alignment.
+// `__ldg` checks alignment (UBSan, in sanitized builds, every misaligned vector access). mma.sync
+// (md_mma_16816_bf16) is a warp collective that computes the tile from the lanes' fragments in the PTX
+// ISA's documented layouts.
 //
 // Numerics. f32 arithmetic is IEEE single precision as on the GPU (build with -ffp-contract=off: the
 // __f*_rn intrinsics round each op, and nothing may fuse them); __fmaf_rn is fmaf. libm's expf, logf,
@@ -56,6 +59,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <tuple>
@@ -123,14 +127,14 @@ namespace md_emu {
 enum Kind : uint8_t {
   K_BAR, K_BAR_COUNT, K_BAR_AND, K_BAR_OR,  // CTA barriers
   K_SYNCWARP, K_SHFL_IDX, K_SHFL_UP, K_SHFL_DOWN, K_SHFL_XOR, K_BALLOT, K_ANY, K_ALL, K_RED_ADD, K_RED_MIN, K_RED_MAX, K_RED_UMIN,
-  K_RED_UMAX,
+  K_RED_UMAX, K_MMA,
 };
 inline bool is_barrier(Kind k) { return k <= K_BAR_OR; }
 inline const char* kind_name(Kind k) {
   static const char* const names[] = {"__syncthreads", "__syncthreads_count", "__syncthreads_and", "__syncthreads_or", "__syncwarp",
                                       "__shfl_sync", "__shfl_up_sync", "__shfl_down_sync", "__shfl_xor_sync", "__ballot_sync",
                                       "__any_sync", "__all_sync", "__reduce_add_sync", "__reduce_min_sync", "__reduce_max_sync",
-                                      "__reduce_min_sync", "__reduce_max_sync"};
+                                      "__reduce_min_sync", "__reduce_max_sync", "mma.sync.m16n8k16"};
   return names[k];
 }
 
@@ -162,6 +166,7 @@ struct Thread {
   int vsize = 0;
   uint64_t val = 0;
   uint64_t result = 0;
+  void* wide = nullptr;  // a collective's operands wider than 8 bytes (mma fragments), on the thread's stack
   // cp.async: issued copies, and the end (in `pending`) of each committed group.
   std::vector<AsyncCopy> pending;
   std::vector<size_t> groups;
@@ -190,6 +195,7 @@ struct Emu {
   size_t sched_stack_size = 0;
 #endif
   bool in_kernel = false;
+  std::thread::id launch_thread;  // the host thread running the current launch
   const char* kernel = "";
   uint3 block{0, 0, 0};
   void (*body)(void*) = nullptr;
@@ -206,8 +212,9 @@ struct Emu {
   std::vector<unsigned char> dyn_smem;
   size_t dyn_bytes = 0;
 
-  // This library's thread-local block (the __shared__ variables) for the thread that ran the last CTA.
+  // The thread-local block (the __shared__ variables) of the last launch's library and OS thread.
   std::thread::id tls_thread;
+  const void* tls_library = nullptr;
   void* tls_block = nullptr;
   size_t tls_bytes = 0;
 
@@ -531,24 +538,73 @@ inline bool lanes_valid(const Thread& t, unsigned mask, int width) {
   const int lane = t.linear & 31, base = t.linear & ~31;
   const int lanes = e.nthreads - base < 32 ? e.nthreads - base : 32;
   if (!(mask >> lane & 1)) {
-    fail("%s: %s:%d: mask %08x does not name the calling lane %d", where(t).c_str(), t.file, t.line, mask, lane);
+    fail("%s: %s: mask %08x does not name the calling lane %d", where(t).c_str(), site(t).c_str(), mask, lane);
     return false;
   }
   if (lanes < 32 && (mask >> lanes) != 0) {
-    fail("%s: %s:%d: mask %08x names lanes past the block's last thread (this warp has %d)", where(t).c_str(), t.file, t.line, mask, lanes);
+    fail("%s: %s: mask %08x names lanes past the block's last thread (this warp has %d)", where(t).c_str(), site(t).c_str(), mask, lanes);
     return false;
   }
   if (width < 1 || width > 32 || (width & (width - 1))) {
-    fail("%s: %s:%d: width %d is not a power of two in [1, 32]", where(t).c_str(), t.file, t.line, width);
+    fail("%s: %s: width %d is not a power of two in [1, 32]", where(t).c_str(), site(t).c_str(), width);
     return false;
   }
   return true;
+}
+
+// ------------------------------------------------------------------------------------ mma.sync
+
+/**
+ * mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 for the current lane: a warp collective of all 32
+ * lanes (the .aligned form: every lane, converged, at the same instruction). Fragments in the PTX ISA's
+ * layouts ("Matrix Fragments for mma.m16n8k16 with floating point type"); group = lane / 4, t = lane % 4:
+ *   A 16x16, a[j] holds elements 2j (low 16 bits) and 2j + 1: element i at row group + 8 * ((i / 2) % 2),
+ *     column 2 t + i % 2 + 8 * (i / 4);
+ *   B 16x8, b[j] holds elements 2j, 2j + 1: element i at row 2 t + i % 2 + 8 * (i / 2), column group;
+ *   C, D 16x8 f32: element i at row group + 8 * (i / 2), column 2 t + i % 2.
+ * Each output is one fp32 fma chain over k ascending from C: bf16 products are exact in fp32 as in the
+ * tensor cores, whose accumulation order and rounding are their own (emulated and GPU sums of many
+ * terms agree to a few ulp, not bitwise).
+ */
+inline float bf16_to_f32(uint16_t h);
+
+struct MmaFragments {
+  uint32_t a[4], b[2];
+  float c[4], d[4];
+};
+
+inline void complete_mma(Thread** lanes) {
+  float A[16][16], B[16][8], C[16][8];
+  for (int l = 0; l < 32; ++l) {
+    const MmaFragments& f = *static_cast<const MmaFragments*>(lanes[l]->wide);
+    const int g = l >> 2, t = l & 3;
+    for (int i = 0; i < 8; ++i)
+      A[g + 8 * ((i >> 1) & 1)][2 * t + (i & 1) + 8 * (i >> 2)] = bf16_to_f32((uint16_t)(f.a[i >> 1] >> (16 * (i & 1))));
+    for (int i = 0; i < 4; ++i) B[2 * t + (i & 1) + 8 * (i >> 1)][g] = bf16_to_f32((uint16_t)(f.b[i >> 1] >> (16 * (i & 1))));
+    for (int i = 0; i < 4; ++i) C[g + 8 * (i >> 1)][2 * t + (i & 1)] = f.c[i];
+  }
+  for (int l = 0; l < 32; ++l) {
+    MmaFragments& f = *static_cast<MmaFragments*>(lanes[l]->wide);
+    const int g = l >> 2, t = l & 3;
+    for (int i = 0; i < 4; ++i) {
+      const int m = g + 8 * (i >> 1), n = 2 * t + (i & 1);
+      float acc = C[m][n];
+      for (int k = 0; k < 16; ++k) acc = fmaf(A[m][k], B[k][n], acc);
+      f.d[i] = acc;
+    }
+  }
 }
 
 /** Results of a completed warp collective for every lane of its mask. */
 inline void complete_warp(Thread** lanes, unsigned mask) {
   Thread& any = *lanes[__builtin_ctz(mask)];
   const Kind k = any.kind;
+  if (k == K_MMA) {
+    complete_mma(lanes);
+    for (int l = 0; l < 32; ++l) lanes[l]->state = S_RUN;
+    emu().warp_waiting[any.linear >> 5] = 0;
+    return;
+  }
   unsigned votes = 0;
   for (int l = 0; l < 32; ++l)
     if (mask >> l & 1) votes |= (lanes[l]->val != 0 ? 1u : 0u) << l;
@@ -653,6 +709,18 @@ inline T shfl(const char* file, int line, unsigned mask, T var, int arg, int wid
   return from_bits<T>(warp_op(K, file, line, mask, to_bits(var), arg, width, (int)sizeof(T)));
 }
 
+/** The current lane's part of mma.sync.m16n8k16 (bf16 x bf16 + f32): see MmaFragments. */
+inline void mma_m16n8k16_bf16(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2], const float (&c)[4], const char* file, int line) {
+  MmaFragments f;
+  memcpy(f.a, a, sizeof f.a);
+  memcpy(f.b, b, sizeof f.b);
+  memcpy(f.c, c, sizeof f.c);
+  Emu& e = emu();
+  if (e.cur) e.cur->wide = &f;
+  warp_op(K_MMA, file, line, 0xffffffffu, 0, 0, 32, (int)sizeof f);
+  memcpy(d, f.d, sizeof f.d);
+}
+
 // ------------------------------------------------------------------------------------ cp.async
 
 inline void cp_async(void* dst, const void* src, size_t bytes) {
@@ -706,17 +774,20 @@ inline void cp_async_wait(int n) {
   for (;;) yield();
 }
 
-/** This library's thread-local block for the calling OS thread (where the __shared__ variables live). */
-inline void locate_tls() {
+/**
+ * The thread-local block, for the calling OS thread, of the library that holds `kernel` (where its
+ * __shared__ variables live): found once per (thread, library) and cached.
+ */
+inline void locate_tls(const void* kernel) {
   Emu& e = emu();
-  static thread_local unsigned char anchor;  // makes sure the block exists for this thread
+  static thread_local unsigned char anchor;  // makes sure this library's block exists for this thread
   *(volatile unsigned char*)&anchor = 1;
-  if (e.tls_block && e.tls_thread == std::this_thread::get_id()) return;
   Dl_info self;
-  if (!dladdr((void*)&locate_tls, &self)) {
-    fprintf(stderr, "md-simt-emu: dladdr cannot find the emulated module\n");
+  if (!dladdr(kernel, &self)) {
+    fprintf(stderr, "md-simt-emu: dladdr cannot find the library of a kernel\n");
     abort();
   }
+  if (e.tls_block && e.tls_thread == std::this_thread::get_id() && e.tls_library == self.dli_fbase) return;
   struct Query {
     const void* base;
     void* block;
@@ -742,6 +813,7 @@ inline void locate_tls() {
   e.tls_block = q.block;
   e.tls_bytes = q.bytes;
   e.tls_thread = std::this_thread::get_id();
+  e.tls_library = self.dli_fbase;
 }
 
 /** One CTA, to completion or failure. */
@@ -791,11 +863,14 @@ constexpr size_t SMEM_DEFAULT = 48 * 1024, SMEM_MAX = 227 * 1024;
 
 inline void run_grid(const char* name, const void* fn, dim3 grid, dim3 block, size_t smem, void (*body)(void*), void* ctx) {
   Emu& e = emu();
-  configure();
-  if (e.in_kernel) {
+  if (e.in_kernel && e.launch_thread == std::this_thread::get_id()) {
     fprintf(stderr, "md-simt-emu: kernel %s launched from a kernel (dynamic parallelism is not emulated)\n", name);
     abort();
   }
+  static std::mutex one_launch_at_a_time;  // the emulator's state is one launch's: host threads take turns
+  std::lock_guard<std::mutex> guard(one_launch_at_a_time);
+  configure();
+  e.launch_thread = std::this_thread::get_id();
   if (e.sticky_error) {
     e.last_error = e.sticky_error;
     return;
@@ -810,7 +885,7 @@ inline void run_grid(const char* name, const void* fn, dim3 grid, dim3 block, si
     return;
   }
   ++e.launches;
-  locate_tls();
+  locate_tls(fn);
   e.kernel = name;
   e.nthreads = (int)threads;
   if ((int)e.threads.size() < e.nthreads) e.threads.resize(e.nthreads);

@@ -1,6 +1,6 @@
 // codegen/build.ts's cache on a hostile file system: what a killed build left behind is cleaned by the
-// next build, a live build's temporaries are not touched, builds of one module running at once in one
-// process do not collide, and a cache path the OS refuses is one line.
+// next build, a live build's temporaries are not touched, concurrent builds of one module compile it once
+// and never take each other's temporaries, and a cache path the OS refuses is one line.
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -82,6 +82,23 @@ describe('build cache', () => {
     expect(existsSync(built.library)).toBe(true);
     expect(built.library.startsWith(join(root, 'relative-cache'))).toBe(true);
   }, 60_000);
+
+  it('compiles a module once when builds of it run concurrently, and takes over a dead builder\'s lock', async () => {
+    const cache = join(root, 'cache');
+    const files = [{ path: 'a.cpp', contents: 'extern "C" int md_y() { return 2; }\n' }];
+    const [a, b] = await Promise.all([buildModule({ name: 'm', target: 'cpu', files, cacheDir: cache }), buildModule({ name: 'm', target: 'cpu', files, cacheDir: cache })]);
+    expect(a.library).toBe(b.library);
+    expect([a.compiled, b.compiled].sort()).toEqual([[], ['a.cpp']]);
+    expect(readdirSync(cache).filter((f) => f.includes('.lock'))).toEqual([]);
+    // A lock left by a process that died mid-build does not block the next build.
+    const other = [{ path: 'a.cpp', contents: 'extern "C" int md_z() { return 3; }\n' }];
+    const first = await buildModule({ name: 'n', target: 'cpu', files: other, cacheDir: cache });
+    rmSync(first.dir, { recursive: true, force: true });
+    writeFileSync(`${first.dir}.lock`, String(deadPid()));
+    const again = await buildModule({ name: 'n', target: 'cpu', files: other, cacheDir: cache });
+    expect(existsSync(again.library)).toBe(true);
+    expect(existsSync(`${first.dir}.lock`)).toBe(false);
+  }, 120_000);
 
   it('refuses a cache path below a regular file with one line naming it', async () => {
     writeFileSync(join(root, 'file'), 'x');

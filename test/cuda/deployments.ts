@@ -22,7 +22,7 @@ export function defaultCudaDeployment(): DeploymentIR {
 }
 
 /** Causal attentions: what a target may be (planModule refuses a target that sees later positions). */
-const causalAttentionArb = (heads: number) =>
+export const causalAttentionArb = (heads: number) =>
   fc.oneof(
     fc.constant(attentions.causal()),
     fc.integer({ min: 1, max: 4096 }).map(attentions.slidingWindow),
@@ -30,15 +30,15 @@ const causalAttentionArb = (heads: number) =>
     fc.constant(attentions.alibi(heads)),
   );
 /** Any attention, prefix-LM included: what a draft may be. */
-const attentionArb = (heads: number) => fc.oneof(causalAttentionArb(heads), fc.integer({ min: 0, max: 256 }).map(attentions.prefixLM));
+export const attentionArb = (heads: number) => fc.oneof(causalAttentionArb(heads), fc.integer({ min: 0, max: 256 }).map(attentions.prefixLM));
 
-const policyArb = fc.oneof(
+export const policyArb = fc.oneof(
   fc.constant(policies.full()),
   fc.tuple(fc.integer({ min: 0, max: 64 }), fc.integer({ min: 1, max: 1024 })).map(([s, w]) => policies.streaming(s, w)),
   fc.integer({ min: 1, max: 1024 }).map(policies.window),
 );
 
-const ropeArb: fc.Arbitrary<RopeScaling | undefined> = fc.constantFrom(
+export const ropeArb: fc.Arbitrary<RopeScaling | undefined> = fc.constantFrom(
   undefined,
   { type: 'linear', factor: 4 } as const,
   { type: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 8192 } as const,

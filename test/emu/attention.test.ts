@@ -11,14 +11,15 @@
 // the CPU would refuse: a row without a sequence or with length <= 0 outputs zeros, a longer length is
 // clamped to the cache.
 import fc from 'fast-check';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isCausal } from '../../codegen/passes/causal.ts';
 import type { PassPlan } from '../../codegen/plan.ts';
 import { attentionRef, relError } from '../reference/kernels.ts';
-import { attentionDrawArb, buildAttention, type AttentionDraw, type BuiltAttention } from '../harness/kernels/attention-case.ts';
+import { attentionDrawArb, buildAttention, mulberry32, type AttentionDraw, type BuiltAttention } from '../harness/kernels/attention-case.ts';
 import { guardAttention } from '../harness/kernels/attention-guard.ts';
 import { f32, KernelDriver, pageBytes, type Arg } from '../harness/kernels/driver.ts';
-import { sanitizerEnv, useEmulatedModules, type EmulatedModule } from '../harness/emu/module.ts';
+import { onGpu, openEmulatedModule, sanitizerEnv, useEmulatedModules, type EmulatedModule } from '../harness/emu/module.ts';
+import { makeDeployment, modelConfig } from '../support/deployments.ts';
 import { EMU_DEPLOYMENTS, heavy, type EmuDeploymentName } from './deployments.ts';
 
 const { oddVocabBf16: _dense, ...ATTN_DEPLOYMENTS } = EMU_DEPLOYMENTS;
@@ -135,6 +136,39 @@ describe('emulated CUDA attention reads only what its pass keeps', () => {
     expect((await run(m, pass, g.args, c.rows, small(m), guarded(m))).status).toBe(0);
     await expect(run(m, pass, g.withKeptPageGuarded(), c.rows, small(m), guarded(m))).rejects.toThrow(/SEGV/);
   });
+});
+
+describe("emulated CUDA attention: the split of a row's chunks over CTAs changes no bit", () => {
+  // Chunks of 32 positions, up to 32 of them: a batch of 48 rows x 2 KV heads gets 11 chunk slots
+  // (md_attn_launch: ceil(1056 / pairs)), so each CTA walks two or three chunks of a ~20-chunk sequence,
+  // while a row alone gets a CTA per chunk. The small test modules never get fewer slots than chunks.
+  const split = onGpu(
+    makeDeployment({ model: modelConfig({ numHeads: 2, numKvHeads: 2, headDim: 16, name: 'split' }), batch: [1, 16], gamma: 3, maxSeq: 1024, pageSize: 4, dtype: 'fp32' }),
+  );
+  let m: EmulatedModule;
+  beforeAll(async () => {
+    m = await openEmulatedModule(split);
+  }, 600_000);
+  afterAll(() => m?.close());
+
+  it.each(['target', 'draft'] as const)('%s: a CTA walking several chunks gives the bits of a CTA per chunk, and the reference', async (which) => {
+    const pass = m.plan.passes[which];
+    const slots = (rows: number) => Math.min(m.plan.maxChunks, Math.ceil(1056 / (rows * m.plan.dims.kvHeads)));
+    const rnd = mulberry32(which === 'target' ? 17 : 18);
+    const seqs = Array.from({ length: 12 }, () => ({ len: 600 + Math.floor(rnd() * 400), verify: true }));
+    const c = buildAttention(m.plan, pass, { seed: 23, seqs, paramPicks: [0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5] });
+    const chunks = Math.ceil(Math.min(...seqs.map((s) => s.len)) / m.plan.chunk);
+    expect(slots(c.rows), 'the batch has fewer chunk slots than its sequences have chunks').toBeLessThan(chunks);
+    expect(slots(1)).toBe(m.plan.maxChunks);
+    const { status, out } = await run(m, pass, c.args, c.rows);
+    expect(status).toBe(0);
+    checkReference(m, pass, c, out);
+    const D = m.plan.dims.qDim;
+    for (const r of [0, 13, c.rows - 1]) {
+      const alone = await run(m, pass, c.rowArgs(r, { ownLength: isCausal(pass.visible) }), 1, 1);
+      expect(bits(alone.out), `row ${r} alone vs in the batch of ${c.rows}`).toEqual(bits(out.slice(r * D, (r + 1) * D)));
+    }
+  }, 600_000);
 });
 
 describe('emulated CUDA attention: edge rows', () => {

@@ -42,6 +42,7 @@ describe('SIMT emulator: semantics', () => {
     ['atomics', 'atomicAdd / atomicMax / atomicOr over many blocks'],
     ['ldg-aligned', 'an aligned 16-byte __ldg'],
     ['sticky-failure', 'a refused kernel makes later calls fail until reset, as a faulted CUDA context'],
+    ['mma-m16n8k16', 'md_mma_16816_bf16 (mma.sync m16n8k16 bf16) in the PTX ISA fragment layouts: D = C + A.B exactly on integers'],
   ] as const)
     it(what, () => expect(result(name)).toBe('ok'));
 });
@@ -58,6 +59,7 @@ describe('SIMT emulator: synchronisation bugs are refused, with a message', () =
     ['warp-vs-block', /divergent warp collective: .* waits at __syncwarp .* while lane 16 of its mask waits at __syncthreads/],
     ['shuffle-outside-mask', /__shfl_sync .*mask 0000ffff.* reads lane 20, which is not in the mask/],
     ['ldg-misaligned', /__ldg of 16 bytes at 0x[0-9a-f]+ is misaligned/],
+    ['mma-half-warp', /mma\.sync\.m16n8k16 .*mask ffffffff names lanes past the block's last thread \(this warp has 16\)/],
   ] as const)
     it(name, () => {
       const r = result(name);

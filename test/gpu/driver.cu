@@ -5,8 +5,10 @@
 // inf-norm), and bitwise row invariance (a row alone == in a batch == among gamma+1 verify rows == in
 // another bucket); the fused LM head + argmax also bitwise against gemm_lm_head + argmax. Prints a
 // summary; exits 1 if any check failed. Philox4x32-10 (md_philox.h) on the device gives the Random123
-// known answers and the host's bits, and so do the uniforms and the Gumbel noise (md_sampling.h).
-#include <cuda_runtime.h>
+// known answers and the host's bits, and so do the uniforms and the Gumbel noise (md_sampling.h). Built
+// with g++ -x c++ -DMD_SIMT_EMU it runs, unchanged, on the CPU under the SIMT emulator (md_simt_emu.h;
+// test/emu/kit.test.ts): the kit's own checks run in CI.
+#include "md_cuda.cuh"
 
 #include <algorithm>
 #include <cmath>
@@ -413,7 +415,7 @@ static void test_philox() {
   ctr.up();
   key.up();
   x.up();
-  kit_philox_kernel<<<(n + 127) / 128, 128>>>(ctr.d, key.d, out.d, x.d, u.d, g.d, n);
+  MD_LAUNCH((n + 127) / 128, 128, 0, nullptr, kit_philox_kernel)(ctr.d, key.d, out.d, x.d, u.d, g.d, n);
   CUDA_OK(cudaDeviceSynchronize());
   out.down();
   u.down();

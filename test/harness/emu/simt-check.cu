@@ -139,6 +139,29 @@ __global__ void k_ldg(const float* p, float* out, int offset) {
   out[threadIdx.x] = v.x;
 }
 
+/**
+ * One m16n8k16 tile through md_mma_16816_bf16: A [16][16] row-major, B [16][8] (B[k][n] at k * 8 + n) and
+ * C [16][8] loaded into fragments straight from the PTX ISA's text (row/column conditions per element),
+ * D stored back the same way.
+ */
+__global__ void k_mma(const unsigned short* A, const unsigned short* B, const float* C, float* D) {
+  const int lane = threadIdx.x, group = lane >> 2, tig = lane % 4;
+  uint32_t a[4] = {0, 0, 0, 0}, b[2] = {0, 0};
+  float c[4], d[4];
+  for (int i = 0; i < 8; ++i) {
+    const int row = (i < 2 || (i >= 4 && i < 6)) ? group : group + 8;
+    const int col = i < 4 ? tig * 2 + (i & 0x1) : tig * 2 + (i & 0x1) + 8;
+    a[i / 2] |= (uint32_t)A[row * 16 + col] << (i % 2 == 0 ? 0 : 16);
+  }
+  for (int i = 0; i < 4; ++i) {
+    const int row = i < 2 ? tig * 2 + (i & 0x1) : tig * 2 + (i & 0x1) + 8, col = group;
+    b[i / 2] |= (uint32_t)B[row * 8 + col] << (i % 2 == 0 ? 0 : 16);
+  }
+  for (int i = 0; i < 4; ++i) c[i] = C[(i < 2 ? group : group + 8) * 8 + tig * 2 + (i & 0x1)];
+  md_mma_16816_bf16(d, a, b, c);
+  for (int i = 0; i < 4; ++i) D[(i < 2 ? group : group + 8) * 8 + tig * 2 + (i & 0x1)] = d[i];
+}
+
 // Kernels the emulator must refuse (each a bug on a GPU).
 __global__ void k_divergent_shfl(int* out) {
   const int lane = threadIdx.x & 31;
@@ -387,6 +410,29 @@ static void check_memory() {
   cudaFree(out), cudaFree(d), cudaFree(g), cudaFree(o), cudaFree(sum), cudaFree(orr), cudaFree(best);
 }
 
+static void check_mma() {
+  // Small integers: exact in bf16, and every sum exact in fp32, so D must be C + A.B exactly.
+  unsigned short* A = dev<unsigned short>(256);
+  unsigned short* B = dev<unsigned short>(128);
+  float* C = dev<float>(128);
+  float* D = dev<float>(128);
+  float a[256], b[128];
+  for (int i = 0; i < 256; ++i) a[i] = (float)((i * 7) % 11 - 5), A[i] = __bfloat16_as_ushort(__float2bfloat16_rn(a[i]));
+  for (int i = 0; i < 128; ++i) b[i] = (float)((i * 5) % 9 - 4), B[i] = __bfloat16_as_ushort(__float2bfloat16_rn(b[i]));
+  for (int i = 0; i < 128; ++i) C[i] = (float)(i % 13);
+  MD_LAUNCH(1, 32, 0, nullptr, k_mma)(A, B, C, D);
+  std::string why = cudaGetLastError() == cudaSuccess ? "" : "launch failed";
+  for (int m = 0; m < 16 && why.empty(); ++m)
+    for (int n = 0; n < 8; ++n) {
+      float want = C[m * 8 + n];
+      for (int k = 0; k < 16; ++k) want += a[m * 16 + k] * b[k * 8 + n];
+      if (D[m * 8 + n] != want) why = "D[" + std::to_string(m) + "][" + std::to_string(n) + "] = " + std::to_string(D[m * 8 + n]) + ", want " + std::to_string(want);
+    }
+  line("mma-m16n8k16", why.empty() ? "ok" : "FAIL " + why);
+  expect_error("mma-half-warp", [&] { MD_LAUNCH(1, 16, 0, nullptr, k_mma)(A, B, C, D); });
+  cudaFree(A), cudaFree(B), cudaFree(C), cudaFree(D);
+}
+
 static void check_errors() {
   int* out = dev<int>(1024);
   float* f = dev<float>(64);
@@ -441,6 +487,7 @@ int main(int argc, char** argv) {
   check_block_collectives();
   check_indices();
   check_memory();
+  check_mma();
   check_errors();
   const md_emu::Emu& e = md_emu::emu();
   printf("stats: %llu launches, %llu blocks, %llu switches\n", (unsigned long long)e.launches, (unsigned long long)e.ctas,
