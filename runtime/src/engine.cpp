@@ -322,6 +322,10 @@ void Engine::admit(std::vector<Request*>& admitted) {
   }
 }
 
+bool Engine::any_running(RequestState s) const {
+  return std::any_of(slots_.begin(), slots_.end(), [s](const Request* r) { return r && r->state == s; });
+}
+
 std::vector<Request*> Engine::running(RequestState s) {
   std::vector<Request*> out;
   for (Request* r : slots_)
@@ -357,7 +361,7 @@ std::vector<StepEvent> Engine::step() {
   // The decode round first, over the requests decoding now; then a prefill chunk in the rest of the budget,
   // after refilling the slots the round freed (docs in engine.h).
   int round_rows = 0;
-  if (!(opts_.prefill_first && !running(RequestState::Prefill).empty())) isolated([&] { decode_round(&round_rows); });
+  if (!(opts_.prefill_first && any_running(RequestState::Prefill))) isolated([&] { decode_round(&round_rows); });
   admitted.clear();
   admit(admitted);
   involved.insert(involved.end(), admitted.begin(), admitted.end());

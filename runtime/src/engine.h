@@ -232,6 +232,7 @@ class Engine {
   bool emit(Request& r, int32_t token, const float* logits);
   void finish(Request& r, FinishReason reason);
   std::vector<Request*> running(RequestState s);
+  bool any_running(RequestState s) const;
 
   EngineOptions opts_;
   std::unique_ptr<Module> module_;
