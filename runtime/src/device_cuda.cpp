@@ -21,8 +21,9 @@ bool find_gpu(int* device, cudaDeviceProp* prop, std::string* why) {
     int driver = 0, runtime = 0;
     cudaDriverGetVersion(&driver);
     cudaRuntimeGetVersion(&runtime);
-    *why = "the NVIDIA driver " + (driver ? "supports CUDA " + version_text(driver) : std::string("is missing")) +
-           ", older than this runtime's CUDA " + version_text(runtime) + " (update the driver)";
+    *why = driver ? "the NVIDIA driver supports CUDA " + version_text(driver) + ", older than this runtime's CUDA " +
+                        version_text(runtime) + " (update the driver)"
+                  : "no NVIDIA driver is loaded (libcuda.so not found): no GPU to run on";
     return false;
   }
   if (e == cudaErrorNoDevice || (e == cudaSuccess && count == 0)) {
