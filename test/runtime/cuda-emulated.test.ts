@@ -3,7 +3,8 @@
 // host-memory device (runtime/src/device.h) with the same uploads, device-side drafting and verification
 // and read-backs as on a GPU, and speculative decoding emits the autoregressive tokens with bitwise-equal
 // logits over prompts crossing pages, batches in two buckets, gammas 1..3 and 'auto', and short prefill
-// chunks. The emulator is slow (every CTA's threads are fibers): a two-layer model, short prompts.
+// chunks; sampled requests too, on modules whose verifiers sample (md_sample and md_verify_sample on the
+// device). The emulator is slow (every CTA's threads are fibers): a two-layer model, short prompts.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,11 +12,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { emitCuda } from '../../codegen/backends/cuda.ts';
 import { buildModule } from '../../codegen/build.ts';
 import { planModule } from '../../codegen/plan.ts';
-import type { DeploymentIR } from '../../codegen/spec.ts';
+import type { DeploymentIR, VerifierIR } from '../../codegen/spec.ts';
 import { resolveRandomConfig, writeRandomModel } from '../../model/random.ts';
-import type { Engine as EngineT, EngineOptions, Generation } from '../../runtime/node/index.ts';
+import type { Engine as EngineT, EngineOptions, Generation, RequestOptions } from '../../runtime/node/index.ts';
 import { loadReferenceModel } from '../reference/llama.ts';
-import { attentions, makeDeployment, policies } from '../support/deployments.ts';
+import { attentions, makeDeployment, policies, verifiers } from '../support/deployments.ts';
 import { bitwiseMismatch } from '../support/runtime-cases.ts';
 import { buildRuntime } from './build-runtime.ts';
 
@@ -31,7 +32,7 @@ const model = resolveRandomConfig('tiny', {
 });
 // A draft that keeps 2 sink + 6 recent positions of prompts up to 21 long: it disagrees with the target
 // often enough that rounds reject and roll back.
-const DEPLOYMENT: DeploymentIR = {
+const deployment = (verify: VerifierIR): DeploymentIR => ({
   ...makeDeployment({
     model,
     target: { attention: attentions.causal(), kv: policies.full() },
@@ -42,8 +43,9 @@ const DEPLOYMENT: DeploymentIR = {
     pageSize: 8,
     dtype: 'bf16',
   }),
+  verify,
   arch: 'sm_90',
-};
+});
 
 const PROMPTS = [1, 9, 21].map((n, k) => Array.from({ length: n }, (_, i) => (i * 29 + k * 17 + 5) % model.vocabSize));
 const MAX_TOKENS = 10;
@@ -52,13 +54,21 @@ const root = mkdtempSync(join(tmpdir(), 'md-cuda-emu-'));
 const modelDir = join(root, 'model');
 let Engine: typeof EngineT;
 let library: string;
+/** The same deployment with a 'match' (sampleAndMatch) and a 'sample' (rejection) verifier. */
+let matchLibrary: string;
+let rejectionLibrary: string;
 /** Each prompt decoded alone, autoregressively (bucket 1): the reference of every case. */
 let reference: Generation[];
 
-async function decode(opts: EngineOptions, prompts: number[][]): Promise<{ got: Generation[]; info: Record<string, unknown> }> {
-  const e = await Engine.create(modelDir, library, { keepLogits: true, ...opts });
+async function decode(
+  opts: EngineOptions,
+  prompts: number[][],
+  lib = library,
+  request: (k: number) => RequestOptions = () => ({}),
+): Promise<{ got: Generation[]; info: Record<string, unknown> }> {
+  const e = await Engine.create(modelDir, lib, { keepLogits: true, ...opts });
   try {
-    const got = await Promise.all(prompts.map((p) => e.generate(p, { maxTokens: MAX_TOKENS, ignoreEos: true })));
+    const got = await Promise.all(prompts.map((p, k) => e.generate(p, { maxTokens: MAX_TOKENS, ignoreEos: true, ...request(k) })));
     return { got, info: e.info() };
   } finally {
     e.close();
@@ -69,8 +79,13 @@ beforeAll(async () => {
   buildRuntime();
   ({ Engine } = await import('../../runtime/node/index.ts'));
   writeRandomModel({ seed: 5, dtype: 'bf16', out: modelDir, config: model });
-  const plan = planModule(DEPLOYMENT);
-  ({ library } = await buildModule({ name: plan.name, files: emitCuda(plan), target: 'sm_90', emulate: true }));
+  const build = async (verify: VerifierIR) => {
+    const plan = planModule(deployment(verify));
+    return (await buildModule({ name: plan.name, files: emitCuda(plan), target: 'sm_90', emulate: true })).library;
+  };
+  library = await build(verifiers.greedy());
+  matchLibrary = await build(verifiers.sampleAndMatch());
+  rejectionLibrary = await build(verifiers.rejection());
   reference = [];
   for (const p of PROMPTS) reference.push(...(await decode({ mode: 'ar', maxBatch: 1 }, [p])).got);
 }, 600_000);
@@ -109,5 +124,31 @@ describe('the engine on an emulated CUDA sm_90 bf16 module', () => {
       expect(drafted).toBeGreaterThan(0);
       expect(accepted, 'some drafts are rejected, so rollback is exercised').toBeLessThan(drafted);
     }
+  });
+});
+
+// Prompt 0 greedy, prompts 1 and 2 sampled under their own seeds.
+const sampled = (k: number): RequestOptions => (k === 0 ? {} : { temperature: 0.9, topK: 24, topP: 0.95, seed: 1000 + k });
+
+describe('sampled requests on emulated CUDA sm_90 modules', () => {
+  it("a 'match' verifier: speculative emits the autoregressive samples, logits bitwise", async () => {
+    const want: Generation[] = [];
+    for (const [k, p] of PROMPTS.entries()) want.push(...(await decode({ mode: 'ar', maxBatch: 1 }, [p], matchLibrary, () => sampled(k))).got);
+    expect(want[0].tokens).toEqual(reference[0].tokens);
+    expect(want[1].tokens).not.toEqual(reference[1].tokens);
+    const { got } = await decode({ mode: 'spec', gamma: 3, maxBatch: 3 }, PROMPTS, matchLibrary, sampled);
+    got.forEach((g, k) => expect(bitwiseMismatch(g, want[k]), `prompt ${k}`).toBeUndefined());
+    expect(got.reduce((n, g) => n + g.stats.accepted, 0)).toBeGreaterThan(0);
+  });
+
+  it("a 'sample' verifier: md_verify_sample on the device; a request decodes the same alone and batched", async () => {
+    const alone: Generation[] = [];
+    for (const [k, p] of PROMPTS.entries()) alone.push(...(await decode({ mode: 'spec', gamma: 2, maxBatch: 1 }, [p], rejectionLibrary, () => sampled(k))).got);
+    const { got } = await decode({ mode: 'spec', gamma: 2, maxBatch: 3 }, PROMPTS, rejectionLibrary, sampled);
+    got.forEach((g, k) => expect(bitwiseMismatch(g, alone[k]), `prompt ${k}`).toBeUndefined());
+    // The greedy request is verified by argmax: the autoregressive tokens.
+    expect(bitwiseMismatch(got[0], reference[0])).toBeUndefined();
+    for (const g of got) expect(g.tokens.every((t) => t >= 0 && t < model.vocabSize)).toBe(true);
+    expect(got[1].stats.drafted).toBeGreaterThan(0);
   });
 });
