@@ -18,7 +18,7 @@ import type { Engine as EngineT, EngineOptions, Generation, RequestOptions } fro
 import { loadReferenceModel } from '../reference/llama.ts';
 import { attentions, makeDeployment, policies, verifiers } from '../support/deployments.ts';
 import { bitwiseMismatch } from '../support/runtime-cases.ts';
-import { buildRuntime } from './build-runtime.ts';
+import { buildRuntime, runProgram, type RuntimeBuild } from './build-runtime.ts';
 
 const model = resolveRandomConfig('tiny', {
   name: 'emu-engine-2l2x1x16v96',
@@ -53,6 +53,7 @@ const MAX_TOKENS = 10;
 const root = mkdtempSync(join(tmpdir(), 'md-cuda-emu-'));
 const modelDir = join(root, 'model');
 let Engine: typeof EngineT;
+let rt: RuntimeBuild;
 let library: string;
 /** The same deployment with a 'match' (sampleAndMatch) and a 'sample' (rejection) verifier. */
 let matchLibrary: string;
@@ -76,7 +77,7 @@ async function decode(
 }
 
 beforeAll(async () => {
-  buildRuntime();
+  rt = buildRuntime();
   ({ Engine } = await import('../../runtime/node/index.ts'));
   writeRandomModel({ seed: 5, dtype: 'bf16', out: modelDir, config: model });
   const build = async (verify: VerifierIR) => {
@@ -106,6 +107,14 @@ describe('the engine on an emulated CUDA sm_90 bf16 module', () => {
         for (let v = 0; v < row.length; v++) maxDiff = Math.max(maxDiff, Math.abs(row[v] - g.logits![i][v]));
       });
       expect(maxDiff).toBeLessThan(0.05); // bf16 weights and KV cache
+    }
+  });
+
+  it('through the C API: speculative (gamma 2 and auto) and autoregressive emit the reference tokens', () => {
+    for (const [mode, gamma] of [['spec', '2'], ['spec', 'auto'], ['ar', '1']]) {
+      const r = runProgram(rt.capi, ['generate', modelDir, library, mode, gamma, String(MAX_TOKENS), ...PROMPTS[2].map(String)]);
+      expect(r.status, `${mode} ${gamma}`).toBe(0);
+      expect(r.stdout.split('\n')[0], `${mode} ${gamma}`).toBe(reference[2].tokens.join(' '));
     }
   });
 
