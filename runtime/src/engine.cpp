@@ -181,10 +181,11 @@ void Engine::drain_incoming() {
     in.swap(incoming_);
   }
   for (auto& r : in) {
-    // Sampling reads every LM row's logits: the buffer keep_logits would have, made on first need; with a
+    // Sampling (and a request keeping its logits) reads LM rows' logits: the buffer keep_logits would have,
+    // made on first need; with a
     // 'sample' verifier, md_verify_sample also reads each round's draft rows.
     const size_t V = size_t(weights_->config().vocab_size);
-    if (!r->opts.sampling.greedy() && logits_.empty()) logits_.assign(size_t(max_rows_) * V, 0.f);
+    if ((!r->opts.sampling.greedy() || r->opts.keep_logits) && logits_.empty()) logits_.assign(size_t(max_rows_) * V, 0.f);
     if (!r->opts.sampling.greedy() && draft_logits_.empty() && opts_.mode == Mode::Spec && module_->manifest().verify_mode == "sample")
       draft_logits_.assign(size_t(opts_.max_batch) * size_t(module_->manifest().gamma) * V, 0.f);
     queue_.push_back(r.get());
@@ -369,7 +370,7 @@ std::vector<StepEvent> Engine::step() {
     StepEvent ev;
     ev.id = r->id;
     ev.tokens.assign(r->output.begin() + ptrdiff_t(r->delivered), r->output.end());
-    if (opts_.keep_logits) {
+    if (keeps_logits(*r)) {
       size_t V = size_t(weights_->config().vocab_size);
       ev.logits.assign(r->logits.begin() + ptrdiff_t(r->delivered * V), r->logits.end());
     }
@@ -396,7 +397,7 @@ bool Engine::emit(Request& r, int32_t token, const float* logits) {
   r.output.push_back(token);
   ++r.stats.generated;
   ++stats_.generated;
-  if (opts_.keep_logits) r.logits.insert(r.logits.end(), logits, logits + weights_->config().vocab_size);
+  if (keeps_logits(r)) r.logits.insert(r.logits.end(), logits, logits + weights_->config().vocab_size);
   bool stop = std::find(r.opts.stop_tokens.begin(), r.opts.stop_tokens.end(), token) != r.opts.stop_tokens.end();
   if (!r.opts.ignore_eos)
     for (int eos : weights_->config().eos_token_ids) stop = stop || (eos >= 0 && eos == token);
@@ -663,10 +664,14 @@ void Engine::forward(const Rows& rows, StepKind kind, const std::vector<int>& lm
     return 0;
   });
   timed(kind, K::NormRope, "rmsnorm", [&] { return module_->rmsnorm(lm_in_.data(), weights_->final_norm(), h_.data(), L, nullptr); });
-  // The draft's logits are never emitted: its tokens only. Sampled rows need them whichever the pass.
-  bool sampling = false;
-  for (const Request* r : lm_reqs) sampling = sampling || !r->opts.sampling.greedy();
-  float* logits = (opts_.keep_logits && !draft) || sampling ? logits_.data() : nullptr;
+  // The draft's logits are never emitted: its tokens only. Sampled rows need them whichever the pass; a
+  // target pass writes them when any of its rows' requests keeps its logits.
+  bool sampling = false, keep = false;
+  for (const Request* r : lm_reqs) {
+    sampling = sampling || !r->opts.sampling.greedy();
+    keep = keep || keeps_logits(*r);
+  }
+  float* logits = (keep && !draft) || sampling ? logits_.data() : nullptr;
   timed(kind, K::Gemm, "lm_head_argmax", [&] { return bk->lm_head_argmax(h_.data(), weights_->lm_head(), logits, argmax_.data(), L, nullptr); });
   if (sampling) sample(kind, rows, lm_rows, lm_reqs);
 }
@@ -693,7 +698,7 @@ void Engine::sample(StepKind kind, const Rows& rows, const std::vector<int>& lm_
 }
 
 const float* Engine::lm_logits(size_t i) const {
-  return opts_.keep_logits ? logits_.data() + i * size_t(weights_->config().vocab_size) : nullptr;
+  return logits_.empty() ? nullptr : logits_.data() + i * size_t(weights_->config().vocab_size);
 }
 
 std::string Engine::info_json() const {

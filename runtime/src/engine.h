@@ -59,6 +59,9 @@ struct RequestOptions {
   /** The seed of the request's noise (Philox key); without one the engine draws one (Request::seed). */
   bool has_seed = false;
   uint64_t seed = 0;
+  /** Keep this request's logits (vocab floats per emitted token), as EngineOptions::keep_logits does for
+   *  all; requests without it pay nothing for it (no LM-head logits writes, no copies). */
+  bool keep_logits = false;
 };
 
 enum class RequestState { Queued, Prefill, Decode, Done, Failed };
@@ -107,7 +110,7 @@ struct EngineStats {
 struct StepEvent {
   int64_t id = 0;
   std::vector<int32_t> tokens;  // newly emitted
-  std::vector<float> logits;    // their logits (keep_logits only), tokens.size() * vocab
+  std::vector<float> logits;    // their logits (keep_logits, the engine's or the request's), tokens.size() * vocab
   bool finished = false;
   FinishReason reason = FinishReason::None;
   std::string error;
@@ -225,9 +228,11 @@ class Engine {
   void timed(StepKind kind, KernelClass cls, const char* kernel, F&& call);
   /** Replaces argmax_[i] by md_sample's token for the LM rows (logits in logits_) when any of them samples. */
   void sample(StepKind kind, const Rows& rows, const std::vector<int>& lm_rows, const std::vector<Request*>& lm_reqs);
-  /** Logits of forward's i-th LM row (keep_logits only; null otherwise, emit ignores it then). */
+  /** Logits of forward's i-th LM row (null without a logits buffer; emit reads it only for a request that keeps them). */
   const float* lm_logits(size_t i) const;
   void check(int status, const char* kernel) const;
+  /** Whether r's logits are kept: the engine's keep_logits or the request's. */
+  bool keeps_logits(const Request& r) const { return opts_.keep_logits || r.opts.keep_logits; }
   /** Appends a token (and its logits row) to r, finishing it at a stop token or max_tokens; false once done. */
   bool emit(Request& r, int32_t token, const float* logits);
   void finish(Request& r, FinishReason reason);
@@ -261,7 +266,7 @@ class Engine {
 
   // Activation buffers sized for max_rows_.
   std::vector<float> x_, h_, q_, k_, v_, attn_, o_, gate_, up_, act_, down_, lm_in_, attn_ws_;
-  std::vector<float> logits_;  // [max_rows_, vocab] with keep_logits or once a request samples; empty otherwise
+  std::vector<float> logits_;  // [max_rows_, vocab] with keep_logits or once a request samples or keeps logits; empty otherwise
   std::vector<float> draft_logits_;  // [max_batch, gamma, vocab]: a round's draft rows ('sample' verifier, once a request samples)
   std::vector<int32_t> tokens_, row_seq_, row_pos_, seq_len_, argmax_;
   // md_sample's per-row arguments, for the LM rows of a forward call.
