@@ -88,6 +88,7 @@ export async function startServer(opts: ServeOptions, io: Io): Promise<RunningSe
     overshoot: opts.mode === 'spec' ? info.module.gamma : 0,
     pageSize: info.module.pageSize,
     kvPages: info.options.kvPages,
+    maxBatch: info.options.maxBatch,
     chat,
   };
   let generations: Generations | undefined;
