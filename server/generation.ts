@@ -132,7 +132,7 @@ export class Generations {
     const sampling = engineSampling(req.sampling, this.sampling);
     if (signal.aborted) throw new ClientGone();
     // Several sampled choices share one seed the server draws when the request has none (see the header).
-    const seed = sampling.seed ?? (req.n > 1 && samples(req.sampling) ? randomInt(0, 2 ** 48) : undefined);
+    const seed = sampling.seed ?? (req.n > 1 && samples(req.sampling) ? randomInt(0, 2 ** 48 - 1) : undefined);
     const ac = new AbortController();
     const streams: TokenStream[] = [];
     try {
@@ -250,7 +250,7 @@ export class Generations {
         reason = 'error';
       }
     }
-    if (failure !== undefined) reason = 'error';
+    if (failure !== undefined && !(failure instanceof CancelledError)) reason = 'error'; // a failure here, not a cancellation
     else if (stopper.stopped) reason = 'stop';
     this.metrics.finished(reason, req.prompt.length, tokens.length, stats, (performance.now() - started) / 1000);
     if (reason === 'cancelled' || reason === 'error') return { reason, stats, seed, failure };
