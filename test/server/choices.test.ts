@@ -100,6 +100,21 @@ describe('logprobs', () => {
     expect(whole).toBeGreaterThan(TOKENS / 2);
   });
 
+  it("completions: a sampled token outside the top N is added to its top_logprobs (OpenAI's legacy shape)", async () => {
+    const got = await arClient.completions.create({ ...body, logprobs: 1, temperature: 1.5, seed: 3, max_tokens: 40 } as Plain);
+    const lp = got.choices[0].logprobs!;
+    let outside = 0;
+    lp.top_logprobs!.forEach((top, i) => {
+      const keys = Object.keys(top);
+      expect(top[lp.tokens![i]]).toBe(lp.token_logprobs![i]);
+      if (keys.length === 2) {
+        outside++;
+        expect(Math.max(...Object.values(top))).toBeGreaterThan(lp.token_logprobs![i]); // the top one beats it
+      } else expect(keys).toEqual([lp.tokens![i]]);
+    });
+    expect(outside).toBeGreaterThan(0);
+  });
+
   it('are identical on the speculative and the autoregressive server, streaming and not', async () => {
     const [s, a] = await Promise.all([client.completions.create(body as Plain), arClient.completions.create(body as Plain)]);
     expect((s.choices[0] as Ids).token_ids).toEqual((a.choices[0] as Ids).token_ids);
