@@ -7,7 +7,7 @@ import type { ServerResponse } from 'node:http';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { ApiError, badRequest, modelNotFound, sendError, shuttingDown, toApiError } from './errors.ts';
 import type { Body } from './fields.ts';
-import { type Choice, ClientGone, type Delta, type Generations, type Outcome } from './generation.ts';
+import { type Choice, ClientGone, type Generations, type Listener, type Outcome } from './generation.ts';
 import { chatLogprobs, completionLogprobs, type TokenLogprob } from './logprobs.ts';
 import type { ServerMetrics } from './metrics.ts';
 import { type GenerationRequest, type ModelContext, parseChat, parseCompletion } from './requests.ts';
@@ -161,7 +161,7 @@ function stream(
   req: GenerationRequest,
   model: ModelContext,
   head: Record<string, unknown>,
-  run: (listener: { delta(d: Delta): void; finished(c: Choice): void }) => Promise<Outcome>,
+  run: (listener: Listener) => Promise<Outcome>,
 ): void {
   res.writeHead(200, { 'Content-Type': 'text/event-stream; charset=utf-8', 'Cache-Control': 'no-cache', Connection: 'keep-alive', 'X-Accel-Buffering': 'no' });
   const send = (data: unknown) => {

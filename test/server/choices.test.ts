@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { RunningServer } from '../../server/index.ts';
+import { DEFAULT_PREFILL_ROWS, type RunningServer } from '../../server/index.ts';
 import { tokenText } from '../../server/logprobs.ts';
 import { buildRuntime } from '../runtime/build-runtime.ts';
 import { metric, metrics, serve, settled, writeModel } from './support.ts';
@@ -210,5 +210,14 @@ describe('n choices', () => {
     }
     const after = await settled(spec);
     expect(metric(after, 'magicdec_requests_finished_total', 'reason="cancelled"') - before).toBe(4);
+  });
+});
+
+describe('the schedule', () => {
+  it('defaults step_tokens to a full decode round plus DEFAULT_PREFILL_ROWS prompt rows', () => {
+    // max batch 8; gamma 3 when speculative.
+    expect(spec.engine.info().options).toMatchObject({ stepTokens: 8 * 4 + DEFAULT_PREFILL_ROWS });
+    expect(ar.engine.info().options).toMatchObject({ stepTokens: 8 + DEFAULT_PREFILL_ROWS });
+    expect(DEFAULT_PREFILL_ROWS).toBe(128); // the value README and the serve help state
   });
 });
