@@ -41,10 +41,12 @@ export function tokenLogprob(row: Float32Array, token: number, n: number): Token
   return { token, logprob: row[token] - lse, top };
 }
 
+const utf8 = new TextDecoder('utf-8', { fatal: false });
+
 /** How a token is shown: its text, or OpenAI's `bytes:\xNN...` when it is only part of a UTF-8 character. */
 export function tokenText(tok: LoadedTokenizer, id: number): { text: string; bytes: number[] } {
   const bytes = [...tok.tokenBytes(id)];
-  const text = new TextDecoder('utf-8', { fatal: false }).decode(Uint8Array.from(bytes));
+  const text = utf8.decode(Uint8Array.from(bytes));
   if (!text.includes('\uFFFD')) return { text, bytes };
   return { text: `bytes:${bytes.map((b) => `\\x${b.toString(16).padStart(2, '0')}`).join('')}`, bytes };
 }

@@ -210,6 +210,12 @@ describe('engine: speculative == autoregressive, bitwise', () => {
     });
   });
 
+  it("the C API: md_request_options.keep_logits keeps one request's logits on an engine without keep_logits", () => {
+    const r = runProgram(rt.capi, ['logits', bf16Model, library, '12', ...prompts[2].map(String)]);
+    expect(r.stdout.trim(), r.stdout).toBe('ok');
+    expect(r.status).toBe(0);
+  });
+
   it('the C API generates the same tokens, autoregressive and speculative (gamma 2 and auto)', () => {
     for (const [mode, gamma] of [['ar', '2'], ['spec', '2'], ['spec', 'auto']]) {
       const r = runProgram(rt.capi, ['generate', bf16Model, library, mode, gamma, String(MAX_TOKENS), ...prompts[2].map(String)]);
