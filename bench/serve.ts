@@ -34,6 +34,8 @@ export interface ServeBenchOptions {
   readonly requests: number;
   readonly modes: readonly ServeMode[];
   readonly maxBatch: number;
+  /** The server's --step-tokens; default: the server's. */
+  readonly stepTokens?: number;
   readonly seed: number;
   readonly out: string;
   readonly cache?: string;
@@ -199,6 +201,7 @@ export async function runServeBench(o: ServeBenchOptions, io: Io): Promise<Serve
         '--model', dir, ...(o.spec ? ['--spec', resolve(o.spec)] : []), '--host', '127.0.0.1', '--port', '0', '--mode', mode,
         '--max-batch', String(o.maxBatch), '--kv-pages', String(o.maxBatch * perSeq), '--max-queue', String(Math.max(256, o.requests)),
         '--max-body-bytes', String(64 << 20), '--shutdown-grace', '5', ...(o.cache ? ['--cache', resolve(o.cache)] : []),
+        ...(o.stepTokens === undefined ? [] : ['--step-tokens', String(o.stepTokens)]),
       ]);
       moduleName = server.module;
       try {

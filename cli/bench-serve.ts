@@ -1,5 +1,5 @@
 // `magicdec bench-serve [--model M] [--context LIST] [--max-tokens N] [--clients LIST] [--rate LIST]
-// [--requests N] [--modes LIST] [--max-batch N] [--seed N] [--spec FILE] [--out DIR] [--cache DIR]`:
+// [--requests N] [--modes LIST] [--max-batch N] [--step-tokens N] [--seed N] [--spec FILE] [--out DIR] [--cache DIR]`:
 // parses and checks the flags, then runs the load generator against in-process servers (bench/serve.ts).
 // Values are checked here rather than by commander so that a bad one is one line.
 import type { Command } from 'commander';
@@ -20,6 +20,7 @@ export interface BenchServeFlags {
   requests?: string;
   modes?: string;
   maxBatch?: string;
+  stepTokens?: string;
   seed?: string;
   spec?: string;
   out?: string;
@@ -56,6 +57,7 @@ export function benchServeOptions(f: BenchServeFlags): ServeBenchOptions {
     maxBatch: f.maxBatch === undefined ? d.maxBatch : whole('--max-batch', f.maxBatch, 1, 4096),
     seed: f.seed === undefined ? d.seed : whole('--seed', f.seed, 0, 2 ** 32 - 1),
     out: f.out ?? d.out,
+    ...(f.stepTokens !== undefined ? { stepTokens: whole('--step-tokens', f.stepTokens, 1, 2 ** 31 - 1) } : {}),
     ...(f.spec !== undefined ? { spec: f.spec } : {}),
     ...(f.cache !== undefined ? { cache: f.cache } : {}),
   };
@@ -75,6 +77,7 @@ export function addBenchServeCommand(cli: Command, io: Io): Command {
     .option('--requests <n>', `requests per load level (default: ${d.requests})`)
     .option('--modes <list>', 'server modes to measure: ar, spec or both (default: ar,spec)')
     .option('--max-batch <n>', `the server's --max-batch (default: ${d.maxBatch})`)
+    .option('--step-tokens <n>', "the server's --step-tokens (default: the server's: a full decode round plus 128 prefill rows)")
     .option('--seed <n>', `seed of the prompts and arrival times (default: ${d.seed})`)
     .option('--spec <file>', "the server's --spec (default: the built-in deployment)")
     .option('--out <dir>', 'where serve-<date>.json and serve-<date>.svg go (default: bench/results in the checkout)')

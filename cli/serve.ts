@@ -4,7 +4,7 @@
 // until SIGTERM or SIGINT, then drains (server/index.ts) and exits 0.
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import type { Io } from '../lib/io.ts';
-import { startServer, type RunningServer } from '../server/index.ts';
+import { DEFAULT_PREFILL_ROWS, startServer, type RunningServer } from '../server/index.ts';
 import { parseGamma, type Gamma } from './overrides.ts';
 import { RUN_MODES } from './run.ts';
 
@@ -88,7 +88,11 @@ export function addServeCommand(cli: Command, io: Io): Command {
     .option('--kv-pages <n>', 'KV-cache pages in the pool (default: enough for max-batch sequences of maxSeq)', whole('kv-pages', 1, 2 ** 31 - 1))
     .addOption(new Option('--mode <mode>', 'ar (autoregressive) or spec (self-speculative)').choices(RUN_MODES).default('spec'))
     .option('--gamma <n|auto>', "tokens drafted per round, at most the spec's gamma, or auto (default: the spec's)", parseGamma)
-    .option('--step-tokens <n>', "target rows per engine step: the decode round first, prefill in the rest (default: the largest bucket's row limit)", whole('step-tokens', 1, 2 ** 31 - 1))
+    .option(
+      '--step-tokens <n>',
+      `target rows per engine step: the decode round first, prefill in the rest, so a decoding request waits behind at most that many prompt rows per round (default: a full decode round, max-batch x (gamma + 1) or max-batch in ar, plus ${DEFAULT_PREFILL_ROWS})`,
+      whole('step-tokens', 1, 2 ** 31 - 1),
+    )
     .option('--max-queue <n>', 'requests held beyond max-batch, waiting for admission; more are answered 429', whole('max-queue', 0, 1 << 20), 256)
     .option('--max-body-bytes <n>', 'largest request body; larger ones are answered 413', whole('max-body-bytes', 1, 1 << 30), 1 << 20)
     .option('--shutdown-grace <s>', 'on SIGTERM, seconds to let requests in flight finish before cancelling them', whole('shutdown-grace', 0, 3600), 30)

@@ -4,6 +4,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
+import { bytesToUnicode } from './tokenizer-build.ts';
 
 export interface LoadedTokenizer {
   /** Token ids of `text`, without special tokens (prepend `bos` yourself where the model wants it). */
@@ -14,6 +15,11 @@ export interface LoadedTokenizer {
    * `unknownAsId` is written as `<id N>` between the decoded runs of known ids.
    */
   decode(ids: readonly number[], opts?: { keepSpecial?: boolean; unknownAsId?: boolean }): string;
+  /**
+   * The bytes of one token as the decoder writes them (special tokens included): for a ByteLevel decoder the
+   * token's own bytes, which may be part of a UTF-8 character; otherwise the UTF-8 of its decoded text.
+   */
+  tokenBytes(id: number): Uint8Array;
   readonly vocabSize: number;
   readonly bos?: number;
   readonly eos?: number;
@@ -71,8 +77,21 @@ export async function loadTokenizer(dir: string): Promise<LoadedTokenizer> {
     return byName ?? idField(modelCfg[`${field}_token_id`]);
   };
 
+  // A ByteLevel decoder (alone or in a Sequence) maps each character of a token back to one byte.
+  const decoder = json.decoder as { type?: string; decoders?: { type?: string }[] } | null | undefined;
+  const byteLevel = decoder?.type === 'ByteLevel' || (decoder?.decoders ?? []).some((d) => d?.type === 'ByteLevel');
+  const byteOf = new Map(bytesToUnicode().map((c, b) => [c, b]));
+  const utf8 = new TextEncoder();
+
   return {
     vocabSize,
+    tokenBytes: (id) => {
+      const piece = tok.id_to_token(id);
+      if (piece === undefined) return utf8.encode(`<id ${id}>`);
+      const chars = [...piece];
+      if (byteLevel && chars.every((c) => byteOf.has(c))) return Uint8Array.from(chars, (c) => byteOf.get(c)!);
+      return utf8.encode(tok.decode([id], { skip_special_tokens: false }));
+    },
     bos: special('bos'),
     eos: special('eos'),
     encode: (text) => {

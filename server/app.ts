@@ -7,7 +7,8 @@ import type { ServerResponse } from 'node:http';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { ApiError, badRequest, modelNotFound, sendError, shuttingDown, toApiError } from './errors.ts';
 import type { Body } from './fields.ts';
-import { ClientGone, type Delta, type Generations, type Outcome } from './generation.ts';
+import { type Choice, ClientGone, type Generations, type Listener, type Outcome } from './generation.ts';
+import { chatLogprobs, completionLogprobs, type TokenLogprob } from './logprobs.ts';
 import type { ServerMetrics } from './metrics.ts';
 import { type GenerationRequest, type ModelContext, parseChat, parseCompletion } from './requests.ts';
 
@@ -49,14 +50,35 @@ function asObject(body: unknown): Body {
   return body as Body;
 }
 
+/** What a choice or a delta carries. */
+interface Part {
+  readonly index: number;
+  readonly text: string;
+  readonly tokens: readonly number[];
+  readonly logprobs?: readonly TokenLogprob[];
+  readonly offsets?: readonly number[];
+}
+
+/** The logprobs of a part in its endpoint's shape; null without any (not asked, or no tokens in it). */
+function logprobsOf(req: GenerationRequest, model: ModelContext, p: Part): unknown {
+  if (!p.logprobs || p.logprobs.length === 0) return null;
+  return req.kind === 'completion' ? completionLogprobs(model.tokenizer, p.logprobs, p.offsets ?? []) : chatLogprobs(model.tokenizer, p.logprobs);
+}
+
 /** The choice (or chunk choice) of each endpoint. */
-function choice(req: GenerationRequest, text: string, tokens: readonly number[], finish: string | null, streaming: boolean): Record<string, unknown> {
-  const ids = req.returnTokenIds ? { token_ids: tokens } : {};
-  if (req.kind === 'completion') return { index: 0, text, logprobs: null, finish_reason: finish, ...ids };
-  const message = { role: 'assistant', content: text };
+function choice(req: GenerationRequest, model: ModelContext, p: Part, finish: string | null, streaming: boolean): Record<string, unknown> {
+  const ids = req.returnTokenIds ? { token_ids: p.tokens } : {};
+  const logprobs = logprobsOf(req, model, p);
+  if (req.kind === 'completion') return { index: p.index, text: p.text, logprobs, finish_reason: finish, ...ids };
+  const message = { role: 'assistant', content: p.text };
   return streaming
-    ? { index: 0, delta: finish === null ? { content: text } : {}, logprobs: null, finish_reason: finish, ...ids }
-    : { index: 0, message, logprobs: null, finish_reason: finish, ...ids };
+    ? { index: p.index, delta: finish === null ? { content: p.text } : {}, logprobs, finish_reason: finish, ...ids }
+    : { index: p.index, message, logprobs, finish_reason: finish, ...ids };
+}
+
+/** A choice's last chunk: its finish reason, no text. */
+function finishing(req: GenerationRequest, model: ModelContext, c: Choice): Record<string, unknown> {
+  return choice(req, model, { index: c.index, text: '', tokens: [] }, c.finishReason, true);
 }
 
 function envelope(req: GenerationRequest, id: string, created: number, model: string, streaming: boolean): Record<string, unknown> {
@@ -123,29 +145,43 @@ async function respond(ctx: AppContext, request: FastifyRequest, reply: FastifyR
       if (e instanceof ClientGone) return reply.hijack(); // nobody to answer
       throw e;
     }
-    return { ...head, choices: [choice(req, out.text, out.tokens, out.finishReason, false)], usage: out.usage };
+    return { ...head, choices: out.choices.map((c) => choice(req, ctx.model, c, c.finishReason, false)), usage: out.usage };
   }
   reply.hijack();
-  stream(res, req, head, running.run);
+  stream(res, req, ctx.model, head, running.run);
   return reply;
 }
 
-/** Writes a request's output as server-sent events in OpenAI's chunk format, ending with `data: [DONE]`. */
+/**
+ * Writes a request's output as server-sent events in OpenAI's chunk format, ending with `data: [DONE]`:
+ * each chunk holds one choice (its `index`); a choice's finishing chunk follows its last text.
+ */
 function stream(
   res: ServerResponse,
   req: GenerationRequest,
+  model: ModelContext,
   head: Record<string, unknown>,
-  run: (onDelta: (d: Delta) => void) => Promise<Outcome>,
+  run: (listener: Listener) => Promise<Outcome>,
 ): void {
   res.writeHead(200, { 'Content-Type': 'text/event-stream; charset=utf-8', 'Cache-Control': 'no-cache', Connection: 'keep-alive', 'X-Accel-Buffering': 'no' });
   const send = (data: unknown) => {
     if (!res.destroyed) res.write(`data: ${JSON.stringify(data)}\n\n`);
   };
-  if (req.kind === 'chat') send({ ...head, choices: [{ index: 0, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }] });
-  run((d) => send({ ...head, choices: [choice(req, d.text, d.tokens, null, true)] }))
+  if (req.kind === 'chat') {
+    for (let index = 0; index < req.n; index++) send({ ...head, choices: [{ index, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }] });
+  }
+  let ended = 0;
+  let last: Choice | undefined; // the choice that ends last: its finishing chunk waits for the usage
+  run({
+    delta: (d) => send({ ...head, choices: [choice(req, model, d, null, true)] }),
+    finished: (c) => {
+      if (++ended < req.n) send({ ...head, choices: [finishing(req, model, c)] });
+      else last = c;
+    },
+  })
     .then((out) => {
-      // The finishing chunk carries the usage, unless the client asked for OpenAI's separate usage chunk.
-      send({ ...head, choices: [choice(req, '', [], out.finishReason, true)], ...(req.includeUsage ? {} : { usage: out.usage }) });
+      // The last finishing chunk carries the usage, unless the client asked for OpenAI's separate usage chunk.
+      send({ ...head, choices: [finishing(req, model, last!)], ...(req.includeUsage ? {} : { usage: out.usage }) });
       if (req.includeUsage) send({ ...head, choices: [], usage: out.usage });
     })
     .catch((e: unknown) => {

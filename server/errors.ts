@@ -32,7 +32,7 @@ export function modelNotFound(model: string, served: string): ApiError {
 }
 
 export function queueFull(limit: number): ApiError {
-  return new ApiError(429, `too many requests in flight: the server holds at most ${limit} (--max-batch + --max-queue); retry later`, 'rate_limit_error', null, 'rate_limit_exceeded');
+  return new ApiError(429, `too many requests in flight: the server holds at most ${limit} (--max-batch + --max-queue) choices at once; retry later`, 'rate_limit_error', null, 'rate_limit_exceeded');
 }
 
 export function shuttingDown(): ApiError {

@@ -32,7 +32,7 @@ export interface ServeOptions {
   readonly kvPages?: number;
   readonly mode: 'ar' | 'spec';
   readonly gamma?: number | 'auto';
-  /** Target rows per engine step (runtime/src/engine.h); default: the largest bucket's row limit. */
+  /** Target rows per engine step (runtime/src/engine.h); default: defaultStepTokens. */
   readonly stepTokens?: number;
   /** Requests held beyond maxBatch, waiting for admission; more get 429. */
   readonly maxQueue: number;
@@ -56,6 +56,19 @@ export interface RunningServer {
   shutdown(graceMs: number): Promise<{ inFlight: number; cancelled: number }>;
 }
 
+/**
+ * Prompt rows a step prefills beside a full decode round, by default. A decode round waits for the step's
+ * prefill chunk, so the chunk bounds the stall a long prompt adds to every decoding request's inter-token
+ * time: 128 rows cost about as much as a few decode rounds, while a chunk of that size still runs the
+ * prefill GEMMs near their full-chunk throughput (a 4K prompt takes 32 steps).
+ */
+export const DEFAULT_PREFILL_ROWS = 128;
+
+/** The server's default step_tokens: a full decode round (maxBatch * (gamma + 1) rows, maxBatch in AR) plus DEFAULT_PREFILL_ROWS. */
+export function defaultStepTokens(maxBatch: number, mode: 'ar' | 'spec', gamma: number): number {
+  return maxBatch * (mode === 'spec' ? gamma + 1 : 1) + DEFAULT_PREFILL_ROWS;
+}
+
 export async function startServer(opts: ServeOptions, io: Io): Promise<RunningServer> {
   const model = readModelDir(opts.modelDir);
   if (!existsSync(join(opts.modelDir, 'tokenizer.json'))) throw new UserError(`${opts.modelDir}: no tokenizer.json; the server needs one to read prompts and write text`);
@@ -77,7 +90,7 @@ export async function startServer(opts: ServeOptions, io: Io): Promise<RunningSe
     ...(opts.maxBatch === undefined ? {} : { maxBatch: opts.maxBatch }),
     ...(opts.kvPages === undefined ? {} : { kvPages: opts.kvPages }),
     ...(opts.gamma === undefined ? {} : { gamma: opts.gamma }),
-    ...(opts.stepTokens === undefined ? {} : { stepTokens: opts.stepTokens }),
+    stepTokens: opts.stepTokens ?? defaultStepTokens(opts.maxBatch ?? largest, opts.mode, dep.gamma),
   });
   const info = engine.info() as { options: { maxBatch: number; kvPages: number }; module: { maxSeq: number; pageSize: number; gamma: number } };
   const ctx: ModelContext = {
@@ -88,6 +101,7 @@ export async function startServer(opts: ServeOptions, io: Io): Promise<RunningSe
     overshoot: opts.mode === 'spec' ? info.module.gamma : 0,
     pageSize: info.module.pageSize,
     kvPages: info.options.kvPages,
+    maxBatch: info.options.maxBatch,
     chat,
   };
   let generations: Generations | undefined;

@@ -5,6 +5,7 @@ import type { LoadedTokenizer } from '../model/tokenizer.ts';
 import { type ChatTemplate, readMessages } from './chat.ts';
 import { ApiError, badRequest, modelNotFound } from './errors.ts';
 import { type Body, onlyNeutral, optionalBoolean, optionalInteger, optionalObject, requiredString, stopStrings, wrongType } from './fields.ts';
+import { MAX_TOP_LOGPROBS } from './logprobs.ts';
 import { readSampling, type SamplingParams } from './sampling.ts';
 
 /** What the server knows of the model it serves, for checking requests. */
@@ -19,6 +20,8 @@ export interface ModelContext {
   readonly overshoot: number;
   readonly pageSize: number;
   readonly kvPages: number;
+  /** Sequences the engine decodes at once: the most choices (`n`) a request may ask for. */
+  readonly maxBatch: number;
   readonly chat: ChatTemplate;
 }
 
@@ -35,6 +38,10 @@ export interface GenerationRequest {
   readonly ignoreEos: boolean;
   /** Extension (as vLLM's): each choice (and each streamed delta) also carries its token ids. */
   readonly returnTokenIds: boolean;
+  /** Choices: each its own engine request (server/generation.ts). */
+  readonly n: number;
+  /** With logprobs: how many top tokens each token's entry lists (0..MAX_TOP_LOGPROBS); undefined: no logprobs. */
+  readonly logprobs?: number;
 }
 
 /** OpenAI's default max_tokens for completions. */
@@ -77,7 +84,6 @@ function completionPrompt(body: Body, ctx: ModelContext): number[] {
 
 /** Refuses what this server does not implement, where the request asks for more than the neutral value. */
 function refuseUnsupported(body: Body, kind: GenerationRequest['kind']): void {
-  onlyNeutral(body, 'n', [1], 'must be 1: this server returns one choice per request');
   onlyNeutral(body, 'presence_penalty', [0], 'is not supported (only 0)');
   onlyNeutral(body, 'frequency_penalty', [0], 'is not supported (only 0)');
   if (body.logit_bias !== undefined && body.logit_bias !== null) {
@@ -87,19 +93,39 @@ function refuseUnsupported(body: Body, kind: GenerationRequest['kind']): void {
   if (kind === 'completion') {
     onlyNeutral(body, 'best_of', [1], 'must be 1');
     onlyNeutral(body, 'echo', [false], 'is not supported (only false)');
-    onlyNeutral(body, 'logprobs', [0], 'is not supported');
     onlyNeutral(body, 'suffix', [''], 'is not supported');
   } else {
-    onlyNeutral(body, 'logprobs', [false], 'is not supported (only false)');
-    onlyNeutral(body, 'top_logprobs', [0], 'is not supported');
     if (Array.isArray(body.tools) && body.tools.length > 0) onlyNeutral(body, 'tools', [], 'are not supported');
     const rf = body.response_format as { type?: unknown } | null | undefined;
     if (rf !== undefined && rf !== null && !(typeof rf === 'object' && rf.type === 'text')) onlyNeutral(body, 'response_format', [], "is not supported (only {type: 'text'})");
   }
 }
 
-/** The prompt plus max_tokens (plus the speculative overshoot) must fit the module's maxSeq and the pool. */
-function checkFits(ctx: ModelContext, promptTokens: number, maxTokens: number, param: string): void {
+/** `n`: 1 up to the sequences the engine decodes at once, so that a request's choices run together. */
+function choices(body: Body, ctx: ModelContext): number {
+  const n = optionalInteger(body, 'n') ?? 1;
+  if (n < 1 || n > ctx.maxBatch) throw badRequest(`'n' must be between 1 and ${ctx.maxBatch} (the server's --max-batch), got ${n}`, 'n', 'invalid_value');
+  return n;
+}
+
+/** Completions' `logprobs`: the number of top tokens, 0..MAX_TOP_LOGPROBS; absent or null: none. */
+function completionLogprobs(body: Body): number | undefined {
+  return optionalInteger(body, 'logprobs', { min: 0, max: MAX_TOP_LOGPROBS });
+}
+
+/** Chat's `logprobs: true` with `top_logprobs` 0..MAX_TOP_LOGPROBS (which needs logprobs true, as OpenAI's does). */
+function chatLogprobs(body: Body): number | undefined {
+  const on = optionalBoolean(body, 'logprobs') ?? false;
+  const top = optionalInteger(body, 'top_logprobs', { min: 0, max: MAX_TOP_LOGPROBS });
+  if (top !== undefined && !on) throw badRequest("'top_logprobs' needs 'logprobs': true", 'top_logprobs', 'invalid_value');
+  return on ? (top ?? 0) : undefined;
+}
+
+/**
+ * The prompt plus max_tokens (plus the speculative overshoot) must fit the module's maxSeq, and the KV
+ * pages of all `n` choices the pool (each choice reserves its own).
+ */
+function checkFits(ctx: ModelContext, promptTokens: number, maxTokens: number, n: number, param: string): void {
   const need = promptTokens + maxTokens + ctx.overshoot;
   const spec = ctx.overshoot ? ` + ${ctx.overshoot} positions speculative decoding reserves (gamma)` : '';
   if (need > ctx.maxSeq) {
@@ -110,17 +136,18 @@ function checkFits(ctx: ModelContext, promptTokens: number, maxTokens: number, p
       'context_length_exceeded',
     );
   }
-  const pages = Math.ceil(need / ctx.pageSize);
+  const pages = n * Math.ceil(need / ctx.pageSize);
   if (pages > ctx.kvPages) {
+    const each = n > 1 ? ` (${n} choices of ${need} positions)` : ` (${need} positions)`;
     throw badRequest(
-      `this request needs ${pages} KV pages of ${ctx.pageSize} positions (${need} positions), more than the server's ${ctx.kvPages} (--kv-pages)`,
+      `this request needs ${pages} KV pages of ${ctx.pageSize} positions${each}, more than the server's ${ctx.kvPages} (--kv-pages)`,
       param,
       'context_length_exceeded',
     );
   }
 }
 
-function common(body: Body, kind: GenerationRequest['kind'], prompt: number[], maxTokens: number, promptParam: string): GenerationRequest {
+function common(body: Body, kind: GenerationRequest['kind'], prompt: number[], maxTokens: number, n: number, logprobs: number | undefined): GenerationRequest {
   const streamOptions = optionalObject(body, 'stream_options');
   const stream = optionalBoolean(body, 'stream') ?? false;
   if (streamOptions && !stream) throw badRequest("'stream_options' is only allowed with stream: true", 'stream_options', 'invalid_value');
@@ -135,6 +162,8 @@ function common(body: Body, kind: GenerationRequest['kind'], prompt: number[], m
     sampling: readSampling(body),
     ignoreEos: optionalBoolean(body, 'ignore_eos') ?? false,
     returnTokenIds: optionalBoolean(body, 'return_token_ids') ?? false,
+    n,
+    ...(logprobs === undefined ? {} : { logprobs }),
   };
 }
 
@@ -148,8 +177,9 @@ export function parseCompletion(body: Body, ctx: ModelContext): GenerationReques
   refuseUnsupported(body, 'completion');
   const prompt = nonEmpty(completionPrompt(body, ctx), 'prompt');
   const maxTokens = optionalInteger(body, 'max_tokens', { min: 1 }) ?? DEFAULT_COMPLETION_TOKENS;
-  const req = common(body, 'completion', prompt, maxTokens, 'prompt');
-  checkFits(ctx, prompt.length, maxTokens, 'prompt');
+  const n = choices(body, ctx);
+  const req = common(body, 'completion', prompt, maxTokens, n, completionLogprobs(body));
+  checkFits(ctx, prompt.length, maxTokens, n, 'prompt');
   return req;
 }
 
@@ -160,11 +190,12 @@ export function parseChat(body: Body, ctx: ModelContext): GenerationRequest {
   const { text, bosInText } = ctx.chat.render(messages);
   const prompt = nonEmpty(encode(ctx, text, !bosInText), 'messages');
   const asked = optionalInteger(body, 'max_completion_tokens', { min: 1 }) ?? optionalInteger(body, 'max_tokens', { min: 1 });
-  // Without a limit, a chat reply may use the rest of the context the module and the pool allow (and
-  // reserves its KV pages for it).
-  const room = Math.min(ctx.maxSeq, ctx.kvPages * ctx.pageSize) - prompt.length - ctx.overshoot;
+  // Without a limit, a chat reply may use the rest of the context the module and its share of the pool
+  // allow (each of the n choices reserves its KV pages for it).
+  const n = choices(body, ctx);
+  const room = Math.min(ctx.maxSeq, Math.floor(ctx.kvPages / n) * ctx.pageSize) - prompt.length - ctx.overshoot;
   const maxTokens = asked ?? Math.max(1, room);
-  const req = common(body, 'chat', prompt, maxTokens, 'messages');
-  checkFits(ctx, prompt.length, maxTokens, 'messages');
+  const req = common(body, 'chat', prompt, maxTokens, n, chatLogprobs(body));
+  checkFits(ctx, prompt.length, maxTokens, n, 'messages');
   return req;
 }

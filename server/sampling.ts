@@ -19,7 +19,7 @@ export interface SamplingParams {
 }
 
 /** The largest seed the engine takes: seeds are integers in [0, 2^53). */
-const MAX_SEED = 2 ** 53 - 1;
+export const MAX_SEED = 2 ** 53 - 1;
 
 /** The sampling fields of `body`, type- and range-checked (400 naming the field otherwise). */
 export function readSampling(body: Body): SamplingParams {

@@ -59,6 +59,8 @@ typedef struct md_request_options {
   float min_p;                 /* [0, 1]: keep tokens at least min_p times as likely as the top one; 0 (default): all */
   int32_t has_seed;            /* non-zero: `seed` is the request's seed; 0 (default): the engine draws one */
   uint64_t seed;               /* any 64-bit value; read back with md_request_seed */
+  int32_t keep_logits;         /* non-zero: keep this request's logits (md_request_logits) also when the
+                                  engine was created without keep_logits; others pay nothing for it */
 } md_request_options;
 
 enum md_request_state { MD_REQ_QUEUED = 0, MD_REQ_PREFILL = 1, MD_REQ_DECODE = 2, MD_REQ_DONE = 3, MD_REQ_FAILED = 4 };
@@ -150,7 +152,8 @@ MD_API int md_engine_run(md_engine* engine);
 /** Copies up to cap generated tokens of a request into out; returns how many it has, or -1. */
 MD_API int32_t md_request_tokens(md_engine* engine, int64_t id, int32_t* out, int32_t cap);
 
-/** Copies the logits (vocab floats) of generated token `index` into out (cap >= vocab); returns vocab or -1. */
+/** Copies the logits (vocab floats) of generated token `index` into out (cap >= vocab); returns vocab or -1.
+ *  Needs keep_logits: the engine's (md_engine_options) or the request's (md_request_options). */
 MD_API int32_t md_request_logits(md_engine* engine, int64_t id, int32_t index, float* out, int32_t cap);
 
 /** The request's seed (given, or drawn by the engine: then below 2^53) into *out; 0 or -1. */

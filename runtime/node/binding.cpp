@@ -126,6 +126,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
         ro.max_tokens = int_option(o, "maxTokens", ro.max_tokens);
         if (o.Has("stopTokens") && !o.Get("stopTokens").IsUndefined()) ro.stop_tokens = int_array(o.Get("stopTokens"), "stopTokens");
         if (o.Has("ignoreEos")) ro.ignore_eos = o.Get("ignoreEos").ToBoolean().Value();
+        if (o.Has("keepLogits")) ro.keep_logits = o.Get("keepLogits").ToBoolean().Value();
         ro.sampling.temperature = float_option(o, "temperature", ro.sampling.temperature);
         ro.sampling.top_k = int_option(o, "topK", ro.sampling.top_k);
         ro.sampling.top_p = float_option(o, "topP", ro.sampling.top_p);

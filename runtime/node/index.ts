@@ -57,6 +57,12 @@ export interface RequestOptions {
   minP?: number;
   /** The request's seed, an integer in [0, 2^53); without one the engine draws one (Generation.seed). */
   seed?: number;
+  /**
+   * Keep this request's logits (Generation.logits, the stream's logits()) even when the engine was created
+   * without keepLogits: one vocab-long row per token, the target's, before temperature and filtering.
+   * Requests without it pay nothing for it.
+   */
+  keepLogits?: boolean;
 }
 
 /**
@@ -141,7 +147,7 @@ export interface Generation {
   tokens: number[];
   /** The seed its noise was keyed by: the one given, or the one the engine drew. */
   seed: number;
-  /** One vocab-long row per token, when the engine keeps logits. */
+  /** One vocab-long row per token, when the engine or the request keeps logits. */
   logits?: Float32Array[];
   reason: 'stop' | 'length';
   stats: RequestStats;
@@ -302,6 +308,14 @@ class Sink {
   }
 }
 
+/** Engine.stream's tokens as they are produced, with the request's id, outcome and (kept) logits. */
+export interface TokenStream extends AsyncIterableIterator<number> {
+  readonly generation: Promise<Generation>;
+  readonly id: number;
+  /** The logits row of token i once the stream has yielded it (keepLogits: the engine's or the request's), else undefined. */
+  logits(i: number): Float32Array | undefined;
+}
+
 /** The engine as of the end of the latest step, read without waiting for the step in flight. */
 export interface EngineSnapshot {
   readonly stats: EngineStats;
@@ -337,12 +351,13 @@ export class Engine {
    * Tokens as they are produced. `generation` resolves like generate() once the stream ends; `id` is the
    * request's (for cancel()). Leaving a `for await` loop early (break, throw) cancels the request.
    */
-  stream(prompt: readonly number[] | Int32Array, opts: RequestOptions = {}): AsyncIterableIterator<number> & { generation: Promise<Generation>; id: number } {
+  stream(prompt: readonly number[] | Int32Array, opts: RequestOptions = {}): TokenStream {
     const sink = this.submit(prompt, opts);
     let next = 0;
     const it = {
       generation: sink.result,
       id: sink.id,
+      logits: (i: number) => sink.logits[i],
       async next(): Promise<IteratorResult<number>> {
         while (next >= sink.tokens.length && !sink.done) await sink.wait();
         if (next < sink.tokens.length) return { value: sink.tokens[next++], done: false };

@@ -187,6 +187,7 @@ int64_t md_engine_add_request(md_engine* e, const int32_t* prompt, int32_t promp
           ro.sampling.min_p = opts->min_p;
           ro.has_seed = opts->has_seed != 0;
           ro.seed = opts->seed;
+          ro.keep_logits = opts->keep_logits != 0;
         }
         return engine_of(e).add_request(std::vector<int32_t>(prompt, prompt + prompt_len), ro);
       },
@@ -244,7 +245,8 @@ int32_t md_request_logits(md_engine* e, int64_t id, int32_t index, float* out, i
         md::Engine& eng = engine_of(e);
         const md::Request& r = request_of(e, id);
         int32_t V = eng.config().vocab_size;
-        if (!eng.options().keep_logits) throw md::Error("md_request_logits: the engine was created without keep_logits");
+        if (!eng.options().keep_logits && !r.opts.keep_logits)
+          throw md::Error("md_request_logits: neither the engine nor request " + std::to_string(id) + " keeps logits (keep_logits)");
         if (index < 0 || size_t(index) >= r.output.size())
           throw md::Error("md_request_logits: index " + std::to_string(index) + " outside [0, " +
                           std::to_string(r.output.size()) + ")");

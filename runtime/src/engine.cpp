@@ -202,13 +202,14 @@ void Engine::drain_incoming(std::vector<Request*>& failed) {
     in.swap(incoming_);
   }
   for (auto& r : in) {
-    // Sampling reads every LM row's logits: the buffer keep_logits would have, made on first need; with a
-    // 'sample' verifier, md_verify_sample also reads each round's draft rows. Device memory may run out
-    // here: then this request fails, and the engine goes on without sampling buffers.
+    // Sampling (and a request keeping its logits) reads LM rows' logits: the buffer keep_logits would have,
+    // made on first need; with a 'sample' verifier, md_verify_sample also reads each round's draft rows.
+    // Device memory may run out here: then this request fails, and the engine goes on without the buffers.
     const size_t V = size_t(weights_->config().vocab_size);
     try {
-      if (!r->opts.sampling.greedy() && logits_.empty())
+      if ((!r->opts.sampling.greedy() || r->opts.keep_logits) && logits_.empty())
         logits_ = DeviceBuffer<float>(*device_, size_t(max_rows_) * V, "logits (a sampling request)");
+      if (r->opts.keep_logits && host_logits_.empty()) host_logits_.assign(size_t(max_rows_) * V, 0.f);
       if (!r->opts.sampling.greedy() && draft_logits_.empty() && opts_.mode == Mode::Spec && module_->manifest().verify_mode == "sample")
         draft_logits_ = DeviceBuffer<float>(*device_, size_t(opts_.max_batch) * size_t(module_->manifest().gamma) * V,
                                             "draft logits (a sampling request)");
@@ -405,7 +406,7 @@ std::vector<StepEvent> Engine::step() {
     StepEvent ev;
     ev.id = r->id;
     ev.tokens.assign(r->output.begin() + ptrdiff_t(r->delivered), r->output.end());
-    if (opts_.keep_logits) {
+    if (keeps_logits(*r)) {
       size_t V = size_t(weights_->config().vocab_size);
       ev.logits.assign(r->logits.begin() + ptrdiff_t(r->delivered * V), r->logits.end());
     }
@@ -432,7 +433,7 @@ bool Engine::emit(Request& r, int32_t token, const float* logits) {
   r.output.push_back(token);
   ++r.stats.generated;
   ++stats_.generated;
-  if (opts_.keep_logits) r.logits.insert(r.logits.end(), logits, logits + weights_->config().vocab_size);
+  if (keeps_logits(r)) r.logits.insert(r.logits.end(), logits, logits + weights_->config().vocab_size);
   bool stop = std::find(r.opts.stop_tokens.begin(), r.opts.stop_tokens.end(), token) != r.opts.stop_tokens.end();
   if (!r.opts.ignore_eos)
     for (int eos : weights_->config().eos_token_ids) stop = stop || (eos >= 0 && eos == token);
@@ -624,7 +625,7 @@ void Engine::spec_round(std::vector<Request*>& batch, int* rows_out) {
   d.download(accepted.data(), d_accepted_.get(), size_t(n) * I4);
   d.download(next.data(), d_next_.get(), size_t(n) * I4);
   d.download(drafted.data(), d_drafted_.get(), size_t(n) * G * I4);
-  if (opts_.keep_logits) d.download(host_logits_.data(), logits_.get(), size_t(rows.size()) * V * sizeof(float));
+  if (logits_kept_) d.download(host_logits_.data(), logits_.get(), size_t(rows.size()) * V * sizeof(float));
   d.synchronize();
   double t2 = now_s();
 
@@ -757,10 +758,15 @@ void Engine::forward(const Rows& rows, StepKind kind, const std::vector<int>& lm
     return 0;
   });
   timed(kind, K::NormRope, "rmsnorm", [&] { return module_->rmsnorm(lm_in, weights_->final_norm(), h, L, st); });
-  // The draft's logits are never emitted: its tokens only. Sampled rows need them whichever the pass.
-  bool sampling = false;
-  for (const Request* r : lm_reqs) sampling = sampling || !r->opts.sampling.greedy();
-  float* logits = (opts_.keep_logits && !draft) || sampling ? logits_.get() : nullptr;
+  // The draft's logits are never emitted: its tokens only. Sampled rows need them whichever the pass; a
+  // target pass writes them when any of its rows' requests keeps its logits (read back then).
+  bool sampling = false, keep = false;
+  for (const Request* r : lm_reqs) {
+    sampling = sampling || !r->opts.sampling.greedy();
+    keep = keep || keeps_logits(*r);
+  }
+  logits_kept_ = keep && !draft;
+  float* logits = logits_kept_ || sampling ? logits_.get() : nullptr;
   timed(kind, K::Gemm, "lm_head_argmax", [&] { return bk->lm_head_argmax(h, weights_->lm_head(), logits, d_argmax_.get(), L, st); });
   if (sampling) sample(kind, rows, lm_rows, lm_reqs);
 }
@@ -768,7 +774,7 @@ void Engine::forward(const Rows& rows, StepKind kind, const std::vector<int>& lm
 void Engine::read_back(int lm, bool logits) {
   Device& d = *device_;
   d.download(argmax_.data(), d_argmax_.get(), size_t(lm) * sizeof(int32_t));
-  if (logits && opts_.keep_logits)
+  if (logits && logits_kept_)
     d.download(host_logits_.data(), logits_.get(), size_t(lm) * size_t(weights_->config().vocab_size) * sizeof(float));
   d.synchronize();
 }
@@ -807,7 +813,7 @@ void Engine::sample(StepKind kind, const Rows& rows, const std::vector<int>& lm_
 }
 
 const float* Engine::lm_logits(size_t i) const {
-  return opts_.keep_logits ? host_logits_.data() + i * size_t(weights_->config().vocab_size) : nullptr;
+  return host_logits_.empty() ? nullptr : host_logits_.data() + i * size_t(weights_->config().vocab_size);
 }
 
 std::string Engine::info_json() const {

@@ -63,6 +63,9 @@ struct RequestOptions {
   /** The seed of the request's noise (Philox key); without one the engine draws one (Request::seed). */
   bool has_seed = false;
   uint64_t seed = 0;
+  /** Keep this request's logits (vocab floats per emitted token), as EngineOptions::keep_logits does for
+   *  all; requests without it pay nothing for it (no LM-head logits writes, no copies). */
+  bool keep_logits = false;
 };
 
 enum class RequestState { Queued, Prefill, Decode, Done, Failed };
@@ -113,7 +116,7 @@ struct EngineStats {
 struct StepEvent {
   int64_t id = 0;
   std::vector<int32_t> tokens;  // newly emitted
-  std::vector<float> logits;    // their logits (keep_logits only), tokens.size() * vocab
+  std::vector<float> logits;    // their logits (keep_logits, the engine's or the request's), tokens.size() * vocab
   bool finished = false;
   FinishReason reason = FinishReason::None;
   std::string error;
@@ -241,9 +244,11 @@ class Engine {
   void timed(StepKind kind, KernelClass cls, const char* kernel, F&& call);
   /** Replaces d_argmax_[i] by md_sample's token for the LM rows (logits in logits_) when any of them samples. */
   void sample(StepKind kind, const Rows& rows, const std::vector<int>& lm_rows, const std::vector<Request*>& lm_reqs);
-  /** Logits of forward's i-th LM row (keep_logits only; null otherwise, emit ignores it then). */
+  /** Logits of forward's i-th LM row (null without a logits buffer; emit reads it only for a request that keeps them). */
   const float* lm_logits(size_t i) const;
   void check(int status, const char* kernel) const;
+  /** Whether r's logits are kept: the engine's keep_logits or the request's. */
+  bool keeps_logits(const Request& r) const { return opts_.keep_logits || r.opts.keep_logits; }
   /** Appends a token (and its logits row) to r, finishing it at a stop token or max_tokens; false once done. */
   bool emit(Request& r, int32_t token, const float* logits);
   void finish(Request& r, FinishReason reason);
@@ -279,7 +284,7 @@ class Engine {
 
   // Device activation buffers sized for max_rows_.
   DeviceBuffer<float> x_, h_, q_, k_, v_, attn_, o_, gate_, up_, act_, down_, lm_in_, attn_ws_;
-  DeviceBuffer<float> logits_;  // [max_rows_, vocab] with keep_logits or once a request samples; empty otherwise
+  DeviceBuffer<float> logits_;  // [max_rows_, vocab] with keep_logits or once a request samples or keeps logits; empty otherwise
   DeviceBuffer<float> draft_logits_;  // [max_batch, gamma, vocab]: a round's draft rows ('sample' verifier, once a request samples)
   // A forward call's rows and LM tokens on the device; a round's drafted [max_batch, gamma] and target
   // [max_batch, gamma + 1] tokens, accepted lengths and next tokens.
@@ -293,7 +298,8 @@ class Engine {
   bool params_dirty_ = true;
   // Host sides: what is uploaded, and what read_back reads.
   std::vector<int32_t> tokens_, row_seq_, row_pos_, seq_len_, argmax_;
-  std::vector<float> host_logits_;  // [max_rows_, vocab] with keep_logits
+  std::vector<float> host_logits_;  // [max_rows_, vocab] with keep_logits or once a request keeps logits
+  bool logits_kept_ = false;         // the latest forward wrote logits that a request keeps (read back with its tokens)
   std::vector<float> s_temperature_, s_top_p_, s_min_p_;
   std::vector<int32_t> s_top_k_, s_pos_;
   std::vector<uint32_t> s_seed_;

@@ -17,6 +17,11 @@
  *                                          invalid sampling options are refused with their message and nothing
  *                                          queued; a seeded request (a seed past 2^53) replays, and reports its
  *                                          seed; an unseeded one gets a seed below 2^53 that replays it
+ *   capi_test logits <model_dir> <module.so> <max_tokens> <tok>...
+ *                                          speculative: on an engine without keep_logits, a request with
+ *                                          md_request_options.keep_logits has the logits rows (bitwise) of
+ *                                          one on a keep_logits engine; the request beside it without the
+ *                                          flag has none (md_request_logits -1). Prints "ok"
  */
 #include <math.h>
 #include <stdio.h>
@@ -342,6 +347,60 @@ static int cuda(void) {
   return 0;
 }
 
+/* Decodes the prompt on a spec engine; rows (max_tokens x vocab floats) get each token's logits. */
+static int logits(int argc, char** argv) {
+  if (argc < 6) {
+    fprintf(stderr, "usage: capi_test logits <model_dir> <module.so> <max_tokens> <tok>...\n");
+    return 2;
+  }
+  const int max_tokens = atoi(argv[4]), n = argc - 5;
+  int32_t* prompt = malloc(sizeof(int32_t) * (size_t)n);
+  for (int i = 0; i < n; ++i) prompt[i] = atoi(argv[5 + i]);
+  md_request_options ro;
+  md_request_options_default(&ro);
+  ro.max_tokens = max_tokens;
+  ro.ignore_eos = 1;
+  expect(ro.keep_logits == 0, "requests keep no logits by default");
+  float* rows[2] = {NULL, NULL};
+  int32_t vocab = 0;  /* rows hold up to 65536 floats a token (md_request_logits refuses a larger vocab) */
+  for (int pass = 0; pass < 2; ++pass) {
+    md_engine_options o;
+    md_engine_options_default(&o);
+    o.keep_logits = pass == 0;  /* pass 0: the engine keeps every request's; pass 1: only the request's flag */
+    md_engine* e = md_engine_create(argv[2], argv[3], &o);
+    if (!e) {
+      printf("error: %s\n", md_last_error());
+      return 1;
+    }
+    md_request_options keep = ro;
+    keep.keep_logits = pass == 1;
+    int64_t id = md_engine_add_request(e, prompt, n, &keep);
+    int64_t other = pass == 1 ? md_engine_add_request(e, prompt, n, &ro) : -1;
+    expect(id > 0 && md_engine_run(e) == 0, "decode");
+    float probe[1];
+    expect(md_request_logits(e, id, 0, probe, 1) == -1, "md_request_logits refuses a short buffer");
+    if (pass == 1) {
+      expect(md_request_logits(e, other, 0, probe, 1) == -1 && strstr(md_last_error(), "keeps logits") != NULL,
+             "a request without keep_logits on an engine without it has no logits");
+    }
+    rows[pass] = malloc(sizeof(float) * (size_t)max_tokens * 65536);
+    for (int t = 0; t < max_tokens; ++t) {
+      int32_t v = md_request_logits(e, id, t, rows[pass] + (size_t)t * 65536, 65536);
+      expect(v > 0, "md_request_logits");
+      vocab = v;
+    }
+    md_engine_destroy(e);
+  }
+  for (int t = 0; t < max_tokens; ++t)
+    expect(memcmp(rows[0] + (size_t)t * 65536, rows[1] + (size_t)t * 65536, sizeof(float) * (size_t)vocab) == 0,
+           "the request's logits are bitwise the keep_logits engine's");
+  free(rows[0]);
+  free(rows[1]);
+  free(prompt);
+  if (!failures) printf("ok\n");
+  return failures ? 1 : 0;
+}
+
 int main(int argc, char** argv) {
   if (argc == 2 && strcmp(argv[1], "cuda") == 0) return cuda();
   if (argc >= 3 && strcmp(argv[1], "errors") == 0) return errors(argv[2]);
@@ -350,6 +409,7 @@ int main(int argc, char** argv) {
   if (argc >= 2 && strcmp(argv[1], "isolate") == 0) return isolate(argc, argv);
   if (argc >= 2 && strcmp(argv[1], "cancel") == 0) return cancel(argc, argv);
   if (argc >= 2 && strcmp(argv[1], "sampling") == 0) return sampling(argc, argv);
-  fprintf(stderr, "usage: capi_test errors <lib.so> | check <model_dir> <dtype> | generate ... | isolate ... | cancel ... | sampling ... | cuda\n");
+  if (argc >= 2 && strcmp(argv[1], "logits") == 0) return logits(argc, argv);
+  fprintf(stderr, "usage: capi_test errors <lib.so> | check <model_dir> <dtype> | generate ... | isolate ... | cancel ... | sampling ... | logits ... | cuda\n");
   return 2;
 }

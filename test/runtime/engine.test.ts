@@ -150,6 +150,34 @@ describe('engine: speculative == autoregressive, bitwise', () => {
     });
   }
 
+  for (const mode of ['ar', 'spec'] as const) {
+    it(`${mode}: a request's keepLogits keeps its logits (bitwise the reference's) on an engine without keepLogits; the others get none`, async () => {
+      await withEngine(bf16Model, { mode, maxBatch: 4, keepLogits: false }, async (e) => {
+        const asks = [true, false, true, false, true];
+        const streams = prompts.map((p, i) => e.stream(p, { maxTokens: MAX_TOKENS, ignoreEos: true, keepLogits: asks[i] }));
+        const got = await Promise.all(
+          streams.map(async (s, i) => {
+            let k = 0;
+            for await (const _ of s) {
+              // The stream's row of each token is there as soon as the token is.
+              if (asks[i]) expect(s.logits(k), `prompt ${i} token ${k}`).toBeInstanceOf(Float32Array);
+              else expect(s.logits(k)).toBeUndefined();
+              k++;
+            }
+            return s.generation;
+          }),
+        );
+        got.forEach((g, i) => {
+          if (asks[i]) expectSameOutput(g, ref[i], `${mode} keepLogits, prompt ${i}`);
+          else {
+            expect(g.tokens).toEqual(ref[i].tokens);
+            expect(g.logits).toBeUndefined();
+          }
+        });
+      });
+    });
+  }
+
   it('speculative with one slot and a 7-row prefill chunk matches too', async () => {
     await withEngine(bf16Model, { mode: 'spec', maxBatch: 1, prefillChunk: 7 }, async (e) => {
       const got = await Promise.all(prompts.map((p) => e.generate(p, { maxTokens: MAX_TOKENS, ignoreEos: true })));
@@ -180,6 +208,12 @@ describe('engine: speculative == autoregressive, bitwise', () => {
       expect(g.reason).toBe('stop');
       expect(g.tokens).toEqual(streamed);
     });
+  });
+
+  it("the C API: md_request_options.keep_logits keeps one request's logits on an engine without keep_logits", () => {
+    const r = runProgram(rt.capi, ['logits', bf16Model, library, '12', ...prompts[2].map(String)]);
+    expect(r.stdout.trim(), r.stdout).toBe('ok');
+    expect(r.status).toBe(0);
   });
 
   it('the C API generates the same tokens, autoregressive and speculative (gamma 2 and auto)', () => {

@@ -79,8 +79,24 @@ const CASES: Case[] = [
   { what: 'top_p 0', body: { ...ok, top_p: 0 }, status: 400, param: 'top_p', code: 'invalid_value', message: "'top_p' must be above 0" },
   { what: 'top_k below -1', body: { ...ok, top_k: -2 }, status: 400, param: 'top_k', code: 'invalid_value', message: "'top_k' must be between -1 and 2147483647, got -2" },
   { what: 'min_p above 1', body: { ...ok, min_p: 2 }, status: 400, param: 'min_p', code: 'invalid_value', message: "'min_p' must be between 0 and 1, got 2" },
-  { what: 'n of 2', body: { ...ok, n: 2 }, status: 400, param: 'n', code: 'unsupported_parameter', message: "'n' must be 1" },
-  { what: 'logprobs', body: { ...ok, logprobs: 3 }, status: 400, param: 'logprobs', code: 'unsupported_parameter', message: "'logprobs' is not supported" },
+  { what: 'n above --max-batch', body: { ...ok, n: 3 }, status: 400, param: 'n', code: 'invalid_value', message: "'n' must be between 1 and 2 (the server's --max-batch), got 3" },
+  { what: 'n of 0', body: { ...ok, n: 0 }, status: 400, param: 'n', code: 'invalid_value', message: "'n' must be between 1 and 2 (the server's --max-batch), got 0" },
+  { what: 'n as a string', body: { ...ok, n: '2' }, status: 400, param: 'n', code: 'invalid_type', message: "'n' must be an integer" },
+  {
+    what: 'n choices too large for the KV pool together',
+    body: { ...ok, prompt: long(400), max_tokens: 10, n: 2 },
+    status: 400,
+    param: 'prompt',
+    code: 'context_length_exceeded',
+    message: "this request needs 52 KV pages of 16 positions (2 choices of 413 positions), more than the server's 40 (--kv-pages)",
+  },
+  { what: 'logprobs above 20', body: { ...ok, logprobs: 21 }, status: 400, param: 'logprobs', code: 'invalid_value', message: "'logprobs' must be between 0 and 20, got 21" },
+  { what: 'negative logprobs', body: { ...ok, logprobs: -1 }, status: 400, param: 'logprobs', code: 'invalid_value', message: "'logprobs' must be between 0 and 20, got -1" },
+  { what: 'logprobs as a boolean (completions)', body: { ...ok, logprobs: true }, status: 400, param: 'logprobs', code: 'invalid_type', message: "'logprobs' must be an integer" },
+  { what: 'chat: logprobs as a number', url: 'chat', body: { ...okChat, logprobs: 3 }, status: 400, param: 'logprobs', code: 'invalid_type', message: "'logprobs' must be a boolean" },
+  { what: 'chat: top_logprobs above 20', url: 'chat', body: { ...okChat, logprobs: true, top_logprobs: 21 }, status: 400, param: 'top_logprobs', code: 'invalid_value', message: "'top_logprobs' must be between 0 and 20, got 21" },
+  { what: 'chat: top_logprobs without logprobs', url: 'chat', body: { ...okChat, top_logprobs: 2 }, status: 400, param: 'top_logprobs', code: 'invalid_value', message: "'top_logprobs' needs 'logprobs': true" },
+  { what: 'chat: n above --max-batch', url: 'chat', body: { ...okChat, n: 5 }, status: 400, param: 'n', code: 'invalid_value', message: "'n' must be between 1 and 2" },
   { what: 'echo', body: { ...ok, echo: true }, status: 400, param: 'echo', code: 'unsupported_parameter', message: "'echo' is not supported" },
   {
     what: 'a prompt too long for maxSeq',
@@ -160,16 +176,23 @@ describe('bad input to magicdec serve', () => {
     expectError(await post(completions, { ...ok, stream: true, temperature: 2 }), { status: 400, param: 'temperature', message: 'sampling' }, 'stream');
   });
 
-  it('more requests than --max-batch + --max-queue: 429, and the rest are served', async () => {
+  it('more requests (choices) than --max-batch + --max-queue: 429, and the rest are served', async () => {
     // Three requests of 38 KV pages each: the pool (40) runs one at a time, so all three stay in flight.
     const big = { model: 'tiny', prompt: [1, 2], max_tokens: 600, ignore_eos: true, stream: true };
     const held = [0, 1, 2].map(() => new AbortController());
-    const streams = held.map((ac) => post(completions, big, { signal: ac.signal }).catch(() => undefined));
-    for (let i = 0; ; i++) {
-      if (metric(await metrics(server), 'magicdec_requests_in_flight') === 3) break;
-      if (i > 400) throw new Error('the three requests never were in flight together');
-      await new Promise((r) => setTimeout(r, 10));
-    }
+    const inFlight = async (n: number) => {
+      for (let i = 0; ; i++) {
+        if (metric(await metrics(server), 'magicdec_requests_in_flight') === n) return;
+        if (i > 400) throw new Error(`${n} requests never were in flight together`);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    };
+    const streams = held.slice(0, 2).map((ac) => post(completions, big, { signal: ac.signal }).catch(() => undefined));
+    await inFlight(2);
+    // Two held and room for three: a request of two choices does not fit, one of one does.
+    expectError(await post(completions, { ...ok, n: 2 }), { status: 429, code: 'rate_limit_exceeded', message: 'at most 3 (--max-batch + --max-queue)' }, 'n = 2 with 2 held');
+    streams.push(post(completions, big, { signal: held[2].signal }).catch(() => undefined));
+    await inFlight(3);
     expectError(await post(completions, ok), { status: 429, code: 'rate_limit_exceeded', message: 'at most 3 (--max-batch + --max-queue)' }, 'queue full');
     for (const ac of held) ac.abort();
     await Promise.all(streams);
@@ -183,7 +206,7 @@ describe('bad input to magicdec serve', () => {
     const m = await settled(server);
     expect(metric(m, 'magicdec_kv_pages_free')).toBe(40);
     expect(metric(m, 'magicdec_http_requests_total', 'route="/v1/completions",status="400"')).toBeGreaterThan(20);
-    expect(metric(m, 'magicdec_http_requests_total', 'route="/v1/completions",status="429"')).toBe(1);
+    expect(metric(m, 'magicdec_http_requests_total', 'route="/v1/completions",status="429"')).toBe(2);
     expect(metric(m, 'magicdec_http_requests_total', 'route="/v1/completions",status="413"')).toBe(1);
     expect(m).not.toMatch(/status="5\d\d"/);
   });
