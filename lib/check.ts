@@ -277,7 +277,7 @@ export async function runExactCase(dep: DeploymentIR, models: readonly CheckMode
   // A seeded request's tokens do not depend on the batch (at a fixed gamma; 'auto' chooses per batch).
   if (c.gamma === 'auto') return;
   const last = c.prompts.length - 1;
-  const alone: Decode = { ...base, mode: 'spec', batch: 1, prompts: [c.prompts[last]], seed: c.seed + last };
+  const alone: Decode = { ...base, mode: 'spec', batch: 1, gamma: c.gamma, prompts: [c.prompts[last]], seed: c.seed + last };
   const [a] = await decode(m, alone);
   if (a.tokens.join() !== got[last].tokens.join())
     throw new CaseFailure(`request ${last}'s tokens batched [${got[last].tokens.join(' ')}] != alone [${a.tokens.join(' ')}]`, [runCommandLine(m, specFile, spec), runCommandLine(m, specFile, alone)]);

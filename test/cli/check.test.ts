@@ -9,6 +9,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../../cli/main.ts';
+import { bitwiseDifference, familyModel, verifierContract } from '../../lib/check.ts';
+import { models } from '../../dsl/models.ts';
+import { verifiers } from '../support/deployments.ts';
+import type { Generation } from '../../runtime/node/index.ts';
 import { memoryIo } from '../../lib/io.ts';
 import { buildRuntime, REPO } from '../runtime/build-runtime.ts';
 
@@ -33,8 +37,10 @@ describe('magicdec check', () => {
     expect(r.code, r.err).toBe(0);
     expect(r.out).toMatch(/^checking .*custom-verifier\.ts \(verifier 'surplus_sampling', distribution\) with seed 7: 4 runs on 1 random llama model$/m);
     expect(r.out).toMatch(/1 statistical case distributed as the target's samples .*: lossless in distribution$/m);
-    // Progress while compiling and running.
-    expect(r.err).toMatch(/^compiling tiny-check0\.cpu\.bf16\.t_causal-full\.d_causal-streaming\.surplus_sampling\.g3 \[\d\/\d\] /m);
+    // Progress while compiling (when the build cache does not hold the module yet) and running.
+    const built = /^module (tiny-check0\.cpu\.bf16\.t_causal-full\.d_causal-streaming\.surplus_sampling\.g3) \((compiled|cached)\)$/m.exec(r.err);
+    expect(built, r.err).not.toBeNull();
+    if (built![2] === 'compiled') expect(r.err).toMatch(/^compiling tiny-check0\.\S+ \[\d\/\d\] /m);
     expect(r.err).toMatch(/^exact cases 4\/4 passed$/m);
   }, 300_000);
 
@@ -76,5 +82,38 @@ describe('magicdec check', () => {
       expect(r.code).toBe(1);
       expect(r.err).toMatch(msg);
     }
+  });
+});
+
+describe('lib/check.ts', () => {
+  const gen = (tokens: number[], rows: number[][]) => ({ tokens, logits: rows.map((r) => Float32Array.from(r)) }) as unknown as Generation;
+
+  it('bitwiseDifference finds a token or a single logit bit that differs (0 vs -0 included)', () => {
+    const a = gen([1, 2], [[0.5, 0], [1, 2]]);
+    expect(bitwiseDifference([a], [gen([1, 2], [[0.5, 0], [1, 2]])])).toBeUndefined();
+    expect(bitwiseDifference([a], [gen([1, 3], [[0.5, 0], [1, 2]])])).toMatch(/^request 0: speculative tokens \[1 2\] != autoregressive \[1 3\]$/);
+    expect(bitwiseDifference([a], [gen([1], [[0.5, 0]])])).toMatch(/tokens/);
+    expect(bitwiseDifference([a], [gen([1, 2], [[0.5, -0], [1, 2]])])).toMatch(/^request 0: logits of token 0 differ bitwise at vocab index 1/);
+  });
+
+  it("holds each verifier to its contract: greedy and match exact, sample in distribution, lossy: true lossy", () => {
+    expect(verifierContract(verifiers.greedy())).toEqual({ contract: 'exact', samples: false });
+    expect(verifierContract(verifiers.sampleAndMatch())).toEqual({ contract: 'exact', samples: true });
+    expect(verifierContract(verifiers.rejection())).toEqual({ contract: 'distribution', samples: true });
+    expect(verifierContract(verifiers.typical())).toEqual({ contract: 'lossy', samples: true });
+  });
+
+  it("draws tiny models of the spec's family: architecture, biases, tied embeddings, GQA, rope scaling and window kept", () => {
+    const qwen = { ...models.tiny, name: 'q', architecture: 'qwen2' as const, qkvBias: true, tieWordEmbeddings: true, numHeads: 8, numKvHeads: 2, slidingWindow: 4096 };
+    for (let i = 0; i < 8; i++) {
+      const m = familyModel(qwen, 5, i, 256);
+      expect([m.architecture, m.qkvBias, m.tieWordEmbeddings, m.maxPositionEmbeddings]).toEqual(['qwen2', true, true, 256]);
+      expect(m.numHeads / m.numKvHeads).toBeGreaterThan(1);
+      expect(m.slidingWindow).toBeLessThan(64);
+      expect(m.hiddenSize * m.numLayers).toBeLessThanOrEqual(192);
+    }
+    const llama = familyModel(models.llama31_8b, 5, 0, 256);
+    expect(llama.ropeScaling).toEqual({ ...models.llama31_8b.ropeScaling, originalMaxPositionEmbeddings: 256 });
+    expect(familyModel({ ...models.tiny, numKvHeads: 4 }, 1, 0, 256).numHeads).toBe(familyModel({ ...models.tiny, numKvHeads: 4 }, 1, 0, 256).numKvHeads);
   });
 });
