@@ -345,7 +345,7 @@ export function describeReport(dep: DeploymentIR, r: CheckReport, models: readon
   if (r.contract === 'exact') lines.push(`${v}: speculative == autoregressive bit for bit (tokens and logits) in every case: lossless`);
   if (r.contract === 'distribution')
     lines.push(
-      `${v}: greedy requests speculative == autoregressive bit for bit; seeded sampled requests batch-invariant; ` +
+      `${v}: greedy requests speculative == autoregressive bit for bit; seeded sampled requests batch-invariant at fixed gammas; ` +
         `${r.statRuns} statistical case${r.statRuns === 1 ? '' : 's'} distributed as the target's samples (each test's false-alarm rate < ${PIT_FALSE_ALARM.toExponential(1)}): lossless in distribution`,
     );
   if (r.contract === 'lossy')
