@@ -7,8 +7,8 @@
 // draws are (score, index) maxima, a total order, so their reduction order cannot matter. The per-element
 // functions are md_sampling.h's, as on the CPU, but z = l * (1 / T) and p = e * (1 / sum) (one double
 // division a row; the CPU divides each element) and sums run in another order than the CPU's, so a top-p
-// boundary, a probability or an entropy may round differently between the backends. Compiled by nvcc in the tests; not
-// yet run on a GPU.
+// boundary, a probability or an entropy may round differently between the backends. Compiled by nvcc and run
+// under the SIMT emulator in the tests (test/emu/verify-sample.test.ts); not yet run on a GPU.
 #include "md_module.h"
 #include "md_cuda.cuh"
 #include "md_sampling.h"
