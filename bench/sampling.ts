@@ -1,6 +1,6 @@
 // `npx tsx bench/sampling.ts`: what sampling costs and how often the MagicDec draft is accepted. On a random
 // `tiny` model (bf16), the examples/sample-and-match.ts deployment and the same deployment with the
-// rejection verifier (the same passes, so the same drafts), decodes the same prompts (long enough that the
+// rejection and the (LOSSY) typical verifiers (the same passes, so the same drafts), decodes the same prompts (long enough that the
 // sink + window draft reads a strict subset of the cache) greedily and sampled at several temperatures, the
 // same seeds for every setting, and prints per verifier and temperature: acceptance, tokens per round,
 // decode tokens/s, draft and verification time, and for sample-and-match that the speculative tokens equal
@@ -9,6 +9,7 @@
 import { join, resolve } from 'node:path';
 import { mkdirSync } from 'node:fs';
 import { Command } from 'commander';
+import { formatDiagnostic, loadSpecText } from '../codegen/frontend/index.ts';
 import { STANDARD_REJECTION } from '../codegen/plan.ts';
 import { decodeBatch, kvPagesFor } from '../lib/decode.ts';
 import { loadDeployment } from '../lib/deployment.ts';
@@ -42,10 +43,18 @@ const positions = o.context + o.tokens + dep.gamma;
 const engine = { maxBatch: o.batch, kvPages: kvPagesFor(o.batch, positions, dep.shapes.pageSize) };
 const seeds = prompts.map((_, i) => 1000 + i);
 const rejection = { ...dep, verify: { name: 'rejection', mode: 'sample' as const, accept: STANDARD_REJECTION.accept, residual: STANDARD_REJECTION.residual } };
+// The typical preset as the front end lowers it (dsl/presets.ts), with its default eps and delta.
+const typicalSpec = loadSpecText(
+  "import { causal, deploy, full, models, typical } from 'magicdec';\n" +
+    "export default deploy({ model: models.tiny, target: { attention: causal, kv: full }, draft: { attention: causal, kv: full }, verify: typical(), gamma: 1, shapes: { batch: [1], maxSeq: 64, pageSize: 32 }, dtype: 'bf16', arch: 'cpu' });\n",
+  join(ROOT, 'bench/__typical__.ts'),
+);
+if (!typicalSpec.deployment) throw new Error(typicalSpec.diagnostics.map(formatDiagnostic).join('\n'));
+const typical = { ...dep, verify: typicalSpec.deployment.verify };
 
 console.log(`${o.batch} requests of ${o.context} prompt tokens, ${o.tokens} new tokens each, gamma ${dep.gamma}`);
 console.log('verifier          temperature  acceptance  tokens/round  decode tok/s  draft s  verify s  spec == AR');
-for (const d of [dep, rejection]) {
+for (const d of [dep, rejection, typical]) {
   const built = await buildCpuModule(d, io);
   for (const t of o.temperatures) {
     const request = { maxTokens: o.tokens, ignoreEos: true, sampling: { temperature: t }, seeds };

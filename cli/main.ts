@@ -14,6 +14,7 @@ import { addModelRandomCommand } from './model-random.ts';
 import { addBenchCommand } from './bench.ts';
 import { addBenchServeCommand } from './bench-serve.ts';
 import { addRunCommand } from './run.ts';
+import { addCheckCommand } from './check.ts';
 import { addServeCommand } from './serve.ts';
 import { loadDeployment } from '../lib/deployment.ts';
 
@@ -76,6 +77,7 @@ export function program(io: Io = processIo): Command {
     });
 
   addRunCommand(cli, io);
+  addCheckCommand(cli, io);
 
   addServeCommand(cli, io);
   addBenchCommand(cli, io);

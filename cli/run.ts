@@ -1,6 +1,6 @@
 // `magicdec run --model DIR [--spec spec.ts] (--prompt TEXT | --prompt-tokens 1,2,3)... [--mode ar|spec]
 // [--batch N] [--max-tokens N] [--gamma N|auto] [--temperature T] [--top-k K] [--top-p P] [--min-p P]
-// [--seed S] [--ignore-eos] [--cache DIR]`: compile (cached) the CPU module for the model, decode, print each
+// [--seed S] [--draft-param key=value]... [--ignore-eos] [--cache DIR]`: compile (cached) the CPU module for the model, decode, print each
 // output and the decode statistics.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -11,6 +11,7 @@ import { decodeBatch, kvPagesFor, type DecodeSummary } from '../lib/decode.ts';
 import { fmt } from '../lib/format.ts';
 import { readModelDir } from '../lib/model-dir.ts';
 import { buildCpuModule, cpuDeploymentFor } from '../lib/module.ts';
+import type { PassParam } from '../codegen/plan.ts';
 import { UserError } from '../lib/errors.ts';
 import type { Io } from '../lib/io.ts';
 import { parseGamma, type Gamma } from './overrides.ts';
@@ -30,6 +31,7 @@ export interface RunFlags {
   topP?: number;
   minP?: number;
   seed?: number;
+  draftParam?: [string, number][];
   ignoreEos?: boolean;
   cache?: string;
 }
@@ -67,6 +69,27 @@ export function parsePromptTokens(text: string, earlier: number[][] = []): numbe
   const parts = text.split(',').map((s) => s.trim());
   if (parts.some((p) => !/^\d+$/.test(p))) throw new InvalidArgumentError(`expected comma-separated token ids (whole numbers), got '${text}'.`);
   return [...earlier, parts.map(Number)];
+}
+
+/** `--draft-param kv_window=16`: a draft-pass runtime param (its manifest key) and value; repeatable. */
+export function parseDraftParam(text: string, earlier: [string, number][] = []): [string, number][] {
+  const m = /^\s*([a-z][a-z0-9_]*)\s*=\s*([+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?)\s*$/i.exec(text);
+  if (!m) throw new InvalidArgumentError(`expected <key>=<number>, e.g. kv_window=16, got '${text}'.`);
+  return [...earlier, [m[1], Number(m[2])]];
+}
+
+/** Checks --draft-param keys and values against the module's draft-pass params (runtime ones only). */
+function draftParamsFor(flags: RunFlags, params: readonly PassParam[]): [string, number][] {
+  const given = flags.draftParam ?? [];
+  for (const [key, value] of given) {
+    const p = params.find((x) => x.key === key);
+    if (!p) {
+      const known = params.map((x) => x.key).join(', ') || 'none';
+      throw new UserError(`--draft-param ${key}: the spec's draft pass has no runtime param '${key}' (it has: ${known})`);
+    }
+    if (p.ty === 'i32' && !(Number.isInteger(value) && Math.abs(value) <= 1 << 24)) throw new UserError(`--draft-param ${key}: ${value} must be an integer within ±2^24 (the param is an integer)`);
+  }
+  return given;
 }
 
 function collect(text: string, earlier: string[] = []): string[] {
@@ -142,6 +165,7 @@ export async function runCommand(flags: RunFlags, io: Io): Promise<RunResult> {
 
   const built = await buildCpuModule(dep, io, flags.cache);
   io.stderr.write(`module ${built.plan.name} (${built.cached ? 'cached' : 'compiled'}): ${built.library}\n`);
+  const draftParams = draftParamsFor(flags, built.plan.passes.draft.params);
   const { generations, summary } = await decodeBatch(
     flags.model,
     built.library,
@@ -149,6 +173,7 @@ export async function runCommand(flags: RunFlags, io: Io): Promise<RunResult> {
     requests.map((p) => p.tokens),
     // --seed S: request i is seeded S + i (copies of one prompt differ, and each replays alone with its seed).
     { maxTokens: flags.maxTokens, ignoreEos: flags.ignoreEos, sampling, ...(flags.seed === undefined ? {} : { seeds: requests.map((_, i) => flags.seed! + i) }) },
+    (engine) => draftParams.forEach(([key, value]) => engine.setParam('draft', key, value)),
   );
 
   const outputs = generations.map((g, i) => ({
@@ -210,6 +235,7 @@ export function addRunCommand(cli: Command, io: Io): Command {
     .option('--top-p <p>', 'sample among the most likely tokens holding p of the probability, p in (0, 1] (default: 1)', samplingFlag('--top-p', 'topP'))
     .option('--min-p <p>', 'sample among tokens at least p times as likely as the most likely, p in [0, 1] (default: 0)', samplingFlag('--min-p', 'minP'))
     .option('--seed <n>', 'seed of request 0, an integer in [0, 2^53); request i gets seed + i (default: one drawn per request, printed)', samplingFlag('--seed', 'seed'))
+    .option('--draft-param <key=value>', "set a runtime param of the spec's draft pass, by its manifest key (e.g. kv_window=16); repeatable (default: the spec's values)", parseDraftParam)
     .option('--ignore-eos', "do not stop at the model's EOS token")
     .option('--cache <dir>', 'build cache directory (default: .cache/modules in the magicdec checkout)')
     .action(async (flags: RunFlags) => {

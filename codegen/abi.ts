@@ -298,7 +298,7 @@ export const KERNELS: readonly KernelSpec[] = [
   },
   {
     name: 'verify_sample',
-    doc: "speculative sampling per sequence b (docs/ABI.md, \"Speculative sampling\"): drafted token j (a sample of draft row j) is accepted while md_verify_accept(p, q, u) holds for its target and draft probabilities and the uniform of (seed, row_pos + j); at the first rejection next[b] is drawn from md_verify_residual over the vocabulary (from the target's distribution if that is all zero); after gamma acceptances next[b] is the target's sample at the last row. The rule is the module's 'sample' verifier's, or the standard one",
+    doc: "speculative sampling per sequence b (docs/ABI.md, \"Speculative sampling\"): drafted token j (a sample of draft row j) is accepted while md_verify_accept(p, q, u, h) holds for its target and draft probabilities, the uniform of (seed, row_pos + j) and the entropy of the target row's distribution; at the first rejection next[b] is drawn from md_verify_residual over the vocabulary (from the target's distribution if that is all zero); after gamma acceptances next[b] is the target's sample at the last row. The rule is the module's 'sample' verifier's, or the standard one",
     perBucket: false,
     args: [
       { name: 'target_logits', type: 'const float*', doc: '[batch, gamma + 1, vocab] the verified rows\' logits' },

@@ -85,7 +85,7 @@ export interface ModulePlan {
   readonly gemms: readonly { readonly role: GemmRole; readonly n: number; readonly k: number }[];
   readonly kernels: readonly KernelInstance[];
   /**
-   * The rule md_verify_sample applies: accept, bool over p, q, u (f32); residual, f32 over p, q. A 'sample'
+   * The rule md_verify_sample applies: accept, bool over p, q, u, h (f32); residual, f32 over p, q. A 'sample'
    * verifier's own (folded); for the other modes, which never call it, STANDARD_REJECTION's.
    */
   readonly verifierRule: { readonly accept: Node; readonly residual: Node; readonly from: string };

@@ -31,12 +31,14 @@ export interface PolicyIR {
   readonly keep: Node;
 }
 
-/** mode 'sample': accept, bool over p, q, u (f32); residual, f32 over p, q. */
+/** mode 'sample': accept, bool over p, q, u, h (f32); residual, f32 over p, q. */
 export interface VerifierIR {
   readonly name: string;
   readonly mode: 'greedy' | 'match' | 'sample';
   readonly accept?: Node;
   readonly residual?: Node;
+  /** The spec declares the 'sample' rule lossy (it does not keep the target's distribution); absent otherwise. */
+  readonly lossy?: true;
 }
 
 export interface PassIR {
@@ -65,7 +67,7 @@ export const FN_VARS = {
   mask: [['q', 'i32'], ['kv', 'i32']],
   score: [['s', 'f32'], ['q', 'i32'], ['kv', 'i32'], ['head', 'i32']],
   keep: [['kv', 'i32'], ['len', 'i32']],
-  accept: [['p', 'f32'], ['q', 'f32'], ['u', 'f32']],
+  accept: [['p', 'f32'], ['q', 'f32'], ['u', 'f32'], ['h', 'f32']],
   residual: [['p', 'f32'], ['q', 'f32']],
 } as const satisfies Record<string, readonly (readonly [string, Ty])[]>;
 

@@ -11,8 +11,11 @@ export type MaskFn<P extends Params> = (q: number, kv: number, p: P) => boolean;
 export type ScoreFn<P extends Params> = (s: number, q: number, kv: number, head: number, p: P) => number;
 /** `keep(kv, len, p)`: does a pass read cached position `kv` when the sequence (as seen by the row) has `len` tokens? */
 export type KeepFn<P extends Params> = (kv: number, len: number, p: P) => boolean;
-/** `accept(p, q, u)`: accept a drafted token with target prob `p`, draft prob `q` and uniform noise `u`. */
-export type AcceptFn = (p: number, q: number, u: number) => boolean;
+/**
+ * `accept(p, q, u, h)`: accept a drafted token with target prob `p`, draft prob `q`, uniform noise `u` and
+ * `h`, the entropy (nats) of the target's whole distribution at the position (after temperature and filters).
+ */
+export type AcceptFn = (p: number, q: number, u: number, h: number) => boolean;
 /** `residual(p, q)`: unnormalised distribution to resample from after a rejection. */
 export type ResidualFn = (p: number, q: number) => number;
 
@@ -39,11 +42,13 @@ export interface Verifier {
   /**
    * greedy: accept while the drafted token is the target's argmax. match: the target and the draft each
    * sample their token with the position's shared noise, accept while they agree (exact for a seed).
-   * sample: the accept/residual rule (speculative rejection sampling; exact in distribution).
+   * sample: the accept/residual rule (speculative rejection sampling; exact in distribution unless lossy).
    */
   readonly mode: 'greedy' | 'match' | 'sample';
   readonly accept?: AcceptFn;
   readonly residual?: ResidualFn;
+  /** A 'sample' rule that does not keep the target's distribution (e.g. typical): `magicdec check` reports it as lossy. */
+  readonly lossy?: boolean;
 }
 
 export interface AttentionDef<P extends Params> {
@@ -65,7 +70,7 @@ export interface KvPolicyDef<P extends Params> {
 export type VerifierDef =
   | { name: string; mode: 'greedy' }
   | { name: string; mode: 'match' }
-  | { name: string; mode: 'sample'; accept: AcceptFn; residual: ResidualFn };
+  | { name: string; mode: 'sample'; accept: AcceptFn; residual: ResidualFn; lossy?: boolean };
 
 const NAME = /^[a-z][a-z0-9_]*$/;
 
@@ -86,6 +91,6 @@ export function kvPolicy<P extends Params = {}>(def: KvPolicyDef<P>): KvPolicy<P
 export function verifier(def: VerifierDef): Verifier {
   checkName('verifier', def.name);
   return def.mode === 'sample'
-    ? { kind: 'verifier', name: def.name, mode: 'sample', accept: def.accept, residual: def.residual }
+    ? { kind: 'verifier', name: def.name, mode: 'sample', accept: def.accept, residual: def.residual, ...(def.lossy ? { lossy: true } : {}) }
     : { kind: 'verifier', name: def.name, mode: def.mode };
 }

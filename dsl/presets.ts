@@ -58,3 +58,19 @@ export const rejection = verifier({
   accept: (p, q, u) => u * q < p,
   residual: (p, q) => Math.max(0, p - q),
 });
+
+/**
+ * Typical acceptance (Medusa): accept a drafted token the target finds typical enough, p > min(eps, delta *
+ * exp(-h)) with h the entropy of the target's distribution at the position (after temperature and
+ * filters): a flat distribution accepts more. After a rejection the next token is the target's own sample
+ * there. LOSSY: the emitted tokens are not distributed as the target's samples (drafted tokens the rule
+ * accepts are kept however unlikely the target makes them, down to eps); greedy requests stay exact.
+ */
+export const typical = (cfg: { eps: number; delta: number } = { eps: 0.09, delta: 0.3 }) =>
+  verifier({
+    name: 'typical',
+    mode: 'sample',
+    lossy: true,
+    accept: (p, q, u, h) => p > Math.min(cfg.eps, cfg.delta * Math.exp(-h)),
+    residual: (p) => p,
+  });

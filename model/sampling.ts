@@ -270,9 +270,20 @@ function drawWeighted(V: number, seed: number | bigint, position: number, w: (i:
   return best;
 }
 
+/**
+ * The entropy (nats) of a distribution, as md_verify_sample computes the `h` its rule may read: -p_i log p_i
+ * over the positive p_i, summed in index order in float64 (logF64).
+ */
+export function entropy(prob: ArrayLike<number>): number {
+  let h = 0;
+  for (let i = 0; i < prob.length; i++) if (prob[i] > 0) h -= prob[i] * logF64(prob[i]);
+  return h;
+}
+
 /** A verifier's rule in f32, as md_verify_sample calls it (e.g. the IR interpreter over plan.verifierRule). */
 export interface VerifierRule {
-  accept(p: number, q: number, u: number): boolean;
+  accept(p: number, q: number, u: number, h: number): boolean;
+
   residual(p: number, q: number): number;
 }
 
@@ -297,7 +308,7 @@ export function verifySample(
     const q = rowDistribution(draft[a], params);
     const x = tokens[a];
     const u = uniformOpen01(philoxDraw(seed, pos, NOISE_STREAM.accept, 0));
-    if (rule.accept(Math.fround(p[x]), Math.fround(q[x]), u)) continue;
+    if (rule.accept(Math.fround(p[x]), Math.fround(q[x]), u, Math.fround(entropy(p)))) continue;
     let next = drawWeighted(V, seed, pos, (i) => rule.residual(Math.fround(p[i]), Math.fround(q[i])));
     if (next < 0) next = drawWeighted(V, seed, pos, (i) => p[i]);
     return { accepted: a, next };

@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import Handlebars from 'handlebars';
 import type { DType } from '../../dsl/deploy.ts';
-import { variable, type Node, type Ty } from '../ir.ts';
+import { topo, variable, type Node, type Ty } from '../ir.ts';
 import type { ModulePlan, PassPlan } from '../plan.ts';
 import { C_TYPE, renderBody } from '../render.ts';
 
@@ -145,9 +145,15 @@ export function lmHeadShape(plan: ModulePlan): ModulePlan['gemms'][number] {
 
 /**
  * md_verify_sample's rule as C functions (bodies from the IR, plan.verifierRule):
- *   bool md_verify_accept(float p, float q, float u)    accept a drafted token
- *   float md_verify_residual(float p, float q)          unnormalised weight to resample from
+ *   bool md_verify_accept(float p, float q, float u, float h)   accept a drafted token (h: the target row's entropy)
+ *   float md_verify_residual(float p, float q)                  unnormalised weight to resample from
+ * and MD_VERIFY_ENTROPY, whether accept reads h: the kernels reduce the entropy over the vocabulary only then.
  */
+/** Whether the module's accept rule reads h, the entropy of the target's distribution. */
+export function verifierReadsEntropy(plan: ModulePlan): boolean {
+  return topo(plan.verifierRule.accept).some((n) => n.op === 'var' && n.value === 'h');
+}
+
 export function renderVerifierFunctions(plan: ModulePlan, qualifier: string): string {
   const f32 = (name: string): FnArg => ({ name, ty: 'f32' });
   const fn = (name: string, args: readonly FnArg[], root: Node) => {
@@ -165,7 +171,8 @@ export function renderVerifierFunctions(plan: ModulePlan, qualifier: string): st
   const r = plan.verifierRule;
   return [
     `// md_verify_sample's rule: ${r.from}.`,
-    fn('md_verify_accept', [f32('p'), f32('q'), f32('u')], r.accept),
+    `constexpr bool MD_VERIFY_ENTROPY = ${verifierReadsEntropy(plan)};`,
+    fn('md_verify_accept', [f32('p'), f32('q'), f32('u'), f32('h')], r.accept),
     fn('md_verify_residual', [f32('p'), f32('q')], r.residual),
   ].join('\n\n');
 }

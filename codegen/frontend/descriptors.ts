@@ -201,11 +201,13 @@ export function verifierCall(cx: DescriptorContext, args: readonly Slot[], call:
     const rf = f.fn('residual', false);
     if (af === undefined || rf === undefined) {
       const lacking = [af === undefined ? 'accept' : '', rf === undefined ? 'residual' : ''].filter(Boolean).join(' and ');
-      cx.report('MD1205', `a verifier with mode 'sample' needs ${lacking}: accept(p, q, u) => boolean and residual(p, q) => number`, f.slot('mode')!.node);
+      cx.report('MD1205', `a verifier with mode 'sample' needs ${lacking}: accept(p, q, u, h) => boolean and residual(p, q) => number`, f.slot('mode')!.node);
     }
     const accept = lowerField(cx, af, 'accept', [], false);
     const residual = lowerField(cx, rf, 'residual', [], false);
-    if (cx.errorCount() === before && name !== undefined && accept && accept !== POISON && residual && residual !== POISON) irv = { name, mode: 'sample', accept, residual };
+    const lossy = f.boolean('lossy', false);
+    if (cx.errorCount() === before && name !== undefined && accept && accept !== POISON && residual && residual !== POISON)
+      irv = { name, mode: 'sample', accept, residual, ...(lossy ? { lossy: true as const } : {}) };
   } else if (mode !== undefined) {
     cx.report('MD1203', `'mode' must be 'greedy', 'match' or 'sample', not '${mode}'`, f.slot('mode')!.node);
   }

@@ -132,7 +132,7 @@ typedef int (*md_lm_head_argmax_fn)(const float* x, const void* w, float* logits
 //   stream       cudaStream_t on CUDA; ignored on CPU
 typedef int (*md_sample_fn)(const float* logits, const float* temperature, const int32_t* top_k, const float* top_p, const float* min_p, const uint32_t* seed, const int32_t* row_pos, int32_t* tokens, int32_t rows, void* stream);
 
-// md_verify_sample: speculative sampling per sequence b (docs/ABI.md, "Speculative sampling"): drafted token j (a sample of draft row j) is accepted while md_verify_accept(p, q, u) holds for its target and draft probabilities and the uniform of (seed, row_pos + j); at the first rejection next[b] is drawn from md_verify_residual over the vocabulary (from the target's distribution if that is all zero); after gamma acceptances next[b] is the target's sample at the last row. The rule is the module's 'sample' verifier's, or the standard one
+// md_verify_sample: speculative sampling per sequence b (docs/ABI.md, "Speculative sampling"): drafted token j (a sample of draft row j) is accepted while md_verify_accept(p, q, u, h) holds for its target and draft probabilities, the uniform of (seed, row_pos + j) and the entropy of the target row's distribution; at the first rejection next[b] is drawn from md_verify_residual over the vocabulary (from the target's distribution if that is all zero); after gamma acceptances next[b] is the target's sample at the last row. The rule is the module's 'sample' verifier's, or the standard one
 //   target_logits  [batch, gamma + 1, vocab] the verified rows' logits
 //   draft_logits   [batch, gamma, vocab] the drafted rows' logits
 //   draft_tokens   [batch, gamma] drafted tokens, each in [0, vocab)

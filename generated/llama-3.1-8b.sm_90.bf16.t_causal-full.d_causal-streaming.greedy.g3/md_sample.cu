@@ -7,8 +7,8 @@
 // draws are (score, index) maxima, a total order, so their reduction order cannot matter. The per-element
 // functions are md_sampling.h's, as on the CPU, but z = l * (1 / T) and p = e * (1 / sum) (one double
 // division a row; the CPU divides each element) and sums run in another order than the CPU's, so a top-p
-// boundary or a probability may round differently between the backends. Compiled by nvcc in the tests; not
-// yet run on a GPU.
+// boundary, a probability or an entropy may round differently between the backends. Compiled by nvcc and run
+// under the SIMT emulator in the tests (test/emu/verify-sample.test.ts); not yet run on a GPU.
 #include "md_module.h"
 #include "md_cuda.cuh"
 #include "md_sampling.h"
@@ -22,8 +22,10 @@ constexpr int GAMMA = 3;
 
 // md_verify_sample's rule: the standard rule (this module's verifier has none).
 
-static __device__ __forceinline__ bool md_verify_accept(float p, float q, float u) {
-  (void)p; (void)q; (void)u;
+constexpr bool MD_VERIFY_ENTROPY = false;
+
+static __device__ __forceinline__ bool md_verify_accept(float p, float q, float u, float h) {
+  (void)p; (void)q; (void)u; (void)h;
   const float e2 = md_mul_f32(u, q);
   const bool e4 = (e2 < p);
   return e4;
@@ -268,7 +270,17 @@ __global__ void __launch_bounds__(MD_SAMPLE_THREADS, 1) md_verify_sample_kernel(
     const double sp = md_ddiv(1.0, md_block_sum_f64(sm, wp)), sq = md_ddiv(1.0, md_block_sum_f64(sm, wq));
     const int32_t x = dt[a];
     const float u = md_uniform_open01(md_philox_draw(sd, pos, MD_NOISE_ACCEPT, 0u));
-    if (md_verify_accept((float)md_prob(fp, sp, x), (float)md_prob(fq, sq, x), u)) continue;
+    // The target row's entropy, for a rule that reads it: each thread's strided -p log p, then the fixed tree.
+    float h = 0.0f;
+    if (MD_VERIFY_ENTROPY) {
+      double acc = 0;
+      for (int i = threadIdx.x; i < VOCAB; i += MD_SAMPLE_THREADS) {
+        const double pi = md_prob(fp, sp, i);
+        if (pi > 0.0) acc = md_dsub(acc, md_dmul(pi, md_log_f64(pi)));
+      }
+      h = (float)md_block_sum_f64(sm, acc);
+    }
+    if (md_verify_accept((float)md_prob(fp, sp, x), (float)md_prob(fq, sq, x), u, h)) continue;
     nxt = md_draw_residual(sm, fp, sp, fq, sq, false, sd, pos);
     // An all-zero (or negative, or NaN) residual: draw from the target's distribution instead.
     if (nxt < 0) nxt = md_draw_residual(sm, fp, sp, fq, sq, true, sd, pos);

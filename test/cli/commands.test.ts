@@ -35,7 +35,7 @@ describe('magicdec commands', () => {
 
   it("every subcommand's --help lists every flag with its default (or says it is required)", async () => {
     const tree = commands(program()).filter(({ cmd }) => cmd.name() !== 'help');
-    expect(tree.map((t) => t.path.join(' '))).toEqual(expect.arrayContaining(['gen', 'run', 'demo', 'regen', 'model random']));
+    expect(tree.map((t) => t.path.join(' '))).toEqual(expect.arrayContaining(['gen', 'run', 'check', 'demo', 'regen', 'model random']));
     for (const { path, cmd } of tree) {
       const io = memoryIo();
       expect(await main([...path, '--help'], io)).toBe(0);

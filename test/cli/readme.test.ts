@@ -24,7 +24,7 @@ describe('README.md', () => {
     expect(documented).toEqual(flags);
   });
 
-  for (const name of ['run', 'serve', 'bench', 'bench-serve']) {
+  for (const name of ['run', 'check', 'serve', 'bench', 'bench-serve']) {
     it(`documents every ${name} flag, and no other`, () => {
       const cmd = program().commands.find((c) => c.name() === name)!;
       const flags = cmd.options.map((o) => o.long!).sort();

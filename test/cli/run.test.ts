@@ -96,6 +96,23 @@ describe('run', () => {
     expect(r.err).toMatch(/^module tiny\.cpu\.fp32\.t_causal-everything\.d_causal-sink_window\.greedy\.g4 /m);
     expect(r.out).toMatch(/^speculative \(gamma 4\), 1 request: /m);
   });
+
+  it('--draft-param sets a draft runtime param: acceptance changes, tokens do not; an unknown key exits 1', async () => {
+    const args = ['--model', model, '--prompt-tokens', '5,6,7,8,9,10,11,12', '--max-tokens', '24', '--ignore-eos'];
+    const ar = await run([...args, '--mode', 'ar']);
+    const wide = await run(args);
+    const narrow = await run([...args, '--draft-param', 'kv_sink=0', '--draft-param', 'kv_window=1']);
+    for (const r of [ar, wide, narrow]) expect(r.code, r.err).toBe(0);
+    expect(tokenLines(narrow.out)).toEqual(tokenLines(ar.out));
+    const acceptance = (out: string) => Number(/^acceptance ([\d.]+)/m.exec(out)![1]);
+    expect(acceptance(narrow.out)).toBeLessThan(acceptance(wide.out));
+    const bad = await run([...args, '--draft-param', 'kv_widnow=4']);
+    expect(bad.code).toBe(1);
+    expect(bad.err).toMatch(/^magicdec: error: --draft-param kv_widnow: the spec's draft pass has no runtime param 'kv_widnow' \(it has: kv_sink, kv_window\)$/m);
+    const syntax = await run([...args, '--draft-param', 'kv_window']);
+    expect(syntax.code).toBe(1);
+    expect(syntax.err).toMatch(/expected <key>=<number>/);
+  });
 });
 
 describe('run: sampling', () => {

@@ -9,6 +9,7 @@ import { emitCuda } from '../../codegen/backends/cuda.ts';
 import { planModule } from '../../codegen/plan.ts';
 import type { DeploymentIR } from '../../codegen/spec.ts';
 import { cudaDeploymentArb, defaultCudaDeployment } from './deployments.ts';
+import { makeDeployment, modelConfig, verifiers } from '../support/deployments.ts';
 import { pool } from '../../codegen/build.ts';
 import { compileUnit, type CompiledUnit, type CudaArch } from './nvcc.ts';
 
@@ -38,6 +39,16 @@ async function compileProblems(dep: DeploymentIR): Promise<string[]> {
 describe('CUDA backend: nvcc', () => {
   it('compiles the default deployment (Llama-3.1-8B, bf16, buckets 1-256) cleanly for sm_80 and sm_90a', async () => {
     expect(await compileProblems(defaultCudaDeployment())).toEqual([]);
+  }, 600_000);
+
+  it("compiles md_sample.cu with the typical verifier's rule and entropy reduction cleanly (vocab 97)", async () => {
+    const dep = { ...makeDeployment({ model: modelConfig({ numHeads: 2, numKvHeads: 1, headDim: 32, vocabSize: 97, name: 'typical-cuda' }), dtype: 'bf16', arch: 'sm_90' }), verify: verifiers.typical() };
+    const files = emitCuda(planModule(dep));
+    expect(files.find((f) => f.path === 'md_sample.cu')!.contents).toContain('constexpr bool MD_VERIFY_ENTROPY = true;');
+    const r = await compileUnit(files, 'md_sample.cu', ARCHS);
+    expect(r.diagnostics).toEqual([]);
+    expect(r.kernels.filter((k) => k.spillStores || k.spillLoads)).toEqual([]);
+    for (const arch of ARCHS) expect(r.kernels.some((k) => k.arch === arch && /verify_sample/.test(k.name)), arch).toBe(true);
   }, 600_000);
 
   it('compiles sampled deployments (presets, params, dtypes, small models) cleanly', async () => {

@@ -1,10 +1,12 @@
 // Bad specs: every problem is reported (not just the first), each with a stable code, the span of the
 // offending node and a message saying what is accepted. Spans and messages are pinned by snapshots.
+import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CODES, formatDiagnostic, loadSpec, loadSpecText, type Diagnostic } from '../../codegen/frontend/index.ts';
 
 const FIXTURES = 'test/fixtures/specs';
+const REPO = path.resolve(import.meta.dirname, '../..');
 const fixture = (name: string) => path.join(FIXTURES, name);
 /** A virtual spec next to the fixtures, so 'magicdec' and relative paths resolve the same way. */
 const inline = (text: string) => loadSpecText(text, fixture('__inline__.ts'));
@@ -74,6 +76,30 @@ describe('inline bad specs', () => {
     );
     expect(codes(r.diagnostics)).toEqual(['MD1205']);
     expect(r.diagnostics[0]!.message).toContain('needs residual');
+  });
+
+  it('compiles exactly the verifier modes the runtime runs; any other mode, or a lossy flag that is not a boolean, is a diagnostic', () => {
+    // The runtime's list (runtime/src/engine.cpp refuses a module of any other mode at load).
+    const engine = readFileSync(path.join(REPO, 'runtime/src/engine.cpp'), 'utf8');
+    const runtimeModes = [...engine.matchAll(/m\.verify_mode != "(\w+)"/g)].map((m) => m[1]).sort();
+    expect(runtimeModes).toEqual(['greedy', 'match', 'sample']);
+    const spec = (v: string) =>
+      `${HEADER}const v = verifier(${v} as any);\n` +
+      `export default deploy({ model: 'tiny', target: { attention: causal, kv: full }, draft: { attention: causal, kv: full }, verify: v, gamma: 2, shapes: { batch: [1], maxSeq: 512, pageSize: 64 }, dtype: 'fp32', arch: 'cpu' });\n`;
+    const rule = "accept: (p: number, q: number, u: number) => u * q < p, residual: (p: number, q: number) => Math.max(0, p - q)";
+    for (const mode of runtimeModes) {
+      const r = inline(spec(`{ name: 'v', mode: '${mode}', ${rule} }`));
+      expect(r.diagnostics.map(formatDiagnostic), mode).toEqual([]);
+      expect(r.deployment!.verify.mode).toBe(mode);
+    }
+    for (const mode of ['typical', 'beam', 'Greedy']) {
+      const r = inline(spec(`{ name: 'v', mode: '${mode}', ${rule} }`));
+      expect(r.deployment, mode).toBeUndefined();
+      expect(codes(r.diagnostics)).toEqual(['MD1203']);
+      expect(r.diagnostics[0]!.message).toBe(`'mode' must be 'greedy', 'match' or 'sample', not '${mode}'`);
+    }
+    const lossy = inline(spec(`{ name: 'v', mode: 'sample', lossy: 'yes', ${rule} }`));
+    expect(codes(lossy.diagnostics)).toEqual(['MD1203']);
   });
 
   it('rejects a model object with inconsistent heads and a maxSeq beyond the model', () => {

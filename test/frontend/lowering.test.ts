@@ -12,6 +12,7 @@ import { evaluate } from '../../codegen/interp.ts';
 import { show, type Node } from '../../codegen/ir.ts';
 import type { DeploymentIR, ParamDecl } from '../../codegen/spec.ts';
 import { DEFAULT_GAMMA_MAX } from '../../codegen/limits.ts';
+import { verifiers } from '../support/deployments.ts';
 import { planModule, STANDARD_REJECTION } from '../../codegen/plan.ts';
 
 const FIXTURES = 'test/fixtures/specs';
@@ -155,10 +156,37 @@ describe('every preset', () => {
     const prob = fc.integer({ min: 0, max: 63 }).map((x) => x / 16);
     fc.assert(
       fc.property(prob, prob, prob, (p, q, u) => {
-        expect(evaluate(d.verify.accept!, { vars: { p, q, u } })).toBe(v.accept!(p, q, u));
+        expect(evaluate(d.verify.accept!, { vars: { p, q, u, h: 0 } })).toBe(v.accept!(p, q, u, 0));
         expect(evaluate(d.verify.residual!, { vars: { p, q } })).toBe(v.residual!(p, q));
       }),
     );
+  });
+});
+
+describe('verifier typical (lossy)', () => {
+  it('lowers to p > min(eps, delta * exp(-h)) with residual p, declared lossy, with its own eps and delta too', () => {
+    const d = loadDraft('md.causal', 'md.full', 'md.typical()');
+    expect(d.verify).toEqual(verifiers.typical());
+    expect(d.verify.accept).toBe(verifiers.typical().accept);
+    expect(show(d.verify.accept!)).toBe('(gt p (min 0.09000000357627869f (mul 0.30000001192092896f (exp (neg h)))))');
+    expect(loadDraft('md.causal', 'md.full', 'md.typical({ eps: 0.2, delta: 0.5 })').verify).toEqual(verifiers.typical(0.2, 0.5));
+    // The JS preset and the IR agree away from the threshold (exp may differ in the last f32 ulps).
+    const v = presets.typical();
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 1000 }), fc.integer({ min: 0, max: 800 }), (pi, hi) => {
+        const p = pi / 1000;
+        const h = hi / 100;
+        const threshold = Math.min(0.09, 0.3 * Math.exp(-h));
+        fc.pre(Math.abs(p - threshold) > 1e-5);
+        expect(evaluate(d.verify.accept!, { vars: { p, q: 0.5, u: 0.5, h } })).toBe(v.accept!(p, 0.5, 0.5, h));
+      }),
+    );
+  });
+
+  it("a 'sample' verifier reads the entropy only through accept's fourth parameter", () => {
+    const d = loadDraft('md.causal', 'md.full', "md.verifier({ name: 'flat', mode: 'sample', accept: (p, q, u, entropy) => entropy > 1 || u * q < p, residual: (p, q) => Math.max(0, p - q) })");
+    expect(show(d.verify.accept!)).toBe('(or (gt h 1f) (lt (mul u q) p))');
+    expect(d.verify.lossy).toBeUndefined();
   });
 });
 

@@ -11,15 +11,17 @@
 // - bad gamma, parameters or drafted tokens are MD_ERR_ARG with nothing written.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { backendFor } from '../../codegen/backends/index.ts';
 import { evaluate } from '../../codegen/interp.ts';
+import { renderModule } from '../../codegen/module.ts';
 import * as ir from '../../codegen/ir.ts';
 import type { ModulePlan } from '../../codegen/plan.ts';
-import { rowDistribution, sampleRow, verifySample, type SamplingParams, type VerifierRule } from '../../model/sampling.ts';
+import { entropy, rowDistribution, sampleRow, verifySample, type SamplingParams, type VerifierRule } from '../../model/sampling.ts';
 import { mulberry32 } from '../harness/kernels/attention-case.ts';
 import { KERNEL_DEPLOYMENTS } from '../harness/kernels/deployments.ts';
 import { i32 } from '../harness/kernels/driver.ts';
 import { useModules, type ModuleUnderTest } from '../harness/kernels/module.ts';
-import { makeDeployment, modelConfig } from '../support/deployments.ts';
+import { makeDeployment, modelConfig, verifiers } from '../support/deployments.ts';
 
 const modules = useModules({
   /** gamma 3, vocab 512, the standard rule (its verifier is greedy). */
@@ -31,12 +33,27 @@ const modules = useModules({
     ...makeDeployment({ model: modelConfig({ numHeads: 1, numKvHeads: 1, headDim: 16, vocabSize: 77, name: 'degenerate-rule' }), batch: [1], gamma: 2, maxSeq: 64, pageSize: 8, dtype: 'fp32' }),
     verify: { name: 'never', mode: 'sample' as const, accept: ir.constant(false), residual: ir.constant(0, 'f32') },
   },
+  /** The typical preset (lossy), vocab 97: not a multiple of a Philox block or a lane tile. */
+  typical: {
+    ...makeDeployment({ model: modelConfig({ numHeads: 1, numKvHeads: 1, headDim: 16, vocabSize: 97, name: 'typical-rule' }), batch: [1], gamma: 3, maxSeq: 64, pageSize: 8, dtype: 'fp32' }),
+    verify: verifiers.typical(),
+  },
 });
+
+/**
+ * Typical acceptance written directly in TypeScript (not through the IR): p > min(eps, delta * exp(-h)) in
+ * f32, h the entropy the kernel is given. Math.exp and the kernel's expf may differ in the last ulps, which
+ * matters only for a p within a few ulps of the threshold.
+ */
+function typicalRule(eps: number, delta: number): VerifierRule {
+  const f = Math.fround;
+  return { accept: (p, _q, _u, h) => f(p) > Math.min(f(eps), f(f(delta) * f(Math.exp(-f(h))))), residual: (p) => p };
+}
 
 /** The module's rule through the IR interpreter, in f32 as the kernel computes it. */
 function ruleOf(plan: ModulePlan): VerifierRule {
   return {
-    accept: (p, q, u) => evaluate(plan.verifierRule.accept, { vars: { p, q, u } }) as boolean,
+    accept: (p, q, u, h) => evaluate(plan.verifierRule.accept, { vars: { p, q, u, h } }) as boolean,
     residual: (p, q) => evaluate(plan.verifierRule.residual, { vars: { p, q } }) as number,
   };
 }
@@ -323,5 +340,81 @@ describe('md_verify_sample draws from the target distribution', () => {
     expect(res.accepted.every((a) => a === 0)).toBe(true);
     expect(res.next.every((x) => x >= 0 && x < V)).toBe(true);
     expectCounts(res.next, sparse(rowDistribution(target[0], T1)), 'fallback draw');
+  }, 120_000);
+});
+
+describe('md_verify_sample, typical acceptance (lossy): accept while p > min(eps, delta * exp(-H(p)))', () => {
+  const mod = () => modules.get('typical')!;
+  const rule = typicalRule(0.09, 0.3);
+
+  it('renders the rule with the entropy reduction (the standard rule has none)', () => {
+    const sample = (m: ModuleUnderTest) => renderModule(m.plan, backendFor('cpu')).find((f) => f.path === 'sample.cpp')!.contents;
+    expect(sample(mod())).toContain('constexpr bool MD_VERIFY_ENTROPY = true;');
+    expect(sample(modules.get('small')!)).toContain('constexpr bool MD_VERIFY_ENTROPY = false;');
+  });
+
+  it("gives the TypeScript reference's accepted counts and next tokens on random logits, parameters, gammas, seeds and positions", async () => {
+    const m = mod();
+    const V = m.plan.dims.vocab;
+    let accepted = 0;
+    let rejected = 0;
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 1, max: m.plan.gamma }).chain((g) => fc.tuple(fc.constant(g), fc.array(seqArb(V, g), { minLength: 1, maxLength: 12 }))),
+        async ([gamma, seqs]) => {
+          const got = await verify(m, seqs, gamma);
+          seqs.forEach((s, b) => {
+            const want = verifySample(s.target, s.draft, s.tokens, s.params, s.seed, s.pos, rule);
+            expect([got.accepted[b], got.next[b]], `sequence ${b}: ${JSON.stringify(s.params)}`).toEqual([want.accepted, want.next]);
+            expect(want.next >= 0 && want.next < V).toBe(true);
+            accepted += want.accepted;
+            rejected += want.accepted < gamma ? 1 : 0;
+          });
+        },
+      ),
+      { numRuns: 40 },
+    );
+    expect(accepted).toBeGreaterThan(0);
+    expect(rejected).toBeGreaterThan(0);
+  });
+
+  it('known p: a flat target accepts what a peaked one rejects; q = 0 does not matter; top-k 1 has entropy 0', async () => {
+    const m = mod();
+    const V = m.plan.dims.vocab;
+    const flat = new Float32Array(V).fill(0);  // p = 1/97 > 0.3/97 = delta exp(-ln 97)
+    const peaked = logitsFor(V, [5, 6, 70], [0.9, 0.08, 0.02]);  // H = 0.38: threshold min(0.09, 0.21) = 0.09
+    const h = entropy(rowDistribution(peaked, T1));
+    expect(h).toBeGreaterThan(0.3);
+    expect(Math.min(0.09, 0.3 * Math.exp(-h))).toBe(0.09);
+    const noQ = logitsFor(V, [5], [1]);  // the draft gives every other token q = 0
+    const seqs: Seq[] = [
+      { target: [flat, flat], draft: [noQ], tokens: [96], params: T1, seed: 1n, pos: 0 },  // p 1/97, q 0: accepted
+      { target: [peaked, flat], draft: [noQ], tokens: [5], params: T1, seed: 1n, pos: 0 },  // p 0.9: accepted
+      { target: [peaked, flat], draft: [flat], tokens: [6], params: T1, seed: 1n, pos: 0 },  // p 0.08 < 0.09: rejected
+      { target: [peaked, flat], draft: [noQ], tokens: [70], params: T1, seed: 1n, pos: 0 },  // p 0.02, q 0: rejected
+      { target: [peaked, flat], draft: [flat], tokens: [40], params: T1, seed: 1n, pos: 0 },  // p 0: rejected
+      // top-k 1: p one-hot, H = 0, threshold 0.09: only the argmax passes.
+      { target: [flat, flat], draft: [flat], tokens: [0], params: { ...T1, topK: 1 }, seed: 1n, pos: 0 },
+      { target: [flat, flat], draft: [flat], tokens: [1], params: { ...T1, topK: 1 }, seed: 1n, pos: 0 },
+    ];
+    const got = await verify(m, seqs, 1);
+    expect(got.accepted).toEqual([1, 1, 0, 0, 0, 1, 0]);
+    seqs.forEach((s, b) => expect([got.accepted[b], got.next[b]]).toEqual(Object.values(verifySample(s.target, s.draft, s.tokens, s.params, s.seed, s.pos, rule))));
+    // After a rejection the next token is the target's own sample: a token p allows, and a vocabulary id.
+    expect([got.next[2], got.next[3], got.next[4]].every((x) => [5, 6, 70].includes(x))).toBe(true);
+    expect(got.next[6]).toBe(0);
+  });
+
+  it('after a rejection the next token follows p over 64K trials, never an id >= vocab (vocab 97, last tile partial)', async () => {
+    const m = mod();
+    const V = m.plan.dims.vocab;
+    const at = [0, 33, 64, 96];
+    const p = [0.55, 0.3, 0.1, 0.05];  // H = 1.07: threshold 0.09
+    const target = [logitsFor(V, at, p), logitsFor(V, at, p)];
+    const draft = [logitsFor(V, [1, 2], [0.5, 0.5])];
+    const res = await trials(m, 1, (t) => ({ target, draft, tokens: [1 + (t % 2)], params: T1, seed: 31n, pos: t }));
+    expect(res.accepted.every((a) => a === 0)).toBe(true);
+    expect(res.next.every((x) => x >= 0 && x < V)).toBe(true);
+    expectCounts(res.next, sparse(rowDistribution(target[0], T1)), 'draw after rejection');
   }, 120_000);
 });

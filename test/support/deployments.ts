@@ -45,8 +45,18 @@ export const attentions = {
   }),
 };
 
-/** The verifier presets: greedy, sampleAndMatch, and rejection (its rule is planModule's STANDARD_REJECTION). */
+const f32v = (name: string) => ir.variable(name, 'f32');
+
+/** The verifier presets: greedy, sampleAndMatch, rejection (its rule is planModule's STANDARD_REJECTION) and typical (lossy). */
 export const verifiers = {
+  /** dsl/presets.ts typical({ eps, delta }) as the front end lowers it: p > min(eps, delta * exp(-h)), residual p. */
+  typical: (eps = 0.09, delta = 0.3): VerifierIR => ({
+    name: 'typical',
+    mode: 'sample',
+    lossy: true,
+    accept: ir.gt(f32v('p'), ir.min(ir.constant(eps, 'f32'), ir.mul(ir.constant(delta, 'f32'), ir.exp(ir.neg(f32v('h')))))),
+    residual: f32v('p'),
+  }),
   greedy: (): VerifierIR => ({ name: 'greedy', mode: 'greedy' }),
   sampleAndMatch: (): VerifierIR => ({ name: 'sample_and_match', mode: 'match' }),
   rejection: (): VerifierIR => ({ name: 'rejection', mode: 'sample', accept: STANDARD_REJECTION.accept, residual: STANDARD_REJECTION.residual }),
