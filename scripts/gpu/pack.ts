@@ -1,7 +1,7 @@
 // `npm run gpu:pack [-- OUTDIR]`: writes out/gpu-pack/ (ignored), everything the GPU suite needs on a GPU
 // machine that has nvcc, CMake, ninja and Python + PyTorch but no Node and no network:
-// - modules/: the kit's small configs plus the committed default deployment (Llama-3.1-8B, bf16, sm_90,
-//   buckets to 256), each with kit_config.h and ref/ (the CPU rendering, reference of the sampling kernels);
+// - modules/: the kit's small configs, the committed default deployment (Llama-3.1-8B, bf16, sm_90,
+//   buckets to 256) and a gamma-8 module, each with kit_config.h and ref/ (the CPU rendering, reference of the sampling kernels);
 // - the drivers (test/gpu/driver.cu, bench.cu, e2e.c, torch_bench.py) and the reporting (report.py);
 // - runtime/ (the runtime's sources, its contract header and simdjson) and e2e/ (a tiny random bf16 model and
 //   its CUDA module), for the end-to-end step through the C API;
@@ -18,6 +18,7 @@ import { models } from '../../dsl/models.ts';
 import { processIo } from '../../lib/io.ts';
 import { progress } from '../../lib/progress.ts';
 import { writeRandomModel } from '../../model/random.ts';
+import { makeDeployment } from '../../test/support/deployments.ts';
 import { kitDeployments, REF_RENAMES, writeKitModules } from './kit.ts';
 
 const ROOT = resolve(new URL('../..', import.meta.url).pathname);
@@ -26,6 +27,12 @@ export const PACK_LIMIT_BYTES = 40 * 1024 * 1024;
 
 /** CMake CUDA architectures per deployment target: sm_90 builds as sm_90a, as codegen/build.ts does. */
 const CMAKE_ARCH: Record<string, string> = { sm_80: '80', sm_90: '90a' };
+
+/** A small module drafting 8 tokens a round with buckets to 32 sequences (288 rows): row invariance across
+ *  gamma 1..8 and batches up to 256 rows, which the kit's modules (gamma 2..4) do not reach. */
+export function gamma8Deployment(): DeploymentIR {
+  return makeDeployment({ model: models.tiny, dtype: 'bf16', arch: 'sm_90', gamma: 8, batch: [1, 8, 32], maxSeq: 2048, pageSize: 16 });
+}
 
 /** The end-to-end deployment: the default deployment's passes and gamma on the tiny model, bf16 on sm_90. */
 export function e2eDeployment(base: DeploymentIR): DeploymentIR {
@@ -139,10 +146,11 @@ export async function writePack(out: string, log: (done: number, total: number, 
   rmSync(out, { recursive: true, force: true });
   mkdirSync(out, { recursive: true });
   const [base] = await generatedDeployments();
-  const deployments = [...kitDeployments(), base];
+  const kit = kitDeployments();
+  const deployments = [...kit, base, gamma8Deployment()];
   const total = deployments.length + 4;
   const names = writeKitModules(out, deployments, (name, i) => log(i + 1, total, `module ${name}`));
-  const bench = names[names.length - 1];
+  const bench = names[kit.length];
   const benchPlan = planModule(base);
 
   log(deployments.length + 1, total, 'drivers and scripts');

@@ -82,7 +82,7 @@ def main() -> int:
     try:
         from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
-        flex = torch.compile(flex_attention, dynamic=False)
+        flex = torch.compile(flex_attention)
     except Exception as e:  # noqa: BLE001
         flex = None
         out["flex_error"] = str(e)
