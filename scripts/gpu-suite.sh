@@ -10,7 +10,8 @@
 # Environment: MD_SUITE_SEED (inputs; default fresh, printed), MD_SUITE_MODULES (kit modules to run;
 # default all, or the dry run's subset), MD_KIT_TOL (overrides the drivers' tolerances: a wrong one must
 # fail), CUDA_ARCH (CMake CUDA architectures; default each module's), MD_SUITE_STRICT_TARGETS=1 (a missed
-# performance target fails the suite).
+# performance target fails the suite), MD_SUITE_BUDGET (seconds for the whole run, default 540: each step's
+# bound is cut to what is left, and a step that would start with under 20 s left is skipped, saying so).
 set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 dry="${MD_SUITE_DRY_RUN:-0}"
@@ -31,15 +32,24 @@ mkdir -p "$work/logs" "$work/results"
 seed="${MD_SUITE_SEED:-$(od -An -N6 -tu8 /dev/urandom | tr -d ' ')}"
 jobs="$(nproc)"
 t0=$(date +%s)
+budget="${MD_SUITE_BUDGET:-540}"
+left() { echo $((budget - ($(date +%s) - t0))); }
 echo "[suite] $( ((dry)) && echo 'dry run, ')seed $seed, $jobs cores, work $work, results $out"
 
-# record NAME STATUS SECONDS RESULT_JSON DETAIL: one line of steps.tsv (status pass|fail|timeout|na|skip).
+# record NAME STATUS SECONDS RESULT_JSON DETAIL: one line of steps.tsv (status pass|fail|timeout|notrun|na|skip:
+# notrun, a check that should have run and did not, fails the suite; skip is only the dry run's GPU steps).
 record() { printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "${5//$'\t'/ }" >>"$work/steps.tsv"; }
 # step NAME TIMEOUT_S RESULT_JSON CMD...: runs CMD under a time bound; rc 0 pass, 3 not available, 124/137 timeout.
 step() {
   local name="$1" limit="$2" result="$3"
   shift 3
-  local log="$work/logs/$(echo "$name" | tr -c 'A-Za-z0-9_.-' '_').log" s=$(date +%s%N) rc status detail ms
+  local log="$work/logs/$(echo "$name" | tr -c 'A-Za-z0-9_.-' '_').log" s=$(date +%s%N) rc status detail ms rest
+  rest=$(($(left) - 10))
+  if ((rest < 20)); then
+    notrun "$name" "the suite's ${budget}s budget is spent"
+    return
+  fi
+  ((limit > rest)) && limit=$rest
   echo "[suite] $name ..."
   timeout --kill-after=10 "$limit" "$@" >"$log" 2>&1
   rc=$?
@@ -57,6 +67,7 @@ step() {
   echo "[suite] $name: $status"
 }
 skip() { record "$1" skip 0 "" "$2"; echo "[suite] $1: skipped ($2)"; }
+notrun() { record "$1" notrun 0 "" "not run: $2"; echo "[suite] $1: NOT RUN ($2)"; }  # counts as a failure
 
 device="md-simt-emu (host emulation, no GPU)"
 if ((dry)); then
@@ -81,7 +92,7 @@ run_checks() {  # every module's driver at once (the float64 references use the 
 }
 
 if [[ $built != pass ]]; then
-  for m in $modules; do skip "check: $m" "not run: the build failed"; done
+  for m in $modules; do notrun "check: $m" "the build did not pass"; done
 elif ((dry)); then
   run_checks 300 --short
   if command -v python3 >/dev/null; then
@@ -108,7 +119,7 @@ else
   step "e2e: spec == AR (C API)" 120 "$work/results/e2e.json" "$build/e2e" "$here/e2e/model" "$build/libe2e_module.so" "$E2E_VOCAB" "$work/results/e2e.json"
   step "bandwidth: kernels" 180 "$work/results/bench.json" "$build/bench" --json "$work/results/bench.json"
   step "bandwidth: pytorch" 200 "$work/results/torch.json" env PYTHONUNBUFFERED=1 python3 "$here/torch_bench.py" --json "$work/results/torch.json" \
-    --budget 150 --gemms "$GEMMS" --sink "$SINK" --window "$WINDOW"
+    --budget "$(($(left) - 60 < 150 ? $(left) - 60 : 150))" --gemms "$GEMMS" --sink "$SINK" --window "$WINDOW"
 fi
 
 seconds=$(($(date +%s) - t0))

@@ -1,6 +1,6 @@
 """GPU suite report: reads what gpu-suite.sh's steps left in the work folder, writes OUTDIR/suite.json (every
 step with its full result JSON, the performance targets) and OUTDIR/summary.txt, and prints the measurement
-tables, then ONE summary table last. Exit 1 when any step failed or timed out (or, with
+tables, then ONE summary table last. Exit 1 when any step failed, timed out or did not run (or, with
 MD_SUITE_STRICT_TARGETS=1, when a performance target was missed); skipped and not-available steps never
 count as passed and are listed as such.
 
@@ -11,7 +11,7 @@ import json
 import os
 import sys
 
-STATUS = {"pass": "pass", "fail": "FAIL", "timeout": "TIMEOUT", "na": "n/a", "skip": "skipped"}
+STATUS = {"pass": "pass", "fail": "FAIL", "timeout": "TIMEOUT", "notrun": "NOT RUN", "na": "n/a", "skip": "skipped"}
 
 
 def load(path):
@@ -108,7 +108,9 @@ def main():
             s["detail"] = d
     tg = targets(bench, torch_res, e2e)
     strict = os.environ.get("MD_SUITE_STRICT_TARGETS") == "1"
-    failed = [s["name"] for s in steps if s["status"] in ("fail", "timeout")]
+    failed = [s["name"] for s in steps if s["status"] in ("fail", "timeout", "notrun")]
+    if not any(s["status"] == "pass" for s in steps):
+        failed.append("no step passed")
     missed = [t["target"] for t in tg if t["state"] == "missed"]
     verdict = "FAIL" if failed or (strict and missed) else "PASS"
     report = {"meta": meta, "verdict": verdict, "failed": failed, "steps": steps, "targets": tg, "strict_targets": strict}
@@ -155,7 +157,7 @@ def main():
     for s in steps:
         lines.append(f"{s['name']:{w}}  {STATUS.get(s['status'], s['status']):8} {s['seconds']:>5.0f}s  {s['detail'][:150]}")
     counts = {k: sum(1 for s in steps if s["status"] == k) for k in STATUS}
-    tail = f"{counts['pass']} passed, {counts['fail'] + counts['timeout']} failed, {counts['na']} not available, {counts['skip']} skipped"
+    tail = f"{counts['pass']} passed, {counts['fail'] + counts['timeout'] + counts['notrun']} failed, {counts['na']} not available, {counts['skip']} skipped"
     if verdict == "PASS":
         lines.append(f"RESULT: PASS ({tail}{'; ' + str(len(missed)) + ' targets missed' if missed else ''})")
     else:

@@ -2,7 +2,8 @@
 // `gpu-suite.sh --dry-run` (the drivers of one module built for the SIMT emulator through the pack's
 // CMakeLists.txt, run short, and the reporting). The table and suite.json must say what ran and passed,
 // list GPU-only steps as skipped (never passed), and a wrong tolerance (MD_KIT_TOL) must fail the suite
-// loudly. report.py must also keep "not available" (the runtime has no CUDA engine) apart from passed.
+// loudly, and so must a spent time budget. report.py must also keep "not available" (the runtime has no
+// CUDA engine) apart from passed.
 import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -107,14 +108,26 @@ describe('GPU suite (gpu:pack + dry run)', () => {
     writeFileSync(join(w, 'meta.json'), '{"seed": 1, "device": "test", "seconds": 1}');
     const e2e = join(w, 'e2e.json');
     writeFileSync(e2e, '{"available": false, "error": "md_engine_create: built for sm_90; this runtime runs cpu modules only"}');
-    writeFileSync(join(w, 'steps.tsv'), `e2e: spec == AR (C API)\tna\t0.5\t${e2e}\tnot available: runtime has no CUDA engine\n`);
+    writeFileSync(join(w, 'steps.tsv'), `build\tpass\t1\t\tok\ne2e: spec == AR (C API)\tna\t0.5\t${e2e}\tnot available: runtime has no CUDA engine\n`);
     const ok = await run('python3', [join(pack, 'report.py'), w, join(tmp, 'fake-out')]);
     expect(ok.code).toBe(0);
-    expect(table(ok.stdout).rows[0]).toMatch(/^e2e: spec == AR \(C API\)\s+n\/a .*not available: runtime has no CUDA engine/);
-    expect(table(ok.stdout).result).toBe('RESULT: PASS (0 passed, 0 failed, 1 not available, 0 skipped)');
+    expect(table(ok.stdout).rows[1]).toMatch(/^e2e: spec == AR \(C API\)\s+n\/a .*not available: runtime has no CUDA engine/);
+    expect(table(ok.stdout).result).toBe('RESULT: PASS (1 passed, 0 failed, 1 not available, 0 skipped)');
     writeFileSync(join(w, 'steps.tsv'), 'bandwidth: kernels\ttimeout\t180\t\ttimed out after 180s\n', { flag: 'a' });
     const bad = await run('python3', [join(pack, 'report.py'), w, join(tmp, 'fake-out')]);
     expect(bad.code).toBe(1);
-    expect(table(bad.stdout).result).toBe('RESULT: FAIL (0 passed, 1 failed, 1 not available, 0 skipped): bandwidth: kernels');
+    expect(table(bad.stdout).result).toBe('RESULT: FAIL (1 passed, 1 failed, 1 not available, 0 skipped): bandwidth: kernels');
+    // Nothing passed (only not-available steps) is no pass either.
+    writeFileSync(join(w, 'steps.tsv'), `e2e: spec == AR (C API)\tna\t0.5\t${e2e}\tnot available\n`);
+    expect((await run('python3', [join(pack, 'report.py'), w, join(tmp, 'fake-out')])).code).toBe(1);
+  }, 60_000);
+
+  it('a spent time budget fails the suite: the steps it cut are NOT RUN, not skipped', async () => {
+    const r = await run('bash', [join(pack, 'gpu-suite.sh'), '--dry-run', join(tmp, 'out-budget')], { MD_SUITE_WORK: join(tmp, 'work-budget'), MD_SUITE_BUDGET: '5' });
+    expect(r.code).toBe(1);
+    const { rows, result } = table(r.stdout);
+    expect(rows.find((l) => l.startsWith('build'))).toMatch(/NOT RUN .*budget is spent/);
+    expect(rows.find((l) => l.startsWith('check: m0_fp32_tiny'))).toMatch(/NOT RUN .*the build did not pass/);
+    expect(result).toMatch(/^RESULT: FAIL \(0 passed, 2 failed/);
   }, 60_000);
 });
