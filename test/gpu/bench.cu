@@ -33,6 +33,7 @@
   } while (0)
 
 static bool g_quick = false;
+static int g_errors = 0;  // kernels that returned an error: the bench fails
 
 /** Median milliseconds of `run` (which launches once on stream 0 and returns its status) after warm-ups. */
 template <typename F>
@@ -180,6 +181,8 @@ static void attention(double copy_gbps) {
         const double bytes = (double)B * visible * pos_bytes * 2 + (double)rows * H * D * 4 * 2;
         const double ms = time_ms([&] { return k.fns[bk](&a); });
         if (ms < 0) {
+          ++g_errors;
+          std::printf("attention %s B %d L %d: the kernel returned an error\n", k.name, B, L);
           std::snprintf(e, sizeof e, "{\"kind\": \"attention\", \"pass\": \"%s\", \"batch\": %d, \"context\": %d, \"error\": \"kernel returned an error\"}",
                         k.name, B, L);
           add(e);
@@ -231,6 +234,8 @@ static void gemms(double copy_gbps) {
       });
       char e[512];
       if (ms < 0) {
+        ++g_errors;
+        std::printf("gemm %s M %d: the kernel returned an error\n", name, M);
         std::snprintf(e, sizeof e, "{\"kind\": \"gemm\", \"name\": \"%s\", \"rows\": %d, \"error\": \"kernel returned an error\"}", name, M);
         add(e);
         continue;
@@ -277,5 +282,6 @@ int main(int argc, char** argv) {
     std::fprintf(f, "{\"module\": \"%s\", \"device\": \"%s\", \"copy_gbps\": %.1f, \"results\": [%s]}\n", KIT_NAME, prop.name, copy, g_json.c_str());
     std::fclose(f);
   }
-  return 0;
+  if (g_errors) std::printf("FAIL: %d kernel calls returned an error\n", g_errors);
+  return g_errors ? 1 : 0;
 }

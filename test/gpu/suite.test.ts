@@ -122,6 +122,25 @@ describe('GPU suite (gpu:pack + dry run)', () => {
     expect((await run('python3', [join(pack, 'report.py'), w, join(tmp, 'fake-out')])).code).toBe(1);
   }, 60_000);
 
+  it('report.py renders the bandwidth tables and the targets from bench.cu / torch_bench.py output', async () => {
+    const w = join(tmp, 'fake-bw');
+    mkdirSync(w, { recursive: true });
+    const fx = join(import.meta.dirname, 'fixtures');
+    writeFileSync(join(w, 'meta.json'), '{"seed": 1, "device": "test", "seconds": 1}');
+    writeFileSync(join(w, 'steps.tsv'), `bandwidth: kernels\tpass\t50\t${join(fx, 'bench.json')}\tx\nbandwidth: pytorch\tpass\t90\t${join(fx, 'torch.json')}\ty\n`);
+    const r = await run('python3', [join(pack, 'report.py'), w, join(tmp, 'fake-bw-out')]);
+    expect(r.code, r.stdout).toBe(0);
+    expect(r.stdout).toMatch(/^decode +64 +32768 +4\.000 +2150 +50% \| +3\.000 +3\.500 +-$/m);
+    expect(r.stdout).toMatch(/^decode +256 +32768 does not fit in device memory$/m);
+    expect(r.stdout).toMatch(/^q +64 +0\.0200 +39% \| +0\.012 +1\.67$/m);
+    expect(r.stdout).toMatch(/^kv +1 kernel returned an error$/m);
+    expect(r.stdout).toMatch(/missed +decode attention B64 L32K >= 85% of copy \(0\.5\)/);
+    expect(r.stdout).toMatch(/missed +gemm_q M64 within 1\.3x of cuBLAS \(1\.67\)/);
+    expect(table(r.stdout).result).toBe('RESULT: PASS (2 passed, 0 failed, 0 not available, 0 skipped; 5 targets missed)');
+    const strict = await run('python3', [join(pack, 'report.py'), w, join(tmp, 'fake-bw-out')], { MD_SUITE_STRICT_TARGETS: '1' });
+    expect(strict.code).toBe(1);
+  }, 60_000);
+
   it('a spent time budget fails the suite: the steps it cut are NOT RUN, not skipped', async () => {
     const r = await run('bash', [join(pack, 'gpu-suite.sh'), '--dry-run', join(tmp, 'out-budget')], { MD_SUITE_WORK: join(tmp, 'work-budget'), MD_SUITE_BUDGET: '5' });
     expect(r.code).toBe(1);
