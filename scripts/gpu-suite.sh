@@ -106,13 +106,13 @@ elif ((dry)); then
 else
   run_checks 240 ""
   if command -v compute-sanitizer >/dev/null; then
-    for tool in memcheck racecheck; do
+    for tool in memcheck racecheck; do  # one wave: both tools on every module's short run at once
       for m in $modules; do
-        step "sanitizer: $tool $m" 240 "$work/results/${tool}_$m.json" compute-sanitizer --tool "$tool" --error-exitcode 99 \
+        step "sanitizer: $tool $m" 180 "$work/results/${tool}_$m.json" compute-sanitizer --tool "$tool" --error-exitcode 99 \
           "$build/kit_$m" --short --seed "$seed" --json "$work/results/${tool}_$m.json" &
       done
-      wait
     done
+    wait
   else
     record "sanitizer" fail 0 "" "compute-sanitizer not on PATH"
   fi
