@@ -123,8 +123,9 @@ else
 fi
 
 seconds=$(($(date +%s) - t0))
-printf '{"dry_run": %s, "seed": %s, "device": "%s", "seconds": %s, "modules": "%s", "pack": %s}\n' \
-  "$( ((dry)) && echo true || echo false)" "$seed" "${device//\"/}" "$seconds" "$modules" "$(cat "$here/pack.json")" >"$work/meta.json"
+nvcc_v="$(nvcc --version 2>/dev/null | tail -n 1)"
+printf '{"dry_run": %s, "seed": %s, "device": "%s", "nvcc": "%s", "seconds": %s, "modules": "%s", "pack": %s}\n' \
+  "$( ((dry)) && echo true || echo false)" "$seed" "${device//\"/}" "${nvcc_v//\"/}" "$seconds" "$modules" "$(cat "$here/pack.json")" >"$work/meta.json"
 for f in "$work"/logs/*.log; do
   echo "===== $(basename "$f")"
   cat "$f"
