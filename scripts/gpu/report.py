@@ -135,8 +135,8 @@ def main():
     for s in steps:
         r = s.get("result", {})
         d = check_detail(r) if isinstance(r, dict) else None
-        if d:  # a failed step keeps its own first error line (a sanitizer's report) ahead of the counts
-            s["detail"] = d if s["status"] == "pass" else f"{s['detail']} || {d}"
+        if d:  # a step failed with no check failed (a sanitizer's report, a crash) shows its own error line first
+            s["detail"] = d if s["status"] == "pass" or r.get("failed") else f"{s['detail']} || {d}"
     tg = targets(bench, torch_res, e2e)
     strict = os.environ.get("MD_SUITE_STRICT_TARGETS") == "1"
     failed = [s["name"] for s in steps if s["status"] in ("fail", "timeout", "notrun")]
