@@ -117,6 +117,13 @@ describe('GPU suite (gpu:pack + dry run)', () => {
     const bad = await run('python3', [join(pack, 'report.py'), w, join(tmp, 'fake-out')]);
     expect(bad.code).toBe(1);
     expect(table(bad.stdout).result).toBe('RESULT: FAIL (1 passed, 1 failed, 1 not available, 0 skipped): bandwidth: kernels');
+    // A sanitizer's failure: every check passed, so its own error line must lead the detail.
+    const clean = join(w, 'clean.json');
+    writeFileSync(clean, '{"checks": 10, "failed": 0, "seed": 3, "groups": [], "failures": []}');
+    writeFileSync(join(w, 'steps.tsv'), `sanitizer: memcheck m0\tfail\t9\t${clean}\texit 99: ========= Invalid __global__ write of size 4\n`, { flag: 'a' });
+    const san = await run('python3', [join(pack, 'report.py'), w, join(tmp, 'fake-out')]);
+    expect(san.code).toBe(1);
+    expect(table(san.stdout).rows.find((l) => l.startsWith('sanitizer'))).toMatch(/FAIL +9s +exit 99: =+ Invalid __global__ write of size 4 \|\| 10 checks, 0 failed/);
     // Nothing passed (only not-available steps) is no pass either.
     writeFileSync(join(w, 'steps.tsv'), `e2e: spec == AR (C API)\tna\t0.5\t${e2e}\tnot available\n`);
     expect((await run('python3', [join(pack, 'report.py'), w, join(tmp, 'fake-out')])).code).toBe(1);
