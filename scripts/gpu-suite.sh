@@ -79,7 +79,7 @@ else
   modules="${MD_SUITE_MODULES:-$MODULES}"
   build="$work/build"
   device="$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -n 1)"
-  step "build (nvcc, CMake + ninja)" 420 "" bash -c "cmake -S '$here' -B '$build' -G Ninja -DCMAKE_BUILD_TYPE=Release ${CUDA_ARCH:+-DCMAKE_CUDA_ARCHITECTURES=$CUDA_ARCH} && cmake --build '$build' -j $jobs"
+  step "build (nvcc, CMake + ninja)" 420 "" bash -c "cmake -S '$here' -B '$build' -G Ninja -DCMAKE_BUILD_TYPE=Release ${CUDA_ARCH:+-DMD_CUDA_ARCH=$CUDA_ARCH} && cmake --build '$build' -j $jobs"
 fi
 built=$(tail -n 1 "$work/steps.tsv" | cut -f2)
 
