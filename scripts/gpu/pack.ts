@@ -198,6 +198,7 @@ export async function writePack(out: string, log: (done: number, total: number, 
   const pack = {
     modules: modules.map((m, i) => ({ ...m, module: planModule(deployments[i]).name })),
     bench,
+    benchModel: { layers: benchPlan.model.numLayers, gamma: benchPlan.gamma },
     e2e: { module: planModule(e2e).name, model: model.config.name, vocab: model.config.vocabSize, dtype: 'bf16' },
     gemms,
     draft: draftParams,
