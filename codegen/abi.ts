@@ -118,6 +118,12 @@ export interface KernelSpec {
 /** The version of manifest.json's layout: modules embed it, the runtime refuses any other (md_abi.h MD_MANIFEST_FORMAT). */
 export const MANIFEST_FORMAT = 1;
 
+/**
+ * An optional export, present only in a CUDA module built for the SIMT emulator (g++ -DMD_SIMT_EMU): the
+ * runtime then runs it on host memory (runtime/src/device.h) instead of on a GPU (md_abi.h MD_EMULATED_SYMBOL).
+ */
+export const EMULATED_SYMBOL = 'md_simt_emulated';
+
 const stream: ArgSpec = { name: 'stream', type: 'void*', doc: 'cudaStream_t on CUDA; ignored on CPU', nullable: true };
 const rows: ArgSpec = { name: 'rows', type: 'int32_t', doc: 'number of rows', check: 'count' };
 const pagesPerSeq: ArgSpec = { name: 'pages_per_seq', type: 'int32_t', doc: 'row stride of page_table', check: 'positive' };

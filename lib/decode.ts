@@ -1,15 +1,31 @@
 // Decoding a batch of prompts through the Node engine, and the statistics `run`, `demo` and `bench`
 // print: one definition of "decode tokens/s", acceptance and tokens/round for all three.
-import { createNativeEngine, Engine, KERNEL_CLASSES, type EngineOptions, type EngineStats, type Generation, type KernelTimes, type NativeEngine, type RequestOptions } from '../runtime/node/index.ts';
+import { createNativeEngine, Engine, KERNEL_CLASSES, type EngineOptions, type EngineStats, type Generation, type KernelTimes, type RequestOptions } from '../runtime/node/index.ts';
 import { UserError } from './errors.ts';
 
-/** Opens an engine; the runtime's refusal (missing or corrupt model, model the module was not built for) is a UserError. */
-export async function openEngine(modelDir: string, library: string, opts: EngineOptions): Promise<Engine> {
+/** `open()`, with the runtime's refusal (missing or corrupt model, model the module was not built for) as a UserError. */
+async function opening<T>(modelDir: string, open: () => Promise<T>): Promise<T> {
   try {
-    return await Engine.create(modelDir, library, opts);
+    return await open();
   } catch (e) {
     throw new UserError(`cannot run model ${modelDir}: ${(e as Error).message}`);
   }
+}
+
+/** `submit` for every prompt, in order; a prompt the runtime refuses (too long, token outside the vocabulary) is a UserError naming it. */
+function submitAll<T>(prompts: readonly (readonly number[])[], submit: (prompt: readonly number[], i: number) => T): T[] {
+  return prompts.map((p, i) => {
+    try {
+      return submit(p, i);
+    } catch (e) {
+      throw new UserError(`prompt ${i}: ${(e as Error).message}`);
+    }
+  });
+}
+
+/** Opens an engine; the runtime's refusal is a UserError. */
+export function openEngine(modelDir: string, library: string, opts: EngineOptions): Promise<Engine> {
+  return opening(modelDir, () => Engine.create(modelDir, library, opts));
 }
 
 /** KV pages for `batch` live sequences of up to `positions` positions each. */
@@ -95,13 +111,9 @@ export async function decodeBatch(
   const engine = await openEngine(modelDir, library, { prefillFirst: true, ...opts });
   try {
     configure?.(engine);
-    const pending = prompts.map((p, i) => {
-      try {
-        return engine.generate(p, { maxTokens: request.maxTokens, ignoreEos: request.ignoreEos ?? false, ...request.sampling, ...(request.seeds ? { seed: request.seeds[i] } : {}) });
-      } catch (e) {
-        throw new UserError(`prompt ${i}: ${(e as Error).message}`);
-      }
-    });
+    const pending = submitAll(prompts, (p, i) =>
+      engine.generate(p, { maxTokens: request.maxTokens, ignoreEos: request.ignoreEos ?? false, ...request.sampling, ...(request.seeds ? { seed: request.seeds[i] } : {}) }),
+    );
     const generations = await Promise.all(pending);
     return { generations, summary: summarize(opts.mode, engine.stats(), generations) };
   } finally {
@@ -164,20 +176,9 @@ export async function decodeSegments(
   /** Called after the prefill and after each segment. */
   onProgress?: (done: number) => void,
 ): Promise<SegmentedRun> {
-  let native: NativeEngine;
+  const native = await opening(modelDir, () => createNativeEngine(modelDir, library, { prefillFirst: true, ...opts, mode: 'spec' }));
   try {
-    native = await createNativeEngine(modelDir, library, { prefillFirst: true, ...opts, mode: 'spec' });
-  } catch (e) {
-    throw new UserError(`cannot run model ${modelDir}: ${(e as Error).message}`);
-  }
-  try {
-    const ids = prompts.map((p, i) => {
-      try {
-        return native.addRequest(p, { maxTokens, ignoreEos: true });
-      } catch (e) {
-        throw new UserError(`prompt ${i}: ${(e as Error).message}`);
-      }
-    });
+    const ids = submitAll(prompts, (p) => native.addRequest(p, { maxTokens, ignoreEos: true }));
     const tokens = new Map<number, number[]>(ids.map((id) => [id, []]));
     const step = async (): Promise<void> => {
       const { events } = await native.step();

@@ -2,7 +2,7 @@
 // argument checks every entry point starts with, the module-exports unit, and the headers a module
 // directory carries so that it compiles on its own (no include path into this checkout).
 import { readFileSync } from 'node:fs';
-import { ATTN_ARGS_FIELDS, EXTRA_SPECS, STATUS_CODES, type ArgSpec, type KernelSpec } from '../abi.ts';
+import { ATTN_ARGS_FIELDS, EMULATED_SYMBOL, EXTRA_SPECS, STATUS_CODES, type ArgSpec, type KernelSpec } from '../abi.ts';
 import type { EmittedFile } from '../backend.ts';
 import { manifestText } from '../manifest.ts';
 import type { KernelInstance, ModulePlan } from '../plan.ts';
@@ -106,6 +106,7 @@ export function renderModuleExports(plan: ModulePlan, backend: 'cpu' | 'cuda'): 
     maxChunks: plan.maxChunks,
     manifest: cStringLiteral(manifestText(plan)),
     statuses: STATUS_CODES,
+    emulatedSymbol: backend === 'cuda' ? EMULATED_SYMBOL : undefined,
   });
 }
 

@@ -4,7 +4,7 @@
 //   Every module carries it; `npm run regen` commits the rendering of codegen/abi.ts's list as
 //   generated/contract/md_abi.h, the copy the runtime and the test drivers include.
 // - md_module.h: one module's entry points (one prototype per kernel instance, per bucket where needed).
-import { ATTN_ARGS_FIELDS, EXTRA_SPECS, KERNELS, MANIFEST_FORMAT, STATUS_CODES, type ArgSpec, type KernelSpec } from '../abi.ts';
+import { ATTN_ARGS_FIELDS, EMULATED_SYMBOL, EXTRA_SPECS, KERNELS, MANIFEST_FORMAT, STATUS_CODES, type ArgSpec, type KernelSpec } from '../abi.ts';
 import type { ModulePlan } from '../plan.ts';
 
 /** Kernels that differ only by role (gemm_q, gemm_kv, ...) or pass (attn_target, attn_draft) share a kind. */
@@ -79,6 +79,9 @@ export function renderAbiHeader(kernels: readonly KernelSpec[] = KERNELS): strin
     '',
     "// The layout version of manifest.json: modules embed it (md_module_manifest), the runtime reads no other.",
     `#define MD_MANIFEST_FORMAT ${MANIFEST_FORMAT}`,
+    '',
+    '// Exported (returning 1) only by a CUDA module built for the SIMT emulator: its device memory is host memory.',
+    `#define MD_EMULATED_SYMBOL "${EMULATED_SYMBOL}"`,
     '',
     'typedef struct md_attn_args {',
     ...ATTN_ARGS_FIELDS.map((f) => `  ${`${f.type} ${f.name};`.padEnd(width)}  // ${f.doc}`),

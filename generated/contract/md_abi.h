@@ -15,6 +15,9 @@ typedef enum md_status { MD_OK = 0, MD_ERR_ARG = 1, MD_ERR_LAUNCH = 2 } md_statu
 // The layout version of manifest.json: modules embed it (md_module_manifest), the runtime reads no other.
 #define MD_MANIFEST_FORMAT 1
 
+// Exported (returning 1) only by a CUDA module built for the SIMT emulator: its device memory is host memory.
+#define MD_EMULATED_SYMBOL "md_simt_emulated"
+
 typedef struct md_attn_args {
   const float* q;             // [rows, num_heads, head_dim], RoPE applied
   const void* k_cache;        // this layer's K pages, storage dtype

@@ -1924,6 +1924,12 @@ static const char md_manifest_text[] =
 
 extern "C" const char* md_module_manifest(void) { return md_manifest_text; }
 
+#ifdef MD_SIMT_EMU
+// Built for the SIMT emulator: the runtime finds this export (MD_EMULATED_SYMBOL) and runs the module on
+// host memory.
+extern "C" int md_simt_emulated(void) { return 1; }
+#endif
+
 extern "C" const char* md_status_string(int32_t status) {
   switch (status) {
     case MD_OK:

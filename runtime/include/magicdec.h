@@ -169,6 +169,11 @@ MD_API int md_request_release(md_engine* engine, int64_t id);
  *  "bf16" | "fp16" | "fp32". Returns 0, or -1 with the problem in md_last_error(). */
 MD_API int md_model_check(const char* model_dir, const char* dtype);
 
+/** Whether this runtime can run CUDA (sm_80 / sm_90) modules on a GPU here: 1, or 0 with the reason in
+ *  md_last_error() (built without -DMAGICDEC_CUDA=ON, no GPU, driver too old). CPU modules, and CUDA modules
+ *  built for the SIMT emulator, run either way. */
+MD_API int md_cuda_available(void);
+
 #ifdef __cplusplus
 }
 #endif

@@ -421,12 +421,24 @@ Napi::Value CheckModel(const Napi::CallbackInfo& info) {
   return p;
 }
 
+// cudaAvailable(): { available, reason } (md::cuda_available): whether CUDA modules can run on a GPU here.
+Napi::Value CudaAvailable(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string why;
+  const bool ok = md::cuda_available(&why);
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("available", Napi::Boolean::New(env, ok));
+  o.Set("reason", Napi::String::New(env, why));
+  return o;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   auto* data = new AddonData();
   data->engine_ctor = Napi::Persistent(EngineWrap::Define(env));
   env.SetInstanceData(data);
   exports.Set("create", Napi::Function::New<Create>(env, "create"));
   exports.Set("checkModel", Napi::Function::New<CheckModel>(env, "checkModel"));
+  exports.Set("cudaAvailable", Napi::Function::New<CudaAvailable>(env, "cudaAvailable"));
   return exports;
 }
 

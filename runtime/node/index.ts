@@ -203,6 +203,7 @@ export interface NativeEngine {
 export interface Addon {
   create(modelDir: string, modulePath: string, opts: EngineOptions): Promise<NativeEngine>;
   checkModel(modelDir: string, dtype: string): Promise<string>;
+  cudaAvailable(): { available: boolean; reason: string };
 }
 
 export const ADDON_PATH = process.env.MAGICDEC_ADDON ?? fileURLToPath(new URL('../build/magicdec_node.node', import.meta.url));
@@ -230,6 +231,14 @@ export function createNativeEngine(modelDir: string, modulePath: string, opts: E
 /** Validates a model directory (config.json + every tensor); resolves to a one-line summary. */
 export function checkModel(modelDir: string, dtype: 'bf16' | 'fp16' | 'fp32'): Promise<string> {
   return load().checkModel(modelDir, dtype);
+}
+
+/**
+ * Whether this runtime runs CUDA (sm_80 / sm_90) modules on a GPU here; if not, why (built without
+ * -DMAGICDEC_CUDA=ON, no GPU, driver too old). CPU modules and emulated CUDA builds run either way.
+ */
+export function cudaAvailable(): { available: boolean; reason: string } {
+  return load().cudaAvailable();
 }
 
 /** Where one request's output goes as steps produce it. */

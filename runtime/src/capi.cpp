@@ -4,6 +4,7 @@
 #include <cstring>
 #include <string>
 
+#include "device.h"
 #include "engine.h"
 #include "error.h"
 
@@ -341,6 +342,17 @@ int md_model_check(const char* model_dir, const char* dtype) {
         return 0;
       },
       -1);
+}
+
+int md_cuda_available(void) {
+  return guarded(
+      [&]() {
+        std::string why;
+        if (md::cuda_available(&why)) return 1;
+        g_last_error = why;
+        return 0;
+      },
+      0);
 }
 
 }  // extern "C"

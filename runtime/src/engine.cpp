@@ -59,6 +59,11 @@ Engine::Engine(const std::string& model_dir, const std::string& module_path, con
     : opts_(opts) {
   module_ = std::make_unique<Module>(module_path);
   const ModuleManifest& m = module_->manifest();
+  // The module's target picks the device: an emulated CUDA module's "device" memory is host memory that
+  // its kernels cannot be handed in place of device buffers, so it gets the host device with copies.
+  device_ = m.arch == "cpu"          ? make_host_device("cpu", true)
+            : module_->emulated() ? make_host_device(m.arch + " under the SIMT emulator (host memory)", false)
+                                  : make_cuda_device(m.arch, module_path);
   weights_ = ModelWeights::load(model_dir, m.dtype);
   check_manifest_model(m.json, module_path + " (manifest)", weights_->config(), model_dir + "/config.json");
   if (m.verify_mode != "greedy" && m.verify_mode != "match" && m.verify_mode != "sample")
@@ -111,24 +116,40 @@ Engine::Engine(const std::string& model_dir, const std::string& module_path, con
   ks.num_slots = opts_.max_batch;
   ks.pages_per_seq = m.pages_per_seq;
   ks.dtype = m.dtype;
-  cache_ = std::make_unique<KvCache>(ks);
+  cache_ = std::make_unique<KvCache>(ks, *device_);
   slots_.assign(size_t(opts_.max_batch), nullptr);
 
   for (const PassParam& p : m.target_params) target_params_.push_back(p.value);
   for (const PassParam& p : m.draft_params) draft_params_.push_back(p.value);
 
+  weights_->place(*device_);
+  Device& d = *device_;
   const size_t R = size_t(max_rows_), H = size_t(c.hidden_size), I = size_t(c.intermediate_size);
   const size_t QD = size_t(c.num_heads) * c.head_dim, KD = size_t(c.num_kv_heads) * c.head_dim;
-  for (auto* b : {&x_, &h_, &o_, &down_, &lm_in_}) b->assign(R * H, 0.f);
-  for (auto* b : {&q_, &attn_}) b->assign(R * QD, 0.f);
-  for (auto* b : {&k_, &v_}) b->assign(R * KD, 0.f);
-  for (auto* b : {&gate_, &up_, &act_}) b->assign(R * I, 0.f);
-  if (opts_.keep_logits) logits_.assign(R * size_t(c.vocab_size), 0.f);
-  attn_ws_.assign(std::max<size_t>(1, module_->extras().attn_workspace_floats(int32_t(R))), 0.f);
+  const size_t B = size_t(opts_.max_batch), G = size_t(m.gamma), V = size_t(c.vocab_size);
+  const std::string acts = "activations";
+  for (auto* b : {&x_, &h_, &o_, &down_, &lm_in_}) *b = DeviceBuffer<float>(d, R * H, acts);
+  for (auto* b : {&q_, &attn_}) *b = DeviceBuffer<float>(d, R * QD, acts);
+  for (auto* b : {&k_, &v_}) *b = DeviceBuffer<float>(d, R * KD, acts);
+  for (auto* b : {&gate_, &up_, &act_}) *b = DeviceBuffer<float>(d, R * I, acts);
+  if (opts_.keep_logits) {
+    logits_ = DeviceBuffer<float>(d, R * V, "logits (keep_logits)");
+    host_logits_.assign(R * V, 0.f);
+  }
+  attn_ws_ = DeviceBuffer<float>(d, std::max<size_t>(1, module_->extras().attn_workspace_floats(int32_t(R))), "the attention workspace");
+  for (auto* b : {&d_tokens_, &d_row_seq_, &d_row_pos_, &d_argmax_, &d_top_k_, &d_pos_}) *b = DeviceBuffer<int32_t>(d, R, "row data");
+  for (auto* b : {&d_temperature_, &d_top_p_, &d_min_p_}) *b = DeviceBuffer<float>(d, R, "sampling parameters");
+  d_seed_ = DeviceBuffer<uint32_t>(d, 2 * R, "sampling seeds");
+  d_seq_len_ = DeviceBuffer<int32_t>(d, B, "sequence lengths");
+  d_target_params_ = DeviceBuffer<float>(d, target_params_.size(), "the target pass's params");
+  d_draft_params_ = DeviceBuffer<float>(d, draft_params_.size(), "the draft pass's params");
+  d_drafted_ = DeviceBuffer<int32_t>(d, B * G, "drafted tokens");
+  d_target_ = DeviceBuffer<int32_t>(d, B * (G + 1), "target tokens");
+  for (auto* b : {&d_accepted_, &d_next_}) *b = DeviceBuffer<int32_t>(d, B, "verification results");
   for (auto* b : {&tokens_, &row_seq_, &row_pos_, &argmax_, &s_top_k_, &s_pos_}) b->assign(R, 0);
   for (auto* b : {&s_temperature_, &s_top_p_, &s_min_p_}) b->assign(R, 0.f);
   s_seed_.assign(2 * R, 0);
-  seq_len_.assign(size_t(opts_.max_batch), 0);
+  seq_len_.assign(B, 0);
 }
 
 Engine::~Engine() = default;
@@ -174,7 +195,7 @@ int64_t Engine::add_request(const std::vector<int32_t>& prompt, const RequestOpt
   return id;
 }
 
-void Engine::drain_incoming() {
+void Engine::drain_incoming(std::vector<Request*>& failed) {
   std::vector<std::unique_ptr<Request>> in;
   {
     std::lock_guard<std::mutex> lock(incoming_mu_);
@@ -182,12 +203,21 @@ void Engine::drain_incoming() {
   }
   for (auto& r : in) {
     // Sampling reads every LM row's logits: the buffer keep_logits would have, made on first need; with a
-    // 'sample' verifier, md_verify_sample also reads each round's draft rows.
+    // 'sample' verifier, md_verify_sample also reads each round's draft rows. Device memory may run out
+    // here: then this request fails, and the engine goes on without sampling buffers.
     const size_t V = size_t(weights_->config().vocab_size);
-    if (!r->opts.sampling.greedy() && logits_.empty()) logits_.assign(size_t(max_rows_) * V, 0.f);
-    if (!r->opts.sampling.greedy() && draft_logits_.empty() && opts_.mode == Mode::Spec && module_->manifest().verify_mode == "sample")
-      draft_logits_.assign(size_t(opts_.max_batch) * size_t(module_->manifest().gamma) * V, 0.f);
-    queue_.push_back(r.get());
+    try {
+      if (!r->opts.sampling.greedy() && logits_.empty())
+        logits_ = DeviceBuffer<float>(*device_, size_t(max_rows_) * V, "logits (a sampling request)");
+      if (!r->opts.sampling.greedy() && draft_logits_.empty() && opts_.mode == Mode::Spec && module_->manifest().verify_mode == "sample")
+        draft_logits_ = DeviceBuffer<float>(*device_, size_t(opts_.max_batch) * size_t(module_->manifest().gamma) * V,
+                                            "draft logits (a sampling request)");
+      queue_.push_back(r.get());
+    } catch (const Error& e) {
+      r->error = e.what();
+      finish(*r, FinishReason::Error);
+      failed.push_back(r.get());
+    }
     requests_.emplace(r->id, std::move(r));
   }
 }
@@ -272,6 +302,7 @@ void Engine::set_param(const std::string& pass, const std::string& key, float va
       if (p.i32 && (value != std::floor(value) || std::fabs(value) > 16777216.0f))
         throw Error(what + "is an i32: it takes integers of magnitude up to 2^24, got " + shown);
       (*vals)[i] = value;
+      params_dirty_ = true;
       return;
     }
     known += (known.empty() ? "" : ", ") + (*decl)[i].key;
@@ -296,7 +327,8 @@ double EngineStats::mean_gamma() const {
   return n > 0 ? sum / n : 0;
 }
 
-// Kernel calls are synchronous (CPU modules), so the wall time around a call is the kernel's.
+// On the CPU kernel calls are synchronous, so the wall time around a call is the kernel's; on a GPU it is
+// the launch's (EngineStats::kernel_s).
 template <class F>
 void Engine::timed(StepKind kind, KernelClass cls, const char* kernel, F&& call) {
   const double t0 = now_s();
@@ -320,6 +352,10 @@ void Engine::admit(std::vector<Request*>& admitted) {
     *free_slot = r;
     admitted.push_back(r);
   }
+}
+
+bool Engine::any_running(RequestState s) const {
+  return std::any_of(slots_.begin(), slots_.end(), [s](const Request* r) { return r && r->state == s; });
 }
 
 std::vector<Request*> Engine::running(RequestState s) {
@@ -347,8 +383,8 @@ void Engine::isolated(F&& pass) {
 }
 
 std::vector<StepEvent> Engine::step() {
-  drain_incoming();
   std::vector<Request*> involved;
+  drain_incoming(involved);
   apply_cancels(involved);
   std::vector<Request*> admitted;
   admit(admitted);
@@ -357,7 +393,7 @@ std::vector<StepEvent> Engine::step() {
   // The decode round first, over the requests decoding now; then a prefill chunk in the rest of the budget,
   // after refilling the slots the round freed (docs in engine.h).
   int round_rows = 0;
-  if (!(opts_.prefill_first && !running(RequestState::Prefill).empty())) isolated([&] { decode_round(&round_rows); });
+  if (!(opts_.prefill_first && any_running(RequestState::Prefill))) isolated([&] { decode_round(&round_rows); });
   admitted.clear();
   admit(admitted);
   involved.insert(involved.end(), admitted.begin(), admitted.end());
@@ -440,6 +476,7 @@ bool Engine::prefill_step(int max_rows) {
     }
   }
   forward(rows, StepKind::Prefill, lm_rows, finishing);
+  read_back(int(lm_rows.size()), true);
   double dt = now_s() - t0;
   for (Request* r : in_chunk) {
     r->cache_len = r->prefilled;
@@ -477,6 +514,7 @@ void Engine::ar_round(std::vector<Request*>& batch) {
     rows.push(r->pending, r->slot, r->cache_len);
   }
   forward(rows, StepKind::Ar, lm_rows, batch);
+  read_back(int(lm_rows.size()), true);
   double dt = now_s() - t0;
   for (size_t i = 0; i < batch.size(); ++i) {
     Request* r = batch[i];
@@ -495,10 +533,9 @@ void Engine::spec_round(std::vector<Request*>& batch, int* rows_out) {
   const int g = gamma_ == kGammaAuto ? tuner_.choose(n) : gamma_;
   *rows_out = n * (g + 1);
   const int G = module_->manifest().gamma;  // md_verify_greedy's fixed row stride
-  // Unused draft columns (g < G) hold -1, which never matches a target token, so acceptance stops at g.
   const bool rejection = module_->manifest().verify_mode == "sample" && !draft_logits_.empty();
   const size_t V = size_t(weights_->config().vocab_size);
-  std::vector<int32_t> drafted(size_t(n) * G, -1), target(size_t(n) * (G + 1), 0);
+  std::vector<int32_t> drafted(size_t(n) * G, -1);
   std::vector<int32_t> accepted(size_t(n), 0), next(size_t(n), 0);
 
   // A round writes positions cache_len .. cache_len + g: all inside the pages reserved at admission, since
@@ -508,28 +545,35 @@ void Engine::spec_round(std::vector<Request*>& batch, int* rows_out) {
       throw Error("internal: a gamma-" + std::to_string(g) + " round would write past the KV pages request " +
                   std::to_string(r->id) + " reserved");
 
+  Device& d = *device_;
   double t0 = now_s();
   // With a 'match' verifier a sampling request's drafts are the draft's samples under the noise of their
   // positions, and its target tokens the target's samples (forward -> sample): verify_greedy then accepts
   // while they agree, and the emitted tokens are the autoregressive samples (docs/DSL.md, "Verifiers").
+  // The drafted tokens never leave the device: each step's LM tokens are the next step's input and a
+  // column of d_drafted_ ([n, G], -1 in the columns past g: never a target token, so acceptance stops at g).
   std::vector<int> all;
   for (int i = 0; i < n; ++i) all.push_back(i);
+  const size_t I4 = sizeof(int32_t);
+  d.fill(d_drafted_.get(), 0xff, size_t(n) * G * I4);
   for (int j = 0; j < g; ++j) {
     Rows rows;
     for (int i = 0; i < n; ++i) {
       Request* r = batch[size_t(i)];
-      rows.push(j == 0 ? r->pending : drafted[size_t(i) * G + j - 1], r->slot, r->cache_len + j);
+      rows.push(j == 0 ? r->pending : -1, r->slot, r->cache_len + j);
     }
-    forward(rows, StepKind::Draft, all, batch);
-    for (int i = 0; i < n; ++i) drafted[size_t(i) * G + j] = argmax_[size_t(i)];
+    if (j > 0) d.copy(d_tokens_.get(), d_argmax_.get(), size_t(n) * I4);
+    forward(rows, StepKind::Draft, all, batch, j > 0);
+    d.copy_2d(d_drafted_.get() + j, G * I4, d_argmax_.get(), I4, I4, size_t(n));
     if (rejection)
       for (int i = 0; i < n; ++i)
         if (!batch[size_t(i)]->opts.sampling.greedy())
-          std::memcpy(draft_logits_.data() + (size_t(i) * G + j) * V, logits_.data() + size_t(i) * V, V * sizeof(float));
+          d.copy(draft_logits_.get() + (size_t(i) * G + j) * V, logits_.get() + size_t(i) * V, V * sizeof(float));
   }
   double t1 = now_s();
 
-  // Verification rewrites positions cache_len .. cache_len + g with the target's K/V.
+  // Verification rewrites positions cache_len .. cache_len + g with the target's K/V. Its rows per sequence:
+  // the pending token (from the host), then the g drafts (from d_drafted_).
   Rows rows;
   std::vector<int> lm_rows;
   std::vector<Request*> lm_reqs;
@@ -538,14 +582,17 @@ void Engine::spec_round(std::vector<Request*>& batch, int* rows_out) {
     for (int j = 0; j <= g; ++j) {
       lm_rows.push_back(rows.size());
       lm_reqs.push_back(r);
-      rows.push(j == 0 ? r->pending : drafted[size_t(i) * G + j - 1], r->slot, r->cache_len + j);
+      rows.push(j == 0 ? r->pending : -1, r->slot, r->cache_len + j);
     }
   }
-  forward(rows, StepKind::Verify, lm_rows, lm_reqs);
-  for (int i = 0; i < n; ++i)
-    for (int j = 0; j <= g; ++j) target[size_t(i) * (G + 1) + j] = argmax_[size_t(i) * (g + 1) + j];
-  timed(StepKind::Verify, KernelClass::Other, "verify_greedy",
-        [&] { return module_->verify_greedy(target.data(), drafted.data(), accepted.data(), next.data(), n, nullptr); });
+  std::copy(rows.token.begin(), rows.token.end(), tokens_.begin());
+  d.upload(d_tokens_.get(), tokens_.data(), size_t(rows.size()) * I4);
+  d.copy_2d(d_tokens_.get() + 1, size_t(g + 1) * I4, d_drafted_.get(), G * I4, size_t(g) * I4, size_t(n));
+  forward(rows, StepKind::Verify, lm_rows, lm_reqs, true);
+  d.copy_2d(d_target_.get(), (G + 1) * I4, d_argmax_.get(), size_t(g + 1) * I4, size_t(g + 1) * I4, size_t(n));
+  timed(StepKind::Verify, KernelClass::Other, "verify_greedy", [&] {
+    return module_->verify_greedy(d_target_.get(), d_drafted_.get(), d_accepted_.get(), d_next_.get(), n, d.stream());
+  });
   // A 'sample' verifier: each sampling request's drafts, sampled from the draft's distribution q, are
   // accepted or resampled by the module's rule against the target's p (greedy requests keep the argmax
   // verification above). One sequence a call: its verified rows are contiguous in logits_.
@@ -553,16 +600,32 @@ void Engine::spec_round(std::vector<Request*>& batch, int* rows_out) {
     for (int i = 0; i < n; ++i) {
       const Request* r = batch[size_t(i)];
       const SamplingParams& sp = r->opts.sampling;
-      if (sp.greedy()) continue;
-      const uint32_t seed[2] = {uint32_t(r->seed), uint32_t(r->seed >> 32)};
-      const int32_t pos = int32_t(r->cache_len);
+      s_temperature_[size_t(i)] = sp.temperature;
+      s_top_k_[size_t(i)] = sp.top_k;
+      s_top_p_[size_t(i)] = sp.top_p;
+      s_min_p_[size_t(i)] = sp.min_p;
+      s_seed_[2 * size_t(i)] = uint32_t(r->seed);
+      s_seed_[2 * size_t(i) + 1] = uint32_t(r->seed >> 32);
+      s_pos_[size_t(i)] = int32_t(r->cache_len);
+    }
+    upload_sampling(n);
+    for (int i = 0; i < n; ++i) {
+      if (batch[size_t(i)]->opts.sampling.greedy()) continue;
+      const size_t k = size_t(i);
       timed(StepKind::Verify, KernelClass::Other, "verify_sample", [&] {
-        return module_->verify_sample(logits_.data() + size_t(i) * (g + 1) * V, draft_logits_.data() + size_t(i) * G * V,
-                                      drafted.data() + size_t(i) * G, &sp.temperature, &sp.top_k, &sp.top_p, &sp.min_p, seed, &pos,
-                                      &accepted[size_t(i)], &next[size_t(i)], g, 1, nullptr);
+        return module_->verify_sample(logits_.get() + k * size_t(g + 1) * V, draft_logits_.get() + k * G * V, d_drafted_.get() + k * G,
+                                      d_temperature_.get() + k, d_top_k_.get() + k, d_top_p_.get() + k, d_min_p_.get() + k,
+                                      d_seed_.get() + 2 * k, d_pos_.get() + k, d_accepted_.get() + k, d_next_.get() + k, g, 1,
+                                      d.stream());
       });
     }
   }
+  // The round's one wait for the device: what the host needs to emit and schedule.
+  d.download(accepted.data(), d_accepted_.get(), size_t(n) * I4);
+  d.download(next.data(), d_next_.get(), size_t(n) * I4);
+  d.download(drafted.data(), d_drafted_.get(), size_t(n) * G * I4);
+  if (opts_.keep_logits) d.download(host_logits_.data(), logits_.get(), size_t(rows.size()) * V * sizeof(float));
+  d.synchronize();
   double t2 = now_s();
 
   for (int i = 0; i < n; ++i) {
@@ -595,7 +658,8 @@ void Engine::spec_round(std::vector<Request*>& batch, int* rows_out) {
   stats_.verify_s += t2 - t1;
 }
 
-void Engine::forward(const Rows& rows, StepKind kind, const std::vector<int>& lm_rows, const std::vector<Request*>& lm_reqs) {
+void Engine::forward(const Rows& rows, StepKind kind, const std::vector<int>& lm_rows, const std::vector<Request*>& lm_reqs,
+                     bool tokens_on_device) {
   const bool draft = kind == StepKind::Draft;
   using K = KernelClass;
   const int R = rows.size();
@@ -611,64 +675,113 @@ void Engine::forward(const Rows& rows, StepKind kind, const std::vector<int>& lm
   if (!bk)
     throw Error("no batch bucket holds " + std::to_string(seqs) + " sequences and " + std::to_string(R) + " rows");
   last_bucket_ = bk->bucket;
-  std::copy(rows.token.begin(), rows.token.end(), tokens_.begin());
+  Device& d = *device_;
+  void* const st = d.stream();
+  const size_t I4 = sizeof(int32_t);
+  if (!tokens_on_device) {
+    std::copy(rows.token.begin(), rows.token.end(), tokens_.begin());
+    d.upload(d_tokens_.get(), tokens_.data(), size_t(R) * I4);
+  }
   std::copy(rows.slot.begin(), rows.slot.end(), row_seq_.begin());
   std::copy(rows.pos.begin(), rows.pos.end(), row_pos_.begin());
+  d.upload(d_row_seq_.get(), row_seq_.data(), size_t(R) * I4);
+  d.upload(d_row_pos_.get(), row_pos_.data(), size_t(R) * I4);
+  d.upload(d_seq_len_.get(), seq_len_.data(), seq_len_.size() * I4);
+  const int32_t* page_table = cache_->device_page_table();
 
   const ModelConfig& c = weights_->config();
-  const std::vector<float>& params = draft ? draft_params_ : target_params_;
+  // The pass's runtime params: kernels read them from device memory; uploaded after set_param changed them.
+  DeviceBuffer<float>& dev_params = draft ? d_draft_params_ : d_target_params_;
+  const std::vector<float>& host_params = draft ? draft_params_ : target_params_;
+  if (params_dirty_) {
+    d.upload(d_target_params_.get(), target_params_.data(), target_params_.size() * sizeof(float));
+    d.upload(d_draft_params_.get(), draft_params_.data(), draft_params_.size() * sizeof(float));
+    params_dirty_ = false;
+  }
+  const float* params = host_params.empty() ? nullptr : dev_params.get();
   md_attn_fn attn = draft ? bk->attn_draft : bk->attn_target;
-  timed(kind, K::Other, "embed", [&] { return module_->embed(weights_->embed(), tokens_.data(), x_.data(), R, nullptr); });
+  float *x = x_.get(), *h = h_.get(), *q = q_.get(), *k = k_.get(), *v = v_.get(), *att = attn_.get(), *o = o_.get();
+  float *gate = gate_.get(), *up = up_.get(), *act = act_.get(), *down = down_.get();
+  timed(kind, K::Other, "embed", [&] { return module_->embed(weights_->embed(), d_tokens_.get(), x, R, st); });
   for (int l = 0; l < c.num_layers; ++l) {
     const LayerWeights& w = weights_->layers()[size_t(l)];
-    timed(kind, K::NormRope, "rmsnorm", [&] { return module_->rmsnorm(x_.data(), w.input_norm, h_.data(), R, nullptr); });
-    timed(kind, K::Gemm, "gemm_q", [&] { return bk->gemm_q(h_.data(), w.q, w.q_bias, q_.data(), R, nullptr); });
-    timed(kind, K::Gemm, "gemm_kv", [&] { return bk->gemm_kv(h_.data(), w.k, w.k_bias, k_.data(), R, nullptr); });
-    timed(kind, K::Gemm, "gemm_kv", [&] { return bk->gemm_kv(h_.data(), w.v, w.v_bias, v_.data(), R, nullptr); });
+    timed(kind, K::NormRope, "rmsnorm", [&] { return module_->rmsnorm(x, w.input_norm, h, R, st); });
+    timed(kind, K::Gemm, "gemm_q", [&] { return bk->gemm_q(h, w.q, w.q_bias, q, R, st); });
+    timed(kind, K::Gemm, "gemm_kv", [&] { return bk->gemm_kv(h, w.k, w.k_bias, k, R, st); });
+    timed(kind, K::Gemm, "gemm_kv", [&] { return bk->gemm_kv(h, w.v, w.v_bias, v, R, st); });
     timed(kind, K::NormRope, "rope_append", [&] {
-      return module_->rope_append(q_.data(), k_.data(), v_.data(), cache_->k_layer(l), cache_->v_layer(l), cache_->page_table(),
-                                  cache_->shape().pages_per_seq, row_seq_.data(), row_pos_.data(), R, nullptr);
+      return module_->rope_append(q, k, v, cache_->k_layer(l), cache_->v_layer(l), page_table, cache_->shape().pages_per_seq,
+                                  d_row_seq_.get(), d_row_pos_.get(), R, st);
     });
     md_attn_args a;
-    a.q = q_.data();
+    a.q = q;
     a.k_cache = cache_->k_layer(l);
     a.v_cache = cache_->v_layer(l);
-    a.page_table = cache_->page_table();
+    a.page_table = page_table;
     a.pages_per_seq = cache_->shape().pages_per_seq;
-    a.row_seq = row_seq_.data();
-    a.row_pos = row_pos_.data();
-    a.seq_len = seq_len_.data();
+    a.row_seq = d_row_seq_.get();
+    a.row_pos = d_row_pos_.get();
+    a.seq_len = d_seq_len_.get();
     a.rows = R;
-    a.params = params.empty() ? nullptr : params.data();
-    a.out = attn_.data();
-    a.workspace = attn_ws_.data();
-    a.stream = nullptr;
+    a.params = params;
+    a.out = att;
+    a.workspace = attn_ws_.get();
+    a.stream = st;
     timed(kind, K::Attention, draft ? "attn_draft" : "attn_target", [&] { return attn(&a); });
-    timed(kind, K::Gemm, "gemm_o", [&] { return bk->gemm_o(attn_.data(), w.o, nullptr, o_.data(), R, nullptr); });
-    timed(kind, K::NormRope, "add_rmsnorm", [&] { return module_->add_rmsnorm(x_.data(), o_.data(), w.post_norm, h_.data(), R, nullptr); });
-    timed(kind, K::Gemm, "gemm_gate_up", [&] { return bk->gemm_gate_up(h_.data(), w.gate, nullptr, gate_.data(), R, nullptr); });
-    timed(kind, K::Gemm, "gemm_gate_up", [&] { return bk->gemm_gate_up(h_.data(), w.up, nullptr, up_.data(), R, nullptr); });
-    timed(kind, K::Other, "swiglu", [&] { return module_->swiglu(gate_.data(), up_.data(), act_.data(), R, nullptr); });
-    timed(kind, K::Gemm, "gemm_down", [&] { return bk->gemm_down(act_.data(), w.down, nullptr, down_.data(), R, nullptr); });
-    timed(kind, K::Other, "add", [&] { return module_->add(x_.data(), down_.data(), R, nullptr); });
+    timed(kind, K::Gemm, "gemm_o", [&] { return bk->gemm_o(att, w.o, nullptr, o, R, st); });
+    timed(kind, K::NormRope, "add_rmsnorm", [&] { return module_->add_rmsnorm(x, o, w.post_norm, h, R, st); });
+    timed(kind, K::Gemm, "gemm_gate_up", [&] { return bk->gemm_gate_up(h, w.gate, nullptr, gate, R, st); });
+    timed(kind, K::Gemm, "gemm_gate_up", [&] { return bk->gemm_gate_up(h, w.up, nullptr, up, R, st); });
+    timed(kind, K::Other, "swiglu", [&] { return module_->swiglu(gate, up, act, R, st); });
+    timed(kind, K::Gemm, "gemm_down", [&] { return bk->gemm_down(act, w.down, nullptr, down, R, st); });
+    timed(kind, K::Other, "add", [&] { return module_->add(x, down, R, st); });
   }
   // Only the rows that need logits go through the final norm and the LM head (row invariance makes the
-  // gathered rows' results identical to computing all of them).
+  // gathered rows' results identical to computing all of them): runs of consecutive rows are one copy
+  // each, and when the LM rows are all the rows in order (draft and verify passes) x is used as it is.
   const size_t H = size_t(c.hidden_size);
   const int L = int(lm_rows.size());
   if (L == 0) return;
+  const float* lm_in = x;
   timed(kind, K::Other, "gather", [&] {
-    for (int i = 0; i < L; ++i)
-      std::memcpy(lm_in_.data() + size_t(i) * H, x_.data() + size_t(lm_rows[size_t(i)]) * H, H * sizeof(float));
+    bool identity = L == R;
+    for (int i = 0; identity && i < L; ++i) identity = lm_rows[size_t(i)] == i;
+    if (identity) return 0;
+    for (int i = 0; i < L;) {
+      int e = i + 1;
+      while (e < L && lm_rows[size_t(e)] == lm_rows[size_t(e - 1)] + 1) ++e;
+      d.copy(lm_in_.get() + size_t(i) * H, x + size_t(lm_rows[size_t(i)]) * H, size_t(e - i) * H * sizeof(float));
+      i = e;
+    }
+    lm_in = lm_in_.get();
     return 0;
   });
-  timed(kind, K::NormRope, "rmsnorm", [&] { return module_->rmsnorm(lm_in_.data(), weights_->final_norm(), h_.data(), L, nullptr); });
+  timed(kind, K::NormRope, "rmsnorm", [&] { return module_->rmsnorm(lm_in, weights_->final_norm(), h, L, st); });
   // The draft's logits are never emitted: its tokens only. Sampled rows need them whichever the pass.
   bool sampling = false;
   for (const Request* r : lm_reqs) sampling = sampling || !r->opts.sampling.greedy();
-  float* logits = (opts_.keep_logits && !draft) || sampling ? logits_.data() : nullptr;
-  timed(kind, K::Gemm, "lm_head_argmax", [&] { return bk->lm_head_argmax(h_.data(), weights_->lm_head(), logits, argmax_.data(), L, nullptr); });
+  float* logits = (opts_.keep_logits && !draft) || sampling ? logits_.get() : nullptr;
+  timed(kind, K::Gemm, "lm_head_argmax", [&] { return bk->lm_head_argmax(h, weights_->lm_head(), logits, d_argmax_.get(), L, st); });
   if (sampling) sample(kind, rows, lm_rows, lm_reqs);
+}
+
+void Engine::read_back(int lm, bool logits) {
+  Device& d = *device_;
+  d.download(argmax_.data(), d_argmax_.get(), size_t(lm) * sizeof(int32_t));
+  if (logits && opts_.keep_logits)
+    d.download(host_logits_.data(), logits_.get(), size_t(lm) * size_t(weights_->config().vocab_size) * sizeof(float));
+  d.synchronize();
+}
+
+void Engine::upload_sampling(int n) {
+  Device& d = *device_;
+  const size_t N = size_t(n);
+  d.upload(d_temperature_.get(), s_temperature_.data(), N * sizeof(float));
+  d.upload(d_top_k_.get(), s_top_k_.data(), N * sizeof(int32_t));
+  d.upload(d_top_p_.get(), s_top_p_.data(), N * sizeof(float));
+  d.upload(d_min_p_.get(), s_min_p_.data(), N * sizeof(float));
+  d.upload(d_seed_.get(), s_seed_.data(), 2 * N * sizeof(uint32_t));
+  d.upload(d_pos_.get(), s_pos_.data(), N * sizeof(int32_t));
 }
 
 // Every LM row goes through md_sample once one samples: a greedy row's token is md_argmax's there, the
@@ -686,14 +799,15 @@ void Engine::sample(StepKind kind, const Rows& rows, const std::vector<int>& lm_
     s_seed_[2 * size_t(i) + 1] = uint32_t(r->seed >> 32);
     s_pos_[size_t(i)] = rows.pos[size_t(lm_rows[size_t(i)])];
   }
+  upload_sampling(L);
   timed(kind, KernelClass::Other, "sample", [&] {
-    return module_->sample(logits_.data(), s_temperature_.data(), s_top_k_.data(), s_top_p_.data(), s_min_p_.data(), s_seed_.data(),
-                           s_pos_.data(), argmax_.data(), L, nullptr);
+    return module_->sample(logits_.get(), d_temperature_.get(), d_top_k_.get(), d_top_p_.get(), d_min_p_.get(), d_seed_.get(),
+                           d_pos_.get(), d_argmax_.get(), L, device_->stream());
   });
 }
 
 const float* Engine::lm_logits(size_t i) const {
-  return opts_.keep_logits ? logits_.data() + i * size_t(weights_->config().vocab_size) : nullptr;
+  return opts_.keep_logits ? host_logits_.data() + i * size_t(weights_->config().vocab_size) : nullptr;
 }
 
 std::string Engine::info_json() const {
@@ -714,6 +828,7 @@ std::string Engine::info_json() const {
   w.end_array();
   w.key("maxSeq").value(m.max_seq).key("pageSize").value(m.page_size);
   w.end_object();
+  w.key("device").value(device_->name());
   auto params = [&](const std::vector<PassParam>& d, const std::vector<float>& v) {
     w.begin_object();
     for (size_t i = 0; i < d.size(); ++i) w.key(d[i].key).value(double(v[i]));

@@ -4,6 +4,9 @@
 // its sample under the request's seeded noise; with a 'sample' verifier, sampling requests go through the
 // module's rejection rule (md_verify_sample) instead — advance each sequence by its own count, roll back by
 // moving a length).
+// Weights, the KV cache and activations live in the module's device's memory (device.h): the host uploads
+// each pass's rows and reads back only the LM rows' tokens (and their logits when kept), once per pass; a
+// speculative round reads back once, after verification: accepted lengths, next and drafted tokens.
 // The Llama forward is a fixed sequence of module kernels, so a row's logits depend only on its position
 // and its prefix (docs/ARCHITECTURE.md, invariant 1): speculative output equals autoregressive output bit for bit.
 #pragma once
@@ -15,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "device.h"
 #include "gamma.h"
 #include "kv_cache.h"
 #include "module.h"
@@ -99,6 +103,8 @@ struct EngineStats {
    * o, gate/up, down, the LM head with its argmax); RMSNorm (also fused with the residual add) and RoPE
    * with the KV append; everything else (embedding, SwiGLU, residual add, greedy verification, gathering
    * the LM rows). Read from steady_clock around each call; the rest of a step is the host's scheduling.
+   * On a CUDA device calls only queue work on the stream, so these are launch times, and the phase times
+   * (draft_s, verify_s, ...) end where the host next waits for the device.
    */
   double kernel_s[kStepKinds][kKernelClasses] = {};
 };
@@ -190,6 +196,8 @@ class Engine {
 
   const ModelConfig& config() const { return weights_->config(); }
   const Module& module() const { return *module_; }
+  /** Where the module's kernels run: "cpu", an emulated target, or a CUDA GPU. */
+  std::string device_name() const { return device_->name(); }
   const EngineOptions& options() const { return opts_; }
   /** The gamma of later rounds (kGammaAuto when the engine chooses per round). */
   int gamma() const { return gamma_; }
@@ -201,7 +209,8 @@ class Engine {
 
  private:
   struct Rows;
-  void drain_incoming();
+  /** Moves added requests to the queue; a request whose buffers cannot be allocated fails (into `failed`). */
+  void drain_incoming(std::vector<Request*>& failed);
   /** Applies the cancellations cancel() recorded; appends the requests it finished to `done`. */
   void apply_cancels(std::vector<Request*>& done);
   /** Admits queued requests into free slots while their pages can be reserved; appends them to `admitted`. */
@@ -218,12 +227,19 @@ class Engine {
    * Runs the model on `rows`; for rows[lm_rows[i]] writes the greedy token into argmax_[i] and, when the
    * logits are kept (keep_logits, target pass), the logits into logits_[i] (one fused LM head + argmax).
    * lm_reqs[i] is the request of LM row i: where one samples, argmax_[i] is its sample instead (sample()).
+   * Results stay on the device (d_argmax_, logits_) until read_back. With tokens_on_device the rows' tokens
+   * are already in d_tokens_ (the caller queued them there); otherwise rows.token is uploaded.
    */
-  void forward(const Rows& rows, StepKind kind, const std::vector<int>& lm_rows, const std::vector<Request*>& lm_reqs);
+  void forward(const Rows& rows, StepKind kind, const std::vector<int>& lm_rows, const std::vector<Request*>& lm_reqs,
+               bool tokens_on_device = false);
+  /** Waits for the device and copies the first `lm` LM rows' tokens into argmax_ (and their logits when kept). */
+  void read_back(int lm, bool logits);
+  /** Uploads the first n entries of the s_* sampling arguments to their device buffers. */
+  void upload_sampling(int n);
   /** Runs one kernel call (a status-returning callable), adding its wall time to stats_.kernel_s[kind][cls]. */
   template <class F>
   void timed(StepKind kind, KernelClass cls, const char* kernel, F&& call);
-  /** Replaces argmax_[i] by md_sample's token for the LM rows (logits in logits_) when any of them samples. */
+  /** Replaces d_argmax_[i] by md_sample's token for the LM rows (logits in logits_) when any of them samples. */
   void sample(StepKind kind, const Rows& rows, const std::vector<int>& lm_rows, const std::vector<Request*>& lm_reqs);
   /** Logits of forward's i-th LM row (keep_logits only; null otherwise, emit ignores it then). */
   const float* lm_logits(size_t i) const;
@@ -232,9 +248,11 @@ class Engine {
   bool emit(Request& r, int32_t token, const float* logits);
   void finish(Request& r, FinishReason reason);
   std::vector<Request*> running(RequestState s);
+  bool any_running(RequestState s) const;
 
   EngineOptions opts_;
   std::unique_ptr<Module> module_;
+  std::unique_ptr<Device> device_;  // before everything allocated on it, so it is destroyed after them
   std::unique_ptr<ModelWeights> weights_;
   std::unique_ptr<KvCache> cache_;
   int gamma_ = 0;  // 1..module gamma, or kGammaAuto
@@ -259,12 +277,23 @@ class Engine {
   int last_bucket_ = 0;  // bucket of the latest forward call
   EngineStats stats_;
 
-  // Activation buffers sized for max_rows_.
-  std::vector<float> x_, h_, q_, k_, v_, attn_, o_, gate_, up_, act_, down_, lm_in_, attn_ws_;
-  std::vector<float> logits_;  // [max_rows_, vocab] with keep_logits or once a request samples; empty otherwise
-  std::vector<float> draft_logits_;  // [max_batch, gamma, vocab]: a round's draft rows ('sample' verifier, once a request samples)
+  // Device activation buffers sized for max_rows_.
+  DeviceBuffer<float> x_, h_, q_, k_, v_, attn_, o_, gate_, up_, act_, down_, lm_in_, attn_ws_;
+  DeviceBuffer<float> logits_;  // [max_rows_, vocab] with keep_logits or once a request samples; empty otherwise
+  DeviceBuffer<float> draft_logits_;  // [max_batch, gamma, vocab]: a round's draft rows ('sample' verifier, once a request samples)
+  // A forward call's rows and LM tokens on the device; a round's drafted [max_batch, gamma] and target
+  // [max_batch, gamma + 1] tokens, accepted lengths and next tokens.
+  DeviceBuffer<int32_t> d_tokens_, d_row_seq_, d_row_pos_, d_seq_len_, d_argmax_;
+  DeviceBuffer<int32_t> d_drafted_, d_target_, d_accepted_, d_next_;
+  // md_sample's (per LM row) or md_verify_sample's (per sequence) sampling arguments on the device.
+  DeviceBuffer<float> d_temperature_, d_top_p_, d_min_p_;
+  DeviceBuffer<int32_t> d_top_k_, d_pos_;
+  DeviceBuffer<uint32_t> d_seed_;
+  DeviceBuffer<float> d_target_params_, d_draft_params_;  // mirrors of target_params_, draft_params_
+  bool params_dirty_ = true;
+  // Host sides: what is uploaded, and what read_back reads.
   std::vector<int32_t> tokens_, row_seq_, row_pos_, seq_len_, argmax_;
-  // md_sample's per-row arguments, for the LM rows of a forward call.
+  std::vector<float> host_logits_;  // [max_rows_, vocab] with keep_logits
   std::vector<float> s_temperature_, s_top_p_, s_min_p_;
   std::vector<int32_t> s_top_k_, s_pos_;
   std::vector<uint32_t> s_seed_;

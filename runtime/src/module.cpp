@@ -7,6 +7,7 @@
 #include <cmath>
 #include <optional>
 
+#include "device.h"
 #include "error.h"
 #include "json.h"
 
@@ -197,9 +198,16 @@ Module::Module(const std::string& path) : path_(path) {
     const char* text = extras_.module_manifest();
     if (!text) throw Error(path + ": md_module_manifest() returned NULL");
     manifest_ = parse_manifest(text, path + " (manifest)");
-    // A CUDA module's kernels take device pointers; this runtime's buffers live in host memory.
-    if (manifest_.arch != "cpu")
-      throw Error(path + ": built for " + manifest_.arch + "; this runtime runs cpu modules only");
+    if (manifest_.arch != "cpu" && manifest_.arch != "sm_80" && manifest_.arch != "sm_90")
+      throw Error(path + ": built for '" + manifest_.arch + "'; this runtime runs cpu, sm_80 and sm_90 modules");
+    // Optional: only a CUDA module built for the SIMT emulator exports it (codegen/abi.ts EMULATED_SYMBOL).
+    ::dlerror();
+    auto emulated = reinterpret_cast<int (*)(void)>(::dlsym(handle_, MD_EMULATED_SYMBOL));
+    emulated_ = emulated && emulated() == 1;
+    // A GPU module needs a GPU: say so before resolving kernels a missing one could never run.
+    std::string why;
+    if (manifest_.arch != "cpu" && !emulated_ && !cuda_available(&why))
+      throw Error(path + ": built for " + manifest_.arch + ", but " + why);
 #define MD_RESOLVE_EXTRA(name) extras_.name = reinterpret_cast<md_##name##_fn>(symbol("md_" #name));
 #define MD_RESOLVE_SHARED(name, kind) name = reinterpret_cast<md_##kind##_fn>(symbol("md_" #name));
     MD_MODULE_EXTRAS(MD_RESOLVE_EXTRA)

@@ -72,6 +72,8 @@ class Module {
 
   const ModuleManifest& manifest() const { return manifest_; }
   const std::string& path() const { return path_; }
+  /** A CUDA module built for the SIMT emulator (g++ -DMD_SIMT_EMU): its "device" memory is host memory. */
+  bool emulated() const { return emulated_; }
   /** The smallest bucket with at least `seqs` sequences and `rows` rows, or null if none holds them. */
   const BucketKernels* bucket_for(int seqs, int rows) const;
   const BucketKernels& largest_bucket() const { return buckets_.back(); }
@@ -87,6 +89,7 @@ class Module {
 
   std::string path_;
   void* handle_ = nullptr;
+  bool emulated_ = false;
   ModuleExtras extras_;
   ModuleManifest manifest_;
   std::vector<BucketKernels> buckets_;

@@ -1,6 +1,7 @@
 #include "weights.h"
 
 #include <cstdint>
+#include <map>
 
 #include "error.h"
 
@@ -30,12 +31,36 @@ const void* ModelWeights::take(const std::string& name, std::vector<int64_t> sha
                 shape_str(shape));
   size_t n = t->nbytes / dtype_size(from);
   bool aligned = reinterpret_cast<uintptr_t>(t->data) % dtype_size(storage_) == 0;
-  if (from == storage_ && aligned) return t->data;
+  if (from == storage_ && aligned) {
+    tensors_.emplace_back(t->data, t->nbytes);
+    return t->data;
+  }
   auto buf = std::make_unique<uint8_t[]>(n * dtype_size(storage_));
   convert_elements(t->data, from, buf.get(), storage_, n);
   converted_bytes_ += n * dtype_size(storage_);
   owned_.push_back(std::move(buf));
+  tensors_.emplace_back(owned_.back().get(), n * dtype_size(storage_));
   return owned_.back().get();
+}
+
+void ModelWeights::place(Device& device) {
+  if (device.reads_host_memory() || !on_device_.empty()) return;
+  std::map<const void*, const void*> moved;  // host data -> its device copy (a tied LM head is the embedding)
+  for (const auto& [host, bytes] : tensors_) {
+    if (moved.count(host)) continue;
+    on_device_.emplace_back(device, bytes, "the model's weights (" + std::to_string(bytes >> 20) + " MiB tensor)");
+    device.upload(on_device_.back().get(), host, bytes);
+    moved[host] = on_device_.back().get();
+  }
+  device.synchronize();
+  auto to = [&](const void*& p) {
+    if (p) p = moved.at(p);
+  };
+  to(embed_), to(final_norm_), to(lm_head_);
+  for (LayerWeights& L : layers_)
+    for (const void** p : {&L.input_norm, &L.q, &L.k, &L.v, &L.q_bias, &L.k_bias, &L.v_bias, &L.o, &L.post_norm, &L.gate, &L.up, &L.down})
+      to(*p);
+  owned_.clear();
 }
 
 std::unique_ptr<ModelWeights> ModelWeights::load(const std::string& dir, DType storage) {

@@ -775,13 +775,20 @@ inline void cp_async_wait(int n) {
 }
 
 /**
+ * This library's own thread-local byte: touching it makes the dynamic linker allocate the library's block
+ * for the calling thread. Internal linkage on purpose: a function-local static of an inline function is
+ * one STB_GNU_UNIQUE object for every emulated module in a process, so a second module's block would
+ * never be allocated (the engine loads several modules into one process).
+ */
+static thread_local unsigned char tls_anchor;
+
+/**
  * The thread-local block, for the calling OS thread, of the library that holds `kernel` (where its
  * __shared__ variables live): found once per (thread, library) and cached.
  */
-inline void locate_tls(const void* kernel) {
+static inline void locate_tls(const void* kernel) {
   Emu& e = emu();
-  static thread_local unsigned char anchor;  // makes sure this library's block exists for this thread
-  *(volatile unsigned char*)&anchor = 1;
+  *(volatile unsigned char*)&tls_anchor = 1;
   Dl_info self;
   if (!dladdr(kernel, &self)) {
     fprintf(stderr, "md-simt-emu: dladdr cannot find the library of a kernel\n");

@@ -54,9 +54,10 @@ describe('build cache', () => {
     expect(existsSync(stale)).toBe(false);
   }, 60_000);
 
-  it('lets one process build the same module several times at once', async () => {
-    // A g++ that lingers after writing its object, so that the builds' compiles overlap for certain: with
-    // shared temporary names, the first build's rename takes the others' objects away (ENOENT).
+  it('lets one process build modules that share a unit at once', async () => {
+    // Three modules (three locks, so nothing serialises them) with one common unit, whose object the cache
+    // shares. A g++ that lingers after writing its object makes the three compiles of it overlap for
+    // certain: with shared temporary names, the first build's rename takes the others' objects away (ENOENT).
     const bin = join(root, 'bin');
     mkdirSync(bin);
     const real = spawnSync('sh', ['-c', 'command -v g++'], { encoding: 'utf8' }).stdout.trim();
@@ -66,9 +67,11 @@ describe('build cache', () => {
     try {
       const cache = join(root, 'concurrent');
       const files = [{ path: 'a.cpp', contents: 'extern "C" int md_a() { return 1; }\n' }];
-      const builds = await Promise.all([0, 1, 2].map(() => buildModule({ name: 'm', target: 'cpu', files, cacheDir: cache })));
+      const builds = await Promise.all([0, 1, 2].map((i) => buildModule({ name: `m${i}`, target: 'cpu', files, cacheDir: cache })));
       for (const b of builds) expect(existsSync(b.library)).toBe(true);
-      expect(new Set(builds.map((b) => b.library)).size).toBe(1);
+      expect(new Set(builds.map((b) => b.library)).size).toBe(3);
+      expect(builds.map((b) => b.compiled)).toEqual([['a.cpp'], ['a.cpp'], ['a.cpp']]);
+      expect(readdirSync(join(cache, 'objects')).filter((f) => f.endsWith('.o'))).toHaveLength(1);
       expect(readdirSync(cache).filter((f) => f.includes('.tmp-'))).toEqual([]);
       expect(readdirSync(join(cache, 'objects')).filter((f) => f.includes('.tmp-'))).toEqual([]);
     } finally {

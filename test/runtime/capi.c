@@ -335,13 +335,21 @@ static int sampling(int argc, char** argv) {
   return 0;
 }
 
+/* md_cuda_available: prints "1", or "0: <reason>". */
+static int cuda(void) {
+  if (md_cuda_available()) printf("1\n");
+  else printf("0: %s\n", md_last_error());
+  return 0;
+}
+
 int main(int argc, char** argv) {
+  if (argc == 2 && strcmp(argv[1], "cuda") == 0) return cuda();
   if (argc >= 3 && strcmp(argv[1], "errors") == 0) return errors(argv[2]);
   if (argc == 4 && strcmp(argv[1], "check") == 0) return check(argv[2], argv[3]);
   if (argc >= 2 && strcmp(argv[1], "generate") == 0) return generate(argc, argv);
   if (argc >= 2 && strcmp(argv[1], "isolate") == 0) return isolate(argc, argv);
   if (argc >= 2 && strcmp(argv[1], "cancel") == 0) return cancel(argc, argv);
   if (argc >= 2 && strcmp(argv[1], "sampling") == 0) return sampling(argc, argv);
-  fprintf(stderr, "usage: capi_test errors <lib.so> | check <model_dir> <dtype> | generate ... | isolate ... | cancel ... | sampling ...\n");
+  fprintf(stderr, "usage: capi_test errors <lib.so> | check <model_dir> <dtype> | generate ... | isolate ... | cancel ... | sampling ... | cuda\n");
   return 2;
 }

@@ -84,10 +84,10 @@ describe('a request whose forward pass fails', () => {
 });
 
 describe('a module built for a GPU', () => {
-  it('is refused before any kernel is resolved, naming its arch', async () => {
+  it('is refused by a runtime without CUDA before any kernel is resolved, naming its arch', async () => {
     // The committed sm_90 module's real manifest, behind a library that exports nothing else.
     const dir = join(REPO, 'generated/llama-3.1-8b.sm_90.bf16.t_causal-full.d_causal-streaming.greedy.g3');
     const lib = manifestOnlyLibrary(join(root, 'lib'), 'sm90', readFileSync(join(dir, 'manifest.json'), 'utf8'));
-    await expect(Engine.create(p.modelDir, lib)).rejects.toThrow(`${lib}: built for sm_90; this runtime runs cpu modules only`);
+    await expect(Engine.create(p.modelDir, lib)).rejects.toThrow(`${lib}: built for sm_90, but this runtime was built without CUDA (configure it with -DMAGICDEC_CUDA=ON`);
   });
 });

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstring>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,7 @@
 #include "error.h"
 #include "gamma.h"
 #include "json.h"
+#include "device.h"
 #include "kv_cache.h"
 #include "model_config.h"
 #include "module.h"
@@ -53,7 +55,8 @@ static md::KvCacheShape small_shape(int pages, int slots) {
 }
 
 static void test_kv_cache() {
-  md::KvCache c(small_shape(6, 3));
+  std::unique_ptr<md::Device> host = md::make_host_device("cpu", true);
+  md::KvCache c(small_shape(6, 3), *host);
   CHECK(c.free_pages() == 6);
   CHECK(c.pages_for(0) == 0 && c.pages_for(1) == 1 && c.pages_for(4) == 1 && c.pages_for(5) == 2);
   CHECK(c.reserve(0, 9));  // 3 pages
@@ -82,6 +85,14 @@ static void test_kv_cache() {
   CHECK(pt[0] == 0 && pt[1] == 0 && pt[2] == 0);
   CHECK(c.reserve(2, 16));
   CHECK(c.free_pages() == 0);
+  // The device's page table is a separate copy, refreshed after every change.
+  const size_t table_bytes = 3 * 4 * sizeof(int32_t);
+  const int32_t* dpt = c.device_page_table();
+  CHECK(dpt != pt && std::memcmp(dpt, pt, table_bytes) == 0);
+  c.release(2);
+  CHECK(std::memcmp(dpt, pt, table_bytes) != 0);
+  CHECK(c.device_page_table() == dpt && std::memcmp(dpt, pt, table_bytes) == 0);
+  CHECK(c.reserve(2, 16));
   // Layers are distinct, page-sized regions.
   CHECK(static_cast<char*>(c.k_layer(1)) - static_cast<char*>(c.k_layer(0)) == 6 * 4 * 2 * 4 * 2);
   CHECK(c.k_layer(0) != c.v_layer(0));
@@ -89,7 +100,7 @@ static void test_kv_cache() {
   CHECK(contains(error_of([&] { c.reserve(3, 1); }), "slot 3 outside [0, 3)"));
   CHECK(contains(error_of([&] { c.reserve(0, 17); }), "more than a sequence may hold (4)"));
   CHECK(contains(error_of([&] { c.release(-1); }), "slot -1"));
-  CHECK(contains(error_of([&] { md::KvCache bad(small_shape(0, 1)); }), "every dimension must be positive"));
+  CHECK(contains(error_of([&] { md::KvCache bad(small_shape(0, 1), *host); }), "every dimension must be positive"));
 }
 
 static void test_dtype() {

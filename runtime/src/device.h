@@ -1,0 +1,91 @@
+// Where a module's kernels read and write: the engine keeps weights, the KV cache and activations in a
+// Device's memory and moves only what it must between host and device, in order on the device's one stream.
+// Two implementations (docs/ARCHITECTURE.md, "The device layer"):
+// - host memory (device_host.cpp): CPU modules, and CUDA modules built for the SIMT emulator (their device
+//   memory is host memory and their stream is ignored). Allocations are separate host buffers and copies
+//   are real copies, so the engine's transfers are the same ones, in the same places, as on a GPU.
+// - CUDA (device_cuda.cpp, built with MAGICDEC_CUDA=ON): cudaMalloc'd memory, one stream, async copies.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace md {
+
+class Device {
+ public:
+  virtual ~Device() = default;
+  /** Readable name, e.g. "cpu", "cuda:0 (NVIDIA H200, sm_90)". */
+  virtual std::string name() const = 0;
+  /**
+   * Kernels can read host memory in place (the CPU): weights memory-mapped from safetensors are used as
+   * they are instead of copied.
+   */
+  virtual bool reads_host_memory() const = 0;
+  /** `bytes` of device memory (uninitialised; poisoned where the implementation can); `what` names it in errors. */
+  virtual void* alloc(size_t bytes, const std::string& what) = 0;
+  /** As alloc, zero-filled. */
+  virtual void* alloc_zeroed(size_t bytes, const std::string& what) = 0;
+  virtual void release(void* p) noexcept = 0;
+  // Copies and fills, in stream order. A host source may be reused once the call returns; a host
+  // destination holds the data after synchronize().
+  virtual void upload(void* dst, const void* src, size_t bytes) = 0;
+  virtual void download(void* dst, const void* src, size_t bytes) = 0;
+  virtual void copy(void* dst, const void* src, size_t bytes) = 0;
+  /** `height` rows of `width` bytes, device to device, with row pitches in bytes. */
+  virtual void copy_2d(void* dst, size_t dst_pitch, const void* src, size_t src_pitch, size_t width, size_t height) = 0;
+  virtual void fill(void* dst, int byte, size_t bytes) = 0;
+  /** What kernels take as `stream` (cudaStream_t on CUDA; null on the host). */
+  virtual void* stream() = 0;
+  /** Waits for everything queued; throws md::Error for a failure the device reports only now. */
+  virtual void synchronize() = 0;
+};
+
+/** Host memory: `name` is "cpu" or says which emulated target it stands in for. */
+std::unique_ptr<Device> make_host_device(const std::string& name, bool reads_host_memory);
+
+/**
+ * The CUDA device for a module built for `arch` (sm_80, sm_90): throws md::Error when this runtime was
+ * built without CUDA, there is no GPU or the driver is too old, or the GPU cannot run `arch` code.
+ * `where` (the module's path) starts the messages.
+ */
+std::unique_ptr<Device> make_cuda_device(const std::string& arch, const std::string& where);
+
+/** Whether this runtime can run CUDA modules here; if not, *why says what is missing. */
+bool cuda_available(std::string* why);
+
+/** A typed device allocation, freed with its Device. */
+template <class T>
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  DeviceBuffer(Device& d, size_t count, const std::string& what, bool zeroed = false)
+      : dev_(&d), count_(count),
+        p_(static_cast<T*>(zeroed ? d.alloc_zeroed(bytes_of(count), what) : d.alloc(bytes_of(count), what))) {}
+  DeviceBuffer(DeviceBuffer&& o) noexcept { *this = std::move(o); }
+  DeviceBuffer& operator=(DeviceBuffer&& o) noexcept {
+    if (this != &o) {
+      reset();
+      dev_ = o.dev_, count_ = o.count_, p_ = o.p_;
+      o.p_ = nullptr, o.count_ = 0;
+    }
+    return *this;
+  }
+  ~DeviceBuffer() { reset(); }
+  T* get() const { return p_; }
+  size_t size() const { return count_; }
+  bool empty() const { return p_ == nullptr; }
+
+ private:
+  static size_t bytes_of(size_t count) { return (count ? count : 1) * sizeof(T); }
+  void reset() {
+    if (p_) dev_->release(p_);
+    p_ = nullptr, count_ = 0;
+  }
+  Device* dev_ = nullptr;
+  size_t count_ = 0;
+  T* p_ = nullptr;
+};
+
+}  // namespace md
