@@ -1,12 +1,12 @@
 // The GPU kit (scripts/gpu/kit.ts) is written completely and its driver builds against a generated module
-// with nvcc (compile and link; running it needs a GPU: scripts/gpu/run.sh).
+// with nvcc, with its CPU sampling reference (compile and link; running it needs a GPU: scripts/gpu/run.sh).
 import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
-import { writeKit } from '../../scripts/gpu/kit.ts';
+import { REF_RENAMES, writeKit } from '../../scripts/gpu/kit.ts';
 import { nvccVersion } from './nvcc.ts';
 
 const run = promisify(execFile);
@@ -32,9 +32,12 @@ describe('GPU kit', () => {
     await nvccVersion();
     const mod = join(dir, 'modules', names.find((n) => n.includes('bf16'))!);
     const srcs = readdirSync(mod).filter((f) => f.endsWith('.cu'));
+    // ref/: the CPU backend's sampling kernels, entry points renamed, that the driver holds md_sample to.
+    const ref = await run('g++', ['-std=c++17', '-O1', '-ffp-contract=off', '-Wall', '-Wextra', '-Wno-unknown-pragmas', '-Iref', ...REF_RENAMES.map((d) => `-D${d}`), '-c', 'ref/sample.cpp', '-o', 'ref.o'], { cwd: mod });
+    expect(ref.stderr.trim()).toBe('');
     const { stderr } = await run(
       'nvcc',
-      ['-std=c++17', '-O1', '-arch=sm_90a', '-Xcompiler', '-Wall,-Wextra', '-I.', join(dir, 'driver.cu'), ...srcs, '-o', 'driver'],
+      ['-std=c++17', '-O1', '-arch=sm_90a', '-Xcompiler', '-Wall,-Wextra', '-I.', join(dir, 'driver.cu'), ...srcs, 'ref.o', '-o', 'driver'],
       { cwd: mod, maxBuffer: 64 << 20 },
     );
     expect(stderr.trim()).toBe('');

@@ -1,0 +1,126 @@
+/* GPU suite, end to end through the C API (C99): speculative == autoregressive on a tiny random model with
+ * a CUDA module, tokens and logits bitwise, and the per-round times T_draft / T_ar and T_verify / T_ar.
+ *   e2e <model_dir> <module.so> <vocab> <json_out>
+ * Exit 0: equal; 1: a difference or a failure; 3: the runtime has no CUDA engine (it refuses the CUDA
+ * module with its "runs cpu modules only" error), which the suite reports as not available, never passed. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "magicdec.h"
+
+enum { REQUESTS = 8, MAX_TOKENS = 40 };
+
+static int64_t ids[2][REQUESTS];
+
+static md_engine* create(const char* model, const char* module, int mode) {
+  md_engine_options o;
+  md_engine_options_default(&o);
+  o.mode = mode;
+  o.keep_logits = 1;
+  return md_engine_create(model, module, &o);
+}
+
+static void fail_json(const char* path, const char* available, const char* what, const char* err) {
+  FILE* f = fopen(path, "w");
+  if (!f) return;
+  fprintf(f, "{\"available\": %s, \"error\": \"", available);
+  for (const char* c = what; *c; ++c) fputc(*c == '"' || *c == '\\' || (unsigned char)*c < 0x20 ? ' ' : *c, f);
+  fputs(": ", f);
+  for (const char* c = err; *c; ++c) fputc(*c == '"' || *c == '\\' || (unsigned char)*c < 0x20 ? ' ' : *c, f);
+  fputs("\"}\n", f);
+  fclose(f);
+}
+
+int main(int argc, char** argv) {
+  if (argc != 5) {
+    fprintf(stderr, "usage: e2e <model_dir> <module.so> <vocab> <json_out>\n");
+    return 2;
+  }
+  const char *model = argv[1], *module = argv[2], *json = argv[4];
+  const int vocab = atoi(argv[3]);
+  md_engine* eng[2] = {create(model, module, MD_MODE_AR), NULL};
+  if (!eng[0]) {
+    const char* err = md_last_error();
+    const int no_engine = strstr(err, "runs cpu modules only") != NULL;
+    printf("%s: %s\n", no_engine ? "not available: runtime has no CUDA engine" : "FAIL md_engine_create (AR)", err);
+    fail_json(json, no_engine ? "false" : "true", "md_engine_create", err);
+    return no_engine ? 3 : 1;
+  }
+  eng[1] = create(model, module, MD_MODE_SPEC);
+  if (!eng[1]) {
+    printf("FAIL md_engine_create (spec): %s\n", md_last_error());
+    fail_json(json, "true", "md_engine_create (spec)", md_last_error());
+    return 1;
+  }
+  /* A short draft window (the default deployment's draft is sink + window), so that drafts get rejected and
+   * the rollback paths run: spec must still equal AR. */
+  const int short_window = md_engine_set_param(eng[1], "draft", "kv_window", 16) == 0;
+  /* The same prompts in both engines: random tokens (fixed seed), lengths 3..63. */
+  unsigned s = 12345u;
+  int32_t prompts[REQUESTS][64], lens[REQUESTS];
+  for (int r = 0; r < REQUESTS; ++r) {
+    lens[r] = 3 + (int)((s = s * 1103515245u + 12345u) >> 16) % 61;
+    for (int i = 0; i < lens[r]; ++i) prompts[r][i] = 3 + (int)((s = s * 1103515245u + 12345u) >> 8) % (vocab - 3);
+  }
+  for (int e = 0; e < 2; ++e) {
+    md_request_options ro;
+    md_request_options_default(&ro);
+    ro.max_tokens = MAX_TOKENS;
+    ro.ignore_eos = 1;
+    for (int r = 0; r < REQUESTS; ++r)
+      if ((ids[e][r] = md_engine_add_request(eng[e], prompts[r], lens[r], &ro)) < 0) {
+        printf("FAIL add_request: %s\n", md_last_error());
+        fail_json(json, "true", "md_engine_add_request", md_last_error());
+        return 1;
+      }
+    if (md_engine_run(eng[e]) != 0) {
+      printf("FAIL md_engine_run (%s): %s\n", e ? "spec" : "ar", md_last_error());
+      fail_json(json, "true", e ? "md_engine_run (spec)" : "md_engine_run (ar)", md_last_error());
+      return 1;
+    }
+  }
+  int token_diffs = 0, logit_diffs = 0, tokens = 0;
+  float* la = malloc(sizeof(float) * vocab);
+  float* lb = malloc(sizeof(float) * vocab);
+  for (int r = 0; r < REQUESTS; ++r) {
+    int32_t ta[MAX_TOKENS], tb[MAX_TOKENS];
+    const int na = md_request_tokens(eng[0], ids[0][r], ta, MAX_TOKENS), nb = md_request_tokens(eng[1], ids[1][r], tb, MAX_TOKENS);
+    if (na != nb || na <= 0 || memcmp(ta, tb, sizeof(int32_t) * (size_t)na) != 0) {
+      ++token_diffs;
+      printf("FAIL request %d: %d AR tokens, %d speculative, or they differ\n", r, na, nb);
+      continue;
+    }
+    tokens += na;
+    for (int i = 0; i < na; ++i)
+      if (md_request_logits(eng[0], ids[0][r], i, la, vocab) != vocab || md_request_logits(eng[1], ids[1][r], i, lb, vocab) != vocab ||
+          memcmp(la, lb, sizeof(float) * (size_t)vocab) != 0) {
+        ++logit_diffs;
+        printf("FAIL request %d token %d: logits differ bitwise (or are missing)\n", r, i);
+        break;
+      }
+  }
+  md_engine_stats a, b;
+  md_engine_stats_get(eng[0], &a);
+  md_engine_stats_get(eng[1], &b);
+  const double t_ar = a.ar_steps ? a.decode_s / (double)a.ar_steps : 0;
+  const double t_draft = b.rounds ? b.draft_s / (double)b.rounds : 0, t_verify = b.rounds ? b.verify_s / (double)b.rounds : 0;
+  printf("%s: %d requests, %d tokens%s; acceptance %.3f, mean gamma %.2f; per round T_draft/T_ar %.3f, T_verify/T_ar %.3f\n",
+         token_diffs + logit_diffs ? "FAIL" : "PASS", REQUESTS, tokens, short_window ? ", draft window 16" : "", b.acceptance, b.mean_gamma, t_ar > 0 ? t_draft / t_ar : 0,
+         t_ar > 0 ? t_verify / t_ar : 0);
+  FILE* f = fopen(json, "w");
+  if (f) {
+    fprintf(f,
+            "{\"available\": true, \"draft_window_16\": %s, \"requests\": %d, \"tokens\": %d, \"token_diffs\": %d, \"logit_diffs\": %d, \"ar_steps\": %lld, "
+            "\"rounds\": %lld, \"acceptance\": %.4f, \"mean_gamma\": %.3f, \"t_ar_s\": %.6g, \"t_draft_s\": %.6g, \"t_verify_s\": %.6g, "
+            "\"t_draft_over_ar\": %.4f, \"t_verify_over_ar\": %.4f, \"info\": %s}\n",
+            short_window ? "true" : "false", REQUESTS, tokens, token_diffs, logit_diffs, (long long)a.ar_steps, (long long)b.rounds, b.acceptance, b.mean_gamma, t_ar, t_draft, t_verify,
+            t_ar > 0 ? t_draft / t_ar : 0, t_ar > 0 ? t_verify / t_ar : 0, md_engine_info(eng[1]));
+    fclose(f);
+  }
+  free(la);
+  free(lb);
+  md_engine_destroy(eng[0]);
+  md_engine_destroy(eng[1]);
+  return token_diffs + logit_diffs ? 1 : 0;
+}
