@@ -77,6 +77,24 @@ export function gemmRowTile(maxRows: number): number {
   return t;
 }
 
+/** Tensor-core GEMM (bf16 / fp16 storage): rows per pass over the weights, 8-row tiles, warps along the rows. */
+const MMA_PASS_ROWS = 256;
+const MMA_WARPS_ALONG_ROWS = 4;
+
+/**
+ * How one bucket's calls of a tensor-core GEMM share the weights (md_mma_gemm_kernel in gemm.cu.hbs): MT
+ * m-tiles of 16 columns per CTA (two once a bucket's rows reuse each activation load enough and N still
+ * gives a CTA per SM), RTW row tiles per warp so that one pass covers up to 256 rows. Neither changes an
+ * output's bits: those depend on K alone.
+ */
+export function mmaGemmTiling(n: number, maxRows: number) {
+  const mt = maxRows > 64 && Math.ceil(n / 32) >= 132 ? 2 : 1;
+  const tiles = Math.ceil(Math.min(maxRows, MMA_PASS_ROWS) / 8);
+  let rtw = 1;
+  while (rtw * MMA_WARPS_ALONG_ROWS < tiles) rtw *= 2;
+  return { mt, rtw, cols: 16 * mt, threads: 128 * mt, ctas: Math.ceil(n / (16 * mt)), passRows: 8 * rtw * MMA_WARPS_ALONG_ROWS };
+}
+
 export interface AttnShape {
   /** Elements per K load, lanes per position, elements per V load, position classes of P.V. */
   readonly vec: number;
@@ -157,19 +175,34 @@ function rowTiled(plan: ModulePlan, spec: string) {
   return entryPoints(plan, spec).map((k) => ({ ...k, rowTile: gemmRowTile(k.maxRows!) }));
 }
 
+/** bf16 / fp16 weights run on tensor cores; fp32 weights on CUDA cores (mma.sync has no exact fp32 form). */
+export const usesMma = (plan: ModulePlan): boolean => plan.deployment.dtype !== 'fp32';
+
+/**
+ * Unit roundoff of the activations a module's GEMMs consume: the tensor-core path rounds x to the storage
+ * type (round to nearest even: 2^-8 for bf16's 8 significant bits, 2^-11 for fp16's 11), the fp32 path
+ * none. Against a float64 reference on unrounded x, output n is off by sum_k x_k w_nk d_k with |d_k| <= u,
+ * so over random operands the relative error concentrates at the rms of d (below u): the tests' bound.
+ */
+export function gemmActivationRoundoff(dtype: DType): number {
+  return dtype === 'bf16' ? 2 ** -8 : dtype === 'fp16' ? 2 ** -11 : 0;
+}
+
 function renderGemms(plan: ModulePlan): string {
   const lmHead = gemmShapeFor(plan, lmHeadShape(plan));
   if (lmHead.bias) throw new Error(`module ${plan.name}: the lm_head projection has no bias`);
+  const tiled = (spec: string, n: number) => rowTiled(plan, spec).map((k) => ({ ...k, ...mmaGemmTiling(n, k.maxRows!) }));
   return renderTemplate('cuda/gemm.cu.hbs', {
     ...common(plan),
+    mma: usesMma(plan),
     lmHead,
-    lmHeadArgmax: rowTiled(plan, 'lm_head_argmax'),
+    lmHeadArgmax: tiled('lm_head_argmax', lmHead.n),
     gemms: plan.gemms.map((g) => {
       const shape = gemmShapeFor(plan, g);
       return {
         ...shape,
         threads: shape.warps * 32,
-        instances: rowTiled(plan, `gemm_${g.role}`),
+        instances: tiled(`gemm_${g.role}`, g.n),
       };
     }),
   });

@@ -99,12 +99,30 @@ __device__ __forceinline__ void md_cp_async_wait() {
  */
 __device__ __forceinline__ void md_mma_16816_bf16(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2], const float (&c)[4]) {
 #ifdef MD_SIMT_EMU
-  md_emu::mma_m16n8k16_bf16(d, a, b, c, __FILE__, __LINE__);
+  md_emu::mma_m16n8k16(d, a, b, c, false, __FILE__, __LINE__);
 #else
   asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%10, %11, %12, %13};\n"
                : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
                : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "f"(c[0]), "f"(c[1]), "f"(c[2]), "f"(c[3]));
 #endif
+}
+
+/** md_mma_16816_bf16 with IEEE half operands (mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32): the same layouts. */
+__device__ __forceinline__ void md_mma_16816_f16(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2], const float (&c)[4]) {
+#ifdef MD_SIMT_EMU
+  md_emu::mma_m16n8k16(d, a, b, c, true, __FILE__, __LINE__);
+#else
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%10, %11, %12, %13};\n"
+               : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "f"(c[0]), "f"(c[1]), "f"(c[2]), "f"(c[3]));
+#endif
+}
+/** The m16n8k16 tile of a 16-bit storage type's operands. */
+__device__ __forceinline__ void md_mma_16816(__nv_bfloat16, float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2], const float (&c)[4]) {
+  md_mma_16816_bf16(d, a, b, c);
+}
+__device__ __forceinline__ void md_mma_16816(__half, float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2], const float (&c)[4]) {
+  md_mma_16816_f16(d, a, b, c);
 }
 
 // ------------------------------------------------------------------------------------ storage dtypes

@@ -555,22 +555,25 @@ inline bool lanes_valid(const Thread& t, unsigned mask, int width) {
 // ------------------------------------------------------------------------------------ mma.sync
 
 /**
- * mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 for the current lane: a warp collective of all 32
+ * mma.sync.aligned.m16n8k16.row.col.f32.{bf16,f16}.{bf16,f16}.f32 for the current lane: a warp collective of all 32
  * lanes (the .aligned form: every lane, converged, at the same instruction). Fragments in the PTX ISA's
  * layouts ("Matrix Fragments for mma.m16n8k16 with floating point type"); group = lane / 4, t = lane % 4:
  *   A 16x16, a[j] holds elements 2j (low 16 bits) and 2j + 1: element i at row group + 8 * ((i / 2) % 2),
  *     column 2 t + i % 2 + 8 * (i / 4);
  *   B 16x8, b[j] holds elements 2j, 2j + 1: element i at row 2 t + i % 2 + 8 * (i / 2), column group;
  *   C, D 16x8 f32: element i at row group + 8 * (i / 2), column 2 t + i % 2.
- * Each output is one fp32 fma chain over k ascending from C: bf16 products are exact in fp32 as in the
- * tensor cores, whose accumulation order and rounding are their own (emulated and GPU sums of many
- * terms agree to a few ulp, not bitwise).
+ * The bf16 and f16 forms share these layouts (16-bit elements both); only the decoding differs.
+ * Each output is one fp32 fma chain over k ascending from C: bf16 and f16 products are exact in fp32 (8 x 8
+ * and 11 x 11 significant bits) as in the tensor cores, whose accumulation order and rounding are their
+ * own (emulated and GPU sums of many terms agree to a few ulp, not bitwise).
  */
 inline float bf16_to_f32(uint16_t h);
+inline float f16_to_f32(uint16_t h);
 
 struct MmaFragments {
   uint32_t a[4], b[2];
   float c[4], d[4];
+  bool f16;  // the operands are IEEE halves, not bf16 (the same on every lane: one instruction)
 };
 
 inline void complete_mma(Thread** lanes) {
@@ -578,9 +581,12 @@ inline void complete_mma(Thread** lanes) {
   for (int l = 0; l < 32; ++l) {
     const MmaFragments& f = *static_cast<const MmaFragments*>(lanes[l]->wide);
     const int g = l >> 2, t = l & 3;
-    for (int i = 0; i < 8; ++i)
-      A[g + 8 * ((i >> 1) & 1)][2 * t + (i & 1) + 8 * (i >> 2)] = bf16_to_f32((uint16_t)(f.a[i >> 1] >> (16 * (i & 1))));
-    for (int i = 0; i < 4; ++i) B[2 * t + (i & 1) + 8 * (i >> 1)][g] = bf16_to_f32((uint16_t)(f.b[i >> 1] >> (16 * (i & 1))));
+    const auto decode = [&f](uint32_t word, int half) {
+      const uint16_t h = (uint16_t)(word >> (16 * half));
+      return f.f16 ? f16_to_f32(h) : bf16_to_f32(h);
+    };
+    for (int i = 0; i < 8; ++i) A[g + 8 * ((i >> 1) & 1)][2 * t + (i & 1) + 8 * (i >> 2)] = decode(f.a[i >> 1], i & 1);
+    for (int i = 0; i < 4; ++i) B[2 * t + (i & 1) + 8 * (i >> 1)][g] = decode(f.b[i >> 1], i & 1);
     for (int i = 0; i < 4; ++i) C[g + 8 * (i >> 1)][2 * t + (i & 1)] = f.c[i];
   }
   for (int l = 0; l < 32; ++l) {
@@ -709,9 +715,10 @@ inline T shfl(const char* file, int line, unsigned mask, T var, int arg, int wid
   return from_bits<T>(warp_op(K, file, line, mask, to_bits(var), arg, width, (int)sizeof(T)));
 }
 
-/** The current lane's part of mma.sync.m16n8k16 (bf16 x bf16 + f32): see MmaFragments. */
-inline void mma_m16n8k16_bf16(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2], const float (&c)[4], const char* file, int line) {
+/** The current lane's part of mma.sync.m16n8k16 (bf16 x bf16 + f32, or f16 x f16 + f32): see MmaFragments. */
+inline void mma_m16n8k16(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2], const float (&c)[4], bool f16, const char* file, int line) {
   MmaFragments f;
+  f.f16 = f16;
   memcpy(f.a, a, sizeof f.a);
   memcpy(f.b, b, sizeof f.b);
   memcpy(f.c, c, sizeof f.c);

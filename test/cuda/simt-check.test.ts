@@ -1,7 +1,7 @@
 // The SIMT emulator's check kernels (test/harness/emu/simt-check.cu, run under emulation by
 // test/emu/simt.test.ts) are real CUDA: nvcc compiles them for sm_80 and sm_90a without warnings or
 // spills, md_cuda.cuh's device helpers with an emulated twin (md_cp_async16 / commit / wait,
-// md_dynamic_smem, md_mma_16816_bf16, MD_LAUNCH's kernels) included.
+// md_dynamic_smem, md_mma_16816_bf16 / _f16, MD_LAUNCH's kernels) included.
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';

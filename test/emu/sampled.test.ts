@@ -14,10 +14,11 @@ import { openEmulatedModule, onGpu, type EmulatedModule } from '../harness/emu/m
 import { store } from '../harness/kernels/storage.ts';
 import { attentionArb, causalAttentionArb, policyArb, ropeArb } from '../cuda/deployments.ts';
 import { forEachSeed } from '../support/seeds.ts';
+import { gemmInput } from './gemm-numerics.ts';
 import { makeDeployment, modelConfig } from '../support/deployments.ts';
 import type { DeploymentIR } from '../../codegen/spec.ts';
 
-/** As dense.test.ts and attention.test.ts: fp32 arithmetic on exactly decoded storage. */
+/** As dense.test.ts and attention.test.ts: fp32 arithmetic on exactly decoded storage (GEMM activations as gemm-numerics.ts). */
 const TOL = 2e-6;
 
 const smallCudaDeploymentArb: fc.Arbitrary<DeploymentIR> = fc
@@ -80,7 +81,7 @@ async function checkModule(m: EmulatedModule, seed: number): Promise<void> {
     expect(res.status, `${where}: gemm_${role}`).toBe(0);
     const y = f32(res.out.y);
     expect(y.every(Number.isFinite), `${where}: gemm_${role} finite`).toBe(true);
-    expect(relError(y, gemmRef(x, w.values, bias?.values, rows, N, K)), `${where}: gemm_${role}`).toBeLessThan(TOL);
+    expect(relError(y, gemmRef(gemmInput(plan, x), w.values, bias?.values, rows, N, K)), `${where}: gemm_${role}`).toBeLessThan(TOL);
     const r = rows - 1;
     const alone = await call(small, x.slice(r * K), 1);
     expect(bits(f32(alone.out.y)), `${where}: gemm_${role} last row alone`).toEqual(bits(y.slice(r * N)));

@@ -43,6 +43,7 @@ describe('SIMT emulator: semantics', () => {
     ['ldg-aligned', 'an aligned 16-byte __ldg'],
     ['sticky-failure', 'a refused kernel makes later calls fail until reset, as a faulted CUDA context'],
     ['mma-m16n8k16', 'md_mma_16816_bf16 (mma.sync m16n8k16 bf16) in the PTX ISA fragment layouts: D = C + A.B exactly on integers'],
+    ['mma-m16n8k16-f16', 'md_mma_16816_f16 (mma.sync m16n8k16 f16) in the same layouts: D = C + A.B exactly on halves bf16 cannot hold'],
   ] as const)
     it(what, () => expect(result(name)).toBe('ok'));
 });

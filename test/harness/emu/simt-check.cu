@@ -140,10 +140,11 @@ __global__ void k_ldg(const float* p, float* out, int offset) {
 }
 
 /**
- * One m16n8k16 tile through md_mma_16816_bf16: A [16][16] row-major, B [16][8] (B[k][n] at k * 8 + n) and
- * C [16][8] loaded into fragments straight from the PTX ISA's text (row/column conditions per element),
- * D stored back the same way.
+ * One m16n8k16 tile through md_mma_16816_bf16 (F16: md_mma_16816_f16): A [16][16] row-major, B [16][8]
+ * (B[k][n] at k * 8 + n) and C [16][8] loaded into fragments straight from the PTX ISA's text (row/column
+ * conditions per element), D stored back the same way.
  */
+template <bool F16>
 __global__ void k_mma(const unsigned short* A, const unsigned short* B, const float* C, float* D) {
   const int lane = threadIdx.x, group = lane >> 2, tig = lane % 4;
   uint32_t a[4] = {0, 0, 0, 0}, b[2] = {0, 0};
@@ -158,7 +159,8 @@ __global__ void k_mma(const unsigned short* A, const unsigned short* B, const fl
     b[i / 2] |= (uint32_t)B[row * 8 + col] << (i % 2 == 0 ? 0 : 16);
   }
   for (int i = 0; i < 4; ++i) c[i] = C[(i < 2 ? group : group + 8) * 8 + tig * 2 + (i & 0x1)];
-  md_mma_16816_bf16(d, a, b, c);
+  if (F16) md_mma_16816_f16(d, a, b, c);
+  else md_mma_16816_bf16(d, a, b, c);
   for (int i = 0; i < 4; ++i) D[(i < 2 ? group : group + 8) * 8 + tig * 2 + (i & 0x1)] = d[i];
 }
 
@@ -207,6 +209,8 @@ __global__ void k_shfl_outside_mask(int* out) {
 // Under nvcc only the kernels are compiled (the driver below runs them under the emulator).
 template __global__ void k_rotate<true>(const int*, int*);
 template __global__ void k_rotate<false>(const int*, int*);
+template __global__ void k_mma<false>(const unsigned short*, const unsigned short*, const float*, float*);
+template __global__ void k_mma<true>(const unsigned short*, const unsigned short*, const float*, float*);
 #else
 // ------------------------------------------------------------------------------------------- driver
 
@@ -410,27 +414,38 @@ static void check_memory() {
   cudaFree(out), cudaFree(d), cudaFree(g), cudaFree(o), cudaFree(sum), cudaFree(orr), cudaFree(best);
 }
 
-static void check_mma() {
-  // Small integers: exact in bf16, and every sum exact in fp32, so D must be C + A.B exactly.
+/**
+ * D = C + A.B on one tile of values exact in the operand type, so every fp32 sum is exact: bf16 small
+ * integers; for f16 integers plus multiples of 2^-8 / 2^-7 (up to 11 significant bits, more than bf16 holds), so decoding the halves
+ * as bf16 would show.
+ */
+template <bool F16>
+static std::string mma_case() {
   unsigned short* A = dev<unsigned short>(256);
   unsigned short* B = dev<unsigned short>(128);
   float* C = dev<float>(128);
   float* D = dev<float>(128);
   float a[256], b[128];
-  for (int i = 0; i < 256; ++i) a[i] = (float)((i * 7) % 11 - 5), A[i] = __bfloat16_as_ushort(__float2bfloat16_rn(a[i]));
-  for (int i = 0; i < 128; ++i) b[i] = (float)((i * 5) % 9 - 4), B[i] = __bfloat16_as_ushort(__float2bfloat16_rn(b[i]));
+  const auto enc = [](float v) { return F16 ? __half_as_ushort(__float2half_rn(v)) : __bfloat16_as_ushort(__float2bfloat16_rn(v)); };
+  for (int i = 0; i < 256; ++i) a[i] = (float)((i * 7) % 11 - 5) + (F16 ? (float)(i % 5) / 256.0f : 0.0f), A[i] = enc(a[i]);
+  for (int i = 0; i < 128; ++i) b[i] = (float)((i * 5) % 9 - 4) + (F16 ? (float)(i % 3) / 128.0f : 0.0f), B[i] = enc(b[i]);
   for (int i = 0; i < 128; ++i) C[i] = (float)(i % 13);
-  MD_LAUNCH(1, 32, 0, nullptr, k_mma)(A, B, C, D);
+  MD_LAUNCH(1, 32, 0, nullptr, k_mma<F16>)(A, B, C, D);
   std::string why = cudaGetLastError() == cudaSuccess ? "" : "launch failed";
   for (int m = 0; m < 16 && why.empty(); ++m)
     for (int n = 0; n < 8; ++n) {
-      float want = C[m * 8 + n];
-      for (int k = 0; k < 16; ++k) want += a[m * 16 + k] * b[k * 8 + n];
-      if (D[m * 8 + n] != want) why = "D[" + std::to_string(m) + "][" + std::to_string(n) + "] = " + std::to_string(D[m * 8 + n]) + ", want " + std::to_string(want);
+      double want = C[m * 8 + n];
+      for (int k = 0; k < 16; ++k) want += (double)a[m * 16 + k] * b[k * 8 + n];
+      if ((double)D[m * 8 + n] != want) why = "D[" + std::to_string(m) + "][" + std::to_string(n) + "] = " + std::to_string(D[m * 8 + n]) + ", want " + std::to_string(want);
     }
-  line("mma-m16n8k16", why.empty() ? "ok" : "FAIL " + why);
-  expect_error("mma-half-warp", [&] { MD_LAUNCH(1, 16, 0, nullptr, k_mma)(A, B, C, D); });
+  if (F16) expect_error("mma-half-warp", [&] { MD_LAUNCH(1, 16, 0, nullptr, k_mma<F16>)(A, B, C, D); });
   cudaFree(A), cudaFree(B), cudaFree(C), cudaFree(D);
+  return why.empty() ? "ok" : "FAIL " + why;
+}
+
+static void check_mma() {
+  line("mma-m16n8k16", mma_case<false>());
+  line("mma-m16n8k16-f16", mma_case<true>());
 }
 
 static void check_errors() {
