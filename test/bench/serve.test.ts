@@ -68,6 +68,7 @@ describe('magicdec bench-serve', () => {
     [['--modes', 'ar,turbo'], /^magicdec: error: --modes: expected ar and\/or spec, got 'turbo'\n$/],
     [['--model', 'no/such/dir'], /^magicdec: error: --model: 'no\/such\/dir' is neither a preset/],
     [['--context', '4K,,16K'], /^magicdec: error: --context takes a comma-separated list/],
+    [['--step-tokens', '0'], /^magicdec: error: --step-tokens: 0 is outside 1\.\.2147483647\n$/],
   ] as const) {
     it(`refuses ${args.join(' ')} in one line, exit 1`, async () => {
       const io = memoryIo();

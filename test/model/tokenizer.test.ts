@@ -78,6 +78,15 @@ describe('byte-level BPE tokenizer (vocab >= 258)', () => {
     expect(tok.decode([700], { unknownAsId: true })).toBe('<id 700>');
     expect(tok.decode([...hi], { unknownAsId: true })).toBe('hi');
   });
+
+  it("tokenBytes: a token's own bytes, which may split a character; together the text's UTF-8", () => {
+    const text = 'naïve café — 日本語 🚀 lamp';
+    const ids = tok.encode(text);
+    const bytes = ids.flatMap((id) => [...tok.tokenBytes(id)]);
+    expect(Buffer.from(bytes).toString('utf8')).toBe(text);
+    expect(ids.some((id) => tok.decode([id]).includes('\uFFFD'))).toBe(true); // some token is part of a character
+    expect(new TextDecoder().decode(tok.tokenBytes(510))).toBe('<s>');
+  });
 });
 
 describe('character-level tokenizer (vocab < 258)', () => {
@@ -89,6 +98,7 @@ describe('character-level tokenizer (vocab < 258)', () => {
       const text = vocab >= 99 ? PROSE : 'the rain in the hills';
       expect(tok.decode(tok.encode(text))).toBe(text);
       expect(tok.encode('é')).toEqual([0]);
+      expect(Buffer.from(tok.encode(text).flatMap((id) => [...tok.tokenBytes(id)])).toString('utf8')).toBe(text); // tokenBytes: UTF-8 of each token's text
     }
   });
 
