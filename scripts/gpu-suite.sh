@@ -100,7 +100,9 @@ elif ((dry)); then
   else
     skip "pytorch script (syntax only)" "no python3"
   fi
-  for s in "sanitizer: memcheck" "sanitizer: racecheck" "e2e: spec == AR (C API)" "bandwidth: kernels" "bandwidth: pytorch"; do
+  step "e2e: spec == AR (C API)" 240 "$work/results/e2e.json" "$build/e2e" "$here/e2e/model" "$build/libe2e_module.so" "$E2E_VOCAB" \
+    "$work/results/e2e.json" --emulated --requests 2 --max-tokens 10
+  for s in "sanitizer: memcheck" "sanitizer: racecheck" "bandwidth: kernels" "bandwidth: pytorch"; do
     skip "$s" "dry run: needs a GPU"
   done
 else
