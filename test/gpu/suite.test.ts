@@ -92,6 +92,11 @@ describe('GPU suite (gpu:pack + dry run)', () => {
     for (const g of ['gemm_lm_head', 'lm_head_argmax', 'attn_target', 'attn_draft', 'sample (vs the CPU kernel)', 'verify_sample gamma 3 (vs the CPU kernel)']) {
       expect(groups).toContain(g);
     }
+    // Without --emulated, e2e asks md_cuda_available(): this runtime has no CUDA, so 'not available' (exit 3).
+    const na = await run(join(work, 'build-emu/e2e'), [join(pack, 'e2e/model'), join(work, 'build-emu/libe2e_module.so'), '512', join(tmp, 'na.json')]);
+    expect(na.code).toBe(3);
+    expect(na.stdout).toMatch(/^not available: runtime has no CUDA engine here: this runtime was built without CUDA/);
+    expect(JSON.parse(readFileSync(join(tmp, 'na.json'), 'utf8')).available).toBe(false);
     expect(readFileSync(join(out, 'summary.txt'), 'utf8')).toBe(r.stdout.slice(r.stdout.indexOf('targets')));
     expect(readFileSync(join(out, 'suite.log'), 'utf8')).toMatch(/PASS: \d+ checks, 0 failed/);
   }, 300_000);
