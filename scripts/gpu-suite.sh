@@ -96,11 +96,13 @@ if [[ $built != pass ]]; then
 elif ((dry)); then
   run_checks 300 --short
   if command -v python3 >/dev/null; then
-    step "pytorch script (syntax only)" 60 "" python3 -m py_compile "$here/torch_bench.py"
+    step "pytorch script (syntax only)" 60 "" python3 -c "import ast, sys; ast.parse(open(sys.argv[1]).read(), sys.argv[1])" "$here/torch_bench.py"
   else
     skip "pytorch script (syntax only)" "no python3"
   fi
-  for s in "sanitizer: memcheck" "sanitizer: racecheck" "e2e: spec == AR (C API)" "bandwidth: kernels" "bandwidth: pytorch"; do
+  step "e2e: spec == AR (C API)" 240 "$work/results/e2e.json" "$build/e2e" "$here/e2e/model" "$build/libe2e_module.so" "$E2E_VOCAB" \
+    "$work/results/e2e.json" --emulated --requests 2 --max-tokens 10
+  for s in "sanitizer: memcheck" "sanitizer: racecheck" "bandwidth: kernels" "bandwidth: pytorch"; do
     skip "$s" "dry run: needs a GPU"
   done
 else

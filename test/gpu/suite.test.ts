@@ -1,6 +1,7 @@
 // The GPU suite without a GPU: `npm run gpu:pack` into a temporary folder, then the pack's own
 // `gpu-suite.sh --dry-run` (the drivers of one module built for the SIMT emulator through the pack's
-// CMakeLists.txt, run short, and the reporting). The table and suite.json must say what ran and passed,
+// CMakeLists.txt, run short; the runtime and e2e.c on the tiny model's emulated sm_90 module, spec == AR
+// through the C API; and the reporting). The table and suite.json must say what ran and passed,
 // list GPU-only steps as skipped (never passed), and a wrong tolerance (MD_KIT_TOL) must fail the suite
 // loudly, and so must a spent time budget. report.py must also keep "not available" (the runtime has no
 // CUDA engine) apart from passed.
@@ -72,13 +73,17 @@ describe('GPU suite (gpu:pack + dry run)', () => {
     const r = await run('bash', [join(pack, 'gpu-suite.sh'), '--dry-run', out], { MD_SUITE_WORK: work, MD_SUITE_SEED: '7' });
     expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
     const { rows, result } = table(r.stdout);
-    expect(result).toMatch(/^RESULT: PASS \(3 passed, 0 failed, 0 not available, 5 skipped\)$/);
+    expect(result).toMatch(/^RESULT: PASS \(4 passed, 0 failed, 0 not available, 4 skipped\)$/);
     expect(rows.find((l) => l.startsWith('check: m0_fp32_tiny'))).toMatch(/ pass .* \d+ checks, 0 failed, seed 7/);
-    for (const s of ['sanitizer: memcheck', 'sanitizer: racecheck', 'e2e: spec == AR (C API)', 'bandwidth: kernels', 'bandwidth: pytorch']) {
+    // The tiny model's sm_90 module, built for the emulator, through the runtime's C API: spec == AR bitwise.
+    expect(rows.find((l) => l.startsWith('e2e: spec == AR (C API)'))).toMatch(/ pass .* PASS: 2 requests, 20 tokens, draft window 16; acceptance /);
+    for (const s of ['sanitizer: memcheck', 'sanitizer: racecheck', 'bandwidth: kernels', 'bandwidth: pytorch']) {
       expect(rows.find((l) => l.startsWith(s))).toMatch(/ skipped .*dry run: needs a GPU/);
     }
     const j = suiteJson(out);
     expect(j.verdict).toBe('PASS');
+    const e2e = j.steps.find((s) => s.name === 'e2e: spec == AR (C API)')?.result as Record<string, unknown> | undefined;
+    expect(e2e).toMatchObject({ available: true, emulated: true, draft_window_16: true, token_diffs: 0, logit_diffs: 0, tokens: 20 });
     const check = j.steps.find((s) => s.name === 'check: m0_fp32_tiny');
     expect(check?.status).toBe('pass');
     expect(check?.result?.seed).toBe(7);
@@ -87,6 +92,11 @@ describe('GPU suite (gpu:pack + dry run)', () => {
     for (const g of ['gemm_lm_head', 'lm_head_argmax', 'attn_target', 'attn_draft', 'sample (vs the CPU kernel)', 'verify_sample gamma 3 (vs the CPU kernel)']) {
       expect(groups).toContain(g);
     }
+    // Without --emulated, e2e asks md_cuda_available(): this runtime has no CUDA, so 'not available' (exit 3).
+    const na = await run(join(work, 'build-emu/e2e'), [join(pack, 'e2e/model'), join(work, 'build-emu/libe2e_module.so'), '512', join(tmp, 'na.json')]);
+    expect(na.code).toBe(3);
+    expect(na.stdout).toMatch(/^not available: runtime has no CUDA engine here: this runtime was built without CUDA/);
+    expect(JSON.parse(readFileSync(join(tmp, 'na.json'), 'utf8')).available).toBe(false);
     expect(readFileSync(join(out, 'summary.txt'), 'utf8')).toBe(r.stdout.slice(r.stdout.indexOf('targets')));
     expect(readFileSync(join(out, 'suite.log'), 'utf8')).toMatch(/PASS: \d+ checks, 0 failed/);
   }, 300_000);
@@ -96,7 +106,7 @@ describe('GPU suite (gpu:pack + dry run)', () => {
     const r = await run('bash', [join(pack, 'gpu-suite.sh'), '--dry-run', out], { MD_SUITE_WORK: work, MD_KIT_TOL: '1e-12' });
     expect(r.code).toBe(1);
     const { rows, result } = table(r.stdout);
-    expect(result).toMatch(/^RESULT: FAIL \(2 passed, 1 failed, .*\): check: m0_fp32_tiny$/);
+    expect(result).toMatch(/^RESULT: FAIL \(3 passed, 1 failed, .*\): check: m0_fp32_tiny$/);
     expect(rows.find((l) => l.startsWith('check: m0_fp32_tiny'))).toMatch(/ FAIL .* \d+ checks, [1-9]\d* failed.*first: .*relative error/);
     expect(r.stderr).toMatch(/gpu-suite: FAILED/);
     expect(suiteJson(out).failed).toEqual(['check: m0_fp32_tiny']);
