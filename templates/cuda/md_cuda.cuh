@@ -559,9 +559,21 @@ struct md_attn_shape {
 };
 
 /**
- * The chunk partials of one (row, KV head) for chunks blockIdx.x, blockIdx.x + gridDim.x, ... A Pass
- * provides the static device functions visible / tile_must / tile_may / score (rendered from the pass's
- * IR) and SCALE (1 / sqrt(head_dim)); see codegen/backends/common.ts renderPassStruct.
+ * Whether chunk c of a row at qpos over `len` positions may hold a visible position (Pass::tile_may on the
+ * chunk's range): the chunk kernel computes a partial exactly for these, the merge reads exactly these.
+ */
+template <class S, class Pass>
+__device__ __forceinline__ bool md_attn_chunk_kept(int c, int32_t qpos, int32_t len, const float* params) {
+  const int32_t c0 = c * S::CHUNK, c1 = min(c0 + S::CHUNK, len) - 1;
+  return Pass::tile_may(qpos, c0, c1, params);
+}
+
+/**
+ * The chunk partials of one (row, KV head): of the row's kept chunks (md_attn_chunk_kept) in ascending
+ * order, the ones numbered blockIdx.x, blockIdx.x + gridDim.x, ..., so the draft's CTAs spread over the
+ * chunks its policy keeps and a skipped chunk costs neither a CTA nor a partial. A Pass provides the
+ * static device functions visible / tile_must / tile_may / score (rendered from the pass's IR) and SCALE
+ * (1 / sqrt(head_dim)); see codegen/backends/common.ts renderPassStruct.
  */
 template <typename T, class S, class Pass>
 __global__ void __launch_bounds__(128, 4) md_attn_chunk_kernel(md_attn_args a) {
@@ -580,20 +592,22 @@ __global__ void __launch_bounds__(128, 4) md_attn_chunk_kernel(md_attn_args a) {
   int32_t len = slot >= 0 ? a.seq_len[slot] : 0;
   len = min(len, min(a.pages_per_seq * P, S::MAX_CHUNKS * S::CHUNK));
   const int nchunks = len > 0 ? (len + S::CHUNK - 1) / S::CHUNK : 0;
-  if ((int)blockIdx.x >= nchunks) return;
+  int first = 0;  // this CTA's first chunk: kept chunk number blockIdx.x
+  for (int kept = 0; first < nchunks; ++first)
+    if (md_attn_chunk_kept<S, Pass>(first, qpos, len, params) && kept++ == (int)blockIdx.x) break;
+  if (first >= nchunks) return;
 
   for (int i = tid; i < G * D; i += S::THREADS) qs[i] = a.q[((size_t)r * S::HEADS + kvh * G) * D + i];
   const T* kc = static_cast<const T*>(a.k_cache);
   const T* vc = static_cast<const T*>(a.v_cache);
   const int32_t* pages = a.page_table + (size_t)slot * a.pages_per_seq;
 
-  for (int c = blockIdx.x; c < nchunks; c += gridDim.x) {
+  for (int c = first; c < nchunks;) {
     const int32_t c0 = c * S::CHUNK, c1 = min(c0 + S::CHUNK, len) - 1;
     __syncthreads();  // qs loaded / previous chunk's state consumed
     if (tid < G) st_m[tid] = MD_NEG_INF, st_l[tid] = 0.0f;
     for (int i = tid; i < G * D; i += S::THREADS) acc[i] = 0.0f;
-    const bool chunk_may = Pass::tile_may(qpos, c0, c1, params);
-    for (int tile = 0; chunk_may && tile < S::CHUNK_PAGES; ++tile) {
+    for (int tile = 0; tile < S::CHUNK_PAGES; ++tile) {
       const int32_t p0 = c0 + tile * P;
       if (p0 > c1) break;
       const int32_t p1 = min(p0 + P - 1, c1);
@@ -686,32 +700,43 @@ __global__ void __launch_bounds__(128, 4) md_attn_chunk_kernel(md_attn_args a) {
       }
     }
     __syncthreads();
-    // Partial of (row, head, chunk): m, l, acc; an empty chunk is m = -inf, l = 0.
+    // Partial of (row, head, chunk): m, l, acc; a kept chunk with nothing visible is m = -inf, l = 0.
     for (int i = tid; i < G * S::PARTIAL; i += S::THREADS) {
       const int g = i / S::PARTIAL, e = i % S::PARTIAL;
       float* ws = a.workspace + (((size_t)r * S::HEADS + kvh * G + g) * S::MAX_CHUNKS + c) * S::PARTIAL;
       ws[e] = e == 0 ? st_m[g] : e == 1 ? st_l[g] : acc[g * D + e - 2];
     }
+    // The next chunk of this CTA: gridDim.x kept chunks further on.
+    for (int step = 0; step < (int)gridDim.x && ++c < nchunks;)
+      if (md_attn_chunk_kept<S, Pass>(c, qpos, len, params)) ++step;
   }
 }
 
-/** out[r, h] from the chunk partials in ascending chunk order, skipping empty chunks (see codegen/abi.ts). */
-template <class S>
+/**
+ * out[r, h] from the chunk partials in ascending chunk order, skipping empty chunks (see codegen/abi.ts):
+ * only kept chunks have a partial (md_attn_chunk_kept); a kept one may still be empty (m = -inf).
+ */
+template <class S, class Pass>
 __global__ void __launch_bounds__(S::HEAD_DIM) md_attn_merge_kernel(md_attn_args a) {
   constexpr int D = S::HEAD_DIM;
   __shared__ float wgt[S::MAX_CHUNKS];
   __shared__ float total;
   const int r = blockIdx.y, h = blockIdx.x, d = threadIdx.x;
-  const int32_t slot = a.row_seq[r];
+  const int32_t slot = a.row_seq[r], qpos = a.row_pos[r];
   int32_t len = slot >= 0 ? a.seq_len[slot] : 0;
   len = min(len, min(a.pages_per_seq * S::PAGE, S::MAX_CHUNKS * S::CHUNK));
   const int nchunks = len > 0 ? (len + S::CHUNK - 1) / S::CHUNK : 0;
   const float* ws = a.workspace + ((size_t)r * S::HEADS + h) * S::MAX_CHUNKS * S::PARTIAL;
+  __shared__ bool kept[S::MAX_CHUNKS];
+  for (int c = d; c < nchunks; c += S::HEAD_DIM) kept[c] = md_attn_chunk_kept<S, Pass>(c, qpos, len, a.params);
+  __syncthreads();
   if (d == 0) {
     float m = MD_NEG_INF;
-    for (int c = 0; c < nchunks; ++c) m = fmaxf(m, ws[c * S::PARTIAL]);
+    for (int c = 0; c < nchunks; ++c)
+      if (kept[c]) m = fmaxf(m, ws[c * S::PARTIAL]);
     float l = 0.0f;
     for (int c = 0; c < nchunks; ++c) {
+      if (!kept[c]) continue;
       const float mc = ws[c * S::PARTIAL];
       wgt[c] = mc == MD_NEG_INF ? 0.0f : expf(__fsub_rn(mc, m));
       if (mc != MD_NEG_INF) l = __fadd_rn(l, __fmul_rn(ws[c * S::PARTIAL + 1], wgt[c]));
@@ -721,7 +746,7 @@ __global__ void __launch_bounds__(S::HEAD_DIM) md_attn_merge_kernel(md_attn_args
   __syncthreads();
   float o = 0.0f;
   for (int c = 0; c < nchunks; ++c)
-    if (ws[c * S::PARTIAL] != MD_NEG_INF) o = __fadd_rn(o, __fmul_rn(ws[c * S::PARTIAL + 2 + d], wgt[c]));
+    if (kept[c] && ws[c * S::PARTIAL] != MD_NEG_INF) o = __fadd_rn(o, __fmul_rn(ws[c * S::PARTIAL + 2 + d], wgt[c]));
   a.out[((size_t)r * S::HEADS + h) * D + d] = total > 0.0f ? __fdiv_rn(o, total) : 0.0f;
 }
 
@@ -741,6 +766,6 @@ static int md_attn_launch(const md_attn_args* args) {
   cudaStream_t s = (cudaStream_t)a.stream;
   const dim3 chunk_grid(chunk_slots, S::KV_HEADS, a.rows), merge_grid(S::HEADS, a.rows);
   MD_LAUNCH(chunk_grid, S::THREADS, 0, s, md_attn_chunk_kernel<T, S, Pass>)(a);
-  MD_LAUNCH(merge_grid, S::HEAD_DIM, 0, s, md_attn_merge_kernel<S>)(a);
+  MD_LAUNCH(merge_grid, S::HEAD_DIM, 0, s, md_attn_merge_kernel<S, Pass>)(a);
   return md_launched();
 }

@@ -7,14 +7,15 @@
 // KV chunks over CTAs (the launch sizes the chunk grid by rows x KV heads): each row alone in the smallest
 // bucket (its own length for a causal pass) equals the row in the batch, in every bucket that holds the
 // batch, and under reversed and shuffled schedules. The draft never touches a page it skips: those pages
-// are unreadable (PROT_NONE) and the call still matches. CUDA's documented clamping (codegen/abi.ts) where
+// are unreadable (PROT_NONE) and the call still matches, and a chunk it skips gets no partial (its
+// workspace stays poison, while every chunk with a visible position has one). CUDA's documented clamping (codegen/abi.ts) where
 // the CPU would refuse: a row without a sequence or with length <= 0 outputs zeros, a longer length is
 // clamped to the cache.
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isCausal } from '../../codegen/passes/causal.ts';
 import type { PassPlan } from '../../codegen/plan.ts';
-import { attentionRef, relError } from '../reference/kernels.ts';
+import { attentionRef, relError, visibleRef } from '../reference/kernels.ts';
 import { attentionDrawArb, buildAttention, mulberry32, type AttentionDraw, type BuiltAttention } from '../harness/kernels/attention-case.ts';
 import { guardAttention } from '../harness/kernels/attention-guard.ts';
 import { f32, KernelDriver, pageBytes, type Arg } from '../harness/kernels/driver.ts';
@@ -42,7 +43,33 @@ const holding = (m: EmulatedModule, rows: number) => m.plan.buckets.filter((b) =
 async function run(m: EmulatedModule, pass: PassPlan, args: Record<string, Arg>, rows: number, bucket = large(m), driver = m.driver) {
   const ws = await m.driver.workspaceFloats(rows);
   const res = await driver.call(`md_attn_${pass.pass}_b${bucket}`, { ...args, out: { out: rows * m.plan.dims.qDim * 4 }, workspace: { out: ws * 4 } });
-  return { status: res.status, out: f32(res.out.out) };
+  return { status: res.status, out: f32(res.out.out), workspace: f32(res.out.workspace) };
+}
+
+/**
+ * Chunk partials of the call (workspace [row, head, chunk] of m, l, acc) that are still poison, and every
+ * chunk holding a position its row sees has one written (a chunk the draft skips gets none, md_cuda.cuh).
+ */
+function unwrittenPartials(m: EmulatedModule, pass: PassPlan, c: BuiltAttention, workspace: Float32Array): number {
+  const { heads, headDim } = m.plan.dims;
+  const { chunk, maxChunks, pageSize, pagesPerSeq } = m.plan;
+  const seqLen = c.ref.seqLen as Int32Array;
+  const [rowSeq, rowPos] = [c.ref.rowSeq as readonly number[], c.ref.rowPos as readonly number[]];
+  const words = new Uint32Array(workspace.buffer, workspace.byteOffset, workspace.length);
+  let unwritten = 0;
+  for (let r = 0; r < c.rows; r++) {
+    const len = rowSeq[r] < 0 ? 0 : Math.min(seqLen[rowSeq[r]], pagesPerSeq * pageSize, maxChunks * chunk);
+    for (let ch = 0; ch * chunk < len; ch++) {
+      let sees = false;
+      for (let t = ch * chunk; t < Math.min(len, (ch + 1) * chunk) && !sees; t++) sees = visibleRef(pass, c.ref.params, rowPos[r], t);
+      for (let h = 0; h < heads; h++) {
+        const poisoned = words[((r * heads + h) * maxChunks + ch) * (headDim + 2)] === 0xffffffff;
+        if (sees) expect(poisoned, `row ${r} head ${h} chunk ${ch}: a chunk with a visible position has a partial`).toBe(false);
+        if (poisoned) unwritten++;
+      }
+    }
+  }
+  return unwritten;
 }
 
 function checkReference(m: EmulatedModule, pass: PassPlan, c: BuiltAttention, out: Float32Array) {
@@ -108,23 +135,26 @@ describe('emulated CUDA attention reads only what its pass keeps', () => {
   };
   afterAll(() => drivers.forEach((d) => d.close()));
 
-  it.each(['mhaF32', 'gqaBf16', 'alibiF32', 'llamaSlice'] as const)('the draft of %s over long sequences never reads a page it skips', async (name) => {
+  it.each(['mhaF32', 'gqaBf16', 'alibiF32', 'llamaSlice'] as const)('the draft of %s over long sequences never reads a page it skips, nor writes a partial for a chunk it skips', async (name) => {
     const m = modules.get(name)!;
     const pass = m.plan.passes.draft;
     let skipped = 0;
+    let unwritten = 0;
     await fc.assert(
       fc.asyncProperty(attentionDrawArb(m.plan, heavy(m.plan) ? 1 : large(m), m.plan.maxSeq), async (draw) => {
         const long = { ...draw, seqs: draw.seqs.map((s) => ({ ...s, len: Math.max(s.len, m.plan.maxSeq - 20) })), paramPicks: draw.paramPicks.map((p) => p * 0.3) };
         const c = buildAttention(m.plan, pass, long);
         const g = guardAttention(m.plan, pass, c, OS_PAGE);
         skipped += g.skippedPages;
-        const { status, out } = await run(m, pass, g.args, c.rows, large(m), guarded(m));
+        const { status, out, workspace } = await run(m, pass, g.args, c.rows, large(m), guarded(m));
         expect(status).toBe(0);
         checkReference(m, pass, c, out);
+        unwritten += unwrittenPartials(m, pass, c, workspace);
       }),
       { numRuns: heavy(m.plan) ? 2 : 4 },
     );
     expect(skipped).toBeGreaterThan(0);
+    if (m.plan.maxChunks > 1) expect(unwritten, 'chunks the draft skips keep their poisoned partials').toBeGreaterThan(0);
   }, 600_000);
 
   it('the guard is live: one kept page unreadable faults', async () => {
