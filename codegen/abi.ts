@@ -37,8 +37,10 @@
 //                  page-table entry for the row's page;
 //     attn_*:      slot < 0, row_pos < 0, seq_len[slot] < 0 or > min(pages_per_seq * page_size, maxSeq),
 //                  or a negative page-table entry among the slot's first ceil(seq_len / page_size) pages.
-//   CUDA reads device memory. embed still returns MD_ERR_ARG (its kernel raises a flag the host reads back:
-//   one stream synchronisation per call). The others return MD_OK and:
+//   CUDA reads device memory, and no CUDA entry point waits for the host (no stream synchronisation, no
+//   device-to-host copy), so that a step's launches can be captured as a CUDA graph. They return MD_OK and:
+//     embed:       a row whose token is outside [0, vocab) is zeros (the engine checks prompt tokens when
+//                  a request is added; every other token it embeds comes from a kernel);
 //     sample:      a row whose parameters md_sampling_params_ok refuses gets token -1;
 //     verify_sample: gamma above the module's is MD_ERR_ARG (a host value); a sequence whose parameters
 //                  md_sampling_params_ok refuses, or with a drafted token outside [0, vocab), gets accepted 0
@@ -155,7 +157,7 @@ export function gemmShape(
 export const KERNELS: readonly KernelSpec[] = [
   {
     name: 'embed',
-    doc: 'x[r] = table[tokens[r]] (hidden_size wide), converted to fp32; a token outside [0, vocab) is MD_ERR_ARG',
+    doc: 'x[r] = table[tokens[r]] (hidden_size wide), converted to fp32; a token outside [0, vocab) is MD_ERR_ARG on the CPU, a zero row on CUDA',
     perBucket: false,
     args: [
       { name: 'table', type: 'const void*', doc: '[vocab, hidden] storage dtype' },

@@ -71,7 +71,8 @@ function compilerFor(target: Target, emulate = false, sanitize = false): { cc: s
   }
   const arch = target === 'sm_90' ? 'sm_90a' : 'sm_80';
   const flags = ['-std=c++17', '-O3', `-arch=${arch}`, '-Xcompiler', '-fPIC'];
-  return { cc: 'nvcc', compile: flags, link: ['-shared', `-arch=${arch}`], units: /\.(cu|cpp)$/ };
+  // The runtime links the shared cudart: a module linking its own static copy would have a second CUDA runtime state.
+  return { cc: 'nvcc', compile: flags, link: ['-shared', `-arch=${arch}`, '-cudart', 'shared'], units: /\.(cu|cpp)$/ };
 }
 
 async function compilerVersion(cc: string): Promise<string> {

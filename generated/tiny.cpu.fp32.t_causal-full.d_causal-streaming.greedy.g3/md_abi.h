@@ -34,7 +34,7 @@ typedef struct md_attn_args {
   void* stream;               // cudaStream_t on CUDA; ignored on CPU
 } md_attn_args;
 
-// md_embed: x[r] = table[tokens[r]] (hidden_size wide), converted to fp32; a token outside [0, vocab) is MD_ERR_ARG
+// md_embed: x[r] = table[tokens[r]] (hidden_size wide), converted to fp32; a token outside [0, vocab) is MD_ERR_ARG on the CPU, a zero row on CUDA
 //   table   [vocab, hidden] storage dtype
 //   tokens  [rows]
 //   x       [rows, hidden]

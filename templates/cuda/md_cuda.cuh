@@ -193,16 +193,15 @@ __device__ __forceinline__ float md_block_sum(float v, float* scratch /* THREADS
 
 // ------------------------------------------------------------------------------------------ elementwise
 
-/** x[r] = table[tokens[r]]; a token outside [0, VOCAB) writes zeros and raises *bad. */
+/** x[r] = table[tokens[r]]; a token outside [0, VOCAB) writes zeros (codegen/abi.ts, embed). */
 template <typename T, int HIDDEN, int VOCAB, int VEC>
 __global__ void __launch_bounds__(128) md_embed_kernel(const T* __restrict__ table, const int32_t* __restrict__ tokens,
-                                                       float* __restrict__ x, int* __restrict__ bad) {
+                                                       float* __restrict__ x) {
   const int r = blockIdx.x;
   const int32_t tok = tokens[r];
   float* xr = x + (size_t)r * HIDDEN;
   if (tok < 0 || tok >= VOCAB) {
     for (int i = threadIdx.x; i < HIDDEN; i += blockDim.x) xr[i] = 0.0f;
-    if (threadIdx.x == 0) atomicOr(bad, 1);
     return;
   }
   const T* row = table + (size_t)tok * HIDDEN;

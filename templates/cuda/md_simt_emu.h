@@ -175,13 +175,14 @@ struct Thread {
 enum Schedule { FORWARD, REVERSE, SHUFFLE };
 
 /** cudaError_t values the emulator produces (the CUDA runtime's numbers). */
-enum Error : int { OK = 0, INVALID_VALUE = 1, MEMORY_ALLOCATION = 2, INVALID_CONFIGURATION = 9, LAUNCH_FAILURE = 719 };
+enum Error : int { OK = 0, INVALID_VALUE = 1, MEMORY_ALLOCATION = 2, INVALID_CONFIGURATION = 9, LAUNCH_FAILURE = 719, CAPTURE_UNSUPPORTED = 900 };
 
 struct Emu {
   bool configured = false;
   Schedule schedule = FORWARD;
   uint64_t seed = 0;
   bool abort_on_error = true;
+  bool host_waits_fail = false;  // MD_SIMT_EMU_HOST_WAITS=fail
 
   std::vector<Thread> threads;
   int nthreads = 0;
@@ -232,7 +233,7 @@ inline const char* env_or(const char* name, const char* dflt) {
   return v && *v ? v : dflt;
 }
 
-/** Reads MD_SIMT_EMU_SCHEDULE and MD_SIMT_EMU_ON_ERROR once; a bad value is a one-line error and exit 2. */
+/** Reads MD_SIMT_EMU_SCHEDULE, MD_SIMT_EMU_ON_ERROR and MD_SIMT_EMU_HOST_WAITS once; a bad value is a one-line error and exit 2. */
 inline void configure() {
   Emu& e = emu();
   if (e.configured) return;
@@ -257,6 +258,13 @@ inline void configure() {
   else if (!strcmp(o, "status")) e.abort_on_error = false;
   else {
     fprintf(stderr, "md-simt-emu: MD_SIMT_EMU_ON_ERROR=%s: expected abort or status\n", o);
+    exit(2);
+  }
+  const char* w = env_or("MD_SIMT_EMU_HOST_WAITS", "allow");
+  if (!strcmp(w, "allow")) e.host_waits_fail = false;
+  else if (!strcmp(w, "fail")) e.host_waits_fail = true;
+  else {
+    fprintf(stderr, "md-simt-emu: MD_SIMT_EMU_HOST_WAITS=%s: expected allow or fail\n", w);
     exit(2);
   }
 }
@@ -1262,6 +1270,7 @@ static inline const char* cudaGetErrorString(cudaError_t e) {
     case cudaErrorMemoryAllocation: return "out of memory";
     case cudaErrorInvalidConfiguration: return "invalid configuration argument";
     case cudaErrorLaunchFailure: return "unspecified launch failure (md-simt-emu: see its message)";
+    case md_emu::CAPTURE_UNSUPPORTED: return "operation not permitted when stream is capturing (md-simt-emu: a host wait)";
     default: return "unknown error";
   }
 }
@@ -1272,8 +1281,24 @@ static inline cudaError_t cudaGetLastError() {
   return r;
 }
 static inline cudaError_t cudaPeekAtLastError() { return md_emu::emu().last_error; }
-static inline cudaError_t cudaDeviceSynchronize() { return md_emu_status(cudaSuccess); }
-static inline cudaError_t cudaStreamSynchronize(cudaStream_t) { return md_emu_status(cudaSuccess); }
+/**
+ * A call that makes the host wait for the device (a synchronisation, a blocking or device-to-host copy).
+ * With MD_SIMT_EMU_HOST_WAITS=fail, set where only kernel entry points call the runtime API (the test
+ * drivers), it is an error: an entry point must not wait, or a step could not be captured as a CUDA graph
+ * (where such a call fails with cudaErrorStreamCaptureUnsupported). Aborts, or returns that error with
+ * MD_SIMT_EMU_ON_ERROR=status.
+ */
+static inline cudaError_t md_emu_host_wait(const char* call) {
+  md_emu::configure();
+  md_emu::Emu& e = md_emu::emu();
+  if (!e.host_waits_fail) return md_emu_status(cudaSuccess);
+  e.message = std::string("md-simt-emu: ") + call + " waits for the device inside an entry point (MD_SIMT_EMU_HOST_WAITS=fail)";
+  fprintf(stderr, "%s\n", e.message.c_str());
+  if (e.abort_on_error) abort();
+  return md_emu::CAPTURE_UNSUPPORTED;
+}
+static inline cudaError_t cudaDeviceSynchronize() { return md_emu_host_wait("cudaDeviceSynchronize"); }
+static inline cudaError_t cudaStreamSynchronize(cudaStream_t) { return md_emu_host_wait("cudaStreamSynchronize"); }
 static inline cudaError_t cudaGetDevice(int* d) {
   *d = 0;
   return md_emu_status(cudaSuccess);
@@ -1304,12 +1329,19 @@ static inline cudaError_t cudaFree(void* p) {
   return md_emu_status(cudaSuccess);
 }
 static inline cudaError_t cudaFreeAsync(void* p, cudaStream_t) { return cudaFree(p); }
-static inline cudaError_t cudaMemcpy(void* d, const void* s, size_t n, cudaMemcpyKind) {
+static inline cudaError_t md_emu_copy(void* d, const void* s, size_t n) {
   if (md_emu::emu().sticky_error) return md_emu::emu().sticky_error;
   if (n) memmove(d, s, n);
   return cudaSuccess;
 }
-static inline cudaError_t cudaMemcpyAsync(void* d, const void* s, size_t n, cudaMemcpyKind k, cudaStream_t) { return cudaMemcpy(d, s, n, k); }
+static inline cudaError_t cudaMemcpy(void* d, const void* s, size_t n, cudaMemcpyKind) {
+  const cudaError_t w = md_emu_host_wait("cudaMemcpy");
+  return w != cudaSuccess ? w : md_emu_copy(d, s, n);
+}
+static inline cudaError_t cudaMemcpyAsync(void* d, const void* s, size_t n, cudaMemcpyKind k, cudaStream_t) {
+  const cudaError_t w = k == cudaMemcpyDeviceToHost ? md_emu_host_wait("cudaMemcpyAsync(DeviceToHost)") : cudaSuccess;
+  return w != cudaSuccess ? w : md_emu_copy(d, s, n);
+}
 static inline cudaError_t cudaMemset(void* d, int v, size_t n) {
   if (md_emu::emu().sticky_error) return md_emu::emu().sticky_error;
   if (n) memset(d, v, n);

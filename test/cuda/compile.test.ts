@@ -1,7 +1,10 @@
 // Every generated .cu compiles with nvcc for sm_80 and sm_90a: no warnings, no register spills in any
 // kernel, and the objects together define every entry point of the module. Runs without a GPU; fails
 // (never skips) without nvcc.
-import { cpus } from 'node:os';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { EXTRA_SPECS } from '../../codegen/abi.ts';
@@ -10,7 +13,7 @@ import { planModule } from '../../codegen/plan.ts';
 import type { DeploymentIR } from '../../codegen/spec.ts';
 import { cudaDeploymentArb, defaultCudaDeployment } from './deployments.ts';
 import { makeDeployment, modelConfig, verifiers } from '../support/deployments.ts';
-import { pool } from '../../codegen/build.ts';
+import { buildModule, pool } from '../../codegen/build.ts';
 import { compileUnit, type CompiledUnit, type CudaArch } from './nvcc.ts';
 
 const ARCHS: readonly CudaArch[] = ['sm_80', 'sm_90a'];
@@ -60,4 +63,18 @@ describe('CUDA backend: nvcc', () => {
       { numRuns: 3, endOnFailure: true },
     );
   }, 900_000);
+
+  it('links a module against the shared CUDA runtime, the one the runtime links: one cudart per process', async () => {
+    const plan = planModule(makeDeployment({ arch: 'sm_80' }));
+    const cacheDir = mkdtempSync(join(tmpdir(), 'md-cudart-'));
+    try {
+      const { library } = await buildModule({ name: plan.name, files: emitCuda(plan), target: 'sm_80', cacheDir });
+      const needed = [...execFileSync('readelf', ['-d', library], { encoding: 'utf8' }).matchAll(/\(NEEDED\)\s+Shared library: \[([^\]]+)\]/g)].map((m) => m[1]);
+      expect(needed.filter((n) => /^libcudart\.so/.test(n))).toHaveLength(1);
+      // A static cudart would define the runtime API in the module itself.
+      expect(execFileSync('nm', ['-D', '--defined-only', library], { encoding: 'utf8' })).not.toMatch(/\bcudaLaunchKernel\b/);
+    } finally {
+      rmSync(cacheDir, { recursive: true, force: true });
+    }
+  }, 600_000);
 });

@@ -55,7 +55,7 @@ describe.each(NAMES)('emulated CUDA dense kernels, module %s', (name) => {
   const mod = () => modules.get(name)!;
   const dtype = () => mod().plan.deployment.dtype;
 
-  it('embed: rows are the decoded table rows; a token out of range is MD_ERR_ARG, its row zeros (CUDA)', async () => {
+  it('embed: rows are the decoded table rows; a token out of range is a zero row and MD_OK (CUDA)', async () => {
     const m = mod();
     const { hidden: H, vocab: V } = m.plan.dims;
     await fc.assert(
@@ -68,9 +68,9 @@ describe.each(NAMES)('emulated CUDA dense kernels, module %s', (name) => {
         expect(Array.from(f32(res.out.x))).toEqual(Array.from(embedRef(table.values, tokens, H)));
         const bad = Math.floor(rnd() * rows);
         tokens[bad] = rnd() < 0.5 ? -1 : V;
-        const refused = await m.driver.call('md_embed', { table: table.bytes, tokens, x: { out: rows * H * 4 }, rows });
-        expect(refused.status).toBe(1);
-        const x = f32(refused.out.x);
+        const zeroed = await m.driver.call('md_embed', { table: table.bytes, tokens, x: { out: rows * H * 4 }, rows });
+        expect(zeroed.status).toBe(0);
+        const x = f32(zeroed.out.x);
         const want = embedRef(table.values, tokens.map((t) => (t < 0 || t >= V ? 0 : t)), H).fill(0, bad * H, (bad + 1) * H);
         expect(Array.from(x)).toEqual(Array.from(want));
       }),

@@ -77,6 +77,23 @@ describe('SIMT emulator: synchronisation bugs are refused, with a message', () =
     }
   });
 
+  it('MD_SIMT_EMU_HOST_WAITS=fail refuses synchronisations and blocking or device-to-host copies, as graph capture does', () => {
+    const waits = (value?: string) => {
+      const env = { ...process.env, MD_SIMT_EMU_HOST_WAITS: value };
+      if (value === undefined) delete env.MD_SIMT_EMU_HOST_WAITS;
+      return spawnSync(exe, ['host-waits'], { encoding: 'utf8', env });
+    };
+    const refused = 'StreamSynchronize=refused DeviceSynchronize=refused Memcpy=refused MemcpyAsync-DtoH=refused';
+    const fail = waits('fail');
+    expect(fail.stdout.trim()).toBe(`host-waits: ${refused} MemcpyAsync-HtoD=ok MemcpyAsync-DtoD=ok MemsetAsync=ok`);
+    expect(fail.stderr).toMatch(/^md-simt-emu: cudaStreamSynchronize waits for the device inside an entry point/);
+    for (const allowed of [waits(), waits('allow')]) expect(allowed.stdout.trim()).toMatch(/^host-waits:( \S+=ok){7}$/);
+    const bad = waits('sometimes');
+    expect(bad.status).toBe(2);
+    expect(bad.stderr.trim().split('\n')).toHaveLength(1);
+    expect(bad.stderr).toContain('MD_SIMT_EMU_HOST_WAITS=sometimes');
+  });
+
   it('by default a refused kernel aborts the process with the message', () => {
     // The check program switches to status mode itself; MD_SIMT_EMU_ON_ERROR=abort is the default for modules.
     const r = spawnSync(exe, ['abort-demo'], { encoding: 'utf8' });

@@ -77,6 +77,9 @@ async function decode(
 }
 
 beforeAll(async () => {
+  // The host-memory device makes no CUDA call, so any host wait is a module entry point's: an error, as it
+  // would be in a CUDA graph capture (md_simt_emu.h; inherited by the C API program of runProgram).
+  process.env.MD_SIMT_EMU_HOST_WAITS = 'fail';
   rt = buildRuntime();
   ({ Engine } = await import('../../runtime/node/index.ts'));
   writeRandomModel({ seed: 5, dtype: 'bf16', out: modelDir, config: model });

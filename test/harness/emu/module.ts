@@ -45,13 +45,16 @@ export function sanitizerEnv(): Record<string, string> {
 
 /**
  * The module of `dep` built for the emulator with ASan and UBSan (codegen/build.ts `sanitize`), so that an
- * out-of-bounds read or write of a kernel fails its call with the sanitizer's report.
+ * out-of-bounds read or write of a kernel fails its call with the sanitizer's report, and under
+ * MD_SIMT_EMU_HOST_WAITS=fail, so that an entry point that waits for the device (a synchronisation or a
+ * device-to-host copy) kills the driver.
  */
 export async function openEmulatedModule(dep: DeploymentIR): Promise<EmulatedModule> {
   if (dep.arch === 'cpu') throw new Error('openEmulatedModule takes a CUDA deployment (onGpu)');
   const plan = planModule(dep);
   const { library } = await buildModule({ name: plan.name, files: emitCuda(plan), target: dep.arch, emulate: true, sanitize: true });
-  const env = sanitizerEnv();
+  // The driver calls only entry points, so any host wait is one of theirs: refused, as graph capture would.
+  const env = { ...sanitizerEnv(), MD_SIMT_EMU_HOST_WAITS: 'fail' };
   const drivers = new Map<string, KernelDriver>([['forward', KernelDriver.open(library, env)]]);
   return {
     plan,

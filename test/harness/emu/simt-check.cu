@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "md_cuda.cuh"
@@ -487,9 +488,33 @@ static void convert() {
   }
 }
 
+/**
+ * Run under MD_SIMT_EMU_HOST_WAITS: which runtime calls make the host wait. Prints `host-waits: ` and, for
+ * each call, its name and `ok` or `refused` (cudaErrorStreamCaptureUnsupported, with the message).
+ */
+static void host_waits() {
+  md_emu::set_abort_on_error(false);
+  int* d = dev<int>(4);
+  int h[4] = {1, 2, 3, 4};
+  const std::pair<const char*, cudaError_t> calls[] = {
+      {"StreamSynchronize", cudaStreamSynchronize(nullptr)},
+      {"DeviceSynchronize", cudaDeviceSynchronize()},
+      {"Memcpy", cudaMemcpy(d, h, sizeof h, cudaMemcpyHostToDevice)},
+      {"MemcpyAsync-DtoH", cudaMemcpyAsync(h, d, sizeof h, cudaMemcpyDeviceToHost, nullptr)},
+      {"MemcpyAsync-HtoD", cudaMemcpyAsync(d, h, sizeof h, cudaMemcpyHostToDevice, nullptr)},
+      {"MemcpyAsync-DtoD", cudaMemcpyAsync(d + 2, d, 2 * sizeof(int), cudaMemcpyDeviceToDevice, nullptr)},
+      {"MemsetAsync", cudaMemsetAsync(d, 0, sizeof h, nullptr)},
+  };
+  printf("host-waits:");
+  for (const auto& c : calls)
+    printf(" %s=%s", c.first, c.second == cudaSuccess ? "ok" : c.second == md_emu::CAPTURE_UNSUPPORTED ? "refused" : "error");
+  printf("\n");
+}
+
 int main(int argc, char** argv) {
   const std::string what = argc > 1 ? argv[1] : "all";
   if (what == "convert") return convert(), 0;
+  if (what == "host-waits") return host_waits(), 0;
   if (what == "abort-demo") {  // the default error mode: the message, then abort()
     int* out = dev<int>(32);
     MD_LAUNCH(1, 32, 0, nullptr, k_divergent_shfl)(out);
