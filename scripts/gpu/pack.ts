@@ -134,6 +134,8 @@ if(MD_EMU)
   target_link_libraries(e2e_module PRIVATE Threads::Threads \${CMAKE_DL_LIBS})
 else()
   md_cuda_target(e2e_module ${CMAKE_ARCH[e2eArch]})
+  # The shared cudart the runtime links: one CUDA runtime (and its state) in the process, as magicdec gen builds modules.
+  set_target_properties(e2e_module PROPERTIES CUDA_RUNTIME_LIBRARY Shared)
 endif()
 `;
 }
