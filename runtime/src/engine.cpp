@@ -598,17 +598,7 @@ void Engine::spec_round(std::vector<Request*>& batch, int* rows_out) {
   // accepted or resampled by the module's rule against the target's p (greedy requests keep the argmax
   // verification above). One sequence a call: its verified rows are contiguous in logits_.
   if (rejection) {
-    for (int i = 0; i < n; ++i) {
-      const Request* r = batch[size_t(i)];
-      const SamplingParams& sp = r->opts.sampling;
-      s_temperature_[size_t(i)] = sp.temperature;
-      s_top_k_[size_t(i)] = sp.top_k;
-      s_top_p_[size_t(i)] = sp.top_p;
-      s_min_p_[size_t(i)] = sp.min_p;
-      s_seed_[2 * size_t(i)] = uint32_t(r->seed);
-      s_seed_[2 * size_t(i) + 1] = uint32_t(r->seed >> 32);
-      s_pos_[size_t(i)] = int32_t(r->cache_len);
-    }
+    for (int i = 0; i < n; ++i) stage_sampling(size_t(i), *batch[size_t(i)], int32_t(batch[size_t(i)]->cache_len));
     upload_sampling(n);
     for (int i = 0; i < n; ++i) {
       if (batch[size_t(i)]->opts.sampling.greedy()) continue;
@@ -779,6 +769,17 @@ void Engine::read_back(int lm, bool logits) {
   d.synchronize();
 }
 
+void Engine::stage_sampling(size_t i, const Request& r, int32_t pos) {
+  const SamplingParams& sp = r.opts.sampling;
+  s_temperature_[i] = sp.temperature;
+  s_top_k_[i] = sp.top_k;
+  s_top_p_[i] = sp.top_p;
+  s_min_p_[i] = sp.min_p;
+  s_seed_[2 * i] = uint32_t(r.seed);
+  s_seed_[2 * i + 1] = uint32_t(r.seed >> 32);
+  s_pos_[i] = pos;
+}
+
 void Engine::upload_sampling(int n) {
   Device& d = *device_;
   const size_t N = size_t(n);
@@ -794,17 +795,7 @@ void Engine::upload_sampling(int n) {
 // token lm_head_argmax gave it (the kernel tests hold md_sample at temperature 0 to md_argmax).
 void Engine::sample(StepKind kind, const Rows& rows, const std::vector<int>& lm_rows, const std::vector<Request*>& lm_reqs) {
   const int L = int(lm_rows.size());
-  for (int i = 0; i < L; ++i) {
-    const Request* r = lm_reqs[size_t(i)];
-    const SamplingParams& sp = r->opts.sampling;
-    s_temperature_[size_t(i)] = sp.temperature;
-    s_top_k_[size_t(i)] = sp.top_k;
-    s_top_p_[size_t(i)] = sp.top_p;
-    s_min_p_[size_t(i)] = sp.min_p;
-    s_seed_[2 * size_t(i)] = uint32_t(r->seed);
-    s_seed_[2 * size_t(i) + 1] = uint32_t(r->seed >> 32);
-    s_pos_[size_t(i)] = rows.pos[size_t(lm_rows[size_t(i)])];
-  }
+  for (int i = 0; i < L; ++i) stage_sampling(size_t(i), *lm_reqs[size_t(i)], rows.pos[size_t(lm_rows[size_t(i)])]);
   upload_sampling(L);
   timed(kind, KernelClass::Other, "sample", [&] {
     return module_->sample(logits_.get(), d_temperature_.get(), d_top_k_.get(), d_top_p_.get(), d_min_p_.get(), d_seed_.get(),

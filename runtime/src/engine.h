@@ -237,6 +237,8 @@ class Engine {
                bool tokens_on_device = false);
   /** Waits for the device and copies the first `lm` LM rows' tokens into argmax_ (and their logits when kept). */
   void read_back(int lm, bool logits);
+  /** Writes r's sampling parameters, seed and noise position into slot i of the host staging arrays. */
+  void stage_sampling(size_t i, const Request& r, int32_t pos);
   /** Uploads the first n entries of the s_* sampling arguments to their device buffers. */
   void upload_sampling(int n);
   /** Runs one kernel call (a status-returning callable), adding its wall time to stats_.kernel_s[kind][cls]. */

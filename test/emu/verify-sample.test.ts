@@ -9,9 +9,10 @@
 // the same on every run).
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { entropy, rowDistribution, sampleRow, verifySample, type SamplingParams, type VerifierRule } from '../../model/sampling.ts';
+import { entropy, rowDistribution, sampleRow, verifySample, type VerifierRule } from '../../model/sampling.ts';
 import { mulberry32 } from '../harness/kernels/attention-case.ts';
 import { i32 } from '../harness/kernels/driver.ts';
+import { logitsFor, T1, verifySampleArgs, type Seq } from '../harness/kernels/verify-sample-case.ts';
 import { onGpu, useEmulatedModules, type EmulatedModule } from '../harness/emu/module.ts';
 import { makeDeployment, modelConfig, verifiers } from '../support/deployments.ts';
 
@@ -27,51 +28,12 @@ const RULES: Record<'typical' | 'standard', VerifierRule> = {
   standard: { accept: (p, q, u) => f(f(u) * f(q)) < f(p), residual: (p, q) => Math.max(0, f(f(p) - f(q))) },
 };
 
-interface Seq {
-  target: Float32Array[];
-  draft: Float32Array[];
-  tokens: number[];
-  params: SamplingParams;
-  seed: bigint;
-  pos: number;
-}
-
 async function verify(m: EmulatedModule, seqs: readonly Seq[], gamma: number): Promise<{ accepted: number; next: number }[]> {
-  const V = m.plan.dims.vocab;
-  const target = new Float32Array(seqs.length * (gamma + 1) * V);
-  const draft = new Float32Array(seqs.length * gamma * V);
-  seqs.forEach((s, b) => {
-    s.target.forEach((row, j) => target.set(row, (b * (gamma + 1) + j) * V));
-    s.draft.forEach((row, j) => draft.set(row, (b * gamma + j) * V));
-  });
-  const seed = new Uint32Array(seqs.flatMap((s) => [Number(s.seed & 0xffffffffn), Number(s.seed >> 32n)]));
-  const res = await m.driver.call('md_verify_sample', {
-    target_logits: target,
-    draft_logits: draft,
-    draft_tokens: Int32Array.from(seqs.flatMap((s) => s.tokens)),
-    temperature: Float32Array.from(seqs, (s) => s.params.temperature),
-    top_k: Int32Array.from(seqs, (s) => s.params.topK),
-    top_p: Float32Array.from(seqs, (s) => s.params.topP),
-    min_p: Float32Array.from(seqs, (s) => s.params.minP),
-    seed,
-    row_pos: Int32Array.from(seqs, (s) => s.pos),
-    accepted: { out: seqs.length * 4 },
-    next: { out: seqs.length * 4 },
-    gamma,
-    batch: seqs.length,
-  });
+  const res = await m.driver.call('md_verify_sample', verifySampleArgs(m.plan.dims.vocab, seqs, gamma));
   expect(res.status).toBe(0);
   const a = i32(res.out.accepted);
   const n = i32(res.out.next);
   return seqs.map((_, b) => ({ accepted: a[b], next: n[b] }));
-}
-
-const T1: SamplingParams = { temperature: 1, topK: 0, topP: 1, minP: 0 };
-
-function logitsFor(V: number, at: readonly number[], probs: readonly number[]): Float32Array {
-  const l = new Float32Array(V).fill(-Infinity);
-  at.forEach((t, i) => (l[t] = Math.log(probs[i])));
-  return l;
 }
 
 describe('emulated CUDA md_verify_sample', () => {

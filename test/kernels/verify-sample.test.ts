@@ -16,11 +16,12 @@ import { evaluate } from '../../codegen/interp.ts';
 import { renderModule } from '../../codegen/module.ts';
 import * as ir from '../../codegen/ir.ts';
 import type { ModulePlan } from '../../codegen/plan.ts';
-import { entropy, rowDistribution, sampleRow, verifySample, type SamplingParams, type VerifierRule } from '../../model/sampling.ts';
+import { entropy, rowDistribution, sampleRow, verifySample, type VerifierRule } from '../../model/sampling.ts';
 import { mulberry32 } from '../harness/kernels/attention-case.ts';
 import { KERNEL_DEPLOYMENTS } from '../harness/kernels/deployments.ts';
 import { i32 } from '../harness/kernels/driver.ts';
 import { useModules, type ModuleUnderTest } from '../harness/kernels/module.ts';
+import { logitsFor, T1, verifySampleArgs, type Seq } from '../harness/kernels/verify-sample-case.ts';
 import { makeDeployment, modelConfig, verifiers } from '../support/deployments.ts';
 
 const modules = useModules({
@@ -58,49 +59,8 @@ function ruleOf(plan: ModulePlan): VerifierRule {
   };
 }
 
-interface Seq {
-  target: Float32Array[];
-  draft: Float32Array[];
-  tokens: number[];
-  params: SamplingParams;
-  seed: bigint;
-  pos: number;
-}
-
-function args(m: ModuleUnderTest, seqs: readonly Seq[], gamma: number) {
-  const V = m.plan.dims.vocab;
-  // Room for every row given, even where a bad gamma says otherwise (the kernel must refuse it unread).
-  const g = Math.max(gamma, ...seqs.map((s) => s.draft.length));
-  const target = new Float32Array(seqs.length * (g + 1) * V);
-  const draft = new Float32Array(seqs.length * g * V);
-  seqs.forEach((s, b) => {
-    s.target.forEach((row, j) => target.set(row, (b * (gamma + 1) + j) * V));
-    s.draft.forEach((row, j) => draft.set(row, (b * gamma + j) * V));
-  });
-  const seed = new Uint32Array(seqs.length * 2);
-  seqs.forEach((s, b) => {
-    seed[2 * b] = Number(s.seed & 0xffffffffn);
-    seed[2 * b + 1] = Number(s.seed >> 32n);
-  });
-  return {
-    target_logits: target,
-    draft_logits: draft,
-    draft_tokens: Int32Array.from(seqs.flatMap((s) => s.tokens)),
-    temperature: Float32Array.from(seqs, (s) => s.params.temperature),
-    top_k: Int32Array.from(seqs, (s) => s.params.topK),
-    top_p: Float32Array.from(seqs, (s) => s.params.topP),
-    min_p: Float32Array.from(seqs, (s) => s.params.minP),
-    seed,
-    row_pos: Int32Array.from(seqs, (s) => s.pos),
-    accepted: { out: seqs.length * 4 },
-    next: { out: seqs.length * 4 },
-    gamma,
-    batch: seqs.length,
-  };
-}
-
 async function verify(m: ModuleUnderTest, seqs: readonly Seq[], gamma: number, threads = 2): Promise<{ accepted: number[]; next: number[] }> {
-  const res = await m.driver.call('md_verify_sample', args(m, seqs, gamma), threads);
+  const res = await m.driver.call('md_verify_sample', verifySampleArgs(m.plan.dims.vocab, seqs, gamma), threads);
   expect(res.status).toBe(0);
   return { accepted: Array.from(i32(res.out.accepted)), next: Array.from(i32(res.out.next)) };
 }
@@ -198,7 +158,7 @@ describe('md_verify_sample, the standard rule', () => {
     const m = mod();
     const V = m.plan.dims.vocab;
     const [s] = fc.sample(seqArb(V, m.plan.gamma), { numRuns: 1, seed: 3 });
-    const call = (seqs: Seq[], gamma: number) => m.driver.call('md_verify_sample', args(m, seqs, gamma));
+    const call = (seqs: Seq[], gamma: number) => m.driver.call('md_verify_sample', verifySampleArgs(m.plan.dims.vocab, seqs, gamma));
     const tooLong = { ...s, target: [...s.target, s.target[0]], draft: [...s.draft, s.draft[0]], tokens: [...s.tokens, 0] };
     const cases: [string, Seq[], number][] = [
       ['gamma past the module', [tooLong], m.plan.gamma + 1],
@@ -216,14 +176,6 @@ describe('md_verify_sample, the standard rule', () => {
   });
 });
 
-/** Logits giving exactly the probabilities `probs` over tokens `at` (the rest -inf: probability 0). */
-function logitsFor(V: number, at: readonly number[], probs: readonly number[]): Float32Array {
-  const l = new Float32Array(V).fill(-Infinity);
-  at.forEach((t, i) => (l[t] = probs[i] > 0 ? Math.log(probs[i]) : -Infinity));
-  return l;
-}
-
-const T1: SamplingParams = { temperature: 1, topK: 0, topP: 1, minP: 0 };
 const TRIALS = 1 << 16;
 const BATCH = 2048;
 
