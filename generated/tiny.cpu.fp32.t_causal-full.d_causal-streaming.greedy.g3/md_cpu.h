@@ -358,9 +358,10 @@ inline f32x16 exp(f32x16 x) {
 // Rows of one sequence (verification's gamma + 1, a prefill chunk) share what they read: a work item is
 // (row block, chunk, range of KV heads), a row block being up to ROW_BLOCK rows of one slot; each live
 // tile is staged once (in memory order, all the item's KV heads) for every row and every query head of the
-// group (GQA) that sees any of it, and only the positions some row sees are read. Every row still runs
-// exactly its own tile-by-tile update over its own visible positions, so blocking changes only the speed,
-// never a bit of a row.
+// group (GQA) that sees any of it, and only the positions some row sees are read; the (row, query head)
+// pairs of a KV head then update in twos, sharing each K and V vector load of the tile. Every row still
+// runs exactly its own tile-by-tile update over its own visible positions, so blocking changes only the
+// speed, never a bit of a row.
 //
 // Within a tile, for each (row, query head): s[t] = score(dot(q, k[t]) * ATTN_SCALE) over the tile's 16-
 // position groups, the dot in 16 lanes (lane j takes elements j mod 16 in ascending order; bf16 storage:
@@ -438,8 +439,6 @@ struct Scratch {
   alignas(64) float q[ROW_BLOCK][HEADS][BF16_DOT ? 1 : HD_F32];
   alignas(64) uint16_t qb[ROW_BLOCK][HEADS][BF16_DOT ? HD_BF16 : 1];
   alignas(64) float acc[ROW_BLOCK][HEADS][HD_F32];
-  alignas(64) float s[TILE];
-  alignas(64) float w[TILE];
   float m[ROW_BLOCK][HEADS], l[ROW_BLOCK][HEADS];
 };
 
@@ -508,73 +507,121 @@ inline void stage_query(Scratch& sc, int i, int head, const float* q) {
   }
 }
 
-/** The 16 dot-product lanes of (row i, head) against staged position t of its KV head. */
-inline f32x16 dot_lanes(const Scratch& sc, int i, int head, int t) {
-  const int kvh = head / GROUP;
-  f32x16 acc = vec::zero();
-  if constexpr (BF16_DOT) {
-    for (int c = 0; c < HD_BF16; c += 2 * W) acc = vec::dot_bf16(acc, sc.qb[i][head] + c, sc.kb[kvh][t] + c);
-  } else {
-    for (int c = 0; c < HD_F32; c += W) acc = vec::fmadd(vec::load(sc.q[i][head] + c), vec::load(sc.k[kvh][t] + c), acc);
-  }
-  return acc;
-}
+/**
+ * One (row, query head) of a tile update: the block row, the head, the row's position and its visible
+ * positions. The NQ pairs of one tile_update share the KV head, so every K and V vector loaded serves all.
+ */
+struct Pair {
+  int i, head;
+  int32_t qp;
+  const uint16_t* vis;
+};
 
-/** One tile's online-softmax update of (row i, head) at position qp over its visible positions `vis`. */
-template <class Pass>
-inline void tile_update(Scratch& sc, int i, int head, int32_t qp, int32_t p0, const uint16_t* vis, const float* params) {
-  float* s = sc.s;
+/**
+ * One tile's online-softmax update of NQ (row, head) pairs of one KV head. Each pair runs exactly the
+ * single-pair arithmetic of the skeleton's comment on its own state; the pairs only share the loads of K
+ * and V and interleave their independent dependency chains, so NQ changes the speed, never a bit.
+ */
+template <class Pass, int NQ>
+inline void tile_update(Scratch& sc, const Pair* pr, int32_t p0, const float* params) {
+  const int kvh = pr[0].head / GROUP;
+  uint16_t vis_any[GROUPS], vis_all[GROUPS];
   for (int g = 0; g < GROUPS; ++g) {
-    if (!vis[g]) continue;
-    f32x16 lanes[W];
-    for (int j = 0; j < W; ++j) lanes[j] = dot_lanes(sc, i, head, g * W + j);
-    vec::store(s + g * W, vec::reduce16(lanes));
+    vis_any[g] = 0;
+    vis_all[g] = 0xffff;
+    for (int q = 0; q < NQ; ++q) vis_any[g] |= pr[q].vis[g], vis_all[g] &= pr[q].vis[g];
   }
-  for (int t = 0; t < TILE; ++t) s[t] = Pass::score(s[t] * ATTN_SCALE, qp, p0 + t, head, params);
+  // Scores: s[q][t] for the groups some pair sees (a group a pair does not see is masked out below, so
+  // computing it changes nothing of that pair).
+  alignas(64) float s[NQ][TILE];
+  for (int g = 0; g < GROUPS; ++g) {
+    if (!vis_any[g]) {
+      for (int q = 0; q < NQ; ++q) vec::store(s[q] + g * W, vec::zero());
+      continue;
+    }
+    f32x16 lanes[NQ][W];
+    for (int j = 0; j < W; ++j) {
+      const int t = g * W + j;
+      f32x16 acc[NQ];
+      for (int q = 0; q < NQ; ++q) acc[q] = vec::zero();
+      if constexpr (BF16_DOT) {
+        for (int c = 0; c < HD_BF16; c += 2 * W)
+          for (int q = 0; q < NQ; ++q) acc[q] = vec::dot_bf16(acc[q], sc.qb[pr[q].i][pr[q].head] + c, sc.kb[kvh][t] + c);
+      } else {
+        for (int c = 0; c < HD_F32; c += W) {
+          const f32x16 k = vec::load(sc.k[kvh][t] + c);
+          for (int q = 0; q < NQ; ++q) acc[q] = vec::fmadd(vec::load(sc.q[pr[q].i][pr[q].head] + c), k, acc[q]);
+        }
+      }
+      for (int q = 0; q < NQ; ++q) lanes[q][j] = acc[q];
+    }
+    for (int q = 0; q < NQ; ++q) vec::store(s[q] + g * W, vec::reduce16(lanes[q]));
+  }
   const f32x16 none = vec::set1(-INFINITY);
-  f32x16 top = none;
-  for (int g = 0; g < GROUPS; ++g) top = vec::max(top, vec::select(vis[g], vec::load(s + g * W), none));
-  const float tmax = vec::reduce_max(top);
-  if (tmax == -INFINITY) return;  // every visible score is -inf: zero weight, state unchanged
-  float& m = sc.m[i][head];
-  const float m_new = m > tmax ? m : tmax;
-  const float corr = vec::exp1(m - m_new);
-  f32x16 sum = vec::zero();
-  for (int g = 0; g < GROUPS; ++g) {
-    if (!vis[g]) continue;
-    const f32x16 w = vec::exp(vec::sub(vec::select(vis[g], vec::load(s + g * W), none), vec::set1(m_new)));
-    vec::store(sc.w + g * W, w);
-    sum = vec::add(sum, w);
+  float corr[NQ];
+  bool live[NQ];
+  alignas(64) float w[NQ][TILE];
+  for (int q = 0; q < NQ; ++q) {
+    const Pair& p = pr[q];
+    for (int t = 0; t < TILE; ++t) s[q][t] = Pass::score(s[q][t] * ATTN_SCALE, p.qp, p0 + t, p.head, params);
+    f32x16 top = none;
+    for (int g = 0; g < GROUPS; ++g) top = vec::max(top, vec::select(p.vis[g], vec::load(s[q] + g * W), none));
+    const float tmax = vec::reduce_max(top);
+    live[q] = tmax != -INFINITY;  // every visible score is -inf: zero weight, state unchanged
+    if (!live[q]) continue;
+    float& m = sc.m[p.i][p.head];
+    const float m_new = m > tmax ? m : tmax;
+    corr[q] = vec::exp1(m - m_new);
+    f32x16 sum = vec::zero();
+    for (int g = 0; g < GROUPS; ++g) {
+      if (!p.vis[g]) continue;
+      const f32x16 e = vec::exp(vec::sub(vec::select(p.vis[g], vec::load(s[q] + g * W), none), vec::set1(m_new)));
+      vec::store(w[q] + g * W, e);
+      sum = vec::add(sum, e);
+    }
+    sc.l[p.i][p.head] = vec::fmadd(sc.l[p.i][p.head], corr[q], vec::reduce_add(sum));
+    m = m_new;
   }
-  sc.l[i][head] = vec::fmadd(sc.l[i][head], corr, vec::reduce_add(sum));
-  m = m_new;
   // Even positions accumulate onto the rescaled state, odd ones into a second sum (two dependency chains
   // instead of one), added at the end of the tile.
-  float* acc = sc.acc[i][head];
-  f32x16 even[DV], odd[DV];
-  for (int c = 0; c < DV; ++c) {
-    even[c] = vec::mul(vec::load(acc + c * W), vec::set1(corr));
-    odd[c] = vec::zero();
-  }
+  f32x16 even[NQ][DV], odd[NQ][DV];
+  for (int q = 0; q < NQ; ++q)
+    for (int c = 0; c < DV; ++c) {
+      even[q][c] = live[q] ? vec::mul(vec::load(sc.acc[pr[q].i][pr[q].head] + c * W), vec::set1(corr[q])) : vec::zero();
+      odd[q][c] = vec::zero();
+    }
+  bool all_live = true;
+  for (int q = 0; q < NQ; ++q) all_live = all_live && live[q];
   for (int g = 0; g < GROUPS; ++g) {
-    const float* w = sc.w + g * W;
-    const float (*v)[HD_F32] = sc.v[head / GROUP] + g * W;
-    if (vis[g] == 0xffff) {  // the common case: every position, no branches
+    const float (*v)[HD_F32] = sc.v[kvh] + g * W;
+    if (all_live && vis_all[g] == 0xffff) {  // the common case: every pair sees every position, no branches
       for (int j = 0; j < W; j += 2)
         for (int c = 0; c < DV; ++c) {
-          even[c] = vec::fmadd(vec::set1(w[j]), vec::load(v[j] + c * W), even[c]);
-          odd[c] = vec::fmadd(vec::set1(w[j + 1]), vec::load(v[j + 1] + c * W), odd[c]);
+          const f32x16 ve = vec::load(v[j] + c * W), vo = vec::load(v[j + 1] + c * W);
+          for (int q = 0; q < NQ; ++q) {
+            even[q][c] = vec::fmadd(vec::set1(w[q][g * W + j]), ve, even[q][c]);
+            odd[q][c] = vec::fmadd(vec::set1(w[q][g * W + j + 1]), vo, odd[q][c]);
+          }
         }
       continue;
     }
-    for (unsigned bits = vis[g]; bits; bits &= bits - 1) {
-      const int j = __builtin_ctz(bits);
-      f32x16* o = j % 2 ? odd : even;
-      for (int c = 0; c < DV; ++c) o[c] = vec::fmadd(vec::set1(w[j]), vec::load(v[j] + c * W), o[c]);
+    for (int q = 0; q < NQ; ++q) {
+      if (!live[q]) continue;
+      for (unsigned bits = pr[q].vis[g]; bits; bits &= bits - 1) {
+        const int j = __builtin_ctz(bits);
+        f32x16* o = j % 2 ? odd[q] : even[q];
+        for (int c = 0; c < DV; ++c) o[c] = vec::fmadd(vec::set1(w[q][g * W + j]), vec::load(v[j] + c * W), o[c]);
+      }
     }
   }
-  for (int c = 0; c < DV; ++c) vec::store(acc + c * W, vec::add(even[c], odd[c]));
+  for (int q = 0; q < NQ; ++q) {
+    if (!live[q]) continue;
+    for (int c = 0; c < DV; ++c) vec::store(sc.acc[pr[q].i][pr[q].head] + c * W, vec::add(even[q][c], odd[q][c]));
+  }
 }
+
+/** Pairs sharing one tile per tile_update call: two interleave well in the 32 vector registers. */
+constexpr int PAIRS = 2;
 
 // One work item: chunk c of a block of nr rows (rows[], all of one slot), its live pages `live`, KV heads
 // [kvh0, kvh1) and their GROUP query heads each. Writes those (row, head, c) partials.
@@ -614,10 +661,15 @@ void chunk_partials(Scratch& sc, const md_attn_args& a, const int32_t* rows, int
     const size_t base = (size_t)pages[page] * PAGE_SIZE * KV_DIM;
     stage(sc, (const store_t*)a.k_cache + base, (const store_t*)a.v_cache + base, need, n, kvh0, kvh1);
     for (int kvh = kvh0; kvh < kvh1; ++kvh) {
+      Pair pr[ROW_BLOCK * GROUP];
+      int np = 0;
       for (int i = 0; i < nr; ++i) {
         if (!sees[i]) continue;
-        for (int h = kvh * GROUP; h < (kvh + 1) * GROUP; ++h) tile_update<Pass>(sc, i, h, qpos[i], p0, vis[i], params);
+        for (int h = kvh * GROUP; h < (kvh + 1) * GROUP; ++h) pr[np++] = Pair{i, h, qpos[i], vis[i]};
       }
+      int at = 0;
+      for (; at + PAIRS <= np; at += PAIRS) tile_update<Pass, PAIRS>(sc, pr + at, p0, params);
+      for (; at < np; ++at) tile_update<Pass, 1>(sc, pr + at, p0, params);
     }
   }
 

@@ -4,7 +4,9 @@
 // more rows than one block holds (repeated positions with fresh queries, as a prefill chunk's rows share
 // a slot), and the call runs at 1 and 3 threads; every row must equal the same row computed alone — for a
 // causal pass alone in a sequence that ends at the row (seq_len = position + 1, an AR step), where the call
-// has later positions after it.
+// has later positions after it. The pairs (row, query head) of a KV head update a tile two at a time, so
+// `oddGroup` (3 query heads per KV head, pages of 16: tiles whose groups of 16 positions are all visible)
+// pairs a row's last head with the next row's first in a call but not alone.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { isCausal } from '../../codegen/passes/causal.ts';
@@ -12,9 +14,22 @@ import { attentionDrawArb, buildAttention, mulberry32 } from '../harness/kernels
 import { KERNEL_DEPLOYMENTS, type KernelDeploymentName } from '../harness/kernels/deployments.ts';
 import { f32, type Arg } from '../harness/kernels/driver.ts';
 import { useModules, type ModuleUnderTest } from '../harness/kernels/module.ts';
+import { attentions, makeDeployment, modelConfig, policies } from '../support/deployments.ts';
 
-const NAMES = Object.keys(KERNEL_DEPLOYMENTS) as KernelDeploymentName[];
-const modules = useModules(KERNEL_DEPLOYMENTS);
+const DEPLOYMENTS = {
+  ...KERNEL_DEPLOYMENTS,
+  oddGroup: makeDeployment({
+    model: modelConfig({ numHeads: 6, numKvHeads: 2, headDim: 32 }),
+    target: { attention: attentions.causal(), kv: policies.full() },
+    draft: { attention: attentions.causal(), kv: policies.streaming(4, 60) },
+    batch: [1, 2],
+    maxSeq: 256,
+    pageSize: 16,
+    dtype: 'bf16',
+  }),
+};
+const NAMES = Object.keys(DEPLOYMENTS) as (KernelDeploymentName | 'oddGroup')[];
+const modules = useModules(DEPLOYMENTS);
 
 /** Rows as (slot, position, query) triples, in call order. */
 interface Row {
