@@ -558,7 +558,7 @@ inline void tile_update(Scratch& sc, const Pair* pr, int32_t p0, const float* pa
     for (int q = 0; q < NQ; ++q) vec::store(s[q] + g * W, vec::reduce16(lanes[q]));
   }
   const f32x16 none = vec::set1(-INFINITY);
-  float corr[NQ];
+  float corr[NQ] = {};  // read only where live[q]; initialised for the portable build's -Wmaybe-uninitialized
   bool live[NQ];
   alignas(64) float w[NQ][TILE];
   for (int q = 0; q < NQ; ++q) {
