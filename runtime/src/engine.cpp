@@ -477,7 +477,7 @@ bool Engine::prefill_step(int max_rows) {
     }
   }
   forward(rows, StepKind::Prefill, lm_rows, finishing);
-  read_back(int(lm_rows.size()), true);
+  read_back(int(lm_rows.size()));
   double dt = now_s() - t0;
   for (Request* r : in_chunk) {
     r->cache_len = r->prefilled;
@@ -515,7 +515,7 @@ void Engine::ar_round(std::vector<Request*>& batch) {
     rows.push(r->pending, r->slot, r->cache_len);
   }
   forward(rows, StepKind::Ar, lm_rows, batch);
-  read_back(int(lm_rows.size()), true);
+  read_back(int(lm_rows.size()));
   double dt = now_s() - t0;
   for (size_t i = 0; i < batch.size(); ++i) {
     Request* r = batch[i];
@@ -761,10 +761,10 @@ void Engine::forward(const Rows& rows, StepKind kind, const std::vector<int>& lm
   if (sampling) sample(kind, rows, lm_rows, lm_reqs);
 }
 
-void Engine::read_back(int lm, bool logits) {
+void Engine::read_back(int lm) {
   Device& d = *device_;
   d.download(argmax_.data(), d_argmax_.get(), size_t(lm) * sizeof(int32_t));
-  if (logits && logits_kept_)
+  if (logits_kept_)
     d.download(host_logits_.data(), logits_.get(), size_t(lm) * size_t(weights_->config().vocab_size) * sizeof(float));
   d.synchronize();
 }

@@ -236,7 +236,7 @@ class Engine {
   void forward(const Rows& rows, StepKind kind, const std::vector<int>& lm_rows, const std::vector<Request*>& lm_reqs,
                bool tokens_on_device = false);
   /** Waits for the device and copies the first `lm` LM rows' tokens into argmax_ (and their logits when kept). */
-  void read_back(int lm, bool logits);
+  void read_back(int lm);
   /** Writes r's sampling parameters, seed and noise position into slot i of the host staging arrays. */
   void stage_sampling(size_t i, const Request& r, int32_t pos);
   /** Uploads the first n entries of the s_* sampling arguments to their device buffers. */
