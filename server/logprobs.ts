@@ -25,20 +25,17 @@ export function tokenLogprob(row: Float32Array, token: number, n: number): Token
   let sum = 0;
   for (const x of row) sum += Math.exp(x - max);
   const lse = max + Math.log(sum);
-  const top: Ranked[] = [];
-  if (n > 0) {
-    // A sorted list of at most n: a row enters when it beats the last (a strict > keeps the lower id on ties).
-    for (let i = 0; i < row.length; i++) {
-      const x = row[i];
-      if (top.length === n && !(x > row[top[n - 1].token])) continue;
-      let at = top.length;
-      while (at > 0 && x > row[top[at - 1].token]) at--;
-      top.splice(at, 0, { token: i, logprob: 0 });
-      if (top.length > n) top.pop();
-    }
-    for (const t of top) (t as { logprob: number }).logprob = row[t.token] - lse;
+  // The ids of the n most likely, sorted: an id enters when it beats the last (a strict > keeps the lower id on ties).
+  const ids: number[] = [];
+  for (let i = 0; n > 0 && i < row.length; i++) {
+    const x = row[i];
+    if (ids.length === n && !(x > row[ids[n - 1]])) continue;
+    let at = ids.length;
+    while (at > 0 && x > row[ids[at - 1]]) at--;
+    ids.splice(at, 0, i);
+    if (ids.length > n) ids.pop();
   }
-  return { token, logprob: row[token] - lse, top };
+  return { token, logprob: row[token] - lse, top: ids.map((t) => ({ token: t, logprob: row[t] - lse })) };
 }
 
 const utf8 = new TextDecoder('utf-8', { fatal: false });
