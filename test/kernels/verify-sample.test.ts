@@ -65,6 +65,38 @@ async function verify(m: ModuleUnderTest, seqs: readonly Seq[], gamma: number, t
   return { accepted: Array.from(i32(res.out.accepted)), next: Array.from(i32(res.out.next)) };
 }
 
+/**
+ * The kernel's accepted counts and next tokens are model/sampling.ts's verifySample under `rule`, over
+ * random logits, parameters, gammas, seeds and positions, with both outcomes drawn; `alone`: the last
+ * sequence computed alone on one thread gives the same result (row invariance).
+ */
+async function expectReference(m: ModuleUnderTest, rule: VerifierRule, alone: boolean): Promise<void> {
+  const V = m.plan.dims.vocab;
+  let accepted = 0;
+  let rejected = 0;
+  await fc.assert(
+    fc.asyncProperty(
+      fc.integer({ min: 1, max: m.plan.gamma }).chain((g) => fc.tuple(fc.constant(g), fc.array(seqArb(V, g), { minLength: 1, maxLength: 12 }))),
+      async ([gamma, seqs]) => {
+        const got = await verify(m, seqs, gamma);
+        seqs.forEach((s, b) => {
+          const want = verifySample(s.target, s.draft, s.tokens, s.params, s.seed, s.pos, rule);
+          expect([got.accepted[b], got.next[b]], `sequence ${b}: ${JSON.stringify(s.params)}`).toEqual([want.accepted, want.next]);
+          expect(want.next >= 0 && want.next < V).toBe(true);
+          accepted += want.accepted;
+          rejected += want.accepted < gamma ? 1 : 0;
+        });
+        if (!alone) return;
+        const single = await verify(m, [seqs[seqs.length - 1]], gamma, 1);
+        expect([single.accepted[0], single.next[0]]).toEqual([got.accepted[seqs.length - 1], got.next[seqs.length - 1]]);
+      },
+    ),
+    { numRuns: 40 },
+  );
+  expect(accepted).toBeGreaterThan(0);
+  expect(rejected).toBeGreaterThan(0);
+}
+
 /** A row: random logits; the draft's rows are the target's plus noise of scale `gap` (how far q is from p). */
 function row(V: number, rnd: () => number, scale: number): Float32Array {
   return Float32Array.from({ length: V }, () => (rnd() * 2 - 1) * scale);
@@ -98,32 +130,8 @@ describe('md_verify_sample, the standard rule', () => {
   const mod = () => modules.get('mhaF32')!;
 
   it("gives the reference's accepted counts and next tokens on random logits, parameters, gammas, seeds and positions", async () => {
-    const m = mod();
-    const V = m.plan.dims.vocab;
-    const rule = ruleOf(m.plan);
-    let rejected = 0;
-    let accepted = 0;
-    await fc.assert(
-      fc.asyncProperty(
-        fc.integer({ min: 1, max: m.plan.gamma }).chain((g) => fc.tuple(fc.constant(g), fc.array(seqArb(V, g), { minLength: 1, maxLength: 12 }))),
-        async ([gamma, seqs]) => {
-          const got = await verify(m, seqs, gamma);
-          seqs.forEach((s, b) => {
-            const want = verifySample(s.target, s.draft, s.tokens, s.params, s.seed, s.pos, rule);
-            expect([got.accepted[b], got.next[b]], `sequence ${b}: ${JSON.stringify(s.params)}`).toEqual([want.accepted, want.next]);
-            expect(want.next >= 0 && want.next < V).toBe(true);
-            accepted += want.accepted;
-            rejected += want.accepted < gamma ? 1 : 0;
-          });
-          // Row invariance: alone, or at another thread count, a sequence's result is the same.
-          const single = await verify(m, [seqs[seqs.length - 1]], gamma, 1);
-          expect([single.accepted[0], single.next[0]]).toEqual([got.accepted[seqs.length - 1], got.next[seqs.length - 1]]);
-        },
-      ),
-      { numRuns: 40 },
-    );
-    expect(accepted).toBeGreaterThan(0);
-    expect(rejected).toBeGreaterThan(0);
+    // Row invariance too: alone, or at another thread count, a sequence's result is the same.
+    await expectReference(mod(), ruleOf(mod().plan), true);
   });
 
   it('at temperature 0 is greedy verification: accept while the draft is the target argmax, then the argmax', async () => {
@@ -306,28 +314,7 @@ describe('md_verify_sample, typical acceptance (lossy): accept while p > min(eps
   });
 
   it("gives the TypeScript reference's accepted counts and next tokens on random logits, parameters, gammas, seeds and positions", async () => {
-    const m = mod();
-    const V = m.plan.dims.vocab;
-    let accepted = 0;
-    let rejected = 0;
-    await fc.assert(
-      fc.asyncProperty(
-        fc.integer({ min: 1, max: m.plan.gamma }).chain((g) => fc.tuple(fc.constant(g), fc.array(seqArb(V, g), { minLength: 1, maxLength: 12 }))),
-        async ([gamma, seqs]) => {
-          const got = await verify(m, seqs, gamma);
-          seqs.forEach((s, b) => {
-            const want = verifySample(s.target, s.draft, s.tokens, s.params, s.seed, s.pos, rule);
-            expect([got.accepted[b], got.next[b]], `sequence ${b}: ${JSON.stringify(s.params)}`).toEqual([want.accepted, want.next]);
-            expect(want.next >= 0 && want.next < V).toBe(true);
-            accepted += want.accepted;
-            rejected += want.accepted < gamma ? 1 : 0;
-          });
-        },
-      ),
-      { numRuns: 40 },
-    );
-    expect(accepted).toBeGreaterThan(0);
-    expect(rejected).toBeGreaterThan(0);
+    await expectReference(mod(), rule, false);
   });
 
   it('known p: a flat target accepts what a peaked one rejects; q = 0 does not matter; top-k 1 has entropy 0', async () => {
