@@ -16,6 +16,7 @@ import type { DeploymentIR, VerifierIR } from '../../codegen/spec.ts';
 import { resolveRandomConfig, writeRandomModel } from '../../model/random.ts';
 import type { Engine as EngineT, EngineOptions, Generation, RequestOptions } from '../../runtime/node/index.ts';
 import { loadReferenceModel } from '../reference/llama.ts';
+import { onGpu } from '../harness/emu/module.ts';
 import { attentions, makeDeployment, policies, verifiers } from '../support/deployments.ts';
 import { bitwiseMismatch } from '../support/runtime-cases.ts';
 import { buildRuntime, runProgram, type RuntimeBuild } from './build-runtime.ts';
@@ -32,20 +33,20 @@ const model = resolveRandomConfig('tiny', {
 });
 // A draft that keeps 2 sink + 6 recent positions of prompts up to 21 long: it disagrees with the target
 // often enough that rounds reject and roll back.
-const deployment = (verify: VerifierIR): DeploymentIR => ({
-  ...makeDeployment({
-    model,
-    target: { attention: attentions.causal(), kv: policies.full() },
-    draft: { attention: attentions.causal(), kv: policies.streaming(2, 6) },
-    gamma: 3,
-    batch: [1, 3],
-    maxSeq: 64,
-    pageSize: 8,
-    dtype: 'bf16',
-  }),
-  verify,
-  arch: 'sm_90',
-});
+const deployment = (verify: VerifierIR): DeploymentIR =>
+  onGpu({
+    ...makeDeployment({
+      model,
+      target: { attention: attentions.causal(), kv: policies.full() },
+      draft: { attention: attentions.causal(), kv: policies.streaming(2, 6) },
+      gamma: 3,
+      batch: [1, 3],
+      maxSeq: 64,
+      pageSize: 8,
+      dtype: 'bf16',
+    }),
+    verify,
+  });
 
 const PROMPTS = [1, 9, 21].map((n, k) => Array.from({ length: n }, (_, i) => (i * 29 + k * 17 + 5) % model.vocabSize));
 const MAX_TOKENS = 10;
