@@ -245,7 +245,7 @@ int32_t md_request_logits(md_engine* e, int64_t id, int32_t index, float* out, i
         md::Engine& eng = engine_of(e);
         const md::Request& r = request_of(e, id);
         int32_t V = eng.config().vocab_size;
-        if (!eng.options().keep_logits && !r.opts.keep_logits)
+        if (!eng.keeps_logits(r))
           throw md::Error("md_request_logits: neither the engine nor request " + std::to_string(id) + " keeps logits (keep_logits)");
         if (index < 0 || size_t(index) >= r.output.size())
           throw md::Error("md_request_logits: index " + std::to_string(index) + " outside [0, " +

@@ -199,9 +199,9 @@ class Engine {
 
   const ModelConfig& config() const { return weights_->config(); }
   const Module& module() const { return *module_; }
-  /** Where the module's kernels run: "cpu", an emulated target, or a CUDA GPU. */
-  std::string device_name() const { return device_->name(); }
   const EngineOptions& options() const { return opts_; }
+  /** Whether r's logits are kept: the engine's keep_logits or the request's. */
+  bool keeps_logits(const Request& r) const { return opts_.keep_logits || r.opts.keep_logits; }
   /** The gamma of later rounds (kGammaAuto when the engine chooses per round). */
   int gamma() const { return gamma_; }
   const GammaTuner& gamma_tuner() const { return tuner_; }
@@ -249,8 +249,6 @@ class Engine {
   /** Logits of forward's i-th LM row (null without a logits buffer; emit reads it only for a request that keeps them). */
   const float* lm_logits(size_t i) const;
   void check(int status, const char* kernel) const;
-  /** Whether r's logits are kept: the engine's keep_logits or the request's. */
-  bool keeps_logits(const Request& r) const { return opts_.keep_logits || r.opts.keep_logits; }
   /** Appends a token (and its logits row) to r, finishing it at a stop token or max_tokens; false once done. */
   bool emit(Request& r, int32_t token, const float* logits);
   void finish(Request& r, FinishReason reason);
