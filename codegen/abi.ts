@@ -55,9 +55,10 @@
 //   Neither backend can check a slot past the page table's last row (its row count is not an argument):
 //   undefined on both.
 //
-// Paged KV cache, per layer: k_cache and v_cache are [num_pages, page_size, num_kv_heads, head_dim];
-// logical page i of slot s is physical page page_table[s * pages_per_seq + i]; position t of slot s lives
-// at page t / page_size, offset t % page_size.
+// Paged KV cache, per layer: k_cache and v_cache are [num_pages, num_kv_heads, page_size, head_dim]
+// (kvCacheRow below); logical page i of slot s is physical page page_table[s * pages_per_seq + i];
+// position t of slot s lives at page t / page_size, offset t % page_size. One KV head's rows of a page are
+// contiguous, so an attention kernel that walks a head's positions streams them.
 //
 // Attention reduction order (what makes it row-invariant): KV positions are split into chunks of
 // ATTN_CHUNK positions starting at absolute multiples of ATTN_CHUNK; a chunk is a run of pages (tiles).
@@ -75,6 +76,11 @@
 // among drafted tokens. The draft pass may be non-causal: it only runs with seq_len = q + 1.
 
 export const ATTN_CHUNK_PAGES = 8;
+
+/** Element index of KV head `kvh`'s row at `offset` of physical page `page` in a layer's k_cache or v_cache. */
+export function kvCacheRow(shape: { readonly kvHeads: number; readonly headDim: number; readonly pageSize: number }, page: number, offset: number, kvh: number): number {
+  return ((page * shape.kvHeads + kvh) * shape.pageSize + offset) * shape.headDim;
+}
 
 export type CType =
   | 'int32_t'

@@ -281,7 +281,9 @@ __global__ void __launch_bounds__(64) md_rope_append_kernel(float* __restrict__ 
   const int32_t slot = row_seq[r];
   const bool store = pos >= 0 && slot >= 0 && pos < pages_per_seq * PAGE;
   const int32_t page = store ? page_table[(size_t)slot * pages_per_seq + pos / PAGE] : -1;
-  const size_t cache_row = (size_t)page * PAGE + pos % PAGE;  // [page, offset] row of KV_HEADS * HEAD_DIM
+  // Pages are [KV_HEADS][PAGE][HEAD_DIM] (codegen/abi.ts, "Paged KV cache"): head h's row is at
+  // (page * KV_HEADS + h) * PAGE + offset.
+  const size_t offset = (size_t)(pos % PAGE);
   float* qr = q + (size_t)r * HEADS * HEAD_DIM;
   float* kr = k + (size_t)r * KV_HEADS * HEAD_DIM;
   const float* vr = v + (size_t)r * KV_HEADS * HEAD_DIM;
@@ -297,14 +299,15 @@ __global__ void __launch_bounds__(64) md_rope_append_kernel(float* __restrict__ 
       x[i] = y1;
       x[i + HALF] = y2;
       if (h >= HEADS && page >= 0) {
-        T* kc = k_cache + (cache_row * KV_HEADS + (h - HEADS)) * HEAD_DIM;
+        T* kc = k_cache + (((size_t)page * KV_HEADS + (h - HEADS)) * PAGE + offset) * HEAD_DIM;
         kc[i] = md_from_f32<T>(y1);
         kc[i + HALF] = md_from_f32<T>(y2);
       }
     }
   }
   if (page >= 0)
-    for (int i = threadIdx.x; i < KV_HEADS * HEAD_DIM; i += blockDim.x) v_cache[cache_row * KV_HEADS * HEAD_DIM + i] = md_from_f32<T>(vr[i]);
+    for (int i = threadIdx.x; i < KV_HEADS * HEAD_DIM; i += blockDim.x)
+      v_cache[(((size_t)page * KV_HEADS + i / HEAD_DIM) * PAGE + offset) * HEAD_DIM + i % HEAD_DIM] = md_from_f32<T>(vr[i]);
 }
 
 /** (value, index) order of argmax: NaN never wins, larger wins, the lower index wins ties. */
@@ -613,7 +616,7 @@ __global__ void __launch_bounds__(128, 4) md_attn_chunk_kernel(md_attn_args a) {
       if (!Pass::tile_may(qpos, p0, p1, params)) continue;  // never loaded: the draft's traffic is its budget
       const bool full = Pass::tile_must(qpos, p0, p1, params);
       const int n = p1 - p0 + 1;
-      const size_t page_row = (size_t)pages[p0 / P] * P;
+      const size_t tile_row = ((size_t)pages[p0 / P] * S::KV_HEADS + kvh) * P;  // this head's first row of the page
       __syncthreads();  // previous tile's sc/vis/part consumed
 
       // Scores of every visible position, s = (q . k) * scale, then the pass's score function.
@@ -625,7 +628,7 @@ __global__ void __launch_bounds__(128, 4) md_attn_chunk_kernel(md_attn_args a) {
 #pragma unroll
         for (int g = 0; g < G; ++g) dot[g] = 0.0f;
         if (live) {
-          const T* kr = kc + ((page_row + j) * S::KV_HEADS + kvh) * D;
+          const T* kr = kc + (tile_row + j) * D;
 #pragma unroll
           for (int v = 0; v < S::VPL; ++v) {
             const int d0 = (v * S::LPP + sub) * S::VEC;
@@ -683,7 +686,7 @@ __global__ void __launch_bounds__(128, 4) md_attn_chunk_kernel(md_attn_args a) {
           if (!vis[j]) continue;
           const float p = sc[g * P + j];
           float vv[S::VEC_V];
-          md_load<T, S::VEC_V>(vc + ((page_row + j) * S::KV_HEADS + kvh) * D + d0, vv);
+          md_load<T, S::VEC_V>(vc + (tile_row + j) * D + d0, vv);
 #pragma unroll
           for (int e = 0; e < S::VEC_V; ++e) pv[e] = __fmaf_rn(p, vv[e], pv[e]);
         }

@@ -143,15 +143,15 @@ extern "C" int md_rope_append(float* q, float* k, const float* v, void* k_cache,
       s[i] = (float)sin(angle);
     }
     for (int h = 0; h < HEADS; ++h) rotate_half(q + ((size_t)r * HEADS + h) * HEAD_DIM, c, s);
-    const size_t page = (size_t)page_table[(size_t)slot * pages_per_seq + pos / PAGE_SIZE];
-    const size_t base = (page * PAGE_SIZE + pos % PAGE_SIZE) * KV_DIM;
+    const int32_t page = page_table[(size_t)slot * pages_per_seq + pos / PAGE_SIZE];
     for (int h = 0; h < KV_HEADS; ++h) {
       float* kr = k + ((size_t)r * KV_HEADS + h) * HEAD_DIM;
       const float* vr = v + ((size_t)r * KV_HEADS + h) * HEAD_DIM;
       rotate_half(kr, c, s);
+      const size_t at = kv_tile(page, h) + (size_t)(pos % PAGE_SIZE) * HEAD_DIM;
       for (int d = 0; d < HEAD_DIM; ++d) {
-        kc[base + (size_t)h * HEAD_DIM + d] = narrow(kr[d]);
-        vc[base + (size_t)h * HEAD_DIM + d] = narrow(vr[d]);
+        kc[at + d] = narrow(kr[d]);
+        vc[at + d] = narrow(vr[d]);
       }
     }
   }

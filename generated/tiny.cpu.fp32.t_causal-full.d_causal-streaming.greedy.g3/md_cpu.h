@@ -41,6 +41,13 @@ constexpr float ATTN_SCALE = 0x1.6a09e6p-3f;
 static_assert(HEAD_DIM % 2 == 0, "rotate-half RoPE needs an even head_dim");
 static_assert(CHUNK % PAGE_SIZE == 0, "a split-KV chunk is a whole number of pages");
 
+/**
+ * Where KV head kvh's tile of a physical page starts, in elements of a layer's k_cache or v_cache: a page
+ * is [KV_HEADS][PAGE_SIZE][HEAD_DIM] (codegen/abi.ts, "Paged KV cache"), so one head's positions of a
+ * page are one contiguous run that attention streams.
+ */
+inline size_t kv_tile(int32_t page, int kvh) { return ((size_t)page * KV_HEADS + (size_t)kvh) * PAGE_SIZE * HEAD_DIM; }
+
 // ---- storage dtype (fp32): explicit bit conversions, round-to-nearest-even on store.
 
 inline float md_f32_from_f32(float x) { return x; }
@@ -139,7 +146,7 @@ inline float dot_bf16_pair(float acc, uint32_t a, uint32_t b) {
   return flush_subnormal(fmadd(flush_subnormal(md_bits_f32(a << 16)), flush_subnormal(md_bits_f32(b << 16)), acc));
 }
 
-#if defined(__AVX512F__) && !defined(MD_PORTABLE)
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && !defined(MD_PORTABLE)
 #define MD_VEC_AVX512 1
 
 struct f32x16 {
@@ -167,6 +174,13 @@ inline f32x16 select(uint16_t m, f32x16 a, f32x16 b) { return {_mm512_mask_blend
 inline f32x16 widen(const float* p) {
   if constexpr (STORAGE == Storage::fp32) return {_mm512_loadu_ps((const float*)p)};
   const __m256i h = _mm256_loadu_si256((const __m256i*)p);
+  if constexpr (STORAGE == Storage::bf16) return {_mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16))};
+  return {_mm512_cvtph_ps(h)};
+}
+/** The storage dtype's p[0 .. n) as floats, zeros after; nothing past n is read. */
+inline f32x16 widen_n(const float* p, int n) {
+  if constexpr (STORAGE == Storage::fp32) return {_mm512_maskz_loadu_ps(lanes_below(n), (const float*)p)};
+  const __m256i h = _mm256_maskz_loadu_epi16(lanes_below(n), p);
   if constexpr (STORAGE == Storage::bf16) return {_mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16))};
   return {_mm512_cvtph_ps(h)};
 }
@@ -199,9 +213,17 @@ inline f32x16 reduce16(const f32x16* x) {
   return {_mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), e)};
 }
 
+/** 32 bf16 (or any 16-bit) values, a VDPBF16PS operand. */
+struct bf16x32 {
+  __m512i v;
+};
+inline bf16x32 load_bf16(const uint16_t* p) { return {_mm512_loadu_si512(p)}; }
+/** p[0 .. n) (n <= 32), zeros after; nothing past n is read. */
+inline bf16x32 load_bf16_n(const void* p, int n) { return {_mm512_maskz_loadu_epi16((__mmask32)(n >= 32 ? ~0u : (1u << n) - 1u), p)}; }
+
 /** Lane j: dot_bf16_pair(acc[j], a32[j], b32[j]) over 32 bf16 each, i.e. VDPBF16PS. */
-inline f32x16 dot_bf16(f32x16 acc, const uint16_t* a, const uint16_t* b) {
-  const __m512i x = _mm512_loadu_si512(a), y = _mm512_loadu_si512(b);
+inline f32x16 dot_bf16(f32x16 acc, bf16x32 a, bf16x32 b) {
+  const __m512i x = a.v, y = b.v;
 #if defined(__AVX512BF16__) && !defined(MD_NO_AVX512BF16)
   return {_mm512_dpbf16_ps(acc.v, (__m512bh)x, (__m512bh)y)};
 #else
@@ -272,6 +294,11 @@ inline f32x16 widen(const float* p) {
   for (int j = 0; j < W; ++j) r.v[j] = md::widen(p[j]);
   return r;
 }
+inline f32x16 widen_n(const float* p, int n) {
+  f32x16 r{};
+  for (int j = 0; j < n; ++j) r.v[j] = md::widen(p[j]);
+  return r;
+}
 inline float reduce_add(f32x16 a) { return reduce_lanes(a.v); }
 inline float reduce_max(f32x16 a) {
   for (int w = W / 2; w > 0; w /= 2)
@@ -283,9 +310,22 @@ inline f32x16 reduce16(const f32x16* x) {
   for (int t = 0; t < W; ++t) r.v[t] = reduce_add(x[t]);
   return r;
 }
-inline f32x16 dot_bf16(f32x16 acc, const uint16_t* a, const uint16_t* b) {
+struct bf16x32 {
+  uint16_t v[2 * W];
+};
+inline bf16x32 load_bf16(const uint16_t* p) {
+  bf16x32 r;
+  memcpy(r.v, p, sizeof r.v);
+  return r;
+}
+inline bf16x32 load_bf16_n(const void* p, int n) {
+  bf16x32 r{};
+  memcpy(r.v, p, (size_t)n * sizeof(uint16_t));
+  return r;
+}
+inline f32x16 dot_bf16(f32x16 acc, bf16x32 a, bf16x32 b) {
   for (int j = 0; j < W; ++j)
-    acc.v[j] = dot_bf16_pair(acc.v[j], (uint32_t)a[2 * j] | (uint32_t)a[2 * j + 1] << 16, (uint32_t)b[2 * j] | (uint32_t)b[2 * j + 1] << 16);
+    acc.v[j] = dot_bf16_pair(acc.v[j], (uint32_t)a.v[2 * j] | (uint32_t)a.v[2 * j + 1] << 16, (uint32_t)b.v[2 * j] | (uint32_t)b.v[2 * j + 1] << 16);
   return acc;
 }
 
@@ -356,12 +396,13 @@ inline f32x16 exp(f32x16 x) {
 // only chunks holding a live page get a work item, a partial and a merge term.
 //
 // Rows of one sequence (verification's gamma + 1, a prefill chunk) share what they read: a work item is
-// (row block, chunk, range of KV heads), a row block being up to ROW_BLOCK rows of one slot; each live
-// tile is staged once (in memory order, all the item's KV heads) for every row and every query head of the
-// group (GQA) that sees any of it, and only the positions some row sees are read; the (row, query head)
-// pairs of a KV head then update in twos, sharing each K and V vector load of the tile. Every row still
-// runs exactly its own tile-by-tile update over its own visible positions, so blocking changes only the
-// speed, never a bit of a row.
+// (row block, chunk, range of KV heads), a row block being up to ROW_BLOCK rows of one slot. A live tile
+// of one KV head (one page's contiguous run of that head's rows) is read straight from the cache for every
+// row and every query head of the group (GQA) that sees any of it, and only positions some row sees are
+// read: the (row, query head) pairs of the KV head score and accumulate P.V in twos, sharing each K and V
+// vector load, with the tile in L1 after its first use, while the next tile is prefetched into L2. Every row still runs exactly
+// its own tile-by-tile update over its own visible positions, so blocking changes only the speed, never a
+// bit of a row.
 //
 // Within a tile, for each (row, query head): s[t] = score(dot(q, k[t]) * ATTN_SCALE) over the tile's 16-
 // position groups, the dot in 16 lanes (lane j takes elements j mod 16 in ascending order; bf16 storage:
@@ -431,15 +472,18 @@ void live_pages(const int32_t* q, int nr, int32_t len, int32_t lo, int32_t hi, c
   out[n - 1].pages |= 1u << (lo % CHUNK_PAGES);
 }
 
-/** What a worker thread stages: a tile of its KV heads, the block's queries, its online-softmax states. */
+/** Most (row, query head) pairs of a block that share a KV head: every row times the head's group. */
+constexpr int BLOCK_PAIRS = ROW_BLOCK * GROUP;
+
+/** What a worker thread keeps: the block's queries, its online-softmax states, one tile's weights. */
 struct Scratch {
-  alignas(64) float k[KV_HEADS][TILE][BF16_DOT ? 1 : HD_F32];
-  alignas(64) uint16_t kb[KV_HEADS][TILE][BF16_DOT ? HD_BF16 : 1];
-  alignas(64) float v[KV_HEADS][TILE][HD_F32];
   alignas(64) float q[ROW_BLOCK][HEADS][BF16_DOT ? 1 : HD_F32];
   alignas(64) uint16_t qb[ROW_BLOCK][HEADS][BF16_DOT ? HD_BF16 : 1];
   alignas(64) float acc[ROW_BLOCK][HEADS][HD_F32];
   float m[ROW_BLOCK][HEADS], l[ROW_BLOCK][HEADS];
+  alignas(64) float w[BLOCK_PAIRS][TILE];  // exp(s - m') of the current tile, per pair of one KV head
+  float corr[BLOCK_PAIRS];                 // exp(m - m'), where live
+  bool live[BLOCK_PAIRS];                  // the pair sees a score above -inf in the tile
 };
 
 /**
@@ -471,32 +515,19 @@ inline bool classify(int32_t q, int32_t p0, int n, const float* params, uint16_t
   return any != 0;
 }
 
-/** One head's K and V row (HEAD_DIM elements each) into the scratch, or a zero K row when not needed. */
-inline void stage_row(Scratch& sc, int kvh, int t, const store_t* kr, const store_t* vr, bool needed) {
-  if constexpr (BF16_DOT) {
-    if (needed) memcpy(sc.kb[kvh][t], kr, HEAD_DIM * sizeof(uint16_t));
-    else memset(sc.kb[kvh][t], 0, HEAD_DIM * sizeof(uint16_t));
-  } else {
-    for (int c = 0; c < HEAD_DIM / W; ++c) vec::store(sc.k[kvh][t] + c * W, needed ? vec::widen(kr + c * W) : vec::zero());
-    for (int d = HEAD_DIM / W * W; d < HEAD_DIM; ++d) sc.k[kvh][t][d] = needed ? widen(kr[d]) : 0.0f;
-  }
-  if (!needed) return;
-  for (int c = 0; c < HEAD_DIM / W; ++c) vec::store(sc.v[kvh][t] + c * W, vec::widen(vr + c * W));
-  for (int d = HEAD_DIM / W * W; d < HEAD_DIM; ++d) sc.v[kvh][t][d] = widen(vr[d]);
+/**
+ * Asks for a cached head row of the next tile on its way into L2 (a hint: it never faults and changes no
+ * value). Spread over the current tile's positions, it overlaps the next tile's fetch with this one's
+ * arithmetic, which the hardware prefetcher cannot do across tiles that are not adjacent in memory.
+ */
+inline void prefetch_row(const store_t* row) {
+  constexpr int LINES = (int)((HEAD_DIM * sizeof(store_t) + 63) / 64);
+  for (int i = 0; i < LINES; ++i) __builtin_prefetch((const char*)row + 64 * i, 0, 1);
 }
 
-/**
- * Rows [0, n) of a tile (K and V pages at k, v) for KV heads [kvh0, kvh1) into the scratch, in memory
- * order so that the page streams; positions nobody needs are not read.
- */
-inline void stage(Scratch& sc, const store_t* k, const store_t* v, const uint16_t* need, int n, int kvh0, int kvh1) {
-  for (int t = 0; t < n; ++t) {
-    const bool needed = need[t / W] >> (t % W) & 1;
-    for (int kvh = kvh0; kvh < kvh1; ++kvh) {
-      const size_t at = (size_t)t * KV_DIM + (size_t)kvh * HEAD_DIM;
-      stage_row(sc, kvh, t, k + at, v + at, needed);
-    }
-  }
+/** Vector c of a cached head row (HEAD_DIM elements), zeros past HEAD_DIM, which is never read. */
+inline f32x16 row_vec(const store_t* row, int c) {
+  return (c + 1) * W <= HEAD_DIM ? vec::widen(row + c * W) : vec::widen_n(row + c * W, HEAD_DIM - c * W);
 }
 
 /** Row i's query for `head`, in the form the dot takes (f32, or rounded to bf16). */
@@ -509,7 +540,7 @@ inline void stage_query(Scratch& sc, int i, int head, const float* q) {
 
 /**
  * One (row, query head) of a tile update: the block row, the head, the row's position and its visible
- * positions. The NQ pairs of one tile_update share the KV head, so every K and V vector loaded serves all.
+ * positions. The pairs of one tile_update share the KV head, so every K and V vector loaded serves several.
  */
 struct Pair {
   int i, head;
@@ -518,21 +549,20 @@ struct Pair {
 };
 
 /**
- * One tile's online-softmax update of NQ (row, head) pairs of one KV head. Each pair runs exactly the
- * single-pair arithmetic of the skeleton's comment on its own state; the pairs only share the loads of K
- * and V and interleave their independent dependency chains, so NQ changes the speed, never a bit.
+ * Scores and online-softmax step of NQ pairs (indices at, at + 1, ...) for one tile of their KV head,
+ * whose K rows start at kt: leaves the weights w, the rescale corr and liveness in the scratch and
+ * updates m and l. Only positions some of the NQ pairs sees are read; a group none sees is not scored.
+ * With `next`, the K rows of the next tile at the same positions are prefetched.
  */
 template <class Pass, int NQ>
-inline void tile_update(Scratch& sc, const Pair* pr, int32_t p0, const float* params) {
-  const int kvh = pr[0].head / GROUP;
-  uint16_t vis_any[GROUPS], vis_all[GROUPS];
+inline void tile_scores(Scratch& sc, const Pair* pr, int at, int32_t p0, const float* params, const store_t* kt, const store_t* next) {
+  uint16_t vis_any[GROUPS];
   for (int g = 0; g < GROUPS; ++g) {
     vis_any[g] = 0;
-    vis_all[g] = 0xffff;
-    for (int q = 0; q < NQ; ++q) vis_any[g] |= pr[q].vis[g], vis_all[g] &= pr[q].vis[g];
+    for (int q = 0; q < NQ; ++q) vis_any[g] |= pr[q].vis[g];
   }
-  // Scores: s[q][t] for the groups some pair sees (a group a pair does not see is masked out below, so
-  // computing it changes nothing of that pair).
+  // s[q][t] for the groups some pair sees (a position a pair does not see is masked out below, so
+  // computing it changes nothing of that pair; a position none sees is scored as a zero K row, unread).
   alignas(64) float s[NQ][TILE];
   for (int g = 0; g < GROUPS; ++g) {
     if (!vis_any[g]) {
@@ -541,16 +571,22 @@ inline void tile_update(Scratch& sc, const Pair* pr, int32_t p0, const float* pa
     }
     f32x16 lanes[NQ][W];
     for (int j = 0; j < W; ++j) {
-      const int t = g * W + j;
+      const store_t* k = kt + (size_t)(g * W + j) * HEAD_DIM;
+      if (next) prefetch_row(next + (size_t)(g * W + j) * HEAD_DIM);
       f32x16 acc[NQ];
       for (int q = 0; q < NQ; ++q) acc[q] = vec::zero();
-      if constexpr (BF16_DOT) {
-        for (int c = 0; c < HD_BF16; c += 2 * W)
-          for (int q = 0; q < NQ; ++q) acc[q] = vec::dot_bf16(acc[q], sc.qb[pr[q].i][pr[q].head] + c, sc.kb[kvh][t] + c);
-      } else {
-        for (int c = 0; c < HD_F32; c += W) {
-          const f32x16 k = vec::load(sc.k[kvh][t] + c);
-          for (int q = 0; q < NQ; ++q) acc[q] = vec::fmadd(vec::load(sc.q[pr[q].i][pr[q].head] + c), k, acc[q]);
+      if (vis_any[g] >> j & 1) {
+        if constexpr (BF16_DOT) {
+          for (int c = 0; c < HD_BF16; c += 2 * W) {
+            const uint16_t* kc = (const uint16_t*)k + c;
+            const vec::bf16x32 kk = c + 2 * W <= HEAD_DIM ? vec::load_bf16(kc) : vec::load_bf16_n(kc, HEAD_DIM - c);
+            for (int q = 0; q < NQ; ++q) acc[q] = vec::dot_bf16(acc[q], vec::load_bf16(sc.qb[pr[q].i][pr[q].head] + c), kk);
+          }
+        } else {
+          for (int c = 0; c < DV; ++c) {
+            const f32x16 kv = row_vec(k, c);
+            for (int q = 0; q < NQ; ++q) acc[q] = vec::fmadd(vec::load(sc.q[pr[q].i][pr[q].head] + c * W), kv, acc[q]);
+          }
         }
       }
       for (int q = 0; q < NQ; ++q) lanes[q][j] = acc[q];
@@ -558,73 +594,128 @@ inline void tile_update(Scratch& sc, const Pair* pr, int32_t p0, const float* pa
     for (int q = 0; q < NQ; ++q) vec::store(s[q] + g * W, vec::reduce16(lanes[q]));
   }
   const f32x16 none = vec::set1(-INFINITY);
-  float corr[NQ] = {};  // read only where live[q]; initialised for the portable build's -Wmaybe-uninitialized
-  bool live[NQ];
-  alignas(64) float w[NQ][TILE];
   for (int q = 0; q < NQ; ++q) {
     const Pair& p = pr[q];
     for (int t = 0; t < TILE; ++t) s[q][t] = Pass::score(s[q][t] * ATTN_SCALE, p.qp, p0 + t, p.head, params);
     f32x16 top = none;
     for (int g = 0; g < GROUPS; ++g) top = vec::max(top, vec::select(p.vis[g], vec::load(s[q] + g * W), none));
     const float tmax = vec::reduce_max(top);
-    live[q] = tmax != -INFINITY;  // every visible score is -inf: zero weight, state unchanged
-    if (!live[q]) continue;
+    sc.live[at + q] = tmax != -INFINITY;  // every visible score is -inf: zero weight, state unchanged
+    if (!sc.live[at + q]) continue;
     float& m = sc.m[p.i][p.head];
     const float m_new = m > tmax ? m : tmax;
-    corr[q] = vec::exp1(m - m_new);
+    sc.corr[at + q] = vec::exp1(m - m_new);
     f32x16 sum = vec::zero();
     for (int g = 0; g < GROUPS; ++g) {
       if (!p.vis[g]) continue;
       const f32x16 e = vec::exp(vec::sub(vec::select(p.vis[g], vec::load(s[q] + g * W), none), vec::set1(m_new)));
-      vec::store(w[q] + g * W, e);
+      vec::store(sc.w[at + q] + g * W, e);
       sum = vec::add(sum, e);
     }
-    sc.l[p.i][p.head] = vec::fmadd(sc.l[p.i][p.head], corr[q], vec::reduce_add(sum));
+    sc.l[p.i][p.head] = vec::fmadd(sc.l[p.i][p.head], sc.corr[at + q], vec::reduce_add(sum));
     m = m_new;
-  }
-  // Even positions accumulate onto the rescaled state, odd ones into a second sum (two dependency chains
-  // instead of one), added at the end of the tile.
-  f32x16 even[NQ][DV], odd[NQ][DV];
-  for (int q = 0; q < NQ; ++q)
-    for (int c = 0; c < DV; ++c) {
-      even[q][c] = live[q] ? vec::mul(vec::load(sc.acc[pr[q].i][pr[q].head] + c * W), vec::set1(corr[q])) : vec::zero();
-      odd[q][c] = vec::zero();
-    }
-  bool all_live = true;
-  for (int q = 0; q < NQ; ++q) all_live = all_live && live[q];
-  for (int g = 0; g < GROUPS; ++g) {
-    const float (*v)[HD_F32] = sc.v[kvh] + g * W;
-    if (all_live && vis_all[g] == 0xffff) {  // the common case: every pair sees every position, no branches
-      for (int j = 0; j < W; j += 2)
-        for (int c = 0; c < DV; ++c) {
-          const f32x16 ve = vec::load(v[j] + c * W), vo = vec::load(v[j + 1] + c * W);
-          for (int q = 0; q < NQ; ++q) {
-            even[q][c] = vec::fmadd(vec::set1(w[q][g * W + j]), ve, even[q][c]);
-            odd[q][c] = vec::fmadd(vec::set1(w[q][g * W + j + 1]), vo, odd[q][c]);
-          }
-        }
-      continue;
-    }
-    for (int q = 0; q < NQ; ++q) {
-      if (!live[q]) continue;
-      for (unsigned bits = pr[q].vis[g]; bits; bits &= bits - 1) {
-        const int j = __builtin_ctz(bits);
-        f32x16* o = j % 2 ? odd[q] : even[q];
-        for (int c = 0; c < DV; ++c) o[c] = vec::fmadd(vec::set1(w[q][g * W + j]), vec::load(v[j] + c * W), o[c]);
-      }
-    }
-  }
-  for (int q = 0; q < NQ; ++q) {
-    if (!live[q]) continue;
-    for (int c = 0; c < DV; ++c) vec::store(sc.acc[pr[q].i][pr[q].head] + c * W, vec::add(even[q][c], odd[q][c]));
   }
 }
 
-/** Pairs sharing one tile per tile_update call: two interleave well in the 32 vector registers. */
-constexpr int PAIRS = 2;
+/** Head-dimension slices a P.V pass of nb pairs takes: the most that divides DV and leaves 2 * 8 accumulators. */
+constexpr int slices_for(int nb) {
+  int cs = std::max(1, std::min(DV, 8 / nb));
+  while (DV % cs) --cs;
+  return cs;
+}
+
+/**
+ * P.V of NB pairs (indices at, at + 1, ...) for one tile of their KV head, whose V rows start at vt, CS
+ * 16-lane slices of the head dimension at a time (as many as NB pairs' accumulators leave registers for),
+ * so that each V vector loaded serves all NB pairs: even positions accumulate onto the rescaled state, odd
+ * ones into a second sum (two dependency chains instead of one), added at the end of the tile. Only
+ * positions a pair sees enter its sums. With `next`, the first slice's pass prefetches the next tile's V.
+ */
+template <int NB>
+inline void tile_values(Scratch& sc, const Pair* pr, int at, const store_t* vt, const store_t* next) {
+  constexpr int CS = slices_for(NB);
+  bool all_live = true;
+  for (int q = 0; q < NB; ++q) all_live = all_live && sc.live[at + q];
+  uint16_t vis_all[GROUPS];
+  for (int g = 0; g < GROUPS; ++g) {
+    vis_all[g] = 0xffff;
+    for (int q = 0; q < NB; ++q) vis_all[g] &= pr[q].vis[g];
+  }
+  for (int c0 = 0; c0 < DV; c0 += CS) {
+    constexpr int cs = CS;
+    f32x16 even[NB][CS], odd[NB][CS];
+    for (int q = 0; q < NB; ++q)
+      for (int c = 0; c < cs; ++c) {
+        const float* acc = sc.acc[pr[q].i][pr[q].head] + (c0 + c) * W;
+        even[q][c] = sc.live[at + q] ? vec::mul(vec::load(acc), vec::set1(sc.corr[at + q])) : vec::zero();
+        odd[q][c] = vec::zero();
+      }
+    for (int g = 0; g < GROUPS; ++g) {
+      const store_t* v = vt + (size_t)g * W * HEAD_DIM;
+      if (all_live && vis_all[g] == 0xffff) {  // the common case: every pair sees every position, no branches
+        for (int j = 0; j < W; j += 2) {
+          if (next && c0 == 0) {
+            prefetch_row(next + (size_t)(g * W + j) * HEAD_DIM);
+            prefetch_row(next + (size_t)(g * W + j + 1) * HEAD_DIM);
+          }
+          for (int c = 0; c < cs; ++c) {
+            const f32x16 ve = row_vec(v + (size_t)j * HEAD_DIM, c0 + c), vo = row_vec(v + (size_t)(j + 1) * HEAD_DIM, c0 + c);
+            for (int q = 0; q < NB; ++q) {
+              even[q][c] = vec::fmadd(vec::set1(sc.w[at + q][g * W + j]), ve, even[q][c]);
+              odd[q][c] = vec::fmadd(vec::set1(sc.w[at + q][g * W + j + 1]), vo, odd[q][c]);
+            }
+          }
+        }
+        continue;
+      }
+      for (int q = 0; q < NB; ++q) {
+        if (!sc.live[at + q]) continue;
+        for (unsigned bits = pr[q].vis[g]; bits; bits &= bits - 1) {
+          const int j = __builtin_ctz(bits);
+          f32x16* o = j % 2 ? odd[q] : even[q];
+          for (int c = 0; c < cs; ++c) o[c] = vec::fmadd(vec::set1(sc.w[at + q][g * W + j]), row_vec(v + (size_t)j * HEAD_DIM, c0 + c), o[c]);
+        }
+      }
+    }
+    for (int q = 0; q < NB; ++q)
+      if (sc.live[at + q])
+        for (int c = 0; c < cs; ++c) vec::store(sc.acc[pr[q].i][pr[q].head] + (c0 + c) * W, vec::add(even[q][c], odd[q][c]));
+  }
+}
+
+/** Pairs scored together: two interleave well in the 32 vector registers. */
+constexpr int SCORE_PAIRS = 2;
+/** Most pairs whose P.V shares each V vector load (2 accumulators each). */
+constexpr int VALUE_PAIRS = 2;
+
+template <int NB>
+inline void tile_values_upto(Scratch& sc, const Pair* pr, int at, int nb, const store_t* vt, const store_t* next) {
+  if constexpr (NB > 1)
+    if (nb < NB) return tile_values_upto<NB - 1>(sc, pr, at, nb, vt, next);
+  tile_values<NB>(sc, pr, at, vt, next);
+}
+
+/**
+ * One tile's online-softmax update of np (row, head) pairs of one KV head, its K and V rows at kt and vt
+ * (PAGE_SIZE rows of HEAD_DIM), the next tile's at nk and nv (null: none). Each pair runs exactly the
+ * single-pair arithmetic of the skeleton's comment on its own state; pairs only share loads and interleave
+ * independent dependency chains, so how many share a call changes the speed, never a bit. A lone pair
+ * (AR decode of MHA) does not prefetch: its tiles stream back to back, as the hardware prefetcher likes.
+ */
+template <class Pass>
+inline void tile_update(Scratch& sc, const Pair* pr, int np, int32_t p0, const float* params, const store_t* kt, const store_t* vt, const store_t* nk, const store_t* nv) {
+  int at = 0;
+  if (np < 2) nk = nv = nullptr;
+  for (; at + SCORE_PAIRS <= np; at += SCORE_PAIRS) tile_scores<Pass, SCORE_PAIRS>(sc, pr + at, at, p0, params, kt, at ? nullptr : nk);
+  for (; at < np; ++at) tile_scores<Pass, 1>(sc, pr + at, at, p0, params, kt, at ? nullptr : nk);
+  for (at = 0; at < np; at += VALUE_PAIRS) tile_values_upto<VALUE_PAIRS>(sc, pr + at, at, std::min(VALUE_PAIRS, np - at), vt, at ? nullptr : nv);
+}
 
 // One work item: chunk c of a block of nr rows (rows[], all of one slot), its live pages `live`, KV heads
-// [kvh0, kvh1) and their GROUP query heads each. Writes those (row, head, c) partials.
+// [kvh0, kvh1) and their GROUP query heads each. Writes those (row, head, c) partials. K and V are read
+// straight from the pages: a (page, KV head) tile is one contiguous run of PAGE_SIZE head rows, which stays
+// in L1 while the pairs of its KV head share it; the next one (the next KV head, else the first KV head of
+// the chunk's next live page) is prefetched meanwhile.
 template <class Pass>
 void chunk_partials(Scratch& sc, const md_attn_args& a, const int32_t* rows, int nr, int32_t c, uint32_t live, int kvh0, int kvh1) {
   const int32_t slot = a.row_seq[rows[0]];
@@ -649,27 +740,24 @@ void chunk_partials(Scratch& sc, const md_attn_args& a, const int32_t* rows, int
     const int n = std::min(PAGE_SIZE, len - p0);
     uint16_t vis[ROW_BLOCK][GROUPS];
     bool sees[ROW_BLOCK];
-    uint16_t need[GROUPS] = {};
     bool any = false;
-    for (int i = 0; i < nr; ++i) {
-      sees[i] = classify<Pass>(qpos[i], p0, n, params, vis[i]);
-      if (!sees[i]) continue;
-      any = true;
-      for (int g = 0; g < GROUPS; ++g) need[g] |= vis[i][g];
-    }
+    for (int i = 0; i < nr; ++i) any |= sees[i] = classify<Pass>(qpos[i], p0, n, params, vis[i]);
     if (!any) continue;
-    const size_t base = (size_t)pages[page] * PAGE_SIZE * KV_DIM;
-    stage(sc, (const store_t*)a.k_cache + base, (const store_t*)a.v_cache + base, need, n, kvh0, kvh1);
+    const uint32_t later = bits & (bits - 1);
+    const int32_t next_page = later ? pages[c * CHUNK_PAGES + __builtin_ctz(later)] : -1;
     for (int kvh = kvh0; kvh < kvh1; ++kvh) {
-      Pair pr[ROW_BLOCK * GROUP];
+      const size_t tile = kv_tile(pages[page], kvh);
+      const bool has_next = kvh + 1 < kvh1 || next_page >= 0;
+      const size_t nt = kvh + 1 < kvh1 ? kv_tile(pages[page], kvh + 1) : has_next ? kv_tile(next_page, kvh0) : 0;
+      const store_t* nk = has_next ? (const store_t*)a.k_cache + nt : nullptr;
+      const store_t* nv = has_next ? (const store_t*)a.v_cache + nt : nullptr;
+      Pair pr[BLOCK_PAIRS];
       int np = 0;
       for (int i = 0; i < nr; ++i) {
         if (!sees[i]) continue;
         for (int h = kvh * GROUP; h < (kvh + 1) * GROUP; ++h) pr[np++] = Pair{i, h, qpos[i], vis[i]};
       }
-      int at = 0;
-      for (; at + PAIRS <= np; at += PAIRS) tile_update<Pass, PAIRS>(sc, pr + at, p0, params);
-      for (; at < np; ++at) tile_update<Pass, 1>(sc, pr + at, p0, params);
+      tile_update<Pass>(sc, pr, np, p0, params, (const store_t*)a.k_cache + tile, (const store_t*)a.v_cache + tile, nk, nv);
     }
   }
 

@@ -1,6 +1,6 @@
 // The paged KV cache shared by the target and the draft pass (docs/ARCHITECTURE.md, invariant 2). A fixed pool of pages
 // per layer; a page index means the same page in every layer, so one page table per slot serves them all.
-// Layout per layer (codegen/abi.ts): [num_pages, page_size, num_kv_heads, head_dim] in storage dtype.
+// Layout per layer (codegen/abi.ts): [num_pages, num_kv_heads, page_size, head_dim] in storage dtype.
 // The pools live in device memory; the page table is kept on the host (admission edits it) and mirrored
 // to the device before a forward pass reads it.
 #pragma once

@@ -14,7 +14,7 @@
 // outside the cache without storing it.
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
-import { STATUS_CODES } from '../../codegen/abi.ts';
+import { kvCacheRow, STATUS_CODES } from '../../codegen/abi.ts';
 import { manifestText } from '../../codegen/manifest.ts';
 import { addRef, argmaxRef, embedRef, gemmRef, relError, rmsnormRef, ropeRef, swigluRef, verifyGreedyRef } from '../reference/kernels.ts';
 import { mulberry32 } from '../harness/kernels/attention-case.ts';
@@ -290,9 +290,11 @@ describe.each(NAMES)('emulated CUDA dense kernels, module %s', (name) => {
         const vStored = load(dtype(), store(dtype(), v).bytes);
         for (let r = 0; r < rows; r++) {
           if (outside.has(r)) continue;
-          const base = (r * PS + (pos[r] % PS)) * kvDim;
-          kWant.set(kStored.subarray(r * kvDim, (r + 1) * kvDim), base);
-          vWant.set(vStored.subarray(r * kvDim, (r + 1) * kvDim), base);
+          for (let h = 0; h < kvHeads; h++) {
+            const at = kvCacheRow({ kvHeads, headDim: D, pageSize: PS }, r, pos[r] % PS, h);
+            kWant.set(kStored.subarray(r * kvDim + h * D, r * kvDim + (h + 1) * D), at);
+            vWant.set(vStored.subarray(r * kvDim + h * D, r * kvDim + (h + 1) * D), at);
+          }
         }
         expect(Array.from(load(dtype(), res.out.k_cache))).toEqual(Array.from(kWant));
         expect(Array.from(load(dtype(), res.out.v_cache))).toEqual(Array.from(vWant));

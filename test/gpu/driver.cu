@@ -569,7 +569,7 @@ struct Cache {
   }
   size_t at(int slot, int pos, int kvh) const {
     const size_t page = table.h[(size_t)slot * pps + pos / KIT_PAGE];
-    return ((page * KIT_PAGE + pos % KIT_PAGE) * KIT_KV_HEADS + kvh) * KIT_HEAD_DIM;
+    return ((page * KIT_KV_HEADS + kvh) * KIT_PAGE + pos % KIT_PAGE) * KIT_HEAD_DIM;  // pages are [kv head][offset][dim]
   }
 };
 

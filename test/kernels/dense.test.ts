@@ -4,7 +4,7 @@
 // equals that row inside a batch (largest bucket, two threads).
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { STATUS_CODES } from '../../codegen/abi.ts';
+import { kvCacheRow, STATUS_CODES } from '../../codegen/abi.ts';
 import { manifestText } from '../../codegen/manifest.ts';
 import { addRef, argmaxRef, embedRef, gemmRef, relError, rmsnormRef, ropeRef, swigluRef, verifyGreedyRef } from '../reference/kernels.ts';
 import { mulberry32 } from '../harness/kernels/attention-case.ts';
@@ -158,9 +158,11 @@ describe.each(NAMES)('dense kernels, module %s', (name) => {
         const kStored = load(dtype, store(dtype, ko).bytes);
         const vStored = load(dtype, store(dtype, v).bytes);
         for (let r = 0; r < rows; r++) {
-          const base = (r * PS + (rowPos[r] % PS)) * kvDim;
-          kWant.set(kStored.subarray(r * kvDim, (r + 1) * kvDim), base);
-          vWant.set(vStored.subarray(r * kvDim, (r + 1) * kvDim), base);
+          for (let h = 0; h < kvHeads; h++) {
+            const at = kvCacheRow({ kvHeads, headDim: D, pageSize: PS }, r, rowPos[r] % PS, h);
+            kWant.set(kStored.subarray(r * kvDim + h * D, r * kvDim + (h + 1) * D), at);
+            vWant.set(vStored.subarray(r * kvDim + h * D, r * kvDim + (h + 1) * D), at);
+          }
         }
         expect(Array.from(load(dtype, res.out.k_cache))).toEqual(Array.from(kWant));
         expect(Array.from(load(dtype, res.out.v_cache))).toEqual(Array.from(vWant));

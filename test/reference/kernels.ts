@@ -4,6 +4,7 @@
 // evaluated by the IR interpreter, the oracle), then a plain softmax. Where the CPU kernels make a
 // documented numerics choice, the reference makes it too (README, "CPU numerics"): with bf16 storage the
 // q.k products take q rounded to bf16, and bf16 subnormals in q and k count as zero (VDPBF16PS).
+import { kvCacheRow } from '../../codegen/abi.ts';
 import { evaluate } from '../../codegen/interp.ts';
 import type { ModulePlan, PassPlan } from '../../codegen/plan.ts';
 import { bf16FromF32, f32FromBf16 } from '../harness/kernels/storage.ts';
@@ -92,7 +93,7 @@ export function verifyGreedyRef(target: Vec, draft: Vec, batch: number, gamma: n
 export interface AttentionCase {
   /** [rows, heads, headDim] */
   readonly q: Vec;
-  /** Decoded cache values, [numPages, pageSize, kvHeads, headDim]. */
+  /** Decoded cache values, [numPages, kvHeads, pageSize, headDim] (codegen/abi.ts kvCacheRow). */
   readonly kCache: Vec;
   readonly vCache: Vec;
   readonly pageTable: Vec;
@@ -123,8 +124,8 @@ export function attentionRef(plan: ModulePlan, pass: PassPlan, c: AttentionCase,
   const rows = c.rowSeq.length;
   const out = new Float64Array(rows * heads * D);
   const params = paramRecord(pass, c.params);
-  const at = (slot: number, t: number, kvh: number) =>
-    ((c.pageTable[slot * c.pagesPerSeq + Math.floor(t / plan.pageSize)] * plan.pageSize + (t % plan.pageSize)) * kvHeads + kvh) * D;
+  const shape = { kvHeads, headDim: D, pageSize: plan.pageSize };
+  const at = (slot: number, t: number, kvh: number) => kvCacheRow(shape, c.pageTable[slot * c.pagesPerSeq + Math.floor(t / plan.pageSize)], t % plan.pageSize, kvh);
   const bf16 = plan.deployment.dtype === 'bf16' && numerics === 'cpu';
   const flush = (x: number) => (Math.abs(x) < 2 ** -126 ? 0 : x);
   const dotQ = bf16 ? Float64Array.from(c.q, (x) => flush(f32FromBf16(bf16FromF32(x)))) : c.q;

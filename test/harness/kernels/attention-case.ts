@@ -3,6 +3,7 @@
 // values, and NaN poison in every cached position that no row of its sequence may see (and in every
 // unused page), so a kernel that reads a skipped tile or a masked position produces NaN.
 import fc from 'fast-check';
+import { kvCacheRow } from '../../../codegen/abi.ts';
 import type { ModulePlan, PassPlan } from '../../../codegen/plan.ts';
 import { visibleRef, type AttentionCase } from '../../reference/kernels.ts';
 import type { Arg } from './driver.ts';
@@ -107,7 +108,10 @@ export function buildAttention(plan: ModulePlan, pass: PassPlan, d: AttentionDra
   for (let pos = 0; pos < nPages * PS; pos++) {
     if (seen[pos]) continue;
     poisoned++;
-    for (let e = pos * kvHeads * D; e < (pos + 1) * kvHeads * D; e++) kRaw[e] = vRaw[e] = NaN;
+    for (let kvh = 0; kvh < kvHeads; kvh++) {
+      const at = kvCacheRow({ kvHeads, headDim: D, pageSize: PS }, Math.floor(pos / PS), pos % PS, kvh);
+      for (let e = at; e < at + D; e++) kRaw[e] = vRaw[e] = NaN;
+    }
   }
   const k = store(dtype, kRaw);
   const v = store(dtype, vRaw);
