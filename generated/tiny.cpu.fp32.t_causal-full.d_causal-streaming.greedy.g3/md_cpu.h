@@ -221,6 +221,10 @@ inline bf16x32 load_bf16(const uint16_t* p) { return {_mm512_loadu_si512(p)}; }
 /** p[0 .. n) (n <= 32), zeros after; nothing past n is read. */
 inline bf16x32 load_bf16_n(const void* p, int n) { return {_mm512_maskz_loadu_epi16((__mmask32)(n >= 32 ? ~0u : (1u << n) - 1u), p)}; }
 
+/** Lane j: bf16 element 2j of x (even) or 2j + 1 (odd) as a float, exactly: one bit operation each. */
+inline f32x16 bf16_even(bf16x32 x) { return {_mm512_castsi512_ps(_mm512_slli_epi32(x.v, 16))}; }
+inline f32x16 bf16_odd(bf16x32 x) { return {_mm512_castsi512_ps(_mm512_and_si512(x.v, _mm512_set1_epi32((int)0xffff0000u)))}; }
+
 /** Lane j: dot_bf16_pair(acc[j], a32[j], b32[j]) over 32 bf16 each, i.e. VDPBF16PS. */
 inline f32x16 dot_bf16(f32x16 acc, bf16x32 a, bf16x32 b) {
   const __m512i x = a.v, y = b.v;
@@ -321,6 +325,16 @@ inline bf16x32 load_bf16(const uint16_t* p) {
 inline bf16x32 load_bf16_n(const void* p, int n) {
   bf16x32 r{};
   memcpy(r.v, p, (size_t)n * sizeof(uint16_t));
+  return r;
+}
+inline f32x16 bf16_even(bf16x32 x) {
+  f32x16 r;
+  for (int j = 0; j < W; ++j) r.v[j] = md_f32_from_bf16(x.v[2 * j]);
+  return r;
+}
+inline f32x16 bf16_odd(bf16x32 x) {
+  f32x16 r;
+  for (int j = 0; j < W; ++j) r.v[j] = md_f32_from_bf16(x.v[2 * j + 1]);
   return r;
 }
 inline f32x16 dot_bf16(f32x16 acc, bf16x32 a, bf16x32 b) {
@@ -437,6 +451,16 @@ constexpr int DV = (HEAD_DIM + W - 1) / W;
 constexpr int HD_F32 = DV * W;
 constexpr int HD_BF16 = (HEAD_DIM + 2 * W - 1) / (2 * W) * (2 * W);
 constexpr bool BF16_DOT = vec::STORAGE == vec::Storage::bf16;
+/**
+ * The P.V accumulators' lanes. bf16: slice 2b + e holds head elements 32b + 2j + e (j < 16), so that two
+ * bit operations on one 32-element load widen a V row's slices; otherwise slice c holds 16c + j. A lane's
+ * multiply-adds are the same either way, so the order of lanes changes no bit.
+ */
+constexpr bool V_PAIRED = BF16_DOT;
+constexpr int DA = V_PAIRED ? HD_BF16 / W : DV;
+constexpr int HD_ACC = DA * W;
+/** Head element d's lane in the accumulators. */
+constexpr int acc_lane(int d) { return V_PAIRED ? d / (2 * W) * (2 * W) + d % 2 * W + d % (2 * W) / 2 : d; }
 
 inline float* partial(float* ws, int32_t r, int h, int c) {
   return ws + (((size_t)r * HEADS + h) * MAX_CHUNKS + c) * PART;
@@ -479,7 +503,7 @@ constexpr int BLOCK_PAIRS = ROW_BLOCK * GROUP;
 struct Scratch {
   alignas(64) float q[ROW_BLOCK][HEADS][BF16_DOT ? 1 : HD_F32];
   alignas(64) uint16_t qb[ROW_BLOCK][HEADS][BF16_DOT ? HD_BF16 : 1];
-  alignas(64) float acc[ROW_BLOCK][HEADS][HD_F32];
+  alignas(64) float acc[ROW_BLOCK][HEADS][HD_ACC];
   float m[ROW_BLOCK][HEADS], l[ROW_BLOCK][HEADS];
   alignas(64) float w[BLOCK_PAIRS][TILE];  // exp(s - m') of the current tile, per pair of one KV head
   float corr[BLOCK_PAIRS];                 // exp(m - m'), where live
@@ -530,6 +554,18 @@ inline f32x16 row_vec(const store_t* row, int c) {
   return (c + 1) * W <= HEAD_DIM ? vec::widen(row + c * W) : vec::widen_n(row + c * W, HEAD_DIM - c * W);
 }
 
+/** Accumulator slice c of a cached V row (acc_lane's order), zeros past HEAD_DIM, which is never read. */
+inline f32x16 value_vec(const store_t* row, int c) {
+  if constexpr (V_PAIRED) {
+    const int b = c / 2 * (2 * W);
+    const uint16_t* p = (const uint16_t*)(const void*)row + b;
+    const vec::bf16x32 x = b + 2 * W <= HEAD_DIM ? vec::load_bf16(p) : vec::load_bf16_n(p, HEAD_DIM - b);
+    return c % 2 ? vec::bf16_odd(x) : vec::bf16_even(x);
+  } else {
+    return row_vec(row, c);
+  }
+}
+
 /** Row i's query for `head`, in the form the dot takes (f32, or rounded to bf16). */
 inline void stage_query(Scratch& sc, int i, int head, const float* q) {
   for (int d = 0; d < HEAD_DIM; ++d) {
@@ -564,6 +600,16 @@ inline void tile_scores(Scratch& sc, const Pair* pr, int at, int32_t p0, const f
   // s[q][t] for the groups some pair sees (a position a pair does not see is masked out below, so
   // computing it changes nothing of that pair; a position none sees is scored as a zero K row, unread).
   alignas(64) float s[NQ][TILE];
+  // The pairs' queries stay in registers for the whole tile.
+  constexpr int QB = BF16_DOT ? HD_BF16 / (2 * W) : 1, QF = BF16_DOT ? 1 : DV;
+  vec::bf16x32 qb[NQ][QB];
+  f32x16 qf[NQ][QF];
+  for (int q = 0; q < NQ; ++q) {
+    if constexpr (BF16_DOT)
+      for (int c = 0; c < QB; ++c) qb[q][c] = vec::load_bf16(sc.qb[pr[q].i][pr[q].head] + c * 2 * W);
+    else
+      for (int c = 0; c < QF; ++c) qf[q][c] = vec::load(sc.q[pr[q].i][pr[q].head] + c * W);
+  }
   for (int g = 0; g < GROUPS; ++g) {
     if (!vis_any[g]) {
       for (int q = 0; q < NQ; ++q) vec::store(s[q] + g * W, vec::zero());
@@ -577,15 +623,15 @@ inline void tile_scores(Scratch& sc, const Pair* pr, int at, int32_t p0, const f
       for (int q = 0; q < NQ; ++q) acc[q] = vec::zero();
       if (vis_any[g] >> j & 1) {
         if constexpr (BF16_DOT) {
-          for (int c = 0; c < HD_BF16; c += 2 * W) {
-            const uint16_t* kc = (const uint16_t*)k + c;
-            const vec::bf16x32 kk = c + 2 * W <= HEAD_DIM ? vec::load_bf16(kc) : vec::load_bf16_n(kc, HEAD_DIM - c);
-            for (int q = 0; q < NQ; ++q) acc[q] = vec::dot_bf16(acc[q], vec::load_bf16(sc.qb[pr[q].i][pr[q].head] + c), kk);
+          for (int c = 0; c < QB; ++c) {
+            const uint16_t* kc = (const uint16_t*)k + c * 2 * W;
+            const vec::bf16x32 kk = (c + 1) * 2 * W <= HEAD_DIM ? vec::load_bf16(kc) : vec::load_bf16_n(kc, HEAD_DIM - c * 2 * W);
+            for (int q = 0; q < NQ; ++q) acc[q] = vec::dot_bf16(acc[q], qb[q][c], kk);
           }
         } else {
           for (int c = 0; c < DV; ++c) {
             const f32x16 kv = row_vec(k, c);
-            for (int q = 0; q < NQ; ++q) acc[q] = vec::fmadd(vec::load(sc.q[pr[q].i][pr[q].head] + c * W), kv, acc[q]);
+            for (int q = 0; q < NQ; ++q) acc[q] = vec::fmadd(qf[q][c], kv, acc[q]);
           }
         }
       }
@@ -617,10 +663,10 @@ inline void tile_scores(Scratch& sc, const Pair* pr, int at, int32_t p0, const f
   }
 }
 
-/** Head-dimension slices a P.V pass of nb pairs takes: the most that divides DV and leaves 2 * 8 accumulators. */
+/** Accumulator slices a P.V pass of nb pairs takes: the most that divides DA and leaves 2 * 8 accumulators. */
 constexpr int slices_for(int nb) {
-  int cs = std::max(1, std::min(DV, 8 / nb));
-  while (DV % cs) --cs;
+  int cs = std::max(1, std::min(DA, 8 / nb));
+  while (DA % cs) --cs;
   return cs;
 }
 
@@ -641,7 +687,7 @@ inline void tile_values(Scratch& sc, const Pair* pr, int at, const store_t* vt, 
     vis_all[g] = 0xffff;
     for (int q = 0; q < NB; ++q) vis_all[g] &= pr[q].vis[g];
   }
-  for (int c0 = 0; c0 < DV; c0 += CS) {
+  for (int c0 = 0; c0 < DA; c0 += CS) {
     constexpr int cs = CS;
     f32x16 even[NB][CS], odd[NB][CS];
     for (int q = 0; q < NB; ++q)
@@ -659,7 +705,7 @@ inline void tile_values(Scratch& sc, const Pair* pr, int at, const store_t* vt, 
             prefetch_row(next + (size_t)(g * W + j + 1) * HEAD_DIM);
           }
           for (int c = 0; c < cs; ++c) {
-            const f32x16 ve = row_vec(v + (size_t)j * HEAD_DIM, c0 + c), vo = row_vec(v + (size_t)(j + 1) * HEAD_DIM, c0 + c);
+            const f32x16 ve = value_vec(v + (size_t)j * HEAD_DIM, c0 + c), vo = value_vec(v + (size_t)(j + 1) * HEAD_DIM, c0 + c);
             for (int q = 0; q < NB; ++q) {
               even[q][c] = vec::fmadd(vec::set1(sc.w[at + q][g * W + j]), ve, even[q][c]);
               odd[q][c] = vec::fmadd(vec::set1(sc.w[at + q][g * W + j + 1]), vo, odd[q][c]);
@@ -673,7 +719,7 @@ inline void tile_values(Scratch& sc, const Pair* pr, int at, const store_t* vt, 
         for (unsigned bits = pr[q].vis[g]; bits; bits &= bits - 1) {
           const int j = __builtin_ctz(bits);
           f32x16* o = j % 2 ? odd[q] : even[q];
-          for (int c = 0; c < cs; ++c) o[c] = vec::fmadd(vec::set1(sc.w[at + q][g * W + j]), row_vec(v + (size_t)j * HEAD_DIM, c0 + c), o[c]);
+          for (int c = 0; c < cs; ++c) o[c] = vec::fmadd(vec::set1(sc.w[at + q][g * W + j]), value_vec(v + (size_t)j * HEAD_DIM, c0 + c), o[c]);
         }
       }
     }
@@ -730,7 +776,7 @@ void chunk_partials(Scratch& sc, const md_attn_args& a, const int32_t* rows, int
       stage_query(sc, i, h, a.q + ((size_t)rows[i] * HEADS + h) * HEAD_DIM);
       sc.m[i][h] = -INFINITY;
       sc.l[i][h] = 0.0f;
-      for (int d = 0; d < HD_F32; ++d) sc.acc[i][h][d] = 0.0f;
+      for (int d = 0; d < HD_ACC; ++d) sc.acc[i][h][d] = 0.0f;
     }
   }
 
@@ -764,7 +810,7 @@ void chunk_partials(Scratch& sc, const md_attn_args& a, const int32_t* rows, int
   for (int i = 0; i < nr; ++i)
     for (int h = h0; h < h1; ++h) {
       float* part = partial(a.workspace, rows[i], h, c);
-      memcpy(part, sc.acc[i][h], HEAD_DIM * sizeof(float));
+      for (int d = 0; d < HEAD_DIM; ++d) part[d] = sc.acc[i][h][acc_lane(d)];
       part[HEAD_DIM] = sc.m[i][h];
       part[HEAD_DIM + 1] = sc.l[i][h];
     }

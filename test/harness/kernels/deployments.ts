@@ -1,5 +1,5 @@
 // The few modules the kernel tests compile (each once per run, then cached by content hash): between
-// them MHA and GQA, head_dim 16..64 (40: a lane tail), fp32/bf16/fp16 storage, every mask, score and
+// them MHA and GQA, head_dim 16..80 (40 and 80: lane tails), fp32/bf16/fp16 storage, every mask, score and
 // policy preset. Runtime params (windows, sinks, caps, prefixes) are drawn per case, not compiled in.
 import * as ir from '../../../codegen/ir.ts';
 import type { AttentionIR } from '../../../codegen/spec.ts';
@@ -19,9 +19,12 @@ export const KERNEL_DEPLOYMENTS = {
     pageSize: 4,
     dtype: 'fp32',
   }),
-  /** GQA 4:1, bf16: softcap target, sliding-window mask with a window policy as the draft. */
+  /**
+   * GQA 4:1, bf16: softcap target, sliding-window mask with a window policy as the draft. head_dim 80 is
+   * two whole 32-element bf16 blocks and a half one (the dot and the paired V widening have tails).
+   */
   gqaBf16: makeDeployment({
-    model: modelConfig({ numHeads: 8, numKvHeads: 2, headDim: 64 }),
+    model: modelConfig({ numHeads: 8, numKvHeads: 2, headDim: 80 }),
     target: { attention: attentions.softcap(20.5), kv: policies.full() },
     draft: { attention: attentions.slidingWindow(48), kv: policies.window(40) },
     batch: [2, 3],
