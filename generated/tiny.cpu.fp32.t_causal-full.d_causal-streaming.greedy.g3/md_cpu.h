@@ -413,10 +413,10 @@ inline f32x16 exp(f32x16 x) {
 // (row block, chunk, range of KV heads), a row block being up to ROW_BLOCK rows of one slot. A live tile
 // of one KV head (one page's contiguous run of that head's rows) is read straight from the cache for every
 // row and every query head of the group (GQA) that sees any of it, and only positions some row sees are
-// read: the (row, query head) pairs of the KV head score and accumulate P.V in twos, sharing each K and V
-// vector load, with the tile in L1 after its first use, while the next tile is prefetched into L2. Every row still runs exactly
-// its own tile-by-tile update over its own visible positions, so blocking changes only the speed, never a
-// bit of a row.
+// read: the (row, query head) pairs of the KV head score up to four at a time and accumulate P.V two at
+// a time, sharing each K and V vector load, with the tile in L1 after its first use, while the next tile
+// is prefetched into L2. Every row still runs exactly its own tile-by-tile update over its own visible
+// positions, so blocking changes only the speed, never a bit of a row.
 //
 // Within a tile, for each (row, query head): s[t] = score(dot(q, k[t]) * ATTN_SCALE) over the tile's 16-
 // position groups, the dot in 16 lanes (lane j takes elements j mod 16 in ascending order; bf16 storage:
@@ -459,8 +459,18 @@ constexpr bool BF16_DOT = vec::STORAGE == vec::Storage::bf16;
 constexpr bool V_PAIRED = BF16_DOT;
 constexpr int DA = V_PAIRED ? HD_BF16 / W : DV;
 constexpr int HD_ACC = DA * W;
-/** Head element d's lane in the accumulators. */
-constexpr int acc_lane(int d) { return V_PAIRED ? d / (2 * W) * (2 * W) + d % 2 * W + d % (2 * W) / 2 : d; }
+/** An accumulator row (the lane order above) to out[0 .. HEAD_DIM) in head order. */
+inline void store_acc(float* out, const float* acc) {
+  if constexpr (V_PAIRED) {
+    for (int b = 0; b < HEAD_DIM; b += 2 * W)
+      for (int j = 0; j < W && b + 2 * j < HEAD_DIM; ++j) {
+        out[b + 2 * j] = acc[b + j];
+        out[b + 2 * j + 1] = acc[b + W + j];
+      }
+  } else {
+    memcpy(out, acc, HEAD_DIM * sizeof(float));
+  }
+}
 
 inline float* partial(float* ws, int32_t r, int h, int c) {
   return ws + (((size_t)r * HEADS + h) * MAX_CHUNKS + c) * PART;
@@ -554,7 +564,7 @@ inline f32x16 row_vec(const store_t* row, int c) {
   return (c + 1) * W <= HEAD_DIM ? vec::widen(row + c * W) : vec::widen_n(row + c * W, HEAD_DIM - c * W);
 }
 
-/** Accumulator slice c of a cached V row (acc_lane's order), zeros past HEAD_DIM, which is never read. */
+/** Accumulator slice c of a cached V row (in the accumulators' lane order), zeros past HEAD_DIM, never read. */
 inline f32x16 value_vec(const store_t* row, int c) {
   if constexpr (V_PAIRED) {
     const int b = c / 2 * (2 * W);
@@ -637,12 +647,12 @@ inline void tile_scores(Scratch& sc, const Pair* pr, int at, int32_t p0, const f
       }
       for (int q = 0; q < NQ; ++q) lanes[q][j] = acc[q];
     }
-    for (int q = 0; q < NQ; ++q) vec::store(s[q] + g * W, vec::reduce16(lanes[q]));
+    for (int q = 0; q < NQ; ++q) vec::store(s[q] + g * W, vec::mul(vec::reduce16(lanes[q]), vec::set1(ATTN_SCALE)));
   }
   const f32x16 none = vec::set1(-INFINITY);
   for (int q = 0; q < NQ; ++q) {
     const Pair& p = pr[q];
-    for (int t = 0; t < TILE; ++t) s[q][t] = Pass::score(s[q][t] * ATTN_SCALE, p.qp, p0 + t, p.head, params);
+    for (int t = 0; t < TILE; ++t) s[q][t] = Pass::score(s[q][t], p.qp, p0 + t, p.head, params);  // nothing, for most passes
     f32x16 top = none;
     for (int g = 0; g < GROUPS; ++g) top = vec::max(top, vec::select(p.vis[g], vec::load(s[q] + g * W), none));
     const float tmax = vec::reduce_max(top);
@@ -680,6 +690,7 @@ constexpr int slices_for(int nb) {
 template <int NB>
 inline void tile_values(Scratch& sc, const Pair* pr, int at, const store_t* vt, const store_t* next) {
   constexpr int CS = slices_for(NB);
+  const auto value = [&](int t, int c) { return value_vec(vt + (size_t)t * HEAD_DIM, c); };
   bool all_live = true;
   for (int q = 0; q < NB; ++q) all_live = all_live && sc.live[at + q];
   uint16_t vis_all[GROUPS];
@@ -697,7 +708,6 @@ inline void tile_values(Scratch& sc, const Pair* pr, int at, const store_t* vt, 
         odd[q][c] = vec::zero();
       }
     for (int g = 0; g < GROUPS; ++g) {
-      const store_t* v = vt + (size_t)g * W * HEAD_DIM;
       if (all_live && vis_all[g] == 0xffff) {  // the common case: every pair sees every position, no branches
         for (int j = 0; j < W; j += 2) {
           if (next && c0 == 0) {
@@ -705,7 +715,7 @@ inline void tile_values(Scratch& sc, const Pair* pr, int at, const store_t* vt, 
             prefetch_row(next + (size_t)(g * W + j + 1) * HEAD_DIM);
           }
           for (int c = 0; c < cs; ++c) {
-            const f32x16 ve = value_vec(v + (size_t)j * HEAD_DIM, c0 + c), vo = value_vec(v + (size_t)(j + 1) * HEAD_DIM, c0 + c);
+            const f32x16 ve = value(g * W + j, c0 + c), vo = value(g * W + j + 1, c0 + c);
             for (int q = 0; q < NB; ++q) {
               even[q][c] = vec::fmadd(vec::set1(sc.w[at + q][g * W + j]), ve, even[q][c]);
               odd[q][c] = vec::fmadd(vec::set1(sc.w[at + q][g * W + j + 1]), vo, odd[q][c]);
@@ -719,7 +729,7 @@ inline void tile_values(Scratch& sc, const Pair* pr, int at, const store_t* vt, 
         for (unsigned bits = pr[q].vis[g]; bits; bits &= bits - 1) {
           const int j = __builtin_ctz(bits);
           f32x16* o = j % 2 ? odd[q] : even[q];
-          for (int c = 0; c < cs; ++c) o[c] = vec::fmadd(vec::set1(sc.w[at + q][g * W + j]), value_vec(v + (size_t)j * HEAD_DIM, c0 + c), o[c]);
+          for (int c = 0; c < cs; ++c) o[c] = vec::fmadd(vec::set1(sc.w[at + q][g * W + j]), value(g * W + j, c0 + c), o[c]);
         }
       }
     }
@@ -729,10 +739,20 @@ inline void tile_values(Scratch& sc, const Pair* pr, int at, const store_t* vt, 
   }
 }
 
-/** Pairs scored together: two interleave well in the 32 vector registers. */
-constexpr int SCORE_PAIRS = 2;
+/**
+ * Most pairs scored together, sharing each K vector load: up to 4, as many as leave half the 32 vector
+ * registers to their queries, which stay in registers for the whole tile.
+ */
+constexpr int SCORE_PAIRS = std::max(1, std::min(4, 16 / (BF16_DOT ? HD_BF16 / (2 * W) : DV)));
 /** Most pairs whose P.V shares each V vector load (2 accumulators each). */
 constexpr int VALUE_PAIRS = 2;
+
+template <class Pass, int NQ>
+inline void tile_scores_upto(Scratch& sc, const Pair* pr, int at, int nq, int32_t p0, const float* params, const store_t* kt, const store_t* next) {
+  if constexpr (NQ > 1)
+    if (nq < NQ) return tile_scores_upto<Pass, NQ - 1>(sc, pr, at, nq, p0, params, kt, next);
+  tile_scores<Pass, NQ>(sc, pr, at, p0, params, kt, next);
+}
 
 template <int NB>
 inline void tile_values_upto(Scratch& sc, const Pair* pr, int at, int nb, const store_t* vt, const store_t* next) {
@@ -745,16 +765,14 @@ inline void tile_values_upto(Scratch& sc, const Pair* pr, int at, int nb, const 
  * One tile's online-softmax update of np (row, head) pairs of one KV head, its K and V rows at kt and vt
  * (PAGE_SIZE rows of HEAD_DIM), the next tile's at nk and nv (null: none). Each pair runs exactly the
  * single-pair arithmetic of the skeleton's comment on its own state; pairs only share loads and interleave
- * independent dependency chains, so how many share a call changes the speed, never a bit. A lone pair
- * (AR decode of MHA) does not prefetch: its tiles stream back to back, as the hardware prefetcher likes.
+ * independent dependency chains, so how many share a call changes the speed, never a bit.
  */
 template <class Pass>
 inline void tile_update(Scratch& sc, const Pair* pr, int np, int32_t p0, const float* params, const store_t* kt, const store_t* vt, const store_t* nk, const store_t* nv) {
-  int at = 0;
-  if (np < 2) nk = nv = nullptr;
-  for (; at + SCORE_PAIRS <= np; at += SCORE_PAIRS) tile_scores<Pass, SCORE_PAIRS>(sc, pr + at, at, p0, params, kt, at ? nullptr : nk);
-  for (; at < np; ++at) tile_scores<Pass, 1>(sc, pr + at, at, p0, params, kt, at ? nullptr : nk);
-  for (at = 0; at < np; at += VALUE_PAIRS) tile_values_upto<VALUE_PAIRS>(sc, pr + at, at, std::min(VALUE_PAIRS, np - at), vt, at ? nullptr : nv);
+  for (int at = 0; at < np; at += SCORE_PAIRS)
+    tile_scores_upto<Pass, SCORE_PAIRS>(sc, pr + at, at, std::min(SCORE_PAIRS, np - at), p0, params, kt, at ? nullptr : nk);
+  for (int at = 0; at < np; at += VALUE_PAIRS)
+    tile_values_upto<VALUE_PAIRS>(sc, pr + at, at, std::min(VALUE_PAIRS, np - at), vt, at ? nullptr : nv);
 }
 
 // One work item: chunk c of a block of nr rows (rows[], all of one slot), its live pages `live`, KV heads
@@ -810,7 +828,7 @@ void chunk_partials(Scratch& sc, const md_attn_args& a, const int32_t* rows, int
   for (int i = 0; i < nr; ++i)
     for (int h = h0; h < h1; ++h) {
       float* part = partial(a.workspace, rows[i], h, c);
-      for (int d = 0; d < HEAD_DIM; ++d) part[d] = sc.acc[i][h][acc_lane(d)];
+      store_acc(part, sc.acc[i][h]);
       part[HEAD_DIM] = sc.m[i][h];
       part[HEAD_DIM + 1] = sc.l[i][h];
     }
