@@ -4,7 +4,7 @@
 //   1. short context, where speculation does not pay on a CPU: the tiny CPU module and a seeded random tiny
 //      model, a batch of prompts of different lengths;
 //   2. long context, MagicDec's regime: the SYNTHETIC `local` preset (model/random.ts, docs/BENCH.md, "The
-//      local preset"), the default passes compiled for it (lib/module.ts), 2 prompts of 4096 tokens.
+//      local preset"), the default passes compiled for it (lib/module.ts), 8 prompts of 4096 tokens.
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { models } from '../dsl/models.ts';
@@ -32,7 +32,7 @@ export const DEMO_MAX_TOKENS = 64;
 
 /** The long case: LONG_BATCH prompts of LONG_CONTEXT tokens (BOS + seeded random tokens), LONG_MAX_TOKENS new tokens each. */
 export const LONG_CONTEXT = 4096;
-export const LONG_BATCH = 2;
+export const LONG_BATCH = 8;
 export const LONG_MAX_TOKENS = 64;
 /** Batch bucket of the long case's prefill chunks (64 * (gamma + 1) rows), as in the benchmark (bench/grid.ts). */
 const PREFILL_BUCKET = 64;

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generatedTree, regenerate } from '../../cli/generated-modules.ts';
-import { firstDifference } from '../../cli/demo.ts';
+import { firstDifference, LONG_BATCH } from '../../cli/demo.ts';
 import { memoryIo } from '../../lib/io.ts';
 import { main } from '../../cli/main.ts';
 import { readTree } from '../../codegen/module.ts';
@@ -49,8 +49,8 @@ describe('demo', () => {
 
     // Case 2: the SYNTHETIC local model, labelled so, at long context, with its own module; tokens identical.
     expect(io.err()).toMatch(/^writing the SYNTHETIC random local model \(seed 1, bf16; how it is built: docs\/BENCH\.md\) to .*local-model$/m);
-    expect(io.out()).toMatch(/^local\.cpu\.bf16\S*: the default passes on the local model for the cpu \(bf16, batch buckets 2, 64\)$/m);
-    expect(long).toMatch(/^long context: SYNTHETIC local model \(.*not a trained model\), 2 prompts of 1024 tokens, 64 new tokens each: speculative tokens == autoregressive tokens$/m);
+    expect(io.out()).toMatch(new RegExp(`^local\\.cpu\\.bf16\\S*: the default passes on the local model for the cpu \\(bf16, batch buckets ${LONG_BATCH}, 64\\)$`, 'm'));
+    expect(long).toMatch(new RegExp(`^long context: SYNTHETIC local model \\(.*not a trained model\\), ${LONG_BATCH} prompts of 1024 tokens, 64 new tokens each: speculative tokens == autoregressive tokens$`, 'm'));
     expect(long).toMatch(/^autoregressive +\d[\d.]* +- +1 +1\.00x$/m);
     const longSpec = /^speculative +\d[\d.]* +([\d.]+) +([\d.]+) +\d+\.\d\dx$/m.exec(long);
     expect(longSpec, io.out()).not.toBeNull();
