@@ -1,20 +1,89 @@
-// Node-API binding (node-addon-api). Model loading and every engine step run on libuv's worker pool and
-// resolve Promises; the JS thread only queues requests and reads results. runtime/node/index.ts wraps this
-// into generate() and an async iterator of tokens.
+// Node-API binding (node-addon-api). Model loading and every engine step are jobs on libuv's worker pool
+// that resolve Promises, each run on its engine's own thread (EngineThread); the JS thread only queues
+// requests and reads results. runtime/node/index.ts wraps this into generate() and an async iterator of tokens.
 #include <napi.h>
 
 #include <cmath>
+#include <condition_variable>
+#include <deque>
+#include <exception>
+#include <functional>
 #include <memory>
 #include <mutex>
+#include <thread>
 
 #include "engine.h"
 #include "error.h"
 
 namespace {
 
-// The engine plus the lock that serialises its use between a worker's step and the JS thread's getters.
-// add_request needs no lock (the engine queues it thread-safely).
+/**
+ * The one thread that runs an engine's kernels. OpenMP keeps a thread team per calling thread, so engine
+ * steps run on whichever of libuv's workers picks them up would keep several teams on the same cores; with
+ * more threads than CPUs, OpenMP stops spinning between parallel regions and every kernel call then pays
+ * for waking its team (on 2 cores: AR decode 1.4x slower, a draft step twice as slow). libuv's worker only
+ * hands the job over and waits.
+ */
+class EngineThread {
+ public:
+  EngineThread() : thread_([this] { loop(); }) {}
+  ~EngineThread() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    wake_.notify_all();
+    thread_.join();
+  }
+  EngineThread(const EngineThread&) = delete;
+  EngineThread& operator=(const EngineThread&) = delete;
+
+  /** Runs fn on the engine thread and waits for it; rethrows what it threw. */
+  void run(const std::function<void()>& fn) {
+    bool done = false;
+    std::exception_ptr error;
+    std::unique_lock<std::mutex> lock(mu_);
+    jobs_.push_back([&] {
+      try {
+        fn();
+      } catch (...) {
+        error = std::current_exception();
+      }
+      std::lock_guard<std::mutex> l(mu_);
+      done = true;
+      finished_.notify_all();
+    });
+    wake_.notify_one();
+    finished_.wait(lock, [&] { return done; });
+    if (error) std::rethrow_exception(error);
+  }
+
+ private:
+  void loop() {
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+      wake_.wait(lock, [&] { return stop_ || !jobs_.empty(); });
+      if (jobs_.empty()) return;  // stopping, nothing left
+      std::function<void()> job = std::move(jobs_.front());
+      jobs_.pop_front();
+      lock.unlock();
+      job();
+      lock.lock();
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable wake_, finished_;
+  std::deque<std::function<void()>> jobs_;
+  bool stop_ = false;
+  std::thread thread_;  // last: starts once the members above exist
+};
+
+// The engine, the thread it runs on, and the lock that serialises its use between a step and the JS
+// thread's getters. add_request needs no lock (the engine queues it thread-safely). The engine is
+// destroyed before its thread stops (members go in reverse order).
 struct Shared {
+  EngineThread thread;
   std::unique_ptr<md::Engine> engine;
   std::mutex mu;
 };
@@ -155,16 +224,18 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
 
     void Execute() override {
       try {
-        std::lock_guard<std::mutex> lock(sh_->mu);
-        events_ = sh_->engine->step();
-        for (const md::StepEvent& ev : events_) {
-          if (!ev.finished) continue;
-          const md::Request* r = sh_->engine->request(ev.id);
-          finished_.push_back({ev.id, r->stats, r->seed});
-          sh_->engine->release(ev.id);  // everything about it now travels in the event
-        }
-        live_ = sh_->engine->live();
-        queued_ = sh_->engine->queued();
+        sh_->thread.run([&] {
+          std::lock_guard<std::mutex> lock(sh_->mu);
+          events_ = sh_->engine->step();
+          for (const md::StepEvent& ev : events_) {
+            if (!ev.finished) continue;
+            const md::Request* r = sh_->engine->request(ev.id);
+            finished_.push_back({ev.id, r->stats, r->seed});
+            sh_->engine->release(ev.id);  // everything about it now travels in the event
+          }
+          live_ = sh_->engine->live();
+          queued_ = sh_->engine->queued();
+        });
       } catch (const std::exception& e) {
         SetError(e.what());
       }
@@ -333,7 +404,7 @@ class CreateWorker : public Napi::AsyncWorker {
   void Execute() override {
     try {
       sh_ = std::make_shared<Shared>();
-      sh_->engine = std::make_unique<md::Engine>(model_, module_, opts_);
+      sh_->thread.run([&] { sh_->engine = std::make_unique<md::Engine>(model_, module_, opts_); });
     } catch (const std::exception& e) {
       SetError(e.what());
     }
