@@ -4,6 +4,9 @@
  * Errors: functions return NULL or a negative value and set a thread-local message, read with
  * md_last_error(). No C++ exception crosses this interface. One engine is not thread-safe except that
  * md_engine_add_request and md_engine_cancel may be called while another thread runs md_engine_step.
+ * CPU modules' kernels run on an OpenMP team of the thread that calls md_engine_step (OMP_NUM_THREADS
+ * threads); step an engine from one thread, not from a pool's changing workers, or each of them keeps a
+ * team of its own on the same cores and every kernel call pays for waking one.
  */
 #ifndef MAGICDEC_H
 #define MAGICDEC_H

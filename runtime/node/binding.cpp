@@ -1,6 +1,6 @@
 // Node-API binding (node-addon-api). Model loading and every engine step are jobs on libuv's worker pool
-// that resolve Promises, each run on its engine's own thread (EngineThread); the JS thread only queues
-// requests and reads results. runtime/node/index.ts wraps this into generate() and an async iterator of tokens.
+// that resolve Promises, each run on the one thread that runs every engine's kernels (kernel_thread); the
+// JS thread only queues requests and reads results. runtime/node/index.ts wraps this into generate() and an async iterator of tokens.
 #include <napi.h>
 
 #include <cmath>
@@ -18,27 +18,19 @@
 namespace {
 
 /**
- * The one thread that runs an engine's kernels. OpenMP keeps a thread team per calling thread, so engine
- * steps run on whichever of libuv's workers picks them up would keep several teams on the same cores; with
- * more threads than CPUs, OpenMP stops spinning between parallel regions and every kernel call then pays
- * for waking its team (on 2 cores: AR decode 1.4x slower, a draft step twice as slow). libuv's worker only
- * hands the job over and waits.
+ * A thread that runs jobs handed to it, one at a time, while the caller waits. OpenMP keeps a thread team
+ * per calling thread, so engine steps run on whichever of libuv's workers picks them up (or on one thread
+ * per engine, while several engines live) would keep several teams on the same cores; with more threads
+ * than CPUs libgomp stops spinning between parallel regions, and every kernel call then pays for waking
+ * its team (on 2 cores: AR decode 1.3x slower, a draft step 1.4x, a tiny model's step 3x).
  */
-class EngineThread {
+class KernelThread {
  public:
-  EngineThread() : thread_([this] { loop(); }) {}
-  ~EngineThread() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stop_ = true;
-    }
-    wake_.notify_all();
-    thread_.join();
-  }
-  EngineThread(const EngineThread&) = delete;
-  EngineThread& operator=(const EngineThread&) = delete;
+  KernelThread() : thread_([this] { loop(); }) {}
+  KernelThread(const KernelThread&) = delete;
+  KernelThread& operator=(const KernelThread&) = delete;
 
-  /** Runs fn on the engine thread and waits for it; rethrows what it threw. */
+  /** Runs fn on the thread and waits for it; rethrows what it threw. */
   void run(const std::function<void()>& fn) {
     bool done = false;
     std::exception_ptr error;
@@ -62,8 +54,7 @@ class EngineThread {
   void loop() {
     std::unique_lock<std::mutex> lock(mu_);
     for (;;) {
-      wake_.wait(lock, [&] { return stop_ || !jobs_.empty(); });
-      if (jobs_.empty()) return;  // stopping, nothing left
+      wake_.wait(lock, [&] { return !jobs_.empty(); });
       std::function<void()> job = std::move(jobs_.front());
       jobs_.pop_front();
       lock.unlock();
@@ -75,15 +66,21 @@ class EngineThread {
   std::mutex mu_;
   std::condition_variable wake_, finished_;
   std::deque<std::function<void()>> jobs_;
-  bool stop_ = false;
   std::thread thread_;  // last: starts once the members above exist
 };
 
-// The engine, the thread it runs on, and the lock that serialises its use between a step and the JS
-// thread's getters. add_request needs no lock (the engine queues it thread-safely). The engine is
-// destroyed before its thread stops (members go in reverse order).
+/**
+ * The process's one thread for engine creation and steps, so one OpenMP team serves every engine; engines
+ * take turns, as they would on the same cores anyway. Never destroyed: it lives as long as the process.
+ */
+KernelThread& kernel_thread() {
+  static KernelThread* const t = new KernelThread();
+  return *t;
+}
+
+// The engine and the lock that serialises its use between a step and the JS thread's getters.
+// add_request needs no lock (the engine queues it thread-safely).
 struct Shared {
-  EngineThread thread;
   std::unique_ptr<md::Engine> engine;
   std::mutex mu;
 };
@@ -224,7 +221,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
 
     void Execute() override {
       try {
-        sh_->thread.run([&] {
+        kernel_thread().run([&] {
           std::lock_guard<std::mutex> lock(sh_->mu);
           events_ = sh_->engine->step();
           for (const md::StepEvent& ev : events_) {
@@ -404,7 +401,7 @@ class CreateWorker : public Napi::AsyncWorker {
   void Execute() override {
     try {
       sh_ = std::make_shared<Shared>();
-      sh_->thread.run([&] { sh_->engine = std::make_unique<md::Engine>(model_, module_, opts_); });
+      kernel_thread().run([&] { sh_->engine = std::make_unique<md::Engine>(model_, module_, opts_); });
     } catch (const std::exception& e) {
       SetError(e.what());
     }
