@@ -8,7 +8,7 @@ export default defineConfig({
     pool: 'forks',
     maxWorkers: 2,
     // Two workers share two cores, and a test's engines run beside the other worker's: OpenMP threads that
-    // spin between kernels (libgomp's default) would take the cores from each other, so the tests' sleep.
+    // spin between kernels (libgomp's default) would take the cores from each other, so the tests' threads sleep.
     env: { OMP_WAIT_POLICY: 'passive' },
     testTimeout: 10 * 60_000,
     hookTimeout: 10 * 60_000,

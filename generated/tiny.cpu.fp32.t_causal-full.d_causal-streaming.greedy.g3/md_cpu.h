@@ -564,12 +564,16 @@ inline f32x16 row_vec(const store_t* row, int c) {
   return (c + 1) * W <= HEAD_DIM ? vec::widen(row + c * W) : vec::widen_n(row + c * W, HEAD_DIM - c * W);
 }
 
+/** 32-element block b of a cached bf16 head row, zeros past HEAD_DIM, which is never read. */
+inline vec::bf16x32 bf16_block(const store_t* row, int b) {
+  const uint16_t* p = (const uint16_t*)(const void*)row + b * 2 * W;
+  return (b + 1) * 2 * W <= HEAD_DIM ? vec::load_bf16(p) : vec::load_bf16_n(p, HEAD_DIM - b * 2 * W);
+}
+
 /** Accumulator slice c of a cached V row (in the accumulators' lane order), zeros past HEAD_DIM, never read. */
 inline f32x16 value_vec(const store_t* row, int c) {
   if constexpr (V_PAIRED) {
-    const int b = c / 2 * (2 * W);
-    const uint16_t* p = (const uint16_t*)(const void*)row + b;
-    const vec::bf16x32 x = b + 2 * W <= HEAD_DIM ? vec::load_bf16(p) : vec::load_bf16_n(p, HEAD_DIM - b);
+    const vec::bf16x32 x = bf16_block(row, c / 2);
     return c % 2 ? vec::bf16_odd(x) : vec::bf16_even(x);
   } else {
     return row_vec(row, c);
@@ -634,8 +638,7 @@ inline void tile_scores(Scratch& sc, const Pair* pr, int at, int32_t p0, const f
       if (vis_any[g] >> j & 1) {
         if constexpr (BF16_DOT) {
           for (int c = 0; c < QB; ++c) {
-            const uint16_t* kc = (const uint16_t*)k + c * 2 * W;
-            const vec::bf16x32 kk = (c + 1) * 2 * W <= HEAD_DIM ? vec::load_bf16(kc) : vec::load_bf16_n(kc, HEAD_DIM - c * 2 * W);
+            const vec::bf16x32 kk = bf16_block(k, c);
             for (int q = 0; q < NQ; ++q) acc[q] = vec::dot_bf16(acc[q], qb[q][c], kk);
           }
         } else {
@@ -699,10 +702,9 @@ inline void tile_values(Scratch& sc, const Pair* pr, int at, const store_t* vt, 
     for (int q = 0; q < NB; ++q) vis_all[g] &= pr[q].vis[g];
   }
   for (int c0 = 0; c0 < DA; c0 += CS) {
-    constexpr int cs = CS;
     f32x16 even[NB][CS], odd[NB][CS];
     for (int q = 0; q < NB; ++q)
-      for (int c = 0; c < cs; ++c) {
+      for (int c = 0; c < CS; ++c) {
         const float* acc = sc.acc[pr[q].i][pr[q].head] + (c0 + c) * W;
         even[q][c] = sc.live[at + q] ? vec::mul(vec::load(acc), vec::set1(sc.corr[at + q])) : vec::zero();
         odd[q][c] = vec::zero();
@@ -714,7 +716,7 @@ inline void tile_values(Scratch& sc, const Pair* pr, int at, const store_t* vt, 
             prefetch_row(next + (size_t)(g * W + j) * HEAD_DIM);
             prefetch_row(next + (size_t)(g * W + j + 1) * HEAD_DIM);
           }
-          for (int c = 0; c < cs; ++c) {
+          for (int c = 0; c < CS; ++c) {
             const f32x16 ve = value(g * W + j, c0 + c), vo = value(g * W + j + 1, c0 + c);
             for (int q = 0; q < NB; ++q) {
               even[q][c] = vec::fmadd(vec::set1(sc.w[at + q][g * W + j]), ve, even[q][c]);
@@ -729,13 +731,13 @@ inline void tile_values(Scratch& sc, const Pair* pr, int at, const store_t* vt, 
         for (unsigned bits = pr[q].vis[g]; bits; bits &= bits - 1) {
           const int j = __builtin_ctz(bits);
           f32x16* o = j % 2 ? odd[q] : even[q];
-          for (int c = 0; c < cs; ++c) o[c] = vec::fmadd(vec::set1(sc.w[at + q][g * W + j]), value(g * W + j, c0 + c), o[c]);
+          for (int c = 0; c < CS; ++c) o[c] = vec::fmadd(vec::set1(sc.w[at + q][g * W + j]), value(g * W + j, c0 + c), o[c]);
         }
       }
     }
     for (int q = 0; q < NB; ++q)
       if (sc.live[at + q])
-        for (int c = 0; c < cs; ++c) vec::store(sc.acc[pr[q].i][pr[q].head] + (c0 + c) * W, vec::add(even[q][c], odd[q][c]));
+        for (int c = 0; c < CS; ++c) vec::store(sc.acc[pr[q].i][pr[q].head] + (c0 + c) * W, vec::add(even[q][c], odd[q][c]));
   }
 }
 
@@ -811,8 +813,10 @@ void chunk_partials(Scratch& sc, const md_attn_args& a, const int32_t* rows, int
     const int32_t next_page = later ? pages[c * CHUNK_PAGES + __builtin_ctz(later)] : -1;
     for (int kvh = kvh0; kvh < kvh1; ++kvh) {
       const size_t tile = kv_tile(pages[page], kvh);
-      const bool has_next = kvh + 1 < kvh1 || next_page >= 0;
-      const size_t nt = kvh + 1 < kvh1 ? kv_tile(pages[page], kvh + 1) : has_next ? kv_tile(next_page, kvh0) : 0;
+      // The next tile: this page's next KV head, else the chunk's next live page's first one, if any.
+      const bool same_page = kvh + 1 < kvh1;
+      const bool has_next = same_page || next_page >= 0;
+      const size_t nt = same_page ? kv_tile(pages[page], kvh + 1) : has_next ? kv_tile(next_page, kvh0) : 0;
       const store_t* nk = has_next ? (const store_t*)a.k_cache + nt : nullptr;
       const store_t* nv = has_next ? (const store_t*)a.v_cache + nt : nullptr;
       Pair pr[BLOCK_PAIRS];

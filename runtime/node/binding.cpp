@@ -1,6 +1,7 @@
 // Node-API binding (node-addon-api). Model loading and every engine step are jobs on libuv's worker pool
 // that resolve Promises, each run on the one thread that runs every engine's kernels (kernel_thread); the
-// JS thread only queues requests and reads results. runtime/node/index.ts wraps this into generate() and an async iterator of tokens.
+// JS thread only queues requests and reads results. runtime/node/index.ts wraps this into generate() and
+// an async iterator of tokens.
 #include <napi.h>
 
 #include <cmath>

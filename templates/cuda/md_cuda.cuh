@@ -265,6 +265,15 @@ static __global__ void md_swiglu_kernel(const float* __restrict__ gate, const fl
 }
 
 /**
+ * Element index of KV head kvh's row at `offset` of physical page `page` in a layer's k_cache or v_cache:
+ * pages are [KV_HEADS][PAGE][HEAD_DIM] (codegen/abi.ts, "Paged KV cache"), one head's rows contiguous.
+ */
+template <int KV_HEADS, int PAGE, int HEAD_DIM>
+__device__ __forceinline__ size_t md_kv_row(int32_t page, int kvh, int offset) {
+  return (((size_t)page * KV_HEADS + kvh) * PAGE + offset) * HEAD_DIM;
+}
+
+/**
  * Rotate-half RoPE of row blockIdx.x's q and k heads at its absolute position, then store k and v in the
  * paged cache. The angle is pos * inv_freq[i] in double (the table is float64), so large positions keep
  * full precision (Rope::inv_freq(i) is the plan's float64 table); rows with a position outside the cache
@@ -281,9 +290,7 @@ __global__ void __launch_bounds__(64) md_rope_append_kernel(float* __restrict__ 
   const int32_t slot = row_seq[r];
   const bool store = pos >= 0 && slot >= 0 && pos < pages_per_seq * PAGE;
   const int32_t page = store ? page_table[(size_t)slot * pages_per_seq + pos / PAGE] : -1;
-  // Pages are [KV_HEADS][PAGE][HEAD_DIM] (codegen/abi.ts, "Paged KV cache"): head h's row is at
-  // (page * KV_HEADS + h) * PAGE + offset.
-  const size_t offset = (size_t)(pos % PAGE);
+  const int offset = pos % PAGE;
   float* qr = q + (size_t)r * HEADS * HEAD_DIM;
   float* kr = k + (size_t)r * KV_HEADS * HEAD_DIM;
   const float* vr = v + (size_t)r * KV_HEADS * HEAD_DIM;
@@ -299,7 +306,7 @@ __global__ void __launch_bounds__(64) md_rope_append_kernel(float* __restrict__ 
       x[i] = y1;
       x[i + HALF] = y2;
       if (h >= HEADS && page >= 0) {
-        T* kc = k_cache + (((size_t)page * KV_HEADS + (h - HEADS)) * PAGE + offset) * HEAD_DIM;
+        T* kc = k_cache + md_kv_row<KV_HEADS, PAGE, HEAD_DIM>(page, h - HEADS, offset);
         kc[i] = md_from_f32<T>(y1);
         kc[i + HALF] = md_from_f32<T>(y2);
       }
@@ -307,7 +314,7 @@ __global__ void __launch_bounds__(64) md_rope_append_kernel(float* __restrict__ 
   }
   if (page >= 0)
     for (int i = threadIdx.x; i < KV_HEADS * HEAD_DIM; i += blockDim.x)
-      v_cache[(((size_t)page * KV_HEADS + i / HEAD_DIM) * PAGE + offset) * HEAD_DIM + i % HEAD_DIM] = md_from_f32<T>(vr[i]);
+      v_cache[md_kv_row<KV_HEADS, PAGE, HEAD_DIM>(page, i / HEAD_DIM, offset) + i % HEAD_DIM] = md_from_f32<T>(vr[i]);
 }
 
 /** (value, index) order of argmax: NaN never wins, larger wins, the lower index wins ties. */
@@ -616,7 +623,8 @@ __global__ void __launch_bounds__(128, 4) md_attn_chunk_kernel(md_attn_args a) {
       if (!Pass::tile_may(qpos, p0, p1, params)) continue;  // never loaded: the draft's traffic is its budget
       const bool full = Pass::tile_must(qpos, p0, p1, params);
       const int n = p1 - p0 + 1;
-      const size_t tile_row = ((size_t)pages[p0 / P] * S::KV_HEADS + kvh) * P;  // this head's first row of the page
+      const T* k_tile = kc + md_kv_row<S::KV_HEADS, P, D>(pages[p0 / P], kvh, 0);  // this head's rows of the page
+      const T* v_tile = vc + md_kv_row<S::KV_HEADS, P, D>(pages[p0 / P], kvh, 0);
       __syncthreads();  // previous tile's sc/vis/part consumed
 
       // Scores of every visible position, s = (q . k) * scale, then the pass's score function.
@@ -628,7 +636,7 @@ __global__ void __launch_bounds__(128, 4) md_attn_chunk_kernel(md_attn_args a) {
 #pragma unroll
         for (int g = 0; g < G; ++g) dot[g] = 0.0f;
         if (live) {
-          const T* kr = kc + (tile_row + j) * D;
+          const T* kr = k_tile + (size_t)j * D;
 #pragma unroll
           for (int v = 0; v < S::VPL; ++v) {
             const int d0 = (v * S::LPP + sub) * S::VEC;
@@ -686,7 +694,7 @@ __global__ void __launch_bounds__(128, 4) md_attn_chunk_kernel(md_attn_args a) {
           if (!vis[j]) continue;
           const float p = sc[g * P + j];
           float vv[S::VEC_V];
-          md_load<T, S::VEC_V>(vc + (tile_row + j) * D + d0, vv);
+          md_load<T, S::VEC_V>(v_tile + (size_t)j * D + d0, vv);
 #pragma unroll
           for (int e = 0; e < S::VEC_V; ++e) pv[e] = __fmaf_rn(p, vv[e], pv[e]);
         }
