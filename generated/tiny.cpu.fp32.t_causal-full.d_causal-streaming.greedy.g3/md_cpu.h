@@ -199,19 +199,21 @@ inline float reduce_max(f32x16 a) {  // the same tree with a > b ? a : b
 }
 
 /**
- * Lane t of the result: reduce_add(x[t]), for 16 vectors at once. Each level pairs lane j with lane j + w
- * of the same input, as reduce_lanes does, two inputs to a vector; the levels leave input t in lane
- * (t % 4) * 4 + t / 4, which one permute puts back.
+ * reduce_add of 16 vectors at once, one level of reduce_lanes' tree at a time, so that the inputs can be
+ * folded as they are produced: fold<L>(x, y) takes two results of level L - 1 (level 0: one input each)
+ * holding consecutive inputs, x the earlier, and pairs lane j with lane j + 16 / 2^L of every input they
+ * hold. After level 4 the vector holds inputs 0 .. 15 in lanes (t % 4) * 4 + t / 4, which unfold puts in
+ * lane t. Lane t is then exactly reduce_add(x[t]).
  */
-inline f32x16 reduce16(const f32x16* x) {
-  __m512 b[8], c[4], d[2];
-  for (int i = 0; i < 8; ++i)
-    b[i] = _mm512_add_ps(_mm512_shuffle_f32x4(x[2 * i].v, x[2 * i + 1].v, 0x44), _mm512_shuffle_f32x4(x[2 * i].v, x[2 * i + 1].v, 0xee));
-  for (int i = 0; i < 4; ++i) c[i] = _mm512_add_ps(_mm512_shuffle_f32x4(b[2 * i], b[2 * i + 1], 0x88), _mm512_shuffle_f32x4(b[2 * i], b[2 * i + 1], 0xdd));
-  for (int i = 0; i < 2; ++i) d[i] = _mm512_add_ps(_mm512_shuffle_ps(c[2 * i], c[2 * i + 1], 0x44), _mm512_shuffle_ps(c[2 * i], c[2 * i + 1], 0xee));
-  const __m512 e = _mm512_add_ps(_mm512_shuffle_ps(d[0], d[1], 0x88), _mm512_shuffle_ps(d[0], d[1], 0xdd));
-  return {_mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), e)};
+template <int L>
+inline f32x16 fold(f32x16 x, f32x16 y) {
+  static_assert(L >= 1 && L <= 4, "four levels of 16 lanes");
+  if constexpr (L == 1) return {_mm512_add_ps(_mm512_shuffle_f32x4(x.v, y.v, 0x44), _mm512_shuffle_f32x4(x.v, y.v, 0xee))};
+  if constexpr (L == 2) return {_mm512_add_ps(_mm512_shuffle_f32x4(x.v, y.v, 0x88), _mm512_shuffle_f32x4(x.v, y.v, 0xdd))};
+  if constexpr (L == 3) return {_mm512_add_ps(_mm512_shuffle_ps(x.v, y.v, 0x44), _mm512_shuffle_ps(x.v, y.v, 0xee))};
+  if constexpr (L == 4) return {_mm512_add_ps(_mm512_shuffle_ps(x.v, y.v, 0x88), _mm512_shuffle_ps(x.v, y.v, 0xdd))};
 }
+inline f32x16 unfold(f32x16 e) { return {_mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), e.v)}; }
 
 /** 32 bf16 (or any 16-bit) values, a VDPBF16PS operand. */
 struct bf16x32 {
@@ -309,11 +311,21 @@ inline float reduce_max(f32x16 a) {
     for (int j = 0; j < w; ++j) a.v[j] = a.v[j] > a.v[j + w] ? a.v[j] : a.v[j + w];
   return a.v[0];
 }
-inline f32x16 reduce16(const f32x16* x) {
+// fold's levels with each input's remaining lanes kept together: input i of a level-L result in lanes
+// [i * k, (i + 1) * k), k = 16 / 2^L, so that after level 4 lane t is input t and unfold moves nothing.
+template <int L>
+inline f32x16 fold(f32x16 x, f32x16 y) {
+  static_assert(L >= 1 && L <= 4, "four levels of 16 lanes");
+  constexpr int m = 1 << (L - 1), k = W / m, h = k / 2;  // inputs per operand, lanes per input, then half
   f32x16 r;
-  for (int t = 0; t < W; ++t) r.v[t] = reduce_add(x[t]);
+  for (int i = 0; i < m; ++i)
+    for (int j = 0; j < h; ++j) {
+      r.v[i * h + j] = x.v[i * k + j] + x.v[i * k + j + h];
+      r.v[(m + i) * h + j] = y.v[i * k + j] + y.v[i * k + j + h];
+    }
   return r;
 }
+inline f32x16 unfold(f32x16 e) { return e; }
 struct bf16x32 {
   uint16_t v[2 * W];
 };
@@ -598,6 +610,43 @@ struct Pair {
   const uint16_t* vis;
 };
 
+/** The pairs' queries as the dot takes them, kept in registers for a whole tile. */
+constexpr int QB = BF16_DOT ? HD_BF16 / (2 * W) : 1;
+constexpr int QF = BF16_DOT ? 1 : DV;
+
+/**
+ * q.k of NQ queries with the K rows of a 16-position group's positions [t, t + 2^L), kt its first row,
+ * folded to level L of the lanes' tree (vec::fold): out[q] per query. Each position's dot runs in 16 lanes
+ * and is folded as soon as its neighbour is, so only one partial per level waits in registers (rather than
+ * 16 dots per query in memory). A position no pair sees (its bit clear in `seen`) is a zero dot, its K row
+ * never read. With `next`, each position's row of the next tile is prefetched.
+ */
+template <int L, int NQ>
+__attribute__((always_inline)) inline void group_dots(const vec::bf16x32 (&qb)[NQ][QB], const f32x16 (&qf)[NQ][QF], const store_t* kt, const store_t* next, int t, uint16_t seen, f32x16* out) {
+  if constexpr (L == 0) {
+    const store_t* k = kt + (size_t)t * HEAD_DIM;
+    if (next) prefetch_row(next + (size_t)t * HEAD_DIM);
+    for (int q = 0; q < NQ; ++q) out[q] = vec::zero();
+    if (!(seen >> t & 1)) return;
+    if constexpr (BF16_DOT) {
+      for (int c = 0; c < QB; ++c) {
+        const vec::bf16x32 kk = bf16_block(k, c);
+        for (int q = 0; q < NQ; ++q) out[q] = vec::dot_bf16(out[q], qb[q][c], kk);
+      }
+    } else {
+      for (int c = 0; c < DV; ++c) {
+        const f32x16 kv = row_vec(k, c);
+        for (int q = 0; q < NQ; ++q) out[q] = vec::fmadd(qf[q][c], kv, out[q]);
+      }
+    }
+  } else {
+    f32x16 lo[NQ], hi[NQ];
+    group_dots<L - 1, NQ>(qb, qf, kt, next, t, seen, lo);
+    group_dots<L - 1, NQ>(qb, qf, kt, next, t + (1 << (L - 1)), seen, hi);
+    for (int q = 0; q < NQ; ++q) out[q] = vec::fold<L>(lo[q], hi[q]);
+  }
+}
+
 /**
  * Scores and online-softmax step of NQ pairs (indices at, at + 1, ...) for one tile of their KV head,
  * whose K rows start at kt: leaves the weights w, the rescale corr and liveness in the scratch and
@@ -614,8 +663,6 @@ inline void tile_scores(Scratch& sc, const Pair* pr, int at, int32_t p0, const f
   // s[q][t] for the groups some pair sees (a position a pair does not see is masked out below, so
   // computing it changes nothing of that pair; a position none sees is scored as a zero K row, unread).
   alignas(64) float s[NQ][TILE];
-  // The pairs' queries stay in registers for the whole tile.
-  constexpr int QB = BF16_DOT ? HD_BF16 / (2 * W) : 1, QF = BF16_DOT ? 1 : DV;
   vec::bf16x32 qb[NQ][QB];
   f32x16 qf[NQ][QF];
   for (int q = 0; q < NQ; ++q) {
@@ -629,28 +676,9 @@ inline void tile_scores(Scratch& sc, const Pair* pr, int at, int32_t p0, const f
       for (int q = 0; q < NQ; ++q) vec::store(s[q] + g * W, vec::zero());
       continue;
     }
-    f32x16 lanes[NQ][W];
-    for (int j = 0; j < W; ++j) {
-      const store_t* k = kt + (size_t)(g * W + j) * HEAD_DIM;
-      if (next) prefetch_row(next + (size_t)(g * W + j) * HEAD_DIM);
-      f32x16 acc[NQ];
-      for (int q = 0; q < NQ; ++q) acc[q] = vec::zero();
-      if (vis_any[g] >> j & 1) {
-        if constexpr (BF16_DOT) {
-          for (int c = 0; c < QB; ++c) {
-            const vec::bf16x32 kk = bf16_block(k, c);
-            for (int q = 0; q < NQ; ++q) acc[q] = vec::dot_bf16(acc[q], qb[q][c], kk);
-          }
-        } else {
-          for (int c = 0; c < DV; ++c) {
-            const f32x16 kv = row_vec(k, c);
-            for (int q = 0; q < NQ; ++q) acc[q] = vec::fmadd(qf[q][c], kv, acc[q]);
-          }
-        }
-      }
-      for (int q = 0; q < NQ; ++q) lanes[q][j] = acc[q];
-    }
-    for (int q = 0; q < NQ; ++q) vec::store(s[q] + g * W, vec::mul(vec::reduce16(lanes[q]), vec::set1(ATTN_SCALE)));
+    f32x16 dots[NQ];
+    group_dots<4, NQ>(qb, qf, kt + (size_t)g * W * HEAD_DIM, next ? next + (size_t)g * W * HEAD_DIM : nullptr, 0, vis_any[g], dots);
+    for (int q = 0; q < NQ; ++q) vec::store(s[q] + g * W, vec::mul(vec::unfold(dots[q]), vec::set1(ATTN_SCALE)));
   }
   const f32x16 none = vec::set1(-INFINITY);
   for (int q = 0; q < NQ; ++q) {
