@@ -1,9 +1,11 @@
 // One (model, context) case of `magicdec bench`, run in its own process (bench/grid.ts spawns it) so that its
 // peak RSS belongs to this model and context alone. For each batch size: one speculative engine prefills the
-// batch once and decodes one segment per (draft budget, gamma) point (lib/decode.ts, decodeSegments); then an
-// autoregressive engine decodes the same prompts as far as the furthest speculative sequence got, and the
-// speculative tokens must equal its tokens (docs/ARCHITECTURE.md, invariant 1). Progress goes to stdout as
-// `progress <text>` lines, the result as one `result <json>` line.
+// batch once and decodes one segment per (draft budget, gamma) point (lib/decode.ts, decodeSegments), each
+// between two autoregressive segments (gamma 'off') on the same engine and cache, so that every point's
+// baseline is timed seconds from it, at the same positions, whatever else the machine does meanwhile; then
+// an autoregressive engine decodes the same prompts as far as the furthest speculative sequence got, and
+// the speculative engine's tokens must equal its tokens (docs/ARCHITECTURE.md, invariant 1). Progress goes
+// to stdout as `progress <text>` lines, the result as one `result <json>` line.
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { decodeBatch, decodeSegments, kvPagesFor, type DecodeSummary, type Segment, type SegmentStats } from '../lib/decode.ts';
@@ -37,7 +39,9 @@ export interface BatchResult {
   /** Prefill of the speculative engine (the AR engine prefills the same prompts again). */
   readonly prefillS: number;
   readonly segments: (SegmentStats & { readonly budget: number })[];
-  /** The AR run: every sequence decodes arTokens tokens, as many as the furthest speculative sequence. */
+  /** The autoregressive segments around them: arSegments[k] and arSegments[k + 1] are point k's baseline. */
+  readonly arSegments: SegmentStats[];
+  /** The AR engine's run (the tokens the speculative engine's must equal): arTokens tokens per sequence, as many as the furthest speculative sequence. */
   readonly ar: DecodeSummary;
   readonly arTokens: number;
   /** Speculative tokens equal the AR tokens for every sequence, as far as each got. */
@@ -60,14 +64,22 @@ export function weightBytes(dir: string): number {
     .reduce((s, f) => s + statSync(join(dir, f)).size, 0);
 }
 
-/** Tokens per sequence a segmented run may need: the fastest sequence emits at most gamma + 1 per round. */
-export function specMaxTokens(segments: number, decodeTokens: number, moduleGamma: number): number {
-  return segments * decodeTokens * (moduleGamma + 1) + 1;
+/**
+ * Tokens per sequence a speculative run of `points` speculative segments (and the points + 1 autoregressive
+ * ones around them) may need: the fastest sequence emits at most gamma + 1 per round, one per AR step.
+ */
+export function specMaxTokens(points: number, decodeTokens: number, moduleGamma: number): number {
+  return points * decodeTokens * (moduleGamma + 1) + (points + 1) * decodeTokens + 1;
 }
 
 /** Positions a speculative request reserves: the prompt, maxTokens and the module's gamma past them. */
-export function specPositions(context: number, segments: number, decodeTokens: number, moduleGamma: number): number {
-  return context + specMaxTokens(segments, decodeTokens, moduleGamma) + moduleGamma;
+export function specPositions(context: number, points: number, decodeTokens: number, moduleGamma: number): number {
+  return context + specMaxTokens(points, decodeTokens, moduleGamma) + moduleGamma;
+}
+
+/** The segments one engine decodes: an autoregressive one before each point and after the last. */
+export function interleaved(points: readonly Segment[]): Segment[] {
+  return [...points.flatMap((p) => [{ gamma: 'off' as const }, p]), { gamma: 'off' as const }];
 }
 
 /** `batch` prompts of `context` tokens: BOS (if any), then seeded random tokens other than BOS and EOS. */
@@ -100,11 +112,12 @@ export async function runCase(c: CaseInput, progress: (text: string) => void = (
     const base = { maxBatch: batch, prefillChunk: c.prefillChunk };
     const where = `${c.model}, context ${c.context}, batch ${batch}`;
     progress(`${where}: prefill`);
-    const spec = await decodeSegments(c.modelDir, c.library, { ...base, kvPages: specPages }, prompts, maxTokens, c.segments, c.decodeTokens, (k) => {
-      if (k < c.segments.length) progress(`${where}: gamma ${c.segments[k].gamma}, budget ${c.segments[k].budget}`);
+    const all = interleaved(c.segments);
+    const spec = await decodeSegments(c.modelDir, c.library, { ...base, kvPages: specPages }, prompts, maxTokens, all, c.decodeTokens, (k) => {
+      if (k < all.length) progress(`${where}: ${k % 2 ? `gamma ${all[k].gamma}, budget ${c.segments[(k - 1) / 2].budget}` : 'autoregressive segment'}`);
     });
     const arTokens = Math.max(...spec.tokens.map((t) => t.length));
-    progress(`${where}: autoregressive`);
+    progress(`${where}: autoregressive engine (the tokens to match)`);
     const arPages = kvPagesFor(batch, c.context + arTokens, c.pageSize);
     const ar = await decodeBatch(c.modelDir, c.library, { ...base, kvPages: arPages, mode: 'ar' }, prompts, { maxTokens: arTokens, ignoreEos: true });
     const diff = firstDifference(spec.tokens, ar.generations.map((g) => g.tokens));
@@ -113,7 +126,8 @@ export async function runCase(c: CaseInput, progress: (text: string) => void = (
     batches.push({
       batch,
       prefillS: spec.prefillS,
-      segments: spec.segments.map((s, k) => ({ ...s, budget: c.segments[k].budget })),
+      segments: spec.segments.filter((_, k) => k % 2 === 1).map((s, k) => ({ ...s, budget: c.segments[k].budget })),
+      arSegments: spec.segments.filter((_, k) => k % 2 === 0),
       ar: ar.summary,
       arTokens,
       identical: diff === undefined,

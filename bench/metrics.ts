@@ -3,8 +3,8 @@
 // "The cost model"), the speedup it predicts, bytes per step (bench/traffic.ts) over measured times as a
 // fraction of the triad, per step and per kernel class, and the per-kernel time breakdown.
 import type { ModulePlan } from '../codegen/plan.ts';
-import type { DecodeSummary, SegmentStats } from '../lib/decode.ts';
-import type { KernelTimes } from '../runtime/node/index.ts';
+import type { SegmentStats } from '../lib/decode.ts';
+import { KERNEL_CLASSES, type KernelTimes } from '../runtime/node/index.ts';
 import type { BatchResult } from './case.ts';
 import { bandwidth, meanStepBytes, weightBytesPerStep, type Bandwidth, type StepBytes } from './traffic.ts';
 
@@ -140,10 +140,20 @@ export function perTokenAcceptance(acceptance: number, gammaRounds: Readonly<Rec
   return (lo + hi) / 2;
 }
 
-function arMetrics(plan: ModulePlan, context: number, batch: number, ar: DecodeSummary, arTokens: number, triad: number): ArMetrics {
-  // AR steps decode positions context .. context + arTokens - 2 for every sequence.
-  const bytes = meanStepBytes(plan, 'target', { firstPos: context, positions: Math.max(1, arTokens - 1), rowsPerStep: batch });
-  return { tokensPerS: ar.tokensPerS, stepS: ar.decodeS / ar.steps, steps: ar.steps, traffic: traffic(bytes, ar.steps, ar.decodeS, ar.kernelS.ar, triad) };
+/**
+ * A point's autoregressive baseline: the AR segments just before and after it on the same engine (bench/case.ts),
+ * together. Each AR step decodes one position per sequence, from its segment's first row on.
+ */
+function arMetrics(plan: ModulePlan, context: number, batch: number, around: readonly SegmentStats[], triad: number): ArMetrics {
+  const steps = around.reduce((n, s) => n + s.arSteps, 0);
+  const seconds = around.reduce((t, s) => t + s.arS, 0);
+  const tokens = around.reduce((n, s) => n + s.tokens, 0);
+  const kernels = Object.fromEntries(KERNEL_CLASSES.map((k) => [k, around.reduce((t, s) => t + s.kernelS.ar[k], 0)])) as unknown as KernelTimes;
+  // Step bytes averaged over both segments' steps (their rows sit at different positions).
+  const spans = around.map((s) => meanStepBytes(plan, 'target', { firstPos: context + Math.round(s.startTokensPerSeq) - 1, positions: Math.max(1, s.arSteps), rowsPerStep: batch }));
+  const mean = (f: (b: StepBytes) => number) => (steps > 0 ? around.reduce((x, s, i) => x + f(spans[i]) * s.arSteps, 0) / steps : 0);
+  const bytes = { weights: mean((b) => b.weights), kv: mean((b) => b.kv), total: mean((b) => b.total) };
+  return { tokensPerS: seconds > 0 ? tokens / seconds : 0, stepS: steps > 0 ? seconds / steps : 0, steps, traffic: traffic(bytes, steps, seconds, kernels, triad) };
 }
 
 function specMetrics(plan: ModulePlan, context: number, batch: number, s: SegmentStats & { budget: number }, sink: number, ar: ArMetrics, triad: number): SpecMetrics {
@@ -187,17 +197,20 @@ function specMetrics(plan: ModulePlan, context: number, batch: number, s: Segmen
 
 /** Every (budget, gamma) point of one batch of a case. */
 export function batchMetrics(plan: ModulePlan, model: { name: string; synthetic: boolean }, context: number, b: BatchResult, sink: number, triad: number): PointMetrics[] {
-  const ar = arMetrics(plan, context, b.batch, b.ar, b.arTokens, triad);
-  return b.segments.map((s) => ({
-    model: model.name,
-    synthetic: model.synthetic,
-    context,
-    batch: b.batch,
-    gamma: s.gamma,
-    budget: s.budget,
-    firstPosition: context + Math.round(s.startTokensPerSeq) - 1,
-    ar,
-    spec: specMetrics(plan, context, b.batch, s, sink, ar, triad),
-    identical: b.identical,
-  }));
+  return b.segments.map((s, k) => {
+    if (s.gamma === 'off') throw new Error(`internal: point ${k} is an autoregressive segment`);
+    const ar = arMetrics(plan, context, b.batch, [b.arSegments[k], b.arSegments[k + 1]], triad);
+    return {
+      model: model.name,
+      synthetic: model.synthetic,
+      context,
+      batch: b.batch,
+      gamma: s.gamma,
+      budget: s.budget,
+      firstPosition: context + Math.round(s.startTokensPerSeq) - 1,
+      ar,
+      spec: specMetrics(plan, context, b.batch, s, sink, ar, triad),
+      identical: b.identical,
+    };
+  });
 }

@@ -1,6 +1,6 @@
 // Decoding a batch of prompts through the Node engine, and the statistics `run`, `demo` and `bench`
 // print: one definition of "decode tokens/s", acceptance and tokens/round for all three.
-import { createNativeEngine, Engine, KERNEL_CLASSES, type EngineOptions, type EngineStats, type Generation, type KernelTimes, type RequestOptions } from '../runtime/node/index.ts';
+import { createNativeEngine, Engine, KERNEL_CLASSES, type EngineOptions, type EngineStats, type Gamma, type Generation, type KernelTimes, type RequestOptions } from '../runtime/node/index.ts';
 import { UserError } from './errors.ts';
 
 /** `open()`, with the runtime's refusal (missing or corrupt model, model the module was not built for) as a UserError. */
@@ -123,7 +123,8 @@ export async function decodeBatch(
 
 /** One stretch of a segmented speculative run: the gamma and draft params it runs with. */
 export interface Segment {
-  readonly gamma: number | 'auto';
+  /** 'off': the segment decodes autoregressively on the same engine and cache (a baseline timed beside the speculative segments). */
+  readonly gamma: Gamma;
   /** Draft-pass runtime params set when the segment starts (e.g. kv_window). */
   readonly draftParams?: Readonly<Record<string, number>>;
 }
@@ -139,10 +140,13 @@ export interface SegmentStats extends Segment {
   readonly accepted: number;
   readonly draftS: number;
   readonly verifyS: number;
+  /** Autoregressive steps and their time (a segment with gamma 'off'). */
+  readonly arSteps: number;
+  readonly arS: number;
   readonly gammaRounds: Readonly<Record<string, number>>;
   /** Drafted tokens per round per sequence: the segment's draft steps are rounds * meanGamma. */
   readonly meanGamma: number;
-  readonly kernelS: { readonly draft: KernelTimes; readonly verify: KernelTimes };
+  readonly kernelS: { readonly draft: KernelTimes; readonly verify: KernelTimes; readonly ar: KernelTimes };
 }
 
 export interface SegmentedRun {
@@ -215,9 +219,11 @@ export async function decodeSegments(
         accepted: b.accepted - a.accepted,
         draftS: b.draftS - a.draftS,
         verifyS: b.verifyS - a.verifyS,
+        arSteps: b.arSteps - a.arSteps,
+        arS: b.decodeS - a.decodeS,
         gammaRounds,
         meanGamma: rounds ? Object.entries(gammaRounds).reduce((s, [g, n]) => s + Number(g) * n, 0) / rounds : 0,
-        kernelS: { draft: minusKernels(b.kernelS.draft, a.kernelS.draft), verify: minusKernels(b.kernelS.verify, a.kernelS.verify) },
+        kernelS: { draft: minusKernels(b.kernelS.draft, a.kernelS.draft), verify: minusKernels(b.kernelS.verify, a.kernelS.verify), ar: minusKernels(b.kernelS.ar, a.kernelS.ar) },
       });
       onProgress?.(k + 1);
     }

@@ -31,6 +31,8 @@ enum md_mode { MD_MODE_AR = 0, MD_MODE_SPEC = 1 };
 /** md_engine_options.gamma / md_engine_set_gamma: the engine picks 1..module gamma per round, from measured
  *  draft and verification times and its running estimate of the per-token acceptance. */
 #define MD_GAMMA_AUTO (-1)
+/* md_engine_set_gamma: a speculative engine decodes autoregressively (no draft) until gamma is set again. */
+#define MD_GAMMA_OFF (-2)
 
 typedef struct md_engine_options {
   int32_t max_batch;     /* live sequences at once; 0 = the module's largest batch bucket */
@@ -89,7 +91,7 @@ typedef struct md_engine_stats {
   double prefill_s, draft_s, verify_s, decode_s;
   int32_t free_pages;
   int32_t live_requests;
-  int32_t gamma;      /* gamma of later rounds: 1..module gamma, or MD_GAMMA_AUTO */
+  int32_t gamma;      /* gamma of later rounds: 1..module gamma, MD_GAMMA_AUTO or MD_GAMMA_OFF */
   double mean_gamma;  /* mean tokens drafted per speculative round so far (0 before the first) */
 } md_engine_stats;
 
@@ -109,7 +111,7 @@ MD_API const char* md_engine_info(md_engine* engine);
 /** Sets a pass's runtime param ("target"/"draft", manifest key such as "kv_window"). 0 or -1. */
 MD_API int md_engine_set_param(md_engine* engine, const char* pass, const char* key, float value);
 
-/** Sets the gamma of later rounds: 1..module gamma, or MD_GAMMA_AUTO. 0 or -1. */
+/** Sets the gamma of later rounds: 1..module gamma, MD_GAMMA_AUTO or MD_GAMMA_OFF. 0 or -1. */
 MD_API int md_engine_set_gamma(md_engine* engine, int32_t gamma);
 
 /** Rounds per gamma so far: out[g] = speculative rounds that drafted g tokens, for g < cap. Returns the

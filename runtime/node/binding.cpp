@@ -132,10 +132,11 @@ float float_option(const Napi::Object& o, const char* key, float dflt) {
 // gamma: a number (1..module gamma) or 'auto'.
 int32_t gamma_value(const Napi::Value& v, const char* what) {
   if (v.IsString() && v.As<Napi::String>().Utf8Value() == "auto") return md::kGammaAuto;
+  if (v.IsString() && v.As<Napi::String>().Utf8Value() == "off") return md::kGammaOff;
   const double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : NAN;
-  // kGammaAuto is the engine's spelling of 'auto', not a number JS may pass.
-  if (!is_int32(d) || d == md::kGammaAuto)
-    throw md::Error(std::string(what) + " must be 'auto' or an integer from 1 to the module's gamma, got " + v.ToString().Utf8Value());
+  // kGammaAuto and kGammaOff are the engine's spellings of 'auto' and 'off', not numbers JS may pass.
+  if (!is_int32(d) || d == md::kGammaAuto || d == md::kGammaOff)
+    throw md::Error(std::string(what) + " must be 'auto', 'off' or an integer from 1 to the module's gamma, got " + v.ToString().Utf8Value());
   return int32_t(d);
 }
 
@@ -331,7 +332,9 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     }
     o.Set("kernelS", kernels);
     const int gamma = sh->engine->gamma();
-    o.Set("gamma", gamma == md::kGammaAuto ? Napi::Value(Napi::String::New(env, "auto")) : Napi::Value(Napi::Number::New(env, gamma)));
+    o.Set("gamma", gamma == md::kGammaAuto  ? Napi::Value(Napi::String::New(env, "auto"))
+                   : gamma == md::kGammaOff ? Napi::Value(Napi::String::New(env, "off"))
+                                            : Napi::Value(Napi::Number::New(env, gamma)));
     o.Set("acceptanceEstimate", sh->engine->gamma_tuner().acceptance());
     o.Set("freePages", sh->engine->free_pages());
     return o;
@@ -361,7 +364,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     auto sh = get(info.Env());
     std::lock_guard<std::mutex> lock(sh->mu);
     try {
-      if (info.Length() != 1) throw md::Error("setGamma(gamma: number | 'auto')");
+      if (info.Length() != 1) throw md::Error("setGamma(gamma: number | 'auto' | 'off')");
       sh->engine->set_gamma(gamma_value(info[0], "gamma"));
     } catch (const std::exception& e) {
       throw Napi::Error::New(info.Env(), e.what());

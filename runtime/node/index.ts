@@ -4,6 +4,9 @@
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 
+/** Tokens a speculative round drafts: 1..the module's gamma, 'auto' (chosen per round) or 'off' (autoregressive rounds). */
+export type Gamma = number | 'auto' | 'off';
+
 export interface EngineOptions {
   /** Live sequences at once; default: the module's largest batch bucket. */
   maxBatch?: number;
@@ -14,10 +17,11 @@ export interface EngineOptions {
   /**
    * Tokens drafted per round: 1..the module's gamma, or 'auto' to let the engine pick 1..module gamma each
    * round from measured draft and verification times and its acceptance estimate (EngineStats.gammaRounds
-   * shows what it chose). Default: the module's (its gamma, or 'auto' for a module built with gamma 'auto').
+   * shows what it chose), or 'off' to decode autoregressively (no draft) until setGamma says otherwise.
+   * Default: the module's (its gamma, or 'auto' for a module built with gamma 'auto').
    * Whatever the gammas, the output is the autoregressive one, bit for bit.
    */
-  gamma?: number | 'auto';
+  gamma?: Gamma;
   /** Rows per prefill step; default: the largest bucket's row limit. */
   prefillChunk?: number;
   /**
@@ -136,7 +140,7 @@ export interface EngineStats {
   /** Seconds inside module kernels by step kind and kernel class (the rest of a step is host time). */
   kernelS: Record<StepKind, KernelTimes>;
   /** The gamma of later rounds. */
-  gamma: number | 'auto';
+  gamma: Gamma;
   /** The engine's running estimate of the per-token acceptance, the 'auto' choice's input. */
   acceptanceEstimate: number;
   freePages: number;
@@ -202,7 +206,7 @@ export interface NativeEngine {
   stats(): EngineStats;
   info(): string;
   setParam(pass: 'target' | 'draft', key: string, value: number): void;
-  setGamma(gamma: number | 'auto'): void;
+  setGamma(gamma: Gamma): void;
   close(): void;
 }
 
@@ -405,8 +409,8 @@ export class Engine {
     this.native.setParam(pass, key, value);
   }
 
-  /** Sets the gamma of later rounds (1..module gamma, or 'auto'); requests in flight go on losslessly. */
-  setGamma(gamma: number | 'auto'): void {
+  /** Sets the gamma of later rounds (1..module gamma, 'auto' or 'off'); requests in flight go on losslessly. */
+  setGamma(gamma: Gamma): void {
     this.native.setGamma(gamma);
   }
 

@@ -100,7 +100,7 @@ md_engine* md_engine_create(const char* model_dir, const char* module_path, cons
         eo.max_batch = o.max_batch;
         eo.kv_pages = o.kv_pages;
         eo.mode = o.mode == MD_MODE_AR ? md::Mode::AR : md::Mode::Spec;
-        eo.gamma = o.gamma == MD_GAMMA_AUTO ? md::kGammaAuto : o.gamma;
+        eo.gamma = o.gamma == MD_GAMMA_AUTO ? md::kGammaAuto : o.gamma == MD_GAMMA_OFF ? md::kGammaOff : o.gamma;
         eo.prefill_chunk = o.prefill_chunk;
         eo.keep_logits = o.keep_logits != 0;
         eo.step_tokens = o.step_tokens;
@@ -136,7 +136,7 @@ int md_engine_set_param(md_engine* e, const char* pass, const char* key, float v
 int md_engine_set_gamma(md_engine* e, int32_t gamma) {
   return guarded(
       [&]() {
-        engine_of(e).set_gamma(gamma == MD_GAMMA_AUTO ? md::kGammaAuto : gamma);
+        engine_of(e).set_gamma(gamma == MD_GAMMA_AUTO ? md::kGammaAuto : gamma == MD_GAMMA_OFF ? md::kGammaOff : gamma);
         return 0;
       },
       -1);
@@ -317,7 +317,7 @@ int md_engine_stats_get(md_engine* e, md_engine_stats* out) {
         out->decode_s = s.decode_s;
         out->free_pages = eng.free_pages();
         out->live_requests = eng.live();
-        out->gamma = eng.gamma() == md::kGammaAuto ? MD_GAMMA_AUTO : eng.gamma();
+        out->gamma = eng.gamma() == md::kGammaAuto ? MD_GAMMA_AUTO : eng.gamma() == md::kGammaOff ? MD_GAMMA_OFF : eng.gamma();
         out->mean_gamma = s.mean_gamma();
         return 0;
       },

@@ -313,9 +313,9 @@ void Engine::set_param(const std::string& pass, const std::string& key, float va
 
 void Engine::set_gamma(int gamma) {
   const int most = module_->manifest().gamma;
-  if (gamma != kGammaAuto && (gamma < 1 || gamma > most))
+  if (gamma != kGammaAuto && gamma != kGammaOff && (gamma < 1 || gamma > most))
     throw Error("gamma: " + std::to_string(gamma) + " outside 1.." + std::to_string(most) +
-                " and not auto (the module verifies at most gamma + 1 rows per sequence)");
+                " and neither auto nor off (the module verifies at most gamma + 1 rows per sequence)");
   gamma_ = gamma;
 }
 
@@ -499,7 +499,7 @@ void Engine::decode_round(int* rows) {
   std::vector<Request*> batch = running(RequestState::Decode);
   if (batch.empty()) return;
   in_pass_ = batch;
-  if (opts_.mode == Mode::Spec) spec_round(batch, rows);
+  if (opts_.mode == Mode::Spec && gamma_ != kGammaOff) spec_round(batch, rows);
   else {
     *rows = int(batch.size());
     ar_round(batch);
@@ -841,6 +841,7 @@ std::string Engine::info_json() const {
   w.key("maxBatch").value(opts_.max_batch).key("kvPages").value(opts_.kv_pages);
   w.key("mode").value(opts_.mode == Mode::Spec ? "spec" : "ar").key("gamma");
   if (gamma_ == kGammaAuto) w.value("auto");
+  else if (gamma_ == kGammaOff) w.value("off");
   else w.value(gamma_);
   w.key("gammaMax").value(m.gamma);
   w.key("prefillChunk").value(prefill_chunk_).key("stepTokens").value(step_tokens_).key("keepLogits").value(opts_.keep_logits);

@@ -30,6 +30,11 @@ enum class Mode { AR, Spec };
 
 /** EngineOptions::gamma / set_gamma: pick gamma per round (GammaTuner), at most the module's gamma. */
 constexpr int kGammaAuto = -1;
+/**
+ * set_gamma: a speculative engine decodes autoregressively (one target row per sequence, no draft) until
+ * gamma is set again, e.g. where speculation does not pay, or to time both on one cache. Lossless either way.
+ */
+constexpr int kGammaOff = -2;
 
 struct EngineOptions {
   int max_batch = 0;       // live sequences at once; 0 = the module's largest bucket
@@ -194,7 +199,7 @@ class Engine {
 
   /** Sets a pass's runtime param (by manifest key, e.g. kv_window) for later steps. */
   void set_param(const std::string& pass, const std::string& key, float value);
-  /** Sets the gamma of later rounds: 1..the module's gamma, or kGammaAuto. */
+  /** Sets the gamma of later rounds: 1..the module's gamma, kGammaAuto or kGammaOff. */
   void set_gamma(int gamma);
 
   const ModelConfig& config() const { return weights_->config(); }
@@ -260,7 +265,7 @@ class Engine {
   std::unique_ptr<Device> device_;  // before everything allocated on it, so it is destroyed after them
   std::unique_ptr<ModelWeights> weights_;
   std::unique_ptr<KvCache> cache_;
-  int gamma_ = 0;  // 1..module gamma, or kGammaAuto
+  int gamma_ = 0;  // 1..module gamma, kGammaAuto or kGammaOff
   GammaTuner tuner_{1};  // fed by every speculative round, consulted when gamma_ is kGammaAuto
   int max_rows_ = 0;
   int prefill_chunk_ = 0;

@@ -266,6 +266,20 @@ describe('engine: speculative == autoregressive, bitwise', () => {
     });
   });
 
+  it("gamma 'off': a speculative engine decodes autoregressively (no draft, no round) and matches the reference", async () => {
+    await withEngine(bf16Model, { mode: 'spec', gamma: 'off', maxBatch: 4 }, async (e) => {
+      expect((e.info().options as { gamma: unknown }).gamma).toBe('off');
+      const got = await Promise.all(prompts.map((p) => e.generate(p, { maxTokens: MAX_TOKENS, ignoreEos: true })));
+      got.forEach((g, i) => expectSameOutput(g, ref[i], `spec gamma off, prompt ${i}`));
+      const s = e.stats();
+      expect(s.rounds).toBe(0);
+      expect(s.drafted).toBe(0);
+      expect(s.arSteps).toBeGreaterThanOrEqual(MAX_TOKENS - 1);
+      expect(s.decodeS).toBeGreaterThan(0);
+      expect(s.kernelS.draft.attention).toBe(0);
+    });
+  });
+
   it('an fp32 sharded model is converted to the module dtype at load and decodes consistently', async () => {
     const ref32 = await reference(fp32Model);
     await withEngine(fp32Model, { mode: 'spec', maxBatch: 4 }, async (e) => {

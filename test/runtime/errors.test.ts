@@ -163,14 +163,16 @@ describe('requests against the module limits', () => {
     await expect(Engine.create(p.modelDir, p.library, { kvPages: -1 })).rejects.toThrow('option kv_pages: must be positive, got -1');
     await expect(Engine.create(p.modelDir, p.library, { prefillChunk: rows + 1 })).rejects.toThrow(`option prefill_chunk: ${rows + 1} outside 1..${rows}`);
     await expect(Engine.create(p.modelDir, p.library, { gamma: p.case.gamma + 1 })).rejects.toThrow(`option gamma: ${p.case.gamma + 1} outside 1..${p.case.gamma}`);
-    for (const bad of ['fast', -1, 1.5, Number.NaN])
-      await expect(Engine.create(p.modelDir, p.library, { gamma: bad as number })).rejects.toThrow("option gamma must be 'auto' or an integer from 1 to the module's gamma, got");
+    for (const bad of ['fast', -1, -2, 1.5, Number.NaN])
+      await expect(Engine.create(p.modelDir, p.library, { gamma: bad as number })).rejects.toThrow("option gamma must be 'auto', 'off' or an integer from 1 to the module's gamma, got");
     await withEngine(Engine, p, { mode: 'spec' }, async (e) => {
-      for (const bad of [0, p.case.gamma + 1]) expect(() => e.setGamma(bad)).toThrow(`gamma: ${bad} outside 1..${p.case.gamma} and not auto`);
-      expect(() => e.setGamma('often' as 'auto')).toThrow("gamma must be 'auto' or an integer");
-      e.setGamma('auto');
-      expect(e.stats().gamma).toBe('auto');
-      expect((e.info().options as { gamma: unknown }).gamma).toBe('auto');
+      for (const bad of [0, p.case.gamma + 1]) expect(() => e.setGamma(bad)).toThrow(`gamma: ${bad} outside 1..${p.case.gamma} and neither auto nor off`);
+      expect(() => e.setGamma('often' as 'auto')).toThrow("gamma must be 'auto', 'off' or an integer");
+      for (const g of ['auto', 'off'] as const) {
+        e.setGamma(g);
+        expect(e.stats().gamma).toBe(g);
+        expect((e.info().options as { gamma: unknown }).gamma).toBe(g);
+      }
     });
     await expect(Engine.create(p.modelDir, p.library, { maxBatch: 2.5 })).rejects.toThrow('option maxBatch must be an integer in the int32 range, got 2.5');
     await expect(Engine.create(p.modelDir, p.library, { mode: 'fast' as 'ar' })).rejects.toThrow("option mode must be 'ar' or 'spec', got 'fast'");

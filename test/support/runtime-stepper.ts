@@ -2,7 +2,7 @@
 // see what each step did: which requests got how many tokens in which round, and when each one finished.
 // (The public Engine wrapper hides step boundaries on purpose; raggedness is only visible here.)
 import { createRequire } from 'node:module';
-import { ADDON_PATH, type Addon, type EngineOptions, type EngineStats, type NativeEngine, type RequestOptions, type RequestStats } from '../../runtime/node/index.ts';
+import { ADDON_PATH, type Addon, type EngineOptions, type EngineStats, type Gamma, type NativeEngine, type RequestOptions, type RequestStats } from '../../runtime/node/index.ts';
 
 export interface Arrival {
   readonly prompt: readonly number[];
@@ -59,7 +59,7 @@ export class Stepper {
     return JSON.parse(this.native.info()) as Record<string, unknown>;
   }
 
-  setGamma(gamma: number | 'auto'): void {
+  setGamma(gamma: Gamma): void {
     this.native.setGamma(gamma);
   }
 
