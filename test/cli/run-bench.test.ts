@@ -107,10 +107,25 @@ describe('magicdec bench', () => {
       // Segments follow one another: the second starts where the first ended.
       expect(p.firstPosition).toBe(CONTEXT + Math.round(s.startTokensPerSeq) - 1);
     }
-    expect(b.segments[1].startTokensPerSeq).toBeCloseTo(1 + b.segments[0].tokens / BATCH, 12);
-    // The AR run decodes as far as the furthest speculative sequence.
+    // Around each point an autoregressive segment on the same engine: exactly TOKENS AR steps, no round.
+    expect(b.arSegments).toHaveLength(3);
+    for (const a of b.arSegments) {
+      expect(a.gamma).toBe('off');
+      expect([a.arSteps, a.tokens, a.rounds, a.drafted]).toEqual([TOKENS, BATCH * TOKENS, 0, 0]);
+      expect(a.arS).toBeGreaterThan(0);
+    }
+    for (const [k, p] of report.points.entries()) {
+      const around = [b.arSegments[k], b.arSegments[k + 1]];
+      expect(p.ar.steps).toBe(2 * TOKENS);
+      expect(p.ar.stepS).toBeCloseTo((around[0].arS + around[1].arS) / (2 * TOKENS), 12);
+      expect(p.ar.tokensPerS).toBeCloseTo((2 * BATCH * TOKENS) / (around[0].arS + around[1].arS), 9);
+    }
+    // Segments follow one another, AR ones included.
+    const order = [b.arSegments[0], b.segments[0], b.arSegments[1], b.segments[1], b.arSegments[2]];
+    for (let i = 1; i < order.length; i++) expect(order[i].startTokensPerSeq).toBeCloseTo(order[i - 1].startTokensPerSeq + order[i - 1].tokens / BATCH, 12);
+    // The AR engine decodes as far as the furthest speculative sequence.
     expect(b.ar.decodeTokens).toBe(BATCH * (b.arTokens - 1));
-    expect(b.arTokens).toBeGreaterThanOrEqual(1 + (b.segments[0].tokens + b.segments[1].tokens) / BATCH);
+    expect(b.arTokens).toBeGreaterThanOrEqual(1 + order.reduce((n, x) => n + x.tokens, 0) / BATCH);
   });
 
   it('counts bytes per step and bandwidth against the triad of the same run', () => {
@@ -124,15 +139,19 @@ describe('magicdec bench', () => {
     const ROW = 256;
     const POSITION = 512;
     const b = report.cases[0].batches[0];
-    for (const p of report.points) {
+    for (const [k, p] of report.points.entries()) {
       const a = p.ar.traffic;
-      const arKv = BATCH * POSITION * (Array.from({ length: b.arTokens - 1 }, (_, i) => CONTEXT + i + 1).reduce((x, y) => x + y) / (b.arTokens - 1));
+      // The point's AR steps: TOKENS from each segment around it, each step's rows one position further.
+      const around = [b.arSegments[k], b.arSegments[k + 1]];
+      const positions = around.flatMap((s) => Array.from({ length: TOKENS }, (_, i) => CONTEXT + Math.round(s.startTokensPerSeq) - 1 + i + 1));
+      const arKv = (BATCH * POSITION * positions.reduce((x, y) => x + y)) / positions.length;
+      const kernel = (c: 'attention' | 'gemm') => around[0].kernelS.ar[c] + around[1].kernelS.ar[c];
       expect(a.step.bytesPerStep.weights).toBe(WEIGHTS + BATCH * ROW);
       expect(a.step.bytesPerStep.kv).toBeCloseTo(arKv, 6);
-      expect(a.step.stepS).toBeCloseTo(b.ar.decodeS / b.ar.steps, 12);
+      expect(a.step.stepS).toBeCloseTo((around[0].arS + around[1].arS) / (2 * TOKENS), 12);
       expect(a.step.ofTriad).toBeCloseTo(a.step.gbPerS / triad.gbPerS, 9);
-      expect(a.attention.gbPerS).toBeCloseTo(arKv / (b.ar.kernelS.ar.attention / b.ar.steps) / 1e9, 6);
-      expect(a.gemm.gbPerS).toBeCloseTo((WEIGHTS + BATCH * ROW) / (b.ar.kernelS.ar.gemm / b.ar.steps) / 1e9, 6);
+      expect(a.attention.gbPerS).toBeCloseTo(arKv / (kernel('attention') / (2 * TOKENS)) / 1e9, 6);
+      expect(a.gemm.gbPerS).toBeCloseTo((WEIGHTS + BATCH * ROW) / (kernel('gemm') / (2 * TOKENS)) / 1e9, 6);
       // The draft reads sink 4 + window 508 positions per row once the context is past them.
       const d = p.spec.draft;
       expect(d.step.bytesPerStep).toEqual({ weights: WEIGHTS + BATCH * ROW, kv: BATCH * 512 * POSITION, total: WEIGHTS + BATCH * ROW + BATCH * 512 * POSITION });
@@ -149,8 +168,9 @@ describe('magicdec bench', () => {
     }
     const m = report.cases[0].memory;
     expect(m.peakRss).toBeGreaterThan(m.startRss);
-    // The speculative pool: 2 points x 6 tokens x (8 + 1) + 1 tokens and gamma 8 past the prompt, whole pages.
-    expect(m.kvBytes).toBe(BATCH * Math.ceil((CONTEXT + 2 * TOKENS * 9 + 1 + 8) / 64) * 64 * POSITION);
+    // The speculative pool: 2 points x 6 tokens x (8 + 1), 3 AR segments x 6 tokens, + 1 tokens and gamma 8
+    // past the prompt, whole pages.
+    expect(m.kvBytes).toBe(BATCH * Math.ceil((CONTEXT + 2 * TOKENS * 9 + 3 * TOKENS + 1 + 8) / 64) * 64 * POSITION);
   });
 
   it('records relative paths, and writes the chart and the tables', async () => {
