@@ -615,35 +615,57 @@ constexpr int QB = BF16_DOT ? HD_BF16 / (2 * W) : 1;
 constexpr int QF = BF16_DOT ? 1 : DV;
 
 /**
- * q.k of NQ queries with the K rows of a 16-position group's positions [t, t + 2^L), kt its first row,
- * folded to level L of the lanes' tree (vec::fold): out[q] per query. Each position's dot runs in 16 lanes
- * and is folded as soon as its neighbour is, so only one partial per level waits in registers (rather than
- * 16 dots per query in memory). A position no pair sees (its bit clear in `seen`) is a zero dot, its K row
- * never read. With `next`, each position's row of the next tile is prefetched.
+ * q.k of NQ queries with the K rows of a 16-position group, kt its first row, reduced by the lanes' tree
+ * (vec::fold) as the dots are produced: out[q] = the group's 16 dots of query q, still to unfold. Each
+ * position's dot runs in 16 lanes and folds as soon as its neighbour has, like a binary counter, so only
+ * one partial per level waits in registers (rather than 16 dots per query in memory). A position no pair
+ * sees (its bit clear in `seen`) is a zero dot, its K row never read. With `next`, each position's row of
+ * the next tile is prefetched.
  */
-template <int L, int NQ>
-__attribute__((always_inline)) inline void group_dots(const vec::bf16x32 (&qb)[NQ][QB], const f32x16 (&qf)[NQ][QF], const store_t* kt, const store_t* next, int t, uint16_t seen, f32x16* out) {
-  if constexpr (L == 0) {
+template <int NQ>
+inline void group_dots(const vec::bf16x32 (&qb)[NQ][QB], const f32x16 (&qf)[NQ][QF], const store_t* kt, const store_t* next, uint16_t seen, f32x16* out) {
+  static_assert(W == 16, "a group folds in four levels");
+  f32x16 p1[NQ], p2[NQ], p3[NQ], p4[NQ];  // the partial waiting at each level
+  for (int q = 0; q < NQ; ++q) out[q] = vec::zero();  // written at t = 15; this tells the compiler so
+  for (int t = 0; t < W; ++t) {
     const store_t* k = kt + (size_t)t * HEAD_DIM;
     if (next) prefetch_row(next + (size_t)t * HEAD_DIM);
-    for (int q = 0; q < NQ; ++q) out[q] = vec::zero();
-    if (!(seen >> t & 1)) return;
-    if constexpr (BF16_DOT) {
-      for (int c = 0; c < QB; ++c) {
-        const vec::bf16x32 kk = bf16_block(k, c);
-        for (int q = 0; q < NQ; ++q) out[q] = vec::dot_bf16(out[q], qb[q][c], kk);
-      }
-    } else {
-      for (int c = 0; c < DV; ++c) {
-        const f32x16 kv = row_vec(k, c);
-        for (int q = 0; q < NQ; ++q) out[q] = vec::fmadd(qf[q][c], kv, out[q]);
+    f32x16 d[NQ];
+    for (int q = 0; q < NQ; ++q) d[q] = vec::zero();
+    if (seen >> t & 1) {
+      if constexpr (BF16_DOT) {
+        for (int c = 0; c < QB; ++c) {
+          const vec::bf16x32 kk = bf16_block(k, c);
+          for (int q = 0; q < NQ; ++q) d[q] = vec::dot_bf16(d[q], qb[q][c], kk);
+        }
+      } else {
+        for (int c = 0; c < DV; ++c) {
+          const f32x16 kv = row_vec(k, c);
+          for (int q = 0; q < NQ; ++q) d[q] = vec::fmadd(qf[q][c], kv, d[q]);
+        }
       }
     }
-  } else {
-    f32x16 lo[NQ], hi[NQ];
-    group_dots<L - 1, NQ>(qb, qf, kt, next, t, seen, lo);
-    group_dots<L - 1, NQ>(qb, qf, kt, next, t + (1 << (L - 1)), seen, hi);
-    for (int q = 0; q < NQ; ++q) out[q] = vec::fold<L>(lo[q], hi[q]);
+    // Carry: position t closes the blocks of 2, 4, 8 and 16 positions it ends.
+    if (!(t & 1)) {
+      for (int q = 0; q < NQ; ++q) p1[q] = d[q];
+      continue;
+    }
+    for (int q = 0; q < NQ; ++q) d[q] = vec::fold<1>(p1[q], d[q]);
+    if (!(t & 2)) {
+      for (int q = 0; q < NQ; ++q) p2[q] = d[q];
+      continue;
+    }
+    for (int q = 0; q < NQ; ++q) d[q] = vec::fold<2>(p2[q], d[q]);
+    if (!(t & 4)) {
+      for (int q = 0; q < NQ; ++q) p3[q] = d[q];
+      continue;
+    }
+    for (int q = 0; q < NQ; ++q) d[q] = vec::fold<3>(p3[q], d[q]);
+    if (!(t & 8)) {
+      for (int q = 0; q < NQ; ++q) p4[q] = d[q];
+      continue;
+    }
+    for (int q = 0; q < NQ; ++q) out[q] = vec::fold<4>(p4[q], d[q]);
   }
 }
 
@@ -677,7 +699,7 @@ inline void tile_scores(Scratch& sc, const Pair* pr, int at, int32_t p0, const f
       continue;
     }
     f32x16 dots[NQ];
-    group_dots<4, NQ>(qb, qf, kt + (size_t)g * W * HEAD_DIM, next ? next + (size_t)g * W * HEAD_DIM : nullptr, 0, vis_any[g], dots);
+    group_dots<NQ>(qb, qf, kt + (size_t)g * W * HEAD_DIM, next ? next + (size_t)g * W * HEAD_DIM : nullptr, vis_any[g], dots);
     for (int q = 0; q < NQ; ++q) vec::store(s[q] + g * W, vec::mul(vec::unfold(dots[q]), vec::set1(ATTN_SCALE)));
   }
   const f32x16 none = vec::set1(-INFINITY);
