@@ -65,11 +65,12 @@ export function weightBytes(dir: string): number {
 }
 
 /**
- * Tokens per sequence a speculative run of `points` speculative segments (and the points + 1 autoregressive
- * ones around them) may need: the fastest sequence emits at most gamma + 1 per round, one per AR step.
+ * Tokens per sequence a speculative run of `points` speculative segments (and the points + 2 autoregressive
+ * ones: a warm-up, then one around each point) may need: the fastest sequence emits at most gamma + 1 per
+ * round, one per AR step.
  */
 export function specMaxTokens(points: number, decodeTokens: number, moduleGamma: number): number {
-  return points * decodeTokens * (moduleGamma + 1) + (points + 1) * decodeTokens + 1;
+  return points * decodeTokens * (moduleGamma + 1) + (points + 2) * decodeTokens + 1;
 }
 
 /** Positions a speculative request reserves: the prompt, maxTokens and the module's gamma past them. */
@@ -77,9 +78,14 @@ export function specPositions(context: number, points: number, decodeTokens: num
   return context + specMaxTokens(points, decodeTokens, moduleGamma) + moduleGamma;
 }
 
-/** The segments one engine decodes: an autoregressive one before each point and after the last. */
+/**
+ * The segments one engine decodes: an autoregressive warm-up (not reported: the first decode steps after a
+ * prefill ran measurably slower, which would bias the first point's baseline), then an autoregressive
+ * segment before each point and one after the last.
+ */
 export function interleaved(points: readonly Segment[]): Segment[] {
-  return [...points.flatMap((p) => [{ gamma: 'off' as const }, p]), { gamma: 'off' as const }];
+  const off = { gamma: 'off' as const };
+  return [off, ...points.flatMap((p) => [off, p]), off];
 }
 
 /** `batch` prompts of `context` tokens: BOS (if any), then seeded random tokens other than BOS and EOS. */
@@ -114,7 +120,8 @@ export async function runCase(c: CaseInput, progress: (text: string) => void = (
     progress(`${where}: prefill`);
     const all = interleaved(c.segments);
     const spec = await decodeSegments(c.modelDir, c.library, { ...base, kvPages: specPages }, prompts, maxTokens, all, c.decodeTokens, (k) => {
-      if (k < all.length) progress(`${where}: ${k % 2 ? `gamma ${all[k].gamma}, budget ${c.segments[(k - 1) / 2].budget}` : 'autoregressive segment'}`);
+      if (k === 0) progress(`${where}: autoregressive warm-up`);
+      else if (k < all.length) progress(`${where}: ${k % 2 === 0 ? `gamma ${all[k].gamma}, budget ${c.segments[k / 2 - 1].budget}` : 'autoregressive segment'}`);
     });
     const arTokens = Math.max(...spec.tokens.map((t) => t.length));
     progress(`${where}: autoregressive engine (the tokens to match)`);
@@ -126,8 +133,8 @@ export async function runCase(c: CaseInput, progress: (text: string) => void = (
     batches.push({
       batch,
       prefillS: spec.prefillS,
-      segments: spec.segments.filter((_, k) => k % 2 === 1).map((s, k) => ({ ...s, budget: c.segments[k].budget })),
-      arSegments: spec.segments.filter((_, k) => k % 2 === 0),
+      segments: spec.segments.filter((_, k) => k > 0 && k % 2 === 0).map((s, k) => ({ ...s, budget: c.segments[k].budget })),
+      arSegments: spec.segments.filter((_, k) => k % 2 === 1),
       ar: ar.summary,
       arTokens,
       identical: diff === undefined,

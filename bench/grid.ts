@@ -320,8 +320,8 @@ export async function runBench(o: BenchOptions, io: Io): Promise<BenchReport> {
   const triad: TriadResult = runTriad(buildTriad(), triadArrayBytes, DEFAULT_TRIAD_REPS);
   io.stderr.write(`    ${fmt(triad.gbPerS)} GB/s with ${triad.threads} OpenMP thread(s)\n`);
 
-  // Per batch: the prefill, each point and the autoregressive segments around them (bench/case.ts), the AR engine.
-  const units = inputs.reduce((s, c) => s + c.batches.length * (2 * c.segments.length + 3), 0);
+  // Per batch: the prefill, the warm-up, each point and the autoregressive segments around them (bench/case.ts), the AR engine.
+  const units = inputs.reduce((s, c) => s + c.batches.length * (2 * c.segments.length + 4), 0);
   const bar = progress(io, 'bench');
   let done = 0;
   const cases: CaseResult[] = [];
