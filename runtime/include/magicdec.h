@@ -38,8 +38,8 @@ typedef struct md_engine_options {
   int32_t max_batch;     /* live sequences at once; 0 = the module's largest batch bucket */
   int32_t kv_pages;      /* KV-cache pages in the pool; 0 = enough for max_batch sequences of maxSeq */
   int32_t mode;          /* MD_MODE_AR or MD_MODE_SPEC */
-  int32_t gamma;         /* drafted tokens per round, 1..module gamma, or MD_GAMMA_AUTO; 0 = the module's
-                            (its gamma, or MD_GAMMA_AUTO for a module built with gamma 'auto') */
+  int32_t gamma;         /* drafted tokens per round, 1..module gamma, MD_GAMMA_AUTO or MD_GAMMA_OFF; 0 = the
+                            module's (its gamma, or MD_GAMMA_AUTO for a module built with gamma 'auto') */
   int32_t prefill_chunk; /* rows per prefill step; 0 = the largest bucket's row limit */
   int32_t keep_logits;   /* non-zero: keep the logits of every emitted token (md_request_logits) */
   int32_t step_tokens;   /* target rows per step: the decode round's, then prefill rows in the rest (see

@@ -97,13 +97,13 @@ static int check(const char* dir, const char* dtype) {
 
 static int generate(int argc, char** argv) {
   if (argc < 8) {
-    fprintf(stderr, "usage: capi_test generate <model_dir> <module.so> <ar|spec> <gamma|auto> <max_tokens> <tok>...\n");
+    fprintf(stderr, "usage: capi_test generate <model_dir> <module.so> <ar|spec> <gamma|auto|off> <max_tokens> <tok>...\n");
     return 2;
   }
   md_engine_options o;
   md_engine_options_default(&o);
   o.mode = strcmp(argv[4], "ar") == 0 ? MD_MODE_AR : MD_MODE_SPEC;
-  o.gamma = strcmp(argv[5], "auto") == 0 ? MD_GAMMA_AUTO : atoi(argv[5]);
+  o.gamma = strcmp(argv[5], "auto") == 0 ? MD_GAMMA_AUTO : strcmp(argv[5], "off") == 0 ? MD_GAMMA_OFF : atoi(argv[5]);
   o.keep_logits = 1;
   md_engine* e = md_engine_create(argv[2], argv[3], &o);
   if (!e) {

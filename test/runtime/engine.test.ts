@@ -216,8 +216,8 @@ describe('engine: speculative == autoregressive, bitwise', () => {
     expect(r.status).toBe(0);
   });
 
-  it('the C API generates the same tokens, autoregressive and speculative (gamma 2 and auto)', () => {
-    for (const [mode, gamma] of [['ar', '2'], ['spec', '2'], ['spec', 'auto']]) {
+  it('the C API generates the same tokens, autoregressive and speculative (gamma 2, auto and off)', () => {
+    for (const [mode, gamma] of [['ar', '2'], ['spec', '2'], ['spec', 'auto'], ['spec', 'off']]) {
       const r = runProgram(rt.capi, ['generate', bf16Model, library, mode, gamma, String(MAX_TOKENS), ...prompts[2].map(String)]);
       expect(r.status, r.stdout).toBe(0);
       const [tokens, stats, gammas, kernels] = r.stdout.trim().split('\n');
@@ -225,7 +225,7 @@ describe('engine: speculative == autoregressive, bitwise', () => {
       const s = JSON.parse(stats);
       expect(s).toMatchObject({ generated: MAX_TOKENS, finish: 2, state: 3 });
       const g = JSON.parse(gammas) as { gamma: number; meanGamma: number; gammaRounds: number[] };
-      expect(g.gamma).toBe(gamma === 'auto' ? -1 : 2); // MD_GAMMA_AUTO
+      expect(g.gamma).toBe(gamma === 'auto' ? -1 : gamma === 'off' ? -2 : 2); // MD_GAMMA_AUTO, MD_GAMMA_OFF
       expect(g.gammaRounds).toHaveLength(4); // the module's gamma 3, plus gamma 0
       expect(g.gammaRounds.reduce((a, b) => a + b, 0)).toBe(s.rounds);
       expect(g.gammaRounds.reduce((a, n, k) => a + k * n, 0)).toBe(s.drafted);
@@ -237,7 +237,8 @@ describe('engine: speculative == autoregressive, bitwise', () => {
       expect(k.kernelS).toHaveLength(16);
       const kind = (i: number) => k.kernelS.slice(4 * i, 4 * i + 4);
       const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
-      const ran = mode === 'ar' ? [0, 1] : [0, 2, 3];
+      // A speculative engine at gamma 'off' runs AR steps only.
+      const ran = mode === 'ar' || gamma === 'off' ? [0, 1] : [0, 2, 3];
       for (let i = 0; i < 4; ++i) {
         if (ran.includes(i)) for (const t of kind(i)) expect(t, `${mode} kind ${i}`).toBeGreaterThan(0);
         else expect(kind(i)).toEqual([0, 0, 0, 0]);
@@ -246,7 +247,7 @@ describe('engine: speculative == autoregressive, bitwise', () => {
       expect(sum(kind(1))).toBeLessThanOrEqual(k.decodeS);
       expect(sum(kind(2))).toBeLessThanOrEqual(k.draftS);
       expect(sum(kind(3))).toBeLessThanOrEqual(k.verifyS);
-      if (mode === 'ar') expect(sum(kind(1))).toBeGreaterThan(0.5 * k.decodeS);
+      if (ran.includes(1)) expect(sum(kind(1))).toBeGreaterThan(0.5 * k.decodeS);
     }
   });
 
