@@ -84,22 +84,16 @@ inline void prefetch_line(const char* p) { _mm_prefetch(p, _MM_HINT_T1); }
  *  loading it NB times (28 loads per 24 multiply-adds of a 6 x 4 tile instead of 10). */
 inline void keep_in_register(fvec& v) { asm("" : "+v"(v)); }
 
-/**
- * out[i] = reduce_lanes(a[i]) for 16 accumulators at once: each level of the tree (lane j plus lane j + w)
- * runs on 16 / w accumulators packed into one register, so every addition is the tree's, with the same
- * operands in the same order. The result's lane 4q + i holds accumulator 4i + q.
- */
+/** Lane i: reduce_lanes(a[i]) for 16 accumulators at once, by attention's tree of folds (md_cpu.h, vec::fold). */
 inline fvec reduce16(const fvec* a) {
-  fvec s[8], t[4], u[2];
-  for (int i = 0; i < 8; ++i)  // lane j + 8: [a.lo8 | b.lo8] + [a.hi8 | b.hi8]
-    s[i] = _mm512_add_ps(_mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0x44), _mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0xee));
-  for (int i = 0; i < 4; ++i)  // lane j + 4: quarters [a, b, c, d] of four accumulators
-    t[i] = _mm512_add_ps(_mm512_shuffle_f32x4(s[2 * i], s[2 * i + 1], 0x88), _mm512_shuffle_f32x4(s[2 * i], s[2 * i + 1], 0xdd));
-  for (int i = 0; i < 2; ++i)  // lane j + 2, within each quarter
-    u[i] = _mm512_add_ps(_mm512_shuffle_ps(t[2 * i], t[2 * i + 1], 0x44), _mm512_shuffle_ps(t[2 * i], t[2 * i + 1], 0xee));
-  return _mm512_add_ps(_mm512_shuffle_ps(u[0], u[1], 0x88), _mm512_shuffle_ps(u[0], u[1], 0xdd));  // lane j + 1
+  using vec::fold;
+  using vec::f32x16;
+  f32x16 s[8], t[4], u[2];
+  for (int i = 0; i < 8; ++i) s[i] = fold<1>(f32x16{a[2 * i]}, f32x16{a[2 * i + 1]});
+  for (int i = 0; i < 4; ++i) t[i] = fold<2>(s[2 * i], s[2 * i + 1]);
+  for (int i = 0; i < 2; ++i) u[i] = fold<3>(t[2 * i], t[2 * i + 1]);
+  return vec::unfold(fold<4>(u[0], u[1])).v;
 }
-inline constexpr int reduced_lane(int i) { return 4 * (i % 4) + i / 4; }
 
 /** out[i] = reduce_lanes(acc[i]) for the C accumulators of a tile, sixteen at a time. */
 template <int C>
@@ -111,7 +105,7 @@ inline void reduce_tile(const fvec (&acc)[C], float* out) {
     alignas(64) float v[16];
     vstore(v, reduce16(a));
     unroll<16>([&](auto i) {
-      if constexpr (i0 + i < C) out[i0 + i] = v[reduced_lane(i)];
+      if constexpr (i0 + i < C) out[i0 + i] = v[i];
     });
   });
 }
