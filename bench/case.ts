@@ -78,14 +78,17 @@ export function specPositions(context: number, points: number, decodeTokens: num
   return context + specMaxTokens(points, decodeTokens, moduleGamma) + moduleGamma;
 }
 
+type ArSegment = { readonly gamma: 'off' };
+const AR_SEGMENT: ArSegment = { gamma: 'off' };
+const isAr = (s: Segment): s is ArSegment => s === AR_SEGMENT;
+
 /**
  * The segments one engine decodes: an autoregressive warm-up (not reported: the first decode steps after a
  * prefill ran measurably slower, which would bias the first point's baseline), then an autoregressive
  * segment before each point and one after the last.
  */
-export function interleaved(points: readonly Segment[]): Segment[] {
-  const off = { gamma: 'off' as const };
-  return [off, ...points.flatMap((p) => [off, p]), off];
+export function interleaved<P extends Segment>(points: readonly P[]): (P | ArSegment)[] {
+  return [AR_SEGMENT, ...points.flatMap((p) => [AR_SEGMENT, p]), AR_SEGMENT];
 }
 
 /** `batch` prompts of `context` tokens: BOS (if any), then seeded random tokens other than BOS and EOS. */
@@ -121,7 +124,10 @@ export async function runCase(c: CaseInput, progress: (text: string) => void = (
     const all = interleaved(c.segments);
     const spec = await decodeSegments(c.modelDir, c.library, { ...base, kvPages: specPages }, prompts, maxTokens, all, c.decodeTokens, (k) => {
       if (k === 0) progress(`${where}: autoregressive warm-up`);
-      else if (k < all.length) progress(`${where}: ${k % 2 === 0 ? `gamma ${all[k].gamma}, budget ${c.segments[k / 2 - 1].budget}` : 'autoregressive segment'}`);
+      else if (k < all.length) {
+        const s = all[k];
+        progress(`${where}: ${isAr(s) ? 'autoregressive segment' : `gamma ${s.gamma}, budget ${s.budget}`}`);
+      }
     });
     const arTokens = Math.max(...spec.tokens.map((t) => t.length));
     progress(`${where}: autoregressive engine (the tokens to match)`);
@@ -133,8 +139,11 @@ export async function runCase(c: CaseInput, progress: (text: string) => void = (
     batches.push({
       batch,
       prefillS: spec.prefillS,
-      segments: spec.segments.filter((_, k) => k > 0 && k % 2 === 0).map((s, k) => ({ ...s, budget: c.segments[k].budget })),
-      arSegments: spec.segments.filter((_, k) => k % 2 === 1),
+      segments: spec.segments.flatMap((s, k) => {
+        const point = all[k];
+        return isAr(point) ? [] : [{ ...s, budget: point.budget }];
+      }),
+      arSegments: spec.segments.filter((_, k) => k > 0 && isAr(all[k])),  // past the warm-up
       ar: ar.summary,
       arTokens,
       identical: diff === undefined,

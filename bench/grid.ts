@@ -21,7 +21,7 @@ import { readModelDir } from '../lib/model-dir.ts';
 import { buildCpuModule, cpuDeploymentFor } from '../lib/module.ts';
 import { progress } from '../lib/progress.ts';
 import { LOCAL_ATTENTION, RANDOM_PRESETS, writeRandomModel, type RandomPreset } from '../model/random.ts';
-import { specPositions, weightBytes, type CaseInput, type CaseResult } from './case.ts';
+import { interleaved, specPositions, weightBytes, type CaseInput, type CaseResult } from './case.ts';
 import { batchMetrics, type PointMetrics, type TimeShares } from './metrics.ts';
 import { chartSpec, modelLabel, renderSvg } from './plot.ts';
 import { kvBytesPerPosition } from './traffic.ts';
@@ -320,8 +320,8 @@ export async function runBench(o: BenchOptions, io: Io): Promise<BenchReport> {
   const triad: TriadResult = runTriad(buildTriad(), triadArrayBytes, DEFAULT_TRIAD_REPS);
   io.stderr.write(`    ${fmt(triad.gbPerS)} GB/s with ${triad.threads} OpenMP thread(s)\n`);
 
-  // Per batch: the prefill, the warm-up, each point and the autoregressive segments around them (bench/case.ts), the AR engine.
-  const units = inputs.reduce((s, c) => s + c.batches.length * (2 * c.segments.length + 4), 0);
+  // Per batch: the prefill, every segment (bench/case.ts, interleaved), the AR engine.
+  const units = inputs.reduce((s, c) => s + c.batches.length * (interleaved(c.segments).length + 2), 0);
   const bar = progress(io, 'bench');
   let done = 0;
   const cases: CaseResult[] = [];
