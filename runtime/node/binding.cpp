@@ -129,7 +129,7 @@ float float_option(const Napi::Object& o, const char* key, float dflt) {
   return v.As<Napi::Number>().FloatValue();
 }
 
-// gamma: a number (1..module gamma) or 'auto'.
+// gamma: a number (1..module gamma), 'auto' or 'off'.
 int32_t gamma_value(const Napi::Value& v, const char* what) {
   if (v.IsString() && v.As<Napi::String>().Utf8Value() == "auto") return md::kGammaAuto;
   if (v.IsString() && v.As<Napi::String>().Utf8Value() == "off") return md::kGammaOff;

@@ -40,6 +40,10 @@ struct md_engine {
 
 namespace {
 
+/** The C API's spellings of gamma 'auto' and 'off' as the engine's, and back. */
+int engine_gamma(int32_t g) { return g == MD_GAMMA_AUTO ? md::kGammaAuto : g == MD_GAMMA_OFF ? md::kGammaOff : g; }
+int32_t api_gamma(int g) { return g == md::kGammaAuto ? MD_GAMMA_AUTO : g == md::kGammaOff ? MD_GAMMA_OFF : g; }
+
 md::Engine& engine_of(md_engine* e) {
   if (!e || !e->engine) throw md::Error("engine is NULL");
   return *e->engine;
@@ -100,7 +104,7 @@ md_engine* md_engine_create(const char* model_dir, const char* module_path, cons
         eo.max_batch = o.max_batch;
         eo.kv_pages = o.kv_pages;
         eo.mode = o.mode == MD_MODE_AR ? md::Mode::AR : md::Mode::Spec;
-        eo.gamma = o.gamma == MD_GAMMA_AUTO ? md::kGammaAuto : o.gamma == MD_GAMMA_OFF ? md::kGammaOff : o.gamma;
+        eo.gamma = engine_gamma(o.gamma);
         eo.prefill_chunk = o.prefill_chunk;
         eo.keep_logits = o.keep_logits != 0;
         eo.step_tokens = o.step_tokens;
@@ -136,7 +140,7 @@ int md_engine_set_param(md_engine* e, const char* pass, const char* key, float v
 int md_engine_set_gamma(md_engine* e, int32_t gamma) {
   return guarded(
       [&]() {
-        engine_of(e).set_gamma(gamma == MD_GAMMA_AUTO ? md::kGammaAuto : gamma == MD_GAMMA_OFF ? md::kGammaOff : gamma);
+        engine_of(e).set_gamma(engine_gamma(gamma));
         return 0;
       },
       -1);
@@ -317,7 +321,7 @@ int md_engine_stats_get(md_engine* e, md_engine_stats* out) {
         out->decode_s = s.decode_s;
         out->free_pages = eng.free_pages();
         out->live_requests = eng.live();
-        out->gamma = eng.gamma() == md::kGammaAuto ? MD_GAMMA_AUTO : eng.gamma() == md::kGammaOff ? MD_GAMMA_OFF : eng.gamma();
+        out->gamma = api_gamma(eng.gamma());
         out->mean_gamma = s.mean_gamma();
         return 0;
       },
