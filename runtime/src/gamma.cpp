@@ -1,5 +1,6 @@
 #include "gamma.h"
 
+#include <algorithm>
 #include <cmath>
 #include <iterator>
 #include <string>
@@ -47,11 +48,18 @@ double GammaTuner::round_seconds(int seqs, int g) const {
 }
 
 int GammaTuner::choose(int seqs) const {
-  if (!costs_for(seqs)) return 1;
+  const Costs* c = costs_for(seqs);
+  if (!c) return 1;
+  // Exploration climbs one gamma past the largest one run: the flat guess beyond it would otherwise send
+  // a single round straight to gamma_max, the dearest round there is where verification is compute-bound.
+  int run = 1;
+  for (int g = 1; g <= gamma_max_; ++g)
+    if (c->verify[size_t(g)] >= 0) run = g;
+  const int top = std::min(gamma_max_, run + 1);
   const double a = acceptance();
   int best = 1;
   double best_rate = -1;
-  for (int g = 1; g <= gamma_max_; ++g) {
+  for (int g = 1; g <= top; ++g) {
     const double t = round_seconds(seqs, g);
     // A round measured at zero seconds (a coarse clock) says nothing about the ratio: prefer the larger gamma.
     const double rate = t > 0 ? expected_tokens(a, g) / t : INFINITY;

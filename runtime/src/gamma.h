@@ -11,8 +11,10 @@
 //   it has run; a gamma not run yet at that size is interpolated linearly between the nearest run ones and
 //   held flat beyond them (an optimistic guess for larger gammas, so they get tried and then measured);
 //   a batch size not run yet borrows the nearest one's times.
-// and picks the g in 1..gamma_max with the most expected tokens per second. Any gamma is lossless (the
-// kernels are row-invariant), so the choice only moves throughput.
+// and picks the g with the most expected tokens per second among 1 .. one past the largest gamma run (at
+// most gamma_max): exploration climbs a gamma at a time, so a compute-bound verification costs one round
+// at the next gamma to learn about, never a round at gamma_max. Any gamma is lossless (the kernels are
+// row-invariant), so the choice only moves throughput.
 #pragma once
 #include <cstdint>
 #include <map>
@@ -24,7 +26,7 @@ class GammaTuner {
  public:
   explicit GammaTuner(int gamma_max);
 
-  /** The gamma for a round of `seqs` sequences: 1 with nothing measured yet, then the best of 1..gamma_max. */
+  /** The gamma for a round of `seqs` sequences: 1 with nothing measured yet, then the best of 1 .. one past the largest run. */
   int choose(int seqs) const;
   /** Records a round of `seqs` sequences that drafted `gamma` tokens each and accepted accepted[0..seqs). */
   void record(int seqs, int gamma, const int32_t* accepted, double draft_s, double verify_s);

@@ -454,6 +454,38 @@ static void test_gamma_tuner() {
   feed(good, 16, 0.1, 1.0, 0.02, 8);
   feed(bad, 16, 0.1, 1.0, 0.02, 1);
   CHECK(good.choose(16) > bad.choose(16));
+
+  // In a closed loop (choose, run that gamma under the cost model with drafts accepted independently at
+  // rate a until the first rejection, record), exploration climbs one gamma at a time: no round runs more
+  // than one past every gamma run before it (the flat guess alone sends the second round to gamma_max),
+  // a compute-bound verification settles near its best gamma, and a memory-bound one still climbs to the top.
+  const auto closed_loop = [](double draft, double verify0, double verify_row, double a, int rounds) {
+    md::GammaTuner u(8);
+    std::vector<int32_t> acc(16);
+    std::vector<int> chosen;
+    uint64_t state = 12345;
+    const auto uniform = [&state] { return double((state = state * 6364136223846793005ull + 1442695040888963407ull) >> 11) / 9007199254740992.0; };
+    for (int r = 0; r < rounds; ++r) {
+      const int g = u.choose(16);
+      chosen.push_back(g);
+      for (int32_t& k : acc)
+        for (k = 0; k < g && uniform() < a;) ++k;
+      u.record(16, g, acc.data(), g * draft, verify0 + verify_row * (g + 1));
+    }
+    return chosen;
+  };
+  const auto climbs = [](const std::vector<int>& chosen) {
+    for (size_t r = 1; r < chosen.size(); ++r)
+      if (chosen[r] > *std::max_element(chosen.begin(), chosen.begin() + ptrdiff_t(r)) + 1) return false;
+    return true;
+  };
+  const std::vector<int> compute = closed_loop(0.02, 0.2, 0.3, 0.6, 40);
+  const int compute_best = best_gamma(8, 0.6, 0.02, 0.2, 0.3);
+  CHECK(compute[1] == 2 && climbs(compute));
+  CHECK(std::count_if(compute.end() - 20, compute.end(), [&](int g) { return std::abs(g - compute_best) <= 1; }) >= 18);
+  const std::vector<int> memory = closed_loop(0.01, 1.0, 0.001, 0.9, 40);
+  CHECK(climbs(memory) && best_gamma(8, 0.9, 0.01, 1.0, 0.001) == 8);
+  CHECK(std::find(memory.begin(), memory.end(), 8) - memory.begin() <= 10 && std::count(memory.end() - 20, memory.end(), 8) >= 15);
 }
 
 int main() {
