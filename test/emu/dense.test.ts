@@ -14,9 +14,9 @@
 // outside the cache without storing it.
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
-import { kvCacheRow, STATUS_CODES } from '../../codegen/abi.ts';
+import { STATUS_CODES } from '../../codegen/abi.ts';
 import { manifestText } from '../../codegen/manifest.ts';
-import { addRef, argmaxRef, embedRef, gemmRef, relError, rmsnormRef, ropeRef, swigluRef, verifyGreedyRef } from '../reference/kernels.ts';
+import { addRef, appendedCacheRef, argmaxRef, embedRef, gemmRef, relError, rmsnormRef, ropeRef, swigluRef, verifyGreedyRef } from '../reference/kernels.ts';
 import { mulberry32 } from '../harness/kernels/attention-case.ts';
 import { f32, i32, type KernelDriver } from '../harness/kernels/driver.ts';
 import { useEmulatedModules, type EmulatedModule } from '../harness/emu/module.ts';
@@ -284,18 +284,11 @@ describe.each(NAMES)('emulated CUDA dense kernels, module %s', (name) => {
         const ko = f32(res.out.k);
         expect(measured('rope', relError(qo, ropeRef(q, pos, heads, D, m.plan.ropeInvFreq)))).toBeLessThan(TOL);
         expect(relError(ko, ropeRef(k, pos, kvHeads, D, m.plan.ropeInvFreq))).toBeLessThan(TOL);
-        const kWant = load(dtype(), cache.bytes);
-        const vWant = load(dtype(), cache.bytes);
-        const kStored = load(dtype(), store(dtype(), ko).bytes);
-        const vStored = load(dtype(), store(dtype(), v).bytes);
-        for (let r = 0; r < rows; r++) {
-          if (outside.has(r)) continue;
-          for (let h = 0; h < kvHeads; h++) {
-            const at = kvCacheRow({ kvHeads, headDim: D, pageSize: PS }, r, pos[r] % PS, h);
-            kWant.set(kStored.subarray(r * kvDim + h * D, r * kvDim + (h + 1) * D), at);
-            vWant.set(vStored.subarray(r * kvDim + h * D, r * kvDim + (h + 1) * D), at);
-          }
-        }
+        const shape = { kvHeads, headDim: D, pageSize: PS };
+        const page = (r: number) => r;
+        const inside = (r: number) => !outside.has(r);
+        const kWant = appendedCacheRef(shape, load(dtype(), cache.bytes), load(dtype(), store(dtype(), ko).bytes), pos, page, inside);
+        const vWant = appendedCacheRef(shape, load(dtype(), cache.bytes), load(dtype(), store(dtype(), v).bytes), pos, page, inside);
         expect(Array.from(load(dtype(), res.out.k_cache))).toEqual(Array.from(kWant));
         expect(Array.from(load(dtype(), res.out.v_cache))).toEqual(Array.from(vWant));
         for (const r of someRows(rows)) {

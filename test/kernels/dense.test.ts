@@ -4,9 +4,9 @@
 // equals that row inside a batch (largest bucket, two threads).
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { kvCacheRow, STATUS_CODES } from '../../codegen/abi.ts';
+import { STATUS_CODES } from '../../codegen/abi.ts';
 import { manifestText } from '../../codegen/manifest.ts';
-import { addRef, argmaxRef, embedRef, gemmRef, relError, rmsnormRef, ropeRef, swigluRef, verifyGreedyRef } from '../reference/kernels.ts';
+import { addRef, appendedCacheRef, argmaxRef, embedRef, gemmRef, relError, rmsnormRef, ropeRef, swigluRef, verifyGreedyRef } from '../reference/kernels.ts';
 import { mulberry32 } from '../harness/kernels/attention-case.ts';
 import { KERNEL_DEPLOYMENTS, type KernelDeploymentName } from '../harness/kernels/deployments.ts';
 import { f32, i32 } from '../harness/kernels/driver.ts';
@@ -153,17 +153,10 @@ describe.each(NAMES)('dense kernels, module %s', (name) => {
         const ko = f32(res.out.k);
         expect(relError(qo, ropeRef(q, rowPos, heads, D, m.plan.ropeInvFreq))).toBeLessThan(1e-5);
         expect(relError(ko, ropeRef(k, rowPos, kvHeads, D, m.plan.ropeInvFreq))).toBeLessThan(1e-5);
-        const kWant = load(dtype, cache.bytes);
-        const vWant = load(dtype, cache.bytes);
-        const kStored = load(dtype, store(dtype, ko).bytes);
-        const vStored = load(dtype, store(dtype, v).bytes);
-        for (let r = 0; r < rows; r++) {
-          for (let h = 0; h < kvHeads; h++) {
-            const at = kvCacheRow({ kvHeads, headDim: D, pageSize: PS }, r, rowPos[r] % PS, h);
-            kWant.set(kStored.subarray(r * kvDim + h * D, r * kvDim + (h + 1) * D), at);
-            vWant.set(vStored.subarray(r * kvDim + h * D, r * kvDim + (h + 1) * D), at);
-          }
-        }
+        const shape = { kvHeads, headDim: D, pageSize: PS };
+        const page = (r: number) => r;
+        const kWant = appendedCacheRef(shape, load(dtype, cache.bytes), load(dtype, store(dtype, ko).bytes), rowPos, page);
+        const vWant = appendedCacheRef(shape, load(dtype, cache.bytes), load(dtype, store(dtype, v).bytes), rowPos, page);
         expect(Array.from(load(dtype, res.out.k_cache))).toEqual(Array.from(kWant));
         expect(Array.from(load(dtype, res.out.v_cache))).toEqual(Array.from(vWant));
         for (let r = 0; r < rows; r++) {

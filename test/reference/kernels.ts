@@ -64,6 +64,31 @@ export function ropeRef(x: Vec, pos: Vec, heads: number, headDim: number, invFre
   return out;
 }
 
+/**
+ * The K or V cache md_rope_append leaves: `cache` (decoded values, codegen/abi.ts kvCacheRow's layout) with
+ * row r's heads of `rows` [rows, kvHeads, headDim] (already rounded to storage) written at position
+ * pos[r] of physical page page(r), for every row `writes(r)` allows.
+ */
+export function appendedCacheRef(
+  shape: { readonly kvHeads: number; readonly headDim: number; readonly pageSize: number },
+  cache: Vec,
+  rows: Vec,
+  pos: Vec,
+  page: (r: number) => number,
+  writes: (r: number) => boolean = () => true,
+): Float64Array {
+  const out = Float64Array.from(cache);
+  const { kvHeads, headDim: D } = shape;
+  for (let r = 0; r < pos.length; r++) {
+    if (!writes(r)) continue;
+    for (let h = 0; h < kvHeads; h++) {
+      const at = kvCacheRow(shape, page(r), pos[r] % shape.pageSize, h);
+      for (let d = 0; d < D; d++) out[at + d] = rows[(r * kvHeads + h) * D + d];
+    }
+  }
+  return out;
+}
+
 /** Lowest index wins ties; NaN never wins; an all-NaN row gives 0. */
 export function argmaxRef(logits: Vec, rows: number, vocab: number): Int32Array {
   const out = new Int32Array(rows);
