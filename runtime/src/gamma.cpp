@@ -50,23 +50,31 @@ double GammaTuner::round_seconds(int seqs, int g) const {
 int GammaTuner::choose(int seqs) const {
   const Costs* c = costs_for(seqs);
   if (!c) return 1;
-  // Exploration climbs one gamma past the largest one run: the flat guess beyond it would otherwise send
-  // a single round straight to gamma_max, the dearest round there is where verification is compute-bound.
-  int run = 1;
+  int run = 1;  // the largest gamma run at this size
   for (int g = 1; g <= gamma_max_; ++g)
     if (c->verify[size_t(g)] >= 0) run = g;
-  const int top = std::min(gamma_max_, run + 1);
   const double a = acceptance();
-  int best = 1;
-  double best_rate = -1;
-  for (int g = 1; g <= top; ++g) {
+  const auto rate = [&](int g) {
     const double t = round_seconds(seqs, g);
     // A round measured at zero seconds (a coarse clock) says nothing about the ratio: prefer the larger gamma.
-    const double rate = t > 0 ? expected_tokens(a, g) / t : INFINITY;
-    if (rate >= best_rate) {
-      best_rate = rate;
+    return t > 0 ? expected_tokens(a, g) / t : INFINITY;
+  };
+  int best = 1;
+  double best_rate = -1;
+  for (int g = 1; g <= run; ++g) {
+    const double r = rate(g);
+    if (r >= best_rate) {
+      best_rate = r;
       best = g;
     }
+  }
+  // Exploration climbs one gamma past the largest one run, and only where even the flat guess (the most
+  // that gamma could give) beats the best estimate by kExploreMargin: jumping to gamma_max on the flat
+  // guess, or trying a gamma that could gain a fraction of a percent, costs a dear round where
+  // verification is compute-bound.
+  if (run < gamma_max_) {
+    const double r = rate(run + 1);
+    if (r == INFINITY || r > best_rate * (1 + kExploreMargin)) best = run + 1;
   }
   return best;
 }

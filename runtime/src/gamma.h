@@ -11,10 +11,11 @@
 //   it has run; a gamma not run yet at that size is interpolated linearly between the nearest run ones and
 //   held flat beyond them (an optimistic guess for larger gammas, so they get tried and then measured);
 //   a batch size not run yet borrows the nearest one's times.
-// and picks the g with the most expected tokens per second among 1 .. one past the largest gamma run (at
-// most gamma_max): exploration climbs a gamma at a time, so a compute-bound verification costs one round
-// at the next gamma to learn about, never a round at gamma_max. Any gamma is lossless (the kernels are
-// row-invariant), so the choice only moves throughput.
+// and picks the g with the most expected tokens per second among the gammas up to the largest one run,
+// or the next one (at most gamma_max) when even its flat guess beats that by kExploreMargin: exploration
+// climbs a gamma at a time, so a compute-bound verification costs one round at the next gamma to learn
+// about, never a round at gamma_max, and none at all where the next gamma could gain next to nothing.
+// Any gamma is lossless (the kernels are row-invariant), so the choice only moves throughput.
 #pragma once
 #include <cstdint>
 #include <map>
@@ -26,7 +27,7 @@ class GammaTuner {
  public:
   explicit GammaTuner(int gamma_max);
 
-  /** The gamma for a round of `seqs` sequences: 1 with nothing measured yet, then the best of 1 .. one past the largest run. */
+  /** The gamma for a round of `seqs` sequences: 1 with nothing measured yet, then as the head comment says. */
   int choose(int seqs) const;
   /** Records a round of `seqs` sequences that drafted `gamma` tokens each and accepted accepted[0..seqs). */
   void record(int seqs, int gamma, const int32_t* accepted, double draft_s, double verify_s);
@@ -43,6 +44,8 @@ class GammaTuner {
   static constexpr double kAcceptanceDecay = 0.9;
   /** ...and a measured time moves its average by this fraction of the difference. */
   static constexpr double kTimeWeight = 0.25;
+  /** An unmeasured gamma is tried only if its flat guess beats the best estimate by this fraction. */
+  static constexpr double kExploreMargin = 0.02;
 
  private:
   struct Costs {
