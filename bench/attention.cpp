@@ -3,12 +3,16 @@
 // a draft step, and a prefill chunk, each over a paged bf16/fp16/fp32 KV cache filled with random values.
 // Every mode is timed in the same process, so the ratios between them are what the lead reads.
 //
-// usage: attention <module.so> <elem bytes> <kv heads> <heads> <head dim> <page size> <batch> <gamma>
+// usage: attention <module.so[,baseline.so...]> <elem bytes> <kv heads> <heads> <head dim> <page size> <batch> <gamma>
 //                  <context> <draft params, comma-separated> <prefill rows> <reps> <modes, comma-separated>
 //                  <buckets, comma-separated, ascending>  (each call takes the smallest bucket that holds its rows)
-// Prints one JSON object per mode: {"mode", "rows", "best_s", "median_s", "cpu_s"}: best and median wall
-// time of a call, and the least CPU time (all threads) a call took — on a machine shared with other work,
-// run with OMP_WAIT_POLICY=passive, CPU time / threads is the steadier measure of the kernel's own cost.
+// Prints one JSON object per mode and module: {"mode", "lib", "rows", "best_s", "median_s", "cpu_s"}: best and
+// median wall time of a call, and the least CPU time (all threads) a call took — on a machine shared with
+// other work, run with OMP_WAIT_POLICY=passive, CPU time / threads is the steadier measure of the kernel's
+// own cost. With several modules (an A/B comparison of two builds of the same shapes), their calls
+// alternate, so that the machine's drift between minutes falls on all of them alike, and each module after
+// the first also reports "paired_ratio": the median over repetitions of its time over the first module's
+// time in the same repetition, and "same_bits": whether its output equals the first module's bitwise.
 #include <dlfcn.h>
 #include <omp.h>
 #include <stdint.h>
@@ -69,8 +73,13 @@ static void fill(void* p, size_t n, int elem, uint64_t seed) {
 
 int main(int argc, char** argv) {
   if (argc != 15) die("usage: attention <module.so> <elem bytes> <kv heads> <heads> <head dim> <page size> <batch> <gamma> <context> <draft params> <prefill rows> <reps> <modes> <buckets>");
-  void* lib = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);
-  if (!lib) die(dlerror());
+  std::vector<void*> libs;
+  for (const auto& path : split(argv[1])) {
+    void* lib = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (!lib) die(dlerror());
+    libs.push_back(lib);
+  }
+  if (libs.empty()) die("no module");
   const int elem = atoi(argv[2]), kv_heads = atoi(argv[3]), heads = atoi(argv[4]), head_dim = atoi(argv[5]);
   const int page = atoi(argv[6]), batch = atoi(argv[7]), gamma = atoi(argv[8]), context = atoi(argv[9]);
   std::vector<float> draft_params;
@@ -81,8 +90,7 @@ int main(int argc, char** argv) {
   std::vector<int> buckets;
   for (const auto& b : split(argv[14])) buckets.push_back(atoi(b.c_str()));
 
-  auto workspace_floats = (md_attn_workspace_floats_fn)dlsym(lib, "md_attn_workspace_floats");
-  if (!workspace_floats) die("the module has no md_attn_workspace_floats");
+
   const int kv_dim = kv_heads * head_dim;
   const int positions = context + gamma + 1;
   const int pages_per_seq = (positions + page - 1) / page;
@@ -100,7 +108,13 @@ int main(int argc, char** argv) {
   const int max_rows = std::max(batch * (gamma + 1), prefill_rows);
   std::vector<float> q((size_t)max_rows * heads * head_dim), out(q.size());
   fill(q.data(), q.size(), 4, 3);
-  std::vector<float> ws(workspace_floats(max_rows));
+  size_t ws_floats = 0;
+  for (void* lib : libs) {
+    auto workspace_floats = (md_attn_workspace_floats_fn)dlsym(lib, "md_attn_workspace_floats");
+    if (!workspace_floats) die("a module has no md_attn_workspace_floats");
+    ws_floats = std::max(ws_floats, (size_t)workspace_floats(max_rows));
+  }
+  std::vector<float> ws(ws_floats);
 
   for (const std::string& mode : modes) {
     std::vector<int32_t> row_seq, row_pos;
@@ -125,8 +139,12 @@ int main(int argc, char** argv) {
       if (!bucket && (int)row_seq.size() <= b * (gamma + 1)) bucket = b;
     if (!bucket) die(("no bucket holds the rows of " + mode).c_str());
     symbol += std::to_string(bucket);
-    auto fn = (md_attn_fn)dlsym(lib, symbol.c_str());
-    if (!fn) die(("the module has no " + symbol).c_str());
+    std::vector<md_attn_fn> fns;
+    for (void* lib : libs) {
+      auto fn = (md_attn_fn)dlsym(lib, symbol.c_str());
+      if (!fn) die(("a module has no " + symbol).c_str());
+      fns.push_back(fn);
+    }
     md_attn_args a = {};
     a.q = q.data();
     a.k_cache = k;
@@ -140,21 +158,40 @@ int main(int argc, char** argv) {
     a.params = params ? params : draft_params.data();
     a.out = out.data();
     a.workspace = ws.data();
-    std::vector<double> times;
-    double cpu = 1e30;
+    const size_t n = libs.size();
+    std::vector<std::vector<double>> times(n);
+    std::vector<double> cpu(n, 1e30);
+    std::vector<std::vector<float>> first_out(n);
     for (int r = 0; r < reps + 1; ++r) {
-      timespec c0, c1;
-      clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c0);
-      const auto t0 = std::chrono::steady_clock::now();
-      if (fn(&a) != MD_OK) die(("status from " + symbol).c_str());
-      const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c1);
-      if (r == 0) continue;  // the first call warms the caches' page tables
-      times.push_back(dt);
-      cpu = std::min(cpu, (double)(c1.tv_sec - c0.tv_sec) + 1e-9 * (double)(c1.tv_nsec - c0.tv_nsec));
+      for (size_t j = 0; j < n; ++j) {
+        const size_t m = r % 2 ? n - 1 - j : j;  // alternate the order, so neither module always follows the other
+        timespec c0, c1;
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c0);
+        const auto t0 = std::chrono::steady_clock::now();
+        if (fns[m](&a) != MD_OK) die(("status from " + symbol).c_str());
+        const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c1);
+        if (r == 0) {  // the first call warms the caches' page tables; its output is the module's answer
+          first_out[m].assign(out.begin(), out.begin() + (size_t)a.rows * heads * head_dim);
+          continue;
+        }
+        times[m].push_back(dt);
+        cpu[m] = std::min(cpu[m], (double)(c1.tv_sec - c0.tv_sec) + 1e-9 * (double)(c1.tv_nsec - c0.tv_nsec));
+      }
     }
-    std::sort(times.begin(), times.end());
-    printf("{\"mode\":\"%s\",\"rows\":%d,\"best_s\":%.9g,\"median_s\":%.9g,\"cpu_s\":%.9g}\n", mode.c_str(), a.rows, times[0], times[times.size() / 2], cpu);
+    for (size_t m = 0; m < n; ++m) {
+      std::vector<double> sorted = times[m];
+      std::sort(sorted.begin(), sorted.end());
+      printf("{\"mode\":\"%s\",\"lib\":%zu,\"rows\":%d,\"best_s\":%.9g,\"median_s\":%.9g,\"cpu_s\":%.9g", mode.c_str(), m, a.rows, sorted[0], sorted[sorted.size() / 2], cpu[m]);
+      if (m > 0) {
+        std::vector<double> ratio;
+        for (int r = 0; r < reps; ++r) ratio.push_back(times[m][r] / times[0][r]);
+        std::sort(ratio.begin(), ratio.end());
+        const bool same = memcmp(first_out[m].data(), first_out[0].data(), first_out[0].size() * sizeof(float)) == 0;
+        printf(",\"paired_ratio\":%.6g,\"same_bits\":%s", ratio[ratio.size() / 2], same ? "true" : "false");
+      }
+      printf("}\n");
+    }
     fflush(stdout);
   }
   free(k);
