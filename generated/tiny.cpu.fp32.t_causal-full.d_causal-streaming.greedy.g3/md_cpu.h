@@ -227,6 +227,16 @@ inline bf16x32 load_bf16_n(const void* p, int n) { return {_mm512_maskz_loadu_ep
 inline f32x16 bf16_even(bf16x32 x) { return {_mm512_castsi512_ps(_mm512_slli_epi32(x.v, 16))}; }
 inline f32x16 bf16_odd(bf16x32 x) { return {_mm512_castsi512_ps(_mm512_and_si512(x.v, _mm512_set1_epi32((int)0xffff0000u)))}; }
 
+/** Lane j: x rounded to bf16 as md_bf16_from_f32 rounds, as a float (its low 16 bits zero). */
+inline f32x16 round_bf16(f32x16 x) {
+  const __m512i u = _mm512_castps_si512(x.v), hi = _mm512_set1_epi32((int)0xffff0000u);
+  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+  const __m512i r = _mm512_and_si512(_mm512_add_epi32(_mm512_add_epi32(u, lsb), _mm512_set1_epi32(0x7fff)), hi);
+  return {_mm512_castsi512_ps(_mm512_mask_or_epi32(r, _mm512_cmp_ps_mask(x.v, x.v, _CMP_UNORD_Q), _mm512_and_si512(u, hi), _mm512_set1_epi32(0x00400000)))};
+}
+/** The bf16 of a round_bf16 result's lanes to p[0 .. 16). */
+inline void store_bf16(uint16_t* p, f32x16 r) { _mm256_storeu_si256((__m256i*)p, _mm512_cvtepi32_epi16(_mm512_srli_epi32(_mm512_castps_si512(r.v), 16))); }
+
 /** Lane j: dot_bf16_pair(acc[j], a32[j], b32[j]) over 32 bf16 each, i.e. VDPBF16PS. */
 inline f32x16 dot_bf16(f32x16 acc, bf16x32 a, bf16x32 b) {
   const __m512i x = a.v, y = b.v;
@@ -348,6 +358,14 @@ inline f32x16 bf16_odd(bf16x32 x) {
   f32x16 r;
   for (int j = 0; j < W; ++j) r.v[j] = md_f32_from_bf16(x.v[2 * j + 1]);
   return r;
+}
+inline f32x16 round_bf16(f32x16 x) {
+  f32x16 r;
+  for (int j = 0; j < W; ++j) r.v[j] = md_f32_from_bf16(md_bf16_from_f32(x.v[j]));
+  return r;
+}
+inline void store_bf16(uint16_t* p, f32x16 r) {
+  for (int j = 0; j < W; ++j) p[j] = (uint16_t)(md_f32_bits(r.v[j]) >> 16);
 }
 inline f32x16 dot_bf16(f32x16 acc, bf16x32 a, bf16x32 b) {
   for (int j = 0; j < W; ++j)

@@ -6,7 +6,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { STATUS_CODES } from '../../codegen/abi.ts';
 import { manifestText } from '../../codegen/manifest.ts';
-import { addRef, appendedCacheRef, argmaxRef, embedRef, gemmRef, relError, rmsnormRef, ropeRef, swigluRef, verifyGreedyRef } from '../reference/kernels.ts';
+import { addRef, appendedCacheRef, argmaxRef, cpuGemmInputs, embedRef, gemmRef, relError, rmsnormRef, ropeRef, swigluRef, verifyGreedyRef } from '../reference/kernels.ts';
 import { mulberry32 } from '../harness/kernels/attention-case.ts';
 import { KERNEL_DEPLOYMENTS, type KernelDeploymentName } from '../harness/kernels/deployments.ts';
 import { f32, i32 } from '../harness/kernels/driver.ts';
@@ -105,7 +105,7 @@ describe.each(NAMES)('dense kernels, module %s', (name) => {
         expect(res.status).toBe(0);
         const y = f32(res.out.y);
         expect(finite(y)).toBe(true);
-        expect(relError(y, gemmRef(x, w.values, bias?.values, rows, N, K))).toBeLessThan(1e-5);
+        expect(relError(y, gemmRef(...cpuGemmInputs(m.plan.deployment.dtype, x, w.values), bias?.values, rows, N, K))).toBeLessThan(1e-5);
         for (let r = 0; r < rows; r++) {
           const alone = await m.driver.call(`md_gemm_${role}_b${small(m)}`, { x: x.slice(r * K, (r + 1) * K), w: w.bytes, bias: bias?.bytes ?? null, y: { out: N * 4 }, rows: 1 }, 1);
           expect(bits(f32(alone.out.y)), `${role} row ${r} of ${rows}`).toEqual(bits(y.slice(r * N, (r + 1) * N)));

@@ -1,11 +1,13 @@
 // The CPU GEMM computes every output in one documented order (test/reference/gemm-order.ts) whichever of
 // its blocking paths runs: up to 6 rows straight from the stored weights, more rows in several row blocks,
-// more than 12 rows through widened weight panels, several panels per thread, several row groups, and K
-// in chunks whose accumulators wait in a state buffer (K > 512). The module's shapes reach all of them:
-// gate_up is [2300, 96] (several panels), down [96, 2300] (K chunks, a lane tail, and row groups of at
-// most 108 rows), rows up to 128. Each call is compared bit for bit with the emulated order, and one row
-// of it with that row computed alone (smallest bucket, one thread). The bf16 module is also built with
-// MD_PORTABLE (plain lane loops instead of AVX-512), which must give the same bits.
+// (fp16) more than 12 rows through widened weight panels, several panels per thread, several row groups,
+// and K in chunks whose accumulators wait in a state buffer (K > 512). The module's shapes reach all of
+// them: gate_up is [2300, 96] (several panels), down [96, 2300] (K chunks, a lane tail, and row groups of
+// at most 108 rows), rows up to 128. bf16 weights take the VDPBF16PS order on x rounded to bf16, fp16 and
+// fp32 the f32 order. Each call is compared bit for bit with the emulated order, and one row of it with
+// that row computed alone (smallest bucket, one thread). The bf16 module is also built with MD_PORTABLE
+// (plain lane loops instead of AVX-512) and with MD_NO_AVX512BF16 (VDPBF16PS emulated), which must give
+// the same bits.
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cpuBackend } from '../../codegen/backends/cpu.ts';
@@ -22,17 +24,21 @@ const model = modelConfig({ numHeads: 2, numKvHeads: 1, headDim: 48, hiddenSize:
 const shapes = { model, batch: [1, 32], gamma: 3, maxSeq: 64, pageSize: 16 };
 const DEPLOYMENTS = {
   bf16: makeDeployment({ ...shapes, dtype: 'bf16' }),
+  fp16: makeDeployment({ ...shapes, dtype: 'fp16' }),
   fp32: makeDeployment({ ...shapes, dtype: 'fp32' }),
 };
 type Name = keyof typeof DEPLOYMENTS;
 const modules = useModules(DEPLOYMENTS);
-let portable: KernelDriver | undefined;
+/** The bf16 module built with each fallback macro. */
+const fallbacks = new Map<string, KernelDriver>();
 beforeAll(async () => {
   const plan = planModule(DEPLOYMENTS.bf16);
-  const files = cpuBackend.emit(plan).map((f) => (f.path === 'md_cpu.h' ? { ...f, contents: `#define MD_PORTABLE 1\n${f.contents}` } : f));
-  portable = KernelDriver.open((await buildModule({ name: `${plan.name}.MD_PORTABLE`, files, target: 'cpu' })).library);
+  for (const macro of ['MD_PORTABLE', 'MD_NO_AVX512BF16']) {
+    const files = cpuBackend.emit(plan).map((f) => (f.path === 'md_cpu.h' ? { ...f, contents: `#define ${macro} 1\n${f.contents}` } : f));
+    fallbacks.set(macro, KernelDriver.open((await buildModule({ name: `${plan.name}.${macro}`, files, target: 'cpu' })).library));
+  }
 }, 600_000);
-afterAll(() => portable?.close());
+afterAll(() => fallbacks.forEach((d) => d.close()));
 
 const bits = (a: Float32Array) => new Uint32Array(a.slice().buffer);
 const rand = (rnd: () => number, n: number, scale: number) => Float32Array.from({ length: n }, () => (2 * rnd() - 1) * scale);
@@ -52,12 +58,13 @@ describe.each(Object.keys(DEPLOYMENTS) as Name[])('gemm blocking paths, %s weigh
         const res = await m.driver.call(`md_gemm_${g.role}_b32`, { x, w: w.bytes, bias: bias?.bytes ?? null, y: { out: rows * g.n * 4 }, rows }, threads);
         expect(res.status).toBe(0);
         const y = f32(res.out.y);
-        const want = gemmOrderRef(x, w.values, bias?.values, rows, g.n, g.k);
+        const want = gemmOrderRef(x, w.values, bias?.values, rows, g.n, g.k, m.plan.deployment.dtype);
         expect(bits(y), `${g.role}, ${rows} rows, ${threads} threads`).toEqual(bits(want));
-        if (name === 'bf16') {
-          const other = await portable!.call(`md_gemm_${g.role}_b32`, { x, w: w.bytes, bias: bias?.bytes ?? null, y: { out: rows * g.n * 4 }, rows }, threads);
-          expect(bits(f32(other.out.y)), `${g.role}, ${rows} rows, MD_PORTABLE`).toEqual(bits(y));
-        }
+        if (name === 'bf16')
+          for (const [macro, driver] of fallbacks) {
+            const other = await driver.call(`md_gemm_${g.role}_b32`, { x, w: w.bytes, bias: bias?.bytes ?? null, y: { out: rows * g.n * 4 }, rows }, threads);
+            expect(bits(f32(other.out.y)), `${g.role}, ${rows} rows, ${macro}`).toEqual(bits(y));
+          }
         const r = Math.floor(rnd() * rows);
         const alone = await m.driver.call(`md_gemm_${g.role}_b1`, { x: x.slice(r * g.k, (r + 1) * g.k), w: w.bytes, bias: bias?.bytes ?? null, y: { out: g.n * 4 }, rows: 1 }, 1);
         expect(bits(f32(alone.out.y)), `${g.role} row ${r} alone`).toEqual(bits(y.slice(r * g.n, (r + 1) * g.n)));

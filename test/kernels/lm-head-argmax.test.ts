@@ -8,7 +8,7 @@
 // - outputs start as NaN / -1 poison (driver), so anything left unwritten shows.
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { argmaxRef, gemmRef, relError } from '../reference/kernels.ts';
+import { argmaxRef, cpuGemmInputs, gemmRef, relError } from '../reference/kernels.ts';
 import { mulberry32 } from '../harness/kernels/attention-case.ts';
 import { KERNEL_DEPLOYMENTS } from '../harness/kernels/deployments.ts';
 import { f32, i32 } from '../harness/kernels/driver.ts';
@@ -97,7 +97,7 @@ describe.each(NAMES)('md_lm_head_argmax, module %s', (name) => {
         // Sums start at +0, and +0 + -0 = +0: a logit is never -0 (md_argmax_key's -0 rule is defensive).
         expect(logits.some((v) => Object.is(v, -0))).toBe(false);
         // Rows without NaN inputs: every logit written and within float32 accumulation error of float64.
-        const ref = gemmRef(x, w.values, undefined, rows, V, H);
+        const ref = gemmRef(...cpuGemmInputs(m.plan.deployment.dtype, x, w.values), undefined, rows, V, H);
         for (let r = 0; r < rows; r++) {
           const out = logits.subarray(r * V, (r + 1) * V);
           const want = ref.subarray(r * V, (r + 1) * V);

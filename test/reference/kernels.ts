@@ -3,7 +3,8 @@
 // naive definition: for each row and head, every visible position (the pass's `visible` and `score`
 // evaluated by the IR interpreter, the oracle), then a plain softmax. Where the CPU kernels make a
 // documented numerics choice, the reference makes it too (README, "CPU numerics"): with bf16 storage the
-// q.k products take q rounded to bf16, and bf16 subnormals in q and k count as zero (VDPBF16PS).
+// q.k products take q rounded to bf16, the GEMMs x rounded to bf16, and bf16 subnormals of either operand
+// count as zero (VDPBF16PS): cpuGemmInputs and attentionRef's 'cpu' numerics.
 import { kvCacheRow } from '../../codegen/abi.ts';
 import { evaluate } from '../../codegen/interp.ts';
 import type { ModulePlan, PassPlan } from '../../codegen/plan.ts';
@@ -30,6 +31,16 @@ export function rmsnormRef(x: Vec, w: Vec, rows: number, hidden: number, eps: nu
 
 export function addRef(a: Vec, b: Vec): Float64Array {
   return Float64Array.from(a, (v, i) => v + b[i]);
+}
+
+/** A bf16 operand as the CPU's VDPBF16PS dot products read it: a subnormal counts as zero. */
+const dotInput = (x: number) => (Math.abs(x) < 2 ** -126 ? 0 : x);
+/** An activation as the CPU rounds it for a bf16 dot product (q for q.k, x for a GEMM with bf16 weights). */
+const dotActivation = (x: number) => dotInput(f32FromBf16(bf16FromF32(x)));
+
+/** gemmRef's x and w for a CPU GEMM with `dtype` weights: with bf16, the operands VDPBF16PS takes. */
+export function cpuGemmInputs(dtype: string, x: Vec, w: Vec): [Vec, Vec] {
+  return dtype === 'bf16' ? [Float64Array.from(x, dotActivation), Float64Array.from(w, dotInput)] : [x, w];
 }
 
 export function gemmRef(x: Vec, w: Vec, bias: Vec | undefined, rows: number, n: number, k: number): Float64Array {
@@ -152,9 +163,8 @@ export function attentionRef(plan: ModulePlan, pass: PassPlan, c: AttentionCase,
   const shape = { kvHeads, headDim: D, pageSize: plan.pageSize };
   const at = (slot: number, t: number, kvh: number) => kvCacheRow(shape, c.pageTable[slot * c.pagesPerSeq + Math.floor(t / plan.pageSize)], t % plan.pageSize, kvh);
   const bf16 = plan.deployment.dtype === 'bf16' && numerics === 'cpu';
-  const flush = (x: number) => (Math.abs(x) < 2 ** -126 ? 0 : x);
-  const dotQ = bf16 ? Float64Array.from(c.q, (x) => flush(f32FromBf16(bf16FromF32(x)))) : c.q;
-  const dotK = (x: number) => (bf16 ? flush(x) : x);
+  const dotQ = bf16 ? Float64Array.from(c.q, dotActivation) : c.q;
+  const dotK = (x: number) => (bf16 ? dotInput(x) : x);
   for (let r = 0; r < rows; r++) {
     const slot = c.rowSeq[r];
     const q = c.rowPos[r];
