@@ -25,7 +25,9 @@
 //   required (MD_ERR_ARG if NULL) except gemm's bias, lm_head_argmax's logits and, for a pass without
 //   runtime params, md_attn_args.params. pages_per_seq <= 0: MD_ERR_ARG. md_attn_args itself is required.
 // - gemm_*: the bias is optional for every projection whatever the model: NULL adds nothing, otherwise
-//   bias[n] is added (the runtime passes the model's q/k/v biases, NULL elsewhere).
+//   bias[n] is added (the runtime passes the model's q/k/v biases, NULL elsewhere). gemm_* and
+//   lm_head_argmax return MD_ERR_LAUNCH, writing nothing, for working memory they cannot get (the CPU's
+//   bf16-rounded copy of x with bf16 weights).
 // - Values read through pointers (tokens, slots, positions, lengths, page-table entries). The CPU reads
 //   host memory, checks every row before writing anything and returns MD_ERR_ARG for:
 //     embed:       a token outside [0, vocab);
