@@ -90,7 +90,6 @@ int main(int argc, char** argv) {
   std::vector<int> buckets;
   for (const auto& b : split(argv[14])) buckets.push_back(atoi(b.c_str()));
 
-
   const int kv_dim = kv_heads * head_dim;
   const int positions = context + gamma + 1;
   const int pages_per_seq = (positions + page - 1) / page;

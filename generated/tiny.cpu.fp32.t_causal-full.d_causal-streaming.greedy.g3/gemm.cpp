@@ -306,9 +306,9 @@ inline void widen_panel(const store_t* w, int n0, int n1, float* buf) {
  * Rows go in groups whose x fits L2 beside a panel of tiles; the group's rows split into blocks of at most
  * RB, as evenly as possible, and each block meets every tile of the panel one K chunk at a time (the
  * block's chunk of x stays in L1 while the tiles' chunks of weights come from L2), the tiles'
- * accumulators waiting in a per-thread state buffer between chunks. A call with more rows than two blocks
- * first widens the panel to fp32 into a per-thread buffer (unless the weights are stored as fp32), once
- * per group. Without those buffers (allocation failed) the tiles run whole and read the stored weights:
+ * accumulators waiting in a per-thread state buffer between chunks. With fp16 weights, a call with more
+ * rows than two blocks first widens the panel to fp32 into a per-thread buffer, once per group (fp32
+ * weights need no widening, bf16 weights are read as stored). Without those buffers (allocation failed) the tiles run whole and read the stored weights:
  * the same bits, more slowly.
  */
 template <int N, int K, class X, class Sink>
@@ -319,7 +319,7 @@ inline void project(const X* x, const store_t* w, int32_t rows, Sink&& sink) {
   constexpr int CHUNKS = (K + K_CHUNK - 1) / K_CHUNK;
   const int threads = omp_get_num_threads(), me = omp_get_thread_num();
   const int t_begin = (int)((int64_t)TILES * me / threads), t_end = (int)((int64_t)TILES * (me + 1) / threads);
-  const bool widened = STORE != Storage::fp32 && !X_BF16 && rows > 2 * RB;
+  const bool widened = STORE == Storage::fp16 && rows > 2 * RB;
   const size_t panel_bytes = widened ? ((size_t)PANEL_TILES * NB * K * sizeof(float) + 63) / 64 * 64 : 0;
   const size_t state_bytes = CHUNKS > 1 ? (size_t)PANEL_TILES * RB * NB * sizeof(fvec) : 0;
   std::unique_ptr<char, void (*)(void*)> scratch(panel_bytes + state_bytes ? (char*)aligned_alloc(64, panel_bytes + state_bytes) : nullptr, free);

@@ -444,9 +444,9 @@ inline f32x16 exp(f32x16 x) {
 // of one KV head (one page's contiguous run of that head's rows) is read straight from the cache for every
 // row and every query head of the group (GQA) that sees any of it, and only positions some row sees are
 // read: the (row, query head) pairs of the KV head score up to four at a time and accumulate P.V two at
-// a time, sharing each K and V vector load, with the tile in L1 after its first use, while the tile's V and
-// the next tile's K are prefetched into L2. Every row still runs exactly its own tile-by-tile update over its own visible
-// positions, so blocking changes only the speed, never a bit of a row.
+// a time, sharing each K and V vector load, with the tile in L1 after its first use, while the tile's V
+// and the next tile's K are prefetched into L2. Every row still runs exactly its own tile-by-tile update
+// over its own visible positions, so blocking changes only the speed, never a bit of a row.
 //
 // Within a tile, for each (row, query head): s[t] = score(dot(q, k[t]) * ATTN_SCALE) over the tile's 16-
 // position groups, the dot in 16 lanes (lane j takes elements j mod 16 in ascending order; bf16 storage:

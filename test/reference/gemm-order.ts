@@ -6,6 +6,7 @@
 // one's, each a fused multiply-add, with subnormal inputs, accumulators and results counting as zeros of
 // their sign. Finite inputs only (NaN payloads are not part of the order).
 import { bf16FromF32, f32FromBf16 } from '../harness/kernels/storage.ts';
+
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);
 
@@ -55,11 +56,11 @@ export function gemmOrderRef(x: ArrayLike<number>, w: ArrayLike<number>, bias: A
   const bf16 = weights === 'bf16';
   const xs = bf16 ? Float64Array.from(x, (v) => f32FromBf16(bf16FromF32(v))) : x;
   const blocks = Math.ceil(k / 32);
+  const at = (i: number, m: ArrayLike<number>, row: number) => (i < k ? m[row * k + i] : 0);  // zero padding past k
   for (let r = 0; r < rows; r++)
     for (let o = 0; o < n; o++) {
       acc.fill(0);
       if (bf16) {
-        const at = (i: number, m: ArrayLike<number>, row: number) => (i < k ? m[row * k + i] : 0);
         for (let b = 0; b < blocks; b++)
           for (let j = 0; j < 16; j++) {
             const i = 32 * b + 2 * j;
