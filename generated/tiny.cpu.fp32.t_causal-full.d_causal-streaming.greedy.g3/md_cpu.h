@@ -645,6 +645,9 @@ inline void group_dots(const vec::bf16x32 (&qb)[NQ][QB], const f32x16 (&qf)[NQ][
   static_assert(W == 16, "a group folds in four levels");
   f32x16 p1[NQ], p2[NQ], p3[NQ], p4[NQ];  // the partial waiting at each level
   for (int q = 0; q < NQ; ++q) out[q] = vec::zero();  // written at t = 15; this tells the compiler so
+  // Unrolled whole, the levels' partials live in registers without copies and the carry tests vanish:
+  // one thread in cache, AR 0.82x, verification 0.92-0.95x, draft 0.78-0.88x of the rolled loop's time.
+#pragma GCC unroll 16
   for (int t = 0; t < W; ++t) {
     const store_t* k = kt + (size_t)t * HEAD_DIM;
     if (ahead) prefetch_row(ahead + (size_t)t * HEAD_DIM);
