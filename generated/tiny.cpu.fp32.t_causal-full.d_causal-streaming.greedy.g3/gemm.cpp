@@ -48,16 +48,6 @@ constexpr size_t X_FLOATS = 256 * 1024;
 /** K per pass of a row block over a panel's tiles (a multiple of 32): 6 rows of it stay in L1. */
 constexpr int K_CHUNK = 512;
 
-/** Calls f(integral_constant<int, I>) for I = 0 .. N - 1, unrolled at compile time. */
-template <int N, class F, int... I>
-inline void unroll_seq(F&& f, std::integer_sequence<int, I...>) {
-  (f(std::integral_constant<int, I>{}), ...);
-}
-template <int N, class F>
-inline void unroll(F&& f) {
-  unroll_seq<N>(f, std::make_integer_sequence<int, N>{});
-}
-
 #if MD_GEMM_AVX512
 // ---- 16-lane vectors: one zmm register per accumulator.
 

@@ -10,6 +10,8 @@
 #include <algorithm>
 #include <memory>
 #include <new>
+#include <type_traits>
+#include <utility>
 
 #include <omp.h>
 #if defined(__AVX512F__) && !defined(MD_PORTABLE)
@@ -21,6 +23,16 @@
 #include "md_module.h"
 
 namespace md {
+
+/** Calls f(integral_constant<int, I>) for I = 0 .. N - 1, unrolled at compile time. */
+template <class F, int... I>
+inline void unroll_seq(F&& f, std::integer_sequence<int, I...>) {
+  (f(std::integral_constant<int, I>{}), ...);
+}
+template <int N, class F>
+inline void unroll(F&& f) {
+  unroll_seq(f, std::make_integer_sequence<int, N>{});
+}
 
 constexpr int HIDDEN = 128;
 constexpr int INTERMEDIATE = 384;
@@ -644,11 +656,10 @@ template <int NQ>
 inline void group_dots(const vec::bf16x32 (&qb)[NQ][QB], const f32x16 (&qf)[NQ][QF], const store_t* kt, const store_t* ahead, uint16_t seen, f32x16* out) {
   static_assert(W == 16, "a group folds in four levels");
   f32x16 p1[NQ], p2[NQ], p3[NQ], p4[NQ];  // the partial waiting at each level
-  for (int q = 0; q < NQ; ++q) out[q] = vec::zero();  // written at t = 15; this tells the compiler so
-  // Unrolled whole, the levels' partials live in registers without copies and the carry tests vanish:
-  // one thread in cache, AR 0.82x, verification 0.92-0.95x, draft 0.78-0.88x of the rolled loop's time.
-#pragma GCC unroll 16
-  for (int t = 0; t < W; ++t) {
+  // Unrolled at compile time, the levels' partials live in registers without copies and the carry tests
+  // vanish: one thread in cache, AR 0.82x, verification 0.92-0.95x, draft 0.78-0.88x of the loop's time.
+  unroll<W>([&](auto position) {
+    constexpr int t = decltype(position)::value;
     const store_t* k = kt + (size_t)t * HEAD_DIM;
     if (ahead) prefetch_row(ahead + (size_t)t * HEAD_DIM);
     f32x16 d[NQ];
@@ -667,27 +678,27 @@ inline void group_dots(const vec::bf16x32 (&qb)[NQ][QB], const f32x16 (&qf)[NQ][
       }
     }
     // Carry: position t closes the blocks of 2, 4, 8 and 16 positions it ends.
-    if (!(t & 1)) {
+    if constexpr (!(t & 1)) {
       for (int q = 0; q < NQ; ++q) p1[q] = d[q];
-      continue;
+      return;
     }
     for (int q = 0; q < NQ; ++q) d[q] = vec::fold<1>(p1[q], d[q]);
-    if (!(t & 2)) {
+    if constexpr (!(t & 2)) {
       for (int q = 0; q < NQ; ++q) p2[q] = d[q];
-      continue;
+      return;
     }
     for (int q = 0; q < NQ; ++q) d[q] = vec::fold<2>(p2[q], d[q]);
-    if (!(t & 4)) {
+    if constexpr (!(t & 4)) {
       for (int q = 0; q < NQ; ++q) p3[q] = d[q];
-      continue;
+      return;
     }
     for (int q = 0; q < NQ; ++q) d[q] = vec::fold<3>(p3[q], d[q]);
-    if (!(t & 8)) {
+    if constexpr (!(t & 8)) {
       for (int q = 0; q < NQ; ++q) p4[q] = d[q];
-      continue;
+      return;
     }
     for (int q = 0; q < NQ; ++q) out[q] = vec::fold<4>(p4[q], d[q]);
-  }
+  });
 }
 
 /**
