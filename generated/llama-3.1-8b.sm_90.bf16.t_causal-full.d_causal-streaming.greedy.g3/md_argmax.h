@@ -14,5 +14,12 @@ MD_FN uint64_t md_argmax_key(float v, int32_t index) {
   return ((uint64_t)ord << 32) | (uint64_t)(0xffffffffu - (uint32_t)index);
 }
 
+/** The value a key was made from, as the order sees it (-0 as +0); -inf for the empty key. */
+MD_FN float md_argmax_key_value(uint64_t key) {
+  const uint32_t ord = (uint32_t)(key >> 32);
+  if (ord == 0) return -INFINITY;
+  return md_bits_f32(ord & 0x80000000u ? ord & 0x7fffffffu : ~ord);
+}
+
 /** The index a key stands for; 0 for the empty key (a row of NaNs), as md_argmax. */
 MD_FN int32_t md_argmax_key_index(uint64_t key) { return key ? (int32_t)(0xffffffffu - (uint32_t)key) : 0; }

@@ -408,13 +408,6 @@ int gemm(const float* x, const void* w_, const void* bias_, float* y, int32_t ro
   return ran ? MD_OK : MD_ERR_LAUNCH;
 }
 
-/** The value a key (md_argmax_key) was made from, as the ordering sees it (-0 as +0); -inf for the empty key. */
-inline float argmax_key_value(uint64_t key) {
-  const uint32_t ord = (uint32_t)(key >> 32);
-  if (ord == 0) return -INFINITY;
-  return md_bits_f32(ord & 0x80000000u ? ord & 0x7fffffffu : ~ord);
-}
-
 /**
  * logits = x W^T (no bias) through project, as gemm; tokens[r] = the row's argmax. Each thread keeps the
  * best md_argmax_key (md_argmax.h) per row over its tiles, then the threads' bests merge by max. The key
@@ -445,7 +438,7 @@ int lm_head_argmax(const float* x, const void* w_, float* logits, int32_t* token
     project<N, K>(xs, w, rows, [&](int32_t r0, int nr, int n0, int nn, const float (*out)[NB]) {
       for (int r = 0; r < nr; ++r) {
         uint64_t best_r = mine[r0 + r];
-        float floor_r = argmax_key_value(best_r);
+        float floor_r = md_argmax_key_value(best_r);
         for (int n = 0; n < nn; ++n) {
           if (logits) logits[(size_t)(r0 + r) * N + n0 + n] = out[r][n];
           if (!(out[r][n] >= floor_r)) continue;
