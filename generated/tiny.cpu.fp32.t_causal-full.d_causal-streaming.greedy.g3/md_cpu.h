@@ -265,6 +265,24 @@ inline f32x16 dot_bf16(f32x16 acc, bf16x32 a, bf16x32 b) {
 #endif
 }
 
+/**
+ * Two bf16 rows as VDPBF16PS pairs, for P.V over position pairs: dword 4k + i of interleave<H>(a, b) holds
+ * (a, b)'s element 8k + 4H + i (UNPCKLWD for H = 0, UNPCKHWD for H = 1), a's in the low half.
+ */
+template <int H>
+inline bf16x32 interleave(bf16x32 a, bf16x32 b) {
+  if constexpr (H == 0) return {_mm512_unpacklo_epi16(a.v, b.v)};
+  else return {_mm512_unpackhi_epi16(a.v, b.v)};
+}
+/** Every dword: p[0] in the low half, p[1] in the high half. */
+inline bf16x32 set1_pair(const uint16_t* p) {
+  uint32_t u;
+  memcpy(&u, p, sizeof u);
+  return {_mm512_set1_epi32((int)u)};
+}
+/** x's bits where every dword's `keep` has ones, zeros elsewhere. */
+inline bf16x32 keep_bits(bf16x32 x, uint32_t keep) { return {_mm512_and_si512(x.v, _mm512_set1_epi32((int)keep))}; }
+
 #else  // portable: the same operations, lane by lane
 
 struct f32x16 {
@@ -384,6 +402,31 @@ inline f32x16 dot_bf16(f32x16 acc, bf16x32 a, bf16x32 b) {
     acc.v[j] = dot_bf16_pair(acc.v[j], (uint32_t)a.v[2 * j] | (uint32_t)a.v[2 * j + 1] << 16, (uint32_t)b.v[2 * j] | (uint32_t)b.v[2 * j + 1] << 16);
   return acc;
 }
+template <int H>
+inline bf16x32 interleave(bf16x32 a, bf16x32 b) {
+  bf16x32 r;
+  for (int k = 0; k < 4; ++k)
+    for (int i = 0; i < 4; ++i) {
+      r.v[2 * (4 * k + i)] = a.v[8 * k + 4 * H + i];
+      r.v[2 * (4 * k + i) + 1] = b.v[8 * k + 4 * H + i];
+    }
+  return r;
+}
+inline bf16x32 set1_pair(const uint16_t* p) {
+  bf16x32 r;
+  for (int j = 0; j < W; ++j) {
+    r.v[2 * j] = p[0];
+    r.v[2 * j + 1] = p[1];
+  }
+  return r;
+}
+inline bf16x32 keep_bits(bf16x32 x, uint32_t keep) {
+  for (int j = 0; j < W; ++j) {
+    x.v[2 * j] &= (uint16_t)keep;
+    x.v[2 * j + 1] &= (uint16_t)(keep >> 16);
+  }
+  return x;
+}
 
 #endif
 
@@ -455,8 +498,9 @@ inline f32x16 exp(f32x16 x) {
 // (row block, chunk, range of KV heads), a row block being up to ROW_BLOCK rows of one slot. A live tile
 // of one KV head (one page's contiguous run of that head's rows) is read straight from the cache for every
 // row and every query head of the group (GQA) that sees any of it, and only positions some row sees are
-// read: the (row, query head) pairs of the KV head score up to four at a time and accumulate P.V two at
-// a time, sharing each K and V vector load, with the tile in L1 after its first use, while the tile's V
+// read (and, for P.V with bf16 storage, the other position of such a position's pair, in the same page):
+// the (row, query head) pairs of the KV head score up to four at a time and accumulate P.V two (bf16: up
+// to four) at a time, sharing each K and V vector load, with the tile in L1 after its first use, while the tile's V
 // and the next tile's K are prefetched into L2. Every row still runs exactly its own tile-by-tile update
 // over its own visible positions, so blocking changes only the speed, never a bit of a row.
 //
@@ -466,6 +510,8 @@ inline f32x16 exp(f32x16 x) {
 // tree; masked positions become -inf; m' = max(m, max_t s[t]); w[t] = exp(s[t] - m'); l' = fmadd(l,
 // exp(m - m'), reduce_lanes(sum over groups of w)); acc' = E + O with E = acc * exp(m - m') and then
 // E = fmadd(w[t], v[t], E) over the visible even positions ascending, O the same from 0 over the odd ones.
+// bf16 storage instead: acc' = acc * exp(m - m'), then for each position pair (2u, 2u + 1) ascending that
+// the row sees any of, one VDPBF16PS step with w rounded to bf16 (zero weight and V for an unseen one).
 // A tile whose visible scores are all -inf leaves the state untouched.
 //
 // A Pass provides, as static members (its functions rendered from the pass's IR):
@@ -494,21 +540,25 @@ constexpr int HD_F32 = DV * W;
 constexpr int HD_BF16 = (HEAD_DIM + 2 * W - 1) / (2 * W) * (2 * W);
 constexpr bool BF16_DOT = vec::STORAGE == vec::Storage::bf16;
 /**
- * The P.V accumulators' lanes. bf16: slice 2b + e holds head elements 32b + 2j + e (j < 16), so that two
- * bit operations on one 32-element load widen a V row's slices; otherwise slice c holds 16c + j. A lane's
- * multiply-adds are the same either way, so the order of lanes changes no bit.
+ * bf16 storage: P.V runs on VDPBF16PS too, with the weights rounded to bf16 (as GPU flash attention feeds
+ * P to its tensor cores) and a tile's positions taken in pairs (2u, 2u + 1), two V rows interleaved into
+ * one operand (vec::interleave). Accumulator slice 2b + h then holds, in lane 4k + i, head element
+ * 32b + 8k + 4h + i; otherwise slice c holds 16c + j.
  */
-constexpr bool V_PAIRED = BF16_DOT;
-constexpr int DA = V_PAIRED ? HD_BF16 / W : DV;
+constexpr bool PV_DOT = BF16_DOT;
+static_assert(!PV_DOT || PAGE_SIZE % 2 == 0, "a page's positions pair up (codegen/limits.ts: a power of two)");
+constexpr int DA = PV_DOT ? HD_BF16 / W : DV;
 constexpr int HD_ACC = DA * W;
 /** An accumulator row (the lane order above) to out[0 .. HEAD_DIM) in head order. */
 inline void store_acc(float* out, const float* acc) {
-  if constexpr (V_PAIRED) {
-    for (int b = 0; b < HEAD_DIM; b += 2 * W)
-      for (int j = 0; j < W && b + 2 * j < HEAD_DIM; ++j) {
-        out[b + 2 * j] = acc[b + j];
-        out[b + 2 * j + 1] = acc[b + W + j];
-      }
+  if constexpr (PV_DOT) {
+    for (int b = 0; b < HD_BF16 / (2 * W); ++b)
+      for (int h = 0; h < 2; ++h)
+        for (int k = 0; k < 4; ++k)
+          for (int i = 0; i < 4; ++i) {
+            const int e = 32 * b + 8 * k + 4 * h + i;
+            if (e < HEAD_DIM) out[e] = acc[(2 * b + h) * W + 4 * k + i];
+          }
   } else {
     memcpy(out, acc, HEAD_DIM * sizeof(float));
   }
@@ -557,7 +607,8 @@ struct Scratch {
   alignas(64) uint16_t qb[ROW_BLOCK][HEADS][BF16_DOT ? HD_BF16 : 1];
   alignas(64) float acc[ROW_BLOCK][HEADS][HD_ACC];
   float m[ROW_BLOCK][HEADS], l[ROW_BLOCK][HEADS];
-  alignas(64) float w[BLOCK_PAIRS][TILE];  // exp(s - m') of the current tile, per pair of one KV head
+  alignas(64) float w[BLOCK_PAIRS][PV_DOT ? 1 : TILE];      // exp(s - m') of the current tile, per pair
+  alignas(64) uint16_t wb[BLOCK_PAIRS][PV_DOT ? TILE : 1];  // the same rounded to bf16 (PV_DOT)
   float corr[BLOCK_PAIRS];                 // exp(m - m'), where live
   bool live[BLOCK_PAIRS];                  // the pair sees a score above -inf in the tile
 };
@@ -612,15 +663,6 @@ inline vec::bf16x32 bf16_block(const store_t* row, int b) {
   return (b + 1) * 2 * W <= HEAD_DIM ? vec::load_bf16(p) : vec::load_bf16_n(p, HEAD_DIM - b * 2 * W);
 }
 
-/** Accumulator slice c of a cached V row (in the accumulators' lane order), zeros past HEAD_DIM, never read. */
-inline f32x16 value_vec(const store_t* row, int c) {
-  if constexpr (V_PAIRED) {
-    const vec::bf16x32 x = bf16_block(row, c / 2);
-    return c % 2 ? vec::bf16_odd(x) : vec::bf16_even(x);
-  } else {
-    return row_vec(row, c);
-  }
-}
 
 /** Row i's query for `head`, in the form the dot takes (f32, or rounded to bf16). */
 inline void stage_query(Scratch& sc, int i, int head, const float* q) {
@@ -750,7 +792,8 @@ inline void tile_scores(Scratch& sc, const Pair* pr, int at, int32_t p0, const f
     for (int g = 0; g < GROUPS; ++g) {
       if (!p.vis[g]) continue;
       const f32x16 e = vec::exp(vec::sub(vec::select(p.vis[g], vec::load(s[q] + g * W), none), vec::set1(m_new)));
-      vec::store(sc.w[at + q] + g * W, e);
+      if constexpr (PV_DOT) vec::store_bf16(sc.wb[at + q] + g * W, vec::round_bf16(e));
+      else vec::store(sc.w[at + q] + g * W, e);
       sum = vec::add(sum, e);
     }
     sc.l[p.i][p.head] = vec::fmadd(sc.l[p.i][p.head], sc.corr[at + q], vec::reduce_add(sum));
@@ -776,7 +819,7 @@ constexpr int slices_for(int nb) {
 template <int NB>
 inline void tile_values(Scratch& sc, const Pair* pr, int at, const store_t* vt, const store_t* ahead) {
   constexpr int CS = slices_for(NB);
-  const auto value = [&](int t, int c) { return value_vec(vt + (size_t)t * HEAD_DIM, c); };
+  const auto value = [&](int t, int c) { return row_vec(vt + (size_t)t * HEAD_DIM, c); };
   bool all_live = true;
   for (int q = 0; q < NB; ++q) all_live = all_live && sc.live[at + q];
   uint16_t vis_all[GROUPS];
@@ -824,13 +867,94 @@ inline void tile_values(Scratch& sc, const Pair* pr, int at, const store_t* vt, 
   }
 }
 
+/** Accumulator slices a PV_DOT pass of nb pairs takes: an even number dividing DA, at most 16 accumulators. */
+constexpr int dot_slices_for(int nb) {
+  int cs = std::max(2, std::min(DA, 16 / nb) / 2 * 2);
+  while (DA % cs) cs -= 2;
+  return cs;
+}
+
+/**
+ * tile_values with bf16 storage (PV_DOT): for each position pair (2u, 2u + 1) of a group, the two V rows
+ * are interleaved once and serve all NB pairs, whose acc = VDPBF16PS(acc, (w[2u], w[2u + 1]), (v[2u], v[2u + 1]))
+ * onto the rescaled state (one chain per slice; NB * CS accumulators hide its latency). A pair that sees
+ * only part of a group takes, for each position pair it sees any of, zero weight and zero V for the
+ * position it does not see (the weights there are exp(-inf) = 0 already; V may be anything): that depends
+ * on the pair's own visibility alone, so a row's bits do not depend on the others.
+ */
+template <int NB>
+inline void tile_values_dot(Scratch& sc, const Pair* pr, int at, const store_t* vt, const store_t* ahead) {
+  constexpr int CS = dot_slices_for(NB);
+  bool all_live = true;
+  for (int q = 0; q < NB; ++q) all_live = all_live && sc.live[at + q];
+  uint16_t vis_all[GROUPS];
+  for (int g = 0; g < GROUPS; ++g) {
+    vis_all[g] = 0xffff;
+    for (int q = 0; q < NB; ++q) vis_all[g] &= pr[q].vis[g];
+  }
+  for (int c0 = 0; c0 < DA; c0 += CS) {
+    // Every index into acc is a compile-time constant (unroll), so the accumulators stay in registers.
+    f32x16 acc[NB][CS];
+    unroll<NB>([&](auto q) {
+      unroll<CS>([&](auto c) {
+        const float* a = sc.acc[pr[q].i][pr[q].head] + (c0 + c) * W;
+        acc[q][c] = sc.live[at + q] ? vec::mul(vec::load(a), vec::set1(sc.corr[at + q])) : vec::zero();
+      });
+    });
+    for (int g = 0; g < GROUPS; ++g) {
+      if (all_live && vis_all[g] == 0xffff) {  // the common case: every pair sees every position, no branches
+        for (int u = 0; u < W / 2; ++u) {
+          const int t = g * W + 2 * u;
+          const store_t* v0 = vt + (size_t)t * HEAD_DIM;
+          if (ahead && c0 == 0) {
+            prefetch_row(ahead + (size_t)t * HEAD_DIM);
+            prefetch_row(ahead + (size_t)(t + 1) * HEAD_DIM);
+          }
+          vec::bf16x32 w[NB];
+          unroll<NB>([&](auto q) { w[q] = vec::set1_pair(sc.wb[at + q] + t); });
+          unroll<CS / 2>([&](auto cb) {
+            constexpr int c = 2 * decltype(cb)::value;
+            const vec::bf16x32 x0 = bf16_block(v0, c0 / 2 + cb), x1 = bf16_block(v0 + HEAD_DIM, c0 / 2 + cb);
+            const vec::bf16x32 lo = vec::interleave<0>(x0, x1), hi = vec::interleave<1>(x0, x1);
+            unroll<NB>([&](auto q) {
+              acc[q][c] = vec::dot_bf16(acc[q][c], w[q], lo);
+              acc[q][c + 1] = vec::dot_bf16(acc[q][c + 1], w[q], hi);
+            });
+          });
+        }
+        continue;
+      }
+      unroll<NB>([&](auto q) {
+        if (!sc.live[at + q]) return;
+        for (int u = 0; u < W / 2; ++u) {
+          const unsigned two = pr[q].vis[g] >> (2 * u) & 3u;
+          if (!two) continue;
+          const int t = g * W + 2 * u;
+          const uint32_t keep = (two & 1u ? 0x0000ffffu : 0u) | (two & 2u ? 0xffff0000u : 0u);
+          const store_t* v0 = vt + (size_t)t * HEAD_DIM;
+          const vec::bf16x32 w = vec::set1_pair(sc.wb[at + q] + t);
+          unroll<CS / 2>([&](auto cb) {
+            constexpr int c = 2 * decltype(cb)::value;
+            const vec::bf16x32 x0 = bf16_block(v0, c0 / 2 + cb), x1 = bf16_block(v0 + HEAD_DIM, c0 / 2 + cb);
+            acc[q][c] = vec::dot_bf16(acc[q][c], w, vec::keep_bits(vec::interleave<0>(x0, x1), keep));
+            acc[q][c + 1] = vec::dot_bf16(acc[q][c + 1], w, vec::keep_bits(vec::interleave<1>(x0, x1), keep));
+          });
+        }
+      });
+    }
+    unroll<NB>([&](auto q) {
+      if (sc.live[at + q]) unroll<CS>([&](auto c) { vec::store(sc.acc[pr[q].i][pr[q].head] + (c0 + c) * W, acc[q][c]); });
+    });
+  }
+}
+
 /**
  * Most pairs scored together, sharing each K vector load: up to 4, as many as leave half the 32 vector
  * registers to their queries, which stay in registers for the whole tile.
  */
 constexpr int SCORE_PAIRS = std::max(1, std::min(4, 16 / (BF16_DOT ? HD_BF16 / (2 * W) : DV)));
-/** Most pairs whose P.V shares each V vector load (2 accumulators each). */
-constexpr int VALUE_PAIRS = 2;
+/** Most pairs whose P.V shares each V vector load: 2 (2 accumulators each), or with PV_DOT up to 4 that fill 16. */
+constexpr int VALUE_PAIRS = PV_DOT ? std::max(1, std::min(4, 16 / DA)) : 2;
 
 template <class Pass, int NQ>
 inline void tile_scores_upto(Scratch& sc, const Pair* pr, int at, int nq, int32_t p0, const float* params, const store_t* kt, const store_t* ahead) {
@@ -843,7 +967,8 @@ template <int NB>
 inline void tile_values_upto(Scratch& sc, const Pair* pr, int at, int nb, const store_t* vt, const store_t* ahead) {
   if constexpr (NB > 1)
     if (nb < NB) return tile_values_upto<NB - 1>(sc, pr, at, nb, vt, ahead);
-  tile_values<NB>(sc, pr, at, vt, ahead);
+  if constexpr (PV_DOT) tile_values_dot<NB>(sc, pr, at, vt, ahead);
+  else tile_values<NB>(sc, pr, at, vt, ahead);
 }
 
 /**

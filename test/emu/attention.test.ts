@@ -15,7 +15,7 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isCausal } from '../../codegen/passes/causal.ts';
 import type { PassPlan } from '../../codegen/plan.ts';
-import { attentionRef, relError, visibleRef } from '../reference/kernels.ts';
+import { attentionError, attentionRef, visibleRef } from '../reference/kernels.ts';
 import { attentionDrawArb, buildAttention, mulberry32, type AttentionDraw, type BuiltAttention } from '../harness/kernels/attention-case.ts';
 import { guardAttention } from '../harness/kernels/attention-guard.ts';
 import { f32, KernelDriver, pageBytes, type Arg } from '../harness/kernels/driver.ts';
@@ -74,7 +74,7 @@ function unwrittenPartials(m: EmulatedModule, pass: PassPlan, c: BuiltAttention,
 
 function checkReference(m: EmulatedModule, pass: PassPlan, c: BuiltAttention, out: Float32Array) {
   expect(out.every(Number.isFinite), 'every output written and finite').toBe(true);
-  const e = relError(out, attentionRef(m.plan, pass, c.ref, 'cuda'));
+  const e = attentionError(out, attentionRef(m.plan, pass, c.ref, 'cuda'));
   worst = Math.max(worst, e);
   expect(e).toBeLessThan(TOL);
 }

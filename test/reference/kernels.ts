@@ -3,8 +3,9 @@
 // naive definition: for each row and head, every visible position (the pass's `visible` and `score`
 // evaluated by the IR interpreter, the oracle), then a plain softmax. Where the CPU kernels make a
 // documented numerics choice, the reference makes it too (README, "CPU numerics"): with bf16 storage the
-// q.k products take q rounded to bf16, the GEMMs x rounded to bf16, and bf16 subnormals of either operand
-// count as zero (VDPBF16PS): cpuGemmInputs and attentionRef's 'cpu' numerics.
+// q.k products take q rounded to bf16, P.V the softmax weights rounded to bf16, the GEMMs x rounded to bf16,
+// and bf16 subnormals of either operand count as zero (VDPBF16PS): cpuGemmInputs and attentionRef's 'cpu'
+// numerics.
 import { kvCacheRow } from '../../codegen/abi.ts';
 import { evaluate } from '../../codegen/interp.ts';
 import type { ModulePlan, PassPlan } from '../../codegen/plan.ts';
@@ -151,14 +152,30 @@ export function paramRecord(pass: PassPlan, params: readonly number[]): Record<s
 }
 
 /**
- * `numerics`: whose documented rounding the reference models. 'cpu' (README, "CPU numerics"): with bf16
- * storage, q rounded to bf16 and bf16 subnormals of q and k flushed for the dot. 'cuda': none (the CUDA
- * kernels multiply fp32 q by the decoded k).
+ * What an attention kernel's output should be, and per output how far from it the kernel may also be:
+ * with bf16 P (below) a weight that lies within the kernel's f32 error of a bf16 rounding boundary may
+ * round either way, and `slack` adds up what that can move each output.
  */
-export function attentionRef(plan: ModulePlan, pass: PassPlan, c: AttentionCase, numerics: 'cpu' | 'cuda' = 'cpu'): Float64Array {
+export interface AttentionReference {
+  readonly out: Float64Array;
+  readonly slack: Float64Array;
+}
+
+/** A weight or V element as VDPBF16PS takes it in the CPU's P.V (bf16 storage): rounded to bf16, subnormals zero. */
+const pvOperand = (x: number) => dotInput(f32FromBf16(bf16FromF32(Math.fround(x))));
+
+/**
+ * `numerics`: whose documented rounding the reference models. 'cpu' (README, "CPU numerics"): with bf16
+ * storage, q rounded to bf16 and bf16 subnormals of q and k flushed for the dot, and P rounded to bf16 for
+ * P.V: each weight is exp(s - m) with m the running maximum of the row's visible scores in its split-KV
+ * chunk up to its page (the kernel's online softmax), rounded before it multiplies V, while l sums the
+ * unrounded weights. 'cuda': none (the CUDA kernels multiply fp32 q by the decoded k, and P by V in f32).
+ */
+export function attentionRef(plan: ModulePlan, pass: PassPlan, c: AttentionCase, numerics: 'cpu' | 'cuda' = 'cpu'): AttentionReference {
   const { heads, kvHeads, headDim: D, group } = plan.dims;
   const rows = c.rowSeq.length;
   const out = new Float64Array(rows * heads * D);
+  const slack = new Float64Array(rows * heads * D);
   const params = paramRecord(pass, c.params);
   const shape = { kvHeads, headDim: D, pageSize: plan.pageSize };
   const at = (slot: number, t: number, kvh: number) => kvCacheRow(shape, c.pageTable[slot * c.pagesPerSeq + Math.floor(t / plan.pageSize)], t % plan.pageSize, kvh);
@@ -173,24 +190,95 @@ export function attentionRef(plan: ModulePlan, pass: PassPlan, c: AttentionCase,
     for (let h = 0; h < heads; h++) {
       const kvh = Math.floor(h / group);
       const qo = (r * heads + h) * D;
+      let size = 0; // the largest |score| and scaled sum of |q_d k_d|: what the kernel's f32 score error scales with
       const scores = seen.map((t) => {
         let s = 0;
-        for (let d = 0; d < D; d++) s += dotQ[qo + d] * dotK(c.kCache[at(slot, t, kvh) + d]);
+        let abs = 0;
+        for (let d = 0; d < D; d++) {
+          const p = dotQ[qo + d] * dotK(c.kCache[at(slot, t, kvh) + d]);
+          s += p;
+          abs += Math.abs(p);
+        }
         s *= plan.scale;
-        return pass.score ? (evaluate(pass.score, { vars: { s, q, kv: t, head: h }, params }) as number) : s;
+        s = pass.score ? (evaluate(pass.score, { vars: { s, q, kv: t, head: h }, params }) as number) : s;
+        size = Math.max(size, abs * plan.scale, Math.abs(s));
+        return s;
       });
       if (!seen.length) continue; // nothing visible: 0
-      const m = Math.max(...scores);
-      const p = scores.map((s) => Math.exp(s - m));
-      const l = p.reduce((a, b) => a + b, 0);
-      for (let d = 0; d < D; d++) {
-        let o = 0;
-        seen.forEach((t, i) => (o += p[i] * c.vCache[at(slot, t, kvh) + d]));
-        out[qo + d] = o / l;
+      const value = (t: number, d: number) => c.vCache[at(slot, t, kvh) + d];
+      if (!bf16) {
+        const m = Math.max(...scores);
+        const p = scores.map((s) => Math.exp(s - m));
+        const l = p.reduce((a, b) => a + b, 0);
+        for (let d = 0; d < D; d++) {
+          let o = 0;
+          seen.forEach((t, i) => (o += p[i] * value(t, d)));
+          out[qo + d] = o / l;
+        }
+        continue;
+      }
+      // bf16 P: the kernel's weight exp(s - m) is within a relative `eps` of this one (its scores' and
+      // exp's f32 error), so it rounds to a bf16 between those of w (1 - eps) and w (1 + eps).
+      const eps = 2 ** -19 * (2 + 4 * size);
+      const chunks = new Map<number, { m: number; l: number; acc: Float64Array; slack: Float64Array }>();
+      for (let i = 0; i < seen.length; ) {
+        const page = Math.floor(seen[i] / plan.pageSize);
+        let j = i;
+        while (j < seen.length && Math.floor(seen[j] / plan.pageSize) === page) j++;
+        const key = Math.floor(seen[i] / plan.chunk);
+        let st = chunks.get(key);
+        if (!st) chunks.set(key, (st = { m: -Infinity, l: 0, acc: new Float64Array(D), slack: new Float64Array(D) }));
+        const top = Math.max(...scores.slice(i, j));
+        if (top !== -Infinity) {
+          const m = Math.max(st.m, top);
+          const corr = st.m === -Infinity ? 0 : Math.exp(st.m - m);
+          st.l *= corr;
+          for (let d = 0; d < D; d++) {
+            st.acc[d] *= corr;
+            st.slack[d] *= corr;
+          }
+          for (let k = i; k < j; k++) {
+            const w = Math.exp(scores[k] - m);
+            st.l += w;
+            const spread = pvOperand(w * (1 + eps)) - pvOperand(w * (1 - eps));
+            const wr = pvOperand(w);
+            for (let d = 0; d < D; d++) {
+              const v = pvOperand(value(seen[k], d));
+              st.acc[d] += wr * v;
+              st.slack[d] += spread * Math.abs(v);
+            }
+          }
+          st.m = m;
+        }
+        i = j;
+      }
+      const live = [...chunks.values()].filter((st) => st.l > 0);
+      if (!live.length) continue;
+      const top = Math.max(...live.map((st) => st.m));
+      let l = 0;
+      for (const st of live) l += st.l * Math.exp(st.m - top);
+      for (const st of live) {
+        const f = Math.exp(st.m - top) / l;
+        for (let d = 0; d < D; d++) {
+          out[qo + d] += st.acc[d] * f;
+          slack[qo + d] += st.slack[d] * f;
+        }
       }
     }
   }
-  return out;
+  return { out, slack };
+}
+
+/** relError of got against a reference's outputs, once each output's slack is taken off its difference. */
+export function attentionError(got: Vec, ref: AttentionReference): number {
+  const { out: want, slack } = ref;
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < want.length; i++) {
+    num += Math.max(0, Math.abs(got[i] - want[i]) - slack[i]) ** 2;
+    den += want[i] ** 2;
+  }
+  return den === 0 ? Math.sqrt(num) : Math.sqrt(num / den);
 }
 
 /** ||got - want|| / ||want|| (0 when both are 0). */
