@@ -77,6 +77,8 @@ inline void vfma(fvec& c, fvec a, fvec b, lane_mask m) { c = _mm512_mask3_fmadd_
 inline void vstore(float* p, fvec v) { _mm512_storeu_ps(p, v); }
 inline void vstore(float* p, fvec v, lane_mask m) { _mm512_mask_storeu_ps(p, m, v); }
 inline void prefetch_line(const char* p) { _mm_prefetch(p, _MM_HINT_T1); }
+/** An attention vector as this file's (the same lanes). */
+inline fvec as_fvec(vec::f32x16 a) { return a.v; }
 /** Keeps v in a register: GCC would otherwise fold its load into each of the NB multiply-adds that use it,
  *  loading it NB times (28 loads per 24 multiply-adds of a 6 x 4 tile instead of 10). */
 inline void keep_in_register(fvec& v) { asm("" : "+v"(v)); }
@@ -144,6 +146,11 @@ inline void vstore(float* p, const fvec& v) {
 }
 inline void prefetch_line(const char*) {}
 inline void keep_in_register(fvec&) {}
+inline fvec as_fvec(const vec::f32x16& a) {
+  fvec r;
+  for (int j = 0; j < LANES; ++j) r.v[j] = a.v[j];
+  return r;
+}
 inline void vstore(float* p, const fvec& v, lane_mask n) {
   for (int j = 0; j < n; ++j) p[j] = v.v[j];
 }
@@ -249,8 +256,12 @@ inline void tile_dp(const uint16_t* x, const uint16_t* w, int K, size_t ldw, int
       for (int n = 0; n < N; ++n) acc[r * N + n] = vec::dot_bf16(acc[r * N + n], xv, wv[n]);
     }
   }
+  fvec lanes[R * N];
+  for (int i = 0; i < R * N; ++i) lanes[i] = as_fvec(acc[i]);
+  float flat[R * N];
+  reduce_tile<R * N>(lanes, flat);
   for (int r = 0; r < R; ++r)
-    for (int n = 0; n < N; ++n) out[r][n] = vec::reduce_add(acc[r * N + n]);
+    for (int n = 0; n < N; ++n) out[r][n] = flat[r * N + n];
 }
 
 template <class X, class W>
