@@ -32,6 +32,13 @@
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && !defined(MD_PORTABLE)
 #include <immintrin.h>
 #define MD_GEMM_AVX512 1
+// AMX tiles for bf16 weights, where the build's target has them (MD_NO_AMX, MD_NO_AVX512BF16 or
+// MD_PORTABLE turn them off) and Linux grants the process the tile state (asked once, amx_granted).
+#if defined(__AMX_TILE__) && defined(__AMX_BF16__) && defined(__linux__) && !defined(MD_NO_AMX) && !defined(MD_NO_AVX512BF16)
+#include <sys/syscall.h>
+#include <unistd.h>
+#define MD_GEMM_AMX 1
+#endif
 #endif
 
 using namespace md;
@@ -312,8 +319,121 @@ inline void widen_panel(const store_t* w, int n0, int n1, float* buf) {
  * weights need no widening, bf16 weights are read as stored). Without those buffers (allocation failed) the tiles run whole and read the stored weights:
  * the same bits, more slowly.
  */
+#if MD_GEMM_AMX
+// ---- AMX (bf16 weights): out^T = W x^T in 16 x 16 tiles. A tile is 16 weight rows x 32 k as stored; B is
+// 16 rows of x rounded to bf16, packed as TDPBF16PS takes it (x_packed); C accumulates over the k blocks
+// in ascending order. TDPBF16PS's accumulation is its own (not VDPBF16PS's sequence), but each output is
+// one element of one C tile, made from its own row of x and of W by the same instructions whatever the
+// row count, the tile it shares or the thread: row-invariant like the other paths.
+
+/** Whether Linux lets this process use the AMX tile data (ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA). */
+inline bool amx_granted() {
+  static const bool granted = syscall(SYS_arch_prctl, 0x1023, 18) == 0;
+  return granted;
+}
+inline bool use_amx() { return STORE == Storage::bf16 && amx_granted(); }
+
+/** LDTILECFG's operand: palette 1, tiles 0-7 all 16 rows of 64 bytes. */
+struct alignas(64) TileConfig {
+  uint8_t palette = 1, start_row = 0;
+  uint8_t reserved[14] = {};
+  uint16_t colsb[16] = {64, 64, 64, 64, 64, 64, 64, 64};
+  uint8_t rows[16] = {16, 16, 16, 16, 16, 16, 16, 16};
+};
+
+/** x rounded to bf16 for rows r, as B tiles: block (row block, k block) = 16 k pairs x 16 rows of dwords. */
+constexpr size_t B_TILE = 16 * 16 * 2;  // uint16 per B tile
+constexpr int k_blocks(int K) { return (K + 31) / 32; }
+
+/**
+ * project for bf16 weights on AMX: each thread takes its range of 16-output blocks and runs every row
+ * block over it, two by two (four C tiles), k blocks ascending; a k tail or an output tail reads its
+ * weights through a zero-padded copy, so nothing past W is read.
+ */
+template <int N, int K, class Sink>
+inline void project_amx(const uint16_t* xp, const store_t* w_, int32_t rows, Sink&& sink) {
+  const uint16_t* w = (const uint16_t*)(const void*)w_;
+  constexpr int KB = k_blocks(K), OB = (N + 15) / 16;
+  const int row_blocks = (rows + 15) / 16;
+  const int threads = omp_get_num_threads(), me = omp_get_thread_num();
+  const int ob_begin = (int)((int64_t)OB * me / threads), ob_end = (int)((int64_t)OB * (me + 1) / threads);
+  static const TileConfig config;
+  _tile_loadconfig(&config);
+  alignas(64) uint16_t pad[2][16][32];
+  alignas(64) float c[16][16];
+  float out[RB][NB];
+  // One C tile (16 outputs from n0, 16 rows from r0) to the sink, in RB x NB pieces.
+  const auto emit = [&](int n0, int r0) {
+    const int nn = N - n0 < 16 ? N - n0 : 16, nr = rows - r0 < 16 ? rows - r0 : 16;
+    for (int i = 0; i < nr; i += RB)
+      for (int j = 0; j < nn; j += NB) {
+        const int rr = nr - i < RB ? nr - i : RB, jj = nn - j < NB ? nn - j : NB;
+        for (int r = 0; r < rr; ++r)
+          for (int n = 0; n < jj; ++n) out[r][n] = c[j + n][i + r];
+        sink(r0 + i, rr, n0 + j, jj, out);
+      }
+  };
+  for (int rb = 0; rb < row_blocks; rb += 2) {
+    const bool two_rows = rb + 1 < row_blocks;
+    for (int ob = ob_begin; ob < ob_end; ob += 2) {
+      const bool two_outs = ob + 1 < ob_end;
+      _tile_zero(0);
+      _tile_zero(1);
+      _tile_zero(2);
+      _tile_zero(3);
+      for (int kb = 0; kb < KB; ++kb) {
+        for (int o = 0; o < (two_outs ? 2 : 1); ++o) {
+          const int n0 = 16 * (ob + o), k0 = 32 * kb;
+          if (n0 + 16 <= N && k0 + 32 <= K) continue;
+          for (int i = 0; i < 16; ++i)
+            for (int k = 0; k < 32; ++k) pad[o][i][k] = n0 + i < N && k0 + k < K ? w[(size_t)(n0 + i) * K + k0 + k] : 0;
+        }
+        const auto a_tile = [&](int o) -> const void* {
+          const int n0 = 16 * (ob + o), k0 = 32 * kb;
+          return n0 + 16 <= N && k0 + 32 <= K ? (const void*)(w + (size_t)n0 * K + k0) : (const void*)pad[o];
+        };
+        const auto a_stride = [&](int o) { return a_tile(o) == (const void*)pad[o] ? 64 : 2 * K; };
+        _tile_loadd(4, a_tile(0), a_stride(0));
+        _tile_loadd(6, xp + ((size_t)rb * KB + kb) * B_TILE, 64);
+        _tile_dpbf16ps(0, 4, 6);
+        if (two_rows) {
+          _tile_loadd(7, xp + ((size_t)(rb + 1) * KB + kb) * B_TILE, 64);
+          _tile_dpbf16ps(1, 4, 7);
+        }
+        if (two_outs) {
+          _tile_loadd(5, a_tile(1), a_stride(1));
+          _tile_dpbf16ps(2, 5, 6);
+          if (two_rows) _tile_dpbf16ps(3, 5, 7);
+        }
+      }
+      _tile_stored(0, c, 64);
+      emit(16 * ob, 16 * rb);
+      if (two_rows) {
+        _tile_stored(1, c, 64);
+        emit(16 * ob, 16 * (rb + 1));
+      }
+      if (two_outs) {
+        _tile_stored(2, c, 64);
+        emit(16 * (ob + 1), 16 * rb);
+        if (two_rows) {
+          _tile_stored(3, c, 64);
+          emit(16 * (ob + 1), 16 * (rb + 1));
+        }
+      }
+    }
+  }
+  _tile_release();
+}
+#else
+inline bool use_amx() { return false; }
+#endif
+
 template <int N, int K, class X, class Sink>
 inline void project(const X* x, const store_t* w, int32_t rows, Sink&& sink) {
+#if MD_GEMM_AMX
+  if constexpr (X_BF16)
+    if (use_amx()) return project_amx<N, K>(x, w, rows, sink);
+#endif
   constexpr int TILES = (N + NB - 1) / NB;
   constexpr int PANEL_TILES = PANEL_FLOATS / ((size_t)NB * K) > 0 ? PANEL_FLOATS / ((size_t)NB * K) : 1;
   constexpr int GROUP_ROWS = X_FLOATS / K / RB * RB > RB ? X_FLOATS / K / RB * RB : RB;
@@ -385,6 +505,36 @@ template <int K, class Body>
 inline bool over_x(const float* x, int32_t rows, Body&& body) {
   if constexpr (X_BF16) {
     constexpr int XS = x_stride(K);
+#if MD_GEMM_AMX
+    if (use_amx()) {
+      // B tiles: dword (pair) kp of row r at tile (r / 16, kp / 16), row kp % 16, column r % 16; rows
+      // past `rows` up to the tile are zeros.
+      constexpr int KB = k_blocks(K);
+      const int row_blocks = (rows + 15) / 16;
+      uint16_t* xp = x_bf16_buffer((size_t)row_blocks * KB * B_TILE);
+      if (!xp) return false;
+      uint32_t* dw = (uint32_t*)(void*)xp;
+#pragma omp parallel
+      {
+#pragma omp for schedule(static)
+        for (int32_t r = 0; r < row_blocks * 16; ++r) {
+          uint32_t* tiles = dw + (size_t)(r / 16) * KB * (B_TILE / 2) + r % 16;
+          for (int k = 0; k < XS; k += vec::W) {
+            const int n = r >= rows ? 0 : K - k >= vec::W ? vec::W : K - k > 0 ? K - k : 0;
+            alignas(64) uint16_t h[vec::W];
+            const float* xr = x + (size_t)r * K + k;
+            vec::store_bf16(h, vec::round_bf16(n == vec::W ? vec::load(xr) : n > 0 ? vec::load_n(xr, n) : vec::zero()));
+            for (int p = 0; p < vec::W / 2; ++p) {
+              const int kp = k / 2 + p;
+              tiles[(size_t)(kp / 16) * (B_TILE / 2) + (kp % 16) * 16] = (uint32_t)h[2 * p] | (uint32_t)h[2 * p + 1] << 16;
+            }
+          }
+        }
+        body((const uint16_t*)xp);
+      }
+      return true;
+    }
+#endif
     uint16_t* xb = x_bf16_buffer((size_t)rows * XS);
     if (!xb) return false;
 #pragma omp parallel

@@ -5,15 +5,18 @@
 // them: gate_up is [2300, 96] (several panels), down [96, 2300] (K chunks, a lane tail, and row groups of
 // at most 108 rows), rows up to 128. bf16 weights take the VDPBF16PS order on x rounded to bf16, fp16 and
 // fp32 the f32 order. Each call is compared bit for bit with the emulated order, and one row of it with
-// that row computed alone (smallest bucket, one thread). The bf16 module is also built with MD_PORTABLE
-// (plain lane loops instead of AVX-512) and with MD_NO_AVX512BF16 (VDPBF16PS emulated), which must give
-// the same bits.
+// that row computed alone (smallest bucket, one thread). The bf16 order is that of a build with MD_NO_AMX
+// (VDPBF16PS), also built with MD_PORTABLE (plain lane loops instead of AVX-512) and with MD_NO_AVX512BF16
+// (VDPBF16PS emulated), which must give the same bits. Where the host has AMX, the native bf16 build runs
+// its GEMMs on AMX tiles, whose accumulation is the hardware's own: it is held to the float64 reference
+// and to a row alone giving the row's bits, on the same draws.
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cpuBackend } from '../../codegen/backends/cpu.ts';
 import { buildModule } from '../../codegen/build.ts';
 import { planModule } from '../../codegen/plan.ts';
 import { gemmOrderRef } from '../reference/gemm-order.ts';
+import { cpuGemmInputs, gemmRef, relError } from '../reference/kernels.ts';
 import { mulberry32 } from '../harness/kernels/attention-case.ts';
 import { f32, KernelDriver } from '../harness/kernels/driver.ts';
 import { useModules } from '../harness/kernels/module.ts';
@@ -33,7 +36,7 @@ const modules = useModules(DEPLOYMENTS);
 const fallbacks = new Map<string, KernelDriver>();
 beforeAll(async () => {
   const plan = planModule(DEPLOYMENTS.bf16);
-  for (const macro of ['MD_PORTABLE', 'MD_NO_AVX512BF16']) {
+  for (const macro of ['MD_NO_AMX', 'MD_PORTABLE', 'MD_NO_AVX512BF16']) {
     const files = cpuBackend.emit(plan).map((f) => (f.path === 'md_cpu.h' ? { ...f, contents: `#define ${macro} 1\n${f.contents}` } : f));
     fallbacks.set(macro, KernelDriver.open((await buildModule({ name: `${plan.name}.${macro}`, files, target: 'cpu' })).library));
   }
@@ -48,6 +51,7 @@ const rowsArb = fc.oneof(fc.constantFrom(1, 5, 6, 7, 12, 13, 18, 19, 108, 109, 1
 describe.each(Object.keys(DEPLOYMENTS) as Name[])('gemm blocking paths, %s weights', (name) => {
   it('every row count, role and thread count gives the documented order bit for bit', async () => {
     const m = modules.get(name)!;
+    const driver = name === 'bf16' ? fallbacks.get('MD_NO_AMX')! : m.driver;
     const roles = m.plan.gemms.filter((g) => ['q', 'gate_up', 'down', 'lm_head'].includes(g.role));
     await fc.assert(
       fc.asyncProperty(fc.integer({ min: 1, max: 0x7fffffff }), fc.constantFrom(...roles), rowsArb, fc.constantFrom(1, 2, 3), fc.boolean(), async (seed, g, rows, threads, withBias) => {
@@ -55,19 +59,43 @@ describe.each(Object.keys(DEPLOYMENTS) as Name[])('gemm blocking paths, %s weigh
         const x = rand(rnd, rows * g.k, 2);
         const w = store(m.plan.deployment.dtype, rand(rnd, g.n * g.k, 0.5));
         const bias = withBias && g.role !== 'lm_head' ? store(m.plan.deployment.dtype, rand(rnd, g.n, 1)) : undefined;
-        const res = await m.driver.call(`md_gemm_${g.role}_b32`, { x, w: w.bytes, bias: bias?.bytes ?? null, y: { out: rows * g.n * 4 }, rows }, threads);
+        const res = await driver.call(`md_gemm_${g.role}_b32`, { x, w: w.bytes, bias: bias?.bytes ?? null, y: { out: rows * g.n * 4 }, rows }, threads);
         expect(res.status).toBe(0);
         const y = f32(res.out.y);
         const want = gemmOrderRef(x, w.values, bias?.values, rows, g.n, g.k, m.plan.deployment.dtype);
         expect(bits(y), `${g.role}, ${rows} rows, ${threads} threads`).toEqual(bits(want));
         if (name === 'bf16')
-          for (const [macro, driver] of fallbacks) {
-            const other = await driver.call(`md_gemm_${g.role}_b32`, { x, w: w.bytes, bias: bias?.bytes ?? null, y: { out: rows * g.n * 4 }, rows }, threads);
+          for (const [macro, other_] of fallbacks) {
+            if (macro === 'MD_NO_AMX') continue;
+            const other = await other_.call(`md_gemm_${g.role}_b32`, { x, w: w.bytes, bias: bias?.bytes ?? null, y: { out: rows * g.n * 4 }, rows }, threads);
             expect(bits(f32(other.out.y)), `${g.role}, ${rows} rows, ${macro}`).toEqual(bits(y));
           }
         const r = Math.floor(rnd() * rows);
-        const alone = await m.driver.call(`md_gemm_${g.role}_b1`, { x: x.slice(r * g.k, (r + 1) * g.k), w: w.bytes, bias: bias?.bytes ?? null, y: { out: g.n * 4 }, rows: 1 }, 1);
+        const alone = await driver.call(`md_gemm_${g.role}_b1`, { x: x.slice(r * g.k, (r + 1) * g.k), w: w.bytes, bias: bias?.bytes ?? null, y: { out: g.n * 4 }, rows: 1 }, 1);
         expect(bits(f32(alone.out.y)), `${g.role} row ${r} alone`).toEqual(bits(y.slice(r * g.n, (r + 1) * g.n)));
+      }),
+      { numRuns: 16 },
+    );
+  }, 600_000);
+});
+
+describe('gemm blocking paths, bf16 weights on the build\'s own path (AMX where the host has it)', () => {
+  it('every row count, role and thread count is within the float64 reference, and a row alone gives its bits', async () => {
+    const m = modules.get('bf16')!;
+    const roles = m.plan.gemms.filter((g) => ['q', 'gate_up', 'down', 'lm_head'].includes(g.role));
+    await fc.assert(
+      fc.asyncProperty(fc.integer({ min: 1, max: 0x7fffffff }), fc.constantFrom(...roles), rowsArb, fc.constantFrom(1, 2, 3), async (seed, g, rows, threads) => {
+        const rnd = mulberry32(seed);
+        const x = rand(rnd, rows * g.k, 2);
+        const w = store('bf16', rand(rnd, g.n * g.k, 0.5));
+        const res = await m.driver.call(`md_gemm_${g.role}_b32`, { x, w: w.bytes, bias: null, y: { out: rows * g.n * 4 }, rows }, threads);
+        expect(res.status).toBe(0);
+        const y = f32(res.out.y);
+        expect(relError(y, gemmRef(...cpuGemmInputs('bf16', x, w.values), undefined, rows, g.n, g.k)), `${g.role}, ${rows} rows`).toBeLessThan(1e-5);
+        for (const r of [0, Math.floor(rnd() * rows), rows - 1]) {
+          const alone = await m.driver.call(`md_gemm_${g.role}_b1`, { x: x.slice(r * g.k, (r + 1) * g.k), w: w.bytes, bias: null, y: { out: g.n * 4 }, rows: 1 }, 1);
+          expect(bits(f32(alone.out.y)), `${g.role} row ${r} alone`).toEqual(bits(y.slice(r * g.n, (r + 1) * g.n)));
+        }
       }),
       { numRuns: 16 },
     );
