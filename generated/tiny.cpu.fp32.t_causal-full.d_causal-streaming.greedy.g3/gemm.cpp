@@ -321,7 +321,7 @@ inline void widen_panel(const store_t* w, int n0, int n1, float* buf) {
  */
 #if MD_GEMM_AMX
 // ---- AMX (bf16 weights): out^T = W x^T in 16 x 16 tiles. A tile is 16 weight rows x 32 k as stored; B is
-// 16 rows of x rounded to bf16, packed as TDPBF16PS takes it (x_packed); C accumulates over the k blocks
+// 16 rows of x rounded to bf16, packed as TDPBF16PS takes it (by over_x); C accumulates over the k blocks
 // in ascending order. TDPBF16PS's accumulation is its own (not VDPBF16PS's sequence), but each output is
 // one element of one C tile, made from its own row of x and of W by the same instructions whatever the
 // row count, the tile it shares or the thread: row-invariant like the other paths.
