@@ -382,18 +382,18 @@ inline void project_amx(const uint16_t* xp, const store_t* w_, int32_t rows, Sin
       _tile_zero(2);
       _tile_zero(3);
       for (int kb = 0; kb < KB; ++kb) {
-        for (int o = 0; o < (two_outs ? 2 : 1); ++o) {
+        // Weight tile o of this k block: straight from W when whole, else its zero-padded copy.
+        // Weight tile o of this k block as (address, row stride): W itself when whole, else a zero-padded
+        // copy. (The tile register must be a literal in _tile_loadd, which pastes it into the instruction.)
+        const auto a_tile = [&](int o) -> std::pair<const void*, int> {
           const int n0 = 16 * (ob + o), k0 = 32 * kb;
-          if (n0 + 16 <= N && k0 + 32 <= K) continue;
+          if (n0 + 16 <= N && k0 + 32 <= K) return {w + (size_t)n0 * K + k0, 2 * K};
           for (int i = 0; i < 16; ++i)
             for (int k = 0; k < 32; ++k) pad[o][i][k] = n0 + i < N && k0 + k < K ? w[(size_t)(n0 + i) * K + k0 + k] : 0;
-        }
-        const auto a_tile = [&](int o) -> const void* {
-          const int n0 = 16 * (ob + o), k0 = 32 * kb;
-          return n0 + 16 <= N && k0 + 32 <= K ? (const void*)(w + (size_t)n0 * K + k0) : (const void*)pad[o];
+          return {pad[o], 64};
         };
-        const auto a_stride = [&](int o) { return a_tile(o) == (const void*)pad[o] ? 64 : 2 * K; };
-        _tile_loadd(4, a_tile(0), a_stride(0));
+        const auto a0 = a_tile(0);
+        _tile_loadd(4, a0.first, a0.second);
         _tile_loadd(6, xp + ((size_t)rb * KB + kb) * B_TILE, 64);
         _tile_dpbf16ps(0, 4, 6);
         if (two_rows) {
@@ -401,7 +401,8 @@ inline void project_amx(const uint16_t* xp, const store_t* w_, int32_t rows, Sin
           _tile_dpbf16ps(1, 4, 7);
         }
         if (two_outs) {
-          _tile_loadd(5, a_tile(1), a_stride(1));
+          const auto a1 = a_tile(1);
+          _tile_loadd(5, a1.first, a1.second);
           _tile_dpbf16ps(2, 5, 6);
           if (two_rows) _tile_dpbf16ps(3, 5, 7);
         }
@@ -496,6 +497,14 @@ inline uint16_t* x_bf16_buffer(size_t n) {
   return buf.get();
 }
 
+/** x[r][k .. k + 16) rounded to bf16 into h, zeros past K (and for r < 0, a padding row); nothing past K is read. */
+template <int K>
+inline void round_x16(const float* x, int32_t r, int k, uint16_t* h) {
+  const int n = r < 0 ? 0 : K - k >= vec::W ? vec::W : K - k > 0 ? K - k : 0;
+  const float* xr = x + (size_t)(r < 0 ? 0 : r) * K + k;
+  vec::store_bf16(h, vec::round_bf16(n == vec::W ? vec::load(xr) : vec::load_n(xr, n)));
+}
+
 /**
  * Runs body(xs) on every thread of one parallel region, xs being x as the tiles take it: x itself, or with
  * bf16 weights x rounded to bf16 (md_bf16_from_f32's rounding), rows padded with zeros to x_stride(K),
@@ -520,10 +529,8 @@ inline bool over_x(const float* x, int32_t rows, Body&& body) {
         for (int32_t r = 0; r < row_blocks * 16; ++r) {
           uint32_t* tiles = dw + (size_t)(r / 16) * KB * (B_TILE / 2) + r % 16;
           for (int k = 0; k < XS; k += vec::W) {
-            const int n = r >= rows ? 0 : K - k >= vec::W ? vec::W : K - k > 0 ? K - k : 0;
             alignas(64) uint16_t h[vec::W];
-            const float* xr = x + (size_t)r * K + k;
-            vec::store_bf16(h, vec::round_bf16(n == vec::W ? vec::load(xr) : n > 0 ? vec::load_n(xr, n) : vec::zero()));
+            round_x16<K>(x, r < rows ? r : -1, k, h);
             for (int p = 0; p < vec::W / 2; ++p) {
               const int kp = k / 2 + p;
               tiles[(size_t)(kp / 16) * (B_TILE / 2) + (kp % 16) * 16] = (uint32_t)h[2 * p] | (uint32_t)h[2 * p + 1] << 16;
@@ -541,11 +548,7 @@ inline bool over_x(const float* x, int32_t rows, Body&& body) {
     {
 #pragma omp for schedule(static)
       for (int32_t r = 0; r < rows; ++r)
-        for (int k = 0; k < XS; k += vec::W) {
-          const int n = K - k >= vec::W ? vec::W : K - k > 0 ? K - k : 0;
-          const float* xr = x + (size_t)r * K + k;
-          vec::store_bf16(xb + (size_t)r * XS + k, vec::round_bf16(n == vec::W ? vec::load(xr) : vec::load_n(xr, n)));
-        }
+        for (int k = 0; k < XS; k += vec::W) round_x16<K>(x, r, k, xb + (size_t)r * XS + k);
       body((const uint16_t*)xb);
     }
   } else {

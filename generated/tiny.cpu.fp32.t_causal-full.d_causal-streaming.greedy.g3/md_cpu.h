@@ -801,6 +801,18 @@ inline void tile_scores(Scratch& sc, const Pair* pr, int at, int32_t p0, const f
   }
 }
 
+/** full[g]: every one of the NB pairs (indices at, at + 1, ...) is live and sees all 16 positions of group g. */
+template <int NB>
+inline void full_groups(const Scratch& sc, const Pair* pr, int at, bool* full) {
+  bool all_live = true;
+  for (int q = 0; q < NB; ++q) all_live = all_live && sc.live[at + q];
+  for (int g = 0; g < GROUPS; ++g) {
+    uint16_t seen = 0xffff;
+    for (int q = 0; q < NB; ++q) seen &= pr[q].vis[g];
+    full[g] = all_live && seen == 0xffff;
+  }
+}
+
 /** Accumulator slices a P.V pass of nb pairs takes: the most that divides DA and leaves 2 * 8 accumulators. */
 constexpr int slices_for(int nb) {
   int cs = std::max(1, std::min(DA, 8 / nb));
@@ -820,13 +832,8 @@ template <int NB>
 inline void tile_values(Scratch& sc, const Pair* pr, int at, const store_t* vt, const store_t* ahead) {
   constexpr int CS = slices_for(NB);
   const auto value = [&](int t, int c) { return row_vec(vt + (size_t)t * HEAD_DIM, c); };
-  bool all_live = true;
-  for (int q = 0; q < NB; ++q) all_live = all_live && sc.live[at + q];
-  uint16_t vis_all[GROUPS];
-  for (int g = 0; g < GROUPS; ++g) {
-    vis_all[g] = 0xffff;
-    for (int q = 0; q < NB; ++q) vis_all[g] &= pr[q].vis[g];
-  }
+  bool full[GROUPS];
+  full_groups<NB>(sc, pr, at, full);
   for (int c0 = 0; c0 < DA; c0 += CS) {
     f32x16 even[NB][CS], odd[NB][CS];
     for (int q = 0; q < NB; ++q)
@@ -836,7 +843,7 @@ inline void tile_values(Scratch& sc, const Pair* pr, int at, const store_t* vt, 
         odd[q][c] = vec::zero();
       }
     for (int g = 0; g < GROUPS; ++g) {
-      if (all_live && vis_all[g] == 0xffff) {  // the common case: every pair sees every position, no branches
+      if (full[g]) {  // the common case: every pair sees every position, no branches
         for (int j = 0; j < W; j += 2) {
           if (ahead && c0 == 0) {
             prefetch_row(ahead + (size_t)(g * W + j) * HEAD_DIM);
@@ -885,13 +892,8 @@ constexpr int dot_slices_for(int nb) {
 template <int NB>
 inline void tile_values_dot(Scratch& sc, const Pair* pr, int at, const store_t* vt, const store_t* ahead) {
   constexpr int CS = dot_slices_for(NB);
-  bool all_live = true;
-  for (int q = 0; q < NB; ++q) all_live = all_live && sc.live[at + q];
-  uint16_t vis_all[GROUPS];
-  for (int g = 0; g < GROUPS; ++g) {
-    vis_all[g] = 0xffff;
-    for (int q = 0; q < NB; ++q) vis_all[g] &= pr[q].vis[g];
-  }
+  bool full[GROUPS];
+  full_groups<NB>(sc, pr, at, full);
   for (int c0 = 0; c0 < DA; c0 += CS) {
     // Every index into acc is a compile-time constant (unroll), so the accumulators stay in registers.
     f32x16 acc[NB][CS];
@@ -902,7 +904,7 @@ inline void tile_values_dot(Scratch& sc, const Pair* pr, int at, const store_t* 
       });
     });
     for (int g = 0; g < GROUPS; ++g) {
-      if (all_live && vis_all[g] == 0xffff) {  // the common case: every pair sees every position, no branches
+      if (full[g]) {  // the common case: every pair sees every position, no branches
         for (int u = 0; u < W / 2; ++u) {
           const int t = g * W + 2 * u;
           const store_t* v0 = vt + (size_t)t * HEAD_DIM;

@@ -271,22 +271,15 @@ export function attentionRef(plan: ModulePlan, pass: PassPlan, c: AttentionCase,
 
 /** relError of got against a reference's outputs, once each output's slack is taken off its difference. */
 export function attentionError(got: Vec, ref: AttentionReference): number {
-  const { out: want, slack } = ref;
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < want.length; i++) {
-    num += Math.max(0, Math.abs(got[i] - want[i]) - slack[i]) ** 2;
-    den += want[i] ** 2;
-  }
-  return den === 0 ? Math.sqrt(num) : Math.sqrt(num / den);
+  return relError(got, ref.out, ref.slack);
 }
 
-/** ||got - want|| / ||want|| (0 when both are 0). */
-export function relError(got: Vec, want: Vec): number {
+/** ||got - want|| / ||want|| (0 when both are 0); with `slack`, each |got - want| less its slack, down to 0. */
+export function relError(got: Vec, want: Vec, slack?: Vec): number {
   let num = 0;
   let den = 0;
   for (let i = 0; i < want.length; i++) {
-    num += (got[i] - want[i]) ** 2;
+    num += (slack ? Math.max(0, Math.abs(got[i] - want[i]) - slack[i]) : got[i] - want[i]) ** 2;
     den += want[i] ** 2;
   }
   return den === 0 ? Math.sqrt(num) : Math.sqrt(num / den);
