@@ -32,13 +32,6 @@
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && !defined(MD_PORTABLE)
 #include <immintrin.h>
 #define MD_GEMM_AVX512 1
-// AMX tiles for bf16 weights, where the build's target has them (MD_NO_AMX, MD_NO_AVX512BF16 or
-// MD_PORTABLE turn them off) and Linux grants the process the tile state (asked once, amx_granted).
-#if defined(__AMX_TILE__) && defined(__AMX_BF16__) && defined(__linux__) && !defined(MD_NO_AMX) && !defined(MD_NO_AVX512BF16)
-#include <sys/syscall.h>
-#include <unistd.h>
-#define MD_GEMM_AMX 1
-#endif
 #endif
 
 using namespace md;
@@ -319,27 +312,17 @@ inline void widen_panel(const store_t* w, int n0, int n1, float* buf) {
  * weights need no widening, bf16 weights are read as stored). Without those buffers (allocation failed) the tiles run whole and read the stored weights:
  * the same bits, more slowly.
  */
-#if MD_GEMM_AMX
+#if MD_AMX
 // ---- AMX (bf16 weights): out^T = W x^T in 16 x 16 tiles. A tile is 16 weight rows x 32 k as stored; B is
 // 16 rows of x rounded to bf16, packed as TDPBF16PS takes it (by over_x); C accumulates over the k blocks
 // in ascending order. TDPBF16PS's accumulation is its own (not VDPBF16PS's sequence), but each output is
 // one element of one C tile, made from its own row of x and of W by the same instructions whatever the
 // row count, the tile it shares or the thread: row-invariant like the other paths.
 
-/** Whether Linux lets this process use the AMX tile data (ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA). */
-inline bool amx_granted() {
-  static const bool granted = syscall(SYS_arch_prctl, 0x1023, 18) == 0;
-  return granted;
-}
 inline bool use_amx() { return STORE == Storage::bf16 && amx_granted(); }
 
-/** LDTILECFG's operand: palette 1, tiles 0-7 all 16 rows of 64 bytes. */
-struct alignas(64) TileConfig {
-  uint8_t palette = 1, start_row = 0;
-  uint8_t reserved[14] = {};
-  uint16_t colsb[16] = {64, 64, 64, 64, 64, 64, 64, 64};
-  uint8_t rows[16] = {16, 16, 16, 16, 16, 16, 16, 16};
-};
+/** Tiles 0-7 all 16 rows of 64 bytes. */
+constexpr TileConfig GEMM_TILES = {1, 0, {}, {64, 64, 64, 64, 64, 64, 64, 64}, {16, 16, 16, 16, 16, 16, 16, 16}};
 
 /** x rounded to bf16 for rows r, as B tiles: block (row block, k block) = 16 k pairs x 16 rows of dwords. */
 constexpr size_t B_TILE = 16 * 16 * 2;  // uint16 per B tile
@@ -357,8 +340,7 @@ inline void project_amx(const uint16_t* xp, const store_t* w_, int32_t rows, Sin
   const int row_blocks = (rows + 15) / 16;
   const int threads = omp_get_num_threads(), me = omp_get_thread_num();
   const int ob_begin = (int)((int64_t)OB * me / threads), ob_end = (int)((int64_t)OB * (me + 1) / threads);
-  static const TileConfig config;
-  _tile_loadconfig(&config);
+  _tile_loadconfig(&GEMM_TILES);
   alignas(64) uint16_t pad[2][16][32];
   alignas(64) float c[16][16];
   float out[RB][NB];
@@ -431,7 +413,7 @@ inline bool use_amx() { return false; }
 
 template <int N, int K, class X, class Sink>
 inline void project(const X* x, const store_t* w, int32_t rows, Sink&& sink) {
-#if MD_GEMM_AMX
+#if MD_AMX
   if constexpr (X_BF16)
     if (use_amx()) return project_amx<N, K>(x, w, rows, sink);
 #endif
@@ -514,7 +496,7 @@ template <int K, class Body>
 inline bool over_x(const float* x, int32_t rows, Body&& body) {
   if constexpr (X_BF16) {
     constexpr int XS = x_stride(K);
-#if MD_GEMM_AMX
+#if MD_AMX
     if (use_amx()) {
       // B tiles: dword (pair) kp of row r at tile (r / 16, kp / 16), row kp % 16, column r % 16; rows
       // past `rows` up to the tile are zeros.

@@ -17,6 +17,14 @@
 #if defined(__AVX512F__) && !defined(MD_PORTABLE)
 #include <immintrin.h>
 #endif
+// AMX tiles for bf16 GEMMs and attention, where the build's target has them (MD_NO_AMX, MD_NO_AVX512BF16 or
+// MD_PORTABLE turn them off) and Linux grants the process the tile state (asked once, amx_granted).
+#if defined(__AMX_TILE__) && defined(__AMX_BF16__) && defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && \
+    defined(__linux__) && !defined(MD_PORTABLE) && !defined(MD_NO_AMX) && !defined(MD_NO_AVX512BF16)
+#include <sys/syscall.h>
+#include <unistd.h>
+#define MD_AMX 1
+#endif
 
 #include "md_argmax.h"
 #include "md_expr.h"
@@ -33,6 +41,24 @@ template <int N, class F>
 inline void unroll(F&& f) {
   unroll_seq(f, std::make_integer_sequence<int, N>{});
 }
+
+/** Whether Linux lets this process use the AMX tile data (ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA). */
+inline bool amx_granted() {
+#if MD_AMX
+  static const bool granted = syscall(SYS_arch_prctl, 0x1023, 18) == 0;
+  return granted;
+#else
+  return false;
+#endif
+}
+
+/** LDTILECFG's operand (palette 1): each tile's rows and bytes per row. */
+struct alignas(64) TileConfig {
+  uint8_t palette = 1, start_row = 0;
+  uint8_t reserved[14] = {};
+  uint16_t colsb[16] = {};
+  uint8_t rows[16] = {};
+};
 
 constexpr int HIDDEN = 128;
 constexpr int INTERMEDIATE = 384;
@@ -549,15 +575,44 @@ constexpr bool PV_DOT = BF16_DOT;
 static_assert(!PV_DOT || PAGE_SIZE % 2 == 0, "a page's positions pair up (codegen/limits.ts: a power of two)");
 constexpr int DA = PV_DOT ? HD_BF16 / W : DV;
 constexpr int HD_ACC = DA * W;
-/** An accumulator row (the lane order above) to out[0 .. HEAD_DIM) in head order. */
+
+// ---- AMX (bf16 storage and GQA, where amx_granted): a tile's q.k and P.V on TDPBF16PS, for every call alike.
+// Scores, AMX_QK_PAIRS pairs at a time: C[position][pair] = the K rows of a 16-position group as stored
+// (A: 32 head elements per block, blocks ascending, the last HEAD_DIM % 32 wide) times the pairs' bf16
+// queries packed as B. P.V, AMX_PV_PAIRS pairs at a time and 32 head elements per C tile: B is the V rows
+// of a group as stored (a dword holds elements 2j, 2j + 1; zero at every position no pair of the set sees)
+// and A gives each pair two rows, (w[t], 0) and (0, w[t]) per position t, so C rows 2q and 2q + 1 are pair
+// q's even and odd elements: accumulator slice 2b + h holds, in lane j, head element 32b + 2j + h. C sums
+// a tile's groups in ascending order from zero, then acc' = fmadd(acc, exp(m - m'), C). TDPBF16PS
+// accumulates in its own way, but every score and every C element comes from its own pair's query or
+// weights and the tile alone, by the same instructions whatever the other pairs, so rows stay invariant:
+// a weight that is zero meets the V of a position another pair sees, and 0 * v adds a zero to a sum that
+// starts at +0, which changes no bit for finite v (where a pair would meet a non-finite v it does not see,
+// the set's pairs run one at a time instead).
+
+/**
+ * Where AMX serves attention: bf16 storage with at least two query heads per KV head, so that every tile
+ * update has two pairs or more. With one (MHA), an AR step's tile has a single pair, for which 16-row
+ * TDPBF16PS steps cost more than VDPBF16PS ones (AR 1.13x the time, measured), and MHA verification is
+ * held back by memory parallelism rather than arithmetic (no faster on AMX at 16 x 16K): MHA stays on
+ * VDPBF16PS.
+ */
+constexpr bool AMX_ATTENTION = PV_DOT && GROUP >= 2;
+inline bool use_amx() { return AMX_ATTENTION && amx_granted(); }
+
+/**
+ * An accumulator row (the lane order above: PV_DOT's VDPBF16PS slices, or AMX's even and odd elements) to
+ * out[0 .. HEAD_DIM) in head order.
+ */
 inline void store_acc(float* out, const float* acc) {
   if constexpr (PV_DOT) {
+    const bool amx = use_amx();
     for (int b = 0; b < HD_BF16 / (2 * W); ++b)
       for (int h = 0; h < 2; ++h)
         for (int k = 0; k < 4; ++k)
           for (int i = 0; i < 4; ++i) {
-            const int e = 32 * b + 8 * k + 4 * h + i;
-            if (e < HEAD_DIM) out[e] = acc[(2 * b + h) * W + 4 * k + i];
+            const int lane = 4 * k + i, e = 32 * b + (amx ? 2 * lane + h : 8 * k + 4 * h + i);
+            if (e < HEAD_DIM) out[e] = acc[(2 * b + h) * W + lane];
           }
   } else {
     memcpy(out, acc, HEAD_DIM * sizeof(float));
@@ -601,16 +656,35 @@ void live_pages(const int32_t* q, int nr, int32_t len, int32_t lo, int32_t hi, c
 /** Most (row, query head) pairs of a block that share a KV head: every row times the head's group. */
 constexpr int BLOCK_PAIRS = ROW_BLOCK * GROUP;
 
+constexpr int AMX_QK_PAIRS = 16, AMX_PV_PAIRS = 8;
+/** Positions per AMX group (a page shorter than 16 is one shorter group); head-dimension blocks of K. */
+constexpr int AMX_GROUP = PAGE_SIZE < W ? PAGE_SIZE : W;
+constexpr int QK_FULL = HEAD_DIM / 32, QK_TAIL = HEAD_DIM % 32, QK_BLOCKS = HD_BF16 / 32;
+/**
+ * The tiles: 0 scores (C), 1 a K block (A), 2 a query block (B), 3-4 the same for the head tail; 5 a P.V
+ * block (C), 6 a group's weights (A), 7 a group's V block (B).
+ */
+constexpr TileConfig ATTN_TILES = {1, 0, {}, {64, 64, 64, QK_TAIL ? 2 * QK_TAIL : 64, 64, 64, 4 * AMX_GROUP, 64},
+                                   {AMX_GROUP, AMX_GROUP, 16, AMX_GROUP, QK_TAIL ? QK_TAIL / 2 : 16, 2 * AMX_PV_PAIRS, 2 * AMX_PV_PAIRS, AMX_GROUP}};
+static_assert(HEAD_DIM % 2 == 0, "TDPBF16PS takes its K dimension in pairs");
+
 /** What a worker thread keeps: the block's queries, its online-softmax states, one tile's weights. */
 struct Scratch {
   alignas(64) float q[ROW_BLOCK][HEADS][BF16_DOT ? 1 : HD_F32];
   alignas(64) uint16_t qb[ROW_BLOCK][HEADS][BF16_DOT ? HD_BF16 : 1];
   alignas(64) float acc[ROW_BLOCK][HEADS][HD_ACC];
   float m[ROW_BLOCK][HEADS], l[ROW_BLOCK][HEADS];
-  alignas(64) float w[BLOCK_PAIRS][PV_DOT ? 1 : TILE];      // exp(s - m') of the current tile, per pair
-  alignas(64) uint16_t wb[BLOCK_PAIRS][PV_DOT ? TILE : 1];  // the same rounded to bf16 (PV_DOT)
-  float corr[BLOCK_PAIRS];                 // exp(m - m'), where live
-  bool live[BLOCK_PAIRS];                  // the pair sees a score above -inf in the tile
+  alignas(64) float w[BLOCK_PAIRS][PV_DOT ? 1 : TILE];  // exp(s - m') of the current tile, per pair
+  alignas(64) uint16_t wb[BLOCK_PAIRS][PV_DOT ? TILE : 1];  // the same rounded to bf16 (PV_DOT), zero where unseen
+  float corr[BLOCK_PAIRS];                               // exp(m - m'), where live
+  bool live[BLOCK_PAIRS];                                // the pair sees a score above -inf in the tile
+  // AMX: a set's queries as B tiles (dword kk of block b for pair n); its weights as A tiles (group, row
+  // 2q + h, position: w in the low or high half); a group's block of V with unseen positions zeroed (and
+  // zeros past HEAD_DIM); one C tile on its way out.
+  alignas(64) uint32_t qt[PV_DOT ? QK_BLOCKS : 1][16][AMX_QK_PAIRS];
+  alignas(64) uint32_t pa[PV_DOT ? GROUPS : 1][2 * AMX_PV_PAIRS][W];
+  alignas(64) uint16_t vg[PV_DOT ? AMX_GROUP : 1][2 * W];
+  alignas(64) float c[16][16];
 };
 
 /**
@@ -744,6 +818,38 @@ inline void group_dots(const vec::bf16x32 (&qb)[NQ][QB], const f32x16 (&qf)[NQ][
 }
 
 /**
+ * The online-softmax step of pair p (index at) for the tile at p0, from its dots s[0 .. TILE) already
+ * scaled: leaves its weights (zero where it sees nothing), the rescale corr and liveness in the scratch and
+ * updates m and l.
+ */
+template <class Pass>
+inline void softmax_step(Scratch& sc, const Pair& p, int at, float* s, int32_t p0, const float* params) {
+  const f32x16 none = vec::set1(-INFINITY);
+  for (int t = 0; t < TILE; ++t) s[t] = Pass::score(s[t], p.qp, p0 + t, p.head, params);  // nothing, for most passes
+  f32x16 top = none;
+  for (int g = 0; g < GROUPS; ++g) top = vec::max(top, vec::select(p.vis[g], vec::load(s + g * W), none));
+  const float tmax = vec::reduce_max(top);
+  sc.live[at] = tmax != -INFINITY;  // every visible score is -inf: zero weight, state unchanged
+  if (!sc.live[at]) return;
+  float& m = sc.m[p.i][p.head];
+  const float m_new = m > tmax ? m : tmax;
+  sc.corr[at] = vec::exp1(m - m_new);
+  f32x16 sum = vec::zero();
+  for (int g = 0; g < GROUPS; ++g) {
+    if (!p.vis[g]) {
+      if constexpr (PV_DOT) memset(sc.wb[at] + g * W, 0, W * sizeof(uint16_t));  // AMX's P.V reads every weight
+      continue;
+    }
+    const f32x16 e = vec::exp(vec::sub(vec::select(p.vis[g], vec::load(s + g * W), none), vec::set1(m_new)));
+    if constexpr (PV_DOT) vec::store_bf16(sc.wb[at] + g * W, vec::round_bf16(e));
+    else vec::store(sc.w[at] + g * W, e);
+    sum = vec::add(sum, e);
+  }
+  sc.l[p.i][p.head] = vec::fmadd(sc.l[p.i][p.head], sc.corr[at], vec::reduce_add(sum));
+  m = m_new;
+}
+
+/**
  * Scores and online-softmax step of NQ pairs (indices at, at + 1, ...) for one tile of their KV head,
  * whose K rows start at kt: leaves the weights w, the rescale corr and liveness in the scratch and
  * updates m and l. Only positions some of the NQ pairs sees are read; a group none sees is not scored.
@@ -776,29 +882,7 @@ inline void tile_scores(Scratch& sc, const Pair* pr, int at, int32_t p0, const f
     group_dots<NQ>(qb, qf, kt + (size_t)g * W * HEAD_DIM, ahead ? ahead + (size_t)g * W * HEAD_DIM : nullptr, vis_any[g], dots);
     for (int q = 0; q < NQ; ++q) vec::store(s[q] + g * W, vec::mul(vec::unfold(dots[q]), vec::set1(ATTN_SCALE)));
   }
-  const f32x16 none = vec::set1(-INFINITY);
-  for (int q = 0; q < NQ; ++q) {
-    const Pair& p = pr[q];
-    for (int t = 0; t < TILE; ++t) s[q][t] = Pass::score(s[q][t], p.qp, p0 + t, p.head, params);  // nothing, for most passes
-    f32x16 top = none;
-    for (int g = 0; g < GROUPS; ++g) top = vec::max(top, vec::select(p.vis[g], vec::load(s[q] + g * W), none));
-    const float tmax = vec::reduce_max(top);
-    sc.live[at + q] = tmax != -INFINITY;  // every visible score is -inf: zero weight, state unchanged
-    if (!sc.live[at + q]) continue;
-    float& m = sc.m[p.i][p.head];
-    const float m_new = m > tmax ? m : tmax;
-    sc.corr[at + q] = vec::exp1(m - m_new);
-    f32x16 sum = vec::zero();
-    for (int g = 0; g < GROUPS; ++g) {
-      if (!p.vis[g]) continue;
-      const f32x16 e = vec::exp(vec::sub(vec::select(p.vis[g], vec::load(s[q] + g * W), none), vec::set1(m_new)));
-      if constexpr (PV_DOT) vec::store_bf16(sc.wb[at + q] + g * W, vec::round_bf16(e));
-      else vec::store(sc.w[at + q] + g * W, e);
-      sum = vec::add(sum, e);
-    }
-    sc.l[p.i][p.head] = vec::fmadd(sc.l[p.i][p.head], sc.corr[at + q], vec::reduce_add(sum));
-    m = m_new;
-  }
+  for (int q = 0; q < NQ; ++q) softmax_step<Pass>(sc, pr[q], at + q, s[q], p0, params);
 }
 
 /** full[g]: every one of the NB pairs (indices at, at + 1, ...) is live and sees all 16 positions of group g. */
@@ -973,6 +1057,148 @@ inline void tile_values_upto(Scratch& sc, const Pair* pr, int at, int nb, const 
   else tile_values<NB>(sc, pr, at, vt, ahead);
 }
 
+#if MD_AMX
+/**
+ * Columns 4j .. 4j + n - 1 (n <= 4) of a 16 x 16 C tile, each as a vector over the tile's rows (a gather per column
+ * costs twice as much): the rows' 128-bit blocks j four rows to a vector, then one column from each.
+ */
+inline void tile_columns(const float (*c)[16], int j, int n, __m512* col) {
+  __m512 z[4];
+  for (int k = 0; k < 4; ++k) {
+    __m512 r[4];
+    for (int i = 0; i < 4; ++i) r[i] = _mm512_castps128_ps512(_mm_load_ps(c[4 * k + i] + 4 * j));
+    const __m512 a = _mm512_shuffle_f32x4(r[0], r[1], 0x00), b = _mm512_shuffle_f32x4(r[2], r[3], 0x00);  // (r0, r0, r1, r1), (r2, r2, r3, r3)
+    z[k] = _mm512_shuffle_f32x4(a, b, 0x88);  // rows 4k .. 4k + 3, four columns each
+  }
+  for (int q = 0; q < n; ++q) {
+    const __m512i pick = _mm512_setr_epi32(q, 4 + q, 8 + q, 12 + q, 16 + q, 20 + q, 24 + q, 28 + q, 0, 0, 0, 0, 0, 0, 0, 0);
+    col[q] = _mm512_shuffle_f32x4(_mm512_permutex2var_ps(z[0], pick, z[1]), _mm512_permutex2var_ps(z[2], pick, z[3]), 0x44);
+  }
+}
+
+/**
+ * Scores of ns <= AMX_QK_PAIRS pairs for one tile on AMX (the comment at use_amx), s[q] for pair q, groups
+ * no pair sees (vis_any) left zero; with `ahead`, the rows there at the scored positions are prefetched.
+ */
+inline void amx_scores(Scratch& sc, const Pair* pr, int ns, const uint16_t* vis_any, const store_t* kt, const store_t* ahead, float (*s)[TILE]) {
+  for (int q = 0; q < ns; ++q) {
+    const uint16_t* qb = sc.qb[pr[q].i][pr[q].head];
+    for (int b = 0; b < QK_BLOCKS; ++b)
+      for (int kk = 0; kk < 16; ++kk) memcpy(&sc.qt[b][kk][q], qb + 32 * b + 2 * kk, sizeof(uint32_t));
+  }
+  for (int g = 0; g < GROUPS; ++g) {
+    if (!vis_any[g]) {
+      for (int q = 0; q < ns; ++q) vec::store(s[q] + g * W, vec::zero());
+      continue;
+    }
+    const store_t* k = kt + (size_t)g * W * HEAD_DIM;
+    if (ahead)
+      for (int t = 0; t < AMX_GROUP; ++t) prefetch_row(ahead + (size_t)(g * W + t) * HEAD_DIM);
+    _tile_zero(0);
+    for (int b = 0; b < QK_FULL; ++b) {
+      _tile_loadd(1, k + 32 * b, 2 * HEAD_DIM);
+      _tile_loadd(2, sc.qt[b], 4 * AMX_QK_PAIRS);
+      _tile_dpbf16ps(0, 1, 2);
+    }
+    if constexpr (QK_TAIL) {
+      _tile_loadd(3, k + 32 * QK_FULL, 2 * HEAD_DIM);
+      _tile_loadd(4, sc.qt[QK_FULL], 4 * AMX_QK_PAIRS);
+      _tile_dpbf16ps(0, 3, 4);
+    }
+    _tile_stored(0, sc.c, sizeof sc.c[0]);
+    for (int q0 = 0; q0 < ns; q0 += 4) {
+      __m512 col[4];
+      tile_columns(sc.c, q0 / 4, std::min(4, ns - q0), col);
+      for (int q = q0; q < std::min(ns, q0 + 4); ++q) _mm512_storeu_ps(s[q] + g * W, _mm512_mul_ps(col[q - q0], _mm512_set1_ps(ATTN_SCALE)));
+    }
+  }
+}
+
+/** Whether any bf16 of V at the positions `mask` of the group at vt is an infinity or a NaN. */
+inline bool non_finite(const store_t* vt, uint16_t mask) {
+  const __m512i exponent = _mm512_set1_epi16(0x7f80);
+  for (unsigned bits = mask; bits; bits &= bits - 1)
+    for (int b = 0; b < HD_BF16 / 32; ++b)
+      if (_mm512_cmpeq_epi16_mask(_mm512_and_si512(bf16_block(vt + (size_t)__builtin_ctz(bits) * HEAD_DIM, b).v, exponent), exponent)) return true;
+  return false;
+}
+
+/**
+ * P.V of ns <= AMX_PV_PAIRS pairs (indices at, at + 1, ...) for one tile on AMX (the comment at use_amx),
+ * onto their rescaled states; with `ahead`, the rows there are prefetched (the next tile's K).
+ */
+inline void amx_values(Scratch& sc, const Pair* pr, int at, int ns, const store_t* vt, const store_t* ahead) {
+  // A group's V block straight from the cache when every position is seen (and HEAD_DIM a whole number
+  // of blocks), else through vg, zero where no pair sees and past HEAD_DIM.
+  bool direct[GROUPS];
+  for (int g = 0; g < GROUPS; ++g) {
+    uint16_t seen = 0;
+    for (int q = 0; q < ns; ++q) seen |= pr[q].vis[g];
+    direct[g] = QK_TAIL == 0 && seen == (uint16_t)((1u << AMX_GROUP) - 1);
+    for (int q = 0; q < ns; ++q)
+      for (int h = 0; h < 2; ++h) {
+        const __m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)(sc.wb[at + q] + g * W)));
+        _mm512_store_si512(sc.pa[g][2 * q + h], h ? _mm512_slli_epi32(w, 16) : w);
+      }
+  }
+  for (int b = 0; b < HD_BF16 / 32; ++b) {
+    _tile_zero(5);
+    for (int g = 0; g < GROUPS; ++g) {
+      const store_t* v = vt + (size_t)g * W * HEAD_DIM;
+      if (ahead && b == 0)
+        for (int t = 0; t < AMX_GROUP; ++t) prefetch_row(ahead + (size_t)(g * W + t) * HEAD_DIM);
+      uint16_t seen = 0;
+      for (int q = 0; q < ns; ++q) seen |= pr[q].vis[g];
+      if (!seen) continue;
+      _tile_loadd(6, sc.pa[g], sizeof sc.pa[0][0]);
+      if (direct[g]) {
+        _tile_loadd(7, v + 32 * b, 2 * HEAD_DIM);
+      } else {
+        for (int t = 0; t < AMX_GROUP; ++t)
+          _mm512_store_si512(sc.vg[t], seen >> t & 1 ? bf16_block(v + (size_t)t * HEAD_DIM, b).v : _mm512_setzero_si512());
+        _tile_loadd(7, sc.vg, sizeof sc.vg[0]);
+      }
+      _tile_dpbf16ps(5, 6, 7);
+    }
+    _tile_stored(5, sc.c, sizeof sc.c[0]);
+    for (int q = 0; q < ns; ++q) {
+      if (!sc.live[at + q]) continue;
+      for (int h = 0; h < 2; ++h) {
+        float* acc = sc.acc[pr[q].i][pr[q].head] + (2 * b + h) * W;
+        vec::store(acc, vec::fmadd(vec::load(acc), vec::set1(sc.corr[at + q]), vec::load(sc.c[2 * q + h])));
+      }
+    }
+  }
+}
+
+/** tile_update on AMX: scores and softmax steps AMX_QK_PAIRS pairs at a time, then P.V AMX_PV_PAIRS at a time. */
+template <class Pass>
+inline void tile_update_amx(Scratch& sc, const Pair* pr, int np, int32_t p0, const float* params, const store_t* kt, const store_t* vt, const store_t* nk) {
+  for (int at = 0; at < np; at += AMX_QK_PAIRS) {
+    const int ns = std::min(AMX_QK_PAIRS, np - at);
+    uint16_t vis_any[GROUPS] = {};
+    for (int q = 0; q < ns; ++q)
+      for (int g = 0; g < GROUPS; ++g) vis_any[g] |= pr[at + q].vis[g];
+    alignas(64) float s[AMX_QK_PAIRS][TILE];
+    amx_scores(sc, pr + at, ns, vis_any, kt, at ? nullptr : vt, s);
+    for (int q = 0; q < ns; ++q) softmax_step<Pass>(sc, pr[at + q], at + q, s[q], p0, params);
+  }
+  for (int at = 0; at < np; at += AMX_PV_PAIRS) {
+    const int ns = std::min(AMX_PV_PAIRS, np - at);
+    // A position some pair of the set sees and another does not: its V must be finite for the other's zero weight.
+    bool singly = false;
+    for (int g = 0; g < GROUPS && !singly; ++g) {
+      uint16_t any = 0, all = 0xffff;
+      for (int q = 0; q < ns; ++q) any |= pr[at + q].vis[g], all &= pr[at + q].vis[g];
+      singly = any != all && non_finite(vt + (size_t)g * W * HEAD_DIM, any & ~all);
+    }
+    if (!singly) amx_values(sc, pr + at, at, ns, vt, at ? nullptr : nk);
+    else
+      for (int q = 0; q < ns; ++q) amx_values(sc, pr + at + q, at + q, 1, vt, at + q ? nullptr : nk);
+  }
+}
+#endif
+
 /**
  * One tile's online-softmax update of np (row, head) pairs of one KV head, its K and V rows at kt and vt
  * (PAGE_SIZE rows of HEAD_DIM), the next tile's K rows at nk (null: none). Each pair runs exactly the
@@ -983,6 +1209,10 @@ inline void tile_values_upto(Scratch& sc, const Pair* pr, int at, int nb, const 
  */
 template <class Pass>
 inline void tile_update(Scratch& sc, const Pair* pr, int np, int32_t p0, const float* params, const store_t* kt, const store_t* vt, const store_t* nk) {
+#if MD_AMX
+  if constexpr (AMX_ATTENTION)
+    if (use_amx()) return tile_update_amx<Pass>(sc, pr, np, p0, params, kt, vt, nk);
+#endif
   for (int at = 0; at < np; at += SCORE_PAIRS)
     tile_scores_upto<Pass, SCORE_PAIRS>(sc, pr + at, at, std::min(SCORE_PAIRS, np - at), p0, params, kt, at ? nullptr : vt);
   for (int at = 0; at < np; at += VALUE_PAIRS)
@@ -1189,6 +1419,9 @@ int attend(const md_attn_args* args) {
 #pragma omp atomic write
       failed = true;
     }
+#if MD_AMX
+    if (attn::use_amx()) _tile_loadconfig(&attn::ATTN_TILES);
+#endif
 #pragma omp barrier
     if (!failed) {
 #pragma omp for schedule(dynamic, 1)
@@ -1205,6 +1438,9 @@ int attend(const md_attn_args* args) {
           attn::merge(a, r, h, w.chunks.get() + w.chunk_first[b], w.chunk_first[b + 1] - w.chunk_first[b]);
         }
     }
+#if MD_AMX
+    if (attn::use_amx()) _tile_release();
+#endif
   }
   return failed ? MD_ERR_LAUNCH : MD_OK;
 }

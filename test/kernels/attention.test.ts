@@ -8,6 +8,7 @@
 // positions follow it (a verification row's).
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { kvCacheRow } from '../../codegen/abi.ts';
 import { isCausal } from '../../codegen/passes/causal.ts';
 import type { PassPlan } from '../../codegen/plan.ts';
 import { attentionError, attentionRef } from '../reference/kernels.ts';
@@ -15,9 +16,27 @@ import { attentionDrawArb, buildAttention, type AttentionDraw } from '../harness
 import { KERNEL_DEPLOYMENTS, type KernelDeploymentName } from '../harness/kernels/deployments.ts';
 import { f32 } from '../harness/kernels/driver.ts';
 import { useModules, type ModuleUnderTest } from '../harness/kernels/module.ts';
+import { attentions, makeDeployment, modelConfig, policies } from '../support/deployments.ts';
 
-const NAMES = Object.keys(KERNEL_DEPLOYMENTS) as KernelDeploymentName[];
-const modules = useModules(KERNEL_DEPLOYMENTS);
+/**
+ * Besides the shared modules: bf16 GQA at the benchmark's shapes (head_dim 64, pages of 64: several
+ * 16-position groups per tile, a sink and a window that end inside them), where AMX's P.V takes each
+ * group's V straight from the cache or through a masked copy.
+ */
+const DEPLOYMENTS = {
+  ...KERNEL_DEPLOYMENTS,
+  pagedBf16: makeDeployment({
+    model: modelConfig({ numHeads: 8, numKvHeads: 2, headDim: 64 }),
+    target: { attention: attentions.causal(), kv: policies.full() },
+    draft: { attention: attentions.causal(), kv: policies.streaming(5, 70) },
+    batch: [1, 4],
+    maxSeq: 512,
+    pageSize: 64,
+    dtype: 'bf16',
+  }),
+};
+const NAMES = Object.keys(DEPLOYMENTS) as (KernelDeploymentName | 'pagedBf16')[];
+const modules = useModules(DEPLOYMENTS);
 
 /**
  * The reference reads the stored (decoded) K/V values and models bf16's rounding of q for the dot and of P
@@ -92,6 +111,79 @@ describe('tile skipping', () => {
     expect(status).toBe(0);
     expect(out.every((x) => Object.is(x, 0))).toBe(true);
   });
+});
+
+/** A verifying sequence of length len first (rows 0 .. gamma), then 7 decoding ones: enough work items that the verification rows share one block. */
+function withDecoders(m: ModuleUnderTest, seed: number, len: number): ReturnType<typeof buildAttention> {
+  const PS = m.plan.pageSize;
+  const others = Array.from({ length: 7 }, (_, i) => ({ len: 2 * PS + 11 * i, verify: false }));
+  return buildAttention(m.plan, m.plan.passes.target, { seed, seqs: [{ len, verify: true }, ...others], paramPicks: [0, 0, 0, 0, 0, 0, 0, 0] });
+}
+
+describe('rows of one block that see different parts of a tile', () => {
+  it('verification rows on both sides of a 16-position group boundary each get their own weights', async () => {
+    // AMX's P.V reads every weight of a group some row of its set sees, so a row must hold zeros where it
+    // sees nothing of the group (not the previous tile's weights).
+    const m = modules.get('pagedBf16')!;
+    const pass = m.plan.passes.target;
+    const { qDim } = m.plan.dims;
+    await fc.assert(
+      fc.asyncProperty(fc.integer({ min: 1, max: 0x7fffffff }), fc.integer({ min: 1, max: (3 * m.plan.pageSize) / 16 }), fc.integer({ min: 1, max: m.plan.gamma }), async (seed, k, off) => {
+        const c = withDecoders(m, seed, 16 * k + off);
+        const ws = await m.driver.workspaceFloats(c.rows);
+        const all = await m.driver.call(`md_attn_target_b${Math.max(...m.plan.buckets)}`, { ...c.args, out: { out: c.rows * qDim * 4 }, workspace: { out: ws * 4 } }, 2);
+        expect(all.status).toBe(0);
+        const out = f32(all.out.out);
+        expect(attentionError(out, attentionRef(m.plan, pass, c.ref))).toBeLessThan(ATTENTION_TOLERANCE);
+        for (let r = 0; r <= m.plan.gamma; r++) {
+          const alone = await m.driver.call(`md_attn_target_b1`, { ...c.rowArgs(r, { ownLength: true }), out: { out: qDim * 4 }, workspace: { out: ws * 4 } }, 1);
+          expect(new Uint32Array(f32(alone.out.out).buffer), `row ${r}`).toEqual(new Uint32Array(out.slice(r * qDim, (r + 1) * qDim).buffer));
+        }
+      }),
+      { numRuns: 20 },
+    );
+  }, 300_000);
+});
+
+describe('non-finite values', () => {
+  it('an infinite V that only the last verification row sees leaves the other rows as they are alone', async () => {
+    // AMX's P.V gives the other rows of the block zero weight at that position, and 0 * inf would be
+    // NaN: the kernel must notice and keep each row to what it sees.
+    const m = modules.get('pagedBf16')!;
+    const pass = m.plan.passes.target;
+    const { gamma } = m.plan;
+    const { kvHeads, headDim: D, qDim } = m.plan.dims;
+    const PS = m.plan.pageSize;
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 1, max: 0x7fffffff }),
+        fc.integer({ min: gamma + 2, max: 3 * PS + 7 }),
+        fc.integer({ min: 0, max: kvHeads - 1 }),
+        fc.integer({ min: 0, max: D - 1 }),
+        fc.constantFrom(0x7f80, 0xff80, 0x7fc0),
+        async (seed, len, kvh, e, bits) => {
+          const c = withDecoders(m, seed, len);
+          const slot = (c.ref.rowSeq as number[])[0];
+          const page = (c.ref.pageTable as Int32Array)[slot * m.plan.pagesPerSeq + Math.floor((len - 1) / PS)];
+          const v = new Uint16Array((c.args.v_cache as Uint8Array).slice().buffer);
+          v[kvCacheRow({ kvHeads, headDim: D, pageSize: PS }, page, (len - 1) % PS, kvh) + e] = bits; // +inf, -inf or NaN
+          const args = { ...c.args, v_cache: new Uint8Array(v.buffer) };
+          const ws = await m.driver.workspaceFloats(c.rows);
+          const all = await m.driver.call(`md_attn_target_b${Math.max(...m.plan.buckets)}`, { ...args, out: { out: c.rows * qDim * 4 }, workspace: { out: ws * 4 } }, 2);
+          expect(all.status).toBe(0);
+          const out = new Uint32Array(f32(all.out.out).buffer);
+          for (let r = 0; r < gamma; r++) {
+            const alone = await m.driver.call(`md_attn_target_b1`, { ...c.rowArgs(r, { ownLength: true }), v_cache: args.v_cache, out: { out: qDim * 4 }, workspace: { out: ws * 4 } }, 1);
+            expect(new Uint32Array(f32(alone.out.out).buffer), `row ${r}`).toEqual(out.slice(r * qDim, (r + 1) * qDim));
+            expect(f32(alone.out.out).every(Number.isFinite)).toBe(true);
+          }
+          const last = f32(all.out.out).slice(gamma * qDim, (gamma + 1) * qDim);
+          expect(last.some((x) => !Number.isFinite(x)), 'the row that sees it').toBe(true);
+        },
+      ),
+      { numRuns: 20 },
+    );
+  }, 300_000);
 });
 
 describe('attention argument checks', () => {
