@@ -756,6 +756,14 @@ struct Pair {
   const uint16_t* vis;
 };
 
+/** seen[g]: the positions of group g that any of the n pairs sees. */
+inline void seen_by_any(const Pair* pr, int n, uint16_t* seen) {
+  for (int g = 0; g < GROUPS; ++g) {
+    seen[g] = 0;
+    for (int q = 0; q < n; ++q) seen[g] |= pr[q].vis[g];
+  }
+}
+
 /** The pairs' queries as the dot takes them, kept in registers for a whole tile. */
 constexpr int QB = BF16_DOT ? HD_BF16 / (2 * W) : 1;
 constexpr int QF = BF16_DOT ? 1 : DV;
@@ -858,10 +866,7 @@ inline void softmax_step(Scratch& sc, const Pair& p, int at, float* s, int32_t p
 template <class Pass, int NQ>
 inline void tile_scores(Scratch& sc, const Pair* pr, int at, int32_t p0, const float* params, const store_t* kt, const store_t* ahead) {
   uint16_t vis_any[GROUPS];
-  for (int g = 0; g < GROUPS; ++g) {
-    vis_any[g] = 0;
-    for (int q = 0; q < NQ; ++q) vis_any[g] |= pr[q].vis[g];
-  }
+  seen_by_any(pr, NQ, vis_any);
   // s[q][t] for the groups some pair sees (a position a pair does not see is masked out below, so
   // computing it changes nothing of that pair; a position none sees is scored as a zero K row, unread).
   alignas(64) float s[NQ][TILE];
@@ -1130,11 +1135,10 @@ inline bool non_finite(const store_t* vt, uint16_t mask) {
 inline void amx_values(Scratch& sc, const Pair* pr, int at, int ns, const store_t* vt, const store_t* ahead) {
   // A group's V block straight from the cache when every position is seen (and HEAD_DIM a whole number
   // of blocks), else through vg, zero where no pair sees and past HEAD_DIM.
-  bool direct[GROUPS];
+  uint16_t seen[GROUPS];
+  seen_by_any(pr, ns, seen);
   for (int g = 0; g < GROUPS; ++g) {
-    uint16_t seen = 0;
-    for (int q = 0; q < ns; ++q) seen |= pr[q].vis[g];
-    direct[g] = QK_TAIL == 0 && seen == (uint16_t)((1u << AMX_GROUP) - 1);
+    if (!seen[g]) continue;
     for (int q = 0; q < ns; ++q)
       for (int h = 0; h < 2; ++h) {
         const __m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)(sc.wb[at + q] + g * W)));
@@ -1147,15 +1151,13 @@ inline void amx_values(Scratch& sc, const Pair* pr, int at, int ns, const store_
       const store_t* v = vt + (size_t)g * W * HEAD_DIM;
       if (ahead && b == 0)
         for (int t = 0; t < AMX_GROUP; ++t) prefetch_row(ahead + (size_t)(g * W + t) * HEAD_DIM);
-      uint16_t seen = 0;
-      for (int q = 0; q < ns; ++q) seen |= pr[q].vis[g];
-      if (!seen) continue;
+      if (!seen[g]) continue;
       _tile_loadd(6, sc.pa[g], sizeof sc.pa[0][0]);
-      if (direct[g]) {
+      if (QK_TAIL == 0 && seen[g] == (uint16_t)((1u << AMX_GROUP) - 1)) {
         _tile_loadd(7, v + 32 * b, 2 * HEAD_DIM);
       } else {
         for (int t = 0; t < AMX_GROUP; ++t)
-          _mm512_store_si512(sc.vg[t], seen >> t & 1 ? bf16_block(v + (size_t)t * HEAD_DIM, b).v : _mm512_setzero_si512());
+          _mm512_store_si512(sc.vg[t], seen[g] >> t & 1 ? bf16_block(v + (size_t)t * HEAD_DIM, b).v : _mm512_setzero_si512());
         _tile_loadd(7, sc.vg, sizeof sc.vg[0]);
       }
       _tile_dpbf16ps(5, 6, 7);
@@ -1176,9 +1178,8 @@ template <class Pass>
 inline void tile_update_amx(Scratch& sc, const Pair* pr, int np, int32_t p0, const float* params, const store_t* kt, const store_t* vt, const store_t* nk) {
   for (int at = 0; at < np; at += AMX_QK_PAIRS) {
     const int ns = std::min(AMX_QK_PAIRS, np - at);
-    uint16_t vis_any[GROUPS] = {};
-    for (int q = 0; q < ns; ++q)
-      for (int g = 0; g < GROUPS; ++g) vis_any[g] |= pr[at + q].vis[g];
+    uint16_t vis_any[GROUPS];
+    seen_by_any(pr + at, ns, vis_any);
     alignas(64) float s[AMX_QK_PAIRS][TILE];
     amx_scores(sc, pr + at, ns, vis_any, kt, at ? nullptr : vt, s);
     for (int q = 0; q < ns; ++q) softmax_step<Pass>(sc, pr[at + q], at + q, s[q], p0, params);
