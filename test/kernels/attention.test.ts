@@ -14,7 +14,7 @@ import type { PassPlan } from '../../codegen/plan.ts';
 import { attentionError, attentionRef } from '../reference/kernels.ts';
 import { attentionDrawArb, buildAttention, type AttentionDraw } from '../harness/kernels/attention-case.ts';
 import { KERNEL_DEPLOYMENTS, type KernelDeploymentName } from '../harness/kernels/deployments.ts';
-import { f32 } from '../harness/kernels/driver.ts';
+import { f32, type Arg } from '../harness/kernels/driver.ts';
 import { useModules, type ModuleUnderTest } from '../harness/kernels/module.ts';
 import { attentions, makeDeployment, modelConfig, policies } from '../support/deployments.ts';
 
@@ -44,12 +44,17 @@ const modules = useModules(DEPLOYMENTS);
  */
 const ATTENTION_TOLERANCE = 1e-5;
 
+/** One call of the pass's kernel on `rows` rows: the largest bucket on two threads, or `alone`, the smallest on one. */
+async function attend(m: ModuleUnderTest, pass: PassPlan, args: Record<string, Arg>, rows: number, alone = false) {
+  const bucket = alone ? Math.min(...m.plan.buckets) : Math.max(...m.plan.buckets);
+  const ws = await m.driver.workspaceFloats(rows);
+  const res = await m.driver.call(`md_attn_${pass.pass}_b${bucket}`, { ...args, out: { out: rows * m.plan.dims.qDim * 4 }, workspace: { out: ws * 4 } }, alone ? 1 : 2);
+  return { status: res.status, out: f32(res.out.out) };
+}
+
 async function runAttention(m: ModuleUnderTest, pass: PassPlan, d: AttentionDraw) {
   const c = buildAttention(m.plan, pass, d);
-  const bucket = Math.max(...m.plan.buckets);
-  const ws = await m.driver.workspaceFloats(c.rows);
-  const res = await m.driver.call(`md_attn_${pass.pass}_b${bucket}`, { ...c.args, out: { out: c.rows * m.plan.dims.qDim * 4 }, workspace: { out: ws * 4 } }, 2);
-  return { c, status: res.status, out: f32(res.out.out) };
+  return { c, ...(await attend(m, pass, c.args, c.rows)) };
 }
 
 describe.each(NAMES)('attention, module %s', (name) => {
@@ -65,14 +70,12 @@ describe.each(NAMES)('attention, module %s', (name) => {
           const want = attentionRef(m.plan, pass, c.ref);
           expect(attentionError(out, want)).toBeLessThan(ATTENTION_TOLERANCE);
           // Row invariance, bitwise: each row alone, smallest bucket, one thread.
-          const small = Math.min(...m.plan.buckets);
           const D = m.plan.dims.qDim;
           const ownLength = isCausal(pass.visible);
           for (let r = 0; r < c.rows; r++) {
-            const ws = await m.driver.workspaceFloats(1);
-            const alone = await m.driver.call(`md_attn_${pass.pass}_b${small}`, { ...c.rowArgs(r, { ownLength }), out: { out: D * 4 }, workspace: { out: ws * 4 } }, 1);
+            const alone = await attend(m, pass, c.rowArgs(r, { ownLength }), 1, true);
             expect(alone.status).toBe(0);
-            expect(new Uint32Array(f32(alone.out.out).buffer), `row ${r} alone${ownLength ? ' (its own length)' : ''} vs in the batch`).toEqual(
+            expect(new Uint32Array(alone.out.buffer), `row ${r} alone${ownLength ? ' (its own length)' : ''} vs in the batch`).toEqual(
               new Uint32Array(out.slice(r * D, (r + 1) * D).buffer),
             );
           }
@@ -130,14 +133,12 @@ describe('rows of one block that see different parts of a tile', () => {
     await fc.assert(
       fc.asyncProperty(fc.integer({ min: 1, max: 0x7fffffff }), fc.integer({ min: 1, max: (3 * m.plan.pageSize) / 16 }), fc.integer({ min: 1, max: m.plan.gamma }), async (seed, k, off) => {
         const c = withDecoders(m, seed, 16 * k + off);
-        const ws = await m.driver.workspaceFloats(c.rows);
-        const all = await m.driver.call(`md_attn_target_b${Math.max(...m.plan.buckets)}`, { ...c.args, out: { out: c.rows * qDim * 4 }, workspace: { out: ws * 4 } }, 2);
-        expect(all.status).toBe(0);
-        const out = f32(all.out.out);
+        const { status, out } = await attend(m, pass, c.args, c.rows);
+        expect(status).toBe(0);
         expect(attentionError(out, attentionRef(m.plan, pass, c.ref))).toBeLessThan(ATTENTION_TOLERANCE);
         for (let r = 0; r <= m.plan.gamma; r++) {
-          const alone = await m.driver.call(`md_attn_target_b1`, { ...c.rowArgs(r, { ownLength: true }), out: { out: qDim * 4 }, workspace: { out: ws * 4 } }, 1);
-          expect(new Uint32Array(f32(alone.out.out).buffer), `row ${r}`).toEqual(new Uint32Array(out.slice(r * qDim, (r + 1) * qDim).buffer));
+          const alone = await attend(m, pass, c.rowArgs(r, { ownLength: true }), 1, true);
+          expect(new Uint32Array(alone.out.buffer), `row ${r}`).toEqual(new Uint32Array(out.slice(r * qDim, (r + 1) * qDim).buffer));
         }
       }),
       { numRuns: 20 },
@@ -168,16 +169,15 @@ describe('non-finite values', () => {
           const v = new Uint16Array((c.args.v_cache as Uint8Array).slice().buffer);
           v[kvCacheRow({ kvHeads, headDim: D, pageSize: PS }, page, (len - 1) % PS, kvh) + e] = bits; // +inf, -inf or NaN
           const args = { ...c.args, v_cache: new Uint8Array(v.buffer) };
-          const ws = await m.driver.workspaceFloats(c.rows);
-          const all = await m.driver.call(`md_attn_target_b${Math.max(...m.plan.buckets)}`, { ...args, out: { out: c.rows * qDim * 4 }, workspace: { out: ws * 4 } }, 2);
+          const all = await attend(m, pass, args, c.rows);
           expect(all.status).toBe(0);
-          const out = new Uint32Array(f32(all.out.out).buffer);
+          const out = new Uint32Array(all.out.buffer);
           for (let r = 0; r < gamma; r++) {
-            const alone = await m.driver.call(`md_attn_target_b1`, { ...c.rowArgs(r, { ownLength: true }), v_cache: args.v_cache, out: { out: qDim * 4 }, workspace: { out: ws * 4 } }, 1);
-            expect(new Uint32Array(f32(alone.out.out).buffer), `row ${r}`).toEqual(out.slice(r * qDim, (r + 1) * qDim));
-            expect(f32(alone.out.out).every(Number.isFinite)).toBe(true);
+            const alone = await attend(m, pass, { ...c.rowArgs(r, { ownLength: true }), v_cache: args.v_cache }, 1, true);
+            expect(new Uint32Array(alone.out.buffer), `row ${r}`).toEqual(out.slice(r * qDim, (r + 1) * qDim));
+            expect(alone.out.every(Number.isFinite)).toBe(true);
           }
-          const last = f32(all.out.out).slice(gamma * qDim, (gamma + 1) * qDim);
+          const last = all.out.slice(gamma * qDim, (gamma + 1) * qDim);
           expect(last.some((x) => !Number.isFinite(x)), 'the row that sees it').toBe(true);
         },
       ),
