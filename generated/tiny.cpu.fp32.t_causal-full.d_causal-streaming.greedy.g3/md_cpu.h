@@ -717,14 +717,44 @@ inline bool classify(int32_t q, int32_t p0, int n, const float* params, uint16_t
 }
 
 /**
- * Asks for a cached head row on its way into L2 (a hint: it never faults and changes no value). Spread
- * over a tile's positions, it overlaps the fetch of what comes next (this tile's V, the next tile's K) with
- * the arithmetic, which the hardware prefetcher cannot do across tiles that are not adjacent in memory.
+ * Asks for a cached head row on its way into cache (a hint: it never faults and changes no value): into L1
+ * for the AMX kernels, whose tile loads wait on L2 (AR 0.98x, verification 0.97x of the time with L2 hints),
+ * into L2 for the vector ones (AR 1.07x the time with L1 hints, verification 1.02x). Spread over a tile's
+ * work, it overlaps the fetch of what comes next (this tile's V, the next tile's K) with the arithmetic,
+ * which the hardware prefetcher cannot do across tiles that are not adjacent in memory.
  */
-inline void prefetch_row(const store_t* row) {
+template <bool L1>
+[[gnu::always_inline]] inline void prefetch_row(const store_t* row) {
   constexpr int LINES = (int)((HEAD_DIM * sizeof(store_t) + 63) / 64);
-  for (int i = 0; i < LINES; ++i) __builtin_prefetch((const char*)row + 64 * i, 0, 1);
+  for (int i = 0; i < LINES; ++i) __builtin_prefetch((const char*)row + 64 * i, 0, L1 ? 3 : 1);
 }
+
+/**
+ * What a tile update prefetches while it computes, so that its requests to memory go out at an even pace
+ * through all of its work: memory keeps up with arithmetic only while requests keep coming, and
+ * verification, with four times AR's arithmetic per byte, took 1.05x the time when its softmax steps asked
+ * for nothing. This tile's V rows during the scores (v), the next tile's K rows (k, null when there is none)
+ * half during the softmax steps of the tile's `pairs` pairs, each its share, and half during the P.V.
+ */
+struct Ahead {
+  const store_t* v;
+  const store_t* k;
+  int pairs;
+};
+
+/**
+ * Pair j's share of the first half of the next tile's K rows, asked for with its softmax step. Always
+ * inlined: a prefetch changes nothing the compiler can see, so g++ -O2 deletes calls of a function that
+ * only prefetches (its IPA mod-ref analysis finds no effect) before it would inline them.
+ */
+template <bool L1>
+[[gnu::always_inline]] inline void prefetch_share(const Ahead& ah, int j) {
+  if (!ah.k) return;
+  for (int r = j * (TILE / 2) / ah.pairs; r < (j + 1) * (TILE / 2) / ah.pairs; ++r) prefetch_row<L1>(ah.k + (size_t)r * HEAD_DIM);
+}
+
+/** The row of the second half of the next tile's K (at k) asked for with the P.V of position pair (t, t + 1). */
+inline const store_t* second_half_row(const store_t* k, int t) { return k + (size_t)(TILE / 2 + t / 2) * HEAD_DIM; }
 
 /** Vector c of a cached head row (HEAD_DIM elements), zeros past HEAD_DIM, which is never read. */
 inline f32x16 row_vec(const store_t* row, int c) {
@@ -785,7 +815,7 @@ inline void group_dots(const vec::bf16x32 (&qb)[NQ][QB], const f32x16 (&qf)[NQ][
   unroll<W>([&](auto position) {
     constexpr int t = decltype(position)::value;
     const store_t* k = kt + (size_t)t * HEAD_DIM;
-    if (ahead) prefetch_row(ahead + (size_t)t * HEAD_DIM);
+    if (ahead) prefetch_row<false>(ahead + (size_t)t * HEAD_DIM);
     f32x16 d[NQ];
     for (int q = 0; q < NQ; ++q) d[q] = vec::zero();
     if (seen >> t & 1) {
@@ -861,10 +891,12 @@ inline void softmax_step(Scratch& sc, const Pair& p, int at, float* s, int32_t p
  * Scores and online-softmax step of NQ pairs (indices at, at + 1, ...) for one tile of their KV head,
  * whose K rows start at kt: leaves the weights w, the rescale corr and liveness in the scratch and
  * updates m and l. Only positions some of the NQ pairs sees are read; a group none sees is not scored.
- * With `ahead`, the rows there at the same positions are prefetched (the tile's V rows).
+ * The first set of pairs (at = 0) prefetches the tile's V rows at the positions it scores; every pair its
+ * share of the next tile's K with its softmax step.
  */
 template <class Pass, int NQ>
-inline void tile_scores(Scratch& sc, const Pair* pr, int at, int32_t p0, const float* params, const store_t* kt, const store_t* ahead) {
+inline void tile_scores(Scratch& sc, const Pair* pr, int at, int32_t p0, const float* params, const store_t* kt, const Ahead& ah) {
+  const store_t* ahead = at ? nullptr : ah.v;
   uint16_t vis_any[GROUPS];
   seen_by_any(pr, NQ, vis_any);
   // s[q][t] for the groups some pair sees (a position a pair does not see is masked out below, so
@@ -887,7 +919,10 @@ inline void tile_scores(Scratch& sc, const Pair* pr, int at, int32_t p0, const f
     group_dots<NQ>(qb, qf, kt + (size_t)g * W * HEAD_DIM, ahead ? ahead + (size_t)g * W * HEAD_DIM : nullptr, vis_any[g], dots);
     for (int q = 0; q < NQ; ++q) vec::store(s[q] + g * W, vec::mul(vec::unfold(dots[q]), vec::set1(ATTN_SCALE)));
   }
-  for (int q = 0; q < NQ; ++q) softmax_step<Pass>(sc, pr[q], at + q, s[q], p0, params);
+  for (int q = 0; q < NQ; ++q) {
+    prefetch_share<false>(ah, at + q);
+    softmax_step<Pass>(sc, pr[q], at + q, s[q], p0, params);
+  }
 }
 
 /** full[g]: every one of the NB pairs (indices at, at + 1, ...) is live and sees all 16 positions of group g. */
@@ -914,8 +949,8 @@ constexpr int slices_for(int nb) {
  * 16-lane slices of the head dimension at a time (as many as NB pairs' accumulators leave registers for),
  * so that each V vector loaded serves all NB pairs: even positions accumulate onto the rescaled state, odd
  * ones into a second sum (two dependency chains instead of one), added at the end of the tile. Only
- * positions a pair sees enter its sums. With `ahead`, the first slice's pass prefetches the rows there
- * (the next tile's K).
+ * positions a pair sees enter its sums. With `ahead` (the next tile's K), the first slice's pass
+ * prefetches the second half of its rows.
  */
 template <int NB>
 inline void tile_values(Scratch& sc, const Pair* pr, int at, const store_t* vt, const store_t* ahead) {
@@ -934,10 +969,7 @@ inline void tile_values(Scratch& sc, const Pair* pr, int at, const store_t* vt, 
     for (int g = 0; g < GROUPS; ++g) {
       if (full[g]) {  // the common case: every pair sees every position, no branches
         for (int j = 0; j < W; j += 2) {
-          if (ahead && c0 == 0) {
-            prefetch_row(ahead + (size_t)(g * W + j) * HEAD_DIM);
-            prefetch_row(ahead + (size_t)(g * W + j + 1) * HEAD_DIM);
-          }
+          if (ahead && c0 == 0) prefetch_row<false>(second_half_row(ahead, g * W + j));
           for (int c = 0; c < CS; ++c) {
             const f32x16 ve = value(g * W + j, c0 + c), vo = value(g * W + j + 1, c0 + c);
             for (int q = 0; q < NB; ++q) {
@@ -997,10 +1029,7 @@ inline void tile_values_dot(Scratch& sc, const Pair* pr, int at, const store_t* 
         for (int u = 0; u < W / 2; ++u) {
           const int t = g * W + 2 * u;
           const store_t* v0 = vt + (size_t)t * HEAD_DIM;
-          if (ahead && c0 == 0) {
-            prefetch_row(ahead + (size_t)t * HEAD_DIM);
-            prefetch_row(ahead + (size_t)(t + 1) * HEAD_DIM);
-          }
+          if (ahead && c0 == 0) prefetch_row<false>(second_half_row(ahead, t));
           vec::bf16x32 w[NB];
           unroll<NB>([&](auto q) { w[q] = vec::set1_pair(sc.wb[at + q] + t); });
           unroll<CS / 2>([&](auto cb) {
@@ -1048,10 +1077,10 @@ constexpr int SCORE_PAIRS = std::max(1, std::min(4, 16 / (BF16_DOT ? HD_BF16 / (
 constexpr int VALUE_PAIRS = PV_DOT ? std::max(1, std::min(4, 16 / DA)) : 2;
 
 template <class Pass, int NQ>
-inline void tile_scores_upto(Scratch& sc, const Pair* pr, int at, int nq, int32_t p0, const float* params, const store_t* kt, const store_t* ahead) {
+inline void tile_scores_upto(Scratch& sc, const Pair* pr, int at, int nq, int32_t p0, const float* params, const store_t* kt, const Ahead& ah) {
   if constexpr (NQ > 1)
-    if (nq < NQ) return tile_scores_upto<Pass, NQ - 1>(sc, pr, at, nq, p0, params, kt, ahead);
-  tile_scores<Pass, NQ>(sc, pr, at, p0, params, kt, ahead);
+    if (nq < NQ) return tile_scores_upto<Pass, NQ - 1>(sc, pr, at, nq, p0, params, kt, ah);
+  tile_scores<Pass, NQ>(sc, pr, at, p0, params, kt, ah);
 }
 
 template <int NB>
@@ -1098,7 +1127,7 @@ inline void amx_scores(Scratch& sc, const Pair* pr, int ns, const uint16_t* vis_
     }
     const store_t* k = kt + (size_t)g * W * HEAD_DIM;
     if (ahead)
-      for (int t = 0; t < AMX_GROUP; ++t) prefetch_row(ahead + (size_t)(g * W + t) * HEAD_DIM);
+      for (int t = 0; t < AMX_GROUP; ++t) prefetch_row<true>(ahead + (size_t)(g * W + t) * HEAD_DIM);
     _tile_zero(0);
     for (int b = 0; b < QK_FULL; ++b) {
       _tile_loadd(1, k + 32 * b, 2 * HEAD_DIM);
@@ -1130,7 +1159,7 @@ inline bool non_finite(const store_t* vt, uint16_t mask) {
 
 /**
  * P.V of ns <= AMX_PV_PAIRS pairs (indices at, at + 1, ...) for one tile on AMX (the comment at use_amx),
- * onto their rescaled states; with `ahead`, the rows there are prefetched (the next tile's K).
+ * onto their rescaled states; with `ahead` (the next tile's K), the second half of its rows is prefetched.
  */
 inline void amx_values(Scratch& sc, const Pair* pr, int at, int ns, const store_t* vt, const store_t* ahead) {
   // A group's V block straight from the cache when every position is seen (and HEAD_DIM a whole number
@@ -1150,7 +1179,7 @@ inline void amx_values(Scratch& sc, const Pair* pr, int at, int ns, const store_
     for (int g = 0; g < GROUPS; ++g) {
       const store_t* v = vt + (size_t)g * W * HEAD_DIM;
       if (ahead && b == 0)
-        for (int t = 0; t < AMX_GROUP; ++t) prefetch_row(ahead + (size_t)(g * W + t) * HEAD_DIM);
+        for (int t = 0; t < AMX_GROUP; t += 2) prefetch_row<true>(second_half_row(ahead, g * W + t));
       if (!seen[g]) continue;
       _tile_loadd(6, sc.pa[g], sizeof sc.pa[0][0]);
       if (QK_TAIL == 0 && seen[g] == (uint16_t)((1u << AMX_GROUP) - 1)) {
@@ -1175,14 +1204,17 @@ inline void amx_values(Scratch& sc, const Pair* pr, int at, int ns, const store_
 
 /** tile_update on AMX: scores and softmax steps AMX_QK_PAIRS pairs at a time, then P.V AMX_PV_PAIRS at a time. */
 template <class Pass>
-inline void tile_update_amx(Scratch& sc, const Pair* pr, int np, int32_t p0, const float* params, const store_t* kt, const store_t* vt, const store_t* nk) {
+inline void tile_update_amx(Scratch& sc, const Pair* pr, int np, int32_t p0, const float* params, const store_t* kt, const store_t* vt, const Ahead& ah) {
   for (int at = 0; at < np; at += AMX_QK_PAIRS) {
     const int ns = std::min(AMX_QK_PAIRS, np - at);
     uint16_t vis_any[GROUPS];
     seen_by_any(pr + at, ns, vis_any);
     alignas(64) float s[AMX_QK_PAIRS][TILE];
-    amx_scores(sc, pr + at, ns, vis_any, kt, at ? nullptr : vt, s);
-    for (int q = 0; q < ns; ++q) softmax_step<Pass>(sc, pr[at + q], at + q, s[q], p0, params);
+    amx_scores(sc, pr + at, ns, vis_any, kt, at ? nullptr : ah.v, s);
+    for (int q = 0; q < ns; ++q) {
+      prefetch_share<true>(ah, at + q);
+      softmax_step<Pass>(sc, pr[at + q], at + q, s[q], p0, params);
+    }
   }
   for (int at = 0; at < np; at += AMX_PV_PAIRS) {
     const int ns = std::min(AMX_PV_PAIRS, np - at);
@@ -1193,9 +1225,9 @@ inline void tile_update_amx(Scratch& sc, const Pair* pr, int np, int32_t p0, con
       for (int q = 0; q < ns; ++q) any |= pr[at + q].vis[g], all &= pr[at + q].vis[g];
       singly = any != all && non_finite(vt + (size_t)g * W * HEAD_DIM, any & ~all);
     }
-    if (!singly) amx_values(sc, pr + at, at, ns, vt, at ? nullptr : nk);
+    if (!singly) amx_values(sc, pr + at, at, ns, vt, at ? nullptr : ah.k);
     else
-      for (int q = 0; q < ns; ++q) amx_values(sc, pr + at + q, at + q, 1, vt, at + q ? nullptr : nk);
+      for (int q = 0; q < ns; ++q) amx_values(sc, pr + at + q, at + q, 1, vt, at + q ? nullptr : ah.k);
   }
 }
 #endif
@@ -1205,17 +1237,18 @@ inline void tile_update_amx(Scratch& sc, const Pair* pr, int np, int32_t p0, con
  * (PAGE_SIZE rows of HEAD_DIM), the next tile's K rows at nk (null: none). Each pair runs exactly the
  * single-pair arithmetic of the skeleton's comment on its own state; pairs only share loads and interleave
  * independent dependency chains, so how many share a call changes the speed, never a bit.
- * Prefetch, half a tile ahead: the scores fetch this tile's V, the P.V the next tile's K (a whole tile
- * ahead for both ran AR 6% and draft steps 2-3% slower on two threads, verification alike).
+ * Prefetch (Ahead), at most a tile ahead: further ran AR 6% and draft steps 2-3% slower on two threads,
+ * verification 1.06x the time with everything one tile further.
  */
 template <class Pass>
 inline void tile_update(Scratch& sc, const Pair* pr, int np, int32_t p0, const float* params, const store_t* kt, const store_t* vt, const store_t* nk) {
+  const Ahead ah{vt, nk, np};
 #if MD_AMX
   if constexpr (AMX_ATTENTION)
-    if (use_amx()) return tile_update_amx<Pass>(sc, pr, np, p0, params, kt, vt, nk);
+    if (use_amx()) return tile_update_amx<Pass>(sc, pr, np, p0, params, kt, vt, ah);
 #endif
   for (int at = 0; at < np; at += SCORE_PAIRS)
-    tile_scores_upto<Pass, SCORE_PAIRS>(sc, pr + at, at, std::min(SCORE_PAIRS, np - at), p0, params, kt, at ? nullptr : vt);
+    tile_scores_upto<Pass, SCORE_PAIRS>(sc, pr + at, at, std::min(SCORE_PAIRS, np - at), p0, params, kt, ah);
   for (int at = 0; at < np; at += VALUE_PAIRS)
     tile_values_upto<VALUE_PAIRS>(sc, pr + at, at, std::min(VALUE_PAIRS, np - at), vt, at ? nullptr : nk);
 }
