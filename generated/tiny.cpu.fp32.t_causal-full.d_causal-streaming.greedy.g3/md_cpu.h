@@ -591,13 +591,13 @@ constexpr int HD_ACC = DA * W;
 // the set's pairs run one at a time instead).
 
 /**
- * Where AMX serves attention: bf16 storage with at least two query heads per KV head, so that every tile
- * update has two pairs or more. With one (MHA), an AR step's tile has a single pair, for which 16-row
- * TDPBF16PS steps cost more than VDPBF16PS ones (AR 1.13x the time, measured), and MHA verification is
- * held back by memory parallelism rather than arithmetic (no faster on AMX at 16 x 16K): MHA stays on
- * VDPBF16PS.
+ * Where AMX serves attention: bf16 storage, GQA and MHA alike. With one query head per KV head (MHA), an
+ * AR step's tile update has a single pair, which a tile step serves no faster than VDPBF16PS while adding
+ * its fixed costs (tile stores, packed queries): MHA AR takes 1.02-1.09x the vector kernel's time at batch
+ * 16 x 4K-16K, but verification 0.80-0.93x and a prefill chunk 0.55x, the better trade for an engine that
+ * verifies every round.
  */
-constexpr bool AMX_ATTENTION = PV_DOT && GROUP >= 2;
+constexpr bool AMX_ATTENTION = PV_DOT;
 inline bool use_amx() { return AMX_ATTENTION && amx_granted(); }
 
 /**
@@ -718,7 +718,7 @@ inline bool classify(int32_t q, int32_t p0, int n, const float* params, uint16_t
 
 /**
  * Asks for a cached head row on its way into cache (a hint: it never faults and changes no value): into L1
- * for the AMX kernels, whose tile loads wait on L2 (AR 0.98x, verification 0.97x of the time with L2 hints),
+ * for the AMX kernels, whose tile loads wait on L2 (AR 0.99x, verification 0.97x of the time with L2 hints),
  * into L2 for the vector ones (AR 1.07x the time with L1 hints, verification 1.02x). Spread over a tile's
  * work, it overlaps the fetch of what comes next (this tile's V, the next tile's K) with the arithmetic,
  * which the hardware prefetcher cannot do across tiles that are not adjacent in memory.

@@ -21,7 +21,8 @@ import { attentions, makeDeployment, modelConfig, policies } from '../support/de
 /**
  * Besides the shared modules: bf16 GQA at the benchmark's shapes (head_dim 64, pages of 64: several
  * 16-position groups per tile, a sink and a window that end inside them), where AMX's P.V takes each
- * group's V straight from the cache or through a masked copy.
+ * group's V straight from the cache or through a masked copy; and bf16 MHA (one query head per KV head:
+ * an AR step's tile update has a single pair, verification's one per row) with a head tail (48 = 32 + 16).
  */
 const DEPLOYMENTS = {
   ...KERNEL_DEPLOYMENTS,
@@ -34,8 +35,17 @@ const DEPLOYMENTS = {
     pageSize: 64,
     dtype: 'bf16',
   }),
+  mhaBf16: makeDeployment({
+    model: modelConfig({ numHeads: 4, numKvHeads: 4, headDim: 48 }),
+    target: { attention: attentions.causal(), kv: policies.full() },
+    draft: { attention: attentions.causal(), kv: policies.streaming(3, 40) },
+    batch: [1, 8],
+    maxSeq: 384,
+    pageSize: 32,
+    dtype: 'bf16',
+  }),
 };
-const NAMES = Object.keys(DEPLOYMENTS) as (KernelDeploymentName | 'pagedBf16')[];
+const NAMES = Object.keys(DEPLOYMENTS) as (KernelDeploymentName | 'pagedBf16' | 'mhaBf16')[];
 const modules = useModules(DEPLOYMENTS);
 
 /**
@@ -123,11 +133,14 @@ function withDecoders(m: ModuleUnderTest, seed: number, len: number): ReturnType
   return buildAttention(m.plan, m.plan.passes.target, { seed, seqs: [{ len, verify: true }, ...others], paramPicks: [0, 0, 0, 0, 0, 0, 0, 0] });
 }
 
-describe('rows of one block that see different parts of a tile', () => {
+/** The bf16 modules whose tile updates run on AMX where the host has it (GQA and MHA). */
+const AMX_MODULES = ['pagedBf16', 'mhaBf16'] as const;
+
+describe.each(AMX_MODULES)('rows of one block that see different parts of a tile, module %s', (name) => {
   it('verification rows on both sides of a 16-position group boundary each get their own weights', async () => {
     // AMX's P.V reads every weight of a group some row of its set sees, so a row must hold zeros where it
     // sees nothing of the group (not the previous tile's weights).
-    const m = modules.get('pagedBf16')!;
+    const m = modules.get(name)!;
     const pass = m.plan.passes.target;
     const { qDim } = m.plan.dims;
     await fc.assert(
@@ -146,11 +159,11 @@ describe('rows of one block that see different parts of a tile', () => {
   }, 300_000);
 });
 
-describe('non-finite values', () => {
+describe.each(AMX_MODULES)('non-finite values, module %s', (name) => {
   it('an infinite V that only the last verification row sees leaves the other rows as they are alone', async () => {
     // AMX's P.V gives the other rows of the block zero weight at that position, and 0 * inf would be
     // NaN: the kernel must notice and keep each row to what it sees.
-    const m = modules.get('pagedBf16')!;
+    const m = modules.get(name)!;
     const pass = m.plan.passes.target;
     const { gamma } = m.plan;
     const { kvHeads, headDim: D, qDim } = m.plan.dims;
