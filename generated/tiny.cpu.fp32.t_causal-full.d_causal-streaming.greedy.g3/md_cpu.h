@@ -489,11 +489,9 @@ inline f32x16 exp(f32x16 x) {
   __m512 p = _mm512_set1_ps(EXP_P[0]);
   for (int i = 1; i < 6; ++i) p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_P[i]));
   const __m512 y = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), _mm512_set1_ps(1.0f));
-  // Out-of-range lanes get n = 0 so the scale is finite; their results are replaced below.
-  const __mmask16 finite = _mm512_cmp_ps_mask(x.v, _mm512_set1_ps(EXP_LO), _CMP_GE_OQ) & _mm512_cmp_ps_mask(x.v, _mm512_set1_ps(EXP_HI), _CMP_LE_OQ);
-  const __m512i ni = _mm512_maskz_cvtps_epi32(finite, n), lo = _mm512_srai_epi32(ni, 1), hi = _mm512_sub_epi32(ni, lo);
-  const __m512i bias = _mm512_set1_epi32(127);
-  __m512 e = _mm512_mul_ps(_mm512_mul_ps(y, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(lo, bias), 23))), _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(hi, bias), 23)));
+  // y * 2^n rounded once, as the scalar's two factors give (y * 2^(n >> 1) is exact): one VSCALEFPS for
+  // the scalar's nine steps. Out-of-range lanes are replaced below.
+  __m512 e = _mm512_scalef_ps(y, n);
   e = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x.v, _mm512_set1_ps(EXP_HI), _CMP_GT_OQ), e, _mm512_set1_ps(INFINITY));
   e = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x.v, _mm512_set1_ps(EXP_LO), _CMP_LT_OQ), e, _mm512_setzero_ps());
   return {_mm512_mask_blend_ps(_mm512_cmp_ps_mask(x.v, x.v, _CMP_UNORD_Q), e, x.v)};
