@@ -854,35 +854,53 @@ inline void group_dots(const vec::bf16x32 (&qb)[NQ][QB], const f32x16 (&qf)[NQ][
 }
 
 /**
- * The online-softmax step of pair p (index at) for the tile at p0, from its dots s[0 .. TILE) already
- * scaled: leaves its weights (zero where it sees nothing), the rescale corr and liveness in the scratch and
- * updates m and l.
+ * The online-softmax steps of n <= 16 pairs (pr, indices at, at + 1, ...) for the tile at p0, from their
+ * dots s[q][0 .. TILE) already scaled: leave each pair's weights (zero where it sees nothing), rescale corr
+ * and liveness in the scratch and update its m and l; each pair also asks for its share of the next tile's
+ * K. Pair by pair this is the skeleton's arithmetic; the pairs' maxima come first and their rescales
+ * exp(m - m') are one vector exp (whose lanes are the scalar's bits), so the pairs' chains overlap: gqa
+ * verification took 0.9x the time of one step after another.
  */
-template <class Pass>
-inline void softmax_step(Scratch& sc, const Pair& p, int at, float* s, int32_t p0, const float* params) {
+template <class Pass, bool L1>
+inline void softmax_steps(Scratch& sc, const Pair* pr, int at, int n, float (*s)[TILE], int32_t p0, const float* params, const Ahead& ah) {
+  static_assert(AMX_QK_PAIRS <= W, "a set's rescales fit one vector (a vector set has at most 4 pairs)");
   const f32x16 none = vec::set1(-INFINITY);
-  for (int t = 0; t < TILE; ++t) s[t] = Pass::score(s[t], p.qp, p0 + t, p.head, params);  // nothing, for most passes
-  f32x16 top = none;
-  for (int g = 0; g < GROUPS; ++g) top = vec::max(top, vec::select(p.vis[g], vec::load(s + g * W), none));
-  const float tmax = vec::reduce_max(top);
-  sc.live[at] = tmax != -INFINITY;  // every visible score is -inf: zero weight, state unchanged
-  if (!sc.live[at]) return;
-  float& m = sc.m[p.i][p.head];
-  const float m_new = m > tmax ? m : tmax;
-  sc.corr[at] = vec::exp1(m - m_new);
-  f32x16 sum = vec::zero();
-  for (int g = 0; g < GROUPS; ++g) {
-    if (!p.vis[g]) {
-      if constexpr (PV_DOT) memset(sc.wb[at] + g * W, 0, W * sizeof(uint16_t));  // AMX's P.V reads every weight
-      continue;
-    }
-    const f32x16 e = vec::exp(vec::sub(vec::select(p.vis[g], vec::load(s + g * W), none), vec::set1(m_new)));
-    if constexpr (PV_DOT) vec::store_bf16(sc.wb[at] + g * W, vec::round_bf16(e));
-    else vec::store(sc.w[at] + g * W, e);
-    sum = vec::add(sum, e);
+  alignas(64) float m_new[W], diff[W], corr[W];
+  for (int q = 0; q < n; ++q) {
+    const Pair& p = pr[q];
+    for (int t = 0; t < TILE; ++t) s[q][t] = Pass::score(s[q][t], p.qp, p0 + t, p.head, params);  // nothing, for most passes
+    f32x16 top = none;
+    for (int g = 0; g < GROUPS; ++g) top = vec::max(top, vec::select(p.vis[g], vec::load(s[q] + g * W), none));
+    const float tmax = vec::reduce_max(top), m = sc.m[p.i][p.head];
+    sc.live[at + q] = tmax != -INFINITY;  // every visible score is -inf: zero weight, state unchanged
+    m_new[q] = m > tmax ? m : tmax;
+    diff[q] = m - m_new[q];  // NaN for a pair that is not live, whose lane goes unused
   }
-  sc.l[p.i][p.head] = vec::fmadd(sc.l[p.i][p.head], sc.corr[at], vec::reduce_add(sum));
-  m = m_new;
+  if (n == 1) {  // one pair (an MHA AR step): the scalar costs less than a vector's worth
+    corr[0] = vec::exp1(diff[0]);
+  } else {
+    for (int q = n; q < W; ++q) diff[q] = 0.0f;
+    vec::store(corr, vec::exp(vec::load(diff)));
+  }
+  for (int q = 0; q < n; ++q) {
+    prefetch_share<L1>(ah, at + q);
+    if (!sc.live[at + q]) continue;
+    const Pair& p = pr[q];
+    f32x16 sum = vec::zero();
+    for (int g = 0; g < GROUPS; ++g) {
+      if (!p.vis[g]) {
+        if constexpr (PV_DOT) memset(sc.wb[at + q] + g * W, 0, W * sizeof(uint16_t));  // AMX's P.V reads every weight
+        continue;
+      }
+      const f32x16 e = vec::exp(vec::sub(vec::select(p.vis[g], vec::load(s[q] + g * W), none), vec::set1(m_new[q])));
+      if constexpr (PV_DOT) vec::store_bf16(sc.wb[at + q] + g * W, vec::round_bf16(e));
+      else vec::store(sc.w[at + q] + g * W, e);
+      sum = vec::add(sum, e);
+    }
+    sc.corr[at + q] = corr[q];
+    sc.l[p.i][p.head] = vec::fmadd(sc.l[p.i][p.head], corr[q], vec::reduce_add(sum));
+    sc.m[p.i][p.head] = m_new[q];
+  }
 }
 
 /**
@@ -917,10 +935,7 @@ inline void tile_scores(Scratch& sc, const Pair* pr, int at, int32_t p0, const f
     group_dots<NQ>(qb, qf, kt + (size_t)g * W * HEAD_DIM, ahead ? ahead + (size_t)g * W * HEAD_DIM : nullptr, vis_any[g], dots);
     for (int q = 0; q < NQ; ++q) vec::store(s[q] + g * W, vec::mul(vec::unfold(dots[q]), vec::set1(ATTN_SCALE)));
   }
-  for (int q = 0; q < NQ; ++q) {
-    prefetch_share<false>(ah, at + q);
-    softmax_step<Pass>(sc, pr[q], at + q, s[q], p0, params);
-  }
+  softmax_steps<Pass, false>(sc, pr, at, NQ, s, p0, params, ah);
 }
 
 /** full[g]: every one of the NB pairs (indices at, at + 1, ...) is live and sees all 16 positions of group g. */
@@ -1209,10 +1224,7 @@ inline void tile_update_amx(Scratch& sc, const Pair* pr, int np, int32_t p0, con
     seen_by_any(pr + at, ns, vis_any);
     alignas(64) float s[AMX_QK_PAIRS][TILE];
     amx_scores(sc, pr + at, ns, vis_any, kt, at ? nullptr : ah.v, s);
-    for (int q = 0; q < ns; ++q) {
-      prefetch_share<true>(ah, at + q);
-      softmax_step<Pass>(sc, pr[at + q], at + q, s[q], p0, params);
-    }
+    softmax_steps<Pass, true>(sc, pr + at, at, ns, s, p0, params, ah);
   }
   for (int at = 0; at < np; at += AMX_PV_PAIRS) {
     const int ns = std::min(AMX_PV_PAIRS, np - at);
