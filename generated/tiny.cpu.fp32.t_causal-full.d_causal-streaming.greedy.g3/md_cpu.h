@@ -458,8 +458,8 @@ inline bf16x32 keep_bits(bf16x32 x, uint32_t keep) {
 
 // ---- exp: one implementation for every exponential of the attention kernels (scores, rescales, chunk
 // merges), vector lanes and scalars alike. Cody-Waite reduction x = n ln2 + r with |r| <= ln2 / 2, Cephes'
-// degree-7 polynomial for e^r, and 2^n applied as two exact power-of-two factors so that results down to
-// the smallest subnormal round once. Within 2 ulp of e^x over the finite range (test/kernels tests it);
+// degree-7 polynomial for e^r, and 2^n applied so that results down to the smallest subnormal round once:
+// two exact power-of-two factors in the scalar, one VSCALEFPS (y * 2^n, rounded once) in the vector code. Within 2 ulp of e^x over the finite range (test/kernels tests it);
 // exp(-inf) = 0, exp(x > 88.72284) = +inf, exp(x < -103.97208) = 0, NaN stays NaN.
 
 constexpr float EXP_HI = 88.72283935546875f, EXP_LO = -103.972084045410f;
