@@ -30,8 +30,8 @@ const GEMM_WARPS = 4;
 const GEMM_MIN_CTAS = 2 * 132;
 /** Threads of the RMSNorm reduction (fixed: it sets the order of the sum of squares). */
 const NORM_THREADS = 256;
-/** Static shared memory available to one kernel without opting in. */
-const SMEM_LIMIT = 48 * 1024;
+/** Shared memory one CTA may opt in to (sm_80: A100's 163 KiB; sm_90: H100/H200's 227 KiB), less a margin for static arrays. */
+const SMEM_OPT_IN: Readonly<Record<string, number>> = { sm_80: 163 * 1024 - 1024, sm_90: 227 * 1024 - 1024 };
 
 /** A plan the CUDA kernels cannot launch (shared memory, grid, vector widths); a PlanError like planModule's. */
 export class CudaPlanError extends PlanError {}
@@ -101,21 +101,38 @@ export interface AttnShape {
   readonly lanesPerPos: number;
   readonly vecV: number;
   readonly split: number;
+  /** Rows of one sequence a CTA takes together (sharing each K/V tile), and its dynamic shared memory. */
+  readonly rows: number;
   readonly smemBytes: number;
 }
 
+/** (row, query head) pairs one attention CTA may take: bounds the P.V registers per thread. */
+const ATTN_MAX_PAIRS = 32;
+
+/**
+ * md_attn_shape's choices (md_cuda.cuh). A block holds the gamma + 1 rows of a verification (fewer when the
+ * group is wide); positions get at most 4 lanes each, so a pair's dot product ends in a short butterfly;
+ * P.V position classes fill the threads when a block's pairs alone would not. smemBytes is
+ * md_attn_shape::SMEM_BYTES.
+ */
 export function attnShapeFor(plan: ModulePlan): AttnShape {
   const { headDim: d, group: g } = plan.dims;
   const elt = CUDA_STORAGE[plan.deployment.dtype].bytes;
+  const page = plan.pageSize;
   const vec = vectorWidth(d, elt);
-  let lanesPerPos = 32;
+  let lanesPerPos = 4;
   while ((d / vec) % lanesPerPos !== 0) lanesPerPos /= 2;
   const vecV = vec;
-  const items = (g * d) / vecV;
-  const split = Math.max(1, Math.min(plan.pageSize, Math.floor(ATTN_THREADS / items)));
-  // qs, acc, part (split copies), scores, visibility flags, per-head state.
-  const smemBytes = 4 * (2 * g * d + split * g * d + g * plan.pageSize + 4 * g) + plan.pageSize;
-  return { vec, lanesPerPos, vecV, split, smemBytes };
+  const rows = Math.max(1, Math.min(plan.gamma + 1, Math.floor(ATTN_MAX_PAIRS / g)));
+  const pairs = rows * g;
+  const dv = d / vecV;
+  const split = Math.max(1, Math.min(page, Math.floor(ATTN_THREADS / (dv * pairs))));
+  const rowBytes = d * elt;
+  const padBytes = rowBytes % 16 === 0 ? (((16 * lanesPerPos - (rowBytes % 128) + 256) % 128)) : 0;
+  const tileBytes = page * (rowBytes + padBytes);
+  const stageBytes = 4 * Math.ceil(tileBytes / 16) * 16;
+  const floats = 2 * pairs * d + pairs * page + (split - 1) * pairs * d + 3 * pairs;
+  return { vec, lanesPerPos, vecV, split, rows, smemBytes: stageBytes + 4 * floats + rows * page };
 }
 
 /** Limits of the CUDA kernels only; model and plan invariants were checked by planModule. */
@@ -131,10 +148,14 @@ function checkCudaLimits(plan: ModulePlan): void {
     if (b.maxRows !== undefined && b.maxRows > 65535)
       throw new CudaPlanError(`${where}: bucket ${b.bucket} allows ${b.maxRows} rows; a CUDA grid dimension holds at most 65535`);
   }
+  const vec = vectorWidth(headDim, CUDA_STORAGE[plan.deployment.dtype].bytes);
+  if (headDim / vec > ATTN_THREADS)
+    throw new CudaPlanError(`${where}: head_dim ${headDim} must be at most ${ATTN_THREADS * vec} for ${plan.deployment.dtype} attention (a thread per ${vec} dims)`);
   const attn = attnShapeFor(plan);
-  if (attn.smemBytes > SMEM_LIMIT)
+  const limit = SMEM_OPT_IN[plan.deployment.arch];
+  if (attn.smemBytes > limit)
     throw new CudaPlanError(
-      `${where}: attention needs ${attn.smemBytes} bytes of shared memory (group ${plan.dims.group} x head_dim ${headDim}, page ${plan.pageSize}); the limit is ${SMEM_LIMIT}`,
+      `${where}: attention needs ${attn.smemBytes} bytes of shared memory (${attn.rows} rows x group ${plan.dims.group} x head_dim ${headDim}, pages of ${plan.pageSize}); ${plan.deployment.arch} allows ${limit}`,
     );
   if (heads > 65535) throw new CudaPlanError(`${where}: ${heads} heads exceed a grid dimension`);
 }
@@ -230,6 +251,8 @@ function renderAttention(plan: ModulePlan, pass: PassPlan): string {
     lanesPerPos: shape.lanesPerPos,
     vecV: shape.vecV,
     split: shape.split,
+    rows: shape.rows,
+    smemBytes: shape.smemBytes,
     targetCtas: ATTN_TARGET_CTAS,
     instances: entryPoints(plan, `attn_${pass.pass}`),
   });

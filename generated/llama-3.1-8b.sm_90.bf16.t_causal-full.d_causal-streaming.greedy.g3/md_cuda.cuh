@@ -546,30 +546,77 @@ static int md_lm_head_argmax_launch(const float* x, const T* w, float* logits, i
 // ------------------------------------------------------------------------------------------- attention
 
 /**
- * Compile-time shape of one pass's attention. A CTA of 128 threads handles one (row, KV head) and the
- * GROUP query heads that share it, for chunks blockIdx.x, blockIdx.x + gridDim.x, ... of that row.
+ * Compile-time shape of one pass's attention (FlashDecoding-style split-KV). A CTA of 128 threads takes a
+ * block of up to ROWS consecutive rows of one sequence (the gamma + 1 rows of a verification, or rows of a
+ * prefill chunk) and one KV head: its ROWS x GROUP (row, query head) pairs share every K/V tile, which the
+ * CTA stages in shared memory once (cp.async, double-buffered), for chunks blockIdx.x, blockIdx.x +
+ * gridDim.x, ... of those the block's rows keep.
  *  - Scores: a position's dot product runs on LPP lanes, each over VPL vectors of VEC dims in order, then
  *    an LPP-lane butterfly; 32 / LPP positions per warp at a time.
- *  - P.V: thread items (head, VEC_V dims, position class s mod SPLIT); a class sums its positions in
- *    ascending order, classes combine in ascending s, and the tile joins the running state per head.
- * All of it is fixed by these constants, so the split of chunks over CTAs cannot change a row's bits.
+ *  - Softmax: a warp per pair; the tile's maximum by a butterfly, its weights' sum as each lane's ascending
+ *    positions (lane, lane + 32, ...) and then a 32-lane butterfly.
+ *  - P.V: work units (VEC_V dims, position class s mod SPLIT); a class sums its positions in ascending
+ *    order, classes combine in ascending s, and the tile joins the running state of each pair.
+ * Each pair's arithmetic is fixed by these constants and by its own row's position alone (which tiles and
+ * chunks its row may see), never by which other rows share its block or how chunks spread over CTAs.
  */
-template <int HEADS_, int KV_HEADS_, int HEAD_DIM_, int PAGE_, int CHUNK_PAGES_, int MAX_CHUNKS_, int VEC_, int LPP_, int VEC_V_, int SPLIT_>
+template <typename T, int HEADS_, int KV_HEADS_, int HEAD_DIM_, int PAGE_, int CHUNK_PAGES_, int MAX_CHUNKS_, int VEC_, int LPP_, int VEC_V_,
+          int SPLIT_, int ROWS_>
 struct md_attn_shape {
   static constexpr int HEADS = HEADS_, KV_HEADS = KV_HEADS_, HEAD_DIM = HEAD_DIM_, GROUP = HEADS_ / KV_HEADS_;
   static constexpr int PAGE = PAGE_, CHUNK_PAGES = CHUNK_PAGES_, CHUNK = PAGE_ * CHUNK_PAGES_, MAX_CHUNKS = MAX_CHUNKS_;
   static constexpr int VEC = VEC_, LPP = LPP_, VPL = HEAD_DIM_ / (VEC_ * LPP_), PPW = 32 / LPP_;
-  static constexpr int VEC_V = VEC_V_, SPLIT = SPLIT_, ITEMS = GROUP * HEAD_DIM_ / VEC_V_;
+  static constexpr int ROWS = ROWS_, PAIRS = ROWS_ * GROUP;
+  static constexpr int VEC_V = VEC_V_, SPLIT = SPLIT_, DV = HEAD_DIM_ / VEC_V_, UNITS = DV * SPLIT_;
   static constexpr int THREADS = 128;
+  /** P.V: pair groups (a thread works one unit for pairs pg, pg + PG, ...), and pairs per thread. */
+  static constexpr int PG = THREADS / UNITS, PPT = (PAIRS + PG - 1) / PG;
   /** Floats of workspace per (row, query head, chunk): m, l, acc[HEAD_DIM]. */
   static constexpr int PARTIAL = HEAD_DIM_ + 2;
+  /**
+   * Staged tile rows: 16-byte rows padded so that the 8 lanes of a shared-memory phase (32 / LPP
+   * positions' first vectors) hit distinct banks; rows of another width stay packed and copy as a whole.
+   */
+  static constexpr int ROW_BYTES = HEAD_DIM_ * (int)sizeof(T);
+  static constexpr bool ROW16 = ROW_BYTES % 16 == 0, TILE16 = PAGE_ * ROW_BYTES % 16 == 0;
+  static constexpr int PAD_BYTES = ROW16 ? (16 * LPP_ - ROW_BYTES % 128 + 256) % 128 : 0;
+  static constexpr int ROW_STRIDE = (ROW_BYTES + PAD_BYTES) / (int)sizeof(T);
+  static constexpr int TILE_ELTS = PAGE_ * ROW_STRIDE;
+  static constexpr int STAGE_BYTES = 4 * ((TILE_ELTS * (int)sizeof(T) + 15) / 16 * 16);  // K and V, two stages
+  /** Dynamic shared memory: stages, then q, scores, accumulators, class partials, pair state, visibility. */
+  static constexpr int SMEM_FLOATS = PAIRS * HEAD_DIM_ * 2 + PAIRS * PAGE_ + (SPLIT_ - 1) * PAIRS * HEAD_DIM_ + 3 * PAIRS;
+  static constexpr int SMEM_BYTES = STAGE_BYTES + 4 * SMEM_FLOATS + ROWS_ * PAGE_;
   static_assert(HEAD_DIM_ % (VEC_ * LPP_) == 0 && 32 % LPP_ == 0, "bad score lane partition");
-  static_assert(HEAD_DIM_ % VEC_V_ == 0, "bad P.V vector width");
+  static_assert(HEAD_DIM_ % VEC_V_ == 0 && UNITS <= THREADS, "bad P.V partition");
 };
+
+/** max over aligned groups of WIDTH lanes by an xor butterfly (exact, so any order gives the same bits). */
+template <int WIDTH>
+__device__ __forceinline__ float md_group_max(float v) {
+#pragma unroll
+  for (int o = WIDTH / 2; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+/** N elements at p in shared memory (N * sizeof(T) bytes aligned to the load), widened to f32. */
+template <typename T, int N>
+__device__ __forceinline__ void md_load_shared(const T* p, float (&out)[N]) {
+  constexpr int BYTES = N * (int)sizeof(T) > 16 ? 16 : N * (int)sizeof(T);
+  constexpr int PER = BYTES / (int)sizeof(T);
+  typedef typename md_word<BYTES>::type W;
+#pragma unroll
+  for (int w0 = 0; w0 < N; w0 += PER) {
+    const W w = *reinterpret_cast<const W*>(p + w0);
+    T v[PER];
+    memcpy(v, &w, sizeof w);
+#pragma unroll
+    for (int i = 0; i < PER; ++i) out[w0 + i] = md_to_f32(v[i]);
+  }
+}
 
 /**
  * Whether chunk c of a row at qpos over `len` positions may hold a visible position (Pass::tile_may on the
- * chunk's range): the chunk kernel computes a partial exactly for these, the merge reads exactly these.
+ * chunk's range): exactly these chunks get the row's partial, and the merge reads exactly these.
  */
 template <class S, class Pass>
 __device__ __forceinline__ bool md_attn_chunk_kept(int c, int32_t qpos, int32_t len, const float* params) {
@@ -578,147 +625,331 @@ __device__ __forceinline__ bool md_attn_chunk_kept(int c, int32_t qpos, int32_t 
 }
 
 /**
- * The chunk partials of one (row, KV head): of the row's kept chunks (md_attn_chunk_kept) in ascending
- * order, the ones numbered blockIdx.x, blockIdx.x + gridDim.x, ..., so the draft's CTAs spread over the
- * chunks its policy keeps and a skipped chunk costs neither a CTA nor a partial. A Pass provides the
- * static device functions visible / tile_must / tile_may / score (rendered from the pass's IR) and SCALE
- * (1 / sqrt(head_dim)); see codegen/backends/common.ts renderPassStruct.
+ * The rows of one CTA's block and what of the KV they may see. Every thread holds the same copy, so the
+ * walk over chunks and tiles below is uniform across the CTA.
+ */
+template <class S, class Pass>
+struct md_attn_block {
+  int nb;                  // rows in the block
+  const int32_t* qpos;     // their positions (shared memory)
+  int32_t len;             // their sequence's length (clamped)
+  int nchunks;
+  const float* params;
+
+  __device__ __forceinline__ bool row_chunk(int i, int c) const { return i < nb && md_attn_chunk_kept<S, Pass>(c, qpos[i], len, params); }
+  __device__ __forceinline__ bool chunk(int c) const {
+    bool any = false;
+#pragma unroll
+    for (int i = 0; i < S::ROWS; ++i) any = any || row_chunk(i, c);
+    return any;
+  }
+  /** Whether row i classifies tile t of chunk c as possibly visible (its chunk kept for it too). */
+  __device__ __forceinline__ bool row_tile(int i, int c, int t) const {
+    const int32_t p0 = c * S::CHUNK + t * S::PAGE, p1 = min(p0 + S::PAGE, min((c + 1) * S::CHUNK, len)) - 1;
+    return p0 < len && row_chunk(i, c) && Pass::tile_may(qpos[i], p0, p1, params);
+  }
+  /** The first tile at or after t of chunk c that some row may see, or CHUNK_PAGES. */
+  __device__ __forceinline__ int tile_from(int c, int t) const {
+    for (; t < S::CHUNK_PAGES && c * S::CHUNK + t * S::PAGE < len; ++t) {
+      bool any = false;
+#pragma unroll
+      for (int i = 0; i < S::ROWS; ++i) any = any || row_tile(i, c, t);
+      if (any) return t;
+    }
+    return S::CHUNK_PAGES;
+  }
+  /** This CTA's chunk after c: gridDim.x kept chunks further on, or nchunks. */
+  __device__ __forceinline__ int next_chunk(int c) const {
+    for (int step = 0; step < (int)gridDim.x && ++c < nchunks;)
+      if (chunk(c)) ++step;
+    return c < nchunks ? c : nchunks;
+  }
+};
+
+/** A tile of the walk: chunk c (nchunks once the walk is over), tile t within it. */
+struct md_attn_pos {
+  int c, t;
+};
+
+/** The walk's first tile from chunk c on (this CTA's chunks), or {nchunks, 0}. */
+template <class S, class Pass>
+__device__ __forceinline__ md_attn_pos md_attn_first_tile(const md_attn_block<S, Pass>& b, int c) {
+  for (; c < b.nchunks; c = b.next_chunk(c)) {
+    const int t = b.tile_from(c, 0);
+    if (t < S::CHUNK_PAGES) return {c, t};
+  }
+  return {b.nchunks, 0};
+}
+
+/**
+ * Copies the rows j < n of a KV head's tile for which needed(j) holds into a staged buffer (cp.async where
+ * rows allow it): a position no block row sees is never read, as the guard tests check.
+ */
+template <typename T, class S, class Needed>
+__device__ __forceinline__ void md_attn_stage(T* dst, const T* __restrict__ src, int n, const Needed& needed) {
+  constexpr int E16 = 16 / (int)sizeof(T);
+  if constexpr (S::ROW16) {
+    constexpr int PER_ROW = S::ROW_BYTES / 16;
+    for (int i = threadIdx.x; i < n * PER_ROW; i += S::THREADS)
+      if (needed(i / PER_ROW)) md_cp_async16(dst + (i / PER_ROW) * S::ROW_STRIDE + (i % PER_ROW) * E16, src + (size_t)i * E16);
+  } else if constexpr (S::TILE16) {
+    // 16-byte pieces of the packed tile, each needed if a row it overlaps is (so an unseen row is read only
+    // where it shares a piece with a seen one); the last may run past row n - 1 but stays within the page.
+    for (int i = threadIdx.x; i < (n * S::ROW_BYTES + 15) / 16; i += S::THREADS) {
+      const int j0 = i * 16 / S::ROW_BYTES, j1 = min((i * 16 + 15) / S::ROW_BYTES, n - 1);
+      bool any = false;
+      for (int j = j0; j <= j1; ++j) any = any || needed(j);
+      if (any) md_cp_async16(dst + i * E16, src + (size_t)i * E16);
+    }
+  } else {
+    for (int i = threadIdx.x; i < n * S::HEAD_DIM; i += S::THREADS)
+      if (needed(i / S::HEAD_DIM)) dst[i] = src[i];
+  }
+}
+
+/**
+ * The chunk partials of one block of rows and one KV head. CTA (x, kvh, r) works when row r starts a block:
+ * the start of its sequence's run of rows in the call, or ROWS rows after a block start. Of the chunks any
+ * block row keeps (md_attn_chunk_kept) in ascending order it takes numbers blockIdx.x, blockIdx.x +
+ * gridDim.x, ..., so the draft's CTAs spread over the chunks its policy keeps, and within them it stages and
+ * visits only the tiles some block row may see: a skipped tile is never read, a skipped chunk costs
+ * neither a CTA nor a partial. A Pass provides the static device functions visible / tile_must / tile_may /
+ * score (rendered from the pass's IR) and SCALE (1 / sqrt(head_dim)); see codegen/backends/common.ts
+ * renderPassStruct.
  */
 template <typename T, class S, class Pass>
-__global__ void __launch_bounds__(128, 4) md_attn_chunk_kernel(md_attn_args a) {
-  constexpr int D = S::HEAD_DIM, G = S::GROUP, P = S::PAGE;
-  __shared__ __align__(16) float qs[G * D];
-  __shared__ float sc[G * P];           // scores, then probabilities, of the current tile
-  __shared__ bool vis[P];               // position visible (only read for partial tiles)
-  __shared__ float part[S::SPLIT * G * D];
-  __shared__ __align__(16) float acc[G * D];
-  __shared__ float st_m[G], st_l[G], st_alpha[G], st_mnew[G];
-
+__global__ void __launch_bounds__(128, 2) md_attn_chunk_kernel(md_attn_args a) {
+  constexpr int D = S::HEAD_DIM, G = S::GROUP, P = S::PAGE, NP = S::PAIRS;
   const int r = blockIdx.z, kvh = blockIdx.y, tid = threadIdx.x;
   const int warp = tid >> 5, lane = tid & 31;
-  const int32_t slot = a.row_seq[r], qpos = a.row_pos[r];
-  const float* params = a.params;
-  int32_t len = slot >= 0 ? a.seq_len[slot] : 0;
-  len = min(len, min(a.pages_per_seq * P, S::MAX_CHUNKS * S::CHUNK));
-  const int nchunks = len > 0 ? (len + S::CHUNK - 1) / S::CHUNK : 0;
-  int first = 0;  // this CTA's first chunk: kept chunk number blockIdx.x
-  for (int kept = 0; first < nchunks; ++first)
-    if (md_attn_chunk_kept<S, Pass>(first, qpos, len, params) && kept++ == (int)blockIdx.x) break;
-  if (first >= nchunks) return;
+  const int32_t slot = a.row_seq[r];
+  md_attn_block<S, Pass> b;
+  b.params = a.params;
+  b.len = slot >= 0 ? a.seq_len[slot] : 0;
+  b.len = min(b.len, min(a.pages_per_seq * P, S::MAX_CHUNKS * S::CHUNK));
+  b.nchunks = b.len > 0 ? (b.len + S::CHUNK - 1) / S::CHUNK : 0;
+  if (b.nchunks == 0) return;  // the merge writes this row's zeros
 
-  for (int i = tid; i < G * D; i += S::THREADS) qs[i] = a.q[((size_t)r * S::HEADS + kvh * G) * D + i];
+  // Where row r's run of same-slot rows starts: the last row at or before r whose predecessor differs.
+  __shared__ int run_start;
+  __shared__ bool row_may[S::ROWS], row_full[S::ROWS];  // the current tile as each block row classifies it
+  if (tid == 0) run_start = 0;
+  __syncthreads();
+  for (int top = r;; top -= S::THREADS) {
+    const int i = top - tid;
+    const bool starts = i >= 0 && (i == 0 || a.row_seq[i - 1] != slot);
+    if (starts) atomicMax(&run_start, i);
+    if (__syncthreads_or(starts)) break;
+  }
+  if ((r - run_start) % S::ROWS != 0) return;  // not a block start (uniform across the CTA)
+  __shared__ int32_t block_qpos[S::ROWS];
+  b.nb = 0;
+#pragma unroll
+  for (int i = 0; i < S::ROWS; ++i) b.nb += b.nb == i && r + i < a.rows && a.row_seq[r + i] == slot;
+  if (tid < S::ROWS) block_qpos[tid] = tid < b.nb ? a.row_pos[r + tid] : 0;
+  b.qpos = block_qpos;
+  __syncthreads();
+  const int np = b.nb * G;
+
+  int first = 0;  // this CTA's first chunk: the block's kept chunk number blockIdx.x
+  for (int kept = 0; first < b.nchunks; ++first)
+    if (b.chunk(first) && kept++ == (int)blockIdx.x) break;
+  if (first >= b.nchunks) return;
+
+  unsigned char* smem = md_dynamic_smem<unsigned char>();
+  T* stage = reinterpret_cast<T*>(smem);  // [buffer][K, V][TILE_ELTS]
+  constexpr int STAGE_ELTS = S::STAGE_BYTES / 4 / (int)sizeof(T);
+  float* qs = reinterpret_cast<float*>(smem + S::STAGE_BYTES);  // [pair][D]
+  float* acc = qs + NP * D;                                     // [pair][D]
+  float* sc = acc + NP * D;                                     // [pair][P]: scores, then weights
+  float* part = sc + NP * P;                                    // [class 1..][pair][D]
+  float* st_m = part + (S::SPLIT - 1) * NP * D;
+  float* st_l = st_m + NP;
+  float* st_alpha = st_l + NP;
+  bool* vis = reinterpret_cast<bool*>(st_alpha + NP);  // [row][P]
+
+  for (int i = tid; i < np * D; i += S::THREADS) qs[i] = a.q[((size_t)(r + i / (G * D)) * S::HEADS + kvh * G) * D + i % (G * D)];
   const T* kc = static_cast<const T*>(a.k_cache);
   const T* vc = static_cast<const T*>(a.v_cache);
   const int32_t* pages = a.page_table + (size_t)slot * a.pages_per_seq;
-
-  for (int c = first; c < nchunks;) {
-    const int32_t c0 = c * S::CHUNK, c1 = min(c0 + S::CHUNK, len) - 1;
-    __syncthreads();  // qs loaded / previous chunk's state consumed
-    if (tid < G) st_m[tid] = MD_NEG_INF, st_l[tid] = 0.0f;
-    for (int i = tid; i < G * D; i += S::THREADS) acc[i] = 0.0f;
-    for (int tile = 0; tile < S::CHUNK_PAGES; ++tile) {
-      const int32_t p0 = c0 + tile * P;
-      if (p0 > c1) break;
-      const int32_t p1 = min(p0 + P - 1, c1);
-      if (!Pass::tile_may(qpos, p0, p1, params)) continue;  // never loaded: the draft's traffic is its budget
-      const bool full = Pass::tile_must(qpos, p0, p1, params);
-      const int n = p1 - p0 + 1;
-      const T* k_tile = kc + md_kv_row<S::KV_HEADS, P, D>(pages[p0 / P], kvh, 0);  // this head's rows of the page
-      const T* v_tile = vc + md_kv_row<S::KV_HEADS, P, D>(pages[p0 / P], kvh, 0);
-      __syncthreads();  // previous tile's sc/vis/part consumed
-
-      // Scores of every visible position, s = (q . k) * scale, then the pass's score function.
-      for (int j0 = 0; j0 < n; j0 += 4 * S::PPW) {
-        const int j = j0 + warp * S::PPW + lane / S::LPP;
-        const int sub = lane % S::LPP;
-        const bool live = j < n && (full || Pass::visible(qpos, p0 + j, params));
-        float dot[G];
+  auto tile_rows = [&](md_attn_pos at) {
+    const int32_t p0 = at.c * S::CHUNK + at.t * P;
+    return min(p0 + P, min((at.c + 1) * S::CHUNK, b.len)) - p0;
+  };
+  // Stages a tile's K and V: every row if some block row sees the whole tile, else the positions some sees.
+  auto stage_tile = [&](md_attn_pos at, int buf) {
+    const int32_t p0 = at.c * S::CHUNK + at.t * P;
+    const int n = tile_rows(at);
+    bool may[S::ROWS], all = false;
 #pragma unroll
-        for (int g = 0; g < G; ++g) dot[g] = 0.0f;
+    for (int i = 0; i < S::ROWS; ++i) {
+      may[i] = b.row_tile(i, at.c, at.t);
+      all = all || (may[i] && Pass::tile_must(b.qpos[i], p0, p0 + n - 1, b.params));
+    }
+    auto needed = [&](int j) {
+      bool any = all;
+#pragma unroll
+      for (int i = 0; i < S::ROWS; ++i) any = any || (may[i] && Pass::visible(b.qpos[i], p0 + j, b.params));
+      return any;
+    };
+    const size_t row = md_kv_row<S::KV_HEADS, P, D>(pages[p0 / P], kvh, 0);
+    md_attn_stage<T, S>(stage + (2 * buf) * STAGE_ELTS, kc + row, n, needed);
+    md_attn_stage<T, S>(stage + (2 * buf + 1) * STAGE_ELTS, vc + row, n, needed);
+    md_cp_async_commit();
+  };
+  auto reset_state = [&]() {
+    for (int i = tid; i < np; i += S::THREADS) st_m[i] = MD_NEG_INF, st_l[i] = 0.0f;
+    for (int i = tid; i < np * D; i += S::THREADS) acc[i] = 0.0f;
+  };
+  // Partial of (row, head, chunk c) for each block row that keeps c: m, l, acc (m = -inf, l = 0 if empty).
+  auto write_partials = [&](int c) {
+    for (int i = tid; i < np * S::PARTIAL; i += S::THREADS) {
+      const int p = i / S::PARTIAL, e = i % S::PARTIAL;
+      if (!b.row_chunk(p / G, c)) continue;
+      float* ws = a.workspace + (((size_t)(r + p / G) * S::HEADS + kvh * G + p % G) * S::MAX_CHUNKS + c) * S::PARTIAL;
+      ws[e] = e == 0 ? st_m[p] : e == 1 ? st_l[p] : acc[p * D + e - 2];
+    }
+  };
+
+  int c = first, buf = 0;
+  md_attn_pos cur = md_attn_first_tile(b, first);
+  reset_state();
+  if (cur.c < b.nchunks) stage_tile(cur, 0);
+  for (;;) {
+    // Chunks before the current tile's are complete (some may have had no tile a block row sees).
+    while (c < cur.c) {
+      __syncthreads();  // the chunk's state complete
+      write_partials(c);
+      c = b.next_chunk(c);
+      __syncthreads();  // partials read before the state restarts
+      reset_state();
+    }
+    if (cur.c >= b.nchunks) break;
+    md_attn_pos next = {cur.c, b.tile_from(cur.c, cur.t + 1)};
+    if (next.t >= S::CHUNK_PAGES) next = md_attn_first_tile(b, b.next_chunk(cur.c));
+    if (next.c < b.nchunks) {
+      stage_tile(next, buf ^ 1);
+      md_cp_async_wait<1>();
+    } else {
+      md_cp_async_wait<0>();
+    }
+    const int32_t p0 = cur.c * S::CHUNK + cur.t * P;
+    const int n = tile_rows(cur);
+    const T* k_tile = stage + (2 * buf) * STAGE_ELTS;
+    const T* v_tile = stage + (2 * buf + 1) * STAGE_ELTS;
+    if (tid < S::ROWS) {
+      row_may[tid] = b.row_tile(tid, cur.c, cur.t);
+      row_full[tid] = row_may[tid] && Pass::tile_must(b.qpos[tid], p0, p0 + n - 1, b.params);
+    }
+    __syncthreads();  // the tile staged, the state (re)set, the rows classified
+
+    // Scores of every position its row sees, s = (q . k) * scale, then the pass's score function.
+    for (int j0 = 0; j0 < n; j0 += 4 * S::PPW) {
+      const int j = j0 + warp * S::PPW + lane / S::LPP;
+      const int sub = lane % S::LPP;
+      float kv[S::VPL][S::VEC] = {};
+      if (j < n) {
+#pragma unroll
+        for (int v = 0; v < S::VPL; ++v) md_load_shared<T, S::VEC>(k_tile + j * S::ROW_STRIDE + (v * S::LPP + sub) * S::VEC, kv[v]);
+      }
+      for (int p = 0; p < np; ++p) {
+        const int i = p / G;
+        const bool live = j < n && row_may[i] && (row_full[i] || Pass::visible(b.qpos[i], p0 + j, b.params));
+        float dot = 0.0f;
         if (live) {
-          const T* kr = k_tile + (size_t)j * D;
 #pragma unroll
           for (int v = 0; v < S::VPL; ++v) {
             const int d0 = (v * S::LPP + sub) * S::VEC;
-            float kv[S::VEC];
-            md_load<T, S::VEC>(kr + d0, kv);
 #pragma unroll
-            for (int g = 0; g < G; ++g)
-#pragma unroll
-              for (int e = 0; e < S::VEC; ++e) dot[g] = __fmaf_rn(qs[g * D + d0 + e], kv[e], dot[g]);
+            for (int e = 0; e < S::VEC; ++e) dot = __fmaf_rn(qs[p * D + d0 + e], kv[v][e], dot);
           }
         }
-#pragma unroll
-        for (int g = 0; g < G; ++g) dot[g] = md_group_sum<S::LPP>(dot[g]);
+        dot = md_group_sum<S::LPP>(dot);
         if (j < n && sub == 0) {
-          vis[j] = live;
-#pragma unroll
-          for (int g = 0; g < G; ++g) sc[g * P + j] = live ? Pass::score(__fmul_rn(dot[g], Pass::SCALE), qpos, p0 + j, kvh * G + g, params) : 0.0f;
+          if (p % G == 0) vis[i * P + j] = live;
+          sc[p * P + j] = live ? Pass::score(__fmul_rn(dot, Pass::SCALE), b.qpos[i], p0 + j, kvh * G + p % G, b.params) : 0.0f;
         }
-      }
-      __syncthreads();
-
-      // Per head: the tile's max over visible positions joins the running max.
-      if (tid < G) {
-        float mt = MD_NEG_INF;
-        for (int j = 0; j < n; ++j)
-          if (vis[j]) mt = fmaxf(mt, sc[tid * P + j]);
-        const float m_old = st_m[tid];
-        const float m_new = fmaxf(m_old, mt);
-        st_mnew[tid] = m_new;
-        st_alpha[tid] = m_old == MD_NEG_INF ? 0.0f : expf(__fsub_rn(m_old, m_new));
-      }
-      __syncthreads();
-      for (int i = tid; i < G * P; i += S::THREADS) {
-        const int g = i / P, j = i % P;
-        const float s = sc[i];
-        sc[i] = (j < n && vis[j] && s != MD_NEG_INF) ? expf(__fsub_rn(s, st_mnew[g])) : 0.0f;
-      }
-      __syncthreads();
-
-      // l in ascending position order; P.V by position classes.
-      if (tid < G) {
-        float l = __fmul_rn(st_l[tid], st_alpha[tid]);
-        for (int j = 0; j < n; ++j)
-          if (vis[j]) l = __fadd_rn(l, sc[tid * P + j]);
-        st_l[tid] = l;
-        st_m[tid] = st_mnew[tid];
-      }
-      for (int it = tid; it < S::ITEMS * S::SPLIT; it += S::THREADS) {
-        const int item = it % S::ITEMS, cls = it / S::ITEMS;
-        const int g = item / (D / S::VEC_V), d0 = (item % (D / S::VEC_V)) * S::VEC_V;
-        float pv[S::VEC_V];
-#pragma unroll
-        for (int e = 0; e < S::VEC_V; ++e) pv[e] = 0.0f;
-        for (int j = cls; j < n; j += S::SPLIT) {
-          if (!vis[j]) continue;
-          const float p = sc[g * P + j];
-          float vv[S::VEC_V];
-          md_load<T, S::VEC_V>(v_tile + (size_t)j * D + d0, vv);
-#pragma unroll
-          for (int e = 0; e < S::VEC_V; ++e) pv[e] = __fmaf_rn(p, vv[e], pv[e]);
-        }
-#pragma unroll
-        for (int e = 0; e < S::VEC_V; ++e) part[(cls * G + g) * D + d0 + e] = pv[e];
-      }
-      __syncthreads();
-      for (int i = tid; i < G * D; i += S::THREADS) {
-        float t = part[i];
-#pragma unroll
-        for (int cls = 1; cls < S::SPLIT; ++cls) t = __fadd_rn(t, part[cls * G * D + i]);
-        acc[i] = __fadd_rn(__fmul_rn(acc[i], st_alpha[i / D]), t);
       }
     }
     __syncthreads();
-    // Partial of (row, head, chunk): m, l, acc; a kept chunk with nothing visible is m = -inf, l = 0.
-    for (int i = tid; i < G * S::PARTIAL; i += S::THREADS) {
-      const int g = i / S::PARTIAL, e = i % S::PARTIAL;
-      float* ws = a.workspace + (((size_t)r * S::HEADS + kvh * G + g) * S::MAX_CHUNKS + c) * S::PARTIAL;
-      ws[e] = e == 0 ? st_m[g] : e == 1 ? st_l[g] : acc[g * D + e - 2];
+
+    // Softmax step of each pair whose row may see the tile: a warp per pair.
+    for (int p = warp; p < np; p += S::THREADS / 32) {
+      const int i = p / G;
+      if (!row_may[i]) continue;  // uniform across the warp
+      float mt = MD_NEG_INF;
+      for (int j = lane; j < n; j += 32)
+        if (vis[i * P + j]) mt = fmaxf(mt, sc[p * P + j]);
+      mt = md_group_max<32>(mt);
+      const float m_old = st_m[p];
+      const float m_new = fmaxf(m_old, mt);
+      float l = 0.0f;
+      for (int j = lane; j < n; j += 32) {
+        const float s = sc[p * P + j];
+        const float w = vis[i * P + j] && s != MD_NEG_INF ? expf(__fsub_rn(s, m_new)) : 0.0f;
+        sc[p * P + j] = w;
+        l = __fadd_rn(l, w);
+      }
+      l = md_group_sum<32>(l);
+      if (lane == 0) {
+        const float alpha = m_old == MD_NEG_INF ? 0.0f : expf(__fsub_rn(m_old, m_new));
+        st_alpha[p] = alpha;
+        st_l[p] = __fadd_rn(__fmul_rn(st_l[p], alpha), l);
+        st_m[p] = m_new;
+      }
     }
-    // The next chunk of this CTA: gridDim.x kept chunks further on.
-    for (int step = 0; step < (int)gridDim.x && ++c < nchunks;)
-      if (md_attn_chunk_kept<S, Pass>(c, qpos, len, params)) ++step;
+    __syncthreads();
+
+    // P.V: a thread works one unit (VEC_V dims, position class) for pairs pg, pg + PG, ...; V is read once
+    // for them all. Class 0 joins the others' sums (ascending class) and the running state.
+    float pv[S::PPT][S::VEC_V];
+    const int unit = tid % S::UNITS, pg = tid / S::UNITS;
+    const int d0 = (unit % S::DV) * S::VEC_V, cls = unit / S::DV;
+    const bool works = pg < S::PG;
+#pragma unroll
+    for (int k = 0; k < S::PPT; ++k)
+#pragma unroll
+      for (int e = 0; e < S::VEC_V; ++e) pv[k][e] = 0.0f;
+    if (works) {
+      for (int j = cls; j < n; j += S::SPLIT) {
+        float vv[S::VEC_V];
+        bool loaded = false;
+#pragma unroll
+        for (int k = 0; k < S::PPT; ++k) {
+          const int p = pg + k * S::PG;
+          if (p >= np || !row_may[p / G] || !vis[(p / G) * P + j]) continue;
+          if (!loaded) md_load_shared<T, S::VEC_V>(v_tile + j * S::ROW_STRIDE + d0, vv), loaded = true;
+          const float w = sc[p * P + j];
+#pragma unroll
+          for (int e = 0; e < S::VEC_V; ++e) pv[k][e] = __fmaf_rn(w, vv[e], pv[k][e]);
+        }
+      }
+      if (S::SPLIT > 1 && cls > 0)
+#pragma unroll
+        for (int k = 0; k < S::PPT; ++k) {
+          const int p = pg + k * S::PG;
+          if (p < np)
+#pragma unroll
+            for (int e = 0; e < S::VEC_V; ++e) part[((cls - 1) * NP + p) * D + d0 + e] = pv[k][e];
+        }
+    }
+    if constexpr (S::SPLIT > 1) __syncthreads();
+    if (works && cls == 0)
+#pragma unroll
+      for (int k = 0; k < S::PPT; ++k) {
+        const int p = pg + k * S::PG;
+        if (p >= np || !row_may[p / G]) continue;
+#pragma unroll
+        for (int e = 0; e < S::VEC_V; ++e) {
+          float t = pv[k][e];
+#pragma unroll
+          for (int q = 1; q < S::SPLIT; ++q) t = __fadd_rn(t, part[((q - 1) * NP + p) * D + d0 + e]);
+          acc[p * D + d0 + e] = __fadd_rn(__fmul_rn(acc[p * D + d0 + e], st_alpha[p]), t);
+        }
+      }
+    __syncthreads();  // this buffer consumed, the state updated
+    cur = next;
+    buf ^= 1;
   }
 }
 
@@ -762,20 +993,25 @@ __global__ void __launch_bounds__(S::HEAD_DIM) md_attn_merge_kernel(md_attn_args
 
 /**
  * Host side of a pass's attention (md_attn_<pass>_b<B>), after the entry point's checks of the host
- * values (the CPU's): launches the chunk kernel with enough chunk slots per (row, KV head) for about
- * TARGET_CTAS CTAs (never more than MAX_CHUNKS) and the merge. Slots, positions and lengths are in device
- * memory: the kernels clamp instead of refusing (codegen/abi.ts, attn). How many CTAs split a row's
- * chunks changes nothing of its bits (md_attn_shape).
+ * values (the CPU's): the chunk kernel with enough chunk slots per (block, KV head) for about TARGET_CTAS
+ * working CTAs (never more than MAX_CHUNKS; blocks counted as if rows came ROWS to a sequence), then the
+ * merge. Slots, positions and lengths are in device memory: the kernels clamp instead of refusing
+ * (codegen/abi.ts, attn). How many CTAs split a block's chunks changes nothing of its rows' bits
+ * (md_attn_shape).
  */
 template <typename T, class S, class Pass, int TARGET_CTAS>
 static int md_attn_launch(const md_attn_args* args) {
   const md_attn_args a = *args;
-  const long long pairs = (long long)a.rows * S::KV_HEADS;
+  const long long pairs = (long long)((a.rows + S::ROWS - 1) / S::ROWS) * S::KV_HEADS;
   const long long slots = (TARGET_CTAS + pairs - 1) / pairs;
   const unsigned chunk_slots = (unsigned)(slots < 1 ? 1 : slots > S::MAX_CHUNKS ? S::MAX_CHUNKS : slots);
   cudaStream_t s = (cudaStream_t)a.stream;
+  // Past 48 KiB a kernel's dynamic shared memory needs opting in (per device, so on every launch).
+  if (S::SMEM_BYTES > 48 * 1024 &&
+      cudaFuncSetAttribute(md_attn_chunk_kernel<T, S, Pass>, cudaFuncAttributeMaxDynamicSharedMemorySize, S::SMEM_BYTES) != cudaSuccess)
+    return MD_ERR_LAUNCH;
   const dim3 chunk_grid(chunk_slots, S::KV_HEADS, a.rows), merge_grid(S::HEADS, a.rows);
-  MD_LAUNCH(chunk_grid, S::THREADS, 0, s, md_attn_chunk_kernel<T, S, Pass>)(a);
+  MD_LAUNCH(chunk_grid, S::THREADS, S::SMEM_BYTES, s, md_attn_chunk_kernel<T, S, Pass>)(a);
   MD_LAUNCH(merge_grid, S::HEAD_DIM, 0, s, md_attn_merge_kernel<S, Pass>)(a);
   return md_launched();
 }

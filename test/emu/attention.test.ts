@@ -3,8 +3,9 @@
 // with CUDA's numerics: no rounding of q), on every emulated test module. As for the CPU kernels
 // (test/kernels/attention.test.ts): every cached position no row may see is NaN and every output and the
 // workspace start as NaN, so a skipped or masked position that reaches the arithmetic, or an unwritten
-// output or chunk partial, shows. Row invariance is bitwise, and here it also spans the split of a row's
-// KV chunks over CTAs (the launch sizes the chunk grid by rows x KV heads): each row alone in the smallest
+// output or chunk partial, shows. Row invariance is bitwise, and here it also spans the blocks of rows that
+// share a CTA and the split of their KV chunks over CTAs (the launch sizes the chunk grid by blocks x KV
+// heads): each row alone in the smallest
 // bucket (its own length for a causal pass) equals the row in the batch, in every bucket that holds the
 // batch, and under reversed and shuffled schedules. The draft never touches a page it skips: those pages
 // are unreadable (PROT_NONE) and the call still matches, and a chunk it skips gets no partial (its
@@ -13,6 +14,7 @@
 // clamped to the cache.
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { attnShapeFor } from '../../codegen/backends/cuda.ts';
 import { isCausal } from '../../codegen/passes/causal.ts';
 import type { PassPlan } from '../../codegen/plan.ts';
 import { attentionError, attentionRef, visibleRef } from '../reference/kernels.ts';
@@ -169,11 +171,12 @@ describe('emulated CUDA attention reads only what its pass keeps', () => {
 });
 
 describe("emulated CUDA attention: the split of a row's chunks over CTAs changes no bit", () => {
-  // Chunks of 32 positions, up to 32 of them: a batch of 48 rows x 2 KV heads gets 11 chunk slots
-  // (md_attn_launch: ceil(1056 / pairs)), so each CTA walks two or three chunks of a ~20-chunk sequence,
-  // while a row alone gets a CTA per chunk. The small test modules never get fewer slots than chunks.
+  // Chunks of 32 positions, up to 32 of them: 32 sequences verifying 4 rows each are 32 blocks x 2 KV heads,
+  // which get 17 chunk slots (md_attn_launch: ceil(1056 / (ceil(rows / block rows) x KV heads))), so each
+  // CTA walks one to two chunks of a 19-to-31-chunk sequence, while a row alone gets a CTA per chunk. The
+  // small test modules never get fewer slots than chunks.
   const split = onGpu(
-    makeDeployment({ model: modelConfig({ numHeads: 2, numKvHeads: 2, headDim: 16, name: 'split' }), batch: [1, 16], gamma: 3, maxSeq: 1024, pageSize: 4, dtype: 'fp32' }),
+    makeDeployment({ model: modelConfig({ numHeads: 2, numKvHeads: 2, headDim: 16, name: 'split' }), batch: [1, 32], gamma: 3, maxSeq: 1024, pageSize: 4, dtype: 'fp32' }),
   );
   let m: EmulatedModule;
   beforeAll(async () => {
@@ -183,9 +186,10 @@ describe("emulated CUDA attention: the split of a row's chunks over CTAs changes
 
   it.each(['target', 'draft'] as const)('%s: a CTA walking several chunks gives the bits of a CTA per chunk, and the reference', async (which) => {
     const pass = m.plan.passes[which];
-    const slots = (rows: number) => Math.min(m.plan.maxChunks, Math.ceil(1056 / (rows * m.plan.dims.kvHeads)));
+    const blockRows = attnShapeFor(m.plan).rows;
+    const slots = (rows: number) => Math.min(m.plan.maxChunks, Math.ceil(1056 / (Math.ceil(rows / blockRows) * m.plan.dims.kvHeads)));
     const rnd = mulberry32(which === 'target' ? 17 : 18);
-    const seqs = Array.from({ length: 12 }, () => ({ len: 600 + Math.floor(rnd() * 400), verify: true }));
+    const seqs = Array.from({ length: 32 }, () => ({ len: 600 + Math.floor(rnd() * 400), verify: true }));
     const c = buildAttention(m.plan, pass, { seed: 23, seqs, paramPicks: [0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5] });
     const chunks = Math.ceil(Math.min(...seqs.map((s) => s.len)) / m.plan.chunk);
     expect(slots(c.rows), 'the batch has fewer chunk slots than its sequences have chunks').toBeLessThan(chunks);
@@ -194,7 +198,7 @@ describe("emulated CUDA attention: the split of a row's chunks over CTAs changes
     expect(status).toBe(0);
     checkReference(m, pass, c, out);
     const D = m.plan.dims.qDim;
-    for (const r of [0, 13, c.rows - 1]) {
+    for (const r of [0, 13, 66, c.rows - 1]) {
       const alone = await run(m, pass, c.rowArgs(r, { ownLength: isCausal(pass.visible) }), 1, 1);
       expect(bits(alone.out), `row ${r} alone vs in the batch of ${c.rows}`).toEqual(bits(out.slice(r * D, (r + 1) * D)));
     }

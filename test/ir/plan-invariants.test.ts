@@ -86,6 +86,17 @@ describe('backends', () => {
     const wide = makeDeployment({ model: modelConfig({ numHeads: 2, numKvHeads: 2, headDim: 2048 }), arch: 'sm_90' });
     expect(() => planModule(wide)).toThrow(/field 'headDim' must be an integer from 1 to 1024, got 2048/);
   });
+
+  it("refuses attention whose dims outgrow a CTA's threads or its shared memory, and sizes the rest", () => {
+    const emit = (o: Parameters<typeof makeDeployment>[0]) => () => cudaBackend.emit(planModule(makeDeployment({ arch: 'sm_90', ...o })));
+    // fp32 head_dim 1024: 256 four-wide vectors for 128 threads.
+    expect(emit({ model: modelConfig({ numHeads: 2, numKvHeads: 2, headDim: 1024 }), dtype: 'fp32' })).toThrow(/head_dim 1024 must be at most 512 for fp32 attention/);
+    // 8 rows x 4 heads of head_dim 512 in fp32 with pages of 64: staged tiles alone take 4 x 64 x 2 KiB.
+    const big = { model: modelConfig({ numHeads: 8, numKvHeads: 2, headDim: 512 }), dtype: 'fp32' as const, gamma: 7, pageSize: 64 };
+    expect(emit(big)).toThrow(/attention needs \d+ bytes of shared memory \(8 rows x group 4 x head_dim 512, pages of 64\); sm_90 allows 231424/);
+    expect(emit({ ...big, arch: 'sm_80' })).toThrow(/sm_80 allows 165888/);
+    expect(emit({ ...big, pageSize: 8 })).not.toThrow();
+  });
 });
 
 describe('adaptive gamma', () => {
