@@ -40,6 +40,15 @@ class Device {
   virtual void* stream() = 0;
   /** Waits for everything queued; throws md::Error for a failure the device reports only now. */
   virtual void synchronize() = 0;
+  /**
+   * Timing marks in stream order: mark(i) notes when the stream reaches this point (a CUDA event; on the
+   * host, where work is done when queued, the clock), and after a synchronize() that follows both,
+   * seconds(i, j) is the device time from mark i to mark j. The engine times a round's phases with them:
+   * on a GPU the host's clock between two launches measures only the queueing.
+   */
+  static constexpr int kMarks = 4;
+  virtual void mark(int i) = 0;
+  virtual double seconds(int from, int to) = 0;
 };
 
 /** Host memory: `name` is "cpu" or says which emulated target it stands in for. */

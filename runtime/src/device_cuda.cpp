@@ -68,9 +68,11 @@ class CudaDevice final : public Device {
             "." + std::to_string(prop.minor) + ", module " + arch + ")";
     check(cudaSetDevice(device), "cudaSetDevice");
     check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
+    for (cudaEvent_t& e : marks_) check(cudaEventCreate(&e), "cudaEventCreate");
   }
   ~CudaDevice() override {
     cudaStreamSynchronize(stream_);
+    for (cudaEvent_t e : marks_) cudaEventDestroy(e);
     cudaStreamDestroy(stream_);
   }
   std::string name() const override { return name_; }
@@ -111,15 +113,27 @@ class CudaDevice final : public Device {
   }
   void* stream() override { return stream_; }
   void synchronize() override { check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize"); }
+  void mark(int i) override { check(cudaEventRecord(marks_[check_mark(i)], stream_), "cudaEventRecord"); }
+  double seconds(int from, int to) override {
+    float ms = 0;
+    check(cudaEventElapsedTime(&ms, marks_[check_mark(from)], marks_[check_mark(to)]), "cudaEventElapsedTime");
+    return double(ms) / 1e3;
+  }
 
  private:
   void check(cudaError_t e, const char* what) const {
     if (e != cudaSuccess) throw Error(name_ + ": " + what + " failed (" + cuda_text(e) + ")");
   }
 
+  int check_mark(int i) const {
+    if (i < 0 || i >= kMarks) throw Error(name_ + ": internal: timing mark " + std::to_string(i) + " outside 0.." + std::to_string(kMarks - 1));
+    return i;
+  }
+
   int device_ = 0;
   std::string name_;
   cudaStream_t stream_ = nullptr;
+  cudaEvent_t marks_[kMarks] = {};
 };
 
 }  // namespace

@@ -1,4 +1,5 @@
 // The host-memory Device (device.h): CPU modules, and CUDA modules built for the SIMT emulator.
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 
@@ -36,6 +37,10 @@ class HostDevice final : public Device {
   }
   void* stream() override { return nullptr; }
   void synchronize() override {}
+  void mark(int i) override { marks_[check_mark(i)] = std::chrono::steady_clock::now(); }
+  double seconds(int from, int to) override {
+    return std::chrono::duration<double>(marks_[check_mark(to)] - marks_[check_mark(from)]).count();
+  }
 
  private:
   static void move(void* dst, const void* src, size_t bytes) {
@@ -48,8 +53,14 @@ class HostDevice final : public Device {
     return p;
   }
 
+  int check_mark(int i) const {
+    if (i < 0 || i >= kMarks) throw Error(name_ + ": internal: timing mark " + std::to_string(i) + " outside 0.." + std::to_string(kMarks - 1));
+    return i;
+  }
+
   std::string name_;
   bool reads_host_;
+  std::chrono::steady_clock::time_point marks_[kMarks] = {};
 };
 
 }  // namespace

@@ -547,7 +547,7 @@ void Engine::spec_round(std::vector<Request*>& batch, int* rows_out) {
                   std::to_string(r->id) + " reserved");
 
   Device& d = *device_;
-  double t0 = now_s();
+  d.mark(0);
   // With a 'match' verifier a sampling request's drafts are the draft's samples under the noise of their
   // positions, and its target tokens the target's samples (forward -> sample): verify_greedy then accepts
   // while they agree, and the emitted tokens are the autoregressive samples (docs/DSL.md, "Verifiers").
@@ -571,7 +571,7 @@ void Engine::spec_round(std::vector<Request*>& batch, int* rows_out) {
         if (!batch[size_t(i)]->opts.sampling.greedy())
           d.copy(draft_logits_.get() + (size_t(i) * G + j) * V, logits_.get() + size_t(i) * V, V * sizeof(float));
   }
-  double t1 = now_s();
+  d.mark(1);
 
   // Verification rewrites positions cache_len .. cache_len + g with the target's K/V. Its rows per sequence:
   // the pending token (from the host), then the g drafts (from d_drafted_).
@@ -616,8 +616,10 @@ void Engine::spec_round(std::vector<Request*>& batch, int* rows_out) {
   d.download(next.data(), d_next_.get(), size_t(n) * I4);
   d.download(drafted.data(), d_drafted_.get(), size_t(n) * G * I4);
   if (logits_kept_) d.download(host_logits_.data(), logits_.get(), size_t(rows.size()) * V * sizeof(float));
+  d.mark(2);
   d.synchronize();
-  double t2 = now_s();
+  // The phases in device time (Device::mark): the host only queues them, so its clock would time the launches.
+  const double draft_s = d.seconds(0, 1), verify_s = d.seconds(1, 2);
 
   for (int i = 0; i < n; ++i) {
     Request* r = batch[size_t(i)];
@@ -628,8 +630,8 @@ void Engine::spec_round(std::vector<Request*>& batch, int* rows_out) {
     r->stats.rounds += 1;
     r->stats.drafted += g;
     r->stats.accepted += a;
-    r->stats.draft_s += t1 - t0;
-    r->stats.verify_s += t2 - t1;
+    r->stats.draft_s += draft_s;
+    r->stats.verify_s += verify_s;
     stats_.drafted += g;
     stats_.accepted += a;
     // Emitted: the a accepted drafts, then the target's token after them; rows i*(g+1) + 0..a hold their logits.
@@ -641,12 +643,12 @@ void Engine::spec_round(std::vector<Request*>& batch, int* rows_out) {
     r->cache_len += a + 1;
     r->pending = next[size_t(i)];
   }
-  tuner_.record(n, g, accepted.data(), t1 - t0, t2 - t1);
+  tuner_.record(n, g, accepted.data(), draft_s, verify_s);
   ++stats_.rounds;
   ++stats_.bucket_rounds[last_bucket_];
   ++stats_.gamma_rounds[g];
-  stats_.draft_s += t1 - t0;
-  stats_.verify_s += t2 - t1;
+  stats_.draft_s += draft_s;
+  stats_.verify_s += verify_s;
 }
 
 void Engine::forward(const Rows& rows, StepKind kind, const std::vector<int>& lm_rows, const std::vector<Request*>& lm_reqs,

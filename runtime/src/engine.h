@@ -111,8 +111,9 @@ struct EngineStats {
    * o, gate/up, down, the LM head with its argmax); RMSNorm (also fused with the residual add) and RoPE
    * with the KV append; everything else (embedding, SwiGLU, residual add, greedy verification, gathering
    * the LM rows). Read from steady_clock around each call; the rest of a step is the host's scheduling.
-   * On a CUDA device calls only queue work on the stream, so these are launch times, and the phase times
-   * (draft_s, verify_s, ...) end where the host next waits for the device.
+   * On a CUDA device calls only queue work on the stream, so these are launch times; the phase times are
+   * the device's: a round's draft_s and verify_s between Device::mark events, prefill_s and decode_s from a
+   * step's start to its wait for the device.
    */
   double kernel_s[kStepKinds][kKernelClasses] = {};
 };
