@@ -96,7 +96,9 @@ export function mmaGemmTiling(n: number, maxRows: number) {
 }
 
 export interface AttnShape {
-  /** Elements per K load, lanes per position, elements per V load, position classes of P.V. */
+  /** Whether the tensor-core kernel runs it (md_attn_mma_kernel; else md_attn_chunk_kernel on CUDA cores). */
+  readonly mma: boolean;
+  /** The CUDA-core kernel's elements per K load, lanes per position, elements per V load, position classes of P.V. */
   readonly vec: number;
   readonly lanesPerPos: number;
   readonly vecV: number;
@@ -109,8 +111,19 @@ export interface AttnShape {
 /** (row, query head) pairs one attention CTA may take: bounds the P.V registers per thread. */
 const ATTN_MAX_PAIRS = 32;
 
+/** (row, query head) pairs of the tensor-core kernel's CTA: the 16 rows of an mma.sync m16n8k16 tile. */
+const ATTN_MMA_PAIRS = 16;
+
 /**
- * md_attn_shape's choices (md_cuda.cuh). A block holds the gamma + 1 rows of a verification (fewer when the
+ * Whether a module's attention runs on tensor cores: bf16 / fp16 storage (mma.sync has no exact fp32
+ * form), head_dim a multiple of 8 (P.V's n-tiles) up to 128 (a warp's accumulators in registers), and a
+ * query group that fits one mma tile. The kernel rounds q and the softmax weights to the storage type.
+ */
+export const attnUsesMma = (plan: ModulePlan): boolean =>
+  plan.deployment.dtype !== 'fp32' && plan.dims.headDim % 8 === 0 && plan.dims.headDim <= 128 && plan.dims.group <= ATTN_MMA_PAIRS;
+
+/**
+ * md_attn_shape's or md_attn_mma_shape's choices (md_cuda.cuh). A block holds the gamma + 1 rows of a verification (fewer when the
  * group is wide); positions get at most 4 lanes each, so a pair's dot product ends in a short butterfly;
  * P.V position classes fill the threads when a block's pairs alone would not. smemBytes is
  * md_attn_shape::SMEM_BYTES.
@@ -120,6 +133,15 @@ export function attnShapeFor(plan: ModulePlan): AttnShape {
   const elt = CUDA_STORAGE[plan.deployment.dtype].bytes;
   const page = plan.pageSize;
   const vec = vectorWidth(d, elt);
+  if (attnUsesMma(plan)) {
+    const rows = Math.max(1, Math.min(plan.gamma + 1, Math.floor(ATTN_MMA_PAIRS / g)));
+    const rowBytes = d * elt;
+    const stride = rowBytes + ((16 - (rowBytes % 128) + 128) % 128);
+    const warpsUsed = Math.min(4, Math.ceil(page / 16));
+    const floats = warpsUsed * 16 * d + warpsUsed * 16 + 4 * 16;
+    const smemBytes = 4 * Math.ceil((page * stride) / 16) * 16 + 4 * floats + (rows + 1) * page;
+    return { mma: true, vec, lanesPerPos: 0, vecV: 0, split: 0, rows, smemBytes };
+  }
   let lanesPerPos = 4;
   while ((d / vec) % lanesPerPos !== 0) lanesPerPos /= 2;
   const vecV = vec;
@@ -131,8 +153,8 @@ export function attnShapeFor(plan: ModulePlan): AttnShape {
   const padBytes = rowBytes % 16 === 0 ? (((16 * lanesPerPos - (rowBytes % 128) + 256) % 128)) : 0;
   const tileBytes = page * (rowBytes + padBytes);
   const stageBytes = 4 * Math.ceil(tileBytes / 16) * 16;
-  const floats = 2 * pairs * d + pairs * page + (split - 1) * pairs * d + 3 * pairs;
-  return { vec, lanesPerPos, vecV, split, rows, smemBytes: stageBytes + 4 * floats + rows * page };
+  const floats = 2 * pairs * d + pairs * (page + 1) + (split - 1) * pairs * d + 3 * pairs;
+  return { mma: false, vec, lanesPerPos, vecV, split, rows, smemBytes: stageBytes + 4 * floats + rows * page };
 }
 
 /** Limits of the CUDA kernels only; model and plan invariants were checked by planModule. */
@@ -247,6 +269,7 @@ function renderAttention(plan: ModulePlan, pass: PassPlan): string {
     chunk: plan.chunk,
     chunkPages: plan.chunk / plan.pageSize,
     maxChunks: plan.maxChunks,
+    mma: shape.mma,
     vec: shape.vec,
     lanesPerPos: shape.lanesPerPos,
     vecV: shape.vecV,

@@ -9,7 +9,7 @@
 import { copyFileSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { models } from '../../dsl/models.ts';
-import { emitCuda, CUDA_STORAGE, gemmActivationRoundoff, usesMma } from '../../codegen/backends/cuda.ts';
+import { attnUsesMma, emitCuda, CUDA_STORAGE, gemmActivationRoundoff, usesMma } from '../../codegen/backends/cuda.ts';
 import { cpuBackend } from '../../codegen/backends/cpu.ts';
 import { cDouble, renderPassFunctions } from '../../codegen/backends/common.ts';
 import { kernelFnType, kernelSpecs } from '../../codegen/backends/header.ts';
@@ -105,13 +105,15 @@ export function kitConfig(plan: ModulePlan): string {
     `typedef ${CUDA_STORAGE[dtype].ctype} kit_store_t;`,
     `enum { KIT_HIDDEN = ${d.hidden}, KIT_INTER = ${d.intermediate}, KIT_VOCAB = ${d.vocab}, KIT_HEADS = ${d.heads}, KIT_KV_HEADS = ${d.kvHeads},`,
     `       KIT_HEAD_DIM = ${d.headDim}, KIT_PAGE = ${plan.pageSize}, KIT_PAGES_PER_SEQ = ${plan.pagesPerSeq}, KIT_MAX_SEQ = ${plan.maxSeq},`,
-    `       KIT_GAMMA = ${plan.gamma}, KIT_NBUCKETS = ${buckets.length} };`,
+    `       KIT_CHUNK = ${plan.chunk}, KIT_GAMMA = ${plan.gamma}, KIT_NBUCKETS = ${buckets.length} };`,
+    `#define KIT_ATTN_MMA ${attnUsesMma(plan) ? 1 : 0}  // attention on tensor cores: q and P rounded to kit_store_t`,
     `static const int KIT_BUCKETS[] = {${buckets.join(', ')}};`,
     `static const double KIT_EPS = ${cDouble(Math.fround(plan.rmsEps))};`,
     `static const float KIT_SCALE = ${renderF32(plan.scale)};`,
     // The references read the decoded storage values and compute on unrounded activations; the kernels
     // compute in fp32 (test/emu/ measures ~1e-7), except that the tensor-core GEMMs round their activations
-    // to the storage type first: those bounds add that unit roundoff (gemmActivationRoundoff).
+    // to the storage type first: those bounds add that unit roundoff (gemmActivationRoundoff). The
+    // tensor-core attention's rounding of q and P the attention reference models (KIT_ATTN_MMA).
     '// Relative error bounds (row inf-norm): attention, the GEMMs (and fused LM head), the fp32-only paths (norms, rope, swiglu).',
     'static const double KIT_TOL = 1e-5;',
     `static const double KIT_TOL_GEMM = ${cDouble(1e-5 + (usesMma(plan) ? gemmActivationRoundoff(dtype) : 0))};`,

@@ -1,6 +1,7 @@
-// The generated CUDA paged split-KV attention (md_attn_chunk_kernel + md_attn_merge_kernel, both passes),
-// run under the SIMT emulator, against the float64 reference of the CPU kernels (test/reference/kernels.ts,
-// with CUDA's numerics: no rounding of q), on every emulated test module. As for the CPU kernels
+// The generated CUDA paged split-KV attention (md_attn_mma_kernel on tensor cores, or md_attn_chunk_kernel
+// on CUDA cores, then md_attn_merge_kernel; both passes), run under the SIMT emulator, against the float64
+// reference of the CPU kernels (test/reference/kernels.ts, with the kernel's numerics: 'cuda-mma' rounds q
+// and P to the storage type, 'cuda' rounds nothing), on every emulated test module. As for the CPU kernels
 // (test/kernels/attention.test.ts): every cached position no row may see is NaN and every output and the
 // workspace start as NaN, so a skipped or masked position that reaches the arithmetic, or an unwritten
 // output or chunk partial, shows. Row invariance is bitwise, and here it also spans the blocks of rows that
@@ -14,13 +15,14 @@
 // clamped to the cache.
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { attnShapeFor } from '../../codegen/backends/cuda.ts';
+import { attnShapeFor, attnUsesMma } from '../../codegen/backends/cuda.ts';
 import { isCausal } from '../../codegen/passes/causal.ts';
-import type { PassPlan } from '../../codegen/plan.ts';
+import { planModule, type PassPlan } from '../../codegen/plan.ts';
 import { attentionError, attentionRef, visibleRef } from '../reference/kernels.ts';
 import { attentionDrawArb, buildAttention, mulberry32, type AttentionDraw, type BuiltAttention } from '../harness/kernels/attention-case.ts';
 import { guardAttention } from '../harness/kernels/attention-guard.ts';
 import { f32, KernelDriver, pageBytes, type Arg } from '../harness/kernels/driver.ts';
+import { kvCacheRow } from '../../codegen/abi.ts';
 import { onGpu, openEmulatedModule, sanitizerEnv, useEmulatedModules, type EmulatedModule } from '../harness/emu/module.ts';
 import { makeDeployment, modelConfig } from '../support/deployments.ts';
 import { EMU_DEPLOYMENTS, heavy, type EmuDeploymentName } from './deployments.ts';
@@ -76,7 +78,7 @@ function unwrittenPartials(m: EmulatedModule, pass: PassPlan, c: BuiltAttention,
 
 function checkReference(m: EmulatedModule, pass: PassPlan, c: BuiltAttention, out: Float32Array) {
   expect(out.every(Number.isFinite), 'every output written and finite').toBe(true);
-  const e = attentionError(out, attentionRef(m.plan, pass, c.ref, 'cuda'));
+  const e = attentionError(out, attentionRef(m.plan, pass, c.ref, attnUsesMma(m.plan) ? 'cuda-mma' : 'cuda'));
   worst = Math.max(worst, e);
   expect(e).toBeLessThan(TOL);
 }
@@ -202,6 +204,52 @@ describe("emulated CUDA attention: the split of a row's chunks over CTAs changes
       const alone = await run(m, pass, c.rowArgs(r, { ownLength: isCausal(pass.visible) }), 1, 1);
       expect(bits(alone.out), `row ${r} alone vs in the batch of ${c.rows}`).toEqual(bits(out.slice(r * D, (r + 1) * D)));
     }
+  }, 600_000);
+});
+
+/** The emulated test modules whose attention runs on tensor cores (md_attn_mma_kernel). */
+const MMA_NAMES = NAMES.filter((n) => attnUsesMma(planModule(ATTN_DEPLOYMENTS[n])));
+
+describe.each(MMA_NAMES)('emulated CUDA attention on tensor cores, non-finite values, module %s', (name) => {
+  it("an infinite or NaN V that only a block's last verification row sees leaves the rows before it as they are alone", async () => {
+    // The P.V mma gives the block's other rows zero weight at that position, and 0 * inf would be NaN:
+    // the kernel must notice and work that tile row by row. Row k, the last of the first block, is the
+    // first to see the value (at its own position).
+    const m = modules.get(name)!;
+    const pass = m.plan.passes.target;
+    const { gamma } = m.plan;
+    const k = Math.min(gamma, attnShapeFor(m.plan).rows - 1);
+    const { kvHeads, headDim: D, qDim } = m.plan.dims;
+    const PS = m.plan.pageSize;
+    const specials = m.plan.deployment.dtype === 'fp16' ? [0x7c00, 0xfc00, 0x7e00] : [0x7f80, 0xff80, 0x7fc0];
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 1, max: 0x7fffffff }),
+        fc.integer({ min: gamma + 2, max: 3 * PS + 7 }),
+        fc.integer({ min: 0, max: kvHeads - 1 }),
+        fc.integer({ min: 0, max: D - 1 }),
+        fc.constantFrom(...specials),
+        async (seed, len, kvh, e, special) => {
+          const c = buildAttention(m.plan, pass, { seed, seqs: [{ len, verify: true }, { len: PS + 3, verify: false }], paramPicks: [1, 1, 1, 1, 1, 1, 1, 1] }); // the widest windows
+          const slot = (c.ref.rowSeq as number[])[0];
+          const at = len - 1 - gamma + k;
+          const page = (c.ref.pageTable as Int32Array)[slot * m.plan.pagesPerSeq + Math.floor(at / PS)];
+          const v = new Uint16Array((c.args.v_cache as Uint8Array).slice().buffer);
+          v[kvCacheRow({ kvHeads, headDim: D, pageSize: PS }, page, at % PS, kvh) + e] = special; // +inf, -inf or NaN
+          const args = { ...c.args, v_cache: new Uint8Array(v.buffer) };
+          const all = await run(m, pass, args, c.rows);
+          expect(all.status).toBe(0);
+          for (let r = 0; r < k; r++) {
+            const alone = await run(m, pass, { ...c.rowArgs(r, { ownLength: true }), v_cache: args.v_cache }, 1, small(m));
+            expect(bits(alone.out), `row ${r} alone vs in its block`).toEqual(bits(all.out.slice(r * qDim, (r + 1) * qDim)));
+            expect(alone.out.every(Number.isFinite)).toBe(true);
+          }
+          const seer = all.out.slice(k * qDim, (k + 1) * qDim);
+          expect(seer.some((x) => !Number.isFinite(x)), 'the row that sees it').toBe(true);
+        },
+      ),
+      { numRuns: heavy(m.plan) ? 2 : 8 },
+    );
   }, 600_000);
 });
 

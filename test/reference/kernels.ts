@@ -9,7 +9,7 @@
 import { kvCacheRow } from '../../codegen/abi.ts';
 import { evaluate } from '../../codegen/interp.ts';
 import type { ModulePlan, PassPlan } from '../../codegen/plan.ts';
-import { bf16FromF32, f32FromBf16 } from '../harness/kernels/storage.ts';
+import { bf16FromF32, f16FromF32, f32FromBf16, f32FromF16 } from '../harness/kernels/storage.ts';
 
 type Vec = ArrayLike<number>;
 
@@ -161,17 +161,20 @@ export interface AttentionReference {
   readonly slack: Float64Array;
 }
 
-/** A weight or V element as VDPBF16PS takes it in the CPU's P.V (bf16 storage): rounded to bf16, subnormals zero. */
-const pvOperand = (x: number) => dotInput(f32FromBf16(bf16FromF32(Math.fround(x))));
+/** x rounded to bf16 / fp16 (round to nearest even). */
+const toBf16 = (x: number) => f32FromBf16(bf16FromF32(Math.fround(x)));
+const toF16 = (x: number) => f32FromF16(f16FromF32(Math.fround(x)));
 
 /**
  * `numerics`: whose documented rounding the reference models. 'cpu' (README, "CPU numerics"): with bf16
  * storage, q rounded to bf16 and bf16 subnormals of q and k flushed for the dot, and P rounded to bf16 for
  * P.V: each weight is exp(s - m) with m the running maximum of the row's visible scores in its split-KV
  * chunk up to its page (the kernel's online softmax), rounded before it multiplies V, while l sums the
- * unrounded weights. 'cuda': none (the CUDA kernels multiply fp32 q by the decoded k, and P by V in f32).
+ * unrounded weights. 'cuda': none (the CUDA-core kernel multiplies fp32 q by the decoded k, and P by V in
+ * f32). 'cuda-mma' (the tensor-core kernel, codegen/backends/cuda.ts attnUsesMma): q and P rounded to the
+ * storage type (bf16 or fp16), at the same points as the CPU's, subnormals kept.
  */
-export function attentionRef(plan: ModulePlan, pass: PassPlan, c: AttentionCase, numerics: 'cpu' | 'cuda' = 'cpu'): AttentionReference {
+export function attentionRef(plan: ModulePlan, pass: PassPlan, c: AttentionCase, numerics: 'cpu' | 'cuda' | 'cuda-mma' = 'cpu'): AttentionReference {
   const { heads, kvHeads, headDim: D, group } = plan.dims;
   const rows = c.rowSeq.length;
   const out = new Float64Array(rows * heads * D);
@@ -179,9 +182,15 @@ export function attentionRef(plan: ModulePlan, pass: PassPlan, c: AttentionCase,
   const params = paramRecord(pass, c.params);
   const shape = { kvHeads, headDim: D, pageSize: plan.pageSize };
   const at = (slot: number, t: number, kvh: number) => kvCacheRow(shape, c.pageTable[slot * c.pagesPerSeq + Math.floor(t / plan.pageSize)], t % plan.pageSize, kvh);
-  const bf16 = plan.deployment.dtype === 'bf16' && numerics === 'cpu';
-  const dotQ = bf16 ? Float64Array.from(c.q, dotActivation) : c.q;
-  const dotK = (x: number) => (bf16 ? dotInput(x) : x);
+  const { dtype } = plan.deployment;
+  // The operands of q.k and of P.V as the kernel takes them: `rounded` says whether q and P are rounded.
+  const cpu = dtype === 'bf16' && numerics === 'cpu';
+  const rounded = cpu || (numerics === 'cuda-mma' && dtype !== 'fp32');
+  const round = dtype === 'fp16' ? toF16 : toBf16;
+  const dotQ = cpu ? Float64Array.from(c.q, dotActivation) : rounded ? Float64Array.from(c.q, round) : c.q;
+  const dotK = (x: number) => (cpu ? dotInput(x) : x);
+  const pvOperand = (x: number) => (cpu ? dotInput(round(x)) : round(x));
+  const pvValue = (x: number) => (cpu ? dotInput(x) : x);
   for (let r = 0; r < rows; r++) {
     const slot = c.rowSeq[r];
     const q = c.rowPos[r];
@@ -206,7 +215,7 @@ export function attentionRef(plan: ModulePlan, pass: PassPlan, c: AttentionCase,
       });
       if (!seen.length) continue; // nothing visible: 0
       const value = (t: number, d: number) => c.vCache[at(slot, t, kvh) + d];
-      if (!bf16) {
+      if (!rounded) {
         const m = Math.max(...scores);
         const p = scores.map((s) => Math.exp(s - m));
         const l = p.reduce((a, b) => a + b, 0);
@@ -217,8 +226,8 @@ export function attentionRef(plan: ModulePlan, pass: PassPlan, c: AttentionCase,
         }
         continue;
       }
-      // bf16 P: the kernel's weight exp(s - m) is within a relative `eps` of this one (its scores' and
-      // exp's f32 error), so it rounds to a bf16 between those of w (1 - eps) and w (1 + eps).
+      // Rounded P: the kernel's weight exp(s - m) is within a relative `eps` of this one (its scores' and
+      // exp's f32 error), so it rounds to a value between those of w (1 - eps) and w (1 + eps).
       const eps = 2 ** -19 * (2 + 4 * size);
       const chunks = new Map<number, { m: number; l: number; acc: Float64Array; slack: Float64Array }>();
       for (let i = 0; i < seen.length; ) {
@@ -243,7 +252,7 @@ export function attentionRef(plan: ModulePlan, pass: PassPlan, c: AttentionCase,
             const spread = pvOperand(w * (1 + eps)) - pvOperand(w * (1 - eps));
             const wr = pvOperand(w);
             for (let d = 0; d < D; d++) {
-              const v = pvOperand(value(seen[k], d));
+              const v = pvValue(value(seen[k], d));
               st.acc[d] += wr * v;
               st.slack[d] += spread * Math.abs(v);
             }
