@@ -49,6 +49,36 @@ class Device {
   static constexpr int kMarks = 4;
   virtual void mark(int i) = 0;
   virtual double seconds(int from, int to) = 0;
+  /**
+   * Stream capture, where the device has it (CUDA graphs; the host has none: can_capture() is false and
+   * the rest is never called). Between begin_capture() and end_capture() the stream's work is recorded
+   * instead of run, and end_capture() returns it as an executable graph that launch_graph() queues, as
+   * often as wanted, and release_graph() frees. Recorded work must not upload host data (a replay would
+   * copy the host memory of the time it replays, or fail). abort_capture() ends a capture that failed
+   * half-way, leaving the stream usable.
+   */
+  virtual bool can_capture() const = 0;
+  virtual void begin_capture() = 0;
+  virtual void* end_capture() = 0;
+  virtual void abort_capture() noexcept = 0;
+  virtual void launch_graph(void* graph) = 0;
+  virtual void release_graph(void* graph) noexcept = 0;
+};
+
+/** A captured graph, released with its Device. */
+class DeviceGraph {
+ public:
+  DeviceGraph(Device& d, void* graph) : dev_(&d), graph_(graph) {}
+  DeviceGraph(DeviceGraph&& o) noexcept : dev_(o.dev_), graph_(o.graph_) { o.graph_ = nullptr; }
+  DeviceGraph& operator=(DeviceGraph&&) = delete;
+  ~DeviceGraph() {
+    if (graph_) dev_->release_graph(graph_);
+  }
+  void* get() const { return graph_; }
+
+ private:
+  Device* dev_;
+  void* graph_;
 };
 
 /** Host memory: `name` is "cpu" or says which emulated target it stands in for. */

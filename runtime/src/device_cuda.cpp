@@ -119,6 +119,25 @@ class CudaDevice final : public Device {
     check(cudaEventElapsedTime(&ms, marks_[check_mark(from)], marks_[check_mark(to)]), "cudaEventElapsedTime");
     return double(ms) / 1e3;
   }
+  // Relaxed: the module's launchers may call cudaFuncSetAttribute and the like while work is recorded.
+  bool can_capture() const override { return true; }
+  void begin_capture() override { check(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeRelaxed), "cudaStreamBeginCapture"); }
+  void* end_capture() override {
+    cudaGraph_t graph = nullptr;
+    check(cudaStreamEndCapture(stream_, &graph), "cudaStreamEndCapture");
+    cudaGraphExec_t exec = nullptr;
+    const cudaError_t e = cudaGraphInstantiateWithFlags(&exec, graph, 0);
+    cudaGraphDestroy(graph);
+    check(e, "cudaGraphInstantiateWithFlags");
+    return exec;
+  }
+  void abort_capture() noexcept override {
+    cudaGraph_t graph = nullptr;
+    if (cudaStreamEndCapture(stream_, &graph) == cudaSuccess && graph) cudaGraphDestroy(graph);
+    cudaGetLastError();  // the capture's failure, so that later calls are unaffected
+  }
+  void launch_graph(void* graph) override { check(cudaGraphLaunch(static_cast<cudaGraphExec_t>(graph), stream_), "cudaGraphLaunch"); }
+  void release_graph(void* graph) noexcept override { cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(graph)); }
 
  private:
   void check(cudaError_t e, const char* what) const {

@@ -41,6 +41,13 @@ class HostDevice final : public Device {
   double seconds(int from, int to) override {
     return std::chrono::duration<double>(marks_[check_mark(to)] - marks_[check_mark(from)]).count();
   }
+  // Host work runs as it is queued: nothing to capture.
+  bool can_capture() const override { return false; }
+  void begin_capture() override { throw Error(name_ + ": internal: the host device captures no work"); }
+  void* end_capture() override { throw Error(name_ + ": internal: the host device captures no work"); }
+  void abort_capture() noexcept override {}
+  void launch_graph(void*) override { throw Error(name_ + ": internal: the host device captures no work"); }
+  void release_graph(void*) noexcept override {}
 
  private:
   static void move(void* dst, const void* src, size_t bytes) {

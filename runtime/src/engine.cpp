@@ -146,6 +146,8 @@ Engine::Engine(const std::string& model_dir, const std::string& module_path, con
   d_drafted_ = DeviceBuffer<int32_t>(d, B * G, "drafted tokens");
   d_target_ = DeviceBuffer<int32_t>(d, B * (G + 1), "target tokens");
   for (auto* b : {&d_accepted_, &d_next_}) *b = DeviceBuffer<int32_t>(d, B, "verification results");
+  d_draft_rows_ = DeviceBuffer<int32_t>(d, G * 2 * B, "the draft steps' rows");
+  draft_rows_.assign(G * 2 * B, 0);
   for (auto* b : {&tokens_, &row_seq_, &row_pos_, &argmax_, &s_top_k_, &s_pos_}) b->assign(R, 0);
   for (auto* b : {&s_temperature_, &s_top_p_, &s_min_p_}) b->assign(R, 0.f);
   s_seed_.assign(2 * R, 0);
@@ -553,24 +555,9 @@ void Engine::spec_round(std::vector<Request*>& batch, int* rows_out) {
   // while they agree, and the emitted tokens are the autoregressive samples (docs/DSL.md, "Verifiers").
   // The drafted tokens never leave the device: each step's LM tokens are the next step's input and a
   // column of d_drafted_ ([n, G], -1 in the columns past g: never a target token, so acceptance stops at g).
-  std::vector<int> all;
-  for (int i = 0; i < n; ++i) all.push_back(i);
   const size_t I4 = sizeof(int32_t);
   d.fill(d_drafted_.get(), 0xff, size_t(n) * G * I4);
-  for (int j = 0; j < g; ++j) {
-    Rows rows;
-    for (int i = 0; i < n; ++i) {
-      Request* r = batch[size_t(i)];
-      rows.push(j == 0 ? r->pending : -1, r->slot, r->cache_len + j);
-    }
-    if (j > 0) d.copy(d_tokens_.get(), d_argmax_.get(), size_t(n) * I4);
-    forward(rows, StepKind::Draft, all, batch, j > 0);
-    d.copy_2d(d_drafted_.get() + j, G * I4, d_argmax_.get(), I4, I4, size_t(n));
-    if (rejection)
-      for (int i = 0; i < n; ++i)
-        if (!batch[size_t(i)]->opts.sampling.greedy())
-          d.copy(draft_logits_.get() + (size_t(i) * G + j) * V, logits_.get() + size_t(i) * V, V * sizeof(float));
-  }
+  draft_steps(batch, g, rejection);
   d.mark(1);
 
   // Verification rewrites positions cache_len .. cache_len + g with the target's K/V. Its rows per sequence:
@@ -651,8 +638,86 @@ void Engine::spec_round(std::vector<Request*>& batch, int* rows_out) {
   stats_.verify_s += verify_s;
 }
 
+// The draft's steps differ only in positions and lengths (their tokens stay on the device): all g steps'
+// row data go up at once, before them (d_draft_rows_: per step, positions then lengths), and each step
+// copies its own into the pass's buffers on the device. Unless a request samples (md_sample's arguments go
+// up per step), the steps then read nothing from the host, so where the device captures work they run as
+// one graph, captured once per (sequences, gamma, bucket) and replayed: g x layers x ~15 launches become one.
+void Engine::draft_steps(std::vector<Request*>& batch, int g, bool rejection) {
+  Device& d = *device_;
+  const int n = int(batch.size());
+  const int G = module_->manifest().gamma;
+  const size_t V = size_t(weights_->config().vocab_size), I4 = sizeof(int32_t);
+  const size_t B = seq_len_.size(), stride = size_t(n) + B;
+  std::vector<int> all;
+  std::vector<Rows> steps(static_cast<size_t>(g));
+  bool sampling = false;
+  for (int i = 0; i < n; ++i) {
+    all.push_back(i);
+    sampling = sampling || !batch[size_t(i)]->opts.sampling.greedy();
+  }
+  for (int j = 0; j < g; ++j) {
+    int32_t* pos = draft_rows_.data() + size_t(j) * stride;
+    int32_t* len = pos + n;
+    std::fill(len, len + B, 0);
+    for (int i = 0; i < n; ++i) {
+      const Request* r = batch[size_t(i)];
+      steps[size_t(j)].push(j == 0 ? r->pending : -1, r->slot, r->cache_len + j);
+      pos[i] = int32_t(r->cache_len + j);
+      len[r->slot] = int32_t(r->cache_len + j + 1);
+    }
+  }
+  std::copy(steps[0].slot.begin(), steps[0].slot.end(), row_seq_.begin());
+  std::copy(steps[0].token.begin(), steps[0].token.end(), tokens_.begin());
+  d.upload(d_row_seq_.get(), row_seq_.data(), size_t(n) * I4);
+  d.upload(d_tokens_.get(), tokens_.data(), size_t(n) * I4);
+  d.upload(d_draft_rows_.get(), draft_rows_.data(), size_t(g) * stride * I4);
+  sync_pass_inputs();
+  auto run = [&] {
+    for (int j = 0; j < g; ++j) {
+      const int32_t* step = d_draft_rows_.get() + size_t(j) * stride;
+      d.copy(d_row_pos_.get(), step, size_t(n) * I4);
+      d.copy(d_seq_len_.get(), step + n, B * I4);
+      if (j > 0) d.copy(d_tokens_.get(), d_argmax_.get(), size_t(n) * I4);
+      forward(steps[size_t(j)], StepKind::Draft, all, batch, true, true);
+      d.copy_2d(d_drafted_.get() + j, G * I4, d_argmax_.get(), I4, I4, size_t(n));
+      if (rejection)
+        for (int i = 0; i < n; ++i)
+          if (!batch[size_t(i)]->opts.sampling.greedy())
+            d.copy(draft_logits_.get() + (size_t(i) * G + j) * V, logits_.get() + size_t(i) * V, V * sizeof(float));
+    }
+  };
+  if (sampling || !d.can_capture()) return run();
+  const BucketKernels* bk = module_->bucket_for(n, n);
+  if (!bk) throw Error("no batch bucket holds " + std::to_string(n) + " sequences and rows");
+  const auto key = std::make_tuple(n, g, bk->bucket);
+  auto it = draft_graphs_.find(key);
+  if (it == draft_graphs_.end()) {
+    if (draft_graphs_.size() >= 64) draft_graphs_.clear();  // bounded: the batch sizes in use change slowly
+    d.begin_capture();
+    try {
+      run();
+    } catch (...) {
+      d.abort_capture();
+      throw;
+    }
+    it = draft_graphs_.emplace(key, DeviceGraph(d, d.end_capture())).first;
+  }
+  d.launch_graph(it->second.get());
+}
+
+void Engine::sync_pass_inputs() {
+  Device& d = *device_;
+  if (params_dirty_) {
+    d.upload(d_target_params_.get(), target_params_.data(), target_params_.size() * sizeof(float));
+    d.upload(d_draft_params_.get(), draft_params_.data(), draft_params_.size() * sizeof(float));
+    params_dirty_ = false;
+  }
+  cache_->device_page_table();
+}
+
 void Engine::forward(const Rows& rows, StepKind kind, const std::vector<int>& lm_rows, const std::vector<Request*>& lm_reqs,
-                     bool tokens_on_device) {
+                     bool tokens_on_device, bool rows_on_device) {
   const bool draft = kind == StepKind::Draft;
   using K = KernelClass;
   const int R = rows.size();
@@ -675,22 +740,20 @@ void Engine::forward(const Rows& rows, StepKind kind, const std::vector<int>& lm
     std::copy(rows.token.begin(), rows.token.end(), tokens_.begin());
     d.upload(d_tokens_.get(), tokens_.data(), size_t(R) * I4);
   }
-  std::copy(rows.slot.begin(), rows.slot.end(), row_seq_.begin());
-  std::copy(rows.pos.begin(), rows.pos.end(), row_pos_.begin());
-  d.upload(d_row_seq_.get(), row_seq_.data(), size_t(R) * I4);
-  d.upload(d_row_pos_.get(), row_pos_.data(), size_t(R) * I4);
-  d.upload(d_seq_len_.get(), seq_len_.data(), seq_len_.size() * I4);
+  if (!rows_on_device) {
+    std::copy(rows.slot.begin(), rows.slot.end(), row_seq_.begin());
+    std::copy(rows.pos.begin(), rows.pos.end(), row_pos_.begin());
+    d.upload(d_row_seq_.get(), row_seq_.data(), size_t(R) * I4);
+    d.upload(d_row_pos_.get(), row_pos_.data(), size_t(R) * I4);
+    d.upload(d_seq_len_.get(), seq_len_.data(), seq_len_.size() * I4);
+    sync_pass_inputs();
+  }
   const int32_t* page_table = cache_->device_page_table();
 
   const ModelConfig& c = weights_->config();
-  // The pass's runtime params: kernels read them from device memory; uploaded after set_param changed them.
+  // The pass's runtime params: kernels read them from device memory (sync_pass_inputs).
   DeviceBuffer<float>& dev_params = draft ? d_draft_params_ : d_target_params_;
   const std::vector<float>& host_params = draft ? draft_params_ : target_params_;
-  if (params_dirty_) {
-    d.upload(d_target_params_.get(), target_params_.data(), target_params_.size() * sizeof(float));
-    d.upload(d_draft_params_.get(), draft_params_.data(), draft_params_.size() * sizeof(float));
-    params_dirty_ = false;
-  }
   const float* params = host_params.empty() ? nullptr : dev_params.get();
   md_attn_fn attn = draft ? bk->attn_draft : bk->attn_target;
   float *x = x_.get(), *h = h_.get(), *q = q_.get(), *k = k_.get(), *v = v_.get(), *att = attn_.get(), *o = o_.get();

@@ -16,6 +16,7 @@
 #include <mutex>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "device.h"
@@ -111,7 +112,8 @@ struct EngineStats {
    * o, gate/up, down, the LM head with its argmax); RMSNorm (also fused with the residual add) and RoPE
    * with the KV append; everything else (embedding, SwiGLU, residual add, greedy verification, gathering
    * the LM rows). Read from steady_clock around each call; the rest of a step is the host's scheduling.
-   * On a CUDA device calls only queue work on the stream, so these are launch times; the phase times are
+   * On a CUDA device calls only queue work on the stream, so these are launch times (and a speculative
+   * round's draft steps, replayed as a captured graph, add theirs only when captured); the phase times are
    * the device's: a round's draft_s and verify_s between Device::mark events, prefill_s and decode_s from a
    * step's start to its wait for the device.
    */
@@ -237,10 +239,17 @@ class Engine {
    * logits are kept (keep_logits, target pass), the logits into logits_[i] (one fused LM head + argmax).
    * lm_reqs[i] is the request of LM row i: where one samples, argmax_[i] is its sample instead (sample()).
    * Results stay on the device (d_argmax_, logits_) until read_back. With tokens_on_device the rows' tokens
-   * are already in d_tokens_ (the caller queued them there); otherwise rows.token is uploaded.
+   * are already in d_tokens_ (the caller queued them there); otherwise rows.token is uploaded. With
+   * rows_on_device the rows' slots, positions and sequence lengths are already in d_row_seq_, d_row_pos_ and
+   * d_seq_len_, and the pass params and page table are current (sync_pass_inputs): the pass then queues no
+   * upload unless a row samples.
    */
   void forward(const Rows& rows, StepKind kind, const std::vector<int>& lm_rows, const std::vector<Request*>& lm_reqs,
-               bool tokens_on_device = false);
+               bool tokens_on_device = false, bool rows_on_device = false);
+  /** Uploads the passes' params if set_param changed them, and the page table if admission changed it. */
+  void sync_pass_inputs();
+  /** The draft's gamma steps of a speculative round (see spec_round), captured and replayed where the device can. */
+  void draft_steps(std::vector<Request*>& batch, int g, bool rejection);
   /** Waits for the device and copies the first `lm` LM rows' tokens into argmax_ (and their logits when kept). */
   void read_back(int lm);
   /** Writes r's sampling parameters, seed and noise position into slot i of the host staging arrays. */
@@ -302,6 +311,11 @@ class Engine {
   DeviceBuffer<uint32_t> d_seed_;
   DeviceBuffer<float> d_target_params_, d_draft_params_;  // mirrors of target_params_, draft_params_
   bool params_dirty_ = true;
+  // A round's draft steps' positions and sequence lengths ([gamma][max_batch + max_batch]), uploaded at once.
+  DeviceBuffer<int32_t> d_draft_rows_;
+  std::vector<int32_t> draft_rows_;
+  // The draft steps as CUDA graphs, by (sequences, gamma, bucket): captured on first use, then replayed.
+  std::map<std::tuple<int, int, int>, DeviceGraph> draft_graphs_;
   // Host sides: what is uploaded, and what read_back reads.
   std::vector<int32_t> tokens_, row_seq_, row_pos_, seq_len_, argmax_;
   std::vector<float> host_logits_;  // [max_rows_, vocab] with keep_logits or once a request keeps logits
