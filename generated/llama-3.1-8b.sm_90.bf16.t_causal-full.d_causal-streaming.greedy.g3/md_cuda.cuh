@@ -563,6 +563,7 @@ static int md_lm_head_argmax_launch(const float* x, const T* w, float* logits, i
 template <typename T, int HEADS_, int KV_HEADS_, int HEAD_DIM_, int PAGE_, int CHUNK_PAGES_, int MAX_CHUNKS_, int VEC_, int LPP_, int VEC_V_,
           int SPLIT_, int ROWS_>
 struct md_attn_shape {
+  static constexpr bool MMA = false;
   static constexpr int HEADS = HEADS_, KV_HEADS = KV_HEADS_, HEAD_DIM = HEAD_DIM_, GROUP = HEADS_ / KV_HEADS_;
   static constexpr int PAGE = PAGE_, CHUNK_PAGES = CHUNK_PAGES_, CHUNK = PAGE_ * CHUNK_PAGES_, MAX_CHUNKS = MAX_CHUNKS_;
   static constexpr int VEC = VEC_, LPP = LPP_, VPL = HEAD_DIM_ / (VEC_ * LPP_), PPW = 32 / LPP_;
@@ -584,7 +585,9 @@ struct md_attn_shape {
   static constexpr int TILE_ELTS = PAGE_ * ROW_STRIDE;
   static constexpr int STAGE_BYTES = 4 * ((TILE_ELTS * (int)sizeof(T) + 15) / 16 * 16);  // K and V, two stages
   /** Dynamic shared memory: stages, then q, scores, accumulators, class partials, pair state, visibility. */
-  static constexpr int SMEM_FLOATS = PAIRS * HEAD_DIM_ * 2 + PAIRS * PAGE_ + (SPLIT_ - 1) * PAIRS * HEAD_DIM_ + 3 * PAIRS;
+  /** Score rows padded by one float: P.V's threads of different pairs read one position's weights in distinct banks. */
+  static constexpr int SC_STRIDE = PAGE_ + 1;
+  static constexpr int SMEM_FLOATS = PAIRS * HEAD_DIM_ * 2 + PAIRS * SC_STRIDE + (SPLIT_ - 1) * PAIRS * HEAD_DIM_ + 3 * PAIRS;
   static constexpr int SMEM_BYTES = STAGE_BYTES + 4 * SMEM_FLOATS + ROWS_ * PAGE_;
   static_assert(HEAD_DIM_ % (VEC_ * LPP_) == 0 && 32 % LPP_ == 0, "bad score lane partition");
   static_assert(HEAD_DIM_ % VEC_V_ == 0 && UNITS <= THREADS, "bad P.V partition");
@@ -708,31 +711,23 @@ __device__ __forceinline__ void md_attn_stage(T* dst, const T* __restrict__ src,
 }
 
 /**
- * The chunk partials of one block of rows and one KV head. CTA (x, kvh, r) works when row r starts a block:
- * the start of its sequence's run of rows in the call, or ROWS rows after a block start. Of the chunks any
- * block row keeps (md_attn_chunk_kept) in ascending order it takes numbers blockIdx.x, blockIdx.x +
- * gridDim.x, ..., so the draft's CTAs spread over the chunks its policy keeps, and within them it stages and
- * visits only the tiles some block row may see: a skipped tile is never read, a skipped chunk costs
- * neither a CTA nor a partial. A Pass provides the static device functions visible / tile_must / tile_may /
- * score (rendered from the pass's IR) and SCALE (1 / sqrt(head_dim)); see codegen/backends/common.ts
- * renderPassStruct.
+ * The block of rows CTA (x, kvh, r) works on, and its first chunk. Row r must start a block (the start of
+ * its sequence's run of rows in the call, or ROWS rows after a block start), and the block must keep a
+ * chunk (md_attn_chunk_kept) numbered blockIdx.x in ascending order: false, uniformly across the CTA,
+ * when the CTA has no work. qpos: ROWS ints of shared memory for the block's positions.
  */
-template <typename T, class S, class Pass>
-__global__ void __launch_bounds__(128, 2) md_attn_chunk_kernel(md_attn_args a) {
-  constexpr int D = S::HEAD_DIM, G = S::GROUP, P = S::PAGE, NP = S::PAIRS;
-  const int r = blockIdx.z, kvh = blockIdx.y, tid = threadIdx.x;
-  const int warp = tid >> 5, lane = tid & 31;
+template <class S, class Pass>
+__device__ __forceinline__ bool md_attn_open(const md_attn_args& a, md_attn_block<S, Pass>& b, int32_t* qpos, int* first) {
+  const int r = blockIdx.z, tid = threadIdx.x;
   const int32_t slot = a.row_seq[r];
-  md_attn_block<S, Pass> b;
   b.params = a.params;
   b.len = slot >= 0 ? a.seq_len[slot] : 0;
-  b.len = min(b.len, min(a.pages_per_seq * P, S::MAX_CHUNKS * S::CHUNK));
+  b.len = min(b.len, min(a.pages_per_seq * S::PAGE, S::MAX_CHUNKS * S::CHUNK));
   b.nchunks = b.len > 0 ? (b.len + S::CHUNK - 1) / S::CHUNK : 0;
-  if (b.nchunks == 0) return;  // the merge writes this row's zeros
+  if (b.nchunks == 0) return false;  // the merge writes this row's zeros
 
   // Where row r's run of same-slot rows starts: the last row at or before r whose predecessor differs.
   __shared__ int run_start;
-  __shared__ bool row_may[S::ROWS], row_full[S::ROWS];  // the current tile as each block row classifies it
   if (tid == 0) run_start = 0;
   __syncthreads();
   for (int top = r;; top -= S::THREADS) {
@@ -741,37 +736,35 @@ __global__ void __launch_bounds__(128, 2) md_attn_chunk_kernel(md_attn_args a) {
     if (starts) atomicMax(&run_start, i);
     if (__syncthreads_or(starts)) break;
   }
-  if ((r - run_start) % S::ROWS != 0) return;  // not a block start (uniform across the CTA)
-  __shared__ int32_t block_qpos[S::ROWS];
+  if ((r - run_start) % S::ROWS != 0) return false;  // not a block start
   b.nb = 0;
 #pragma unroll
   for (int i = 0; i < S::ROWS; ++i) b.nb += b.nb == i && r + i < a.rows && a.row_seq[r + i] == slot;
-  if (tid < S::ROWS) block_qpos[tid] = tid < b.nb ? a.row_pos[r + tid] : 0;
-  b.qpos = block_qpos;
+  if (tid < S::ROWS) qpos[tid] = tid < b.nb ? a.row_pos[r + tid] : 0;
+  b.qpos = qpos;
   __syncthreads();
-  const int np = b.nb * G;
+  int c = 0;
+  for (int kept = 0; c < b.nchunks; ++c)
+    if (b.chunk(c) && kept++ == (int)blockIdx.x) break;
+  *first = c;
+  return c < b.nchunks;
+}
 
-  int first = 0;  // this CTA's first chunk: the block's kept chunk number blockIdx.x
-  for (int kept = 0; first < b.nchunks; ++first)
-    if (b.chunk(first) && kept++ == (int)blockIdx.x) break;
-  if (first >= b.nchunks) return;
-
-  unsigned char* smem = md_dynamic_smem<unsigned char>();
-  T* stage = reinterpret_cast<T*>(smem);  // [buffer][K, V][TILE_ELTS]
-  constexpr int STAGE_ELTS = S::STAGE_BYTES / 4 / (int)sizeof(T);
-  float* qs = reinterpret_cast<float*>(smem + S::STAGE_BYTES);  // [pair][D]
-  float* acc = qs + NP * D;                                     // [pair][D]
-  float* sc = acc + NP * D;                                     // [pair][P]: scores, then weights
-  float* part = sc + NP * P;                                    // [class 1..][pair][D]
-  float* st_m = part + (S::SPLIT - 1) * NP * D;
-  float* st_l = st_m + NP;
-  float* st_alpha = st_l + NP;
-  bool* vis = reinterpret_cast<bool*>(st_alpha + NP);  // [row][P]
-
-  for (int i = tid; i < np * D; i += S::THREADS) qs[i] = a.q[((size_t)(r + i / (G * D)) * S::HEADS + kvh * G) * D + i % (G * D)];
+/**
+ * A CTA's walk: from chunk `first` on, every gridDim.x-th chunk its block keeps, and within each the tiles
+ * some block row may see, each staged in shared memory (`stage`: two buffers of K and V) while the
+ * previous one is worked on. Before a tile's work, row_may / row_full (ROWS bools of shared memory) say how
+ * each block row classifies it. Every thread calls reset() when a chunk starts, tile(p0, n, k, v) for each
+ * tile of n positions from p0, and finish(c) when chunk c ends, between barriers.
+ */
+template <typename T, class S, class Pass, class Reset, class Tile, class Finish>
+__device__ __forceinline__ void md_attn_walk(const md_attn_args& a, const md_attn_block<S, Pass>& b, int first, T* stage, bool* row_may,
+                                             bool* row_full, Reset&& reset, Tile&& tile, Finish&& finish) {
+  constexpr int P = S::PAGE, STAGE_ELTS = S::STAGE_BYTES / 4 / (int)sizeof(T);
+  const int kvh = blockIdx.y, tid = threadIdx.x;
   const T* kc = static_cast<const T*>(a.k_cache);
   const T* vc = static_cast<const T*>(a.v_cache);
-  const int32_t* pages = a.page_table + (size_t)slot * a.pages_per_seq;
+  const int32_t* pages = a.page_table + (size_t)a.row_seq[blockIdx.z] * a.pages_per_seq;
   auto tile_rows = [&](md_attn_pos at) {
     const int32_t p0 = at.c * S::CHUNK + at.t * P;
     return min(p0 + P, min((at.c + 1) * S::CHUNK, b.len)) - p0;
@@ -792,37 +785,24 @@ __global__ void __launch_bounds__(128, 2) md_attn_chunk_kernel(md_attn_args a) {
       for (int i = 0; i < S::ROWS; ++i) any = any || (may[i] && Pass::visible(b.qpos[i], p0 + j, b.params));
       return any;
     };
-    const size_t row = md_kv_row<S::KV_HEADS, P, D>(pages[p0 / P], kvh, 0);
+    const size_t row = md_kv_row<S::KV_HEADS, P, S::HEAD_DIM>(pages[p0 / P], kvh, 0);
     md_attn_stage<T, S>(stage + (2 * buf) * STAGE_ELTS, kc + row, n, needed);
     md_attn_stage<T, S>(stage + (2 * buf + 1) * STAGE_ELTS, vc + row, n, needed);
     md_cp_async_commit();
   };
-  auto reset_state = [&]() {
-    for (int i = tid; i < np; i += S::THREADS) st_m[i] = MD_NEG_INF, st_l[i] = 0.0f;
-    for (int i = tid; i < np * D; i += S::THREADS) acc[i] = 0.0f;
-  };
-  // Partial of (row, head, chunk c) for each block row that keeps c: m, l, acc (m = -inf, l = 0 if empty).
-  auto write_partials = [&](int c) {
-    for (int i = tid; i < np * S::PARTIAL; i += S::THREADS) {
-      const int p = i / S::PARTIAL, e = i % S::PARTIAL;
-      if (!b.row_chunk(p / G, c)) continue;
-      float* ws = a.workspace + (((size_t)(r + p / G) * S::HEADS + kvh * G + p % G) * S::MAX_CHUNKS + c) * S::PARTIAL;
-      ws[e] = e == 0 ? st_m[p] : e == 1 ? st_l[p] : acc[p * D + e - 2];
-    }
-  };
 
   int c = first, buf = 0;
   md_attn_pos cur = md_attn_first_tile(b, first);
-  reset_state();
+  reset();
   if (cur.c < b.nchunks) stage_tile(cur, 0);
   for (;;) {
     // Chunks before the current tile's are complete (some may have had no tile a block row sees).
     while (c < cur.c) {
       __syncthreads();  // the chunk's state complete
-      write_partials(c);
+      finish(c);
       c = b.next_chunk(c);
       __syncthreads();  // partials read before the state restarts
-      reset_state();
+      reset();
     }
     if (cur.c >= b.nchunks) break;
     md_attn_pos next = {cur.c, b.tile_from(cur.c, cur.t + 1)};
@@ -835,14 +815,67 @@ __global__ void __launch_bounds__(128, 2) md_attn_chunk_kernel(md_attn_args a) {
     }
     const int32_t p0 = cur.c * S::CHUNK + cur.t * P;
     const int n = tile_rows(cur);
-    const T* k_tile = stage + (2 * buf) * STAGE_ELTS;
-    const T* v_tile = stage + (2 * buf + 1) * STAGE_ELTS;
     if (tid < S::ROWS) {
       row_may[tid] = b.row_tile(tid, cur.c, cur.t);
       row_full[tid] = row_may[tid] && Pass::tile_must(b.qpos[tid], p0, p0 + n - 1, b.params);
     }
     __syncthreads();  // the tile staged, the state (re)set, the rows classified
+    tile(p0, n, static_cast<const T*>(stage + (2 * buf) * STAGE_ELTS), static_cast<const T*>(stage + (2 * buf + 1) * STAGE_ELTS));
+    __syncthreads();  // this buffer consumed, the state updated
+    cur = next;
+    buf ^= 1;
+  }
+}
 
+/** The partial of (row, head, chunk c) in the workspace: m, l, acc[HEAD_DIM]. */
+template <class S>
+__device__ __forceinline__ float* md_attn_partial(const md_attn_args& a, int row, int head, int c) {
+  return a.workspace + (((size_t)row * S::HEADS + head) * S::MAX_CHUNKS + c) * S::PARTIAL;
+}
+
+/**
+ * The chunk partials of one block of rows and one KV head on CUDA cores (md_attn_shape), for fp32 storage
+ * and shapes the tensor-core kernel does not take: md_attn_open and md_attn_walk give it the block and its
+ * tiles, so the draft's CTAs spread over the chunks its policy keeps and only tiles some block row may see
+ * are read; a skipped chunk costs neither a CTA nor a partial. A Pass provides the static device functions
+ * visible / tile_must / tile_may / score (rendered from the pass's IR) and SCALE (1 / sqrt(head_dim)); see
+ * codegen/backends/common.ts renderPassStruct.
+ */
+template <typename T, class S, class Pass>
+__global__ void __launch_bounds__(128, 2) md_attn_chunk_kernel(md_attn_args a) {
+  constexpr int D = S::HEAD_DIM, G = S::GROUP, P = S::PAGE, NP = S::PAIRS;
+  const int r = blockIdx.z, kvh = blockIdx.y, tid = threadIdx.x;
+  const int warp = tid >> 5, lane = tid & 31;
+  md_attn_block<S, Pass> b;
+  __shared__ int32_t block_qpos[S::ROWS];
+  __shared__ bool row_may[S::ROWS], row_full[S::ROWS];  // the current tile as each block row classifies it
+  int first;
+  if (!md_attn_open(a, b, block_qpos, &first)) return;
+  const int np = b.nb * G;
+
+  unsigned char* smem = md_dynamic_smem<unsigned char>();
+  float* qs = reinterpret_cast<float*>(smem + S::STAGE_BYTES);  // [pair][D]
+  float* acc = qs + NP * D;                                     // [pair][D]
+  float* sc = acc + NP * D;                                     // [pair][SC_STRIDE]: scores, then weights
+  float* part = sc + NP * S::SC_STRIDE;                         // [class 1..][pair][D]
+  float* st_m = part + (S::SPLIT - 1) * NP * D;
+  float* st_l = st_m + NP;
+  float* st_alpha = st_l + NP;
+  bool* vis = reinterpret_cast<bool*>(st_alpha + NP);  // [row][P]
+
+  for (int i = tid; i < np * D; i += S::THREADS) qs[i] = a.q[((size_t)(r + i / (G * D)) * S::HEADS + kvh * G) * D + i % (G * D)];
+  auto reset = [&]() {
+    for (int i = tid; i < np; i += S::THREADS) st_m[i] = MD_NEG_INF, st_l[i] = 0.0f;
+    for (int i = tid; i < np * D; i += S::THREADS) acc[i] = 0.0f;
+  };
+  // Partial of (row, head, chunk c) for each block row that keeps c: m, l, acc (m = -inf, l = 0 if empty).
+  auto finish = [&](int c) {
+    for (int i = tid; i < np * S::PARTIAL; i += S::THREADS) {
+      const int p = i / S::PARTIAL, e = i % S::PARTIAL;
+      if (b.row_chunk(p / G, c)) md_attn_partial<S>(a, r + p / G, kvh * G + p % G, c)[e] = e == 0 ? st_m[p] : e == 1 ? st_l[p] : acc[p * D + e - 2];
+    }
+  };
+  auto tile = [&](int32_t p0, int n, const T* k_tile, const T* v_tile) {
     // Scores of every position its row sees, s = (q . k) * scale, then the pass's score function.
     for (int j0 = 0; j0 < n; j0 += 4 * S::PPW) {
       const int j = j0 + warp * S::PPW + lane / S::LPP;
@@ -867,7 +900,7 @@ __global__ void __launch_bounds__(128, 2) md_attn_chunk_kernel(md_attn_args a) {
         dot = md_group_sum<S::LPP>(dot);
         if (j < n && sub == 0) {
           if (p % G == 0) vis[i * P + j] = live;
-          sc[p * P + j] = live ? Pass::score(__fmul_rn(dot, Pass::SCALE), b.qpos[i], p0 + j, kvh * G + p % G, b.params) : 0.0f;
+          sc[p * S::SC_STRIDE + j] = live ? Pass::score(__fmul_rn(dot, Pass::SCALE), b.qpos[i], p0 + j, kvh * G + p % G, b.params) : 0.0f;
         }
       }
     }
@@ -879,15 +912,15 @@ __global__ void __launch_bounds__(128, 2) md_attn_chunk_kernel(md_attn_args a) {
       if (!row_may[i]) continue;  // uniform across the warp
       float mt = MD_NEG_INF;
       for (int j = lane; j < n; j += 32)
-        if (vis[i * P + j]) mt = fmaxf(mt, sc[p * P + j]);
+        if (vis[i * P + j]) mt = fmaxf(mt, sc[p * S::SC_STRIDE + j]);
       mt = md_group_max<32>(mt);
       const float m_old = st_m[p];
       const float m_new = fmaxf(m_old, mt);
       float l = 0.0f;
       for (int j = lane; j < n; j += 32) {
-        const float s = sc[p * P + j];
+        const float s = sc[p * S::SC_STRIDE + j];
         const float w = vis[i * P + j] && s != MD_NEG_INF ? expf(__fsub_rn(s, m_new)) : 0.0f;
-        sc[p * P + j] = w;
+        sc[p * S::SC_STRIDE + j] = w;
         l = __fadd_rn(l, w);
       }
       l = md_group_sum<32>(l);
@@ -919,7 +952,7 @@ __global__ void __launch_bounds__(128, 2) md_attn_chunk_kernel(md_attn_args a) {
           const int p = pg + k * S::PG;
           if (p >= np || !row_may[p / G] || !vis[(p / G) * P + j]) continue;
           if (!loaded) md_load_shared<T, S::VEC_V>(v_tile + j * S::ROW_STRIDE + d0, vv), loaded = true;
-          const float w = sc[p * P + j];
+          const float w = sc[p * S::SC_STRIDE + j];
 #pragma unroll
           for (int e = 0; e < S::VEC_V; ++e) pv[k][e] = __fmaf_rn(w, vv[e], pv[k][e]);
         }
@@ -947,10 +980,274 @@ __global__ void __launch_bounds__(128, 2) md_attn_chunk_kernel(md_attn_args a) {
           acc[p * D + d0 + e] = __fadd_rn(__fmul_rn(acc[p * D + d0 + e], st_alpha[p]), t);
         }
       }
-    __syncthreads();  // this buffer consumed, the state updated
-    cur = next;
-    buf ^= 1;
+  };
+  md_attn_walk<T, S, Pass>(a, b, first, reinterpret_cast<T*>(smem), row_may, row_full, reset, tile, finish);
+}
+
+/**
+ * Shape of the tensor-core attention: bf16 / fp16 storage, head_dim a multiple of 8 up to 128, at most 16
+ * query heads per KV head (codegen/backends/cuda.ts attnUsesMma). A CTA of 4 warps takes a block of rows
+ * and a KV head and walks its chunks and tiles as md_attn_chunk_kernel's does, with ROWS x GROUP <= 16
+ * pairs: the rows of one mma.sync m16n8k16 tile. In each staged tile warp w works the 16-position blocks
+ * w, w + 4, ...:
+ *  - scores: A = the pairs' queries rounded to T, B = K as staged, fp32 accumulation over head_dim;
+ *  - softmax: each pair's maximum over the whole tile (a 4-lane butterfly per warp, then across warps in
+ *    shared memory), so every warp weighs with the pair's running maximum; each warp sums its own weights;
+ *  - P.V: A = the weights rounded to T (the score fragments, re-packed), B = V as staged; each warp
+ *    accumulates its own positions, and a chunk's partial adds the warps' accumulators and sums in warp
+ *    order.
+ */
+template <typename T, int HEADS_, int KV_HEADS_, int HEAD_DIM_, int PAGE_, int CHUNK_PAGES_, int MAX_CHUNKS_, int ROWS_>
+struct md_attn_mma_shape {
+  static constexpr bool MMA = true;
+  static constexpr int HEADS = HEADS_, KV_HEADS = KV_HEADS_, HEAD_DIM = HEAD_DIM_, GROUP = HEADS_ / KV_HEADS_;
+  static constexpr int PAGE = PAGE_, CHUNK_PAGES = CHUNK_PAGES_, CHUNK = PAGE_ * CHUNK_PAGES_, MAX_CHUNKS = MAX_CHUNKS_;
+  static constexpr int ROWS = ROWS_, PAIRS = ROWS_ * GROUP;
+  static constexpr int THREADS = 128, WARPS = 4;
+  /** q.k's steps of 16 dims (zeros past head_dim), P.V's tiles of 8 dims. */
+  static constexpr int KSTEPS = (HEAD_DIM_ + 15) / 16, NTILES = HEAD_DIM_ / 8;
+  /** A tile's 16-position blocks, blocks per warp, and the warps that get any. */
+  static constexpr int BLOCKS = (PAGE_ + 15) / 16, BPW = (BLOCKS + WARPS - 1) / WARPS, WARPS_USED = BLOCKS < WARPS ? BLOCKS : WARPS;
+  static constexpr int PARTIAL = HEAD_DIM_ + 2;
+  /**
+   * Staged rows padded to a stride of 16 bytes mod 128: a K fragment's 8 positions x 4 words, and a V
+   * fragment's 4 position pairs x 4 words, fall in distinct banks.
+   */
+  static constexpr int ROW_BYTES = HEAD_DIM_ * (int)sizeof(T);
+  static constexpr bool ROW16 = true, TILE16 = true;
+  static constexpr int PAD_BYTES = (16 - ROW_BYTES % 128 + 128) % 128;
+  static constexpr int ROW_STRIDE = (ROW_BYTES + PAD_BYTES) / (int)sizeof(T);
+  static constexpr int TILE_ELTS = PAGE_ * ROW_STRIDE;
+  static constexpr int STAGE_BYTES = 4 * ((TILE_ELTS * (int)sizeof(T) + 15) / 16 * 16);  // K and V, two stages
+  /** Dynamic shared memory: stages, then the warps' accumulators and sums, tile maxima, visibility [row][P], seen by some row [P]. */
+  static constexpr int SMEM_FLOATS = WARPS_USED * 16 * HEAD_DIM_ + WARPS_USED * 16 + WARPS * 16;
+  static constexpr int SMEM_BYTES = STAGE_BYTES + 4 * SMEM_FLOATS + (ROWS_ + 1) * PAGE_;
+  static_assert(sizeof(T) == 2 && HEAD_DIM_ % 8 == 0 && HEAD_DIM_ <= 128 && PAIRS <= 16, "the tensor-core attention's limits (attnUsesMma)");
+};
+
+/** Two fp32 values rounded to T (bf16 or fp16), packed as one mma operand register (lo: the lower index). */
+template <typename T>
+__device__ __forceinline__ uint32_t md_pack2(float lo, float hi) {
+  const T v[2] = {md_from_f32<T>(lo), md_from_f32<T>(hi)};
+  uint32_t u;
+  memcpy(&u, v, sizeof u);
+  return u;
+}
+
+/** The 16 bits of a staged element, or 0 (a zero operand) where `keep` is false. */
+template <typename T>
+__device__ __forceinline__ uint32_t md_bits16(const T* p, bool keep) {
+  return keep ? (uint32_t) * reinterpret_cast<const unsigned short*>(p) : 0u;
+}
+
+/**
+ * The chunk partials of one block of rows and one KV head on tensor cores (md_attn_mma_shape). Row
+ * invariance: a pair's bits depend only on its own row (its queries, which tiles and positions it sees),
+ * never on the block's other rows. Its rows of A are its own; B is zero at every position no block row
+ * sees, so a product with another row's position has a zero weight, which leaves the fp32 sums as they
+ * are; unless V holds inf or NaN there (0 x inf is NaN): a tile where some such position does is worked
+ * again row by row, with V masked to that row's positions, as the row alone would see it. A pair whose row
+ * does not see a tile keeps its state untouched, as if the tile were skipped.
+ */
+template <typename T, class S, class Pass>
+__global__ void __launch_bounds__(128, 2) md_attn_mma_kernel(md_attn_args a) {
+  constexpr int D = S::HEAD_DIM, G = S::GROUP, P = S::PAGE, NT = S::NTILES, KS = S::KSTEPS, BPW = S::BPW;
+  const int r = blockIdx.z, kvh = blockIdx.y, tid = threadIdx.x;
+  const int warp = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
+  md_attn_block<S, Pass> b;
+  __shared__ int32_t block_qpos[S::ROWS];
+  __shared__ bool row_may[S::ROWS], row_full[S::ROWS];
+  int first;
+  if (!md_attn_open(a, b, block_qpos, &first)) return;
+  const int np = b.nb * G;
+
+  unsigned char* smem = md_dynamic_smem<unsigned char>();
+  float* part = reinterpret_cast<float*>(smem + S::STAGE_BYTES);  // [warp][pair][D]: accumulators at a chunk's end
+  float* lpart = part + S::WARPS_USED * 16 * D;                    // [warp][pair]: sums of weights
+  float* wmax = lpart + S::WARPS_USED * 16;                        // [warp][pair]: a tile's maxima
+  bool* vis = reinterpret_cast<bool*>(wmax + S::WARPS * 16);       // [row][P]
+  bool* any = vis + S::ROWS * P;                                   // [P]: seen by some block row
+
+  // The lane's two pairs: rows g and g + 8 of the mma tiles (C element e belongs to pair pr[e / 2]).
+  const int pr[2] = {g, g + 8};
+  const bool real[2] = {g < np, g + 8 < np};
+  const int ir[2] = {real[0] ? g / G : 0, real[1] ? (g + 8) / G : 0};
+  uint32_t qa[KS][4];  // the pairs' queries as A fragments; zero past the block's pairs and past head_dim
+  {
+    auto qv = [&](int p, int d) { return p < np && d < D ? a.q[((size_t)(r + p / G) * S::HEADS + kvh * G + p % G) * D + d] : 0.0f; };
+#pragma unroll
+    for (int ks = 0; ks < KS; ++ks) {
+      const int d0 = ks * 16 + 2 * t4;
+      qa[ks][0] = md_pack2<T>(qv(g, d0), qv(g, d0 + 1));
+      qa[ks][1] = md_pack2<T>(qv(g + 8, d0), qv(g + 8, d0 + 1));
+      qa[ks][2] = md_pack2<T>(qv(g, d0 + 8), qv(g, d0 + 9));
+      qa[ks][3] = md_pack2<T>(qv(g + 8, d0 + 8), qv(g + 8, d0 + 9));
+    }
   }
+  float acc[NT][4], m_run[2], l_run[2];  // this warp's positions of the chunk so far; m_run is the CTA's
+  auto reset = [&]() {
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc[nt][e] = 0.0f;
+    m_run[0] = m_run[1] = MD_NEG_INF;
+    l_run[0] = l_run[1] = 0.0f;
+  };
+  auto finish = [&](int c) {
+    if (warp < S::WARPS_USED) {
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) part[(warp * 16 + pr[e >> 1]) * D + nt * 8 + 2 * t4 + (e & 1)] = acc[nt][e];
+      if (t4 == 0) lpart[warp * 16 + g] = l_run[0], lpart[warp * 16 + g + 8] = l_run[1];
+    }
+    if (warp == 0 && t4 == 0) wmax[g] = m_run[0], wmax[g + 8] = m_run[1];
+    __syncthreads();
+    for (int i = tid; i < np * S::PARTIAL; i += S::THREADS) {
+      const int p = i / S::PARTIAL, e = i % S::PARTIAL;
+      if (!b.row_chunk(p / G, c)) continue;
+      float v = e == 0 ? wmax[p] : e == 1 ? lpart[p] : part[p * D + e - 2];
+#pragma unroll
+      for (int w = 1; w < S::WARPS_USED; ++w) v = e == 0 ? v : __fadd_rn(v, e == 1 ? lpart[w * 16 + p] : part[(w * 16 + p) * D + e - 2]);
+      md_attn_partial<S>(a, r + p / G, kvh * G + p % G, c)[e] = v;
+    }
+  };
+  auto tile = [&](int32_t p0, int n, const T* k_tile, const T* v_tile) {
+    // Which positions each block row sees: all n for every row of a tile they all see whole; otherwise
+    // per row, and then V is checked for inf / NaN where some row sees and another does not.
+    bool full = true;
+#pragma unroll
+    for (int i = 0; i < S::ROWS; ++i) full = full && (i >= b.nb || row_full[i]);
+    bool per_row = false;
+    if (!full) {
+      for (int i = tid; i < b.nb * n; i += S::THREADS)
+        vis[(i / n) * P + i % n] = row_may[i / n] && (row_full[i / n] || Pass::visible(b.qpos[i / n], p0 + i % n, b.params));
+      __syncthreads();
+      bool bad = false;
+      for (int i = tid; i < n * (D / 8); i += S::THREADS) {
+        const int j = i / (D / 8);
+        bool some = false, all = true;
+        for (int row = 0; row < b.nb; ++row) some = some || vis[row * P + j], all = all && vis[row * P + j];
+        if (i % (D / 8) == 0) any[j] = some;
+        if (some && !all)
+#pragma unroll
+          for (int e = 0; e < 8; ++e) {
+            const float x = md_to_f32(v_tile[j * S::ROW_STRIDE + (i % (D / 8)) * 8 + e]);
+            bad = bad || !(__fsub_rn(x, x) == 0.0f);
+          }
+      }
+      per_row = __syncthreads_or(bad);
+    }
+    auto sees = [&](int row, int j) { return j < n && (full || vis[row * P + j]); };
+    auto seen = [&](int j) { return j < n && (full || any[j]); };
+
+    // Scores of this warp's positions; -inf where the pair's row does not see the position.
+    float s[BPW][2][4];
+#pragma unroll
+    for (int u = 0; u < BPW; ++u) {
+      const int jb = (warp + u * S::WARPS) * 16;
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int j0 = jb + h * 8;
+        float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        if (j0 < n) {  // uniform across the warp
+          const int jk = j0 + g;  // this lane's column of B: a position
+          const bool kin = seen(jk);
+          const T* krow = k_tile + jk * S::ROW_STRIDE + 2 * t4;
+#pragma unroll
+          for (int ks = 0; ks < KS; ++ks) {
+            const uint32_t kb[2] = {kin ? *reinterpret_cast<const uint32_t*>(krow + ks * 16) : 0u,
+                                    kin && ks * 16 + 8 < D ? *reinterpret_cast<const uint32_t*>(krow + ks * 16 + 8) : 0u};
+            md_mma_16816(T(), c, qa[ks], kb, c);
+          }
+        }
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int j = j0 + 2 * t4 + (e & 1), k = e >> 1;
+          s[u][h][e] = real[k] && sees(ir[k], j)
+                           ? Pass::score(__fmul_rn(c[e], Pass::SCALE), b.qpos[ir[k]], p0 + j, kvh * G + pr[k] % G, b.params)
+                           : MD_NEG_INF;
+        }
+      }
+    }
+
+    // The tile's maximum of each pair over all warps, then the weights and this warp's sums of them.
+    float mt[2] = {MD_NEG_INF, MD_NEG_INF};
+#pragma unroll
+    for (int u = 0; u < BPW; ++u)
+#pragma unroll
+      for (int h = 0; h < 2; ++h)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) mt[e >> 1] = fmaxf(mt[e >> 1], s[u][h][e]);
+    mt[0] = md_group_max<4>(mt[0]);
+    mt[1] = md_group_max<4>(mt[1]);
+    if (t4 == 0) wmax[warp * 16 + g] = mt[0], wmax[warp * 16 + g + 8] = mt[1];
+    __syncthreads();
+    float m_new[2], alpha[2];
+    bool may[2];
+#pragma unroll
+    for (int k = 0; k < 2; ++k) {
+      float m = wmax[pr[k]];
+#pragma unroll
+      for (int w = 1; w < S::WARPS; ++w) m = fmaxf(m, wmax[w * 16 + pr[k]]);
+      may[k] = real[k] && row_may[ir[k]];
+      m_new[k] = fmaxf(m_run[k], m);
+      alpha[k] = m_run[k] == MD_NEG_INF ? 0.0f : expf(__fsub_rn(m_run[k], m_new[k]));
+    }
+    float lt[2] = {0.0f, 0.0f};
+#pragma unroll
+    for (int u = 0; u < BPW; ++u)
+#pragma unroll
+      for (int h = 0; h < 2; ++h)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const float x = s[u][h][e];
+          const float w = x != MD_NEG_INF ? expf(__fsub_rn(x, m_new[e >> 1])) : 0.0f;
+          s[u][h][e] = w;
+          lt[e >> 1] = __fadd_rn(lt[e >> 1], w);
+        }
+    lt[0] = md_group_sum<4>(lt[0]);
+    lt[1] = md_group_sum<4>(lt[1]);
+#pragma unroll
+    for (int k = 0; k < 2; ++k)
+      if (may[k]) l_run[k] = __fadd_rn(__fmul_rn(l_run[k], alpha[k]), lt[k]), m_run[k] = m_new[k];
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e)
+        if (may[e >> 1]) acc[nt][e] = __fmul_rn(acc[nt][e], alpha[e >> 1]);
+
+    // P.V of this warp's positions: B is V where `keep` says, zero elsewhere; only pairs of rows `mine`
+    // says take the result.
+    auto pv = [&](const uint32_t (&pa)[4], int jb, auto keep, auto mine) {
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt) {
+        const int d = nt * 8 + g, j = jb + 2 * t4;
+        const uint32_t vb[2] = {md_bits16(v_tile + j * S::ROW_STRIDE + d, keep(j)) | md_bits16(v_tile + (j + 1) * S::ROW_STRIDE + d, keep(j + 1)) << 16,
+                                md_bits16(v_tile + (j + 8) * S::ROW_STRIDE + d, keep(j + 8)) |
+                                    md_bits16(v_tile + (j + 9) * S::ROW_STRIDE + d, keep(j + 9)) << 16};
+        float out[4];
+        md_mma_16816(T(), out, pa, vb, acc[nt]);
+#pragma unroll
+        for (int e = 0; e < 4; ++e)
+          if (may[e >> 1] && mine(ir[e >> 1])) acc[nt][e] = out[e];
+      }
+    };
+#pragma unroll
+    for (int u = 0; u < BPW; ++u) {
+      const int jb = (warp + u * S::WARPS) * 16;
+      if (jb >= n) break;  // uniform across the warp
+      const uint32_t pa[4] = {md_pack2<T>(s[u][0][0], s[u][0][1]), md_pack2<T>(s[u][0][2], s[u][0][3]), md_pack2<T>(s[u][1][0], s[u][1][1]),
+                              md_pack2<T>(s[u][1][2], s[u][1][3])};
+      if (!per_row) {
+        pv(pa, jb, seen, [](int) { return true; });
+      } else {
+        for (int row = 0; row < b.nb; ++row)
+          pv(pa, jb, [&](int j) { return sees(row, j); }, [&](int i) { return i == row; });
+      }
+    }
+  };
+  md_attn_walk<T, S, Pass>(a, b, first, reinterpret_cast<T*>(smem), row_may, row_full, reset, tile, finish);
 }
 
 /**
@@ -991,6 +1288,15 @@ __global__ void __launch_bounds__(S::HEAD_DIM) md_attn_merge_kernel(md_attn_args
   a.out[((size_t)r * S::HEADS + h) * D + d] = total > 0.0f ? __fdiv_rn(o, total) : 0.0f;
 }
 
+/** A chunk kernel's launch; past 48 KiB its dynamic shared memory needs opting in (per device, so on every launch). */
+template <class S, void (*KERNEL)(md_attn_args)>
+static bool md_attn_start(const dim3& grid, cudaStream_t s, const md_attn_args& a) {
+  if (S::SMEM_BYTES > 48 * 1024 && cudaFuncSetAttribute(KERNEL, cudaFuncAttributeMaxDynamicSharedMemorySize, S::SMEM_BYTES) != cudaSuccess)
+    return false;
+  MD_LAUNCH(grid, S::THREADS, S::SMEM_BYTES, s, KERNEL)(a);
+  return true;
+}
+
 /**
  * Host side of a pass's attention (md_attn_<pass>_b<B>), after the entry point's checks of the host
  * values (the CPU's): the chunk kernel with enough chunk slots per (block, KV head) for about TARGET_CTAS
@@ -1006,12 +1312,13 @@ static int md_attn_launch(const md_attn_args* args) {
   const long long slots = (TARGET_CTAS + pairs - 1) / pairs;
   const unsigned chunk_slots = (unsigned)(slots < 1 ? 1 : slots > S::MAX_CHUNKS ? S::MAX_CHUNKS : slots);
   cudaStream_t s = (cudaStream_t)a.stream;
-  // Past 48 KiB a kernel's dynamic shared memory needs opting in (per device, so on every launch).
-  if (S::SMEM_BYTES > 48 * 1024 &&
-      cudaFuncSetAttribute(md_attn_chunk_kernel<T, S, Pass>, cudaFuncAttributeMaxDynamicSharedMemorySize, S::SMEM_BYTES) != cudaSuccess)
-    return MD_ERR_LAUNCH;
   const dim3 chunk_grid(chunk_slots, S::KV_HEADS, a.rows), merge_grid(S::HEADS, a.rows);
-  MD_LAUNCH(chunk_grid, S::THREADS, S::SMEM_BYTES, s, md_attn_chunk_kernel<T, S, Pass>)(a);
+  bool started;
+  if constexpr (S::MMA)
+    started = md_attn_start<S, md_attn_mma_kernel<T, S, Pass>>(chunk_grid, s, a);
+  else
+    started = md_attn_start<S, md_attn_chunk_kernel<T, S, Pass>>(chunk_grid, s, a);
+  if (!started) return MD_ERR_LAUNCH;
   MD_LAUNCH(merge_grid, S::HEAD_DIM, 0, s, md_attn_merge_kernel<S, Pass>)(a);
   return md_launched();
 }
