@@ -66,7 +66,9 @@ describe('demo', () => {
     expect(again.err()).not.toMatch(/writing the SYNTHETIC random local model/);
     expect(again.out()).not.toMatch(/\(compiled\)$/m);
     expect(again.out().match(/speculative tokens == autoregressive tokens/g)).toHaveLength(2);
-  });
+    // The demo runs twice: about 7 minutes alone on a 2-core machine without AVX-512, more beside the rest
+    // of the suite, past the default 10-minute timeout.
+  }, 25 * 60_000);
 
   it('refuses a bad --long-context before doing anything', async () => {
     const io = memoryIo();
