@@ -1106,9 +1106,14 @@ __global__ void __launch_bounds__(128, 2) md_attn_mma_kernel(md_attn_args a) {
     for (int i = tid; i < np * S::PARTIAL; i += S::THREADS) {
       const int p = i / S::PARTIAL, e = i % S::PARTIAL;
       if (!b.row_chunk(p / G, c)) continue;
-      float v = e == 0 ? wmax[p] : e == 1 ? lpart[p] : part[p * D + e - 2];
+      float v = wmax[p];  // m: the CTA's
+      if (e > 0) {          // l or acc: the warps' sums in warp order
+        const float* src = e == 1 ? lpart + p : part + p * D + e - 2;
+        const int warp_stride = e == 1 ? 16 : 16 * D;
+        v = src[0];
 #pragma unroll
-      for (int w = 1; w < S::WARPS_USED; ++w) v = e == 0 ? v : __fadd_rn(v, e == 1 ? lpart[w * 16 + p] : part[(w * 16 + p) * D + e - 2]);
+        for (int w = 1; w < S::WARPS_USED; ++w) v = __fadd_rn(v, src[w * warp_stride]);
+      }
       md_attn_partial<S>(a, r + p / G, kvh * G + p % G, c)[e] = v;
     }
   };

@@ -63,6 +63,10 @@ class Device {
   virtual void abort_capture() noexcept = 0;
   virtual void launch_graph(void* graph) = 0;
   virtual void release_graph(void* graph) noexcept = 0;
+
+ protected:
+  /** i, once checked to name a timing mark (an internal error otherwise). */
+  int checked_mark(int i) const;
 };
 
 /** A captured graph, released with its Device. */

@@ -113,10 +113,10 @@ class CudaDevice final : public Device {
   }
   void* stream() override { return stream_; }
   void synchronize() override { check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize"); }
-  void mark(int i) override { check(cudaEventRecord(marks_[check_mark(i)], stream_), "cudaEventRecord"); }
+  void mark(int i) override { check(cudaEventRecord(marks_[checked_mark(i)], stream_), "cudaEventRecord"); }
   double seconds(int from, int to) override {
     float ms = 0;
-    check(cudaEventElapsedTime(&ms, marks_[check_mark(from)], marks_[check_mark(to)]), "cudaEventElapsedTime");
+    check(cudaEventElapsedTime(&ms, marks_[checked_mark(from)], marks_[checked_mark(to)]), "cudaEventElapsedTime");
     return double(ms) / 1e3;
   }
   // Relaxed: the module's launchers may call cudaFuncSetAttribute and the like while work is recorded.
@@ -142,11 +142,6 @@ class CudaDevice final : public Device {
  private:
   void check(cudaError_t e, const char* what) const {
     if (e != cudaSuccess) throw Error(name_ + ": " + what + " failed (" + cuda_text(e) + ")");
-  }
-
-  int check_mark(int i) const {
-    if (i < 0 || i >= kMarks) throw Error(name_ + ": internal: timing mark " + std::to_string(i) + " outside 0.." + std::to_string(kMarks - 1));
-    return i;
   }
 
   int device_ = 0;

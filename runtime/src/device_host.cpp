@@ -37,9 +37,9 @@ class HostDevice final : public Device {
   }
   void* stream() override { return nullptr; }
   void synchronize() override {}
-  void mark(int i) override { marks_[check_mark(i)] = std::chrono::steady_clock::now(); }
+  void mark(int i) override { marks_[checked_mark(i)] = std::chrono::steady_clock::now(); }
   double seconds(int from, int to) override {
-    return std::chrono::duration<double>(marks_[check_mark(to)] - marks_[check_mark(from)]).count();
+    return std::chrono::duration<double>(marks_[checked_mark(to)] - marks_[checked_mark(from)]).count();
   }
   // Host work runs as it is queued: nothing to capture.
   bool can_capture() const override { return false; }
@@ -60,17 +60,17 @@ class HostDevice final : public Device {
     return p;
   }
 
-  int check_mark(int i) const {
-    if (i < 0 || i >= kMarks) throw Error(name_ + ": internal: timing mark " + std::to_string(i) + " outside 0.." + std::to_string(kMarks - 1));
-    return i;
-  }
-
   std::string name_;
   bool reads_host_;
   std::chrono::steady_clock::time_point marks_[kMarks] = {};
 };
 
 }  // namespace
+
+int Device::checked_mark(int i) const {
+  if (i < 0 || i >= kMarks) throw Error(name() + ": internal: timing mark " + std::to_string(i) + " outside 0.." + std::to_string(kMarks - 1));
+  return i;
+}
 
 std::unique_ptr<Device> make_host_device(const std::string& name, bool reads_host_memory) {
   return std::make_unique<HostDevice>(name, reads_host_memory);

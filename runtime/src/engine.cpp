@@ -657,15 +657,11 @@ void Engine::draft_steps(std::vector<Request*>& batch, int g, bool rejection) {
     sampling = sampling || !batch[size_t(i)]->opts.sampling.greedy();
   }
   for (int j = 0; j < g; ++j) {
+    Rows& rows = steps[size_t(j)];
+    for (const Request* r : batch) rows.push(j == 0 ? r->pending : -1, r->slot, r->cache_len + j);
     int32_t* pos = draft_rows_.data() + size_t(j) * stride;
-    int32_t* len = pos + n;
-    std::fill(len, len + B, 0);
-    for (int i = 0; i < n; ++i) {
-      const Request* r = batch[size_t(i)];
-      steps[size_t(j)].push(j == 0 ? r->pending : -1, r->slot, r->cache_len + j);
-      pos[i] = int32_t(r->cache_len + j);
-      len[r->slot] = int32_t(r->cache_len + j + 1);
-    }
+    std::copy(rows.pos.begin(), rows.pos.end(), pos);
+    lengths_of(rows, pos + n);
   }
   std::copy(steps[0].slot.begin(), steps[0].slot.end(), row_seq_.begin());
   std::copy(steps[0].token.begin(), steps[0].token.end(), tokens_.begin());
@@ -706,6 +702,17 @@ void Engine::draft_steps(std::vector<Request*>& batch, int g, bool rejection) {
   d.launch_graph(it->second.get());
 }
 
+int Engine::lengths_of(const Rows& rows, int32_t* len) const {
+  std::fill(len, len + seq_len_.size(), 0);
+  int seqs = 0;
+  for (int i = 0; i < rows.size(); ++i) {
+    int32_t& l = len[rows.slot[size_t(i)]];
+    if (l == 0) ++seqs;
+    l = std::max(l, rows.pos[size_t(i)] + 1);
+  }
+  return seqs;
+}
+
 void Engine::sync_pass_inputs() {
   Device& d = *device_;
   if (params_dirty_) {
@@ -722,13 +729,7 @@ void Engine::forward(const Rows& rows, StepKind kind, const std::vector<int>& lm
   using K = KernelClass;
   const int R = rows.size();
   if (R == 0) return;
-  int seqs = 0;
-  std::fill(seq_len_.begin(), seq_len_.end(), 0);
-  for (int i = 0; i < R; ++i) {
-    int32_t& len = seq_len_[size_t(rows.slot[size_t(i)])];
-    if (len == 0) ++seqs;
-    len = std::max(len, rows.pos[size_t(i)] + 1);
-  }
+  const int seqs = lengths_of(rows, seq_len_.data());
   const BucketKernels* bk = module_->bucket_for(seqs, R);
   if (!bk)
     throw Error("no batch bucket holds " + std::to_string(seqs) + " sequences and " + std::to_string(R) + " rows");

@@ -246,6 +246,8 @@ class Engine {
    */
   void forward(const Rows& rows, StepKind kind, const std::vector<int>& lm_rows, const std::vector<Request*>& lm_reqs,
                bool tokens_on_device = false, bool rows_on_device = false);
+  /** Each slot's sequence length as `rows` reach (its last position + 1; 0 for slots without rows) into len[max_batch]; returns how many slots have rows. */
+  int lengths_of(const Rows& rows, int32_t* len) const;
   /** Uploads the passes' params if set_param changed them, and the page table if admission changed it. */
   void sync_pass_inputs();
   /** The draft's gamma steps of a speculative round (see spec_round), captured and replayed where the device can. */

@@ -19,10 +19,9 @@ import { attnShapeFor, attnUsesMma } from '../../codegen/backends/cuda.ts';
 import { isCausal } from '../../codegen/passes/causal.ts';
 import { planModule, type PassPlan } from '../../codegen/plan.ts';
 import { attentionError, attentionRef, visibleRef } from '../reference/kernels.ts';
-import { attentionDrawArb, buildAttention, mulberry32, type AttentionDraw, type BuiltAttention } from '../harness/kernels/attention-case.ts';
+import { attentionDrawArb, buildAttention, mulberry32, withValueBits, type AttentionDraw, type BuiltAttention } from '../harness/kernels/attention-case.ts';
 import { guardAttention } from '../harness/kernels/attention-guard.ts';
 import { f32, KernelDriver, pageBytes, type Arg } from '../harness/kernels/driver.ts';
-import { kvCacheRow } from '../../codegen/abi.ts';
 import { onGpu, openEmulatedModule, sanitizerEnv, useEmulatedModules, type EmulatedModule } from '../harness/emu/module.ts';
 import { makeDeployment, modelConfig } from '../support/deployments.ts';
 import { EMU_DEPLOYMENTS, heavy, type EmuDeploymentName } from './deployments.ts';
@@ -231,12 +230,7 @@ describe.each(MMA_NAMES)('emulated CUDA attention on tensor cores, non-finite va
         fc.constantFrom(...specials),
         async (seed, len, kvh, e, special) => {
           const c = buildAttention(m.plan, pass, { seed, seqs: [{ len, verify: true }, { len: PS + 3, verify: false }], paramPicks: [1, 1, 1, 1, 1, 1, 1, 1] }); // the widest windows
-          const slot = (c.ref.rowSeq as number[])[0];
-          const at = len - 1 - gamma + k;
-          const page = (c.ref.pageTable as Int32Array)[slot * m.plan.pagesPerSeq + Math.floor(at / PS)];
-          const v = new Uint16Array((c.args.v_cache as Uint8Array).slice().buffer);
-          v[kvCacheRow({ kvHeads, headDim: D, pageSize: PS }, page, at % PS, kvh) + e] = special; // +inf, -inf or NaN
-          const args = { ...c.args, v_cache: new Uint8Array(v.buffer) };
+          const args = { ...c.args, v_cache: withValueBits(m.plan, c, len - 1 - gamma + k, kvh, e, special) }; // +inf, -inf or NaN
           const all = await run(m, pass, args, c.rows);
           expect(all.status).toBe(0);
           for (let r = 0; r < k; r++) {

@@ -21,9 +21,9 @@
 #include <cmath>
 #include <cstdarg>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <map>
-#include <cstdlib>
 #include <random>
 #include <string>
 #include <mutex>
@@ -165,8 +165,9 @@ static void fill(Buf<float>& b, float scale) {
 static double rel_err(const float* got, const double* ref, size_t n, double floor = 1e-30, const double* slack = nullptr) {
   double num = 0, den = floor;
   for (size_t i = 0; i < n; ++i) {
-    const double e = std::max(0.0, std::fabs((double)got[i] - ref[i]) - (slack ? slack[i] : 0.0));
-    if (!(e == e)) return NAN;
+    const double diff = std::fabs((double)got[i] - ref[i]);
+    if (!(diff == diff)) return NAN;  // before the slack: std::max(0.0, NaN) is 0
+    const double e = slack ? std::max(0.0, diff - slack[i]) : diff;
     num = std::max(num, e);
     den = std::max(den, std::fabs(ref[i]));
   }

@@ -8,11 +8,10 @@
 // positions follow it (a verification row's).
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { kvCacheRow } from '../../codegen/abi.ts';
 import { isCausal } from '../../codegen/passes/causal.ts';
 import type { PassPlan } from '../../codegen/plan.ts';
 import { attentionError, attentionRef } from '../reference/kernels.ts';
-import { attentionDrawArb, buildAttention, type AttentionDraw } from '../harness/kernels/attention-case.ts';
+import { attentionDrawArb, buildAttention, withValueBits, type AttentionDraw } from '../harness/kernels/attention-case.ts';
 import { KERNEL_DEPLOYMENTS, type KernelDeploymentName } from '../harness/kernels/deployments.ts';
 import { f32, type Arg } from '../harness/kernels/driver.ts';
 import { useModules, type ModuleUnderTest } from '../harness/kernels/module.ts';
@@ -177,11 +176,7 @@ describe.each(AMX_MODULES)('non-finite values, module %s', (name) => {
         fc.constantFrom(0x7f80, 0xff80, 0x7fc0),
         async (seed, len, kvh, e, bits) => {
           const c = withDecoders(m, seed, len);
-          const slot = (c.ref.rowSeq as number[])[0];
-          const page = (c.ref.pageTable as Int32Array)[slot * m.plan.pagesPerSeq + Math.floor((len - 1) / PS)];
-          const v = new Uint16Array((c.args.v_cache as Uint8Array).slice().buffer);
-          v[kvCacheRow({ kvHeads, headDim: D, pageSize: PS }, page, (len - 1) % PS, kvh) + e] = bits; // +inf, -inf or NaN
-          const args = { ...c.args, v_cache: new Uint8Array(v.buffer) };
+          const args = { ...c.args, v_cache: withValueBits(m.plan, c, len - 1, kvh, e, bits) }; // +inf, -inf or NaN
           const all = await attend(m, pass, args, c.rows);
           expect(all.status).toBe(0);
           const out = new Uint32Array(all.out.buffer);

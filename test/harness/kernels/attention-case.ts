@@ -152,3 +152,16 @@ function shuffle<T>(xs: T[], rnd: () => number): T[] {
   }
   return xs;
 }
+
+/**
+ * A case's V cache (2-byte storage) with element e of the row at position `pos` of row 0's sequence, KV
+ * head kvh, set to the raw bits `bits` (an inf or NaN): the arguments to pass instead of c.args.v_cache.
+ */
+export function withValueBits(plan: ModulePlan, c: BuiltAttention, pos: number, kvh: number, e: number, bits: number): Uint8Array {
+  const { kvHeads, headDim } = plan.dims;
+  const slot = (c.ref.rowSeq as readonly number[])[0];
+  const page = (c.ref.pageTable as Int32Array)[slot * plan.pagesPerSeq + Math.floor(pos / plan.pageSize)];
+  const v = new Uint16Array((c.args.v_cache as Uint8Array).slice().buffer);
+  v[kvCacheRow({ kvHeads, headDim, pageSize: plan.pageSize }, page, pos % plan.pageSize, kvh) + e] = bits;
+  return new Uint8Array(v.buffer);
+}
