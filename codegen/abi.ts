@@ -134,6 +134,12 @@ export const MANIFEST_FORMAT = 1;
  */
 export const EMULATED_SYMBOL = 'md_simt_emulated';
 
+/**
+ * An emulated module's stream (md_abi.h md_emu_queue, templates/cuda/md_simt_emu.h): the host device's work
+ * queue, so that the engine's stream capture (CUDA graphs on a GPU) has an emulated twin. Its first word.
+ */
+export const EMU_QUEUE_MAGIC = 0x6d645175;
+
 const stream: ArgSpec = { name: 'stream', type: 'void*', doc: 'cudaStream_t on CUDA; ignored on CPU', nullable: true };
 const rows: ArgSpec = { name: 'rows', type: 'int32_t', doc: 'number of rows', check: 'count' };
 const pagesPerSeq: ArgSpec = { name: 'pages_per_seq', type: 'int32_t', doc: 'row stride of page_table', check: 'positive' };

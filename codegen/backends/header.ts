@@ -4,7 +4,7 @@
 //   Every module carries it; `npm run regen` commits the rendering of codegen/abi.ts's list as
 //   generated/contract/md_abi.h, the copy the runtime and the test drivers include.
 // - md_module.h: one module's entry points (one prototype per kernel instance, per bucket where needed).
-import { ATTN_ARGS_FIELDS, EMULATED_SYMBOL, EXTRA_SPECS, KERNELS, MANIFEST_FORMAT, STATUS_CODES, type ArgSpec, type KernelSpec } from '../abi.ts';
+import { ATTN_ARGS_FIELDS, EMULATED_SYMBOL, EMU_QUEUE_MAGIC, EXTRA_SPECS, KERNELS, MANIFEST_FORMAT, STATUS_CODES, type ArgSpec, type KernelSpec } from '../abi.ts';
 import type { ModulePlan } from '../plan.ts';
 
 /** Kernels that differ only by role (gemm_q, gemm_kv, ...) or pass (attn_target, attn_draft) share a kind. */
@@ -82,6 +82,18 @@ export function renderAbiHeader(kernels: readonly KernelSpec[] = KERNELS): strin
     '',
     '// Exported (returning 1) only by a CUDA module built for the SIMT emulator: its device memory is host memory.',
     `#define MD_EMULATED_SYMBOL "${EMULATED_SYMBOL}"`,
+    '',
+    '// The stream an emulated module is handed: its device\'s work queue. The module submits each launch, async',
+    '// copy, fill and stream-ordered allocation as op(arg); the queue runs it at once or, while the device',
+    '// captures work (the twin of a CUDA graph capture), records it to run at every replay, and calls drop(arg)',
+    '// after its last run. capturing(ctx) is nonzero while work is recorded. A null stream runs work at once.',
+    `#define MD_EMU_QUEUE_MAGIC 0x${EMU_QUEUE_MAGIC.toString(16)}u`,
+    'typedef struct md_emu_queue {',
+    '  uint32_t magic;  // MD_EMU_QUEUE_MAGIC',
+    '  void* ctx;',
+    '  void (*submit)(void* ctx, void (*op)(void*), void* arg, void (*drop)(void*));',
+    '  int (*capturing)(void* ctx);',
+    '} md_emu_queue;',
     '',
     'typedef struct md_attn_args {',
     ...ATTN_ARGS_FIELDS.map((f) => `  ${`${f.type} ${f.name};`.padEnd(width)}  // ${f.doc}`),

@@ -18,6 +18,18 @@ typedef enum md_status { MD_OK = 0, MD_ERR_ARG = 1, MD_ERR_LAUNCH = 2 } md_statu
 // Exported (returning 1) only by a CUDA module built for the SIMT emulator: its device memory is host memory.
 #define MD_EMULATED_SYMBOL "md_simt_emulated"
 
+// The stream an emulated module is handed: its device's work queue. The module submits each launch, async
+// copy, fill and stream-ordered allocation as op(arg); the queue runs it at once or, while the device
+// captures work (the twin of a CUDA graph capture), records it to run at every replay, and calls drop(arg)
+// after its last run. capturing(ctx) is nonzero while work is recorded. A null stream runs work at once.
+#define MD_EMU_QUEUE_MAGIC 0x6d645175u
+typedef struct md_emu_queue {
+  uint32_t magic;  // MD_EMU_QUEUE_MAGIC
+  void* ctx;
+  void (*submit)(void* ctx, void (*op)(void*), void* arg, void (*drop)(void*));
+  int (*capturing)(void* ctx);
+} md_emu_queue;
+
 typedef struct md_attn_args {
   const float* q;             // [rows, num_heads, head_dim], RoPE applied
   const void* k_cache;        // this layer's K pages, storage dtype

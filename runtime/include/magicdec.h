@@ -47,6 +47,8 @@ typedef struct md_engine_options {
                             0 = the largest bucket's row limit */
   int32_t prefill_first; /* non-zero: no decode round while a prompt is prefilling, so that every round
                             decodes the whole batch (offline batch jobs, benchmarks); 0: rounds every step */
+  int32_t eager;         /* non-zero: never capture the draft's steps as device graphs (like vLLM's
+                            enforce_eager); the same tokens and logits */
 } md_engine_options;
 
 /* Sampling (md_request_options): a token is the Gumbel-max draw from the row's logits divided by the
@@ -93,6 +95,9 @@ typedef struct md_engine_stats {
   int32_t live_requests;
   int32_t gamma;      /* gamma of later rounds: 1..module gamma, MD_GAMMA_AUTO or MD_GAMMA_OFF */
   double mean_gamma;  /* mean tokens drafted per speculative round so far (0 before the first) */
+  /* speculative rounds whose draft steps were captured as a device graph, and rounds that replayed one
+     (md_engine_info's "draftGraphs" says whether they are captured, and why not) */
+  int64_t graph_captures, graph_replays;
 } md_engine_stats;
 
 /** The message of the latest failed call on this thread ("" if none). Valid until the next failing call. */

@@ -321,6 +321,8 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     for (auto& [g, n] : s.gamma_rounds) gammas.Set(std::to_string(g), double(n));
     o.Set("gammaRounds", gammas);
     o.Set("meanGamma", s.mean_gamma());
+    o.Set("graphCaptures", double(s.graph_captures));
+    o.Set("graphReplays", double(s.graph_replays));
     // Seconds inside module kernels, by step kind and kernel class (md::EngineStats::kernel_s).
     static const char* const kinds[md::kStepKinds] = {"prefill", "ar", "draft", "verify"};
     static const char* const classes[md::kKernelClasses] = {"attention", "gemm", "normRope", "other"};
@@ -426,7 +428,7 @@ class CreateWorker : public Napi::AsyncWorker {
   std::shared_ptr<Shared> sh_;
 };
 
-// create(modelDir, modulePath, { maxBatch, kvPages, mode: 'ar' | 'spec', gamma: n | 'auto', prefillChunk, stepTokens, keepLogits, prefillFirst })
+// create(modelDir, modulePath, { maxBatch, kvPages, mode: 'ar' | 'spec', gamma: n | 'auto', prefillChunk, stepTokens, keepLogits, prefillFirst, eager })
 Napi::Value Create(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 2 || !info[0].IsString() || !info[1].IsString())
@@ -442,6 +444,7 @@ Napi::Value Create(const Napi::CallbackInfo& info) {
       o.step_tokens = int_option(js, "stepTokens", 0);
       if (js.Has("keepLogits")) o.keep_logits = js.Get("keepLogits").ToBoolean().Value();
       if (js.Has("prefillFirst")) o.prefill_first = js.Get("prefillFirst").ToBoolean().Value();
+      if (js.Has("eager")) o.eager = js.Get("eager").ToBoolean().Value();
       if (js.Has("mode") && !js.Get("mode").IsUndefined()) {
         std::string mode = js.Get("mode").ToString();
         if (mode == "ar") o.mode = md::Mode::AR;

@@ -38,6 +38,12 @@ export interface EngineOptions {
    * step, as a server wants. Tokens are the same either way.
    */
   prefillFirst?: boolean;
+  /**
+   * Never capture the draft's steps as device graphs (like vLLM's enforce_eager): every launch is queued
+   * as it comes. Default false: on a GPU (and the emulated device) a round's steps are replayed as one
+   * graph once their shape has run twice. Tokens and logits are the same either way.
+   */
+  eager?: boolean;
 }
 
 export interface RequestOptions {
@@ -137,6 +143,12 @@ export interface EngineStats {
   gammaRounds: Record<string, number>;
   /** Mean gamma over the speculative rounds (0 before the first). */
   meanGamma: number;
+  /**
+   * Speculative rounds whose draft steps were captured as a device graph, and rounds that replayed one
+   * (info().draftGraphs says whether the steps are captured, and why not).
+   */
+  graphCaptures: number;
+  graphReplays: number;
   /** Seconds inside module kernels by step kind and kernel class (the rest of a step is host time). */
   kernelS: Record<StepKind, KernelTimes>;
   /** The gamma of later rounds. */

@@ -109,6 +109,7 @@ md_engine* md_engine_create(const char* model_dir, const char* module_path, cons
         eo.keep_logits = o.keep_logits != 0;
         eo.step_tokens = o.step_tokens;
         eo.prefill_first = o.prefill_first != 0;
+        eo.eager = o.eager != 0;
         auto h = std::make_unique<md_engine>();
         h->engine = std::make_unique<md::Engine>(model_dir, module_path, eo);
         return h.release();
@@ -323,6 +324,8 @@ int md_engine_stats_get(md_engine* e, md_engine_stats* out) {
         out->live_requests = eng.live();
         out->gamma = api_gamma(eng.gamma());
         out->mean_gamma = s.mean_gamma();
+        out->graph_captures = s.graph_captures;
+        out->graph_replays = s.graph_replays;
         return 0;
       },
       -1);

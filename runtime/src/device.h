@@ -50,12 +50,14 @@ class Device {
   virtual void mark(int i) = 0;
   virtual double seconds(int from, int to) = 0;
   /**
-   * Stream capture, where the device has it (CUDA graphs; the host has none: can_capture() is false and
-   * the rest is never called). Between begin_capture() and end_capture() the stream's work is recorded
-   * instead of run, and end_capture() returns it as an executable graph that launch_graph() queues, as
-   * often as wanted, and release_graph() frees. Recorded work must not upload host data (a replay would
-   * copy the host memory of the time it replays, or fail). abort_capture() ends a capture that failed
-   * half-way, leaving the stream usable.
+   * Stream capture, where the device has it (CUDA graphs, and their twin on the emulated device; the CPU
+   * device has none: can_capture() is false and the rest is never called). Between begin_capture() and
+   * end_capture() the stream's work is recorded instead of run, and end_capture() returns it as an
+   * executable graph that launch_graph() queues, as often as wanted, and release_graph() frees. Kernel
+   * arguments are taken as they are when recorded. Recorded work must not upload or download host data
+   * (a replay would copy the host memory of the time it replays, or fail), synchronise or mark time; the
+   * emulated device throws for those. abort_capture() ends a capture that failed half-way, leaving the
+   * stream usable.
    */
   virtual bool can_capture() const = 0;
   virtual void begin_capture() = 0;
@@ -85,8 +87,15 @@ class DeviceGraph {
   void* graph_;
 };
 
-/** Host memory: `name` is "cpu" or says which emulated target it stands in for. */
-std::unique_ptr<Device> make_host_device(const std::string& name, bool reads_host_memory);
+/** Host memory for CPU modules: kernels read host memory in place and run as they are called. */
+std::unique_ptr<Device> make_cpu_device();
+
+/**
+ * Host memory for a CUDA module built for the SIMT emulator (`arch` names the target it stands in for),
+ * kept apart like a GPU's. Its stream is a queue (md_abi.h md_emu_queue) through which the module submits
+ * its work, so that it captures like a CUDA stream: recorded kernels, copies and fills, replayed as a graph.
+ */
+std::unique_ptr<Device> make_emulated_device(const std::string& arch);
 
 /**
  * The CUDA device for a module built for `arch` (sm_80, sm_90): throws md::Error when this runtime was

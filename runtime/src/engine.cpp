@@ -61,8 +61,8 @@ Engine::Engine(const std::string& model_dir, const std::string& module_path, con
   const ModuleManifest& m = module_->manifest();
   // The module's target picks the device: an emulated CUDA module's "device" memory is host memory that
   // its kernels cannot be handed in place of device buffers, so it gets the host device with copies.
-  device_ = m.arch == "cpu"          ? make_host_device("cpu", true)
-            : module_->emulated() ? make_host_device(m.arch + " under the SIMT emulator (host memory)", false)
+  device_ = m.arch == "cpu"          ? make_cpu_device()
+            : module_->emulated() ? make_emulated_device(m.arch)
                                   : make_cuda_device(m.arch, module_path);
   weights_ = ModelWeights::load(model_dir, m.dtype);
   check_manifest_model(m.json, module_path + " (manifest)", weights_->config(), model_dir + "/config.json");
@@ -642,7 +642,8 @@ void Engine::spec_round(std::vector<Request*>& batch, int* rows_out) {
 // row data go up at once, before them (d_draft_rows_: per step, positions then lengths), and each step
 // copies its own into the pass's buffers on the device. Unless a request samples (md_sample's arguments go
 // up per step), the steps then read nothing from the host, so where the device captures work they run as
-// one graph, captured once per (sequences, gamma, bucket) and replayed: g x layers x ~15 launches become one.
+// one graph per (sequences, gamma, bucket), captured the second time that shape comes and replayed after:
+// g x layers x ~15 launches become one.
 void Engine::draft_steps(std::vector<Request*>& batch, int g, bool rejection) {
   Device& d = *device_;
   const int n = int(batch.size());
@@ -683,23 +684,30 @@ void Engine::draft_steps(std::vector<Request*>& batch, int g, bool rejection) {
             d.copy(draft_logits_.get() + (size_t(i) * G + j) * V, logits_.get() + size_t(i) * V, V * sizeof(float));
     }
   };
-  if (sampling || !d.can_capture()) return run();
+  if (sampling || opts_.eager || !d.can_capture() || !graphs_off_.empty()) return run();
   const BucketKernels* bk = module_->bucket_for(n, n);
   if (!bk) throw Error("no batch bucket holds " + std::to_string(n) + " sequences and rows");
   const auto key = std::make_tuple(n, g, bk->bucket);
-  auto it = draft_graphs_.find(key);
-  if (it == draft_graphs_.end()) {
-    if (draft_graphs_.size() >= 64) draft_graphs_.clear();  // bounded: the batch sizes in use change slowly
+  if (draft_graphs_.size() >= 64 && !draft_graphs_.count(key)) draft_graphs_.clear();  // bounded: batch sizes change slowly
+  DraftGraph& dg = draft_graphs_[key];
+  if (!dg.graph) {
+    if (dg.runs++ == 0) return run();
+    // A capture that fails (the device refuses something a step does) turns capture off, saying why in
+    // info_json; this round and later ones run the steps uncaptured, which are the same work.
     d.begin_capture();
     try {
       run();
-    } catch (...) {
+      dg.graph.emplace(d, d.end_capture());
+    } catch (const Error& e) {
       d.abort_capture();
-      throw;
+      graphs_off_ = e.what();
+      draft_graphs_.clear();
+      return run();
     }
-    it = draft_graphs_.emplace(key, DeviceGraph(d, d.end_capture())).first;
+    ++stats_.graph_captures;
   }
-  d.launch_graph(it->second.get());
+  d.launch_graph(dg.graph->get());
+  ++stats_.graph_replays;
 }
 
 int Engine::lengths_of(const Rows& rows, int32_t* len) const {
@@ -892,6 +900,12 @@ std::string Engine::info_json() const {
   w.key("maxSeq").value(m.max_seq).key("pageSize").value(m.page_size);
   w.end_object();
   w.key("device").value(device_->name());
+  // How the draft's steps run: "captured" (as device graphs, replayed; rounds where a request samples run
+  // them uncaptured), "uncaptured" (the device has no capture, or the engine is eager), or
+  // "uncaptured: <why a capture failed>".
+  w.key("draftGraphs").value(!device_->can_capture() || opts_.eager ? std::string("uncaptured")
+                             : graphs_off_.empty()                 ? std::string("captured")
+                                                                   : "uncaptured: " + graphs_off_);
   auto params = [&](const std::vector<PassParam>& d, const std::vector<float>& v) {
     w.begin_object();
     for (size_t i = 0; i < d.size(); ++i) w.key(d[i].key).value(double(v[i]));
@@ -911,7 +925,7 @@ std::string Engine::info_json() const {
   else w.value(gamma_);
   w.key("gammaMax").value(m.gamma);
   w.key("prefillChunk").value(prefill_chunk_).key("stepTokens").value(step_tokens_).key("keepLogits").value(opts_.keep_logits);
-  w.key("prefillFirst").value(opts_.prefill_first);
+  w.key("prefillFirst").value(opts_.prefill_first).key("eager").value(opts_.eager);
   w.end_object();
   w.key("freePages").value(cache_->free_pages());
   w.end_object();

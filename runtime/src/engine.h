@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <string>
 #include <tuple>
@@ -50,6 +51,8 @@ struct EngineOptions {
   bool keep_logits = false;  // keep the logits of every emitted token (vocab floats each)
   bool prefill_first = false;  // offline batches: no decode round while a prompt is prefilling, so every
                                // round decodes the whole batch (see Engine::step)
+  bool eager = false;  // never capture the draft's steps as device graphs (like vLLM's enforce_eager):
+                       // every launch is queued as it comes; the same tokens and logits
 };
 
 /** How a request's tokens are drawn (md_sample, docs/ABI.md "Sampling"); the defaults are greedy. */
@@ -105,6 +108,8 @@ struct EngineStats {
   std::map<int, int64_t> bucket_rounds;
   /** Histogram of the gamma drafted by speculative rounds: gamma -> rounds. */
   std::map<int, int64_t> gamma_rounds;
+  /** Speculative rounds whose draft steps were captured as a device graph, and rounds that replayed one. */
+  int64_t graph_captures = 0, graph_replays = 0;
   /** Mean gamma over the speculative rounds (0 before the first). */
   double mean_gamma() const;
   /**
@@ -316,8 +321,14 @@ class Engine {
   // A round's draft steps' positions and sequence lengths ([gamma][max_batch + max_batch]), uploaded at once.
   DeviceBuffer<int32_t> d_draft_rows_;
   std::vector<int32_t> draft_rows_;
-  // The draft steps as CUDA graphs, by (sequences, gamma, bucket): captured on first use, then replayed.
-  std::map<std::tuple<int, int, int>, DeviceGraph> draft_graphs_;
+  // The draft steps as CUDA graphs, by (sequences, gamma, bucket): run uncaptured the first time (so that
+  // the launchers' one-time set-up happens outside a capture), captured the second, then replayed.
+  struct DraftGraph {
+    int runs = 0;
+    std::optional<DeviceGraph> graph;
+  };
+  std::map<std::tuple<int, int, int>, DraftGraph> draft_graphs_;
+  std::string graphs_off_;  // why a capture failed, after which the draft's steps run uncaptured ("" until then)
   // Host sides: what is uploaded, and what read_back reads.
   std::vector<int32_t> tokens_, row_seq_, row_pos_, seq_len_, argmax_;
   std::vector<float> host_logits_;  // [max_rows_, vocab] with keep_logits or once a request keeps logits

@@ -66,6 +66,8 @@
 #include <type_traits>
 #include <vector>
 
+#include "md_abi.h"  // md_emu_queue: the stream an emulated module is handed
+
 #if defined(__x86_64__)
 #define MD_EMU_X86_64 1
 #else
@@ -883,6 +885,16 @@ inline std::vector<std::pair<const void*, int>>& smem_optins() {
 }
 constexpr size_t SMEM_DEFAULT = 48 * 1024, SMEM_MAX = 227 * 1024;
 
+/** Whether a launch's configuration is one the GPU accepts (the launch itself reports it, before it runs). */
+inline bool launch_config_ok(const void* fn, dim3 grid, dim3 block, size_t smem) {
+  size_t smem_limit = SMEM_DEFAULT;
+  for (auto& o : smem_optins())
+    if (o.first == fn) smem_limit = (size_t)o.second;
+  const unsigned long long threads = (unsigned long long)block.x * block.y * block.z;
+  return !(threads == 0 || threads > 1024 || block.z > 64 || grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.x > 0x7fffffffu ||
+           grid.y > 65535 || grid.z > 65535 || smem > smem_limit);
+}
+
 inline void run_grid(const char* name, const void* fn, dim3 grid, dim3 block, size_t smem, void (*body)(void*), void* ctx) {
   Emu& e = emu();
   if (e.in_kernel && e.launch_thread == std::this_thread::get_id()) {
@@ -897,19 +909,14 @@ inline void run_grid(const char* name, const void* fn, dim3 grid, dim3 block, si
     e.last_error = e.sticky_error;
     return;
   }
-  size_t smem_limit = SMEM_DEFAULT;
-  for (auto& o : smem_optins())
-    if (o.first == fn) smem_limit = (size_t)o.second;
-  const unsigned long long threads = (unsigned long long)block.x * block.y * block.z;
-  if (threads == 0 || threads > 1024 || block.z > 64 || grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.x > 0x7fffffffu ||
-      grid.y > 65535 || grid.z > 65535 || smem > smem_limit) {
+  if (!launch_config_ok(fn, grid, block, smem)) {
     e.last_error = INVALID_CONFIGURATION;
     return;
   }
   ++e.launches;
   locate_tls(fn);
   e.kernel = name;
-  e.nthreads = (int)threads;
+  e.nthreads = (int)(block.x * block.y * block.z);
   if ((int)e.threads.size() < e.nthreads) e.threads.resize(e.nthreads);
   e.dyn_bytes = smem;
   if (e.dyn_smem.size() < smem) e.dyn_smem.resize(smem);
@@ -944,6 +951,26 @@ inline void run_grid(const char* name, const void* fn, dim3 grid, dim3 block, si
   if (e.failed) e.last_error = e.sticky_error = LAUNCH_FAILURE;
 }
 
+/**
+ * Stream work: op(arg) runs at once on a null stream (the test drivers'), else goes to the stream's queue
+ * (md_abi.h md_emu_queue: the runtime's host device), which runs it at once or, while it captures, records
+ * it for its replays; drop(arg) follows the last run. Arguments are taken by value when submitted, as a
+ * CUDA graph takes a kernel's parameters when it is captured.
+ */
+inline void submit(md_emu_queue* q, void (*op)(void*), void* arg, void (*drop)(void*)) {
+  if (!q) {
+    op(arg);
+    drop(arg);
+    return;
+  }
+  if (q->magic != MD_EMU_QUEUE_MAGIC) {
+    fprintf(stderr, "md-simt-emu: work submitted to a stream that is not an emulated device's queue (md_emu_queue)\n");
+    abort();
+  }
+  q->submit(q->ctx, op, arg, drop);
+}
+inline bool capturing(md_emu_queue* q) { return q && q->magic == MD_EMU_QUEUE_MAGIC && q->capturing(q->ctx); }
+
 /** kernel<<<grid, block, smem, stream>>>(args...) as launcher<kernel>(grid, block, smem, stream)(args...). */
 template <auto K>
 struct launcher;
@@ -951,13 +978,32 @@ template <class... P, void (*K)(P...)>
 struct launcher<K> {
   dim3 grid, block;
   size_t smem;
-  launcher(dim3 g, dim3 b, size_t s = 0, void* /*stream*/ = nullptr) : grid(g), block(b), smem(s) {}
+  md_emu_queue* stream;
+  launcher(dim3 g, dim3 b, size_t s = 0, md_emu_queue* q = nullptr) : grid(g), block(b), smem(s), stream(q) {}
   static const char* name() { return __PRETTY_FUNCTION__; }
   template <class... A>
   void operator()(A&&... args) const {
     static_assert(sizeof...(A) == sizeof...(P), "kernel launched with the wrong number of arguments");
-    std::tuple<typename std::decay<P>::type...> params(std::forward<A>(args)...);
-    run_grid(name(), (const void*)K, grid, block, smem, [](void* ctx) { std::apply(K, *static_cast<decltype(params)*>(ctx)); }, &params);
+    typedef std::tuple<typename std::decay<P>::type...> Params;
+    struct Launch {
+      dim3 grid, block;
+      size_t smem;
+      Params params;
+    };
+    // A bad configuration fails the launch itself, captured or not (cudaGetLastError after it says so).
+    if (!launch_config_ok((const void*)K, grid, block, smem)) {
+      configure();
+      Emu& e = emu();
+      e.last_error = e.sticky_error ? e.sticky_error : INVALID_CONFIGURATION;
+      return;
+    }
+    submit(
+        stream,
+        [](void* p) {
+          Launch& l = *static_cast<Launch*>(p);
+          run_grid(name(), (const void*)K, l.grid, l.block, l.smem, [](void* ctx) { std::apply(K, *static_cast<Params*>(ctx)); }, &l.params);
+        },
+        new Launch{grid, block, smem, Params(std::forward<A>(args)...)}, [](void* p) { delete static_cast<Launch*>(p); });
   }
 };
 
@@ -1239,8 +1285,9 @@ static inline unsigned long long atomicCAS(unsigned long long* p, unsigned long 
 }
 
 // ------------------------------------------------------------------------------ the runtime API
-// The part of the CUDA runtime the modules use. Streams are synchronous (a launch finishes before it
-// returns) and device memory is host memory.
+// The part of the CUDA runtime the modules use. Device memory is host memory. A null stream is synchronous
+// (work finishes before the call returns); a runtime's stream is its device's queue (md_emu_queue), which
+// runs work as it comes or records it while capturing, so that a captured CUDA graph has a twin here.
 
 typedef int cudaError_t;
 enum : int {
@@ -1250,7 +1297,7 @@ enum : int {
   cudaErrorInvalidConfiguration = md_emu::INVALID_CONFIGURATION,
   cudaErrorLaunchFailure = md_emu::LAUNCH_FAILURE,
 };
-typedef struct md_emu_stream* cudaStream_t;
+typedef md_emu_queue* cudaStream_t;
 enum cudaMemcpyKind { cudaMemcpyHostToHost = 0, cudaMemcpyHostToDevice = 1, cudaMemcpyDeviceToHost = 2, cudaMemcpyDeviceToDevice = 3, cudaMemcpyDefault = 4 };
 enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
 struct cudaDeviceProp {
@@ -1297,8 +1344,16 @@ static inline cudaError_t md_emu_host_wait(const char* call) {
   if (e.abort_on_error) abort();
   return md_emu::CAPTURE_UNSUPPORTED;
 }
+/** A host wait on a stream that is capturing fails as it does in CUDA (the capture is then invalid). */
+static inline cudaError_t md_emu_stream_wait(cudaStream_t s, const char* call) {
+  if (!md_emu::capturing(s)) return md_emu_host_wait(call);
+  md_emu::Emu& e = md_emu::emu();
+  e.message = std::string("md-simt-emu: ") + call + " on a stream that is capturing";
+  fprintf(stderr, "%s\n", e.message.c_str());
+  return e.last_error = md_emu::CAPTURE_UNSUPPORTED;
+}
 static inline cudaError_t cudaDeviceSynchronize() { return md_emu_host_wait("cudaDeviceSynchronize"); }
-static inline cudaError_t cudaStreamSynchronize(cudaStream_t) { return md_emu_host_wait("cudaStreamSynchronize"); }
+static inline cudaError_t cudaStreamSynchronize(cudaStream_t s) { return md_emu_stream_wait(s, "cudaStreamSynchronize"); }
 static inline cudaError_t cudaGetDevice(int* d) {
   *d = 0;
   return md_emu_status(cudaSuccess);
@@ -1323,12 +1378,30 @@ template <typename T>
 static inline cudaError_t cudaMalloc(T** p, size_t bytes) {
   return cudaMalloc((void**)p, bytes);
 }
-static inline cudaError_t cudaMallocAsync(void** p, size_t bytes, cudaStream_t) { return cudaMalloc(p, bytes); }
 static inline cudaError_t cudaFree(void* p) {
   free(p);
   return md_emu_status(cudaSuccess);
 }
-static inline cudaError_t cudaFreeAsync(void* p, cudaStream_t) { return cudaFree(p); }
+/**
+ * Stream-ordered allocation. Captured, it is the graph's (a CUDA graph's allocation node): the memory stays
+ * at its address until the graph is released, and every replay finds it poisoned again, as a replay finds
+ * a graph allocation's contents undefined.
+ */
+static inline cudaError_t cudaMallocAsync(void** p, size_t bytes, cudaStream_t s) {
+  const cudaError_t e = cudaMalloc(p, bytes);
+  if (e != cudaSuccess || !md_emu::capturing(s)) return e;
+  struct Poison {
+    void* p;
+    size_t n;
+  };
+  md_emu::submit(s, [](void* a) { memset(static_cast<Poison*>(a)->p, 0xff, static_cast<Poison*>(a)->n); }, new Poison{*p, bytes},
+                 [](void* a) { delete static_cast<Poison*>(a); });
+  return e;
+}
+static inline cudaError_t cudaFreeAsync(void* p, cudaStream_t s) {
+  md_emu::submit(s, [](void*) {}, p, [](void* a) { free(a); });
+  return md_emu_status(cudaSuccess);
+}
 static inline cudaError_t md_emu_copy(void* d, const void* s, size_t n) {
   if (md_emu::emu().sticky_error) return md_emu::emu().sticky_error;
   if (n) memmove(d, s, n);
@@ -1338,16 +1411,39 @@ static inline cudaError_t cudaMemcpy(void* d, const void* s, size_t n, cudaMemcp
   const cudaError_t w = md_emu_host_wait("cudaMemcpy");
   return w != cudaSuccess ? w : md_emu_copy(d, s, n);
 }
-static inline cudaError_t cudaMemcpyAsync(void* d, const void* s, size_t n, cudaMemcpyKind k, cudaStream_t) {
-  const cudaError_t w = k == cudaMemcpyDeviceToHost ? md_emu_host_wait("cudaMemcpyAsync(DeviceToHost)") : cudaSuccess;
-  return w != cudaSuccess ? w : md_emu_copy(d, s, n);
+/** Stream work that reports its status when submitted: the sticky error (a launch failed before). */
+struct md_emu_copy_op {
+  void* d;
+  const void* s;
+  size_t n;
+  int byte;  // memset's value, or -1 for a copy
+};
+static inline cudaError_t md_emu_submit_copy(cudaStream_t q, md_emu_copy_op op) {
+  if (md_emu::emu().sticky_error) return md_emu::emu().sticky_error;
+  md_emu::submit(
+      q,
+      [](void* a) {
+        const md_emu_copy_op& o = *static_cast<md_emu_copy_op*>(a);
+        if (md_emu::emu().sticky_error || !o.n) return;
+        if (o.byte < 0) memmove(o.d, o.s, o.n);
+        else memset(o.d, o.byte, o.n);
+      },
+      new md_emu_copy_op(op), [](void* a) { delete static_cast<md_emu_copy_op*>(a); });
+  return cudaSuccess;
+}
+static inline cudaError_t cudaMemcpyAsync(void* d, const void* s, size_t n, cudaMemcpyKind k, cudaStream_t q) {
+  if (k == cudaMemcpyDeviceToHost) {  // pageable: the host waits for it
+    const cudaError_t w = md_emu_stream_wait(q, "cudaMemcpyAsync(DeviceToHost)");
+    return w != cudaSuccess ? w : md_emu_copy(d, s, n);
+  }
+  return md_emu_submit_copy(q, {d, s, n, -1});
 }
 static inline cudaError_t cudaMemset(void* d, int v, size_t n) {
   if (md_emu::emu().sticky_error) return md_emu::emu().sticky_error;
   if (n) memset(d, v, n);
   return cudaSuccess;
 }
-static inline cudaError_t cudaMemsetAsync(void* d, int v, size_t n, cudaStream_t) { return cudaMemset(d, v, n); }
+static inline cudaError_t cudaMemsetAsync(void* d, int v, size_t n, cudaStream_t q) { return md_emu_submit_copy(q, {d, nullptr, n, v & 0xff}); }
 template <typename T>
 static inline cudaError_t cudaGetSymbolAddress(void** p, const T& symbol) {
   *p = (void*)&symbol;

@@ -3,9 +3,9 @@
 // it gives different results under different schedules), every shuffle, vote and reduction against the
 // CUDA documentation's definitions, md_cuda.cuh's warp and block sums, 3-D indices, shared memory private
 // to a block and poisoned at its start, dynamic shared memory and its 48 KiB opt-in, cp.async landing
-// only at its wait, atomics, launch configuration errors; and that each kind of synchronisation bug is
-// refused with a message naming it, the failure sticky like a CUDA context's. bf16/fp16 conversions are
-// bit-exact with model/dtypes.ts (NaN: CUDA's canonical 0x7fff).
+// only at its wait, atomics, launch configuration errors, stream capture through a queue; and that each
+// kind of synchronisation bug is refused with a message naming it, the failure sticky like a CUDA
+// context's. bf16/fp16 conversions are bit-exact with model/dtypes.ts (NaN: CUDA's canonical 0x7fff).
 import { execFileSync, spawnSync } from 'node:child_process';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { bf16BitsToF32Bits, f16BitsToF32Bits, f32ToBf16Bits, f32ToF16Bits } from '../../model/dtypes.ts';
@@ -42,6 +42,7 @@ describe('SIMT emulator: semantics', () => {
     ['atomics', 'atomicAdd / atomicMax / atomicOr over many blocks'],
     ['ldg-aligned', 'an aligned 16-byte __ldg'],
     ['sticky-failure', 'a refused kernel makes later calls fail until reset, as a faulted CUDA context'],
+    ['stream-capture', "a stream queue's capture: work runs at replay with its submitted arguments, host waits fail, allocations are the graph's"],
     ['mma-m16n8k16', 'md_mma_16816_bf16 (mma.sync m16n8k16 bf16) in the PTX ISA fragment layouts: D = C + A.B exactly on integers'],
     ['mma-m16n8k16-f16', 'md_mma_16816_f16 (mma.sync m16n8k16 f16) in the same layouts: D = C + A.B exactly on halves bf16 cannot hold'],
   ] as const)

@@ -1,7 +1,7 @@
 // The GPU suite without a GPU: `npm run gpu:pack` into a temporary folder, then the pack's own
 // `gpu-suite.sh --dry-run` (the drivers of one module built for the SIMT emulator through the pack's
 // CMakeLists.txt, run short; the runtime and e2e.c on the tiny model's emulated sm_90 module, spec == AR
-// through the C API; and the reporting). The table and suite.json must say what ran and passed,
+// through the C API with the draft's steps replayed as emulated graphs; and the reporting). The table and suite.json must say what ran and passed,
 // list GPU-only steps as skipped (never passed), and a wrong tolerance (MD_KIT_TOL) must fail the suite
 // loudly, and so must a spent time budget. report.py must also keep "not available" (the runtime has no
 // CUDA engine) apart from passed.
@@ -84,6 +84,9 @@ describe('GPU suite (gpu:pack + dry run)', () => {
     expect(j.verdict).toBe('PASS');
     const e2e = j.steps.find((s) => s.name === 'e2e: spec == AR (C API)')?.result as Record<string, unknown> | undefined;
     expect(e2e).toMatchObject({ available: true, emulated: true, draft_window_16: true, token_diffs: 0, logit_diffs: 0, tokens: 20 });
+    // The draft's steps ran as (emulated) graphs, and drafted what an eager engine drafts.
+    expect(e2e).toMatchObject({ accept_diffs: 0, draft_graphs_captured: true, graph_captures: expect.any(Number) });
+    expect(e2e?.graph_replays).toBeGreaterThan(0);
     const check = j.steps.find((s) => s.name === 'check: m0_fp32_tiny');
     expect(check?.status).toBe('pass');
     expect(check?.result?.seed).toBe(7);

@@ -27,7 +27,7 @@ describe('the CUDA device layer', () => {
   it('compiles with nvcc (-Wall -Wextra -Werror), links against the CUDA runtime, and explains a missing GPU', () => {
     const exe = join(root, 'probe');
     const units = ['device_cuda.cpp', 'device_host.cpp'].map((f) => join(src, f));
-    execFileSync('nvcc', ['-std=c++17', '-DMD_HAVE_CUDA=1', `-I${src}`, '-Xcompiler', '-Wall,-Wextra,-Werror', '-o', exe, ...units, join(REPO, 'test/runtime/cuda_probe.cpp')], {
+    execFileSync('nvcc', ['-std=c++17', '-DMD_HAVE_CUDA=1', `-I${src}`, `-I${join(REPO, 'generated/contract')}`, '-Xcompiler', '-Wall,-Wextra,-Werror', '-o', exe, ...units, join(REPO, 'test/runtime/cuda_probe.cpp')], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const [available, opened] = execFileSync(exe, { encoding: 'utf8' }).trim().split('\n');

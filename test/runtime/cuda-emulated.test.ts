@@ -14,7 +14,7 @@ import { buildModule } from '../../codegen/build.ts';
 import { planModule } from '../../codegen/plan.ts';
 import type { DeploymentIR, VerifierIR } from '../../codegen/spec.ts';
 import { resolveRandomConfig, writeRandomModel } from '../../model/random.ts';
-import type { Engine as EngineT, EngineOptions, Generation, RequestOptions } from '../../runtime/node/index.ts';
+import type { Engine as EngineT, EngineOptions, EngineStats, Generation, RequestOptions } from '../../runtime/node/index.ts';
 import { onGpu } from '../harness/emu/module.ts';
 import { loadReferenceModel } from '../reference/llama.ts';
 import { attentions, makeDeployment, policies, verifiers } from '../support/deployments.ts';
@@ -67,11 +67,11 @@ async function decode(
   prompts: number[][],
   lib = library,
   request: (k: number) => RequestOptions = () => ({}),
-): Promise<{ got: Generation[]; info: Record<string, unknown> }> {
+): Promise<{ got: Generation[]; info: Record<string, unknown>; stats: EngineStats }> {
   const e = await Engine.create(modelDir, lib, { keepLogits: true, ...opts });
   try {
     const got = await Promise.all(prompts.map((p, k) => e.generate(p, { maxTokens: MAX_TOKENS, ignoreEos: true, ...request(k) })));
-    return { got, info: e.info() };
+    return { got, info: e.info(), stats: e.stats() };
   } finally {
     e.close();
   }
@@ -132,14 +132,48 @@ describe('the engine on an emulated CUDA sm_90 bf16 module', () => {
     { label: 'autoregressive, batched (bucket 3)', opts: { mode: 'ar', maxBatch: 3 } },
   ];
   it.each(CASES)('$label: the reference tokens, logits bitwise', async ({ opts }) => {
-    const { got } = await decode(opts, PROMPTS);
+    const { got, info, stats } = await decode(opts, PROMPTS);
     got.forEach((g, k) => expect(bitwiseMismatch(g, reference[k]), `prompt ${k}`).toBeUndefined());
     if (opts.mode === 'spec') {
       const drafted = got.reduce((n, g) => n + g.stats.drafted, 0);
       const accepted = got.reduce((n, g) => n + g.stats.accepted, 0);
       expect(drafted).toBeGreaterThan(0);
       expect(accepted, 'some drafts are rejected, so rollback is exercised').toBeLessThan(drafted);
+      // The greedy rounds' draft steps were captured (the emulated device's twin of a CUDA graph) and
+      // replayed: the tokens above are the replays'.
+      expect(info.draftGraphs).toBe('captured');
+      expect(stats.graphCaptures).toBeGreaterThan(0);
+      expect(stats.graphReplays).toBeGreaterThan(stats.graphCaptures);
     }
+  });
+
+  it('the draft steps replayed as graphs draft what eager steps draft: per request, the same accepted counts, over gammas 3, 1, 3', async () => {
+    // Verification makes a wrong draft cost acceptance, not tokens: only the accepted counts show a replay
+    // that drafts from stale positions, lengths or another gamma's steps.
+    const run = async (eager: boolean) => {
+      const e = await Engine.create(modelDir, library, { keepLogits: true, mode: 'spec', gamma: 3, maxBatch: 3, eager });
+      try {
+        const out: Generation[] = [];
+        for (const g of [3, 1, 3] as const) {
+          e.setGamma(g);
+          out.push(...(await Promise.all(PROMPTS.map((p) => e.generate(p, { maxTokens: MAX_TOKENS, ignoreEos: true })))));
+        }
+        return { out, info: e.info(), stats: e.stats() };
+      } finally {
+        e.close();
+      }
+    };
+    const graphs = await run(false);
+    const eager = await run(true);
+    expect(graphs.info.draftGraphs).toBe('captured');
+    expect(eager.info.draftGraphs).toBe('uncaptured');
+    expect(eager.stats.graphCaptures + eager.stats.graphReplays).toBe(0);
+    expect(graphs.stats.graphReplays).toBeGreaterThan(0);
+    graphs.out.forEach((g, k) => {
+      expect(bitwiseMismatch(g, reference[k % PROMPTS.length]), `request ${k}`).toBeUndefined();
+      expect(g.stats.accepted, `request ${k}: accepted`).toBe(eager.out[k].stats.accepted);
+      expect(g.stats.drafted, `request ${k}: drafted`).toBe(eager.out[k].stats.drafted);
+    });
   });
 });
 

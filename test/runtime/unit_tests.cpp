@@ -55,7 +55,7 @@ static md::KvCacheShape small_shape(int pages, int slots) {
 }
 
 static void test_kv_cache() {
-  std::unique_ptr<md::Device> host = md::make_host_device("cpu", true);
+  std::unique_ptr<md::Device> host = md::make_cpu_device();
   md::KvCache c(small_shape(6, 3), *host);
   CHECK(c.free_pages() == 6);
   CHECK(c.pages_for(0) == 0 && c.pages_for(1) == 1 && c.pages_for(4) == 1 && c.pages_for(5) == 2);

@@ -488,6 +488,79 @@ static void convert() {
   }
 }
 
+/** A stream queue like the runtime's emulated device's (md_abi.h md_emu_queue): runs work, or records it. */
+struct ToyQueue {
+  struct Op {
+    void (*op)(void*);
+    void* arg;
+    void (*drop)(void*);
+  };
+  md_emu_queue q{};
+  bool recording = false;
+  std::vector<Op> ops;
+  ToyQueue() {
+    q.magic = MD_EMU_QUEUE_MAGIC;
+    q.ctx = this;
+    q.submit = [](void* c, void (*op)(void*), void* arg, void (*drop)(void*)) {
+      ToyQueue& t = *static_cast<ToyQueue*>(c);
+      if (t.recording) return t.ops.push_back({op, arg, drop});
+      op(arg);
+      drop(arg);
+    };
+    q.capturing = [](void* c) { return static_cast<ToyQueue*>(c)->recording ? 1 : 0; };
+  }
+  void replay() {
+    for (Op& o : ops) o.op(o.arg);
+  }
+  ~ToyQueue() {
+    for (Op& o : ops) o.drop(o.arg);
+  }
+};
+
+/**
+ * Stream capture through a queue: recorded work runs only when replayed, with the arguments it was
+ * submitted with and the memory of the replay's time; a host wait on a capturing stream fails; a bad
+ * launch configuration fails at the launch, recording nothing; a stream-ordered allocation made in a
+ * capture is poisoned again at each replay; without capture the queue runs work at once.
+ */
+static void check_capture() {
+  const int T = 64;
+  int* in = dev<int>(T);
+  int* out = dev<int>(T);
+  std::string why;
+  const auto bad = [&](const std::string& w) {  // keeps the first failure
+    if (why.empty()) why = w;
+  };
+  {
+    ToyQueue tq;
+    tq.recording = true;
+    for (int i = 0; i < T; ++i) in[i] = i;
+    MD_LAUNCH(1, T, 0, &tq.q, k_rotate<true>)(in, out);
+    if (cudaGetLastError() != cudaSuccess) bad("a recorded launch failed");
+    if (out[0] != -1) bad("a recorded launch ran before its replay");
+    if (cudaStreamSynchronize(&tq.q) != md_emu::CAPTURE_UNSUPPORTED) bad("a synchronisation of a capturing stream succeeded");
+    md_emu::reset_error();
+    MD_LAUNCH(1, 1025, 0, &tq.q, k_rotate<true>)(in, out);
+    if (cudaGetLastError() != cudaErrorInvalidConfiguration) bad("a bad configuration did not fail its recorded launch");
+    int* scratch = nullptr;
+    if (cudaMallocAsync((void**)&scratch, 4 * sizeof(int), &tq.q) != cudaSuccess) bad("cudaMallocAsync failed in a capture");
+    if (cudaMemsetAsync(scratch, 0, sizeof(int), &tq.q) != cudaSuccess || cudaFreeAsync(scratch, &tq.q) != cudaSuccess) bad("a recorded memset or free failed");
+    tq.recording = false;
+    if (tq.ops.size() != 4) bad("expected 4 recorded ops (launch, poison, memset, free), got " + std::to_string(tq.ops.size()));
+    for (int rep = 0; rep < 2 && why.empty(); ++rep) {
+      for (int i = 0; i < T; ++i) in[i] = 100 * rep + i;
+      scratch[0] = scratch[1] = 7;
+      tq.replay();
+      for (int i = 0; i < T; ++i)
+        if (out[i] != 100 * rep + (i + 1) % T) bad("replay " + std::to_string(rep) + " did not read the memory of its time");
+      if (scratch[0] != 0 || scratch[1] != -1) bad("a capture's allocation was not poisoned again (then memset) at its replay");
+    }
+    MD_LAUNCH(1, T, 0, &tq.q, k_rotate<true>)(out, in);
+    if (tq.ops.size() != 4 || in[0] != out[1]) bad("a queue that is not capturing did not run the launch at once");
+  }
+  line("stream-capture", why.empty() ? "ok" : "FAIL " + why);
+}
+
 /**
  * Run under MD_SIMT_EMU_HOST_WAITS: which runtime calls make the host wait. Prints `host-waits: ` and, for
  * each call, its name and `ok` or `refused` (cudaErrorStreamCaptureUnsupported, with the message).
@@ -529,6 +602,7 @@ int main(int argc, char** argv) {
   check_memory();
   check_mma();
   check_errors();
+  check_capture();
   const md_emu::Emu& e = md_emu::emu();
   printf("stats: %llu launches, %llu blocks, %llu switches\n", (unsigned long long)e.launches, (unsigned long long)e.ctas,
          (unsigned long long)e.switches);
