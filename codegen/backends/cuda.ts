@@ -128,6 +128,12 @@ export const attnUsesMma = (plan: ModulePlan): boolean =>
  * P.V position classes fill the threads when a block's pairs alone would not. smemBytes is
  * md_attn_shape::SMEM_BYTES.
  */
+/** Bytes of the staged K/V tiles (two stages of K and V), rows padded as md_cuda.cuh's md_attn_pad_bytes pads them. */
+function stagedTileBytes(page: number, rowBytes: number, lanes: number): number {
+  const pad = rowBytes % 16 === 0 ? (16 * lanes - (rowBytes % 128) + 256) % 128 : 0;
+  return 4 * Math.ceil((page * (rowBytes + pad)) / 16) * 16;
+}
+
 export function attnShapeFor(plan: ModulePlan): AttnShape {
   const { headDim: d, group: g } = plan.dims;
   const elt = CUDA_STORAGE[plan.deployment.dtype].bytes;
@@ -135,11 +141,9 @@ export function attnShapeFor(plan: ModulePlan): AttnShape {
   const vec = vectorWidth(d, elt);
   if (attnUsesMma(plan)) {
     const rows = Math.max(1, Math.min(plan.gamma + 1, Math.floor(ATTN_MMA_PAIRS / g)));
-    const rowBytes = d * elt;
-    const stride = rowBytes + ((16 - (rowBytes % 128) + 128) % 128);
     const warpsUsed = Math.min(4, Math.ceil(page / 16));
     const floats = warpsUsed * 16 * d + warpsUsed * 16 + 4 * 16;
-    const smemBytes = 4 * Math.ceil((page * stride) / 16) * 16 + 4 * floats + (rows + 1) * page;
+    const smemBytes = stagedTileBytes(page, d * elt, 1) + 4 * floats + (rows + 1) * page;
     return { mma: true, vec, lanesPerPos: 0, vecV: 0, split: 0, rows, smemBytes };
   }
   let lanesPerPos = 4;
@@ -149,12 +153,8 @@ export function attnShapeFor(plan: ModulePlan): AttnShape {
   const pairs = rows * g;
   const dv = d / vecV;
   const split = Math.max(1, Math.min(page, Math.floor(ATTN_THREADS / (dv * pairs))));
-  const rowBytes = d * elt;
-  const padBytes = rowBytes % 16 === 0 ? (((16 * lanesPerPos - (rowBytes % 128) + 256) % 128)) : 0;
-  const tileBytes = page * (rowBytes + padBytes);
-  const stageBytes = 4 * Math.ceil(tileBytes / 16) * 16;
   const floats = 2 * pairs * d + pairs * (page + 1) + (split - 1) * pairs * d + 3 * pairs;
-  return { mma: false, vec, lanesPerPos, vecV, split, rows, smemBytes: stageBytes + 4 * floats + rows * page };
+  return { mma: false, vec, lanesPerPos, vecV, split, rows, smemBytes: stagedTileBytes(page, d * elt, lanesPerPos) + 4 * floats + rows * page };
 }
 
 /** Limits of the CUDA kernels only; model and plan invariants were checked by planModule. */

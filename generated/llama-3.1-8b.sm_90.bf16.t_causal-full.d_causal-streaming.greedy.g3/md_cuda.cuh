@@ -546,6 +546,35 @@ static int md_lm_head_argmax_launch(const float* x, const T* w, float* logits, i
 // ------------------------------------------------------------------------------------------- attention
 
 /**
+ * Staged-row padding: rows of whole 16-byte vectors get a stride of 16 * LANES bytes mod 128, so that the 8
+ * lanes of a shared-memory phase (the first vectors of 32 / LANES positions in the CUDA-core kernel; a K or
+ * V fragment's rows on tensor cores, LANES = 1) hit distinct banks; rows of another width stay packed and
+ * copy as a whole.
+ */
+constexpr int md_attn_pad_bytes(int row_bytes, int lanes) { return row_bytes % 16 == 0 ? (16 * lanes - row_bytes % 128 + 256) % 128 : 0; }
+
+/**
+ * What both attention kernels' shapes share: heads and their grouping, the paging and chunks, the block
+ * of ROWS rows (PAIRS pairs), the partials' layout, and the staged K/V tiles (PAGE rows of ROW_STRIDE
+ * elements, PAD_BYTES_ of padding each, two stages of K and V).
+ */
+template <typename T, int HEADS_, int KV_HEADS_, int HEAD_DIM_, int PAGE_, int CHUNK_PAGES_, int MAX_CHUNKS_, int ROWS_, int PAD_BYTES_>
+struct md_attn_geometry {
+  static constexpr int HEADS = HEADS_, KV_HEADS = KV_HEADS_, HEAD_DIM = HEAD_DIM_, GROUP = HEADS_ / KV_HEADS_;
+  static constexpr int PAGE = PAGE_, CHUNK_PAGES = CHUNK_PAGES_, CHUNK = PAGE_ * CHUNK_PAGES_, MAX_CHUNKS = MAX_CHUNKS_;
+  static constexpr int ROWS = ROWS_, PAIRS = ROWS_ * GROUP;
+  static constexpr int THREADS = 128;
+  /** Floats of workspace per (row, query head, chunk): m, l, acc[HEAD_DIM]. */
+  static constexpr int PARTIAL = HEAD_DIM_ + 2;
+  static constexpr int ROW_BYTES = HEAD_DIM_ * (int)sizeof(T);
+  static constexpr bool ROW16 = ROW_BYTES % 16 == 0, TILE16 = PAGE_ * ROW_BYTES % 16 == 0;
+  static constexpr int PAD_BYTES = PAD_BYTES_;
+  static constexpr int ROW_STRIDE = (ROW_BYTES + PAD_BYTES) / (int)sizeof(T);
+  static constexpr int TILE_ELTS = PAGE_ * ROW_STRIDE;
+  static constexpr int STAGE_BYTES = 4 * ((TILE_ELTS * (int)sizeof(T) + 15) / 16 * 16);  // K and V, two stages
+};
+
+/**
  * Compile-time shape of one pass's attention (FlashDecoding-style split-KV). A CTA of 128 threads takes a
  * block of up to ROWS consecutive rows of one sequence (the gamma + 1 rows of a verification, or rows of a
  * prefill chunk) and one KV head: its ROWS x GROUP (row, query head) pairs share every K/V tile, which the
@@ -562,35 +591,21 @@ static int md_lm_head_argmax_launch(const float* x, const T* w, float* logits, i
  */
 template <typename T, int HEADS_, int KV_HEADS_, int HEAD_DIM_, int PAGE_, int CHUNK_PAGES_, int MAX_CHUNKS_, int VEC_, int LPP_, int VEC_V_,
           int SPLIT_, int ROWS_>
-struct md_attn_shape {
+struct md_attn_shape
+    : md_attn_geometry<T, HEADS_, KV_HEADS_, HEAD_DIM_, PAGE_, CHUNK_PAGES_, MAX_CHUNKS_, ROWS_, md_attn_pad_bytes(HEAD_DIM_ * (int)sizeof(T), LPP_)> {
+  typedef md_attn_geometry<T, HEADS_, KV_HEADS_, HEAD_DIM_, PAGE_, CHUNK_PAGES_, MAX_CHUNKS_, ROWS_, md_attn_pad_bytes(HEAD_DIM_ * (int)sizeof(T), LPP_)> G;
   static constexpr bool MMA = false;
-  static constexpr int HEADS = HEADS_, KV_HEADS = KV_HEADS_, HEAD_DIM = HEAD_DIM_, GROUP = HEADS_ / KV_HEADS_;
-  static constexpr int PAGE = PAGE_, CHUNK_PAGES = CHUNK_PAGES_, CHUNK = PAGE_ * CHUNK_PAGES_, MAX_CHUNKS = MAX_CHUNKS_;
   static constexpr int VEC = VEC_, LPP = LPP_, VPL = HEAD_DIM_ / (VEC_ * LPP_), PPW = 32 / LPP_;
-  static constexpr int ROWS = ROWS_, PAIRS = ROWS_ * GROUP;
   static constexpr int VEC_V = VEC_V_, SPLIT = SPLIT_, DV = HEAD_DIM_ / VEC_V_, UNITS = DV * SPLIT_;
-  static constexpr int THREADS = 128;
   /** P.V: pair groups (a thread works one unit for pairs pg, pg + PG, ...), and pairs per thread. */
-  static constexpr int PG = THREADS / UNITS, PPT = (PAIRS + PG - 1) / PG;
-  /** Floats of workspace per (row, query head, chunk): m, l, acc[HEAD_DIM]. */
-  static constexpr int PARTIAL = HEAD_DIM_ + 2;
-  /**
-   * Staged tile rows: 16-byte rows padded so that the 8 lanes of a shared-memory phase (32 / LPP
-   * positions' first vectors) hit distinct banks; rows of another width stay packed and copy as a whole.
-   */
-  static constexpr int ROW_BYTES = HEAD_DIM_ * (int)sizeof(T);
-  static constexpr bool ROW16 = ROW_BYTES % 16 == 0, TILE16 = PAGE_ * ROW_BYTES % 16 == 0;
-  static constexpr int PAD_BYTES = ROW16 ? (16 * LPP_ - ROW_BYTES % 128 + 256) % 128 : 0;
-  static constexpr int ROW_STRIDE = (ROW_BYTES + PAD_BYTES) / (int)sizeof(T);
-  static constexpr int TILE_ELTS = PAGE_ * ROW_STRIDE;
-  static constexpr int STAGE_BYTES = 4 * ((TILE_ELTS * (int)sizeof(T) + 15) / 16 * 16);  // K and V, two stages
-  /** Dynamic shared memory: stages, then q, scores, accumulators, class partials, pair state, visibility. */
+  static constexpr int PG = G::THREADS / UNITS, PPT = (G::PAIRS + PG - 1) / PG;
   /** Score rows padded by one float: P.V's threads of different pairs read one position's weights in distinct banks. */
   static constexpr int SC_STRIDE = PAGE_ + 1;
-  static constexpr int SMEM_FLOATS = PAIRS * HEAD_DIM_ * 2 + PAIRS * SC_STRIDE + (SPLIT_ - 1) * PAIRS * HEAD_DIM_ + 3 * PAIRS;
-  static constexpr int SMEM_BYTES = STAGE_BYTES + 4 * SMEM_FLOATS + ROWS_ * PAGE_;
+  /** Dynamic shared memory: stages, then q, scores, accumulators, class partials, pair state, visibility. */
+  static constexpr int SMEM_FLOATS = G::PAIRS * HEAD_DIM_ * 2 + G::PAIRS * SC_STRIDE + (SPLIT_ - 1) * G::PAIRS * HEAD_DIM_ + 3 * G::PAIRS;
+  static constexpr int SMEM_BYTES = G::STAGE_BYTES + 4 * SMEM_FLOATS + ROWS_ * PAGE_;
   static_assert(HEAD_DIM_ % (VEC_ * LPP_) == 0 && 32 % LPP_ == 0, "bad score lane partition");
-  static_assert(HEAD_DIM_ % VEC_V_ == 0 && UNITS <= THREADS, "bad P.V partition");
+  static_assert(HEAD_DIM_ % VEC_V_ == 0 && UNITS <= G::THREADS, "bad P.V partition");
 };
 
 /** max over aligned groups of WIDTH lanes by an xor butterfly (exact, so any order gives the same bits). */
@@ -998,31 +1013,21 @@ __global__ void __launch_bounds__(128, 2) md_attn_chunk_kernel(md_attn_args a) {
  *    order.
  */
 template <typename T, int HEADS_, int KV_HEADS_, int HEAD_DIM_, int PAGE_, int CHUNK_PAGES_, int MAX_CHUNKS_, int ROWS_>
-struct md_attn_mma_shape {
+struct md_attn_mma_shape : md_attn_geometry<T, HEADS_, KV_HEADS_, HEAD_DIM_, PAGE_, CHUNK_PAGES_, MAX_CHUNKS_, ROWS_, md_attn_pad_bytes(HEAD_DIM_ * (int)sizeof(T), 1)> {
+  typedef md_attn_geometry<T, HEADS_, KV_HEADS_, HEAD_DIM_, PAGE_, CHUNK_PAGES_, MAX_CHUNKS_, ROWS_, md_attn_pad_bytes(HEAD_DIM_ * (int)sizeof(T), 1)> G;
   static constexpr bool MMA = true;
-  static constexpr int HEADS = HEADS_, KV_HEADS = KV_HEADS_, HEAD_DIM = HEAD_DIM_, GROUP = HEADS_ / KV_HEADS_;
-  static constexpr int PAGE = PAGE_, CHUNK_PAGES = CHUNK_PAGES_, CHUNK = PAGE_ * CHUNK_PAGES_, MAX_CHUNKS = MAX_CHUNKS_;
-  static constexpr int ROWS = ROWS_, PAIRS = ROWS_ * GROUP;
-  static constexpr int THREADS = 128, WARPS = 4;
+  static constexpr int WARPS = G::THREADS / 32;
   /** q.k's steps of 16 dims (zeros past head_dim), P.V's tiles of 8 dims. */
   static constexpr int KSTEPS = (HEAD_DIM_ + 15) / 16, NTILES = HEAD_DIM_ / 8;
   /** A tile's 16-position blocks, blocks per warp, and the warps that get any. */
   static constexpr int BLOCKS = (PAGE_ + 15) / 16, BPW = (BLOCKS + WARPS - 1) / WARPS, WARPS_USED = BLOCKS < WARPS ? BLOCKS : WARPS;
-  static constexpr int PARTIAL = HEAD_DIM_ + 2;
-  /**
-   * Staged rows padded to a stride of 16 bytes mod 128: a K fragment's 8 positions x 4 words, and a V
-   * fragment's 4 position pairs x 4 words, fall in distinct banks.
-   */
-  static constexpr int ROW_BYTES = HEAD_DIM_ * (int)sizeof(T);
-  static constexpr bool ROW16 = true, TILE16 = true;
-  static constexpr int PAD_BYTES = (16 - ROW_BYTES % 128 + 128) % 128;
-  static constexpr int ROW_STRIDE = (ROW_BYTES + PAD_BYTES) / (int)sizeof(T);
-  static constexpr int TILE_ELTS = PAGE_ * ROW_STRIDE;
-  static constexpr int STAGE_BYTES = 4 * ((TILE_ELTS * (int)sizeof(T) + 15) / 16 * 16);  // K and V, two stages
+  // Staged rows (md_attn_pad_bytes with one lane) have a stride of 16 bytes mod 128: a K fragment's 8
+  // positions x 4 words, and a V fragment's 4 position pairs x 4 words, fall in distinct banks.
   /** Dynamic shared memory: stages, then the warps' accumulators and sums, tile maxima, visibility [row][P], seen by some row [P]. */
   static constexpr int SMEM_FLOATS = WARPS_USED * 16 * HEAD_DIM_ + WARPS_USED * 16 + WARPS * 16;
-  static constexpr int SMEM_BYTES = STAGE_BYTES + 4 * SMEM_FLOATS + (ROWS_ + 1) * PAGE_;
-  static_assert(sizeof(T) == 2 && HEAD_DIM_ % 8 == 0 && HEAD_DIM_ <= 128 && PAIRS <= 16, "the tensor-core attention's limits (attnUsesMma)");
+  static constexpr int SMEM_BYTES = G::STAGE_BYTES + 4 * SMEM_FLOATS + (ROWS_ + 1) * PAGE_;
+  static_assert(sizeof(T) == 2 && HEAD_DIM_ % 8 == 0 && HEAD_DIM_ <= 128 && G::PAIRS <= 16, "the tensor-core attention's limits (attnUsesMma)");
+  static_assert(G::ROW16 && G::TILE16, "tensor-core rows are whole 16-byte vectors");
 };
 
 /** Two fp32 values rounded to T (bf16 or fp16), packed as one mma operand register (lo: the lower index). */
