@@ -593,7 +593,7 @@ template <typename T, int HEADS_, int KV_HEADS_, int HEAD_DIM_, int PAGE_, int C
           int SPLIT_, int ROWS_>
 struct md_attn_shape
     : md_attn_geometry<T, HEADS_, KV_HEADS_, HEAD_DIM_, PAGE_, CHUNK_PAGES_, MAX_CHUNKS_, ROWS_, md_attn_pad_bytes(HEAD_DIM_ * (int)sizeof(T), LPP_)> {
-  typedef md_attn_geometry<T, HEADS_, KV_HEADS_, HEAD_DIM_, PAGE_, CHUNK_PAGES_, MAX_CHUNKS_, ROWS_, md_attn_pad_bytes(HEAD_DIM_ * (int)sizeof(T), LPP_)> G;
+  typedef typename md_attn_shape::md_attn_geometry G;  // the base, by its injected name
   static constexpr bool MMA = false;
   static constexpr int VEC = VEC_, LPP = LPP_, VPL = HEAD_DIM_ / (VEC_ * LPP_), PPW = 32 / LPP_;
   static constexpr int VEC_V = VEC_V_, SPLIT = SPLIT_, DV = HEAD_DIM_ / VEC_V_, UNITS = DV * SPLIT_;
@@ -1014,7 +1014,7 @@ __global__ void __launch_bounds__(128, 2) md_attn_chunk_kernel(md_attn_args a) {
  */
 template <typename T, int HEADS_, int KV_HEADS_, int HEAD_DIM_, int PAGE_, int CHUNK_PAGES_, int MAX_CHUNKS_, int ROWS_>
 struct md_attn_mma_shape : md_attn_geometry<T, HEADS_, KV_HEADS_, HEAD_DIM_, PAGE_, CHUNK_PAGES_, MAX_CHUNKS_, ROWS_, md_attn_pad_bytes(HEAD_DIM_ * (int)sizeof(T), 1)> {
-  typedef md_attn_geometry<T, HEADS_, KV_HEADS_, HEAD_DIM_, PAGE_, CHUNK_PAGES_, MAX_CHUNKS_, ROWS_, md_attn_pad_bytes(HEAD_DIM_ * (int)sizeof(T), 1)> G;
+  typedef typename md_attn_mma_shape::md_attn_geometry G;
   static constexpr bool MMA = true;
   static constexpr int WARPS = G::THREADS / 32;
   /** q.k's steps of 16 dims (zeros past head_dim), P.V's tiles of 8 dims. */

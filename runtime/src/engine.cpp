@@ -684,14 +684,17 @@ void Engine::draft_steps(std::vector<Request*>& batch, int g, bool rejection) {
             d.copy(draft_logits_.get() + (size_t(i) * G + j) * V, logits_.get() + size_t(i) * V, V * sizeof(float));
     }
   };
-  if (sampling || opts_.eager || !d.can_capture() || !graphs_off_.empty()) return run();
+  if (sampling || !captures_drafts()) return run();
   const BucketKernels* bk = module_->bucket_for(n, n);
   if (!bk) throw Error("no batch bucket holds " + std::to_string(n) + " sequences and rows");
   const auto key = std::make_tuple(n, g, bk->bucket);
   if (draft_graphs_.size() >= 64 && !draft_graphs_.count(key)) draft_graphs_.clear();  // bounded: batch sizes change slowly
   DraftGraph& dg = draft_graphs_[key];
   if (!dg.graph) {
-    if (dg.runs++ == 0) return run();
+    if (!dg.ran) {
+      dg.ran = true;
+      return run();
+    }
     // A capture that fails (the device refuses something a step does) turns capture off, saying why in
     // info_json; this round and later ones run the steps uncaptured, which are the same work.
     d.begin_capture();
@@ -903,9 +906,7 @@ std::string Engine::info_json() const {
   // How the draft's steps run: "captured" (as device graphs, replayed; rounds where a request samples run
   // them uncaptured), "uncaptured" (the device has no capture, or the engine is eager), or
   // "uncaptured: <why a capture failed>".
-  w.key("draftGraphs").value(!device_->can_capture() || opts_.eager ? std::string("uncaptured")
-                             : graphs_off_.empty()                 ? std::string("captured")
-                                                                   : "uncaptured: " + graphs_off_);
+  w.key("draftGraphs").value(captures_drafts() ? std::string("captured") : graphs_off_.empty() ? std::string("uncaptured") : "uncaptured: " + graphs_off_);
   auto params = [&](const std::vector<PassParam>& d, const std::vector<float>& v) {
     w.begin_object();
     for (size_t i = 0; i < d.size(); ++i) w.key(d[i].key).value(double(v[i]));

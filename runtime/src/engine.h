@@ -255,6 +255,8 @@ class Engine {
   int lengths_of(const Rows& rows, int32_t* len) const;
   /** Uploads the passes' params if set_param changed them, and the page table if admission changed it. */
   void sync_pass_inputs();
+  /** Whether greedy rounds' draft steps run as device graphs: the device captures, the engine is not eager, no capture failed. */
+  bool captures_drafts() const { return device_->can_capture() && !opts_.eager && graphs_off_.empty(); }
   /** The draft's gamma steps of a speculative round (see spec_round), captured and replayed where the device can. */
   void draft_steps(std::vector<Request*>& batch, int g, bool rejection);
   /** Waits for the device and copies the first `lm` LM rows' tokens into argmax_ (and their logits when kept). */
@@ -324,7 +326,7 @@ class Engine {
   // The draft steps as CUDA graphs, by (sequences, gamma, bucket): run uncaptured the first time (so that
   // the launchers' one-time set-up happens outside a capture), captured the second, then replayed.
   struct DraftGraph {
-    int runs = 0;
+    bool ran = false;  // uncaptured, once
     std::optional<DeviceGraph> graph;
   };
   std::map<std::tuple<int, int, int>, DraftGraph> draft_graphs_;

@@ -1382,26 +1382,6 @@ static inline cudaError_t cudaFree(void* p) {
   free(p);
   return md_emu_status(cudaSuccess);
 }
-/**
- * Stream-ordered allocation. Captured, it is the graph's (a CUDA graph's allocation node): the memory stays
- * at its address until the graph is released, and every replay finds it poisoned again, as a replay finds
- * a graph allocation's contents undefined.
- */
-static inline cudaError_t cudaMallocAsync(void** p, size_t bytes, cudaStream_t s) {
-  const cudaError_t e = cudaMalloc(p, bytes);
-  if (e != cudaSuccess || !md_emu::capturing(s)) return e;
-  struct Poison {
-    void* p;
-    size_t n;
-  };
-  md_emu::submit(s, [](void* a) { memset(static_cast<Poison*>(a)->p, 0xff, static_cast<Poison*>(a)->n); }, new Poison{*p, bytes},
-                 [](void* a) { delete static_cast<Poison*>(a); });
-  return e;
-}
-static inline cudaError_t cudaFreeAsync(void* p, cudaStream_t s) {
-  md_emu::submit(s, [](void*) {}, p, [](void* a) { free(a); });
-  return md_emu_status(cudaSuccess);
-}
 static inline cudaError_t md_emu_copy(void* d, const void* s, size_t n) {
   if (md_emu::emu().sticky_error) return md_emu::emu().sticky_error;
   if (n) memmove(d, s, n);
@@ -1411,22 +1391,26 @@ static inline cudaError_t cudaMemcpy(void* d, const void* s, size_t n, cudaMemcp
   const cudaError_t w = md_emu_host_wait("cudaMemcpy");
   return w != cudaSuccess ? w : md_emu_copy(d, s, n);
 }
-/** Stream work that reports its status when submitted: the sticky error (a launch failed before). */
+static inline cudaError_t cudaMemset(void* d, int v, size_t n) {
+  if (md_emu::emu().sticky_error) return md_emu::emu().sticky_error;
+  if (n) memset(d, v, n);
+  return cudaSuccess;
+}
+/** An async copy (byte < 0) or fill on stream q: run, or recorded, as md_emu_copy / cudaMemset. */
 struct md_emu_copy_op {
   void* d;
   const void* s;
   size_t n;
-  int byte;  // memset's value, or -1 for a copy
+  int byte;
 };
 static inline cudaError_t md_emu_submit_copy(cudaStream_t q, md_emu_copy_op op) {
-  if (md_emu::emu().sticky_error) return md_emu::emu().sticky_error;
+  if (md_emu::emu().sticky_error) return md_emu::emu().sticky_error;  // a launch failed before: reported now
   md_emu::submit(
       q,
       [](void* a) {
         const md_emu_copy_op& o = *static_cast<md_emu_copy_op*>(a);
-        if (md_emu::emu().sticky_error || !o.n) return;
-        if (o.byte < 0) memmove(o.d, o.s, o.n);
-        else memset(o.d, o.byte, o.n);
+        if (o.byte < 0) md_emu_copy(o.d, o.s, o.n);
+        else cudaMemset(o.d, o.byte, o.n);
       },
       new md_emu_copy_op(op), [](void* a) { delete static_cast<md_emu_copy_op*>(a); });
   return cudaSuccess;
@@ -1438,12 +1422,20 @@ static inline cudaError_t cudaMemcpyAsync(void* d, const void* s, size_t n, cuda
   }
   return md_emu_submit_copy(q, {d, s, n, -1});
 }
-static inline cudaError_t cudaMemset(void* d, int v, size_t n) {
-  if (md_emu::emu().sticky_error) return md_emu::emu().sticky_error;
-  if (n) memset(d, v, n);
-  return cudaSuccess;
-}
 static inline cudaError_t cudaMemsetAsync(void* d, int v, size_t n, cudaStream_t q) { return md_emu_submit_copy(q, {d, nullptr, n, v & 0xff}); }
+/**
+ * Stream-ordered allocation. Captured, it is the graph's (a CUDA graph's allocation node): the memory stays
+ * at its address until the graph is released, and every replay finds it poisoned again (a recorded fill),
+ * as a replay finds a graph allocation's contents undefined.
+ */
+static inline cudaError_t cudaMallocAsync(void** p, size_t bytes, cudaStream_t s) {
+  const cudaError_t e = cudaMalloc(p, bytes);
+  return e != cudaSuccess || !md_emu::capturing(s) ? e : cudaMemsetAsync(*p, 0xff, bytes, s);
+}
+static inline cudaError_t cudaFreeAsync(void* p, cudaStream_t s) {
+  md_emu::submit(s, [](void*) {}, p, [](void* a) { free(a); });
+  return md_emu_status(cudaSuccess);
+}
 template <typename T>
 static inline cudaError_t cudaGetSymbolAddress(void** p, const T& symbol) {
   *p = (void*)&symbol;
