@@ -29,11 +29,6 @@
 
 #include "md_cpu.h"
 
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && !defined(MD_PORTABLE)
-#include <immintrin.h>
-#define MD_GEMM_AVX512 1
-#endif
-
 using namespace md;
 
 namespace {
@@ -48,7 +43,7 @@ constexpr size_t X_FLOATS = 256 * 1024;
 /** K per pass of a row block over a panel's tiles (a multiple of 32): 6 rows of it stay in L1. */
 constexpr int K_CHUNK = 512;
 
-#if MD_GEMM_AVX512
+#if defined(MD_ISA_AVX512)
 // ---- 16-lane vectors: one zmm register per accumulator.
 
 typedef __m512 fvec;
@@ -83,31 +78,29 @@ inline fvec as_fvec(vec::f32x16 a) { return a.v; }
  *  loading it NB times (28 loads per 24 multiply-adds of a 6 x 4 tile instead of 10). */
 inline void keep_in_register(fvec& v) { asm("" : "+v"(v)); }
 
-/** Lane i: reduce_lanes(a[i]) for 16 accumulators at once, by attention's tree of folds (md_cpu.h, vec::fold). */
-inline fvec reduce16(const fvec* a) {
-  using vec::fold;
-  using vec::f32x16;
-  f32x16 s[8], t[4], u[2];
-  for (int i = 0; i < 8; ++i) s[i] = fold<1>(f32x16{a[2 * i]}, f32x16{a[2 * i + 1]});
-  for (int i = 0; i < 4; ++i) t[i] = fold<2>(s[2 * i], s[2 * i + 1]);
-  for (int i = 0; i < 2; ++i) u[i] = fold<3>(t[2 * i], t[2 * i + 1]);
-  return vec::unfold(fold<4>(u[0], u[1])).v;
-}
+#elif defined(MD_ISA_AVX2)
+// ---- AVX2: md_cpu.h's vectors of two 256-bit halves; an accumulator takes two of the 16 ymm registers.
 
-/** out[i] = reduce_lanes(acc[i]) for the C accumulators of a tile, sixteen at a time. */
-template <int C>
-inline void reduce_tile(const fvec (&acc)[C], float* out) {
-  unroll<(C + 15) / 16>([&](auto g) {
-    constexpr int i0 = 16 * g;
-    fvec a[16];
-    unroll<16>([&](auto i) { a[i] = i0 + i < C ? acc[i0 + i < C ? i0 + i : 0] : vzero(); });
-    alignas(64) float v[16];
-    vstore(v, reduce16(a));
-    unroll<16>([&](auto i) {
-      if constexpr (i0 + i < C) out[i0 + i] = v[i];
-    });
-  });
-}
+typedef vec::f32x16 fvec;
+typedef int lane_mask;  // a lane count: lanes 0 .. n - 1
+// The register tile: 2 x 2 accumulators (8 registers) + 2 weight vectors + 1 x vector.
+constexpr int RB = 2;
+constexpr int NB = 2;
+inline fvec vzero() { return vec::zero(); }
+inline lane_mask lanes_below(int n) { return n; }
+inline fvec vload(const float* p) { return vec::load(p); }
+inline fvec vload(const float* p, lane_mask n) { return vec::load_n(p, n); }
+inline fvec vwiden(const store_t* p) { return vec::widen(p); }
+inline fvec vwiden(const store_t* p, lane_mask n) { return vec::widen_n(p, n); }
+inline void vfma(fvec& c, fvec a, fvec b) { c = vec::fmadd(a, b, c); }
+/** Only lanes below n: the others keep c exactly (fma(0, 0, -0) would give +0). */
+inline void vfma(fvec& c, fvec a, fvec b, lane_mask n) { c = vec::select((uint16_t)((1u << n) - 1u), vec::fmadd(a, b, c), c); }
+inline void vstore(float* p, fvec v) { vec::store(p, v); }
+inline void vstore(float* p, fvec v, lane_mask n) { vec::store_n(p, v, n); }
+inline void prefetch_line(const char* p) { _mm_prefetch(p, _MM_HINT_T1); }
+inline fvec as_fvec(vec::f32x16 a) { return a; }
+/** As the AVX-512 path's: each x vector loaded once per k step, not once per use. */
+inline void keep_in_register(fvec& v) { asm("" : "+x"(v.lo), "+x"(v.hi)); }
 #else
 // ---- portable 16-lane vectors: plain arrays, vec::fmadd per lane; the same bits as the vector path.
 
@@ -170,6 +163,34 @@ inline void reduce_tile(const fvec (&acc)[C], float* out) {
 }
 #endif
 
+#if defined(MD_ISA_AVX512) || defined(MD_ISA_AVX2)
+/** Lane i: reduce_lanes(a[i]) for 16 accumulators at once, by attention's tree of folds (md_cpu.h, vec::fold). */
+inline fvec reduce16(const fvec* a) {
+  using vec::fold;
+  using vec::f32x16;
+  f32x16 s[8], t[4], u[2];
+  for (int i = 0; i < 8; ++i) s[i] = fold<1>(f32x16{a[2 * i]}, f32x16{a[2 * i + 1]});
+  for (int i = 0; i < 4; ++i) t[i] = fold<2>(s[2 * i], s[2 * i + 1]);
+  for (int i = 0; i < 2; ++i) u[i] = fold<3>(t[2 * i], t[2 * i + 1]);
+  return as_fvec(vec::unfold(fold<4>(u[0], u[1])));
+}
+
+/** out[i] = reduce_lanes(acc[i]) for the C accumulators of a tile, sixteen at a time. */
+template <int C>
+inline void reduce_tile(const fvec (&acc)[C], float* out) {
+  unroll<(C + 15) / 16>([&](auto g) {
+    constexpr int i0 = 16 * g;
+    fvec a[16];
+    unroll<16>([&](auto i) { a[i] = i0 + i < C ? acc[i0 + i < C ? i0 + i : 0] : vzero(); });
+    alignas(64) float v[16];
+    vstore(v, reduce16(a));
+    unroll<16>([&](auto i) {
+      if constexpr (i0 + i < C) out[i0 + i] = v[i];
+    });
+  });
+}
+#endif
+
 /** Cache lines a tile asks for, spread over its k steps, while it computes: the weights that come next. */
 struct Prefetch {
   const char* from = nullptr;
@@ -184,7 +205,7 @@ struct Prefetch {
  * to state, exactly.
  */
 template <int R, int N, class W>
-inline void tile(const float* x, const W* w, int K, size_t ldw, int k0, int k1, fvec* state, Prefetch pf, float (*out)[NB]) {
+inline void tile(const float* x, const W* w, int K, size_t ldw, int k0, int k1, fvec* state, Prefetch pf, bool, float (*out)[NB]) {
   fvec acc[R * N];  // acc[r * N + n]
   for (int i = 0; i < R * N; ++i) acc[i] = k0 == 0 ? vzero() : state[i];
   const int full = K / LANES * LANES, end = k1 < full ? k1 : full;
@@ -226,23 +247,39 @@ constexpr int x_stride(int K) { return X_BF16 ? (K + 31) / 32 * 32 : K; }
  * tile for bf16 weights, with x rounded to bf16 (rows of x_stride(K)): each step is one VDPBF16PS per
  * accumulator over 32 k, lane j taking the pairs (k, k + 1) = (2j, 2j + 1) of the block (vec::dot_bf16,
  * emulated exactly without AVX512_BF16); a tail block reads its weights masked and x's zero padding.
- * k0 and k1 are multiples of 32 or K. Otherwise as tile.
+ * k0 and k1 are multiples of 32 or K. Where x is coarse (x_coarse), a step over coarse weights into coarse
+ * accumulators runs dot_bf16_coarse, the same bits without the emulation's flushes. Otherwise as tile.
  */
 template <int R, int N>
-inline void tile_dp(const uint16_t* x, const uint16_t* w, int K, size_t ldw, int k0, int k1, fvec* state, Prefetch pf, float (*out)[NB]) {
+inline void tile_dp(const uint16_t* x, const uint16_t* w, int K, size_t ldw, int k0, int k1, fvec* state, Prefetch pf, bool x_coarse, float (*out)[NB]) {
   const size_t xs = (size_t)x_stride(K);
   vec::f32x16 acc[R * N];  // acc[r * N + n]
   for (int i = 0; i < R * N; ++i) acc[i] = k0 == 0 ? vec::zero() : vec::load((const float*)&state[i]);
+  // Whether every accumulator is coarse (md_cpu.h, dot_bf16_coarse): zeros are.
+  const auto acc_coarse = [&] {
+    bool all = true;
+    for (int i = 0; i < R * N; ++i) all = all && vec::acc_coarse(acc[i]);
+    return all;
+  };
+  bool coarse = x_coarse && (k0 == 0 || acc_coarse());
   const int full = K / 32 * 32, end = k1 < full ? k1 : full;
   const int steps = (end - k0 + 31) / 32, per_step = steps > 0 ? (pf.lines + steps - 1) / steps : 0;
   for (int k = k0, line = 0; k < end; k += 32) {
     for (int i = 0; i < per_step && line < pf.lines; ++i, ++line) prefetch_line(pf.from + (size_t)line * 64);
     vec::bf16x32 wv[N];
     for (int n = 0; n < N; ++n) wv[n] = vec::load_bf16(w + n * ldw + k);
+    if (coarse && vec::bf16_coarse(wv)) {
+      for (int r = 0; r < R; ++r) {
+        const vec::bf16x32 xv = vec::load_bf16(x + r * xs + k);
+        for (int n = 0; n < N; ++n) acc[r * N + n] = vec::dot_bf16_coarse(acc[r * N + n], xv, wv[n]);
+      }
+      continue;
+    }
     for (int r = 0; r < R; ++r) {
       const vec::bf16x32 xv = vec::load_bf16(x + r * xs + k);
       for (int n = 0; n < N; ++n) acc[r * N + n] = vec::dot_bf16(acc[r * N + n], xv, wv[n]);
     }
+    coarse = x_coarse && acc_coarse();
   }
   if (k1 < K) {
     for (int i = 0; i < R * N; ++i) vec::store((float*)&state[i], acc[i]);
@@ -265,7 +302,7 @@ inline void tile_dp(const uint16_t* x, const uint16_t* w, int K, size_t ldw, int
 }
 
 template <class X, class W>
-using tile_fn = void (*)(const X*, const W*, int, size_t, int, int, fvec*, Prefetch, float (*)[NB]);
+using tile_fn = void (*)(const X*, const W*, int, size_t, int, int, fvec*, Prefetch, bool, float (*)[NB]);
 
 /** tile<R, N> (tile_dp<R, N> for bf16 x) at index (R - 1) * NB + N - 1. */
 template <class X, class W, class Seq>
@@ -285,8 +322,8 @@ struct TileTable<uint16_t, uint16_t, std::integer_sequence<int, I...>> {
  * keep them in memory instead).
  */
 template <class X, class W>
-inline void tile_any(int rows, int outs, const X* x, const W* w, int K, size_t ldw, int k0, int k1, fvec* state, Prefetch pf, float (*out)[NB]) {
-  TileTable<X, W, std::make_integer_sequence<int, RB * NB>>::fns[(rows - 1) * NB + (outs - 1)](x, w, K, ldw, k0, k1, state, pf, out);
+inline void tile_any(int rows, int outs, const X* x, const W* w, int K, size_t ldw, int k0, int k1, fvec* state, Prefetch pf, bool x_coarse, float (*out)[NB]) {
+  TileTable<X, W, std::make_integer_sequence<int, RB * NB>>::fns[(rows - 1) * NB + (outs - 1)](x, w, K, ldw, k0, k1, state, pf, x_coarse, out);
 }
 
 /** Widens rows n0 .. n1 of w into buf ([n1 - n0, K] fp32) with the tiles' own conversion (vwiden). */
@@ -412,7 +449,7 @@ inline bool use_amx() { return false; }
 #endif
 
 template <int N, int K, class X, class Sink>
-inline void project(const X* x, const store_t* w, int32_t rows, Sink&& sink) {
+inline void project(const X* x, bool x_coarse, const store_t* w, int32_t rows, Sink&& sink) {
 #if MD_AMX
   if constexpr (X_BF16)
     if (use_amx()) return project_amx<N, K>(x, w, rows, sink);
@@ -456,9 +493,9 @@ inline void project(const X* x, const store_t* w, int32_t rows, Sink&& sink) {
             const int l0 = (int)((int64_t)next_lines * call / calls), l1 = (int)((int64_t)next_lines * (call + 1) / calls);
             const Prefetch pf{next + (size_t)l0 * 64, l1 - l0};
             ++call;
-            if constexpr (X_BF16) tile_any<X, store_t>(nr, nn, xr, w + (size_t)n0 * K, K, K, k0, k1, st, pf, out);
-            else if (panel) tile_any<X, float>(nr, nn, xr, panel + (size_t)(n0 - n_begin) * K, K, K, k0, k1, st, pf, out);
-            else tile_any<X, store_t>(nr, nn, xr, w + (size_t)n0 * K, K, K, k0, k1, st, pf, out);
+            if constexpr (X_BF16) tile_any<X, store_t>(nr, nn, xr, w + (size_t)n0 * K, K, K, k0, k1, st, pf, x_coarse, out);
+            else if (panel) tile_any<X, float>(nr, nn, xr, panel + (size_t)(n0 - n_begin) * K, K, K, k0, k1, st, pf, false, out);
+            else tile_any<X, store_t>(nr, nn, xr, w + (size_t)n0 * K, K, K, k0, k1, st, pf, false, out);
             if (k1 < K) continue;
             sink(r0, nr, n0, nn, out);
           }
@@ -488,9 +525,10 @@ inline void round_x16(const float* x, int32_t r, int k, uint16_t* h) {
 }
 
 /**
- * Runs body(xs) on every thread of one parallel region, xs being x as the tiles take it: x itself, or with
- * bf16 weights x rounded to bf16 (md_bf16_from_f32's rounding), rows padded with zeros to x_stride(K),
- * which the team writes first. False, with nothing run, when that buffer cannot be had.
+ * Runs body(xs, x_coarse) on every thread of one parallel region, xs being x as the tiles take it: x
+ * itself, or with bf16 weights x rounded to bf16 (md_bf16_from_f32's rounding), rows padded with zeros to
+ * x_stride(K), which the team writes first; x_coarse says that every element of xs is coarse, so that
+ * where VDPBF16PS is emulated, tile_dp may take dot_bf16_coarse (md_cpu.h) over weights that are too. False, with nothing run, when that buffer cannot be had.
  */
 template <int K, class Body>
 inline bool over_x(const float* x, int32_t rows, Body&& body) {
@@ -519,23 +557,30 @@ inline bool over_x(const float* x, int32_t rows, Body&& body) {
             }
           }
         }
-        body((const uint16_t*)xp);
+        body((const uint16_t*)xp, false);
       }
       return true;
     }
 #endif
     uint16_t* xb = x_bf16_buffer((size_t)rows * XS);
     if (!xb) return false;
+    bool coarse = !vec::BF16_NATIVE;  // (VDPBF16PS itself needs no such check)
 #pragma omp parallel
     {
-#pragma omp for schedule(static)
-      for (int32_t r = 0; r < rows; ++r)
-        for (int k = 0; k < XS; k += vec::W) round_x16<K>(x, r, k, xb + (size_t)r * XS + k);
-      body((const uint16_t*)xb);
+#pragma omp for schedule(static) reduction(&& : coarse)
+      for (int32_t r = 0; r < rows; ++r) {
+        uint16_t* row = xb + (size_t)r * XS;
+        for (int k = 0; k < XS; k += vec::W) round_x16<K>(x, r, k, row + k);
+        for (int k = 0; k < XS && coarse; k += 32) {
+          const vec::bf16x32 block[1] = {vec::load_bf16(row + k)};
+          coarse = vec::bf16_coarse(block);
+        }
+      }
+      body((const uint16_t*)xb, coarse);
     }
   } else {
 #pragma omp parallel
-    body(x);
+    body(x, false);
   }
   return true;
 }
@@ -545,8 +590,8 @@ template <int N, int K>
 int gemm(const float* x, const void* w_, const void* bias_, float* y, int32_t rows) {
   const store_t* w = (const store_t*)w_;
   const store_t* bias = (const store_t*)bias_;
-  const bool ran = over_x<K>(x, rows, [&](auto xs) {
-    project<N, K>(xs, w, rows, [&](int32_t r0, int nr, int n0, int nn, const float (*out)[NB]) {
+  const bool ran = over_x<K>(x, rows, [&](auto xs, bool x_coarse) {
+    project<N, K>(xs, x_coarse, w, rows, [&](int32_t r0, int nr, int n0, int nn, const float (*out)[NB]) {
       for (int r = 0; r < nr; ++r)
         for (int n = 0; n < nn; ++n) y[(size_t)(r0 + r) * N + n0 + n] = bias ? out[r][n] + widen(bias[n0 + n]) : out[r][n];
     });
@@ -575,13 +620,13 @@ int lm_head_argmax(const float* x, const void* w_, float* logits, int32_t* token
   if (!keys) return MD_ERR_LAUNCH;
   memset(keys.get(), 0, bytes);
   uint64_t* best = keys.get();
-  const bool ran = over_x<K>(x, rows, [&](auto xs) {
+  const bool ran = over_x<K>(x, rows, [&](auto xs, bool x_coarse) {
     uint64_t* mine = keys.get() + stride * (size_t)(1 + omp_get_thread_num());
     // A row's best over the tile's outputs is kept in a register, then merged into mine[] once per tile
     // (updating mine[r] per output would chain each update through a store and a load). Keys are made only
     // for outputs that are not below the best's value: the key is monotone in the value, so a smaller one
     // (or a NaN, whose key 0 never wins) cannot change the best; most outputs are skipped by a compare.
-    project<N, K>(xs, w, rows, [&](int32_t r0, int nr, int n0, int nn, const float (*out)[NB]) {
+    project<N, K>(xs, x_coarse, w, rows, [&](int32_t r0, int nr, int n0, int nn, const float (*out)[NB]) {
       for (int r = 0; r < nr; ++r) {
         uint64_t best_r = mine[r0 + r];
         float floor_r = md_argmax_key_value(best_r);

@@ -14,13 +14,21 @@
 #include <utility>
 
 #include <omp.h>
-#if defined(__AVX512F__) && !defined(MD_PORTABLE)
+// The vector ISA of the build, from the compiler's target macros (the build targets the machine it runs on): AVX-512,
+// else AVX2 with FMA and F16C, else plain lane loops. MD_NO_AVX512 forces the AVX2 path and MD_PORTABLE
+// the lane loops, so that one machine can test every path against the others.
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && !defined(MD_PORTABLE) && !defined(MD_NO_AVX512)
+#define MD_ISA_AVX512 1
+#elif defined(__AVX2__) && defined(__FMA__) && defined(__F16C__) && !defined(MD_PORTABLE)
+#define MD_ISA_AVX2 1
+#endif
+#if defined(MD_ISA_AVX512) || defined(MD_ISA_AVX2)
 #include <immintrin.h>
 #endif
-// AMX tiles for bf16 GEMMs and attention, where the build's target has them (MD_NO_AMX, MD_NO_AVX512BF16 or
-// MD_PORTABLE turn them off) and Linux grants the process the tile state (asked once, amx_granted).
-#if defined(__AMX_TILE__) && defined(__AMX_BF16__) && defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && \
-    defined(__linux__) && !defined(MD_PORTABLE) && !defined(MD_NO_AMX) && !defined(MD_NO_AVX512BF16)
+// AMX tiles for bf16 GEMMs and attention, where the build's target has them (MD_NO_AMX, MD_NO_AVX512BF16,
+// MD_NO_AVX512 or MD_PORTABLE turn them off) and Linux grants the process the tile state (asked once, amx_granted).
+#if defined(__AMX_TILE__) && defined(__AMX_BF16__) && defined(MD_ISA_AVX512) && defined(__linux__) && !defined(MD_NO_AMX) && \
+    !defined(MD_NO_AVX512BF16)
 #include <sys/syscall.h>
 #include <unistd.h>
 #define MD_AMX 1
@@ -184,7 +192,20 @@ inline float dot_bf16_pair(float acc, uint32_t a, uint32_t b) {
   return flush_subnormal(fmadd(flush_subnormal(md_bits_f32(a << 16)), flush_subnormal(md_bits_f32(b << 16)), acc));
 }
 
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && !defined(MD_PORTABLE)
+/**
+ * Coarse operands of a VDPBF16PS step, where its emulation may skip its flushes: a bf16 element is coarse
+ * when it is +-0, infinite, NaN or at least 2^-56 in magnitude (bits & 0x7fff >= COARSE_BF16), so that the
+ * product of two is 0 or a multiple of 2^-126 (8-bit significands times 2^(e - 134) each); an accumulator
+ * lane when it is +-0, not finite, or at least 2^-103 (a multiple of 2^-126: bits & 0x7fffffff >=
+ * COARSE_F32). From such an accumulator, every rounded partial sum of such products is again 0 or a
+ * multiple of 2^-126 (a rounded float of one is one: exact below 2^-102, a multiple of its own ulp above),
+ * so never subnormal, and no input is: each flush is the identity. dot_bf16_coarse is then dot_bf16 bit for
+ * bit with two plain FMAs per lane; callers check (bf16_coarse, acc_coarse) and fall back to dot_bf16.
+ */
+constexpr int16_t COARSE_BF16 = 71 << 7;
+constexpr uint32_t COARSE_F32 = 24u << 23;
+
+#if defined(MD_ISA_AVX512)
 #define MD_VEC_AVX512 1
 
 struct f32x16 {
@@ -291,6 +312,36 @@ inline f32x16 dot_bf16(f32x16 acc, bf16x32 a, bf16x32 b) {
 #endif
 }
 
+/** Whether dot_bf16 is VDPBF16PS itself, not its emulation. */
+#if defined(__AVX512BF16__) && !defined(MD_NO_AVX512BF16)
+constexpr bool BF16_NATIVE = true;
+#else
+constexpr bool BF16_NATIVE = false;
+#endif
+/** Whether every element of x is coarse (the comment at dot_bf16_coarse). */
+template <int N>
+inline bool bf16_coarse(const bf16x32 (&x)[N]) {
+  if constexpr (BF16_NATIVE) return true;
+  __mmask32 fine = 0;
+  for (int i = 0; i < N; ++i) {
+    const __m512i gap = _mm512_sub_epi16(_mm512_and_si512(x[i].v, _mm512_set1_epi16(0x7fff)), _mm512_set1_epi16(1));
+    fine |= _mm512_cmp_epu16_mask(gap, _mm512_set1_epi16(COARSE_BF16 - 1), _MM_CMPINT_LT);
+  }
+  return fine == 0;
+}
+/** Whether every lane of a is a coarse accumulator (the comment at dot_bf16_coarse). */
+inline bool acc_coarse(f32x16 a) {
+  if constexpr (BF16_NATIVE) return true;
+  const __m512i gap = _mm512_sub_epi32(_mm512_and_si512(_mm512_castps_si512(a.v), _mm512_set1_epi32(0x7fffffff)), _mm512_set1_epi32(1));
+  return _mm512_cmp_epu32_mask(gap, _mm512_set1_epi32((int)COARSE_F32 - 1), _MM_CMPINT_LT) == 0;
+}
+/** dot_bf16 of coarse operands into a coarse accumulator: no flush can change a bit, so none is made. */
+inline f32x16 dot_bf16_coarse(f32x16 acc, bf16x32 a, bf16x32 b) {
+  if constexpr (BF16_NATIVE) return dot_bf16(acc, a, b);
+  const f32x16 s = fmadd(bf16_odd(a), bf16_odd(b), acc);
+  return fmadd(bf16_even(a), bf16_even(b), s);
+}
+
 /**
  * Two bf16 rows as VDPBF16PS pairs, for P.V over position pairs: dword 4k + i of interleave<H>(a, b) holds
  * (a, b)'s element 8k + 4H + i (UNPCKLWD for H = 0, UNPCKHWD for H = 1), a's in the low half.
@@ -308,6 +359,200 @@ inline bf16x32 set1_pair(const uint16_t* p) {
 }
 /** x's bits where every dword's `keep` has ones, zeros elsewhere. */
 inline bf16x32 keep_bits(bf16x32 x, uint32_t keep) { return {_mm512_and_si512(x.v, _mm512_set1_epi32((int)keep))}; }
+
+#elif defined(MD_ISA_AVX2)
+#define MD_VEC_AVX2 1
+// ---- AVX2: a vector is two 256-bit halves, lanes 0-7 and 8-15, and every operation the AVX-512 one's on
+// each half; folds and unfold move lanes exactly as the AVX-512 shuffles do, so every result is the same.
+
+struct f32x16 {
+  __m256 lo, hi;
+};
+/** Lanes 0-7 and 8-15 of "lane < n" as all-ones dwords. */
+inline __m256i lanes_lo(int n) { return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)); }
+inline __m256i lanes_hi(int n) { return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(8, 9, 10, 11, 12, 13, 14, 15)); }
+inline f32x16 zero() { return {_mm256_setzero_ps(), _mm256_setzero_ps()}; }
+inline f32x16 set1(float x) { return {_mm256_set1_ps(x), _mm256_set1_ps(x)}; }
+inline f32x16 load(const float* p) { return {_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8)}; }
+/** p[0 .. n), zeros after; nothing past n is read (masked lanes never fault). */
+inline f32x16 load_n(const float* p, int n) { return {_mm256_maskload_ps(p, lanes_lo(n)), _mm256_maskload_ps(p + 8, lanes_hi(n))}; }
+inline void store(float* p, f32x16 a) {
+  _mm256_storeu_ps(p, a.lo);
+  _mm256_storeu_ps(p + 8, a.hi);
+}
+inline void store_n(float* p, f32x16 a, int n) {
+  _mm256_maskstore_ps(p, lanes_lo(n), a.lo);
+  _mm256_maskstore_ps(p + 8, lanes_hi(n), a.hi);
+}
+#define MD_VEC_HALVES(name, op) \
+  inline f32x16 name(f32x16 a, f32x16 b) { return {op(a.lo, b.lo), op(a.hi, b.hi)}; }
+MD_VEC_HALVES(add, _mm256_add_ps)
+MD_VEC_HALVES(sub, _mm256_sub_ps)
+MD_VEC_HALVES(mul, _mm256_mul_ps)
+MD_VEC_HALVES(div, _mm256_div_ps)
+/** Lane-wise a > b ? a : b (MAXPS's rule for NaN and signed zeros). */
+MD_VEC_HALVES(max, _mm256_max_ps)
+#undef MD_VEC_HALVES
+inline f32x16 fmadd(f32x16 a, f32x16 b, f32x16 c) { return {_mm256_fmadd_ps(a.lo, b.lo, c.lo), _mm256_fmadd_ps(a.hi, b.hi, c.hi)}; }
+/** Lane j: bit j of m ? a : b. */
+inline f32x16 select(uint16_t m, f32x16 a, f32x16 b) {
+  const __m256i bits = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128), v = _mm256_set1_epi32(m);
+  const __m256 lo = _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_and_si256(v, bits), bits));
+  const __m256 hi = _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_and_si256(_mm256_srli_epi32(v, 8), bits), bits));
+  return {_mm256_blendv_ps(b.lo, a.lo, lo), _mm256_blendv_ps(b.hi, a.hi, hi)};
+}
+
+/** Sixteen 16-bit values (bf16 or fp16) as floats, exactly. */
+inline f32x16 widen16(__m256i h) {
+  if constexpr (STORAGE == Storage::bf16)
+    return {_mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_castsi256_si128(h)), 16)),
+            _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_extracti128_si256(h, 1)), 16))};
+  return {_mm256_cvtph_ps(_mm256_castsi256_si128(h)), _mm256_cvtph_ps(_mm256_extracti128_si256(h, 1))};
+}
+/** The storage dtype's p[0 .. 16) as floats (exact). */
+inline f32x16 widen(const float* p) {
+  if constexpr (STORAGE == Storage::fp32) return load((const float*)p);
+  else return widen16(_mm256_loadu_si256((const __m256i*)p));
+}
+/** The storage dtype's p[0 .. n) as floats, zeros after; nothing past n is read. */
+inline f32x16 widen_n(const float* p, int n) {
+  if constexpr (STORAGE == Storage::fp32) return load_n((const float*)p, n);
+  alignas(32) uint16_t h[16] = {};
+  memcpy(h, p, (size_t)n * sizeof(uint16_t));
+  return widen16(_mm256_load_si256((const __m256i*)h));
+}
+
+inline float reduce_add(f32x16 a) {  // reduce_lanes' tree: lane j += lane j + w for w = 8, 4, 2, 1
+  const __m256 h = _mm256_add_ps(a.lo, a.hi);
+  __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+  q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+  return _mm_cvtss_f32(_mm_add_ss(q, _mm_movehdup_ps(q)));
+}
+inline float reduce_max(f32x16 a) {  // the same tree with a > b ? a : b
+  const __m256 h = _mm256_max_ps(a.lo, a.hi);
+  __m128 q = _mm_max_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+  q = _mm_max_ps(q, _mm_movehl_ps(q, q));
+  return _mm_cvtss_f32(_mm_max_ss(q, _mm_movehdup_ps(q)));
+}
+
+/** fold<L> and unfold of the AVX-512 path (its comment), lane for lane: 128-bit quarter i is quarter i % 2 of half i / 2. */
+template <int L>
+inline f32x16 fold(f32x16 x, f32x16 y) {
+  static_assert(L >= 1 && L <= 4, "four levels of 16 lanes");
+  if constexpr (L == 1) return {_mm256_add_ps(x.lo, x.hi), _mm256_add_ps(y.lo, y.hi)};
+  if constexpr (L == 2)
+    return {_mm256_add_ps(_mm256_permute2f128_ps(x.lo, x.hi, 0x20), _mm256_permute2f128_ps(x.lo, x.hi, 0x31)),
+            _mm256_add_ps(_mm256_permute2f128_ps(y.lo, y.hi, 0x20), _mm256_permute2f128_ps(y.lo, y.hi, 0x31))};
+  if constexpr (L == 3)
+    return {_mm256_add_ps(_mm256_shuffle_ps(x.lo, y.lo, 0x44), _mm256_shuffle_ps(x.lo, y.lo, 0xee)),
+            _mm256_add_ps(_mm256_shuffle_ps(x.hi, y.hi, 0x44), _mm256_shuffle_ps(x.hi, y.hi, 0xee))};
+  if constexpr (L == 4)
+    return {_mm256_add_ps(_mm256_shuffle_ps(x.lo, y.lo, 0x88), _mm256_shuffle_ps(x.lo, y.lo, 0xdd)),
+            _mm256_add_ps(_mm256_shuffle_ps(x.hi, y.hi, 0x88), _mm256_shuffle_ps(x.hi, y.hi, 0xdd))};
+}
+inline f32x16 unfold(f32x16 e) {  // lane t takes lane (t % 4) * 4 + t / 4
+  const __m256i lo = _mm256_setr_epi32(0, 4, 0, 4, 1, 5, 1, 5), hi = _mm256_setr_epi32(2, 6, 2, 6, 3, 7, 3, 7);
+  return {_mm256_blend_ps(_mm256_permutevar8x32_ps(e.lo, lo), _mm256_permutevar8x32_ps(e.hi, lo), 0xcc),
+          _mm256_blend_ps(_mm256_permutevar8x32_ps(e.lo, hi), _mm256_permutevar8x32_ps(e.hi, hi), 0xcc)};
+}
+
+/** 32 bf16 (or any 16-bit) values, a VDPBF16PS operand: elements 0-15 in lo, 16-31 in hi. */
+struct bf16x32 {
+  __m256i lo, hi;
+};
+inline bf16x32 load_bf16(const uint16_t* p) { return {_mm256_loadu_si256((const __m256i*)p), _mm256_loadu_si256((const __m256i*)(p + 16))}; }
+/** p[0 .. n) (n <= 32), zeros after; nothing past n is read. */
+inline bf16x32 load_bf16_n(const void* p, int n) {
+  alignas(32) uint16_t h[32] = {};
+  memcpy(h, p, (size_t)(n < 32 ? n : 32) * sizeof(uint16_t));
+  return load_bf16(h);
+}
+
+/** Lane j: bf16 element 2j of x (even) or 2j + 1 (odd) as a float, exactly: one bit operation each. */
+inline f32x16 bf16_even(bf16x32 x) { return {_mm256_castsi256_ps(_mm256_slli_epi32(x.lo, 16)), _mm256_castsi256_ps(_mm256_slli_epi32(x.hi, 16))}; }
+inline f32x16 bf16_odd(bf16x32 x) {
+  const __m256i hi = _mm256_set1_epi32((int)0xffff0000u);
+  return {_mm256_castsi256_ps(_mm256_and_si256(x.lo, hi)), _mm256_castsi256_ps(_mm256_and_si256(x.hi, hi))};
+}
+
+/** Lane j: x rounded to bf16 as md_bf16_from_f32 rounds, as a float (its low 16 bits zero). */
+inline __m256 round_bf16_half(__m256 x) {
+  const __m256i u = _mm256_castps_si256(x), hi = _mm256_set1_epi32((int)0xffff0000u);
+  const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+  const __m256i r = _mm256_and_si256(_mm256_add_epi32(_mm256_add_epi32(u, lsb), _mm256_set1_epi32(0x7fff)), hi);
+  const __m256i nan = _mm256_or_si256(_mm256_and_si256(u, hi), _mm256_set1_epi32(0x00400000));
+  return _mm256_blendv_ps(_mm256_castsi256_ps(r), _mm256_castsi256_ps(nan), _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+}
+inline f32x16 round_bf16(f32x16 x) { return {round_bf16_half(x.lo), round_bf16_half(x.hi)}; }
+/** The bf16 of a round_bf16 result's lanes to p[0 .. 16). */
+inline void store_bf16(uint16_t* p, f32x16 r) {
+  const __m256i packed = _mm256_packus_epi32(_mm256_srli_epi32(_mm256_castps_si256(r.lo), 16), _mm256_srli_epi32(_mm256_castps_si256(r.hi), 16));
+  _mm256_storeu_si256((__m256i*)p, _mm256_permute4x64_epi64(packed, 0xd8));
+}
+
+/** Every bf16 element of h that is subnormal as a zero of its sign (one test for both elements of a pair). */
+inline __m256i flush_bf16(__m256i h) {
+  const __m256i denormal = _mm256_cmpeq_epi16(_mm256_and_si256(h, _mm256_set1_epi16(0x7f80)), _mm256_setzero_si256());
+  return _mm256_andnot_si256(_mm256_and_si256(denormal, _mm256_set1_epi16(0x7fff)), h);
+}
+/** Every subnormal lane of f as a zero of its sign. */
+inline __m256 flush_f32(__m256 f) {
+  const __m256i u = _mm256_castps_si256(f);
+  const __m256i denormal = _mm256_cmpeq_epi32(_mm256_and_si256(u, _mm256_set1_epi32(0x7f800000)), _mm256_setzero_si256());
+  return _mm256_castsi256_ps(_mm256_andnot_si256(_mm256_and_si256(denormal, _mm256_set1_epi32(0x7fffffff)), u));
+}
+/** One half of dot_bf16: the odd products, then the even ones, each rounded once and flushed (dot_bf16_pair). */
+inline __m256 dot_bf16_half(__m256 acc, __m256i a, __m256i b) {
+  const __m256i hi = _mm256_set1_epi32((int)0xffff0000u);
+  a = flush_bf16(a);
+  b = flush_bf16(b);
+  acc = flush_f32(acc);
+  acc = flush_f32(_mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_and_si256(a, hi)), _mm256_castsi256_ps(_mm256_and_si256(b, hi)), acc));
+  return flush_f32(_mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(a, 16)), _mm256_castsi256_ps(_mm256_slli_epi32(b, 16)), acc));
+}
+/** Lane j: dot_bf16_pair(acc[j], a32[j], b32[j]) over 32 bf16 each, i.e. VDPBF16PS. */
+inline f32x16 dot_bf16(f32x16 acc, bf16x32 a, bf16x32 b) { return {dot_bf16_half(acc.lo, a.lo, b.lo), dot_bf16_half(acc.hi, a.hi, b.hi)}; }
+
+constexpr bool BF16_NATIVE = false;
+/** (h & 0x7fff) - 1 per element: below COARSE_BF16 - 1, as an unsigned number, for the fine ones alone. */
+inline __m256i coarse_gap(__m256i h) { return _mm256_sub_epi16(_mm256_and_si256(h, _mm256_set1_epi16(0x7fff)), _mm256_set1_epi16(1)); }
+/** Whether every element of x is coarse (the comment at dot_bf16_coarse). */
+template <int N>
+inline bool bf16_coarse(const bf16x32 (&x)[N]) {
+  __m256i least = _mm256_set1_epi16(-1);
+  for (int i = 0; i < N; ++i) least = _mm256_min_epu16(least, _mm256_min_epu16(coarse_gap(x[i].lo), coarse_gap(x[i].hi)));
+  const __m256i bound = _mm256_set1_epi16(COARSE_BF16 - 1);
+  return _mm256_movemask_epi8(_mm256_cmpeq_epi16(_mm256_max_epu16(least, bound), least)) == -1;
+}
+/** Whether every lane of a is a coarse accumulator (the comment at dot_bf16_coarse). */
+inline bool acc_coarse(f32x16 a) {
+  const __m256i abs = _mm256_set1_epi32(0x7fffffff), one = _mm256_set1_epi32(1);
+  const __m256i lo = _mm256_sub_epi32(_mm256_and_si256(_mm256_castps_si256(a.lo), abs), one);
+  const __m256i hi = _mm256_sub_epi32(_mm256_and_si256(_mm256_castps_si256(a.hi), abs), one);
+  const __m256i least = _mm256_min_epu32(lo, hi), bound = _mm256_set1_epi32((int)COARSE_F32 - 1);
+  return _mm256_movemask_epi8(_mm256_cmpeq_epi32(_mm256_max_epu32(least, bound), least)) == -1;
+}
+/** dot_bf16 of coarse operands into a coarse accumulator: no flush can change a bit, so none is made. */
+inline f32x16 dot_bf16_coarse(f32x16 acc, bf16x32 a, bf16x32 b) { return fmadd(bf16_even(a), bf16_even(b), fmadd(bf16_odd(a), bf16_odd(b), acc)); }
+
+/** interleave of the AVX-512 path: UNPCKLWD / UNPCKHWD per 128-bit quarter. */
+template <int H>
+inline bf16x32 interleave(bf16x32 a, bf16x32 b) {
+  if constexpr (H == 0) return {_mm256_unpacklo_epi16(a.lo, b.lo), _mm256_unpacklo_epi16(a.hi, b.hi)};
+  else return {_mm256_unpackhi_epi16(a.lo, b.lo), _mm256_unpackhi_epi16(a.hi, b.hi)};
+}
+/** Every dword: p[0] in the low half, p[1] in the high half. */
+inline bf16x32 set1_pair(const uint16_t* p) {
+  uint32_t u;
+  memcpy(&u, p, sizeof u);
+  const __m256i v = _mm256_set1_epi32((int)u);
+  return {v, v};
+}
+/** x's bits where every dword's `keep` has ones, zeros elsewhere. */
+inline bf16x32 keep_bits(bf16x32 x, uint32_t keep) {
+  const __m256i k = _mm256_set1_epi32((int)keep);
+  return {_mm256_and_si256(x.lo, k), _mm256_and_si256(x.hi, k)};
+}
 
 #else  // portable: the same operations, lane by lane
 
@@ -428,6 +673,12 @@ inline f32x16 dot_bf16(f32x16 acc, bf16x32 a, bf16x32 b) {
     acc.v[j] = dot_bf16_pair(acc.v[j], (uint32_t)a.v[2 * j] | (uint32_t)a.v[2 * j + 1] << 16, (uint32_t)b.v[2 * j] | (uint32_t)b.v[2 * j + 1] << 16);
   return acc;
 }
+// The reference: dot_bf16's every step, whatever its operands (so the tests compare the others' fast path with it).
+constexpr bool BF16_NATIVE = false;
+template <int N>
+inline bool bf16_coarse(const bf16x32 (&)[N]) { return false; }
+inline bool acc_coarse(f32x16) { return false; }
+inline f32x16 dot_bf16_coarse(f32x16 acc, bf16x32 a, bf16x32 b) { return dot_bf16(acc, a, b); }
 template <int H>
 inline bf16x32 interleave(bf16x32 a, bf16x32 b) {
   bf16x32 r;
@@ -496,6 +747,26 @@ inline f32x16 exp(f32x16 x) {
   e = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x.v, _mm512_set1_ps(EXP_LO), _CMP_LT_OQ), e, _mm512_setzero_ps());
   return {_mm512_mask_blend_ps(_mm512_cmp_ps_mask(x.v, x.v, _CMP_UNORD_Q), e, x.v)};
 }
+#elif defined(MD_VEC_AVX2)
+/** exp1's steps on eight lanes: the same operations in the same order (no VSCALEFPS here: 2^n as its two factors). */
+inline __m256 exp_half(__m256 x) {
+  const __m256 n = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(x, _mm256_set1_ps(LOG2E)), _mm256_set1_ps(ROUNDER)), _mm256_set1_ps(ROUNDER));
+  __m256 r = _mm256_fmadd_ps(n, _mm256_set1_ps(-LN2_HI), x);
+  r = _mm256_fmadd_ps(n, _mm256_set1_ps(-LN2_LO), r);
+  __m256 p = _mm256_set1_ps(EXP_P[0]);
+  for (int i = 1; i < 6; ++i) p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_P[i]));
+  const __m256 y = _mm256_add_ps(_mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r), _mm256_set1_ps(1.0f));
+  // n in [-150, 128] on every lane that is kept below; the others' factors are never used.
+  const __m256i ni = _mm256_cvttps_epi32(n), lo = _mm256_srai_epi32(ni, 1), hi = _mm256_sub_epi32(ni, lo);
+  const __m256i bias = _mm256_set1_epi32(127);
+  const __m256 flo = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(lo, bias), 23));
+  const __m256 fhi = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(hi, bias), 23));
+  __m256 e = _mm256_mul_ps(_mm256_mul_ps(y, flo), fhi);
+  e = _mm256_blendv_ps(e, _mm256_set1_ps(INFINITY), _mm256_cmp_ps(x, _mm256_set1_ps(EXP_HI), _CMP_GT_OQ));
+  e = _mm256_blendv_ps(e, _mm256_setzero_ps(), _mm256_cmp_ps(x, _mm256_set1_ps(EXP_LO), _CMP_LT_OQ));
+  return _mm256_blendv_ps(e, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+}
+inline f32x16 exp(f32x16 x) { return {exp_half(x.lo), exp_half(x.hi)}; }
 #else
 inline f32x16 exp(f32x16 x) {
   for (int j = 0; j < W; ++j) x.v[j] = exp1(x.v[j]);
@@ -805,7 +1076,7 @@ constexpr int QF = BF16_DOT ? 1 : DV;
  * there is prefetched (the tile's V rows, for the P.V that follows).
  */
 template <int NQ>
-inline void group_dots(const vec::bf16x32 (&qb)[NQ][QB], const f32x16 (&qf)[NQ][QF], const store_t* kt, const store_t* ahead, uint16_t seen, f32x16* out) {
+inline void group_dots(const vec::bf16x32 (&qb)[NQ][QB], bool q_coarse, const f32x16 (&qf)[NQ][QF], const store_t* kt, const store_t* ahead, uint16_t seen, f32x16* out) {
   static_assert(W == 16, "a group folds in four levels");
   f32x16 p1[NQ], p2[NQ], p3[NQ], p4[NQ];  // the partial waiting at each level
   // Unrolled at compile time, the levels' partials live in registers without copies and the carry tests
@@ -818,9 +1089,14 @@ inline void group_dots(const vec::bf16x32 (&qb)[NQ][QB], const f32x16 (&qf)[NQ][
     for (int q = 0; q < NQ; ++q) d[q] = vec::zero();
     if (seen >> t & 1) {
       if constexpr (BF16_DOT) {
-        for (int c = 0; c < QB; ++c) {
-          const vec::bf16x32 kk = bf16_block(k, c);
-          for (int q = 0; q < NQ; ++q) d[q] = vec::dot_bf16(d[q], qb[q][c], kk);
+        vec::bf16x32 kk[QB];
+        for (int c = 0; c < QB; ++c) kk[c] = bf16_block(k, c);
+        if (q_coarse && vec::bf16_coarse(kk)) {  // from zero: the same bits without the emulation's flushes
+          for (int c = 0; c < QB; ++c)
+            for (int q = 0; q < NQ; ++q) d[q] = vec::dot_bf16_coarse(d[q], qb[q][c], kk[c]);
+        } else {
+          for (int c = 0; c < QB; ++c)
+            for (int q = 0; q < NQ; ++q) d[q] = vec::dot_bf16(d[q], qb[q][c], kk[c]);
         }
       } else {
         for (int c = 0; c < DV; ++c) {
@@ -920,11 +1196,14 @@ inline void tile_scores(Scratch& sc, const Pair* pr, int at, int32_t p0, const f
   alignas(64) float s[NQ][TILE];
   vec::bf16x32 qb[NQ][QB];
   f32x16 qf[NQ][QF];
+  bool q_coarse = BF16_DOT && !vec::BF16_NATIVE;  // where VDPBF16PS is emulated (md_cpu.h dot_bf16_coarse)
   for (int q = 0; q < NQ; ++q) {
-    if constexpr (BF16_DOT)
+    if constexpr (BF16_DOT) {
       for (int c = 0; c < QB; ++c) qb[q][c] = vec::load_bf16(sc.qb[pr[q].i][pr[q].head] + c * 2 * W);
-    else
+      q_coarse = q_coarse && vec::bf16_coarse(qb[q]);
+    } else {
       for (int c = 0; c < QF; ++c) qf[q][c] = vec::load(sc.q[pr[q].i][pr[q].head] + c * W);
+    }
   }
   for (int g = 0; g < GROUPS; ++g) {
     if (!vis_any[g]) {
@@ -932,7 +1211,7 @@ inline void tile_scores(Scratch& sc, const Pair* pr, int at, int32_t p0, const f
       continue;
     }
     f32x16 dots[NQ];
-    group_dots<NQ>(qb, qf, kt + (size_t)g * W * HEAD_DIM, ahead ? ahead + (size_t)g * W * HEAD_DIM : nullptr, vis_any[g], dots);
+    group_dots<NQ>(qb, q_coarse, qf, kt + (size_t)g * W * HEAD_DIM, ahead ? ahead + (size_t)g * W * HEAD_DIM : nullptr, vis_any[g], dots);
     for (int q = 0; q < NQ; ++q) vec::store(s[q] + g * W, vec::mul(vec::unfold(dots[q]), vec::set1(ATTN_SCALE)));
   }
   softmax_steps<Pass, false>(sc, pr, at, NQ, s, p0, params, ah);
@@ -1028,6 +1307,13 @@ inline void tile_values_dot(Scratch& sc, const Pair* pr, int at, const store_t* 
   constexpr int CS = dot_slices_for(NB);
   bool full[GROUPS];
   full_groups<NB>(sc, pr, at, full);
+  // Where VDPBF16PS is emulated: whether every pair's weights are coarse (md_cpu.h dot_bf16_coarse).
+  bool weights_coarse = !vec::BF16_NATIVE;
+  for (int q = 0; q < NB && weights_coarse; ++q)
+    for (int b = 0; b < TILE && weights_coarse; b += 2 * W) {
+      const vec::bf16x32 block[1] = {TILE - b >= 2 * W ? vec::load_bf16(sc.wb[at + q] + b) : vec::load_bf16_n(sc.wb[at + q] + b, TILE - b)};
+      weights_coarse = vec::bf16_coarse(block);
+    }
   for (int c0 = 0; c0 < DA; c0 += CS) {
     // Every index into acc is a compile-time constant (unroll), so the accumulators stay in registers.
     f32x16 acc[NB][CS];
@@ -1037,6 +1323,10 @@ inline void tile_values_dot(Scratch& sc, const Pair* pr, int at, const store_t* 
         acc[q][c] = sc.live[at + q] ? vec::mul(vec::load(a), vec::set1(sc.corr[at + q])) : vec::zero();
       });
     });
+    // The full groups take dot_bf16_coarse while the weights, these accumulators and each step's V rows
+    // are coarse; from a step whose V rows are not, every flush for the rest of the slices' pass.
+    bool coarse = weights_coarse;
+    unroll<NB>([&](auto q) { unroll<CS>([&](auto c) { coarse = coarse && vec::acc_coarse(acc[q][c]); }); });
     for (int g = 0; g < GROUPS; ++g) {
       if (full[g]) {  // the common case: every pair sees every position, no branches
         for (int u = 0; u < W / 2; ++u) {
@@ -1047,8 +1337,16 @@ inline void tile_values_dot(Scratch& sc, const Pair* pr, int at, const store_t* 
           unroll<NB>([&](auto q) { w[q] = vec::set1_pair(sc.wb[at + q] + t); });
           unroll<CS / 2>([&](auto cb) {
             constexpr int c = 2 * decltype(cb)::value;
-            const vec::bf16x32 x0 = bf16_block(v0, c0 / 2 + cb), x1 = bf16_block(v0 + HEAD_DIM, c0 / 2 + cb);
-            const vec::bf16x32 lo = vec::interleave<0>(x0, x1), hi = vec::interleave<1>(x0, x1);
+            const vec::bf16x32 rows[2] = {bf16_block(v0, c0 / 2 + cb), bf16_block(v0 + HEAD_DIM, c0 / 2 + cb)};
+            const vec::bf16x32 lo = vec::interleave<0>(rows[0], rows[1]), hi = vec::interleave<1>(rows[0], rows[1]);
+            if (coarse && vec::bf16_coarse(rows)) {
+              unroll<NB>([&](auto q) {
+                acc[q][c] = vec::dot_bf16_coarse(acc[q][c], w[q], lo);
+                acc[q][c + 1] = vec::dot_bf16_coarse(acc[q][c + 1], w[q], hi);
+              });
+              return;
+            }
+            coarse = false;
             unroll<NB>([&](auto q) {
               acc[q][c] = vec::dot_bf16(acc[q][c], w[q], lo);
               acc[q][c + 1] = vec::dot_bf16(acc[q][c + 1], w[q], hi);

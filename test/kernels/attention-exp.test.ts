@@ -1,6 +1,7 @@
 // The one exp of the CPU attention kernels (scores, rescales, chunk merges): vector lanes and the scalar
 // give the same bits, within 2 ulp of e^x (the correctly rounded float of libm's double exp) from -110 to
-// 100, subnormal results included, and the MD_PORTABLE build computes exactly what the native one does.
+// 100, subnormal results included, and the MD_PORTABLE and MD_NO_AVX512 (AVX2) builds compute exactly what the
+// native one does.
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -42,8 +43,10 @@ describe('attention exp', () => {
     const [one, zero, inf, nan] = native.specials;
     expect([one, zero, inf]).toEqual([0x3f800000, 0, 0x7f800000]);
     expect((nan & 0x7f800000) === 0x7f800000 && (nan & 0x7fffff) !== 0, 'exp(NaN) is NaN').toBe(true);
-    const portable = run(['MD_PORTABLE']);
-    expect(portable.laneMismatches).toBe(0);
-    expect(portable.hash).toBe(native.hash);
+    for (const define of ['MD_PORTABLE', 'MD_NO_AVX512']) {
+      const other = run([define]);
+      expect(other.laneMismatches, define).toBe(0);
+      expect(other.hash, define).toBe(native.hash);
+    }
   }, 120_000);
 });

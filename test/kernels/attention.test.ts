@@ -12,10 +12,9 @@ import { isCausal } from '../../codegen/passes/causal.ts';
 import type { PassPlan } from '../../codegen/plan.ts';
 import { attentionError, attentionRef } from '../reference/kernels.ts';
 import { attentionDrawArb, buildAttention, withValueBits, type AttentionDraw } from '../harness/kernels/attention-case.ts';
-import { KERNEL_DEPLOYMENTS, type KernelDeploymentName } from '../harness/kernels/deployments.ts';
+import { KERNEL_DEPLOYMENTS, PAGED_BF16_DEPLOYMENTS, type KernelDeploymentName } from '../harness/kernels/deployments.ts';
 import { f32, type Arg } from '../harness/kernels/driver.ts';
 import { useModules, type ModuleUnderTest } from '../harness/kernels/module.ts';
-import { attentions, makeDeployment, modelConfig, policies } from '../support/deployments.ts';
 
 /**
  * Besides the shared modules: bf16 GQA at the benchmark's shapes (head_dim 64, pages of 64: several
@@ -25,24 +24,7 @@ import { attentions, makeDeployment, modelConfig, policies } from '../support/de
  */
 const DEPLOYMENTS = {
   ...KERNEL_DEPLOYMENTS,
-  pagedBf16: makeDeployment({
-    model: modelConfig({ numHeads: 8, numKvHeads: 2, headDim: 64 }),
-    target: { attention: attentions.causal(), kv: policies.full() },
-    draft: { attention: attentions.causal(), kv: policies.streaming(5, 70) },
-    batch: [1, 4],
-    maxSeq: 512,
-    pageSize: 64,
-    dtype: 'bf16',
-  }),
-  mhaBf16: makeDeployment({
-    model: modelConfig({ numHeads: 4, numKvHeads: 4, headDim: 48 }),
-    target: { attention: attentions.causal(), kv: policies.full() },
-    draft: { attention: attentions.causal(), kv: policies.streaming(3, 40) },
-    batch: [1, 8],
-    maxSeq: 384,
-    pageSize: 32,
-    dtype: 'bf16',
-  }),
+  ...PAGED_BF16_DEPLOYMENTS,
 };
 const NAMES = Object.keys(DEPLOYMENTS) as (KernelDeploymentName | 'pagedBf16' | 'mhaBf16')[];
 const modules = useModules(DEPLOYMENTS);

@@ -18,7 +18,7 @@ import { buildModule } from '../../codegen/build.ts';
 import { planModule } from '../../codegen/plan.ts';
 import { gemmOrderRef } from '../reference/gemm-order.ts';
 import { cpuGemmInputs, gemmRef, relError } from '../reference/kernels.ts';
-import { mulberry32 } from '../harness/kernels/attention-case.ts';
+import { mulberry32, plantFine } from '../harness/kernels/attention-case.ts';
 import { f32, KernelDriver } from '../harness/kernels/driver.ts';
 import { useModules } from '../harness/kernels/module.ts';
 import { store } from '../harness/kernels/storage.ts';
@@ -46,17 +46,6 @@ afterAll(() => fallbacks.forEach((d) => d.close()));
 
 const bits = (a: Float32Array) => new Uint32Array(a.slice().buffer);
 const rand = (rnd: () => number, n: number, scale: number) => Float32Array.from({ length: n }, () => (2 * rnd() - 1) * scale);
-/**
- * With probability p per element, a value in [2^-131, 2^-49) of either sign instead: below the coarse bound
- * (2^-56, md_cpu.h dot_bf16_coarse), subnormal in f32 or bf16, and pairs whose products and partial sums
- * fall near 2^-126, where the emulated VDPBF16PS's flushes change bits. The blocks around them run the fast
- * path, so the draws also cross between the two within a tile.
- */
-const plantFine = (rnd: () => number, a: Float32Array, p: number) => {
-  for (let i = 0; i < a.length; i++)
-    if (rnd() < p) a[i] = (rnd() < 0.5 ? -1 : 1) * (1 + rnd()) * 2 ** -(49 + Math.floor(rnd() * 83));
-  return a;
-};
 /** Row counts at and around every blocking boundary, and anything up to the largest bucket's 128. */
 const rowsArb = fc.oneof(fc.constantFrom(1, 5, 6, 7, 12, 13, 18, 19, 108, 109, 127, 128), fc.integer({ min: 1, max: 128 }));
 
@@ -68,8 +57,11 @@ describe.each(Object.keys(DEPLOYMENTS) as Name[])('gemm blocking paths, %s weigh
     await fc.assert(
       fc.asyncProperty(fc.integer({ min: 1, max: 0x7fffffff }), fc.constantFrom(...roles), rowsArb, fc.constantFrom(1, 2, 3), fc.boolean(), fc.constantFrom(0, 0.002, 0.02), async (seed, g, rows, threads, withBias, fine) => {
         const rnd = mulberry32(seed);
-        const x = plantFine(rnd, rand(rnd, rows * g.k, 2), fine);
-        const w = store(m.plan.deployment.dtype, plantFine(rnd, rand(rnd, g.n * g.k, 0.5), fine));
+        // Some draws plant values below the emulated VDPBF16PS's coarse bound (md_cpu.h dot_bf16_coarse).
+        const [x, wf] = [rand(rnd, rows * g.k, 2), rand(rnd, g.n * g.k, 0.5)];
+        plantFine(rnd, x, fine);
+        plantFine(rnd, wf, fine);
+        const w = store(m.plan.deployment.dtype, wf);
         const bias = withBias && g.role !== 'lm_head' ? store(m.plan.deployment.dtype, rand(rnd, g.n, 1)) : undefined;
         const res = await driver.call(`md_gemm_${g.role}_b32`, { x, w: w.bytes, bias: bias?.bytes ?? null, y: { out: rows * g.n * 4 }, rows }, threads);
         expect(res.status).toBe(0);

@@ -15,6 +15,21 @@ export interface AttentionDraw {
   readonly seqs: readonly { readonly len: number; readonly verify: boolean }[];
   /** Per param of the pass, a fraction in [0, 1] that picks its value (see paramValue). */
   readonly paramPicks: readonly number[];
+  /**
+   * Per element of q, K and V, the chance of a value in [2^-131, 2^-49), below the coarse bound of the
+   * emulated VDPBF16PS (md_cpu.h dot_bf16_coarse), or of a large one in [8, 512) for K (scores far apart,
+   * so weights far below it too), and some KV heads' V scaled down to near 2^-126. 0 or absent: none.
+   */
+  readonly fine?: number;
+}
+
+/** a with each element, with chance p, replaced by a fine value (or, with `big`, as often by a large one). */
+export function plantFine(rnd: () => number, a: Float64Array | Float32Array, p: number, big = false): void {
+  const sign = () => (rnd() < 0.5 ? -1 : 1);
+  for (let i = 0; i < a.length; i++) {
+    if (rnd() < p) a[i] = sign() * (1 + rnd()) * 2 ** -(49 + Math.floor(rnd() * 83));
+    else if (big && rnd() < p) a[i] = sign() * (1 + rnd()) * 2 ** (3 + Math.floor(rnd() * 6));
+  }
 }
 
 export function attentionDrawArb(plan: ModulePlan, maxSeqs: number, maxLen: number): fc.Arbitrary<AttentionDraw> {
@@ -97,6 +112,20 @@ export function buildAttention(plan: ModulePlan, pass: PassPlan, d: AttentionDra
   const raw = (scale: number) => Float64Array.from({ length: elems }, () => (2 * rnd() - 1) * scale);
   const kRaw = raw(1.5);
   const vRaw = raw(1);
+  if (d.fine) {
+    plantFine(rnd, kRaw, d.fine, true);
+    plantFine(rnd, vRaw, d.fine);
+    // Some KV heads' V at 2^-116 .. 2^-129 of its scale, partly subnormal, so that P.V's inputs and partial
+    // sums sit about 2^-126, where a missed flush shows in the output.
+    for (let kvh = 0; kvh < kvHeads; kvh++) {
+      if (rnd() < 0.5) continue;
+      const f = 2 ** -(116 + Math.floor(rnd() * 14));
+      for (let pos = 0; pos < nPages * PS; pos++) {
+        const at = kvCacheRow({ kvHeads, headDim: D, pageSize: PS }, Math.floor(pos / PS), pos % PS, kvh);
+        for (let e = at; e < at + D; e++) vRaw[e] *= f;
+      }
+    }
+  }
   // Poison what no row of the slot may see (positions past seq_len in a last page included).
   let used = 0;
   let poisoned = 0;
@@ -116,6 +145,7 @@ export function buildAttention(plan: ModulePlan, pass: PassPlan, d: AttentionDra
   const k = store(dtype, kRaw);
   const v = store(dtype, vRaw);
   const q = Float32Array.from({ length: rows * heads * D }, () => (2 * rnd() - 1) * 3);
+  if (d.fine) plantFine(rnd, q, d.fine);
   const paramArr = Float32Array.from(params.length ? params : [0]);
 
   const argsFor = (sel: number[]): Record<string, Arg> => ({

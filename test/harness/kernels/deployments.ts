@@ -60,3 +60,28 @@ export const KERNEL_DEPLOYMENTS = {
 };
 
 export type KernelDeploymentName = keyof typeof KERNEL_DEPLOYMENTS;
+
+/**
+ * bf16 with pages of whole 16-position groups, where attention's full-group paths run: GQA 4:1 with pages
+ * of 64, and MHA (one query head per KV head) with a head tail (48 = 32 + 16) and pages of 32.
+ */
+export const PAGED_BF16_DEPLOYMENTS = {
+  pagedBf16: makeDeployment({
+    model: modelConfig({ numHeads: 8, numKvHeads: 2, headDim: 64 }),
+    target: { attention: attentions.causal(), kv: policies.full() },
+    draft: { attention: attentions.causal(), kv: policies.streaming(5, 70) },
+    batch: [1, 4],
+    maxSeq: 512,
+    pageSize: 64,
+    dtype: 'bf16',
+  }),
+  mhaBf16: makeDeployment({
+    model: modelConfig({ numHeads: 4, numKvHeads: 4, headDim: 48 }),
+    target: { attention: attentions.causal(), kv: policies.full() },
+    draft: { attention: attentions.causal(), kv: policies.streaming(3, 40) },
+    batch: [1, 8],
+    maxSeq: 384,
+    pageSize: 32,
+    dtype: 'bf16',
+  }),
+};
